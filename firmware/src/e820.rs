@@ -1,0 +1,475 @@
+//! The e820 memory map: parsed from QEMU's `etc/e820`, amended with what the
+//! firmware reserves, and handed to the kernel in the zero page.
+//!
+//! The map is kept sorted, without overlaps and with touching entries of the same
+//! type merged. When ranges collide, anything that is not RAM wins over RAM: a range
+//! somebody reserved is never handed to the kernel as usable.
+
+use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, e820_type};
+
+/// Room for QEMU's entries plus the firmware's own reservations; more than the
+/// zero page holds so that merging can bring a large map back under 128.
+const CAPACITY: usize = 160;
+
+/// Size of one `etc/e820` record.
+pub const RECORD_SIZE: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum E820Error {
+    /// `etc/e820` is not a whole number of 20-byte records, or is empty.
+    BadLength(usize),
+    /// An entry's end lies beyond 2^64.
+    Wraps { addr: u64, size: u64 },
+    /// More distinct ranges than the map can hold.
+    TooManyEntries,
+    /// No RAM at all, or none at 1 MiB where the kernel goes.
+    NoRam,
+}
+
+/// A half-open physical range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Range {
+    pub const fn new(start: u64, end: u64) -> Range {
+        Range { start, end }
+    }
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+    pub fn overlaps(&self, other: &Range) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+    pub fn contains(&self, other: &Range) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub range: Range,
+    pub typ: u32,
+}
+
+#[derive(Clone)]
+pub struct MemoryMap {
+    regions: [Region; CAPACITY],
+    len: usize,
+}
+
+impl Default for MemoryMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryMap {
+    pub const fn new() -> MemoryMap {
+        MemoryMap {
+            regions: [Region { range: Range::new(0, 0), typ: 0 }; CAPACITY],
+            len: 0,
+        }
+    }
+
+    /// Parses QEMU's `etc/e820` (packed little-endian `{u64 addr; u64 size; u32 type}`).
+    /// Zero-sized records are skipped; overlapping ones are resolved in favour of
+    /// the non-RAM type.
+    pub fn from_qemu(bytes: &[u8]) -> Result<MemoryMap, E820Error> {
+        if bytes.is_empty() || bytes.len() % RECORD_SIZE != 0 {
+            return Err(E820Error::BadLength(bytes.len()));
+        }
+        let mut map = MemoryMap::new();
+        for rec in bytes.chunks_exact(RECORD_SIZE) {
+            let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
+            let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
+            let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
+            if size == 0 {
+                continue;
+            }
+            let end = addr
+                .checked_add(size)
+                .ok_or(E820Error::Wraps { addr, size })?;
+            map.insert(Range::new(addr, end), typ)?;
+        }
+        if map.ram().next().is_none() {
+            return Err(E820Error::NoRam);
+        }
+        Ok(map)
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions[..self.len]
+    }
+
+    /// RAM ranges, in ascending order.
+    pub fn ram(&self) -> impl Iterator<Item = Range> + '_ {
+        self.regions()
+            .iter()
+            .filter(|r| r.typ == e820_type::RAM)
+            .map(|r| r.range)
+    }
+
+    /// Total RAM in bytes.
+    pub fn ram_bytes(&self) -> u64 {
+        self.ram().map(|r| r.len()).sum()
+    }
+
+    /// Is `range` entirely RAM?
+    pub fn is_ram(&self, range: Range) -> bool {
+        self.ram().any(|r| r.contains(&range))
+    }
+
+    /// End of the RAM region that contains 1 MiB: the top of "low" memory, below
+    /// the PCI hole. The firmware's high zone and the initrd go just below it.
+    pub fn low_ram_top(&self) -> Result<u64, E820Error> {
+        self.ram()
+            .find(|r| r.start <= 0x10_0000 && 0x10_0000 < r.end)
+            .map(|r| r.end.min(1 << 32))
+            .ok_or(E820Error::NoRam)
+    }
+
+    /// Marks `range` as `typ`. RAM only fills holes; any other type overrides
+    /// whatever was there.
+    pub fn insert(&mut self, range: Range, typ: u32) -> Result<(), E820Error> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        if typ == e820_type::RAM {
+            // Add the parts of `range` not already covered by something.
+            let mut cursor = range.start;
+            let mut gaps: [Range; CAPACITY] = [Range::new(0, 0); CAPACITY];
+            let mut ngaps = 0;
+            for r in self.regions() {
+                if r.range.end <= cursor || !r.range.overlaps(&range) {
+                    continue;
+                }
+                if r.range.start > cursor {
+                    gaps[ngaps] = Range::new(cursor, r.range.start);
+                    ngaps += 1;
+                }
+                cursor = cursor.max(r.range.end);
+            }
+            if cursor < range.end {
+                gaps[ngaps] = Range::new(cursor, range.end);
+                ngaps += 1;
+            }
+            for gap in &gaps[..ngaps] {
+                self.push(Region { range: *gap, typ })?;
+            }
+        } else {
+            self.remove(range)?;
+            self.push(Region { range, typ })?;
+        }
+        self.normalize();
+        Ok(())
+    }
+
+    /// Removes `range` from the map, whatever its type (a hole, as [0xA0000, 0xF0000)).
+    pub fn remove(&mut self, range: Range) -> Result<(), E820Error> {
+        let mut i = 0;
+        while i < self.len {
+            let r = self.regions[i];
+            if !r.range.overlaps(&range) {
+                i += 1;
+                continue;
+            }
+            let left = Range::new(r.range.start, range.start);
+            let right = Range::new(range.end, r.range.end);
+            // Replace r by its remnants.
+            self.regions[i] = self.regions[self.len - 1];
+            self.len -= 1;
+            for part in [left, right] {
+                if part.start < part.end && r.range.contains(&part) {
+                    self.push(Region { range: part, typ: r.typ })?;
+                }
+            }
+        }
+        self.normalize();
+        Ok(())
+    }
+
+    fn push(&mut self, region: Region) -> Result<(), E820Error> {
+        if self.len == CAPACITY {
+            return Err(E820Error::TooManyEntries);
+        }
+        self.regions[self.len] = region;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Sorts by start and merges touching entries of the same type.
+    fn normalize(&mut self) {
+        let regions = &mut self.regions[..self.len];
+        regions.sort_unstable_by_key(|r| r.range.start);
+        let mut out = 0;
+        for i in 0..self.len {
+            let r = self.regions[i];
+            if out > 0 {
+                let prev = &mut self.regions[out - 1];
+                if prev.typ == r.typ && prev.range.end == r.range.start {
+                    prev.range.end = r.range.end;
+                    continue;
+                }
+            }
+            self.regions[out] = r;
+            out += 1;
+        }
+        self.len = out;
+    }
+
+    /// Writes the map into a zero page's table. Fails if it has more entries than
+    /// the zero page holds.
+    pub fn write_zero_page(
+        &self,
+        table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE],
+    ) -> Result<u8, E820Error> {
+        if self.len > E820_MAX_ENTRIES_ZEROPAGE {
+            return Err(E820Error::TooManyEntries);
+        }
+        for (slot, r) in table.iter_mut().zip(self.regions()) {
+            *slot = E820Entry {
+                addr: r.range.start,
+                size: r.range.len(),
+                typ: r.typ,
+            };
+        }
+        Ok(self.len as u8)
+    }
+
+    /// The highest `align`-aligned start of a `size`-byte block that is RAM, lies
+    /// within `[floor, ceiling)` and overlaps none of `busy`.
+    pub fn highest_fit(
+        &self,
+        size: u64,
+        align: u64,
+        floor: u64,
+        ceiling: u64,
+        busy: &[Range],
+    ) -> Option<u64> {
+        let mut best = None;
+        for ram in self.ram() {
+            let lo = ram.start.max(floor);
+            let hi = ram.end.min(ceiling);
+            if hi <= lo || hi - lo < size {
+                continue;
+            }
+            let mut top = hi; // candidate block is [top - size, top)
+            loop {
+                let Some(start) = top.checked_sub(size).map(|s| s & !(align - 1)) else {
+                    break;
+                };
+                if start < lo {
+                    break;
+                }
+                let cand = Range::new(start, start + size);
+                match busy.iter().filter(|b| b.overlaps(&cand)).map(|b| b.start).min() {
+                    None => {
+                        best = best.max(Some(start));
+                        break;
+                    }
+                    Some(b) => top = b,
+                }
+            }
+        }
+        best
+    }
+
+    /// The lowest `align`-aligned start at or above `floor` of a `size`-byte
+    /// block that is RAM below `ceiling` and overlaps none of `busy`.
+    pub fn lowest_fit(
+        &self,
+        size: u64,
+        align: u64,
+        floor: u64,
+        ceiling: u64,
+        busy: &[Range],
+    ) -> Option<u64> {
+        for ram in self.ram() {
+            let lo = ram.start.max(floor);
+            let hi = ram.end.min(ceiling);
+            let mut start = align_up(lo, align)?;
+            loop {
+                let end = start.checked_add(size)?;
+                if end > hi {
+                    break;
+                }
+                let cand = Range::new(start, end);
+                match busy.iter().filter(|b| b.overlaps(&cand)).map(|b| b.end).max() {
+                    None => return Some(start),
+                    Some(b) => start = align_up(b, align)?,
+                }
+            }
+        }
+        None
+    }
+}
+
+pub fn align_up(value: u64, align: u64) -> Option<u64> {
+    debug_assert!(align.is_power_of_two());
+    Some(value.checked_add(align - 1)? & !(align - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootparams::e820_type::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn qemu_e820(entries: &[(u64, u64, u32)]) -> std::vec::Vec<u8> {
+        let mut v = std::vec::Vec::new();
+        for &(a, s, t) in entries {
+            v.extend_from_slice(&a.to_le_bytes());
+            v.extend_from_slice(&s.to_le_bytes());
+            v.extend_from_slice(&t.to_le_bytes());
+        }
+        v
+    }
+
+    fn list(map: &MemoryMap) -> std::vec::Vec<(u64, u64, u32)> {
+        map.regions()
+            .iter()
+            .map(|r| (r.range.start, r.range.end, r.typ))
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_pc_map_with_high_ram() {
+        // -M pc -m 6G: 3 GiB below 4 GiB, 3 GiB above, KVM's reserved page.
+        let bytes = qemu_e820(&[
+            (0, 3 * GIB, RAM),
+            (0xFEFF_C000, 0x4000, RESERVED),
+            (4 * GIB, 3 * GIB, RAM),
+        ]);
+        let map = MemoryMap::from_qemu(&bytes).unwrap();
+        assert_eq!(map.low_ram_top().unwrap(), 3 * GIB);
+        assert_eq!(map.ram_bytes(), 6 * GIB);
+        assert_eq!(map.regions().len(), 3);
+    }
+
+    #[test]
+    fn rejects_malformed_files() {
+        assert_eq!(MemoryMap::from_qemu(&[]).err(), Some(E820Error::BadLength(0)));
+        assert_eq!(
+            MemoryMap::from_qemu(&[0; 19]).err(),
+            Some(E820Error::BadLength(19))
+        );
+        let wrap = qemu_e820(&[(u64::MAX - 10, 100, RAM)]);
+        assert!(matches!(
+            MemoryMap::from_qemu(&wrap),
+            Err(E820Error::Wraps { .. })
+        ));
+        let no_ram = qemu_e820(&[(0, MIB, RESERVED)]);
+        assert_eq!(MemoryMap::from_qemu(&no_ram).err(), Some(E820Error::NoRam));
+        // only zero-sized entries
+        let empty = qemu_e820(&[(0, 0, RAM), (MIB, 0, RAM)]);
+        assert_eq!(MemoryMap::from_qemu(&empty).err(), Some(E820Error::NoRam));
+    }
+
+    #[test]
+    fn overlapping_input_never_hands_out_reserved_memory() {
+        // reserved listed first, RAM overlapping it afterwards
+        let bytes = qemu_e820(&[(16 * MIB, MIB, RESERVED), (0, 128 * MIB, RAM)]);
+        let map = MemoryMap::from_qemu(&bytes).unwrap();
+        assert_eq!(
+            list(&map),
+            [
+                (0, 16 * MIB, RAM),
+                (16 * MIB, 17 * MIB, RESERVED),
+                (17 * MIB, 128 * MIB, RAM)
+            ]
+        );
+        // and the other order gives the same map
+        let bytes = qemu_e820(&[(0, 128 * MIB, RAM), (16 * MIB, MIB, RESERVED)]);
+        assert_eq!(list(&MemoryMap::from_qemu(&bytes).unwrap()), list(&map));
+    }
+
+    #[test]
+    fn carving_the_legacy_hole_and_reservations() {
+        let bytes = qemu_e820(&[(0, 128 * MIB, RAM)]);
+        let mut map = MemoryMap::from_qemu(&bytes).unwrap();
+        map.remove(Range::new(0xA_0000, 0x10_0000)).unwrap();
+        map.insert(Range::new(0xF_0000, 0x10_0000), RESERVED).unwrap();
+        map.insert(Range::new(128 * MIB - 0x3_0000, 128 * MIB), RESERVED)
+            .unwrap();
+        assert_eq!(
+            list(&map),
+            [
+                (0, 0xA_0000, RAM),
+                (0xF_0000, 0x10_0000, RESERVED),
+                (0x10_0000, 128 * MIB - 0x3_0000, RAM),
+                (128 * MIB - 0x3_0000, 128 * MIB, RESERVED),
+            ]
+        );
+        // adjacent reservations of one type merge
+        map.insert(Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_0000), RESERVED)
+            .unwrap();
+        assert_eq!(map.regions().len(), 4);
+        assert!(!map.is_ram(Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_F000)));
+    }
+
+    #[test]
+    fn too_many_entries_is_an_error_not_a_truncation() {
+        let mut entries = std::vec::Vec::new();
+        for i in 0..200u64 {
+            entries.push((i * 2 * MIB, MIB, if i % 2 == 0 { RAM } else { NVS }));
+        }
+        let map = MemoryMap::from_qemu(&qemu_e820(&entries[..150])).unwrap();
+        let mut table = [E820Entry::default(); 128];
+        assert_eq!(
+            map.write_zero_page(&mut table).err(),
+            Some(E820Error::TooManyEntries)
+        );
+        assert_eq!(
+            MemoryMap::from_qemu(&qemu_e820(&entries)).err(),
+            Some(E820Error::TooManyEntries)
+        );
+    }
+
+    #[test]
+    fn fits() {
+        let bytes = qemu_e820(&[(0, 128 * MIB, RAM), (4 * GIB, GIB, RAM)]);
+        let map = MemoryMap::from_qemu(&bytes).unwrap();
+        let busy = [Range::new(16 * MIB, 80 * MIB), Range::new(120 * MIB, 128 * MIB)];
+        // highest below 4 GiB: just under the busy top
+        assert_eq!(
+            map.highest_fit(10 * MIB, 4096, MIB, 4 * GIB, &busy),
+            Some(110 * MIB)
+        );
+        // too big for the gap above 80 MiB, fits below 16 MiB
+        assert_eq!(
+            map.highest_fit(41 * MIB, 4096, MIB, 4 * GIB, &busy),
+            None
+        );
+        assert_eq!(
+            map.highest_fit(14 * MIB, 4096, MIB, 4 * GIB, &busy),
+            Some(106 * MIB)
+        );
+        assert_eq!(
+            map.highest_fit(14 * MIB, 4096, MIB, 16 * MIB, &busy),
+            Some(2 * MIB)
+        );
+        // above 4 GiB when allowed
+        assert_eq!(
+            map.highest_fit(100 * MIB, 4096, 4 * GIB, u64::MAX, &busy),
+            Some(5 * GIB - 100 * MIB)
+        );
+        // lowest aligned fit skips busy ranges
+        assert_eq!(
+            map.lowest_fit(8 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
+            Some(80 * MIB)
+        );
+        assert_eq!(map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy), None);
+        assert_eq!(
+            map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, u64::MAX, &busy),
+            Some(4 * GIB)
+        );
+    }
+}

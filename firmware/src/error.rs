@@ -1,0 +1,179 @@
+//! Everything that stops a boot, with the one-line explanation printed on COM1 and
+//! the status written to the isa-debug-exit port (QEMU exits with `status * 2 + 1`).
+
+use core::fmt;
+
+use crate::acpi::LoaderError;
+use crate::e820::E820Error;
+
+/// Port of the "firmware done" marker, also used for error statuses so that one
+/// `-device isa-debug-exit,iobase=0xf4,iosize=1` sees either 3 (kernel entered) or
+/// an error status.
+pub const STATUS_PORT: u16 = 0xF4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No QEMU fw_cfg device answers at 0x510.
+    NoFwCfg,
+    /// fw_cfg reported a DMA error (or never completed a transfer).
+    FwCfgDma { selector: u16 },
+    /// A fw_cfg file the boot needs is missing.
+    MissingFile(&'static str),
+    /// QEMU was started without `-kernel`.
+    NoKernel,
+    /// The kernel has no "HdrS" setup header, or is not a bzImage.
+    NotBzImage,
+    /// The boot protocol is older than ferrite supports.
+    ProtocolTooOld { version: u16 },
+    /// The setup header holds values no kernel can have (e.g. a bad alignment).
+    BadHeader(&'static str),
+    /// There is no free RAM where the kernel must (or could) run.
+    KernelDoesNotFit { size: u64, at: u64 },
+    /// There is no free RAM for the initrd below its limit.
+    InitrdDoesNotFit { size: u64, limit: u64 },
+    /// The command line is longer than the kernel accepts.
+    CmdlineTooLong { len: u64, max: u64 },
+    /// `etc/e820` is malformed or the final map does not fit.
+    MemoryMap(E820Error),
+    /// `etc/table-loader` could not be executed.
+    Acpi(LoaderError),
+    /// The `setup_data` list QEMU passed is malformed.
+    SetupData(&'static str),
+    /// The firmware's own tables (high zone, page tables) ran out of room.
+    OutOfFirmwareMemory(&'static str),
+}
+
+/// Status of a Rust panic inside ferrite.
+pub const STATUS_PANIC: u8 = 0x2F;
+
+impl Error {
+    /// The value written to [`STATUS_PORT`]; QEMU's exit status is `value * 2 + 1`.
+    pub fn status(&self) -> u8 {
+        match self {
+            Error::NoFwCfg => 0x20,
+            Error::FwCfgDma { .. } | Error::MissingFile(_) => 0x21,
+            Error::NoKernel => 0x22,
+            Error::NotBzImage => 0x23,
+            Error::ProtocolTooOld { .. } | Error::BadHeader(_) => 0x24,
+            Error::KernelDoesNotFit { .. } => 0x25,
+            Error::InitrdDoesNotFit { .. } => 0x26,
+            Error::CmdlineTooLong { .. } => 0x27,
+            Error::MemoryMap(_) => 0x28,
+            Error::Acpi(_) => 0x29,
+            Error::SetupData(_) => 0x2A,
+            Error::OutOfFirmwareMemory(_) => 0x2B,
+        }
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::NoFwCfg => write!(
+                f,
+                "no QEMU fw_cfg device at port 0x510; ferrite only boots QEMU guests (pc, q35, microvm)"
+            ),
+            Error::FwCfgDma { selector } => write!(
+                f,
+                "fw_cfg DMA transfer of item {selector:#06x} failed; check the QEMU version (2.9 or newer)"
+            ),
+            Error::MissingFile(name) => {
+                write!(f, "fw_cfg has no file \"{name}\"; use QEMU 2.9 or newer")
+            }
+            Error::NoKernel => write!(
+                f,
+                "no kernel to boot; start QEMU with -kernel <bzImage> (ferrite does not boot from disks)"
+            ),
+            Error::NotBzImage => write!(
+                f,
+                "the -kernel file is not a Linux bzImage (no \"HdrS\" setup header); pass arch/x86/boot/bzImage or a distribution vmlinuz"
+            ),
+            Error::ProtocolTooOld { version } => write!(
+                f,
+                "the kernel speaks boot protocol {}.{:02}, ferrite needs 2.06 or newer (Linux 2.6.22+)",
+                version >> 8,
+                version & 0xFF
+            ),
+            Error::BadHeader(what) => write!(f, "the kernel's setup header is invalid: {what}"),
+            Error::KernelDoesNotFit { size, at } => write!(
+                f,
+                "the kernel needs {} MiB of RAM at {at:#x} and it is not free; give the guest more memory (-m)",
+                size.div_ceil(MIB)
+            ),
+            Error::InitrdDoesNotFit { size, limit } => write!(
+                f,
+                "the initrd ({} MiB) does not fit in free RAM below {limit:#x}; give the guest more memory (-m) or use a smaller initrd",
+                size.div_ceil(MIB)
+            ),
+            Error::CmdlineTooLong { len, max } => write!(
+                f,
+                "the command line is {len} bytes but the kernel accepts at most {max}; shorten -append"
+            ),
+            Error::MemoryMap(e) => write!(f, "bad memory map from QEMU (etc/e820): {e:?}"),
+            Error::Acpi(e) => write!(f, "cannot install ACPI tables: {e}"),
+            Error::SetupData(what) => write!(f, "bad setup_data list from QEMU: {what}"),
+            Error::OutOfFirmwareMemory(what) => {
+                write!(f, "ferrite ran out of room for {what}; give the guest more memory (-m)")
+            }
+        }
+    }
+}
+
+impl From<E820Error> for Error {
+    fn from(e: E820Error) -> Self {
+        Error::MemoryMap(e)
+    }
+}
+
+impl From<LoaderError> for Error {
+    fn from(e: LoaderError) -> Self {
+        Error::Acpi(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::string::ToString;
+
+    #[test]
+    fn every_error_kind_has_a_distinct_documented_status() {
+        let all = [
+            Error::NoFwCfg,
+            Error::FwCfgDma { selector: 0x11 },
+            Error::NoKernel,
+            Error::NotBzImage,
+            Error::ProtocolTooOld { version: 0x0204 },
+            Error::KernelDoesNotFit { size: 1, at: 0 },
+            Error::InitrdDoesNotFit { size: 1, limit: 0 },
+            Error::CmdlineTooLong { len: 2, max: 1 },
+            Error::MemoryMap(E820Error::NoRam),
+            Error::Acpi(LoaderError::TooManyFiles),
+            Error::SetupData("x"),
+            Error::OutOfFirmwareMemory("x"),
+        ];
+        let statuses: HashSet<u8> = all.iter().map(Error::status).collect();
+        assert_eq!(statuses.len(), all.len());
+        assert!(!statuses.contains(&STATUS_PANIC));
+        // never collide with the boot markers (1..=4) or the usual test codes
+        assert!(statuses.iter().all(|&s| (0x20..0x30).contains(&s)));
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        assert!(Error::NoKernel.to_string().contains("-kernel"));
+        assert!(
+            Error::CmdlineTooLong { len: 300, max: 255 }
+                .to_string()
+                .contains("at most 255")
+        );
+        assert!(
+            Error::ProtocolTooOld { version: 0x0204 }
+                .to_string()
+                .contains("2.04")
+        );
+    }
+}

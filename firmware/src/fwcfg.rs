@@ -1,0 +1,540 @@
+//! QEMU's firmware configuration device (docs/specs/fw_cfg.rst): the kernel, the
+//! initrd, the command line, the memory map and the ACPI tables all come from it.
+//!
+//! Transfers use the DMA interface, one request per blob straight to its final
+//! address; without DMA (`-global fw_cfg_io.dma_enabled=off`) they fall back to
+//! `rep insb` on the data port.
+
+use core::mem::{MaybeUninit, size_of};
+use core::sync::atomic::{Ordering, compiler_fence};
+
+use bitflags::bitflags;
+
+use crate::error::Error;
+use crate::io::PortIo;
+
+pub const PORT_SELECTOR: u16 = 0x510;
+pub const PORT_DATA: u16 = 0x511;
+/// DMA address register: high 32 bits at 0x514, low 32 bits (the trigger) at 0x518.
+pub const PORT_DMA_HIGH: u16 = 0x514;
+pub const PORT_DMA_LOW: u16 = 0x518;
+
+/// "QEMU CFG" as read from the DMA address register (`FW_CFG_DMA_SIGNATURE`).
+const DMA_SIGNATURE: u64 = 0x5145_4D55_2043_4647;
+
+/// Well-known items (include/standard-headers/linux/qemu_fw_cfg.h).
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    Signature = 0x00,
+    Id = 0x01,
+    RamSize = 0x03,
+    NbCpus = 0x05,
+    KernelAddr = 0x07,
+    KernelSize = 0x08,
+    InitrdSize = 0x0B,
+    KernelData = 0x11,
+    InitrdData = 0x12,
+    CmdlineSize = 0x14,
+    CmdlineData = 0x15,
+    SetupSize = 0x17,
+    SetupData = 0x18,
+    FileDir = 0x19,
+}
+
+bitflags! {
+    /// `FW_CFG_ID` feature bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Features: u32 {
+        const TRADITIONAL = 1 << 0;
+        const DMA = 1 << 1;
+    }
+
+    /// DMA `control` bits.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct DmaControl: u32 {
+        const ERROR = 1 << 0;
+        const READ = 1 << 1;
+        const SKIP = 1 << 2;
+        const SELECT = 1 << 3;
+        const WRITE = 1 << 4;
+    }
+}
+
+/// The DMA descriptor: all fields big-endian (`FWCfgDmaAccess`).
+#[repr(C, align(16))]
+struct DmaAccess {
+    control: u32, // 0x00
+    length: u32,  // 0x04
+    address: u64, // 0x08
+}
+const _: () = assert!(size_of::<DmaAccess>() == 16);
+
+/// One file directory entry as fw_cfg stores it (`FWCfgFile`), 64 bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawFile {
+    size: u32,   // 0x00, big-endian
+    select: u16, // 0x04, big-endian
+    _reserved: u16,
+    name: [u8; 56], // 0x08, NUL-terminated
+}
+const _: () = assert!(size_of::<RawFile>() == 64);
+
+/// How many directory entries ferrite looks at (QEMU's default is 32 slots).
+pub const MAX_FILES: usize = 96;
+
+/// A file in the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct File {
+    pub select: u16,
+    pub size: u32,
+}
+
+/// Transfer counters, for the bench's cost breakdown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub dma_requests: u32,
+    pub pio_bytes: u64,
+}
+
+pub struct FwCfg<IO: PortIo> {
+    io: IO,
+    dma: bool,
+    files: [MaybeUninit<RawFile>; MAX_FILES],
+    nfiles: usize,
+    pub stats: Stats,
+}
+
+impl<IO: PortIo> FwCfg<IO> {
+    /// Finds the device, its features and its file directory.
+    pub fn probe(mut io: IO) -> Result<FwCfg<IO>, Error> {
+        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
+        // instead of a selector write and four data reads.
+        let sig = ((io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
+            | io.inl(PORT_DMA_LOW).swap_bytes() as u64;
+        let mut fw = FwCfg {
+            io,
+            dma: sig == DMA_SIGNATURE,
+            files: [MaybeUninit::uninit(); MAX_FILES],
+            nfiles: 0,
+            stats: Stats::default(),
+        };
+        if !fw.dma {
+            let mut magic = [0u8; 4];
+            fw.read_into(Item::Signature as u16, &mut magic)?;
+            if &magic != b"QEMU" {
+                return Err(Error::NoFwCfg);
+            }
+        }
+        let features = Features::from_bits_truncate(fw.read_u32(Item::Id as u16)?);
+        if !features.contains(Features::DMA) {
+            fw.dma = false;
+        }
+        log::debug!("fw_cfg: features {features:?}, using {}", if fw.dma { "DMA" } else { "port I/O" });
+        fw.read_directory()?;
+        Ok(fw)
+    }
+
+    pub fn has_dma(&self) -> bool {
+        self.dma
+    }
+
+    fn read_directory(&mut self) -> Result<(), Error> {
+        let mut count = [0u8; 4];
+        self.read_into(Item::FileDir as u16, &mut count)?;
+        let count = u32::from_be_bytes(count) as usize;
+        if count > MAX_FILES {
+            log::warn!("fw_cfg: {count} files, only the first {MAX_FILES} are looked at");
+        }
+        let n = count.min(MAX_FILES);
+        // SAFETY: the first `n` entries are plain bytes we are about to fill; any
+        // bit pattern is a valid RawFile.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(
+                self.files.as_mut_ptr().cast::<u8>(),
+                n * size_of::<RawFile>(),
+            )
+        };
+        // Continue the same item: the directory entries follow the count.
+        self.transfer(None, bytes.as_mut_ptr() as u64, bytes.len() as u32, Item::FileDir as u16)?;
+        self.nfiles = n;
+        Ok(())
+    }
+
+    fn entries(&self) -> &[RawFile] {
+        // SAFETY: the first `nfiles` entries were filled by read_directory.
+        unsafe { core::slice::from_raw_parts(self.files.as_ptr().cast::<RawFile>(), self.nfiles) }
+    }
+
+    /// Looks a file up by name (selectors change between QEMU versions and
+    /// machine types, names do not).
+    pub fn find(&self, name: &[u8]) -> Option<File> {
+        self.entries().iter().find_map(|f| {
+            let len = f.name.iter().position(|&b| b == 0).unwrap_or(f.name.len());
+            (&f.name[..len] == name).then(|| File {
+                select: u16::from_be(f.select),
+                size: u32::from_be(f.size),
+            })
+        })
+    }
+
+    /// Reads a little-endian 32-bit item.
+    pub fn read_u32(&mut self, selector: u16) -> Result<u32, Error> {
+        let mut v = [0u8; 4];
+        self.read_into(selector, &mut v)?;
+        Ok(u32::from_le_bytes(v))
+    }
+
+    /// Reads the start of an item into `buf` (bytes beyond the item read as 0).
+    pub fn read_into(&mut self, selector: u16, buf: &mut [u8]) -> Result<(), Error> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
+        if self.dma {
+            self.transfer(Some(selector), buf.as_mut_ptr() as u64, len, selector)
+        } else {
+            self.io.outw(PORT_SELECTOR, selector);
+            self.io.read_bytes(PORT_DATA, buf);
+            self.stats.pio_bytes += buf.len() as u64;
+            Ok(())
+        }
+    }
+
+    /// Reads the first `len` bytes of an item to physical address `addr`.
+    ///
+    /// # Safety
+    /// `[addr, addr + len)` must be RAM that nothing else uses (no Rust object
+    /// lives there) and, without DMA, it must be identity-mapped.
+    pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) -> Result<(), Error> {
+        if self.dma {
+            self.transfer(Some(selector), addr, len, selector)
+        } else {
+            // SAFETY: the caller guarantees the range is mapped, unused RAM.
+            let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
+            self.read_into(selector, buf)
+        }
+    }
+
+    /// Writes `data` into a writable fw_cfg file at `offset` (needs DMA).
+    pub fn write_file(&mut self, selector: u16, offset: u32, data: &[u8]) -> Result<(), Error> {
+        if !self.dma {
+            return Err(Error::FwCfgDma { selector });
+        }
+        self.dma_request(DmaControl::SELECT | DmaControl::SKIP, Some(selector), offset, 0, selector)?;
+        self.dma_request(DmaControl::WRITE, None, data.len() as u32, data.as_ptr() as u64, selector)
+    }
+
+    /// A read, with or without selecting `select` first.
+    fn transfer(&mut self, select: Option<u16>, addr: u64, len: u32, selector: u16) -> Result<(), Error> {
+        if self.dma {
+            self.dma_request(DmaControl::READ, select, len, addr, selector)
+        } else {
+            if let Some(s) = select {
+                self.io.outw(PORT_SELECTOR, s);
+            }
+            // SAFETY: only reached from read_directory with a buffer we own.
+            let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
+            self.io.read_bytes(PORT_DATA, buf);
+            self.stats.pio_bytes += len as u64;
+            Ok(())
+        }
+    }
+
+    fn dma_request(
+        &mut self,
+        op: DmaControl,
+        select: Option<u16>,
+        len: u32,
+        addr: u64,
+        selector: u16,
+    ) -> Result<(), Error> {
+        let mut control = op;
+        let mut key = 0u32;
+        if let Some(s) = select {
+            control |= DmaControl::SELECT;
+            key = (s as u32) << 16;
+        }
+        let desc = DmaAccess {
+            control: (control.bits() | key).to_be(),
+            length: len.to_be(),
+            address: addr.to_be(),
+        };
+        let desc_addr = &desc as *const DmaAccess as u64;
+        compiler_fence(Ordering::SeqCst);
+        if desc_addr >> 32 != 0 {
+            self.io.outl(PORT_DMA_HIGH, ((desc_addr >> 32) as u32).to_be());
+        }
+        self.io.outl(PORT_DMA_LOW, (desc_addr as u32).to_be());
+        compiler_fence(Ordering::SeqCst);
+        self.stats.dma_requests += 1;
+        // QEMU completes the transfer before the port write returns; the loop only
+        // guards against a device that would not.
+        for _ in 0..1_000_000 {
+            // SAFETY: `desc` is a live local; the device writes `control` back.
+            let c = u32::from_be(unsafe { core::ptr::read_volatile(&desc.control) });
+            if c & !DmaControl::ERROR.bits() == 0 {
+                if c & DmaControl::ERROR.bits() != 0 {
+                    return Err(Error::FwCfgDma { selector });
+                }
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(Error::FwCfgDma { selector })
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A model of QEMU's fw_cfg device, driven through [`PortIo`], for host tests.
+    //! DMA addresses are host pointers.
+
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec::Vec;
+
+    pub struct FakeDevice {
+        pub items: BTreeMap<u16, Vec<u8>>,
+        pub files: Vec<(String, u16)>,
+        pub dma: bool,
+        pub present: bool,
+        pub fail_dma: bool,
+        selected: u16,
+        offset: usize,
+        dma_high: u32,
+        pub port_accesses: u32,
+    }
+
+    impl FakeDevice {
+        pub fn new(dma: bool) -> FakeDevice {
+            let mut d = FakeDevice {
+                items: BTreeMap::new(),
+                files: Vec::new(),
+                dma,
+                present: true,
+                fail_dma: false,
+                selected: 0,
+                offset: 0,
+                dma_high: 0,
+                port_accesses: 0,
+            };
+            d.items.insert(Item::Signature as u16, b"QEMU".to_vec());
+            let id: u32 = if dma { 3 } else { 1 };
+            d.items.insert(Item::Id as u16, id.to_le_bytes().to_vec());
+            d.rebuild_dir();
+            d
+        }
+
+        pub fn add_file(&mut self, name: &str, data: &[u8]) {
+            let sel = 0x20 + self.files.len() as u16;
+            self.files.push((name.to_string(), sel));
+            self.items.insert(sel, data.to_vec());
+            self.rebuild_dir();
+        }
+
+        fn rebuild_dir(&mut self) {
+            let mut dir = (self.files.len() as u32).to_be_bytes().to_vec();
+            for (name, sel) in &self.files {
+                dir.extend_from_slice(&(self.items[sel].len() as u32).to_be_bytes());
+                dir.extend_from_slice(&sel.to_be_bytes());
+                dir.extend_from_slice(&[0, 0]);
+                let mut n = [0u8; 56];
+                n[..name.len()].copy_from_slice(name.as_bytes());
+                dir.extend_from_slice(&n);
+            }
+            self.items.insert(Item::FileDir as u16, dir);
+        }
+
+        fn next_byte(&mut self) -> u8 {
+            let b = self
+                .items
+                .get(&self.selected)
+                .and_then(|d| d.get(self.offset))
+                .copied()
+                .unwrap_or(0);
+            self.offset += 1;
+            b
+        }
+
+        fn run_dma(&mut self, desc_addr: u64) {
+            let desc = desc_addr as *mut u32;
+            // SAFETY: the driver passes the address of its live descriptor.
+            unsafe {
+                let control = u32::from_be(desc.read_volatile());
+                let len = u32::from_be(desc.add(1).read_volatile()) as usize;
+                let addr = u64::from_be((desc.add(2) as *mut u64).read_volatile());
+                if control & DmaControl::SELECT.bits() != 0 {
+                    self.selected = (control >> 16) as u16;
+                    self.offset = 0;
+                }
+                let mut result = 0u32;
+                if self.fail_dma {
+                    result = DmaControl::ERROR.bits();
+                } else if control & DmaControl::READ.bits() != 0 {
+                    let dst = std::slice::from_raw_parts_mut(addr as *mut u8, len);
+                    for b in dst {
+                        *b = self.next_byte();
+                    }
+                } else if control & DmaControl::WRITE.bits() != 0 {
+                    let src = std::slice::from_raw_parts(addr as *const u8, len);
+                    let (sel, off) = (self.selected, self.offset);
+                    match self.items.get_mut(&sel) {
+                        Some(item) if off + len <= item.len() => {
+                            item[off..off + len].copy_from_slice(src);
+                            self.offset += len;
+                        }
+                        _ => result = DmaControl::ERROR.bits(),
+                    }
+                } else if control & DmaControl::SKIP.bits() != 0 {
+                    self.offset += len;
+                }
+                desc.write_volatile(result.to_be());
+            }
+        }
+    }
+
+    impl PortIo for &mut FakeDevice {
+        fn inb(&mut self, port: u16) -> u8 {
+            self.port_accesses += 1;
+            if self.present && port == PORT_DATA {
+                self.next_byte()
+            } else {
+                0xFF
+            }
+        }
+        fn inl(&mut self, port: u16) -> u32 {
+            self.port_accesses += 1;
+            match port {
+                PORT_DMA_HIGH if self.present && self.dma => u32::from_le_bytes(*b"QEMU"),
+                PORT_DMA_LOW if self.present && self.dma => u32::from_le_bytes(*b" CFG"),
+                _ => 0xFFFF_FFFF,
+            }
+        }
+        fn outb(&mut self, _port: u16, _value: u8) {
+            self.port_accesses += 1;
+        }
+        fn outw(&mut self, port: u16, value: u16) {
+            self.port_accesses += 1;
+            if self.present && port == PORT_SELECTOR {
+                self.selected = value;
+                self.offset = 0;
+            }
+        }
+        fn outl(&mut self, port: u16, value: u32) {
+            self.port_accesses += 1;
+            if !(self.present && self.dma) {
+                return;
+            }
+            match port {
+                PORT_DMA_HIGH => self.dma_high = u32::from_be(value),
+                PORT_DMA_LOW => {
+                    let addr = ((self.dma_high as u64) << 32) | u32::from_be(value) as u64;
+                    self.dma_high = 0;
+                    self.run_dma(addr);
+                }
+                _ => {}
+            }
+        }
+        fn read_bytes(&mut self, port: u16, buf: &mut [u8]) {
+            self.port_accesses += 1;
+            for b in buf {
+                *b = if self.present && port == PORT_DATA {
+                    self.next_byte()
+                } else {
+                    0xFF
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeDevice;
+    use super::*;
+
+    fn device(dma: bool) -> FakeDevice {
+        let mut d = FakeDevice::new(dma);
+        d.items.insert(Item::KernelSize as u16, 1234u32.to_le_bytes().to_vec());
+        d.add_file("etc/e820", &[7u8; 40]);
+        d.add_file("etc/table-loader", &[1u8; 128]);
+        d.add_file("opt/ferrite/log-level", b"debug");
+        d
+    }
+
+    #[test]
+    fn dma_path_reads_items_and_files_with_few_port_accesses() {
+        let mut dev = device(true);
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        assert!(fw.has_dma());
+        assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+        let f = fw.find(b"etc/e820").unwrap();
+        assert_eq!(f.size, 40);
+        let mut buf = [0u8; 40];
+        fw.read_into(f.select, &mut buf).unwrap();
+        assert_eq!(buf, [7u8; 40]);
+        assert!(fw.find(b"etc/e82").is_none());
+        assert!(fw.find(b"etc/e8200").is_none());
+        // 2 signature reads + ID + directory (2) + KernelSize + file = 7 exits,
+        // the host stack address may need the high half too.
+        let stats = fw.stats;
+        drop(fw);
+        assert_eq!(stats.dma_requests, 5);
+        assert!(dev.port_accesses <= 2 + 2 * 5, "{} port accesses", dev.port_accesses);
+    }
+
+    #[test]
+    fn port_io_fallback_gives_the_same_bytes() {
+        let mut dev = device(false);
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        assert!(!fw.has_dma());
+        assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+        let f = fw.find(b"opt/ferrite/log-level").unwrap();
+        let mut buf = [0u8; 5];
+        fw.read_into(f.select, &mut buf).unwrap();
+        assert_eq!(&buf, b"debug");
+        assert_eq!(fw.stats.dma_requests, 0);
+        let mut dst = [0u8; 40];
+        // SAFETY: `dst` is a local buffer nothing else uses.
+        unsafe { fw.read_to_phys(fw.find(b"etc/e820").unwrap().select, dst.as_mut_ptr() as u64, 40) }
+            .unwrap();
+        assert_eq!(dst, [7u8; 40]);
+    }
+
+    #[test]
+    fn no_device_is_reported_as_such() {
+        let mut dev = device(true);
+        dev.present = false;
+        assert_eq!(FwCfg::probe(&mut dev).err(), Some(Error::NoFwCfg));
+    }
+
+    #[test]
+    fn dma_errors_are_reported() {
+        let mut dev = device(true);
+        dev.fail_dma = true;
+        assert!(matches!(FwCfg::probe(&mut dev).err(), Some(Error::FwCfgDma { .. })));
+    }
+
+    #[test]
+    fn write_file_patches_the_item_and_checks_bounds() {
+        let mut dev = device(true);
+        dev.add_file("etc/vmgenid_addr", &[0u8; 8]);
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        let f = fw.find(b"etc/vmgenid_addr").unwrap();
+        fw.write_file(f.select, 4, &[1, 2, 3, 4]).unwrap();
+        assert!(fw.write_file(f.select, 6, &[1, 2, 3, 4]).is_err());
+        drop(fw);
+        assert_eq!(dev.items[&f.select], [0, 0, 0, 0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn oversized_directory_is_truncated_not_overflowed() {
+        let mut dev = FakeDevice::new(true);
+        for i in 0..(MAX_FILES + 10) {
+            dev.add_file(&format!("opt/f{i}"), &[0u8; 1]);
+        }
+        let fw = FwCfg::probe(&mut dev).unwrap();
+        assert!(fw.find(b"opt/f0").is_some());
+        assert!(fw.find(format!("opt/f{}", MAX_FILES - 1).as_bytes()).is_some());
+        assert!(fw.find(format!("opt/f{}", MAX_FILES).as_bytes()).is_none());
+    }
+}

@@ -1,0 +1,101 @@
+//! Where ferrite puts things in guest-physical memory.
+//!
+//! ```text
+//! 0x0000_0000  IVT and BIOS data area            left as QEMU set them
+//! 0x0000_1000  zero page (boot_params)           4 KiB     } Linux keeps its first 64 KiB
+//! 0x0000_2000  kernel command line               56 KiB    } to itself and copies these early
+//! 0x0001_0000  ferrite in RAM: code, data, bss,  576 KiB   free RAM once the kernel runs
+//!              stack (see linker.ld)
+//! 0x000A_0000  legacy VGA / option ROM / BIOS    not RAM in the e820 map
+//! 0x0010_0000  free RAM: the kernel at its pref_address (16 MiB for most kernels)
+//!      ...
+//! low top - N  initrd, as high as it fits below initrd_addr_max
+//! low top      ferrite's high zone: ACPI tables, RSDP, setup_data   e820 reserved
+//! 4 GiB - 64K  the ROM (reset vector, page tables, the RAM image)   e820 reserved
+//! ```
+//!
+//! "low top" is the end of the RAM below the PCI hole (the RAM region holding 1 MiB).
+
+use crate::e820::Range;
+
+pub const ZERO_PAGE: u64 = 0x1000;
+pub const CMDLINE: u64 = 0x2000;
+/// Room for the command line including its NUL.
+pub const CMDLINE_ROOM: u64 = FIRMWARE_RAM.start - CMDLINE;
+/// ferrite's RAM image, bss and stack; must match `RAM` in linker.ld.
+pub const FIRMWARE_RAM: Range = Range::new(0x1_0000, 0xA_0000);
+/// The legacy hole, never RAM.
+pub const LEGACY_HOLE: Range = Range::new(0xA_0000, 0x10_0000);
+/// The BIOS segment: reserved like every PC BIOS does.
+pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
+/// The high zone never grows beyond this.
+pub const HIGH_ZONE_MAX: u64 = 16 << 20;
+
+/// A downward bump allocator for tables handed to the kernel, below the top of
+/// low RAM. Everything it hands out is reported as e820 reserved.
+#[derive(Clone, Copy, Debug)]
+pub struct HighZone {
+    top: u64,
+    next: u64,
+    limit: u64,
+}
+
+impl HighZone {
+    pub fn new(low_ram_top: u64) -> HighZone {
+        let top = low_ram_top & !0xFFF;
+        HighZone {
+            top,
+            next: top,
+            limit: top.saturating_sub(HIGH_ZONE_MAX).max(0x10_0000),
+        }
+    }
+
+    /// `size` bytes aligned to `align` (a power of two), or None when full.
+    pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
+        if !align.is_power_of_two() {
+            return None;
+        }
+        let align = align.max(16);
+        let start = self.next.checked_sub(size)? & !(align - 1);
+        if start < self.limit {
+            return None;
+        }
+        self.next = start;
+        Some(start)
+    }
+
+    /// Everything handed out so far, rounded out to pages.
+    pub fn used(&self) -> Range {
+        Range::new(self.next & !0xFFF, self.top)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn high_zone_grows_down_aligned_and_stops_at_its_limit() {
+        let mut z = HighZone::new(128 << 20);
+        let a = z.alloc(100, 16).unwrap();
+        assert_eq!(a, (128 << 20) - 112);
+        let b = z.alloc(4096, 4096).unwrap();
+        assert_eq!(b % 4096, 0);
+        assert!(b + 4096 <= a);
+        assert_eq!(z.used(), Range::new(b, 128 << 20));
+        assert!(z.alloc(HIGH_ZONE_MAX, 16).is_none());
+        assert!(z.alloc(16, 3).is_none());
+        assert!(z.alloc(u64::MAX, 16).is_none());
+        // a tiny machine: the zone never reaches below 1 MiB
+        let mut z = HighZone::new(0x11_0000);
+        assert!(z.alloc(0x1_0000, 16).is_some());
+        assert!(z.alloc(16, 16).is_none());
+    }
+
+    #[test]
+    fn fixed_areas_do_not_overlap() {
+        assert!(ZERO_PAGE + 4096 <= CMDLINE);
+        assert!(CMDLINE + CMDLINE_ROOM <= FIRMWARE_RAM.start);
+        assert!(FIRMWARE_RAM.end <= LEGACY_HOLE.start);
+    }
+}

@@ -1,0 +1,18 @@
+//! ferrite's boot logic, kept free of hardware access so that it is tested on the
+//! host: spec structures, fw_cfg, the memory map, kernel placement and the ACPI
+//! table loader. The firmware binary (`main.rs`) adds the CPU and port I/O.
+#![cfg_attr(not(test), no_std)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod acpi;
+pub mod bootparams;
+pub mod chipset;
+pub mod e820;
+pub mod error;
+pub mod fwcfg;
+pub mod io;
+pub mod layout;
+pub mod linux;
+pub mod setup_data;

@@ -1,0 +1,404 @@
+//! The Linux boot protocol decisions: is this a kernel ferrite can boot, through
+//! which entry, and where do the kernel and the initrd go.
+//!
+//! Pure logic over the setup header and the memory map, tested on the host.
+
+use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, loadflags, xloadflags};
+use crate::e820::{MemoryMap, Range, align_up};
+use crate::error::Error;
+
+/// Oldest protocol ferrite boots: 2.06 (Linux 2.6.22) brings `cmdline_size`, and
+/// everything older also lacks a trustworthy `initrd_addr_max`.
+pub const MIN_PROTOCOL: u16 = 0x0206;
+/// `initrd_addr_max` before protocol 2.03.
+const LEGACY_INITRD_ADDR_MAX: u32 = 0x37FF_FFFF;
+/// Lowest address the kernel may be put at: the protected-mode load address of
+/// every bzImage.
+pub const KERNEL_FLOOR: u64 = 0x10_0000;
+const FOUR_GIB: u64 = 1 << 32;
+const PAGE: u64 = 4096;
+
+/// Which entry point the kernel is entered through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Long mode, paging on, at load address + 0x200 (XLF_KERNEL_64).
+    Bits64,
+    /// Protected mode, paging off, at the load address (`code32_start`).
+    Bits32,
+}
+
+/// What ferrite needs to know about a kernel, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    pub version: u16,
+    pub entry: Entry,
+    pub relocatable: bool,
+    /// Where a non-relocatable kernel must run, and where a relocatable one runs best.
+    pub pref_address: u64,
+    pub alignment: u64,
+    /// Contiguous memory the kernel needs from its run-time start.
+    pub init_size: u64,
+    /// Longest command line the kernel accepts, without the NUL.
+    pub cmdline_max: u64,
+    /// Highest address the initrd may occupy (inclusive), below 4 GiB.
+    pub initrd_addr_max: u64,
+    /// Kernel, initrd, zero page and command line may be placed above 4 GiB.
+    pub above_4g: bool,
+}
+
+impl KernelInfo {
+    /// Validates a setup header (as read from QEMU's SETUP_DATA item).
+    pub fn from_header(hdr: &SetupHeader) -> Result<KernelInfo, Error> {
+        let SetupHeader {
+            header,
+            boot_flag,
+            version,
+            loadflags,
+            xloadflags,
+            relocatable_kernel,
+            kernel_alignment,
+            pref_address,
+            init_size,
+            cmdline_size,
+            initrd_addr_max,
+            ..
+        } = *hdr;
+        if header != HDRS_MAGIC || boot_flag != BOOT_FLAG {
+            return Err(Error::NotBzImage);
+        }
+        if version < MIN_PROTOCOL {
+            return Err(Error::ProtocolTooOld { version });
+        }
+        if loadflags & loadflags::LOADED_HIGH == 0 {
+            // A zImage: its protected-mode code runs at 0x10000 and needs real mode.
+            return Err(Error::NotBzImage);
+        }
+        let xlf = if version >= 0x020C { xloadflags } else { 0 };
+        let entry = if xlf & xloadflags::KERNEL_64 != 0 {
+            Entry::Bits64
+        } else {
+            Entry::Bits32
+        };
+        let relocatable = version >= 0x0205 && relocatable_kernel != 0;
+        let alignment = if version >= 0x0205 {
+            kernel_alignment as u64
+        } else {
+            PAGE
+        };
+        if relocatable && (!alignment.is_power_of_two() || alignment < PAGE) {
+            return Err(Error::BadHeader("kernel_alignment is not a power of two >= 4096"));
+        }
+        let (pref_address, init_size) = if version >= 0x020A {
+            (pref_address, init_size as u64)
+        } else {
+            (KERNEL_FLOOR, 0)
+        };
+        if pref_address < KERNEL_FLOOR {
+            return Err(Error::BadHeader("pref_address is below 1 MiB"));
+        }
+        let initrd_addr_max = if version >= 0x0203 {
+            initrd_addr_max
+        } else {
+            LEGACY_INITRD_ADDR_MAX
+        } as u64;
+        Ok(KernelInfo {
+            version,
+            entry,
+            relocatable,
+            pref_address,
+            alignment: alignment.max(PAGE),
+            init_size,
+            cmdline_max: cmdline_size as u64,
+            initrd_addr_max,
+            above_4g: entry == Entry::Bits64 && xlf & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0,
+        })
+    }
+
+    /// Checks a command line of `len` bytes (without its NUL).
+    pub fn check_cmdline(&self, len: u64) -> Result<(), Error> {
+        if len > self.cmdline_max {
+            return Err(Error::CmdlineTooLong {
+                len,
+                max: self.cmdline_max,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where everything goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Load address of the protected-mode kernel (KERNEL_DATA goes here).
+    pub kernel: u64,
+    /// Memory the kernel uses while it decompresses and starts: [kernel, kernel + init_size).
+    pub kernel_range: Range,
+    /// Load address of the initrd, if there is one.
+    pub initrd: Option<Range>,
+}
+
+/// Chooses the kernel and initrd addresses.
+///
+/// * A non-relocatable kernel goes to `pref_address`, or the boot fails.
+/// * A relocatable one goes to the lowest `alignment`-aligned address at or above
+///   `pref_address` where `init_size` bytes of RAM are free (below 4 GiB first, above
+///   it when the kernel allows). A 64-bit kernel never runs below `pref_address`
+///   anyway: its decompressor moves itself up there.
+/// * The initrd goes as high as possible below `initrd_addr_max`, like QEMU and
+///   SeaBIOS place it; above 4 GiB only if it fits nowhere below and the kernel
+///   allows it.
+///
+/// `busy` lists the ranges already taken (firmware tables, zero page, ...).
+pub fn place(
+    info: &KernelInfo,
+    kernel_size: u64,
+    initrd_size: u64,
+    map: &MemoryMap,
+    busy: &[Range],
+) -> Result<Placement, Error> {
+    let footprint = align_up(info.init_size.max(kernel_size), PAGE).ok_or(Error::KernelDoesNotFit {
+        size: info.init_size.max(kernel_size),
+        at: info.pref_address,
+    })?;
+    let does_not_fit = Error::KernelDoesNotFit {
+        size: footprint,
+        at: info.pref_address,
+    };
+    let kernel = if info.relocatable {
+        let floor = align_up(info.pref_address, info.alignment).ok_or(does_not_fit)?;
+        map.lowest_fit(footprint, info.alignment, floor, FOUR_GIB, busy)
+            .or_else(|| {
+                info.above_4g
+                    .then(|| map.lowest_fit(footprint, info.alignment, FOUR_GIB.max(floor), u64::MAX, busy))
+                    .flatten()
+            })
+            .ok_or(does_not_fit)?
+    } else {
+        let at = info.pref_address;
+        let end = at.checked_add(footprint).ok_or(does_not_fit)?;
+        let range = Range::new(at, end);
+        if !map.is_ram(range) || busy.iter().any(|b| b.overlaps(&range)) {
+            return Err(does_not_fit);
+        }
+        at
+    };
+    let kernel_range = Range::new(kernel, kernel + footprint);
+
+    let initrd = if initrd_size == 0 {
+        None
+    } else {
+        let mut taken = [Range::new(0, 0); 16];
+        let n = busy.len().min(taken.len() - 1);
+        taken[..n].copy_from_slice(&busy[..n]);
+        taken[n] = kernel_range;
+        let taken = &taken[..=n];
+        let ceiling = info.initrd_addr_max.saturating_add(1).min(FOUR_GIB);
+        let start = map
+            .highest_fit(initrd_size, PAGE, KERNEL_FLOOR, ceiling, taken)
+            .or_else(|| {
+                info.above_4g
+                    .then(|| map.highest_fit(initrd_size, PAGE, FOUR_GIB, u64::MAX, taken))
+                    .flatten()
+            })
+            .ok_or(Error::InitrdDoesNotFit {
+                size: initrd_size,
+                limit: ceiling,
+            })?;
+        Some(Range::new(start, start + initrd_size))
+    };
+    Ok(Placement {
+        kernel,
+        kernel_range,
+        initrd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootparams::e820_type::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn header() -> SetupHeader {
+        let mut img = [0u8; 0x400];
+        img[0x1FE..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
+        img[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
+        let mut h = SetupHeader::read_from_image(&img).unwrap();
+        h.version = 0x020F;
+        h.loadflags = loadflags::LOADED_HIGH;
+        h.xloadflags = xloadflags::KERNEL_64 | xloadflags::CAN_BE_LOADED_ABOVE_4G;
+        h.relocatable_kernel = 1;
+        h.kernel_alignment = 2 * MIB as u32;
+        h.pref_address = 16 * MIB;
+        h.init_size = 40 * MIB as u32;
+        h.cmdline_size = 2047;
+        h.initrd_addr_max = 0x7FFF_FFFF;
+        h
+    }
+
+    fn map(entries: &[(u64, u64, u32)]) -> MemoryMap {
+        let mut m = MemoryMap::new();
+        for &(s, e, t) in entries {
+            m.insert(Range::new(s, e), t).unwrap();
+        }
+        m
+    }
+
+    #[test]
+    fn a_modern_kernel_uses_the_64_bit_entry() {
+        let info = KernelInfo::from_header(&header()).unwrap();
+        assert_eq!(info.entry, Entry::Bits64);
+        assert!(info.relocatable && info.above_4g);
+        assert_eq!(info.pref_address, 16 * MIB);
+    }
+
+    #[test]
+    fn entry_and_flags_depend_on_the_protocol_version() {
+        let mut h = header();
+        h.xloadflags = 0;
+        assert_eq!(KernelInfo::from_header(&h).unwrap().entry, Entry::Bits32);
+        // xloadflags does not exist before 2.12: garbage there is ignored
+        let mut h = header();
+        h.version = 0x020B;
+        let info = KernelInfo::from_header(&h).unwrap();
+        assert_eq!(info.entry, Entry::Bits32);
+        assert!(!info.above_4g);
+        // before 2.10 there is no pref_address/init_size
+        h.version = 0x0209;
+        let info = KernelInfo::from_header(&h).unwrap();
+        assert_eq!((info.pref_address, info.init_size), (KERNEL_FLOOR, 0));
+        h.version = 0x0206;
+        h.relocatable_kernel = 0;
+        assert!(!KernelInfo::from_header(&h).unwrap().relocatable);
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_boot() {
+        let mut h = header();
+        h.header = 0x1234_5678;
+        assert_eq!(KernelInfo::from_header(&h), Err(Error::NotBzImage));
+        let mut h = header();
+        h.boot_flag = 0;
+        assert_eq!(KernelInfo::from_header(&h), Err(Error::NotBzImage));
+        let mut h = header();
+        h.version = 0x0204;
+        assert_eq!(
+            KernelInfo::from_header(&h),
+            Err(Error::ProtocolTooOld { version: 0x0204 })
+        );
+        let mut h = header();
+        h.loadflags = 0; // zImage
+        assert_eq!(KernelInfo::from_header(&h), Err(Error::NotBzImage));
+        let mut h = header();
+        h.kernel_alignment = 3 * MIB as u32;
+        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+        let mut h = header();
+        h.kernel_alignment = 0;
+        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+        let mut h = header();
+        h.pref_address = 0x1000;
+        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+    }
+
+    #[test]
+    fn cmdline_limit() {
+        let mut h = header();
+        h.cmdline_size = 255;
+        let info = KernelInfo::from_header(&h).unwrap();
+        assert!(info.check_cmdline(255).is_ok());
+        assert_eq!(
+            info.check_cmdline(256),
+            Err(Error::CmdlineTooLong { len: 256, max: 255 })
+        );
+    }
+
+    #[test]
+    fn places_kernel_at_pref_and_initrd_at_the_top() {
+        let info = KernelInfo::from_header(&header()).unwrap();
+        let m = map(&[(0, 0xA_0000, RAM), (MIB, 128 * MIB, RAM)]);
+        let high_zone = Range::new(128 * MIB - 256 * 1024, 128 * MIB);
+        let p = place(&info, 10 * MIB, 5 * MIB + 3, &m, &[high_zone]).unwrap();
+        assert_eq!(p.kernel, 16 * MIB);
+        assert_eq!(p.kernel_range, Range::new(16 * MIB, 56 * MIB));
+        let initrd = p.initrd.unwrap();
+        assert!(initrd.end <= high_zone.start);
+        assert_eq!(initrd.start % 4096, 0);
+        assert_eq!(initrd.len(), 5 * MIB + 3);
+        assert!(high_zone.start - initrd.end < 4096);
+    }
+
+    #[test]
+    fn relocatable_kernel_moves_past_busy_memory_and_above_4g() {
+        let info = KernelInfo::from_header(&header()).unwrap();
+        let m = map(&[(MIB, 3 * GIB, RAM), (4 * GIB, 6 * GIB, RAM)]);
+        let busy = [Range::new(20 * MIB, 21 * MIB)];
+        let p = place(&info, 10 * MIB, 0, &m, &busy).unwrap();
+        assert_eq!(p.kernel, 22 * MIB); // next 2 MiB boundary after the busy range
+        assert_eq!(p.initrd, None);
+        // no room below 4 GiB: goes above, since the kernel allows it
+        let m = map(&[(MIB, 32 * MIB, RAM), (4 * GIB, 6 * GIB, RAM)]);
+        let p = place(&info, 10 * MIB, 0, &m, &[]).unwrap();
+        assert_eq!(p.kernel, 4 * GIB);
+    }
+
+    #[test]
+    fn fixed_kernel_must_get_its_address() {
+        let mut h = header();
+        h.relocatable_kernel = 0;
+        let info = KernelInfo::from_header(&h).unwrap();
+        let m = map(&[(MIB, 40 * MIB, RAM)]);
+        assert_eq!(
+            place(&info, 10 * MIB, 0, &m, &[]),
+            Err(Error::KernelDoesNotFit { size: 40 * MIB, at: 16 * MIB })
+        );
+        let m = map(&[(MIB, 128 * MIB, RAM)]);
+        assert_eq!(place(&info, 10 * MIB, 0, &m, &[]).unwrap().kernel, 16 * MIB);
+        let busy = [Range::new(30 * MIB, 31 * MIB)];
+        assert!(place(&info, 10 * MIB, 0, &m, &busy).is_err());
+    }
+
+    #[test]
+    fn initrd_respects_initrd_addr_max_and_4g_rules() {
+        let mut h = header();
+        h.initrd_addr_max = 64 * MIB as u32 - 1;
+        let info = KernelInfo::from_header(&h).unwrap();
+        let m = map(&[(MIB, 3 * GIB, RAM), (4 * GIB, 5 * GIB, RAM)]);
+        let p = place(&info, 10 * MIB, 4 * MIB, &m, &[]).unwrap();
+        assert_eq!(p.initrd.unwrap(), Range::new(60 * MIB, 64 * MIB));
+        // 20 MiB does not fit between the kernel (16..56 MiB) and 64 MiB, nor below
+        // 16 MiB: above 4 GiB it goes
+        let p = place(&info, 10 * MIB, 20 * MIB, &m, &[]).unwrap();
+        assert_eq!(p.initrd.unwrap().start, 5 * GIB - 20 * MIB);
+        // a kernel that cannot take it above 4 GiB: clear error
+        h.xloadflags = xloadflags::KERNEL_64;
+        let info = KernelInfo::from_header(&h).unwrap();
+        assert_eq!(
+            place(&info, 10 * MIB, 20 * MIB, &m, &[]),
+            Err(Error::InitrdDoesNotFit { size: 20 * MIB, limit: 64 * MIB })
+        );
+    }
+
+    #[test]
+    fn hostile_sizes_do_not_overflow() {
+        let mut h = header();
+        h.init_size = u32::MAX;
+        h.pref_address = u64::MAX - MIB;
+        h.relocatable_kernel = 0;
+        let info = KernelInfo::from_header(&h).unwrap();
+        let m = map(&[(MIB, 128 * MIB, RAM)]);
+        assert!(matches!(
+            place(&info, 1, 0, &m, &[]),
+            Err(Error::KernelDoesNotFit { .. })
+        ));
+        h.relocatable_kernel = 1;
+        let info = KernelInfo::from_header(&h).unwrap();
+        assert!(place(&info, 1, 0, &m, &[]).is_err());
+        let info = KernelInfo::from_header(&header()).unwrap();
+        assert!(matches!(
+            place(&info, 10 * MIB, u64::MAX - 5, &m, &[]),
+            Err(Error::InitrdDoesNotFit { .. })
+        ));
+    }
+}
