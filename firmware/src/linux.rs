@@ -126,50 +126,36 @@ impl KernelInfo {
     }
 }
 
-/// Where everything goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Placement {
-    /// Load address of the protected-mode kernel (KERNEL_DATA goes here).
-    pub kernel: u64,
-    /// Memory the kernel uses while it decompresses and starts: [kernel, kernel + init_size).
-    pub kernel_range: Range,
-    /// Load address of the initrd, if there is one.
-    pub initrd: Option<Range>,
-}
-
-/// Chooses the kernel and initrd addresses.
+/// Chooses the kernel's load address and returns the memory it occupies while it
+/// decompresses and starts: `[load, load + max(init_size, kernel_size))`.
 ///
 /// * A non-relocatable kernel goes to `pref_address`, or the boot fails.
 /// * A relocatable one goes to the lowest `alignment`-aligned address at or above
-///   `pref_address` where `init_size` bytes of RAM are free (below 4 GiB first, above
-///   it when the kernel allows). A 64-bit kernel never runs below `pref_address`
-///   anyway: its decompressor moves itself up there.
-/// * The initrd goes as high as possible below `initrd_addr_max`, like QEMU and
-///   SeaBIOS place it; above 4 GiB only if it fits nowhere below and the kernel
-///   allows it.
+///   `pref_address` where that much RAM is free (below 4 GiB first, above it when
+///   the kernel allows). A 64-bit kernel never runs below `pref_address` anyway:
+///   its decompressor moves itself up there.
 ///
-/// `busy` lists the ranges already taken (firmware tables, zero page, ...).
-pub fn place(
+/// `busy` lists the ranges already taken (firmware tables and the like).
+pub fn place_kernel(
     info: &KernelInfo,
     kernel_size: u64,
-    initrd_size: u64,
     map: &MemoryMap,
     busy: &[Range],
-) -> Result<Placement, Error> {
-    let footprint = align_up(info.init_size.max(kernel_size), PAGE).ok_or(Error::KernelDoesNotFit {
-        size: info.init_size.max(kernel_size),
-        at: info.pref_address,
-    })?;
+) -> Result<Range, Error> {
+    let needed = info.init_size.max(kernel_size);
     let does_not_fit = Error::KernelDoesNotFit {
-        size: footprint,
+        size: needed,
         at: info.pref_address,
     };
-    let kernel = if info.relocatable {
+    let footprint = align_up(needed, PAGE).ok_or(does_not_fit)?;
+    let start = if info.relocatable {
         let floor = align_up(info.pref_address, info.alignment).ok_or(does_not_fit)?;
         map.lowest_fit(footprint, info.alignment, floor, FOUR_GIB, busy)
             .or_else(|| {
                 info.above_4g
-                    .then(|| map.lowest_fit(footprint, info.alignment, FOUR_GIB.max(floor), u64::MAX, busy))
+                    .then(|| {
+                        map.lowest_fit(footprint, info.alignment, FOUR_GIB.max(floor), u64::MAX, busy)
+                    })
                     .flatten()
             })
             .ok_or(does_not_fit)?
@@ -182,41 +168,41 @@ pub fn place(
         }
         at
     };
-    let kernel_range = Range::new(kernel, kernel + footprint);
+    Ok(Range::new(start, start + footprint))
+}
 
-    let initrd = if initrd_size == 0 {
-        None
-    } else {
-        let mut taken = [Range::new(0, 0); 16];
-        let n = busy.len().min(taken.len() - 1);
-        taken[..n].copy_from_slice(&busy[..n]);
-        taken[n] = kernel_range;
-        let taken = &taken[..=n];
-        let ceiling = info.initrd_addr_max.saturating_add(1).min(FOUR_GIB);
-        let start = map
-            .highest_fit(initrd_size, PAGE, KERNEL_FLOOR, ceiling, taken)
-            .or_else(|| {
-                info.above_4g
-                    .then(|| map.highest_fit(initrd_size, PAGE, FOUR_GIB, u64::MAX, taken))
-                    .flatten()
-            })
-            .ok_or(Error::InitrdDoesNotFit {
-                size: initrd_size,
-                limit: ceiling,
-            })?;
-        Some(Range::new(start, start + initrd_size))
-    };
-    Ok(Placement {
-        kernel,
-        kernel_range,
-        initrd,
-    })
+/// Chooses where the initrd goes: as high as possible below `initrd_addr_max`, as
+/// QEMU and SeaBIOS place it; above 4 GiB only if it fits nowhere below and the
+/// kernel allows it. `busy` must include the kernel's range.
+pub fn place_initrd(
+    info: &KernelInfo,
+    initrd_size: u64,
+    map: &MemoryMap,
+    busy: &[Range],
+) -> Result<Option<Range>, Error> {
+    if initrd_size == 0 {
+        return Ok(None);
+    }
+    let ceiling = info.initrd_addr_max.saturating_add(1).min(FOUR_GIB);
+    let start = map
+        .highest_fit(initrd_size, PAGE, KERNEL_FLOOR, ceiling, busy)
+        .or_else(|| {
+            info.above_4g
+                .then(|| map.highest_fit(initrd_size, PAGE, FOUR_GIB, u64::MAX, busy))
+                .flatten()
+        })
+        .ok_or(Error::InitrdDoesNotFit {
+            size: initrd_size,
+            limit: ceiling,
+        })?;
+    Ok(Some(Range::new(start, start + initrd_size)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bootparams::e820_type::*;
+    use std::vec::Vec;
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
@@ -236,6 +222,21 @@ mod tests {
         h.cmdline_size = 2047;
         h.initrd_addr_max = 0x7FFF_FFFF;
         h
+    }
+
+    /// Kernel first, then the initrd next to it, as the firmware does.
+    fn place(
+        info: &KernelInfo,
+        kernel_size: u64,
+        initrd_size: u64,
+        map: &MemoryMap,
+        busy: &[Range],
+    ) -> Result<(u64, Range, Option<Range>), Error> {
+        let k = place_kernel(info, kernel_size, map, busy)?;
+        let mut taken = busy.to_vec();
+        taken.push(k);
+        let i = place_initrd(info, initrd_size, map, &taken)?;
+        Ok((k.start, k, i))
     }
 
     fn map(entries: &[(u64, u64, u32)]) -> MemoryMap {
@@ -320,9 +321,9 @@ mod tests {
         let m = map(&[(0, 0xA_0000, RAM), (MIB, 128 * MIB, RAM)]);
         let high_zone = Range::new(128 * MIB - 256 * 1024, 128 * MIB);
         let p = place(&info, 10 * MIB, 5 * MIB + 3, &m, &[high_zone]).unwrap();
-        assert_eq!(p.kernel, 16 * MIB);
-        assert_eq!(p.kernel_range, Range::new(16 * MIB, 56 * MIB));
-        let initrd = p.initrd.unwrap();
+        assert_eq!(p.0, 16 * MIB);
+        assert_eq!(p.1, Range::new(16 * MIB, 56 * MIB));
+        let initrd = p.2.unwrap();
         assert!(initrd.end <= high_zone.start);
         assert_eq!(initrd.start % 4096, 0);
         assert_eq!(initrd.len(), 5 * MIB + 3);
@@ -335,12 +336,12 @@ mod tests {
         let m = map(&[(MIB, 3 * GIB, RAM), (4 * GIB, 6 * GIB, RAM)]);
         let busy = [Range::new(20 * MIB, 21 * MIB)];
         let p = place(&info, 10 * MIB, 0, &m, &busy).unwrap();
-        assert_eq!(p.kernel, 22 * MIB); // next 2 MiB boundary after the busy range
-        assert_eq!(p.initrd, None);
+        assert_eq!(p.0, 22 * MIB); // next 2 MiB boundary after the busy range
+        assert_eq!(p.2, None);
         // no room below 4 GiB: goes above, since the kernel allows it
         let m = map(&[(MIB, 32 * MIB, RAM), (4 * GIB, 6 * GIB, RAM)]);
         let p = place(&info, 10 * MIB, 0, &m, &[]).unwrap();
-        assert_eq!(p.kernel, 4 * GIB);
+        assert_eq!(p.0, 4 * GIB);
     }
 
     #[test]
@@ -354,7 +355,7 @@ mod tests {
             Err(Error::KernelDoesNotFit { size: 40 * MIB, at: 16 * MIB })
         );
         let m = map(&[(MIB, 128 * MIB, RAM)]);
-        assert_eq!(place(&info, 10 * MIB, 0, &m, &[]).unwrap().kernel, 16 * MIB);
+        assert_eq!(place(&info, 10 * MIB, 0, &m, &[]).unwrap().0, 16 * MIB);
         let busy = [Range::new(30 * MIB, 31 * MIB)];
         assert!(place(&info, 10 * MIB, 0, &m, &busy).is_err());
     }
@@ -366,11 +367,11 @@ mod tests {
         let info = KernelInfo::from_header(&h).unwrap();
         let m = map(&[(MIB, 3 * GIB, RAM), (4 * GIB, 5 * GIB, RAM)]);
         let p = place(&info, 10 * MIB, 4 * MIB, &m, &[]).unwrap();
-        assert_eq!(p.initrd.unwrap(), Range::new(60 * MIB, 64 * MIB));
+        assert_eq!(p.2.unwrap(), Range::new(60 * MIB, 64 * MIB));
         // 20 MiB does not fit between the kernel (16..56 MiB) and 64 MiB, nor below
         // 16 MiB: above 4 GiB it goes
         let p = place(&info, 10 * MIB, 20 * MIB, &m, &[]).unwrap();
-        assert_eq!(p.initrd.unwrap().start, 5 * GIB - 20 * MIB);
+        assert_eq!(p.2.unwrap().start, 5 * GIB - 20 * MIB);
         // a kernel that cannot take it above 4 GiB: clear error
         h.xloadflags = xloadflags::KERNEL_64;
         let info = KernelInfo::from_header(&h).unwrap();

@@ -1,1 +1,189 @@
-fn main() {}
+//! ferrite: from the reset vector to a Linux kernel, through QEMU's fw_cfg.
+//!
+//! `asm/boot.s` brings the CPU to long mode and calls [`rust_main`], which runs the
+//! boot sequence in [`boot`] step by step and jumps to the kernel.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod gdt;
+#[cfg(target_os = "none")]
+mod kernel;
+#[cfg(target_os = "none")]
+mod logger;
+#[cfg(target_os = "none")]
+mod paging;
+#[cfg(target_os = "none")]
+mod phys;
+#[cfg(target_os = "none")]
+mod pio;
+#[cfg(target_os = "none")]
+mod tables;
+
+#[cfg(target_os = "none")]
+pub use firmware::*;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("ferrite is a firmware image for QEMU's -bios: build it with `cargo xtask build`");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "none")]
+mod firmware {
+    use core::mem::MaybeUninit;
+
+    use ferrite::bootparams::e820_type::RESERVED;
+    use ferrite::chipset;
+    use ferrite::e820::{MemoryMap, Range};
+    use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
+    use ferrite::fwcfg::FwCfg;
+    use ferrite::io::PortIo;
+    use ferrite::layout::{self, HighZone};
+    use ferrite::linux::{self, Entry};
+
+    use crate::boot::{self, ROM_BASE};
+    use crate::kernel::Kernel;
+    use crate::pio::Pio;
+    use crate::{logger, phys, tables};
+
+    /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn rust_main() -> ! {
+        logger::init();
+        match boot() {
+            Ok(handoff) => handoff.enter(),
+            Err(error) => fail(error),
+        }
+    }
+
+    /// The boot sequence.
+    fn boot() -> Result<Handoff, Error> {
+        // SAFETY: this is the boot path, the only code running.
+        let mut io = unsafe { Pio::new() };
+
+        // 1. QEMU's configuration device, and the log level the user asked for.
+        let mut fw_cfg = FwCfg::probe(io)?;
+        set_log_level(&mut fw_cfg)?;
+
+        // 2. The chipset: ACPI power management and (q35) MMCONFIG, before QEMU
+        //    builds the ACPI tables that describe them.
+        let machine = chipset::identify(&mut io);
+        let mmconfig = chipset::init(&mut io, machine);
+        log::debug!("machine: {machine:?}");
+
+        // 3. The kernel's setup header: can we boot it, and how.
+        let kernel = Kernel::from_fw_cfg(&mut fw_cfg)?;
+
+        // 4. Memory: QEMU's map, and the zone below the top of low RAM where the
+        //    tables handed to the kernel go.
+        let mut memory = read_e820(&mut fw_cfg)?;
+        let mut zone = HighZone::new(memory.low_ram_top()?);
+
+        // 5. ACPI tables, through QEMU's table-loader script.
+        let rsdp = tables::install(&mut fw_cfg, &mut zone)?;
+
+        // 6. The kernel, straight to its run-time address, and its setup_data.
+        let kernel_range = linux::place_kernel(&kernel.info, kernel.size, &memory, &[zone.used()])?;
+        kernel.load(&mut fw_cfg, kernel_range)?;
+        let setup_data = kernel.move_setup_data(&mut fw_cfg, kernel_range, &mut zone)?;
+
+        // 7. The initrd, as high as the kernel allows, and the command line.
+        let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, &memory, &[zone.used(), kernel_range])?;
+        kernel.load_initrd(&mut fw_cfg, initrd)?;
+        kernel.load_cmdline(&mut fw_cfg)?;
+        log::debug!(
+            "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
+            kernel_range.start,
+            kernel_range.end,
+            initrd,
+            kernel.info.entry,
+            fw_cfg.stats.dma_requests
+        );
+
+        // 8. The final memory map and the zero page.
+        reserve_firmware_memory(&mut memory, zone.used(), mmconfig)?;
+        let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, &memory)?;
+        let (entry, address) = kernel.entry_point(kernel_range);
+        Ok(Handoff {
+            io,
+            entry,
+            address,
+            zero_page,
+        })
+    }
+
+    fn set_log_level(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
+        if let Some(file) = fw_cfg.find(logger::LEVEL_FILE) {
+            let mut buf = [MaybeUninit::uninit(); 16];
+            logger::set_level(phys::read_file(fw_cfg, file, &mut buf)?);
+        }
+        Ok(())
+    }
+
+    fn read_e820(fw_cfg: &mut FwCfg<Pio>) -> Result<MemoryMap, Error> {
+        let file = fw_cfg.find(b"etc/e820").ok_or(Error::MissingFile("etc/e820"))?;
+        let mut buf = [MaybeUninit::uninit(); 128 * 20];
+        Ok(MemoryMap::from_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
+    }
+
+    /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans
+    /// it), the BIOS segment, ferrite's tables, MMCONFIG and the ROM.
+    fn reserve_firmware_memory(
+        memory: &mut MemoryMap,
+        tables: Range,
+        mmconfig: Option<Range>,
+    ) -> Result<(), Error> {
+        memory.remove(layout::LEGACY_HOLE)?;
+        memory.insert(layout::BIOS_AREA, RESERVED)?;
+        memory.insert(tables, RESERVED)?;
+        if let Some(window) = mmconfig {
+            memory.insert(window, RESERVED)?;
+        }
+        memory.insert(Range::new(ROM_BASE, 1 << 32), RESERVED)?;
+        Ok(())
+    }
+
+    struct Handoff {
+        io: Pio,
+        entry: Entry,
+        address: u64,
+        zero_page: u64,
+    }
+
+    impl Handoff {
+        fn enter(mut self) -> ! {
+            self.io.outb(boot::MARKER_KERNEL_PORT, boot::MARKER_KERNEL_BZIMAGE);
+            // SAFETY: the kernel, its initrd, command line and zero page are in
+            // place and identity-mapped; nothing of ferrite is needed any more.
+            unsafe {
+                match self.entry {
+                    Entry::Bits64 => boot::enter_linux64(self.address, self.zero_page),
+                    Entry::Bits32 => boot::enter_linux32(self.address as u32, self.zero_page as u32),
+                }
+            }
+        }
+    }
+
+    /// One line on COM1, the status on the debug-exit port, and stop.
+    fn fail(error: Error) -> ! {
+        log::error!("{error}");
+        stop(error.status())
+    }
+
+    fn stop(status: u8) -> ! {
+        // SAFETY: the boot path is over; this is the last thing ferrite does.
+        unsafe { Pio::new() }.outb(STATUS_PORT, status);
+        loop {
+            x86_64::instructions::interrupts::disable();
+            x86_64::instructions::hlt();
+        }
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        log::error!("internal error: {info}");
+        stop(STATUS_PANIC)
+    }
+}

@@ -1,0 +1,57 @@
+# The jump into Linux. Both entries: interrupts off, DS = ES = SS = __BOOT_DS,
+# RSI/ESI = the zero page, EBP = EDI = EBX = 0 (Documentation/arch/x86/boot.rst).
+
+.section .text.handoff, "ax"
+.code64
+
+# enter_linux64(entry: u64 in rdi, boot_params: u64 in rsi) -> !
+# Long mode, paging on, identity map in place; CS is already __BOOT_CS (0x10).
+.globl enter_linux64
+enter_linux64:
+    cli
+    mov ${boot_ds}, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %rdi, %rax
+    xor %edi, %edi
+    xor %ebx, %ebx
+    xor %ebp, %ebp
+    jmp *%rax
+
+# enter_linux32(entry: u32 in edi, boot_params: u32 in esi) -> !
+# Leaves long mode: load the 32-bit boot GDT, far-return into 32-bit code,
+# turn paging off, clear EFER.LME and PAE, and jump. Runs from low RAM, which is
+# identity-mapped, so the switch is seamless.
+.globl enter_linux32
+enter_linux32:
+    cli
+    mov $gdt_linux32_ptr, %eax
+    lgdt (%rax)
+    mov %edi, %edx                 # entry survives in edx until rdmsr
+    push ${boot_cs}
+    lea 1f(%rip), %rax
+    push %rax
+    lretq
+.code32
+1:
+    mov %cr0, %eax
+    and ${cr0_no_pg}, %eax
+    mov %eax, %cr0
+    mov %edx, %edi
+    mov ${efer_msr}, %ecx
+    rdmsr
+    and ${efer_no_lme}, %eax
+    wrmsr
+    mov %cr4, %eax
+    and ${cr4_no_pae}, %eax
+    mov %eax, %cr4
+    mov ${boot_ds}, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    push %edi
+    xor %edi, %edi
+    xor %ebx, %ebx
+    xor %ebp, %ebp
+    ret

@@ -1,0 +1,72 @@
+//! The start-up assembly (asm/boot.s) and the kernel hand-off (asm/handoff.s),
+//! with every constant they use defined here, once.
+
+use x86_64::registers::control::{Cr0Flags, Cr4Flags};
+use x86_64::registers::model_specific::EferFlags;
+
+use crate::gdt;
+
+/// The ROM's size (firmware/build.rs) and where QEMU maps it.
+pub const ROM_SIZE: u64 = parse(env!("FERRITE_ROM_SIZE"));
+pub const ROM_BASE: u64 = (1 << 32) - ROM_SIZE;
+
+/// Boot markers (the convention of qboot's benchmark build and NEMU).
+pub const MARKER_START_PORT: u16 = 0xF5;
+pub const MARKER_START: u8 = 1;
+pub const MARKER_KERNEL_PORT: u16 = 0xF4;
+/// Written right before jumping to a bzImage kernel.
+pub const MARKER_KERNEL_BZIMAGE: u8 = 3;
+
+const EFER_MSR: u32 = 0xC000_0080;
+
+core::arch::global_asm!(
+    include_str!("asm/boot.s"),
+    marker_port = const MARKER_START_PORT,
+    marker_value = const MARKER_START,
+    cr0_clear = const !(Cr0Flags::CACHE_DISABLE.bits() | Cr0Flags::NOT_WRITE_THROUGH.bits()) as u32,
+    cr0_pe = const Cr0Flags::PROTECTED_MODE_ENABLE.bits(),
+    cr0_pg = const Cr0Flags::PAGING.bits() as u32,
+    cr4_pae = const Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits(),
+    efer_msr = const EFER_MSR,
+    efer_lme = const EferFlags::LONG_MODE_ENABLE.bits(),
+    code32 = const gdt::FIRMWARE_CS32,
+    code64 = const gdt::FIRMWARE_CS64,
+    data = const gdt::BOOT_DS,
+    code32_desc = const gdt::CODE32,
+    code64_desc = const gdt::CODE64,
+    data_desc = const gdt::DATA,
+    page_tables = sym crate::paging::ROM_PAGE_TABLES,
+    main = sym crate::rust_main,
+    options(att_syntax),
+);
+
+core::arch::global_asm!(
+    include_str!("asm/handoff.s"),
+    boot_cs = const gdt::BOOT_CS,
+    boot_ds = const gdt::BOOT_DS,
+    cr0_no_pg = const !(Cr0Flags::PAGING.bits() as u32),
+    cr4_no_pae = const !(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits() as u32),
+    efer_msr = const EFER_MSR,
+    efer_no_lme = const !(EferFlags::LONG_MODE_ENABLE.bits() as u32),
+    options(att_syntax),
+);
+
+unsafe extern "C" {
+    /// Enters a kernel through the 64-bit boot protocol.
+    pub fn enter_linux64(entry: u64, boot_params: u64) -> !;
+    /// Enters a kernel through the 32-bit boot protocol (both below 4 GiB).
+    pub fn enter_linux32(entry: u32, boot_params: u32) -> !;
+}
+
+const fn parse(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < b.len() {
+        v = v * 10 + (b[i] - b'0') as u64;
+        i += 1;
+    }
+    v
+}
+
+const _: () = assert!(ROM_SIZE % (64 * 1024) == 0 && ROM_SIZE >= 64 * 1024);

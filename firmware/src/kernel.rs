@@ -1,0 +1,167 @@
+//! Loading the kernel, its initrd and command line from fw_cfg, and building the
+//! zero page. Each blob is one fw_cfg transfer straight to its final address.
+
+use core::mem::MaybeUninit;
+
+use ferrite::bootparams::{BootParams, LOADER_TYPE_QEMU, SetupData, SetupHeader};
+use ferrite::e820::{MemoryMap, Range};
+use ferrite::error::Error;
+use ferrite::fwcfg::{FwCfg, Item};
+use ferrite::layout::{self, HighZone};
+use ferrite::linux::{Entry, KernelInfo};
+use ferrite::setup_data::{self, MAX_NODES, Node};
+
+use crate::paging;
+use crate::phys;
+use crate::pio::Pio;
+
+/// Enough of the setup sectors to hold any setup header (it ends by 0x281).
+const HEADER_BYTES: usize = 0x290;
+
+/// The kernel QEMU was given, validated.
+pub struct Kernel {
+    pub info: KernelInfo,
+    /// The start of QEMU's SETUP_DATA item: boot sector and setup header.
+    header: [u8; HEADER_BYTES],
+    pub size: u64,
+    pub initrd_size: u64,
+    cmdline_size: u64,
+}
+
+impl Kernel {
+    /// Reads the sizes and the setup header; fails on anything ferrite cannot boot.
+    pub fn from_fw_cfg(fw_cfg: &mut FwCfg<Pio>) -> Result<Kernel, Error> {
+        let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
+        if size == 0 {
+            return Err(Error::NoKernel);
+        }
+        let mut header = [0u8; HEADER_BYTES];
+        fw_cfg.read_into(Item::SetupData as u16, &mut header)?;
+        let hdr = SetupHeader::read_from_image(&header).ok_or(Error::NotBzImage)?;
+        let info = KernelInfo::from_header(&hdr)?;
+        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
+        // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
+        let len = cmdline_size.saturating_sub(1);
+        info.check_cmdline(len)?;
+        if cmdline_size > layout::CMDLINE_ROOM {
+            return Err(Error::CmdlineTooLong {
+                len,
+                max: layout::CMDLINE_ROOM - 1,
+            });
+        }
+        Ok(Kernel {
+            info,
+            header,
+            size,
+            initrd_size: fw_cfg.read_u32(Item::InitrdSize as u16)? as u64,
+            cmdline_size,
+        })
+    }
+
+    fn setup_data_head(&self) -> u64 {
+        SetupHeader::read_from_image(&self.header).map_or(0, |h| h.setup_data)
+    }
+
+    /// Loads the protected-mode kernel into `range` (from `linux::place_kernel`).
+    pub fn load(&self, fw_cfg: &mut FwCfg<Pio>, range: Range) -> Result<(), Error> {
+        paging::identity_map(range)?;
+        // SAFETY: `range` is free RAM chosen by place_kernel, now identity-mapped.
+        unsafe { fw_cfg.read_to_phys(Item::KernelData as u16, range.start, self.size as u32) }
+    }
+
+    /// Copies QEMU's setup_data nodes out of the loaded kernel image into the
+    /// high zone (the kernel would decompress over them) and links the copies.
+    /// Returns the new list head, or 0.
+    pub fn move_setup_data(
+        &self,
+        fw_cfg: &mut FwCfg<Pio>,
+        range: Range,
+        zone: &mut HighZone,
+    ) -> Result<u64, Error> {
+        let head = self.setup_data_head();
+        if head == 0 {
+            return Ok(0);
+        }
+        let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
+        let setup_size = fw_cfg.read_u32(Item::SetupSize as u16)? as u64;
+        // SAFETY: the kernel image was just loaded there and is identity-mapped.
+        let image = unsafe { phys::slice_mut(range.start, self.size as usize) };
+        let mut nodes = [Node::default(); MAX_NODES];
+        let n = setup_data::locate(head, kernel_addr, setup_size, image, &mut nodes)?;
+        let mut next = 0u64;
+        for node in nodes[..n].iter().rev() {
+            let copy = zone
+                .alloc(node.len as u64, 8)
+                .ok_or(Error::OutOfFirmwareMemory("setup_data"))?;
+            // SAFETY: `copy` is fresh high-zone RAM of node.len bytes.
+            let dst = unsafe { phys::slice_mut(copy, node.len) };
+            dst.copy_from_slice(&image[node.offset..node.offset + node.len]);
+            dst[..8].copy_from_slice(&next.to_le_bytes());
+            log::debug!("setup_data: type {} ({} bytes) at {copy:#x}", node.typ, node.len);
+            next = copy;
+        }
+        Ok(next)
+    }
+
+    /// Loads the initrd (if any) into `range`.
+    pub fn load_initrd(&self, fw_cfg: &mut FwCfg<Pio>, range: Option<Range>) -> Result<(), Error> {
+        let Some(range) = range else { return Ok(()) };
+        // Only needed without DMA (the CPU copies), but cheap: one entry per 2 MiB.
+        paging::identity_map(range)?;
+        // SAFETY: free RAM chosen by place_initrd, identity-mapped.
+        unsafe { fw_cfg.read_to_phys(Item::InitrdData as u16, range.start, range.len() as u32) }
+    }
+
+    /// Loads the command line to its fixed place and terminates it.
+    pub fn load_cmdline(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
+        // SAFETY: the command-line area is reserved for this (layout.rs) and mapped;
+        // Kernel::from_fw_cfg checked that cmdline_size fits it.
+        unsafe {
+            fw_cfg.read_to_phys(Item::CmdlineData as u16, layout::CMDLINE, self.cmdline_size as u32)?;
+            phys::slice_mut(layout::CMDLINE + self.cmdline_size.saturating_sub(1), 1)[0] = 0;
+        }
+        Ok(())
+    }
+
+    /// Builds the zero page at its fixed place and returns its address.
+    pub fn build_zero_page(
+        &self,
+        kernel: Range,
+        initrd: Option<Range>,
+        setup_data: u64,
+        rsdp: Option<u64>,
+        memory: &MemoryMap,
+    ) -> Result<u64, Error> {
+        // SAFETY: the zero-page area is reserved for this (layout.rs), identity-
+        // mapped, and BootParams is plain data.
+        let zp: &mut BootParams = unsafe {
+            let p = layout::ZERO_PAGE as *mut MaybeUninit<BootParams>;
+            p.write_bytes(0, 1);
+            phys::object_mut(layout::ZERO_PAGE)
+        };
+        zp.copy_header_from(&self.header);
+        let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
+        let hdr = &mut zp.hdr;
+        hdr.type_of_loader = LOADER_TYPE_QEMU;
+        hdr.code32_start = kernel.start as u32;
+        hdr.cmd_line_ptr = layout::CMDLINE as u32;
+        hdr.ramdisk_image = image as u32;
+        hdr.ramdisk_size = size as u32;
+        hdr.setup_data = setup_data;
+        zp.ext_ramdisk_image = (image >> 32) as u32;
+        zp.ext_ramdisk_size = (size >> 32) as u32;
+        zp.acpi_rsdp_addr = rsdp.unwrap_or(0);
+        zp.e820_entries = memory.write_zero_page(&mut zp.e820_table)?;
+        Ok(layout::ZERO_PAGE)
+    }
+
+    /// Where to jump.
+    pub fn entry_point(&self, kernel: Range) -> (Entry, u64) {
+        match self.info.entry {
+            Entry::Bits64 => (Entry::Bits64, kernel.start + 0x200),
+            Entry::Bits32 => (Entry::Bits32, kernel.start),
+        }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SetupData>() == 16);

@@ -1,0 +1,70 @@
+//! Running QEMU's ACPI table-loader script against fw_cfg and the high zone.
+
+use core::mem::MaybeUninit;
+
+use ferrite::acpi::{self, LoaderEnv, LoaderError, Outcome, Zone};
+use ferrite::error::Error;
+use ferrite::fwcfg::FwCfg;
+use ferrite::layout::HighZone;
+
+use crate::phys;
+use crate::pio::Pio;
+
+const LOADER_FILE: &[u8] = b"etc/table-loader";
+/// Scripts are a few KiB (QEMU emits a few dozen 128-byte commands).
+const MAX_SCRIPT: usize = 16 * 1024;
+
+struct Env<'a> {
+    fw_cfg: &'a mut FwCfg<Pio>,
+    zone: &'a mut HighZone,
+}
+
+impl LoaderEnv for Env<'_> {
+    fn file_size(&mut self, name: &[u8]) -> Option<u32> {
+        self.fw_cfg.find(name).map(|f| f.size)
+    }
+
+    fn allocate(&mut self, size: u32, align: u32, _zone: Zone) -> Option<u64> {
+        // Both zones go to the high zone: Linux gets the RSDP from the zero page.
+        self.zone.alloc(size as u64, align as u64)
+    }
+
+    fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
+        let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
+        // SAFETY: `addr` comes from `allocate`: high-zone RAM below 4 GiB that
+        // nothing else uses, identity-mapped.
+        unsafe { self.fw_cfg.read_to_phys(f.select, addr, len) }.map_err(|_| LoaderError::Transfer)
+    }
+
+    fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
+        // SAFETY: as in read_file; the loader holds one such slice at a time.
+        unsafe { phys::slice_mut(addr, len as usize) }
+    }
+
+    fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
+        let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
+        self.fw_cfg
+            .write_file(f.select, offset, data)
+            .map_err(|_| LoaderError::Transfer)
+    }
+}
+
+/// Installs QEMU's ACPI tables; returns the RSDP's address, if the machine has ACPI.
+pub fn install(fw_cfg: &mut FwCfg<Pio>, zone: &mut HighZone) -> Result<Option<u64>, Error> {
+    let Some(file) = fw_cfg.find(LOADER_FILE) else {
+        log::info!("acpi: no etc/table-loader, booting without ACPI tables");
+        return Ok(None);
+    };
+    let len = file.size as usize;
+    if len > MAX_SCRIPT {
+        return Err(Error::Acpi(LoaderError::BadScriptLength(len)));
+    }
+    let mut buf = [MaybeUninit::<u8>::uninit(); MAX_SCRIPT];
+    let script = phys::read_file(fw_cfg, file, &mut buf)?;
+    let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone })?;
+    if skipped > 0 {
+        log::warn!("acpi: {skipped} table-loader commands skipped");
+    }
+    log::debug!("acpi: RSDP at {:#x}", rsdp.unwrap_or(0));
+    Ok(rsdp)
+}
