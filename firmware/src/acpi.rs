@@ -184,9 +184,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     return Err(LoaderError::OutOfBounds);
                 }
                 let mem = env.memory(file.addr, file.size);
-                let sum = mem[start as usize..end as usize]
-                    .iter()
-                    .fold(0u8, |a, &b| a.wrapping_add(b));
+                let sum = byte_sum(&mem[start as usize..end as usize]);
                 mem[offset as usize] = mem[offset as usize].wrapping_sub(sum);
             }
             CMD_WRITE_POINTER => {
@@ -220,6 +218,40 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
     Ok(outcome)
 }
 
+/// The 8-bit sum of `bytes`, eight bytes per step: the even and odd bytes of
+/// each word are added into 16-bit lanes, folded every 128 words before a lane
+/// can overflow. ACPI checksums cover tens of KiB, and every guest instruction
+/// counts.
+pub fn byte_sum(bytes: &[u8]) -> u8 {
+    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
+    let fold = |acc: u64| -> u8 {
+        let acc = (acc & 0xFFFF) + ((acc >> 16) & 0xFFFF) + ((acc >> 32) & 0xFFFF) + (acc >> 48);
+        acc as u8
+    };
+    let mut words = bytes.chunks_exact(8);
+    let mut total = 0u8;
+    loop {
+        let mut acc = 0u64;
+        let mut n = 0;
+        for w in words.by_ref() {
+            let w = u64::from_le_bytes(w.try_into().unwrap());
+            acc += (w & LANES) + ((w >> 8) & LANES);
+            n += 1;
+            if n == 128 {
+                break;
+            }
+        }
+        total = total.wrapping_add(fold(acc));
+        if n < 128 {
+            break;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .fold(total, |a, &b| a.wrapping_add(b))
+}
+
 fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
 }
@@ -237,10 +269,23 @@ fn name_at(body: &[u8], off: usize) -> Result<&[u8], LoaderError> {
 }
 
 fn find(files: &[File], name: &[u8]) -> Option<File> {
-    files
-        .iter()
-        .find(|f| &f.name[..name.len()] == name && f.name.get(name.len()) == Some(&0))
-        .copied()
+    let key = padded_name(name);
+    files.iter().find(|f| names_equal(&f.name, &key)).copied()
+}
+
+/// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
+pub fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
+    let mut key = [0u8; FILE_NAME_LEN];
+    let n = name.len().min(FILE_NAME_LEN);
+    key[..n].copy_from_slice(&name[..n]);
+    key
+}
+
+/// Compares two NUL-padded names eight bytes at a time (most differ in the
+/// first word).
+pub fn names_equal(a: &[u8; FILE_NAME_LEN], b: &[u8; FILE_NAME_LEN]) -> bool {
+    let word = |n: &[u8; FILE_NAME_LEN], i: usize| u64::from_ne_bytes(n[i * 8..i * 8 + 8].try_into().unwrap());
+    (0..FILE_NAME_LEN / 8).all(|i| word(a, i) == word(b, i))
 }
 
 fn pointer_slot<'a>(
@@ -503,6 +548,24 @@ mod tests {
         let mut env = Fake::new(&refs);
         let cmds: Vec<[u8; 128]> = many.iter().map(|(n, _)| allocate(n, 4, 1)).collect();
         assert_eq!(run(&script(&cmds), &mut env), Err(LoaderError::TooManyFiles));
+    }
+
+    #[test]
+    fn byte_sum_matches_the_naive_sum() {
+        let mut x = 0x1234_5678u32;
+        let data: Vec<u8> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for len in [0, 1, 7, 8, 9, 2047, 2048, 2049, 4099, 5000] {
+            let naive = data[..len].iter().fold(0u8, |a, &b| a.wrapping_add(b));
+            assert_eq!(byte_sum(&data[..len]), naive, "len {len}");
+        }
+        assert_eq!(byte_sum(&[0xFF; 4096]), (4096u32 * 255 % 256) as u8);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, e820_type};
 
 /// Room for QEMU's entries plus the firmware's own reservations; more than the
 /// zero page holds so that merging can bring a large map back under 128.
-const CAPACITY: usize = 160;
+const CAPACITY: usize = 136;
 
 /// Size of one `etc/e820` record.
 pub const RECORD_SIZE: usize = 20;
@@ -84,7 +84,42 @@ impl MemoryMap {
         if bytes.is_empty() || bytes.len() % RECORD_SIZE != 0 {
             return Err(E820Error::BadLength(bytes.len()));
         }
+        let map = match Self::from_sorted(bytes) {
+            Some(map) => map,
+            None => {
+                let mut map = MemoryMap::new();
+                map.insert_all(bytes)?;
+                map
+            }
+        };
+        if map.ram().next().is_none() {
+            return Err(E820Error::NoRam);
+        }
+        Ok(map)
+    }
+
+    /// The common case: QEMU's entries are already sorted and disjoint.
+    fn from_sorted(bytes: &[u8]) -> Option<MemoryMap> {
         let mut map = MemoryMap::new();
+        let mut prev_end = 0;
+        for rec in bytes.chunks_exact(RECORD_SIZE) {
+            let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
+            let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
+            let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
+            let end = addr.checked_add(size)?;
+            if size == 0 || addr < prev_end || map.len == CAPACITY {
+                return None;
+            }
+            prev_end = end;
+            map.regions[map.len] = Region { range: Range::new(addr, end), typ };
+            map.len += 1;
+        }
+        map.normalize();
+        Some(map)
+    }
+
+    fn insert_all(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
+        let map = self;
         for rec in bytes.chunks_exact(RECORD_SIZE) {
             let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
             let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
@@ -97,10 +132,7 @@ impl MemoryMap {
                 .ok_or(E820Error::Wraps { addr, size })?;
             map.insert(Range::new(addr, end), typ)?;
         }
-        if map.ram().next().is_none() {
-            return Err(E820Error::NoRam);
-        }
-        Ok(map)
+        Ok(())
     }
 
     pub fn regions(&self) -> &[Region] {
@@ -421,7 +453,7 @@ mod tests {
         for i in 0..200u64 {
             entries.push((i * 2 * MIB, MIB, if i % 2 == 0 { RAM } else { NVS }));
         }
-        let map = MemoryMap::from_qemu(&qemu_e820(&entries[..150])).unwrap();
+        let map = MemoryMap::from_qemu(&qemu_e820(&entries[..130])).unwrap();
         let mut table = [E820Entry::default(); 128];
         assert_eq!(
             map.write_zero_page(&mut table).err(),

@@ -170,13 +170,17 @@ impl<IO: PortIo> FwCfg<IO> {
     /// Looks a file up by name (selectors change between QEMU versions and
     /// machine types, names do not).
     pub fn find(&self, name: &[u8]) -> Option<File> {
-        self.entries().iter().find_map(|f| {
-            let len = f.name.iter().position(|&b| b == 0).unwrap_or(f.name.len());
-            (&f.name[..len] == name).then(|| File {
+        if name.len() >= crate::acpi::FILE_NAME_LEN {
+            return None;
+        }
+        let key = crate::acpi::padded_name(name);
+        self.entries()
+            .iter()
+            .find(|f| crate::acpi::names_equal(&f.name, &key))
+            .map(|f| File {
                 select: u16::from_be(f.select),
                 size: u32::from_be(f.size),
             })
-        })
     }
 
     /// Reads a little-endian 32-bit item.
