@@ -81,41 +81,49 @@ impl MemoryMap {
     /// Zero-sized records are skipped; overlapping ones are resolved in favour of
     /// the non-RAM type.
     pub fn from_qemu(bytes: &[u8]) -> Result<MemoryMap, E820Error> {
-        if bytes.is_empty() || bytes.len() % RECORD_SIZE != 0 {
-            return Err(E820Error::BadLength(bytes.len()));
-        }
-        let map = match Self::from_sorted(bytes) {
-            Some(map) => map,
-            None => {
-                let mut map = MemoryMap::new();
-                map.insert_all(bytes)?;
-                map
-            }
-        };
-        if map.ram().next().is_none() {
-            return Err(E820Error::NoRam);
-        }
+        let mut map = MemoryMap::new();
+        map.load_qemu(bytes)?;
         Ok(map)
     }
 
-    /// The common case: QEMU's entries are already sorted and disjoint.
-    fn from_sorted(bytes: &[u8]) -> Option<MemoryMap> {
-        let mut map = MemoryMap::new();
+    /// [`MemoryMap::from_qemu`] into an existing (empty) map: the firmware keeps
+    /// its map in .bss rather than copying 3 KiB around.
+    pub fn load_qemu(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
+        if bytes.is_empty() || bytes.len() % RECORD_SIZE != 0 {
+            return Err(E820Error::BadLength(bytes.len()));
+        }
+        self.len = 0;
+        if !self.load_sorted(bytes) {
+            self.len = 0;
+            self.insert_all(bytes)?;
+        }
+        if self.ram().next().is_none() {
+            return Err(E820Error::NoRam);
+        }
+        Ok(())
+    }
+
+    /// The common case: QEMU's entries are already sorted and disjoint. Returns
+    /// false (leaving junk behind) if they are not.
+    fn load_sorted(&mut self, bytes: &[u8]) -> bool {
+        let map = self;
         let mut prev_end = 0;
         for rec in bytes.chunks_exact(RECORD_SIZE) {
             let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
             let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
             let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
-            let end = addr.checked_add(size)?;
+            let Some(end) = addr.checked_add(size) else {
+                return false;
+            };
             if size == 0 || addr < prev_end || map.len == CAPACITY {
-                return None;
+                return false;
             }
             prev_end = end;
             map.regions[map.len] = Region { range: Range::new(addr, end), typ };
             map.len += 1;
         }
         map.normalize();
-        Some(map)
+        true
     }
 
     fn insert_all(&mut self, bytes: &[u8]) -> Result<(), E820Error> {

@@ -20,6 +20,8 @@ mod phys;
 mod pio;
 #[cfg(target_os = "none")]
 mod tables;
+#[cfg(target_os = "none")]
+mod timeline;
 
 #[cfg(target_os = "none")]
 pub use firmware::*;
@@ -46,53 +48,64 @@ mod firmware {
     use crate::boot::{self, ROM_BASE};
     use crate::kernel::Kernel;
     use crate::pio::Pio;
-    use crate::{logger, phys, tables};
+    use crate::timeline::{Step, Timeline};
+    use crate::{logger, phys, tables, timeline};
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
+    /// `reset_tsc` is the time-stamp counter at the reset vector.
     #[unsafe(no_mangle)]
-    pub extern "C" fn rust_main() -> ! {
+    pub extern "C" fn rust_main(reset_tsc: u64) -> ! {
         logger::init();
-        match boot() {
+        match boot(Timeline::new(reset_tsc)) {
             Ok(handoff) => handoff.enter(),
             Err(error) => fail(error),
         }
     }
 
     /// The boot sequence.
-    fn boot() -> Result<Handoff, Error> {
+    fn boot(mut time: Timeline) -> Result<Handoff, Error> {
         // SAFETY: this is the boot path, the only code running.
         let mut io = unsafe { Pio::new() };
 
         // 1. QEMU's configuration device, and the log level the user asked for.
         let mut fw_cfg = FwCfg::probe(io)?;
         set_log_level(&mut fw_cfg)?;
+        let report_timeline = fw_cfg.find(timeline::TIMELINE_FILE).is_some();
+        time.mark(Step::FwCfg);
 
         // 2. The chipset: ACPI power management and (q35) MMCONFIG, before QEMU
         //    builds the ACPI tables that describe them.
         let machine = chipset::identify(&mut io);
         let mmconfig = chipset::init(&mut io, machine);
         log::debug!("machine: {machine:?}");
+        time.mark(Step::Chipset);
 
         // 3. The kernel's setup header: can we boot it, and how.
         let kernel = Kernel::from_fw_cfg(&mut fw_cfg)?;
+        time.mark(Step::KernelHeader);
 
         // 4. Memory: QEMU's map, and the zone below the top of low RAM where the
         //    tables handed to the kernel go.
-        let mut memory = read_e820(&mut fw_cfg)?;
+        let mut memory = MEMORY.lock();
+        read_e820(&mut fw_cfg, &mut memory)?;
         let mut zone = HighZone::new(memory.low_ram_top()?);
+        time.mark(Step::MemoryMap);
 
         // 5. ACPI tables, through QEMU's table-loader script.
         let rsdp = tables::install(&mut fw_cfg, &mut zone)?;
+        time.mark(Step::Acpi);
 
         // 6. The kernel, straight to its run-time address, and its setup_data.
         let kernel_range = linux::place_kernel(&kernel.info, kernel.size, &memory, &[zone.used()])?;
         kernel.load(&mut fw_cfg, kernel_range)?;
         let setup_data = kernel.move_setup_data(&mut fw_cfg, kernel_range, &mut zone)?;
+        time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
         let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, &memory, &[zone.used(), kernel_range])?;
         kernel.load_initrd(&mut fw_cfg, initrd)?;
         kernel.load_cmdline(&mut fw_cfg)?;
+        time.mark(Step::InitrdLoaded);
         log::debug!(
             "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
             kernel_range.start,
@@ -106,6 +119,10 @@ mod firmware {
         reserve_firmware_memory(&mut memory, zone.used(), mmconfig)?;
         let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, &memory)?;
         let (entry, address) = kernel.entry_point(kernel_range);
+        time.mark(Step::ZeroPage);
+        if report_timeline {
+            time.report(io);
+        }
         Ok(Handoff {
             io,
             entry,
@@ -122,10 +139,13 @@ mod firmware {
         Ok(())
     }
 
-    fn read_e820(fw_cfg: &mut FwCfg<Pio>) -> Result<MemoryMap, Error> {
+    /// The memory map lives in .bss: cleared by boot.s's one `rep stosq`.
+    static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
+
+    fn read_e820(fw_cfg: &mut FwCfg<Pio>, memory: &mut MemoryMap) -> Result<(), Error> {
         let file = fw_cfg.find(b"etc/e820").ok_or(Error::MissingFile("etc/e820"))?;
         let mut buf = [MaybeUninit::uninit(); 128 * 20];
-        Ok(MemoryMap::from_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
+        Ok(memory.load_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
     }
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans

@@ -17,6 +17,9 @@ rom16_start:
     # Boot marker: tQEMU ends here (isa-debug-exit on this port ends QEMU).
     mov ${marker_value}, %al
     out %al, ${marker_port}
+    rdtsc                       # the timeline's first stamp, kept in ebp:ebx
+    mov %eax, %ebx
+    mov %edx, %ebp
     lgdtl %cs:(gdt_ptr - 0xffff0000)
     mov %cr0, %eax
     and ${cr0_clear}, %eax      # caches on (CD, NW clear)
@@ -57,6 +60,10 @@ rom64_start:
     xor %eax, %eax
     rep stosq
     mov $stack_top, %esp
+    shl $32, %rbp
+    or %rbx, %rbp
+    mov %rbp, %rdi              # rust_main(reset_tsc)
+    xor %ebp, %ebp
     mov ${main}, %eax           # absolute: RAM is ~4 GiB away from here
     call *%rax
     ud2

@@ -1,0 +1,131 @@
+//! Where ferrite spends its time: a time-stamp counter reading at each step of
+//! the boot sequence. Taking a stamp costs two instructions; the stamps are only
+//! written out, as one line on QEMU's debug console (port 0xE9,
+//! `-debugcon file:F`), only when `-fw_cfg name=opt/ferrite/timeline,string=1` asks
+//! for them, so the fast path does not pay for the report.
+
+use core::arch::asm;
+use core::fmt::{self, Write};
+
+use ferrite::io::PortIo;
+
+use crate::pio::Pio;
+
+/// The fw_cfg file that turns the report on.
+pub const TIMELINE_FILE: &[u8] = b"opt/ferrite/timeline";
+/// QEMU's `-debugcon` (isa-debugcon) default port.
+const DEBUGCON: u16 = 0xE9;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The reset vector ran (stamp taken in boot.s).
+    Reset,
+    /// Rust entered, RAM image copied.
+    Rust,
+    FwCfg,
+    Chipset,
+    KernelHeader,
+    MemoryMap,
+    Acpi,
+    KernelLoaded,
+    InitrdLoaded,
+    ZeroPage,
+}
+
+const STEPS: [Step; 10] = [
+    Step::Reset,
+    Step::Rust,
+    Step::FwCfg,
+    Step::Chipset,
+    Step::KernelHeader,
+    Step::MemoryMap,
+    Step::Acpi,
+    Step::KernelLoaded,
+    Step::InitrdLoaded,
+    Step::ZeroPage,
+];
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Reset => "reset",
+            Step::Rust => "rust",
+            Step::FwCfg => "fw_cfg",
+            Step::Chipset => "chipset",
+            Step::KernelHeader => "kernel_header",
+            Step::MemoryMap => "e820",
+            Step::Acpi => "acpi",
+            Step::KernelLoaded => "kernel",
+            Step::InitrdLoaded => "initrd_cmdline",
+            Step::ZeroPage => "zero_page",
+        }
+    }
+}
+
+pub struct Timeline {
+    stamps: [u64; STEPS.len()],
+}
+
+impl Timeline {
+    pub fn new(reset_tsc: u64) -> Timeline {
+        let mut t = Timeline {
+            stamps: [0; STEPS.len()],
+        };
+        t.stamps[Step::Reset as usize] = reset_tsc;
+        t.mark(Step::Rust);
+        t
+    }
+
+    pub fn mark(&mut self, step: Step) {
+        self.stamps[step as usize] = rdtsc();
+    }
+
+    /// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
+    /// vector) to the debug console.
+    pub fn report(&self, io: Pio) {
+        let mut out = Debugcon { io, buf: [0; 256], len: 0 };
+        let base = self.stamps[0];
+        let _ = write!(out, "ferrite-timeline:");
+        for step in STEPS {
+            let _ = write!(out, " {}={}", step.name(), self.stamps[step as usize].wrapping_sub(base));
+        }
+        let _ = writeln!(out);
+        out.flush();
+    }
+}
+
+fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: rdtsc only reads the time-stamp counter.
+    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+/// Buffers a line for the debug console (only used when the report is asked for).
+struct Debugcon {
+    io: Pio,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Debugcon {
+    fn flush(&mut self) {
+        for &b in &self.buf[..self.len] {
+            self.io.outb(DEBUGCON, b);
+        }
+        self.len = 0;
+    }
+}
+
+impl Write for Debugcon {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
