@@ -1,7 +1,7 @@
 //! Links the firmware with linker.ld and gives the ROM size one definition.
 
 /// Size of the ROM image. A multiple of 64 KiB (QEMU's requirement).
-const ROM_SIZE: u64 = 64 * 1024;
+const ROM_SIZE: u64 = 128 * 1024;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -59,7 +59,9 @@ pub enum LoaderError {
 impl fmt::Display for LoaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
-            LoaderError::BadScriptLength(_) => "etc/table-loader is not a whole number of 128-byte commands",
+            LoaderError::BadScriptLength(_) => {
+                "etc/table-loader is not a whole number of 128-byte commands"
+            }
             LoaderError::BadName => "a table-loader command has an unterminated file name",
             LoaderError::NoSuchFile => "a table-loader command names a file fw_cfg does not have",
             LoaderError::NotAllocated => "a table-loader command uses a file before allocating it",
@@ -162,8 +164,10 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 );
             }
             CMD_ADD_POINTER => {
-                let dest = find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
-                let src = find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                let dest =
+                    find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
+                let src =
+                    find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 112);
                 let size = body[116];
                 let p = pointer_slot(env, &dest, offset, size)?;
@@ -175,7 +179,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 write_le(p, value);
             }
             CMD_ADD_CHECKSUM => {
-                let file = find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
+                let file =
+                    find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 56);
                 let start = le32(body, 60);
                 let length = le32(body, 64);
@@ -189,7 +194,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
             }
             CMD_WRITE_POINTER => {
                 let dest = name_at(body, 0)?;
-                let src = find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                let src =
+                    find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
                 let dst_offset = le32(body, 112);
                 let src_offset = le32(body, 116);
                 let size = body[120];
@@ -284,7 +290,9 @@ pub fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
 /// Compares two NUL-padded names eight bytes at a time (most differ in the
 /// first word).
 pub fn names_equal(a: &[u8; FILE_NAME_LEN], b: &[u8; FILE_NAME_LEN]) -> bool {
-    let word = |n: &[u8; FILE_NAME_LEN], i: usize| u64::from_ne_bytes(n[i * 8..i * 8 + 8].try_into().unwrap());
+    let word = |n: &[u8; FILE_NAME_LEN], i: usize| {
+        u64::from_ne_bytes(n[i * 8..i * 8 + 8].try_into().unwrap())
+    };
     (0..FILE_NAME_LEN / 8).all(|i| word(a, i) == word(b, i))
 }
 
@@ -478,7 +486,10 @@ mod tests {
             write_pointer("etc/vmgenid_addr", "etc/vmgenid_guid", 0, 40, 8),
         ]);
         run(&s, &mut env).unwrap();
-        assert_eq!(env.files[&b"etc/vmgenid_addr".to_vec()], (BASE + 40).to_le_bytes());
+        assert_eq!(
+            env.files[&b"etc/vmgenid_addr".to_vec()],
+            (BASE + 40).to_le_bytes()
+        );
         // out of the destination file
         let s = script(&[
             allocate("etc/vmgenid_guid", 4096, 1),
@@ -513,13 +524,24 @@ mod tests {
                 script(&[allocate("a", 16, 1), allocate("a", 16, 1)]),
                 LoaderError::AllocatedTwice,
             ),
-            (script(&[add_pointer("a", "b", 0, 4)]), LoaderError::NotAllocated),
             (
-                script(&[allocate("a", 16, 1), allocate("b", 16, 1), add_pointer("a", "b", 13, 4)]),
+                script(&[add_pointer("a", "b", 0, 4)]),
+                LoaderError::NotAllocated,
+            ),
+            (
+                script(&[
+                    allocate("a", 16, 1),
+                    allocate("b", 16, 1),
+                    add_pointer("a", "b", 13, 4),
+                ]),
                 LoaderError::OutOfBounds,
             ),
             (
-                script(&[allocate("a", 16, 1), allocate("b", 16, 1), add_pointer("a", "b", 0, 3)]),
+                script(&[
+                    allocate("a", 16, 1),
+                    allocate("b", 16, 1),
+                    add_pointer("a", "b", 0, 3),
+                ]),
                 LoaderError::BadPointerSize,
             ),
             (
@@ -543,11 +565,16 @@ mod tests {
         c[4..60].fill(b'x');
         assert_eq!(run(&c, &mut files()), Err(LoaderError::BadName));
         // 33 files
-        let many: Vec<(String, Vec<u8>)> = (0..33).map(|i| (format!("f{i}"), vec![0u8; 4])).collect();
-        let refs: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+        let many: Vec<(String, Vec<u8>)> =
+            (0..33).map(|i| (format!("f{i}"), vec![0u8; 4])).collect();
+        let refs: Vec<(&str, Vec<u8>)> =
+            many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
         let mut env = Fake::new(&refs);
         let cmds: Vec<[u8; 128]> = many.iter().map(|(n, _)| allocate(n, 4, 1)).collect();
-        assert_eq!(run(&script(&cmds), &mut env), Err(LoaderError::TooManyFiles));
+        assert_eq!(
+            run(&script(&cmds), &mut env),
+            Err(LoaderError::TooManyFiles)
+        );
     }
 
     #[test]
@@ -570,8 +597,14 @@ mod tests {
 
     #[test]
     fn prefix_names_do_not_match() {
-        let mut env = Fake::new(&[("etc/acpi/tables", vec![0u8; 16]), ("etc/acpi/t", vec![0u8; 16])]);
-        let s = script(&[allocate("etc/acpi/tables", 16, 1), add_checksum("etc/acpi/t", 0, 0, 4)]);
+        let mut env = Fake::new(&[
+            ("etc/acpi/tables", vec![0u8; 16]),
+            ("etc/acpi/t", vec![0u8; 16]),
+        ]);
+        let s = script(&[
+            allocate("etc/acpi/tables", 16, 1),
+            add_checksum("etc/acpi/t", 0, 0, 4),
+        ]);
         assert_eq!(run(&s, &mut env), Err(LoaderError::NotAllocated));
     }
 }

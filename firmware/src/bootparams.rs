@@ -112,41 +112,41 @@ pub const SETUP_HEADER_END: usize = SETUP_HEADER_OFFSET + size_of::<SetupHeader>
 /// `struct boot_params`, the zero page: 4 KiB.
 #[repr(C, packed)]
 pub struct BootParams {
-    pub screen_info: [u8; 0x40],          // 0x000
-    pub apm_bios_info: [u8; 0x14],        // 0x040
-    pub _pad2: [u8; 4],                   // 0x054
-    pub tboot_addr: u64,                  // 0x058
-    pub ist_info: [u8; 0x10],             // 0x060
-    pub acpi_rsdp_addr: u64,              // 0x070
-    pub _pad3: [u8; 8],                   // 0x078
-    pub hd0_info: [u8; 0x10],             // 0x080
-    pub hd1_info: [u8; 0x10],             // 0x090
-    pub sys_desc_table: [u8; 0x10],       // 0x0A0
-    pub olpc_ofw_header: [u8; 0x10],      // 0x0B0
-    pub ext_ramdisk_image: u32,           // 0x0C0
-    pub ext_ramdisk_size: u32,            // 0x0C4
-    pub ext_cmd_line_ptr: u32,            // 0x0C8
-    pub _pad4: [u8; 0x70],                // 0x0CC
-    pub cc_blob_address: u32,             // 0x13C
-    pub edid_info: [u8; 0x80],            // 0x140
-    pub efi_info: [u8; 0x20],             // 0x1C0
-    pub alt_mem_k: u32,                   // 0x1E0
-    pub scratch: u32,                     // 0x1E4
-    pub e820_entries: u8,                 // 0x1E8
-    pub eddbuf_entries: u8,               // 0x1E9
-    pub edd_mbr_sig_buf_entries: u8,      // 0x1EA
-    pub kbd_status: u8,                   // 0x1EB
-    pub secure_boot: u8,                  // 0x1EC
-    pub _pad5: [u8; 2],                   // 0x1ED
-    pub sentinel: u8,                     // 0x1EF
-    pub _pad6: u8,                        // 0x1F0
-    pub hdr: SetupHeader,                 // 0x1F1
-    pub _pad7: [u8; 0x24],                // 0x26C
-    pub edd_mbr_sig_buffer: [u32; 16],    // 0x290
-    pub e820_table: [E820Entry; 128],     // 0x2D0
-    pub _pad8: [u8; 0x30],                // 0xCD0
-    pub eddbuf: [u8; 0x1EC],              // 0xD00
-    pub _pad9: [u8; 0x114],               // 0xEEC
+    pub screen_info: [u8; 0x40],       // 0x000
+    pub apm_bios_info: [u8; 0x14],     // 0x040
+    pub _pad2: [u8; 4],                // 0x054
+    pub tboot_addr: u64,               // 0x058
+    pub ist_info: [u8; 0x10],          // 0x060
+    pub acpi_rsdp_addr: u64,           // 0x070
+    pub _pad3: [u8; 8],                // 0x078
+    pub hd0_info: [u8; 0x10],          // 0x080
+    pub hd1_info: [u8; 0x10],          // 0x090
+    pub sys_desc_table: [u8; 0x10],    // 0x0A0
+    pub olpc_ofw_header: [u8; 0x10],   // 0x0B0
+    pub ext_ramdisk_image: u32,        // 0x0C0
+    pub ext_ramdisk_size: u32,         // 0x0C4
+    pub ext_cmd_line_ptr: u32,         // 0x0C8
+    pub _pad4: [u8; 0x70],             // 0x0CC
+    pub cc_blob_address: u32,          // 0x13C
+    pub edid_info: [u8; 0x80],         // 0x140
+    pub efi_info: [u8; 0x20],          // 0x1C0
+    pub alt_mem_k: u32,                // 0x1E0
+    pub scratch: u32,                  // 0x1E4
+    pub e820_entries: u8,              // 0x1E8
+    pub eddbuf_entries: u8,            // 0x1E9
+    pub edd_mbr_sig_buf_entries: u8,   // 0x1EA
+    pub kbd_status: u8,                // 0x1EB
+    pub secure_boot: u8,               // 0x1EC
+    pub _pad5: [u8; 2],                // 0x1ED
+    pub sentinel: u8,                  // 0x1EF
+    pub _pad6: u8,                     // 0x1F0
+    pub hdr: SetupHeader,              // 0x1F1
+    pub _pad7: [u8; 0x24],             // 0x26C
+    pub edd_mbr_sig_buffer: [u32; 16], // 0x290
+    pub e820_table: [E820Entry; 128],  // 0x2D0
+    pub _pad8: [u8; 0x30],             // 0xCD0
+    pub eddbuf: [u8; 0x1EC],           // 0xD00
+    pub _pad9: [u8; 0x114],            // 0xEEC
 }
 
 /// The head of one `setup_data` node; `len` bytes of payload follow.

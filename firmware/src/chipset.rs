@@ -111,10 +111,15 @@ mod tests {
         }
         fn inl(&mut self, port: u16) -> u32 {
             assert_eq!(port, PCI_CONFIG_DATA);
-            if self.addr == 0x8000_0000 { self.host_id } else { 0xFFFF_FFFF }
+            if self.addr == 0x8000_0000 {
+                self.host_id
+            } else {
+                0xFFFF_FFFF
+            }
         }
         fn outb(&mut self, port: u16, v: u8) {
-            self.writes.push((self.addr | (port - PCI_CONFIG_DATA) as u32, v as u32));
+            self.writes
+                .push((self.addr | (port - PCI_CONFIG_DATA) as u32, v as u32));
         }
         fn outw(&mut self, _: u16, _: u16) {}
         fn outl(&mut self, port: u16, v: u32) {
@@ -129,15 +134,27 @@ mod tests {
 
     #[test]
     fn identifies_machines() {
-        for (id, m) in [(I440FX_ID, Machine::I440fx), (Q35_MCH_ID, Machine::Q35), (0xFFFF_FFFF, Machine::NoPci)] {
-            let mut io = Pci { host_id: id, addr: 0, writes: Vec::new() };
+        for (id, m) in [
+            (I440FX_ID, Machine::I440fx),
+            (Q35_MCH_ID, Machine::Q35),
+            (0xFFFF_FFFF, Machine::NoPci),
+        ] {
+            let mut io = Pci {
+                host_id: id,
+                addr: 0,
+                writes: Vec::new(),
+            };
             assert_eq!(identify(&mut io), m);
         }
     }
 
     #[test]
     fn q35_gets_mmconfig_and_pm_base() {
-        let mut io = Pci { host_id: Q35_MCH_ID, addr: 0, writes: Vec::new() };
+        let mut io = Pci {
+            host_id: Q35_MCH_ID,
+            addr: 0,
+            writes: Vec::new(),
+        };
         assert_eq!(init(&mut io, Machine::Q35), Some(Q35_MMCONFIG));
         assert!(io.writes.contains(&(0x8000_0060, 0xB000_0001)));
         assert!(io.writes.contains(&(0x8000_F840, 0x601)));
@@ -146,10 +163,18 @@ mod tests {
 
     #[test]
     fn pc_gets_pm_base_and_microvm_nothing() {
-        let mut io = Pci { host_id: I440FX_ID, addr: 0, writes: Vec::new() };
+        let mut io = Pci {
+            host_id: I440FX_ID,
+            addr: 0,
+            writes: Vec::new(),
+        };
         assert_eq!(init(&mut io, Machine::I440fx), None);
         assert_eq!(io.writes, [(0x8000_0B40, 0x601), (0x8000_0B80, 1)]);
-        let mut io = Pci { host_id: 0, addr: 0, writes: Vec::new() };
+        let mut io = Pci {
+            host_id: 0,
+            addr: 0,
+            writes: Vec::new(),
+        };
         assert_eq!(init(&mut io, Machine::NoPci), None);
         assert!(io.writes.is_empty());
     }

@@ -72,7 +72,10 @@ impl Default for MemoryMap {
 impl MemoryMap {
     pub const fn new() -> MemoryMap {
         MemoryMap {
-            regions: [Region { range: Range::new(0, 0), typ: 0 }; CAPACITY],
+            regions: [Region {
+                range: Range::new(0, 0),
+                typ: 0,
+            }; CAPACITY],
             len: 0,
         }
     }
@@ -119,7 +122,10 @@ impl MemoryMap {
                 return false;
             }
             prev_end = end;
-            map.regions[map.len] = Region { range: Range::new(addr, end), typ };
+            map.regions[map.len] = Region {
+                range: Range::new(addr, end),
+                typ,
+            };
             map.len += 1;
         }
         map.normalize();
@@ -226,7 +232,10 @@ impl MemoryMap {
             self.len -= 1;
             for part in [left, right] {
                 if part.start < part.end && r.range.contains(&part) {
-                    self.push(Region { range: part, typ: r.typ })?;
+                    self.push(Region {
+                        range: part,
+                        typ: r.typ,
+                    })?;
                 }
             }
         }
@@ -308,7 +317,12 @@ impl MemoryMap {
                     break;
                 }
                 let cand = Range::new(start, start + size);
-                match busy.iter().filter(|b| b.overlaps(&cand)).map(|b| b.start).min() {
+                match busy
+                    .iter()
+                    .filter(|b| b.overlaps(&cand))
+                    .map(|b| b.start)
+                    .min()
+                {
                     None => {
                         best = best.max(Some(start));
                         break;
@@ -340,7 +354,12 @@ impl MemoryMap {
                     break;
                 }
                 let cand = Range::new(start, end);
-                match busy.iter().filter(|b| b.overlaps(&cand)).map(|b| b.end).max() {
+                match busy
+                    .iter()
+                    .filter(|b| b.overlaps(&cand))
+                    .map(|b| b.end)
+                    .max()
+                {
                     None => return Some(start),
                     Some(b) => start = align_up(b, align)?,
                 }
@@ -396,7 +415,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_files() {
-        assert_eq!(MemoryMap::from_qemu(&[]).err(), Some(E820Error::BadLength(0)));
+        assert_eq!(
+            MemoryMap::from_qemu(&[]).err(),
+            Some(E820Error::BadLength(0))
+        );
         assert_eq!(
             MemoryMap::from_qemu(&[0; 19]).err(),
             Some(E820Error::BadLength(19))
@@ -436,7 +458,8 @@ mod tests {
         let bytes = qemu_e820(&[(0, 128 * MIB, RAM)]);
         let mut map = MemoryMap::from_qemu(&bytes).unwrap();
         map.remove(Range::new(0xA_0000, 0x10_0000)).unwrap();
-        map.insert(Range::new(0xF_0000, 0x10_0000), RESERVED).unwrap();
+        map.insert(Range::new(0xF_0000, 0x10_0000), RESERVED)
+            .unwrap();
         map.insert(Range::new(128 * MIB - 0x3_0000, 128 * MIB), RESERVED)
             .unwrap();
         assert_eq!(
@@ -449,8 +472,11 @@ mod tests {
             ]
         );
         // adjacent reservations of one type merge
-        map.insert(Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_0000), RESERVED)
-            .unwrap();
+        map.insert(
+            Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_0000),
+            RESERVED,
+        )
+        .unwrap();
         assert_eq!(map.regions().len(), 4);
         assert!(!map.is_ram(Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_F000)));
     }
@@ -477,17 +503,17 @@ mod tests {
     fn fits() {
         let bytes = qemu_e820(&[(0, 128 * MIB, RAM), (4 * GIB, GIB, RAM)]);
         let map = MemoryMap::from_qemu(&bytes).unwrap();
-        let busy = [Range::new(16 * MIB, 80 * MIB), Range::new(120 * MIB, 128 * MIB)];
+        let busy = [
+            Range::new(16 * MIB, 80 * MIB),
+            Range::new(120 * MIB, 128 * MIB),
+        ];
         // highest below 4 GiB: just under the busy top
         assert_eq!(
             map.highest_fit(10 * MIB, 4096, MIB, 4 * GIB, &busy),
             Some(110 * MIB)
         );
         // too big for the gap above 80 MiB, fits below 16 MiB
-        assert_eq!(
-            map.highest_fit(41 * MIB, 4096, MIB, 4 * GIB, &busy),
-            None
-        );
+        assert_eq!(map.highest_fit(41 * MIB, 4096, MIB, 4 * GIB, &busy), None);
         assert_eq!(
             map.highest_fit(14 * MIB, 4096, MIB, 4 * GIB, &busy),
             Some(106 * MIB)
@@ -506,7 +532,10 @@ mod tests {
             map.lowest_fit(8 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
             Some(80 * MIB)
         );
-        assert_eq!(map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy), None);
+        assert_eq!(
+            map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
+            None
+        );
         assert_eq!(
             map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, u64::MAX, &busy),
             Some(4 * GIB)

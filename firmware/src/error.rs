@@ -115,7 +115,10 @@ impl fmt::Display for Error {
             Error::Acpi(e) => write!(f, "cannot install ACPI tables: {e}"),
             Error::SetupData(what) => write!(f, "bad setup_data list from QEMU: {what}"),
             Error::OutOfFirmwareMemory(what) => {
-                write!(f, "ferrite ran out of room for {what}; give the guest more memory (-m)")
+                write!(
+                    f,
+                    "ferrite ran out of room for {what}; give the guest more memory (-m)"
+                )
             }
         }
     }

@@ -131,7 +131,10 @@ impl<IO: PortIo> FwCfg<IO> {
         if !features.contains(Features::DMA) {
             fw.dma = false;
         }
-        log::debug!("fw_cfg: features {features:?}, using {}", if fw.dma { "DMA" } else { "port I/O" });
+        log::debug!(
+            "fw_cfg: features {features:?}, using {}",
+            if fw.dma { "DMA" } else { "port I/O" }
+        );
         fw.read_directory()?;
         Ok(fw)
     }
@@ -157,7 +160,12 @@ impl<IO: PortIo> FwCfg<IO> {
             )
         };
         // Continue the same item: the directory entries follow the count.
-        self.transfer(None, bytes.as_mut_ptr() as u64, bytes.len() as u32, Item::FileDir as u16)?;
+        self.transfer(
+            None,
+            bytes.as_mut_ptr() as u64,
+            bytes.len() as u32,
+            Item::FileDir as u16,
+        )?;
         self.nfiles = n;
         Ok(())
     }
@@ -223,12 +231,30 @@ impl<IO: PortIo> FwCfg<IO> {
         if !self.dma {
             return Err(Error::FwCfgDma { selector });
         }
-        self.dma_request(DmaControl::SELECT | DmaControl::SKIP, Some(selector), offset, 0, selector)?;
-        self.dma_request(DmaControl::WRITE, None, data.len() as u32, data.as_ptr() as u64, selector)
+        self.dma_request(
+            DmaControl::SELECT | DmaControl::SKIP,
+            Some(selector),
+            offset,
+            0,
+            selector,
+        )?;
+        self.dma_request(
+            DmaControl::WRITE,
+            None,
+            data.len() as u32,
+            data.as_ptr() as u64,
+            selector,
+        )
     }
 
     /// A read, with or without selecting `select` first.
-    fn transfer(&mut self, select: Option<u16>, addr: u64, len: u32, selector: u16) -> Result<(), Error> {
+    fn transfer(
+        &mut self,
+        select: Option<u16>,
+        addr: u64,
+        len: u32,
+        selector: u16,
+    ) -> Result<(), Error> {
         if self.dma {
             self.dma_request(DmaControl::READ, select, len, addr, selector)
         } else {
@@ -265,7 +291,8 @@ impl<IO: PortIo> FwCfg<IO> {
         let desc_addr = &desc as *const DmaAccess as u64;
         compiler_fence(Ordering::SeqCst);
         if desc_addr >> 32 != 0 {
-            self.io.outl(PORT_DMA_HIGH, ((desc_addr >> 32) as u32).to_be());
+            self.io
+                .outl(PORT_DMA_HIGH, ((desc_addr >> 32) as u32).to_be());
         }
         self.io.outl(PORT_DMA_LOW, (desc_addr as u32).to_be());
         compiler_fence(Ordering::SeqCst);
@@ -458,7 +485,8 @@ mod tests {
 
     fn device(dma: bool) -> FakeDevice {
         let mut d = FakeDevice::new(dma);
-        d.items.insert(Item::KernelSize as u16, 1234u32.to_le_bytes().to_vec());
+        d.items
+            .insert(Item::KernelSize as u16, 1234u32.to_le_bytes().to_vec());
         d.add_file("etc/e820", &[7u8; 40]);
         d.add_file("etc/table-loader", &[1u8; 128]);
         d.add_file("opt/ferrite/log-level", b"debug");
@@ -483,7 +511,11 @@ mod tests {
         let stats = fw.stats;
         drop(fw);
         assert_eq!(stats.dma_requests, 5);
-        assert!(dev.port_accesses <= 2 + 2 * 5, "{} port accesses", dev.port_accesses);
+        assert!(
+            dev.port_accesses <= 2 + 2 * 5,
+            "{} port accesses",
+            dev.port_accesses
+        );
     }
 
     #[test]
@@ -499,8 +531,14 @@ mod tests {
         assert_eq!(fw.stats.dma_requests, 0);
         let mut dst = [0u8; 40];
         // SAFETY: `dst` is a local buffer nothing else uses.
-        unsafe { fw.read_to_phys(fw.find(b"etc/e820").unwrap().select, dst.as_mut_ptr() as u64, 40) }
-            .unwrap();
+        unsafe {
+            fw.read_to_phys(
+                fw.find(b"etc/e820").unwrap().select,
+                dst.as_mut_ptr() as u64,
+                40,
+            )
+        }
+        .unwrap();
         assert_eq!(dst, [7u8; 40]);
     }
 
@@ -515,7 +553,10 @@ mod tests {
     fn dma_errors_are_reported() {
         let mut dev = device(true);
         dev.fail_dma = true;
-        assert!(matches!(FwCfg::probe(&mut dev).err(), Some(Error::FwCfgDma { .. })));
+        assert!(matches!(
+            FwCfg::probe(&mut dev).err(),
+            Some(Error::FwCfgDma { .. })
+        ));
     }
 
     #[test]
@@ -538,7 +579,10 @@ mod tests {
         }
         let fw = FwCfg::probe(&mut dev).unwrap();
         assert!(fw.find(b"opt/f0").is_some());
-        assert!(fw.find(format!("opt/f{}", MAX_FILES - 1).as_bytes()).is_some());
+        assert!(
+            fw.find(format!("opt/f{}", MAX_FILES - 1).as_bytes())
+                .is_some()
+        );
         assert!(fw.find(format!("opt/f{}", MAX_FILES).as_bytes()).is_none());
     }
 }

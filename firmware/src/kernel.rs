@@ -97,7 +97,11 @@ impl Kernel {
             let dst = unsafe { phys::slice_mut(copy, node.len) };
             dst.copy_from_slice(&image[node.offset..node.offset + node.len]);
             dst[..8].copy_from_slice(&next.to_le_bytes());
-            log::debug!("setup_data: type {} ({} bytes) at {copy:#x}", node.typ, node.len);
+            log::debug!(
+                "setup_data: type {} ({} bytes) at {copy:#x}",
+                node.typ,
+                node.len
+            );
             next = copy;
         }
         Ok(next)
@@ -117,7 +121,11 @@ impl Kernel {
         // SAFETY: the command-line area is reserved for this (layout.rs) and mapped;
         // Kernel::from_fw_cfg checked that cmdline_size fits it.
         unsafe {
-            fw_cfg.read_to_phys(Item::CmdlineData as u16, layout::CMDLINE, self.cmdline_size as u32)?;
+            fw_cfg.read_to_phys(
+                Item::CmdlineData as u16,
+                layout::CMDLINE,
+                self.cmdline_size as u32,
+            )?;
             phys::slice_mut(layout::CMDLINE + self.cmdline_size.saturating_sub(1), 1)[0] = 0;
         }
         Ok(())

@@ -86,7 +86,9 @@ impl KernelInfo {
             PAGE
         };
         if relocatable && (!alignment.is_power_of_two() || alignment < PAGE) {
-            return Err(Error::BadHeader("kernel_alignment is not a power of two >= 4096"));
+            return Err(Error::BadHeader(
+                "kernel_alignment is not a power of two >= 4096",
+            ));
         }
         let (pref_address, init_size) = if version >= 0x020A {
             (pref_address, init_size as u64)
@@ -154,7 +156,13 @@ pub fn place_kernel(
             .or_else(|| {
                 info.above_4g
                     .then(|| {
-                        map.lowest_fit(footprint, info.alignment, FOUR_GIB.max(floor), u64::MAX, busy)
+                        map.lowest_fit(
+                            footprint,
+                            info.alignment,
+                            FOUR_GIB.max(floor),
+                            u64::MAX,
+                            busy,
+                        )
                     })
                     .flatten()
             })
@@ -294,13 +302,22 @@ mod tests {
         assert_eq!(KernelInfo::from_header(&h), Err(Error::NotBzImage));
         let mut h = header();
         h.kernel_alignment = 3 * MIB as u32;
-        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+        assert!(matches!(
+            KernelInfo::from_header(&h),
+            Err(Error::BadHeader(_))
+        ));
         let mut h = header();
         h.kernel_alignment = 0;
-        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+        assert!(matches!(
+            KernelInfo::from_header(&h),
+            Err(Error::BadHeader(_))
+        ));
         let mut h = header();
         h.pref_address = 0x1000;
-        assert!(matches!(KernelInfo::from_header(&h), Err(Error::BadHeader(_))));
+        assert!(matches!(
+            KernelInfo::from_header(&h),
+            Err(Error::BadHeader(_))
+        ));
     }
 
     #[test]
@@ -352,7 +369,10 @@ mod tests {
         let m = map(&[(MIB, 40 * MIB, RAM)]);
         assert_eq!(
             place(&info, 10 * MIB, 0, &m, &[]),
-            Err(Error::KernelDoesNotFit { size: 40 * MIB, at: 16 * MIB })
+            Err(Error::KernelDoesNotFit {
+                size: 40 * MIB,
+                at: 16 * MIB
+            })
         );
         let m = map(&[(MIB, 128 * MIB, RAM)]);
         assert_eq!(place(&info, 10 * MIB, 0, &m, &[]).unwrap().0, 16 * MIB);
@@ -377,7 +397,10 @@ mod tests {
         let info = KernelInfo::from_header(&h).unwrap();
         assert_eq!(
             place(&info, 10 * MIB, 20 * MIB, &m, &[]),
-            Err(Error::InitrdDoesNotFit { size: 20 * MIB, limit: 64 * MIB })
+            Err(Error::InitrdDoesNotFit {
+                size: 20 * MIB,
+                limit: 64 * MIB
+            })
         );
     }
 

@@ -42,7 +42,10 @@ pub fn set_level(text: &[u8]) {
         Some(l) => log::set_max_level(l.max(LevelFilter::Error)),
         None => {
             log::set_max_level(LevelFilter::Warn);
-            log::warn!("unknown log level in {}; using warn", core::str::from_utf8(LEVEL_FILE).unwrap_or(""));
+            log::warn!(
+                "unknown log level in {}; using warn",
+                core::str::from_utf8(LEVEL_FILE).unwrap_or("")
+            );
         }
     }
 }
@@ -98,4 +101,3 @@ impl Log for SerialLogger {
 
     fn flush(&self) {}
 }
-

@@ -102,7 +102,12 @@ mod firmware {
         time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
-        let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, &memory, &[zone.used(), kernel_range])?;
+        let initrd = linux::place_initrd(
+            &kernel.info,
+            kernel.initrd_size,
+            &memory,
+            &[zone.used(), kernel_range],
+        )?;
         kernel.load_initrd(&mut fw_cfg, initrd)?;
         kernel.load_cmdline(&mut fw_cfg)?;
         time.mark(Step::InitrdLoaded);
@@ -143,7 +148,9 @@ mod firmware {
     static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
 
     fn read_e820(fw_cfg: &mut FwCfg<Pio>, memory: &mut MemoryMap) -> Result<(), Error> {
-        let file = fw_cfg.find(b"etc/e820").ok_or(Error::MissingFile("etc/e820"))?;
+        let file = fw_cfg
+            .find(b"etc/e820")
+            .ok_or(Error::MissingFile("etc/e820"))?;
         let mut buf = [MaybeUninit::uninit(); 128 * 20];
         Ok(memory.load_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
     }
@@ -174,13 +181,16 @@ mod firmware {
 
     impl Handoff {
         fn enter(mut self) -> ! {
-            self.io.outb(boot::MARKER_KERNEL_PORT, boot::MARKER_KERNEL_BZIMAGE);
+            self.io
+                .outb(boot::MARKER_KERNEL_PORT, boot::MARKER_KERNEL_BZIMAGE);
             // SAFETY: the kernel, its initrd, command line and zero page are in
             // place and identity-mapped; nothing of ferrite is needed any more.
             unsafe {
                 match self.entry {
                     Entry::Bits64 => boot::enter_linux64(self.address, self.zero_page),
-                    Entry::Bits32 => boot::enter_linux32(self.address as u32, self.zero_page as u32),
+                    Entry::Bits32 => {
+                        boot::enter_linux32(self.address as u32, self.zero_page as u32)
+                    }
                 }
             }
         }

@@ -11,9 +11,9 @@ use core::mem::MaybeUninit;
 
 use ferrite::e820::Range;
 use ferrite::error::Error;
+use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTableFlags as Flags, PhysFrame};
-use x86_64::PhysAddr;
 
 use crate::boot::ROM_BASE;
 

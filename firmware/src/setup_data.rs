@@ -89,7 +89,14 @@ mod tests {
         let ptr = KADDR + SETUP + 0x1000;
         let mut out = [Node::default(); MAX_NODES];
         assert_eq!(locate(ptr, KADDR, SETUP, &k, &mut out), Ok(1));
-        assert_eq!(out[0], Node { offset: 0x1000, len: 20, typ: 2 });
+        assert_eq!(
+            out[0],
+            Node {
+                offset: 0x1000,
+                len: 20,
+                typ: 2
+            }
+        );
     }
 
     #[test]

@@ -83,11 +83,20 @@ impl Timeline {
     /// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
     /// vector) to the debug console.
     pub fn report(&self, io: Pio) {
-        let mut out = Debugcon { io, buf: [0; 256], len: 0 };
+        let mut out = Debugcon {
+            io,
+            buf: [0; 256],
+            len: 0,
+        };
         let base = self.stamps[0];
         let _ = write!(out, "ferrite-timeline:");
         for step in STEPS {
-            let _ = write!(out, " {}={}", step.name(), self.stamps[step as usize].wrapping_sub(base));
+            let _ = write!(
+                out,
+                " {}={}",
+                step.name(),
+                self.stamps[step as usize].wrapping_sub(base)
+            );
         }
         let _ = writeln!(out);
         out.flush();
@@ -97,7 +106,9 @@ impl Timeline {
 fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc only reads the time-stamp counter.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (hi as u64) << 32 | lo as u64
 }
 

@@ -1,1 +1,209 @@
-fn main() {}
+//! `cargo xtask`: build the ROM, boot a kernel with it, build the test kernel, the
+//! small bench kernel, and run the benchmark.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use xtask::bench::{self, Firmware};
+use xtask::qemu::{Accel, Machine, Qemu};
+use xtask::{linux_assets, rom, small_kernel, testkernel};
+
+#[derive(Parser)]
+#[command(about = "ferrite's build, run and benchmark tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build target/ferrite.rom.
+    Build {
+        /// Unoptimised build (target/ferrite-debug.rom).
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Boot a kernel under QEMU with ferrite (default: Debian's stock kernel and a
+    /// checking initramfs), serial on the terminal.
+    Run {
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        #[arg(long)]
+        initrd: Option<PathBuf>,
+        #[arg(long)]
+        append: Option<String>,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        #[arg(long, default_value_t = 2)]
+        cpus: u32,
+        /// Use KVM (slow on this machine type: its KVM emulates every instruction).
+        #[arg(long)]
+        kvm: bool,
+        /// ferrite's log level (error, warn, info, debug, trace).
+        #[arg(long)]
+        log_level: Option<String>,
+    },
+    /// Build the fake-bzImage test kernel.
+    Testkernel,
+    /// Build the small instrumented Linux for the bench (needs root for apt-get).
+    Kernel,
+    /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
+    Bench {
+        /// Measured runs per cell (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// A useful answer in under two minutes: 3 runs, q35 only.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, value_delimiter = ',', default_value = "pc,q35,microvm")]
+        machines: Vec<Machine>,
+        /// Also run OVMF (takes seconds per boot).
+        #[arg(long)]
+        ovmf: bool,
+        /// Kernel to boot: a path, "stock" (Debian's) or "small" (cargo xtask kernel).
+        #[arg(long, default_value = "stock")]
+        kernel: String,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
+        /// Write every raw sample, command line, QEMU version, host and date here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the results as a Markdown table here.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Skip the guest-instruction counts under KVM.
+        #[arg(long)]
+        no_counts: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Build { debug } => {
+            let rom = rom::build_firmware(!debug)?;
+            println!(
+                "{}: used {} of {} bytes ({:.0}%)",
+                rom.path.display(),
+                rom.used,
+                rom.size,
+                rom.used as f64 * 100.0 / rom.size as f64
+            );
+        }
+        Task::Run {
+            machine,
+            kernel,
+            initrd,
+            append,
+            memory,
+            cpus,
+            kvm,
+            log_level,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let mut q = Qemu::new(machine, rom.path);
+            q.memory_mib = memory;
+            q.cpus = cpus;
+            q.accel = if kvm { Accel::Kvm } else { Accel::Tcg };
+            q.timeout = Duration::from_secs(600);
+            let default_kernel = kernel.is_none();
+            q.kernel = Some(match kernel {
+                Some(k) => k,
+                None => linux_assets::stock_kernel()?,
+            });
+            let token = "ferrite.run=1";
+            q.initrd = match (initrd, default_kernel) {
+                (Some(i), _) => Some(i),
+                (None, true) => {
+                    let spec = linux_assets::InitramfsSpec {
+                        expect_cpus: cpus,
+                        expect_mem_mib: memory,
+                        cmdline_token: token.into(),
+                        payload_len: 1 << 20,
+                        poweroff: true,
+                    };
+                    std::fs::create_dir_all(linux_assets::cache_dir())?;
+                    Some(
+                        linux_assets::build_initramfs(
+                            &spec,
+                            &linux_assets::cache_dir().join("run-initramfs.cpio"),
+                        )?
+                        .path,
+                    )
+                }
+                (None, false) => None,
+            };
+            let mut cmdline = append.unwrap_or_else(|| format!("console=ttyS0 panic=-1 {token}"));
+            if machine == Machine::Microvm && !kvm && !cmdline.contains("tsc_early_khz") {
+                if let Some(khz) = bench::tsc_khz() {
+                    cmdline += &format!(" tsc_early_khz={khz}");
+                }
+            }
+            q.append = Some(cmdline);
+            if let Some(level) = log_level {
+                q.extra.extend([
+                    "-fw_cfg".into(),
+                    format!("name=opt/ferrite/log-level,string={level}"),
+                ]);
+            }
+            println!("{}", q.command_line());
+            let status = std::process::Command::new("qemu-system-x86_64")
+                .args(q.args())
+                .status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Testkernel => {
+            let path = xtask::root().join("target/testkernel.bzImage");
+            testkernel::build(&testkernel::BzImageSpec::default(), &path)?;
+            println!("{}", path.display());
+        }
+        Task::Kernel => println!("{}", small_kernel::build()?.display()),
+        Task::Bench {
+            runs,
+            quick,
+            machines,
+            ovmf,
+            kernel,
+            memory,
+            cpus,
+            json,
+            markdown,
+            no_counts,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let kernel = match kernel.as_str() {
+                "stock" => None,
+                "small" => Some(small_kernel::build()?),
+                path => {
+                    let p = PathBuf::from(path);
+                    if !p.exists() {
+                        bail!("no kernel at {path}");
+                    }
+                    Some(p)
+                }
+            };
+            let mut firmwares = vec![Firmware::Ferrite, Firmware::Qboot, Firmware::Seabios];
+            if ovmf {
+                firmwares.push(Firmware::Ovmf);
+            }
+            let opts = bench::Options {
+                runs: if quick { 3 } else { runs },
+                machines: if quick { vec![Machine::Q35] } else { machines },
+                firmwares,
+                memory_mib: memory,
+                cpus,
+                kernel,
+                json,
+                markdown,
+                count_instructions: !no_counts,
+            };
+            bench::run(&opts, &rom.path)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! The test kernel: entered by ferrite like Linux, it checks everything the boot
+//! protocol promises against expectations passed on its command line, prints one
+//! line on COM1 and reports through isa-debug-exit on port 0x501:
+//! 0x10 pass / 0x11 fail (64-bit entry), 0x12 pass / 0x13 fail (32-bit entry).
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+use core::fmt::{self, Write};
+
+const REPORT_PORT: u16 = 0x501;
+const LOAD: u64 = 0x100_0000;
+
+global_asm!(
+    r#"
+.section .entry32, "ax"
+.code32
+.globl entry32
+entry32:
+    mov %cr0, %eax
+    test $0x80000000, %eax
+    jnz 1f
+    mov %cs, %ax
+    cmp $0x10, %ax
+    jne 1f
+    mov %ds, %ax
+    cmp $0x18, %ax
+    jne 1f
+    mov %ss, %ax
+    cmp $0x18, %ax
+    jne 1f
+    cmpl $0x53726448, 0x202(%esi)
+    jne 1f
+    mov $0x12, %al
+    jmp 2f
+1:  mov $0x13, %al
+2:  mov $0x501, %dx
+    out %al, (%dx)
+3:  hlt
+    jmp 3b
+
+.section .entry64, "ax"
+.code64
+.globl entry64
+entry64:
+    mov %rsi, %rdi
+    mov %cs, %esi
+    mov %ds, %edx
+    mov %ss, %ecx
+    mov %es, %r8d
+    pushf
+    pop %r9
+    lea stack_top(%rip), %rsp
+    call {main}
+4:  hlt
+    jmp 4b
+"#,
+    main = sym main64,
+    options(att_syntax)
+);
+
+fn outb(port: u16, v: u8) {
+    // SAFETY: port I/O to COM1 / the debug-exit port of a test VM.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) }
+}
+
+struct Serial;
+impl Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            outb(0x3F8, b);
+        }
+        Ok(())
+    }
+}
+
+fn report(pass: bool) -> ! {
+    outb(REPORT_PORT, if pass { 0x10 } else { 0x11 });
+    loop {
+        // SAFETY: halting is always fine here.
+        unsafe { asm!("cli; hlt") }
+    }
+}
+
+macro_rules! fail {
+    ($($t:tt)*) => {{
+        let _ = write!(Serial, "testkernel: FAIL ");
+        let _ = writeln!(Serial, $($t)*);
+        report(false)
+    }};
+}
+
+/// Physical memory (identity-mapped by the firmware).
+fn bytes(addr: u64, len: u64) -> &'static [u8] {
+    // SAFETY: the firmware promises these ranges are mapped; checks run first.
+    unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) }
+}
+fn rd<const N: usize>(addr: u64) -> [u8; N] {
+    bytes(addr, N as u64).try_into().unwrap()
+}
+fn u8_at(a: u64) -> u8 {
+    rd::<1>(a)[0]
+}
+fn u32_at(a: u64) -> u32 {
+    u32::from_le_bytes(rd(a))
+}
+fn u64_at(a: u64) -> u64 {
+    u64::from_le_bytes(rd(a))
+}
+
+fn fnv(data: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn sum(data: &[u8]) -> u8 {
+    data.iter().fold(0u8, |a, &b| a.wrapping_add(b))
+}
+
+fn parse_num(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn expect<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
+    cmdline
+        .split(' ')
+        .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
+}
+
+struct E820 {
+    bp: u64,
+    n: u64,
+}
+impl E820 {
+    fn entry(&self, i: u64) -> (u64, u64, u32) {
+        let e = self.bp + 0x2D0 + 20 * i;
+        (u64_at(e), u64_at(e + 8), u32_at(e + 16))
+    }
+    /// The type of the entry that wholly contains [start, end), if one does.
+    fn type_of(&self, start: u64, end: u64) -> Option<u32> {
+        (0..self.n)
+            .map(|i| self.entry(i))
+            .find(|&(a, s, _)| a <= start && end <= a + s)
+            .map(|e| e.2)
+    }
+}
+
+/// Counts enabled CPUs in the MADT reached from the RSDP.
+fn count_cpus(rsdp: u64) -> Result<u64, &'static str> {
+    if &rd::<8>(rsdp) != b"RSD PTR " || sum(bytes(rsdp, 20)) != 0 {
+        return Err("bad RSDP signature or checksum");
+    }
+    let (root, width) = if u8_at(rsdp + 15) >= 2 && u64_at(rsdp + 24) != 0 {
+        if sum(bytes(rsdp, 36)) != 0 {
+            return Err("bad RSDP extended checksum");
+        }
+        (u64_at(rsdp + 24), 8)
+    } else {
+        (u32_at(rsdp + 16) as u64, 4)
+    };
+    let len = u32_at(root + 4) as u64;
+    if sum(bytes(root, len)) != 0 {
+        return Err("bad RSDT/XSDT checksum");
+    }
+    let mut at = root + 36;
+    while at + width <= root + len {
+        let table = if width == 8 {
+            u64_at(at)
+        } else {
+            u32_at(at) as u64
+        };
+        at += width;
+        if &rd::<4>(table) != b"APIC" {
+            continue;
+        }
+        let tlen = u32_at(table + 4) as u64;
+        if sum(bytes(table, tlen)) != 0 {
+            return Err("bad MADT checksum");
+        }
+        let mut cpus = 0;
+        let mut p = table + 44;
+        while p + 2 <= table + tlen {
+            let (typ, l) = (u8_at(p), u8_at(p + 1) as u64);
+            if l < 2 {
+                return Err("malformed MADT entry");
+            }
+            if (typ == 0 && u32_at(p + 4) & 1 != 0) || (typ == 9 && u32_at(p + 8) & 1 != 0) {
+                cpus += 1;
+            }
+            p += l;
+        }
+        return Ok(cpus);
+    }
+    Err("no MADT")
+}
+
+extern "C" fn main64(bp: u64, cs: u64, ds: u64, ss: u64, es: u64, rflags: u64) -> ! {
+    // CPU state of the 64-bit boot protocol.
+    let (cr0, cr4): (u64, u64);
+    // SAFETY: reading control registers.
+    unsafe { asm!("mov {}, cr0", "mov {}, cr4", out(reg) cr0, out(reg) cr4) };
+    if cs & 0xFFFF != 0x10 || ds & 0xFFFF != 0x18 || ss & 0xFFFF != 0x18 || es & 0xFFFF != 0x18 {
+        fail!("segments cs={cs:#x} ds={ds:#x} ss={ss:#x} es={es:#x}, want 0x10/0x18");
+    }
+    if rflags & (1 << 9) != 0 {
+        fail!("interrupts enabled at entry");
+    }
+    if cr0 & (1 << 31) == 0 || cr4 & (1 << 5) == 0 {
+        fail!("paging/PAE off at the 64-bit entry: cr0={cr0:#x} cr4={cr4:#x}");
+    }
+    // The zero page.
+    if u32_at(bp + 0x202) != 0x5372_6448 {
+        fail!("no HdrS in boot_params at {bp:#x}");
+    }
+    if u8_at(bp + 0x210) != 0xB0 {
+        fail!("type_of_loader {:#x}", u8_at(bp + 0x210));
+    }
+    if u8_at(bp + 0x1EF) != 0 {
+        fail!("sentinel set");
+    }
+    // Command line and its check token.
+    let cmd_ptr = u32_at(bp + 0x228) as u64 | (u32_at(bp + 0xC8) as u64) << 32;
+    if cmd_ptr == 0 {
+        fail!("no command line");
+    }
+    let mut len = 0;
+    while len < 65536 && u8_at(cmd_ptr + len) != 0 {
+        len += 1;
+    }
+    let Ok(cmdline) = core::str::from_utf8(bytes(cmd_ptr, len)) else {
+        fail!("command line is not UTF-8")
+    };
+    let Some(at) = cmdline.rfind(" check=") else {
+        fail!("command line has no check= token: {cmdline}")
+    };
+    if u64::from_str_radix(&cmdline[at + 7..], 16) != Ok(fnv(&cmdline.as_bytes()[..at])) {
+        fail!("command line corrupted (check token mismatch), {len} bytes");
+    }
+    // e820: sorted, disjoint, non-empty entries.
+    let e820 = E820 {
+        bp,
+        n: u8_at(bp + 0x1E8) as u64,
+    };
+    if e820.n == 0 || e820.n > 128 {
+        fail!("{} e820 entries", e820.n);
+    }
+    let mut prev_end = 0;
+    let mut ram = 0;
+    for i in 0..e820.n {
+        let (a, s, t) = e820.entry(i);
+        if s == 0 || a < prev_end {
+            fail!("e820 entry {i} ({a:#x}+{s:#x}) empty, unsorted or overlapping");
+        }
+        prev_end = a + s;
+        if t == 1 {
+            ram += s;
+        }
+    }
+    let init_size = u32_at(bp + 0x260) as u64;
+    if e820.type_of(LOAD, LOAD + init_size) != Some(1) {
+        fail!("kernel range {LOAD:#x}+{init_size:#x} is not RAM in e820");
+    }
+    if e820.type_of(bp, bp + 4096) != Some(1) || e820.type_of(cmd_ptr, cmd_ptr + len + 1) != Some(1)
+    {
+        fail!("zero page or command line not in RAM");
+    }
+    // Both ends of the kernel's range are mapped and readable.
+    let _ = (u8_at(LOAD + init_size - 1), u8_at(LOAD));
+    if let Some(mib) = expect(cmdline, "expect.mem_mib").and_then(parse_num) {
+        let want = mib << 20;
+        if ram > want || ram + (4 << 20) < want {
+            fail!(
+                "e820 RAM {} KiB, expected about {} KiB",
+                ram >> 10,
+                want >> 10
+            );
+        }
+    }
+    // Initrd.
+    let image = u32_at(bp + 0x218) as u64 | (u32_at(bp + 0xC0) as u64) << 32;
+    let size = u32_at(bp + 0x21C) as u64 | (u32_at(bp + 0xC4) as u64) << 32;
+    match expect(cmdline, "expect.initrd_len").and_then(parse_num) {
+        Some(want) => {
+            if size != want {
+                fail!("initrd size {size}, expected {want}");
+            }
+            if e820.type_of(image, image + size) != Some(1) {
+                fail!("initrd {image:#x}+{size:#x} not in RAM");
+            }
+            let hash =
+                expect(cmdline, "expect.initrd_fnv").and_then(|h| u64::from_str_radix(h, 16).ok());
+            if hash != Some(fnv(bytes(image, size))) {
+                fail!("initrd contents differ ({size} bytes at {image:#x})");
+            }
+        }
+        None if image != 0 || size != 0 => fail!("unexpected initrd {image:#x}+{size:#x}"),
+        None => {}
+    }
+    // ACPI.
+    let rsdp = u64_at(bp + 0x70);
+    if let Some(want) = expect(cmdline, "expect.cpus").and_then(parse_num) {
+        if rsdp == 0 {
+            fail!("no acpi_rsdp_addr");
+        }
+        if matches!(e820.type_of(rsdp, rsdp + 20), Some(1) | None) {
+            fail!("RSDP at {rsdp:#x} is not in reserved memory");
+        }
+        match count_cpus(rsdp) {
+            Ok(n) if n == want => {}
+            Ok(n) => fail!("MADT lists {n} CPUs, expected {want}"),
+            Err(e) => fail!("ACPI: {e}"),
+        }
+    }
+    // setup_data (-dtb).
+    if let Some(want) =
+        expect(cmdline, "expect.dtb_fnv").and_then(|h| u64::from_str_radix(h, 16).ok())
+    {
+        let mut p = u64_at(bp + 0x250);
+        let mut found = false;
+        let mut hops = 0;
+        while p != 0 && hops < 16 {
+            let (typ, l) = (u32_at(p + 8), u32_at(p + 12) as u64);
+            if typ == 2 && fnv(bytes(p + 16, l)) == want {
+                found = true;
+            }
+            p = u64_at(p);
+            hops += 1;
+        }
+        if !found {
+            fail!("no setup_data DTB node with the expected contents");
+        }
+    }
+    let _ = writeln!(
+        Serial,
+        "testkernel: PASS cmdline {len} bytes, {} e820 entries, {} MiB RAM, initrd {size} bytes at {image:#x}",
+        e820.n,
+        ram >> 20
+    );
+    report(true)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    fail!("panic: {info}")
+}

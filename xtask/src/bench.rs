@@ -1,0 +1,611 @@
+//! `cargo xtask bench`: tQEMU, tFW and tKernel for ferrite and its peers, after
+//! NEMU's "Measuring Boot Latency": boot QEMU many times with an isa-debug-exit
+//! device on the port of one phase's marker, time the whole QEMU process, and
+//! derive the phases from the medians.
+//!
+//! * tQEMU  = QEMU start to ferrite's first instruction (its 0xf5 marker); the
+//!   peers write no markers, so they are given ferrite's figure on the same machine.
+//! * tFW    = time to the kernel entry (the probe kernel's marker, port 0xf7) − tQEMU.
+//! * tKernel = time to the first userspace instruction (/init writes 0xf6) − the
+//!   probe's time. The probe is as large as the real kernel, so both pay the same
+//!   fw_cfg loading.
+//!
+//! Cells run interleaved, in shuffled rounds after a warm-up, so the noise of a
+//! shared 2-core machine spreads over all of them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use comfy_table::Table;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use statrs::statistics::{Data, Distribution, Max, Min, OrderStatistics};
+
+use crate::linux_assets::{self, InitramfsSpec};
+use crate::probe::{self, PROBE_PORT};
+use crate::qemu::{Accel, Machine, Qemu};
+
+/// ferrite's start marker port (firmware/src/boot.rs).
+const START_PORT: u16 = 0xF5;
+/// The port /init writes 2 to.
+const USER_PORT: u16 = 0xF6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Firmware {
+    Ferrite,
+    Qboot,
+    Seabios,
+    Ovmf,
+}
+
+impl Firmware {
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Ferrite => "ferrite",
+            Firmware::Qboot => "qboot",
+            Firmware::Seabios => "SeaBIOS",
+            Firmware::Ovmf => "OVMF",
+        }
+    }
+
+    /// The image, or why it cannot be used.
+    fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
+        let path = match (self, machine) {
+            (Firmware::Ferrite, _) => ferrite.to_path_buf(),
+            (Firmware::Qboot, _) => "/usr/share/qemu/qboot.rom".into(),
+            (Firmware::Seabios, Machine::Microvm) => "/usr/share/seabios/bios-microvm.bin".into(),
+            (Firmware::Seabios, _) => "/usr/share/seabios/bios-256k.bin".into(),
+            (Firmware::Ovmf, Machine::Microvm) => {
+                return Err("OVMF does not support microvm".into());
+            }
+            (Firmware::Ovmf, _) => "/usr/share/ovmf/OVMF.fd".into(),
+        };
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{} not found (apt-get install qemu-system-data seabios ovmf)",
+                path.display()
+            ))
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Phase {
+    /// To ferrite's first instruction.
+    Start,
+    /// To the probe kernel's entry.
+    Entry,
+    /// To the real kernel's first userspace instruction.
+    User,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub runs: usize,
+    pub machines: Vec<Machine>,
+    pub firmwares: Vec<Firmware>,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub kernel: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    /// Count guest instructions under KVM with perf, where possible.
+    pub count_instructions: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    pub ms: f64,
+    pub max_rss_kib: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub firmware: Firmware,
+    pub machine: String,
+    pub phase: Phase,
+    pub command_line: String,
+    pub samples: Vec<Sample>,
+    pub failures: Vec<String>,
+    /// Which kernel entry the firmware used (probe cells).
+    pub entry: Option<String>,
+    #[serde(skip)]
+    qemu: Qemu,
+    #[serde(skip)]
+    expect: Vec<i32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub runs: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p25: f64,
+    pub p75: f64,
+}
+
+/// Statistics of a set of samples (ms).
+pub fn summarize(values: &[f64]) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut data = Data::new(values.to_vec());
+    Some(Summary {
+        runs: values.len(),
+        mean: data.mean().unwrap_or(f64::NAN),
+        sd: data.std_dev().unwrap_or(0.0),
+        median: data.median(),
+        min: data.min(),
+        max: data.max(),
+        p25: data.lower_quartile(),
+        p75: data.upper_quartile(),
+    })
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    pub guest_instructions: u64,
+    pub fw_cfg_port_reads: u64,
+    pub fw_cfg_dma_requests: u64,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    date: String,
+    host: String,
+    qemu: String,
+    kernel: String,
+    cells: &'a [Cell],
+    instructions: BTreeMap<String, Counts>,
+    skipped: Vec<String>,
+}
+
+fn machine_name(m: Machine) -> &'static str {
+    match m {
+        Machine::Pc => "pc",
+        Machine::Q35 => "q35",
+        Machine::Microvm => "microvm",
+    }
+}
+
+/// The host's TSC frequency in kHz, for microvm's `tsc_early_khz=` under TCG.
+pub fn tsc_khz() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
+    let kernel = match &opts.kernel {
+        Some(k) => k.clone(),
+        None => linux_assets::stock_kernel()?,
+    };
+    let work = linux_assets::cache_dir().join("bench");
+    std::fs::create_dir_all(&work)?;
+    let probe_path = work.join("probe.bzImage");
+    std::fs::write(&probe_path, probe::build_like(&kernel)?)?;
+    let token = "ferrite.bench=1";
+    let initrd = linux_assets::build_initramfs(
+        &InitramfsSpec {
+            expect_cpus: opts.cpus,
+            expect_mem_mib: opts.memory_mib,
+            cmdline_token: token.into(),
+            payload_len: 4096,
+            poweroff: true,
+        },
+        &work.join("initramfs.cpio"),
+    )?;
+
+    let mut cells = Vec::new();
+    let mut skipped = Vec::new();
+    for &machine in &opts.machines {
+        let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
+        if machine == Machine::Microvm {
+            if let Some(khz) = tsc_khz() {
+                write!(append, " tsc_early_khz={khz}").unwrap();
+            }
+        }
+        for &fw in &opts.firmwares {
+            let image = match fw.image(ferrite_rom, machine) {
+                Ok(p) => p,
+                Err(why) => {
+                    skipped.push(format!("{} on {}: {why}", fw.name(), machine_name(machine)));
+                    continue;
+                }
+            };
+            let mut phases = vec![
+                (Phase::Entry, probe_path.clone(), PROBE_PORT),
+                (Phase::User, kernel.clone(), USER_PORT),
+            ];
+            if fw == Firmware::Ferrite {
+                phases.insert(0, (Phase::Start, probe_path.clone(), START_PORT));
+            }
+            for (phase, kernel, port) in phases {
+                let mut q = Qemu::new(machine, image.clone());
+                q.accel = Accel::Tcg;
+                q.memory_mib = opts.memory_mib;
+                q.cpus = opts.cpus;
+                q.kernel = Some(kernel);
+                q.initrd = Some(initrd.path.clone());
+                q.append = Some(append.clone());
+                q.exit_ports = vec![port];
+                q.timeout = Duration::from_secs(if fw == Firmware::Ovmf { 120 } else { 60 });
+                let expect = match phase {
+                    Phase::Start => vec![3],
+                    Phase::Entry => probe::Entry::ALL
+                        .iter()
+                        .map(|e| e.value() as i32 * 2 + 1)
+                        .collect(),
+                    Phase::User => vec![5],
+                };
+                cells.push(Cell {
+                    firmware: fw,
+                    machine: machine_name(machine).into(),
+                    phase,
+                    command_line: q.command_line(),
+                    samples: Vec::new(),
+                    failures: Vec::new(),
+                    entry: None,
+                    qemu: q,
+                    expect,
+                });
+            }
+        }
+    }
+    if cells.is_empty() {
+        bail!("nothing to run: {}", skipped.join("; "));
+    }
+
+    let total = (cells.len() * (opts.runs + 1)) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} [{msg}]").unwrap(),
+    );
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    let mut rng = rand::rng();
+    for round in 0..=opts.runs {
+        order.shuffle(&mut rng);
+        for &i in &order {
+            let cell = &mut cells[i];
+            bar.set_message(format!(
+                "{} {} {:?}",
+                cell.firmware.name(),
+                cell.machine,
+                cell.phase
+            ));
+            let outcome = cell.qemu.run()?;
+            bar.inc(1);
+            let code = outcome.exit_code.unwrap_or(-1);
+            if outcome.timed_out || !cell.expect.contains(&code) {
+                cell.failures.push(format!(
+                    "exit {:?}{}",
+                    outcome.exit_code,
+                    if outcome.timed_out { " (timeout)" } else { "" }
+                ));
+                continue;
+            }
+            if cell.phase == Phase::Entry {
+                cell.entry = probe::Entry::from_exit_code(code).map(|e| e.name().to_string());
+            }
+            if round > 0 {
+                cell.samples.push(Sample {
+                    ms: outcome.wall.as_secs_f64() * 1000.0,
+                    max_rss_kib: outcome.max_rss_kib,
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let instructions = if opts.count_instructions {
+        count_instructions(&cells, &mut skipped)
+    } else {
+        BTreeMap::new()
+    };
+    let table = render(&cells, &instructions, opts);
+    println!("{table}");
+    for s in &skipped {
+        println!("skipped: {s}");
+    }
+    for c in cells.iter().filter(|c| !c.failures.is_empty()) {
+        println!(
+            "failed runs: {} {} {:?}: {} ({})",
+            c.firmware.name(),
+            c.machine,
+            c.phase,
+            c.failures.len(),
+            c.failures.join(", ")
+        );
+    }
+    let report = Report {
+        date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        host: command_output("uname", &["-srm"]),
+        qemu: command_output("qemu-system-x86_64", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .into(),
+        kernel: kernel.display().to_string(),
+        cells: &cells,
+        instructions,
+        skipped,
+    };
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("raw samples: {}", path.display());
+    }
+    if let Some(path) = &opts.markdown {
+        std::fs::write(path, markdown(&cells, &report.instructions, opts, &report))?;
+        println!("markdown table: {}", path.display());
+    }
+    Ok(())
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Phase figures of one firmware on one machine: (tQEMU, tFW, tKernel) medians.
+struct Phases {
+    start: Option<Summary>,
+    entry: Option<Summary>,
+    user: Option<Summary>,
+}
+
+fn phases(cells: &[Cell], fw: Firmware, machine: &str) -> Phases {
+    let get = |f: Firmware, p: Phase| {
+        cells
+            .iter()
+            .find(|c| c.firmware == f && c.machine == machine && c.phase == p)
+            .and_then(|c| summarize(&c.samples.iter().map(|s| s.ms).collect::<Vec<_>>()))
+    };
+    Phases {
+        start: get(Firmware::Ferrite, Phase::Start),
+        entry: get(fw, Phase::Entry),
+        user: get(fw, Phase::User),
+    }
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+fn rows(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        let ferrite = phases(cells, Firmware::Ferrite, machine);
+        let ferrite_fw = ferrite
+            .entry
+            .as_ref()
+            .zip(ferrite.start.as_ref())
+            .map(|(e, s)| e.median - s.median);
+        for &fw in &opts.firmwares {
+            if !cells
+                .iter()
+                .any(|c| c.firmware == fw && c.machine == machine)
+            {
+                continue;
+            }
+            let p = phases(cells, fw, machine);
+            let tqemu = p.start.as_ref().map(|s| s.median);
+            let tfw = p.entry.as_ref().zip(tqemu).map(|(e, q)| e.median - q);
+            let tkernel = p
+                .user
+                .as_ref()
+                .zip(p.entry.as_ref())
+                .map(|(u, e)| u.median - e.median);
+            let entry_cell = cells
+                .iter()
+                .find(|c| c.firmware == fw && c.machine == machine && c.phase == Phase::Entry);
+            let rss = cells
+                .iter()
+                .filter(|c| c.firmware == fw && c.machine == machine && c.phase == Phase::Entry)
+                .flat_map(|c| c.samples.iter().map(|s| s.max_rss_kib))
+                .max();
+            let failures: usize = cells
+                .iter()
+                .filter(|c| c.firmware == fw && c.machine == machine)
+                .map(|c| c.failures.len())
+                .sum();
+            let counts = instructions.get(&format!("{}/{}", fw.name(), machine));
+            rows.push(vec![
+                machine.to_string(),
+                fw.name().to_string(),
+                fmt_ms(tqemu),
+                fmt_ms(tfw),
+                p.entry.as_ref().map_or("–".into(), |e| {
+                    format!(
+                        "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
+                        e.median, e.sd, e.p25, e.p75, e.runs
+                    )
+                }),
+                fmt_ms(tkernel),
+                fmt_ms(p.user.as_ref().map(|u| u.median)),
+                match (tfw, ferrite_fw) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    _ => "–".into(),
+                },
+                entry_cell
+                    .and_then(|c| c.entry.clone())
+                    .unwrap_or_else(|| "–".into()),
+                rss.map_or("–".into(), |r| format!("{}", r / 1024)),
+                counts.map_or("–".into(), |c| c.guest_instructions.to_string()),
+                counts.map_or("–".into(), |c| {
+                    format!("{}/{}", c.fw_cfg_port_reads, c.fw_cfg_dma_requests)
+                }),
+                failures.to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
+const HEADER: [&str; 13] = [
+    "machine",
+    "firmware",
+    "tQEMU ms",
+    "tFW ms",
+    "to kernel entry ms (median ± sd [p25–p75])",
+    "tKernel ms",
+    "to userspace ms",
+    "tFW / ferrite",
+    "entry",
+    "peak RSS MiB",
+    "guest insns (KVM)",
+    "fw_cfg PIO reads/DMA",
+    "failed runs",
+];
+
+fn render(cells: &[Cell], instructions: &BTreeMap<String, Counts>, opts: &Options) -> Table {
+    let mut t = Table::new();
+    t.set_header(HEADER);
+    for r in rows(cells, instructions, opts) {
+        t.add_row(r);
+    }
+    t
+}
+
+fn markdown(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+    report: &Report,
+) -> String {
+    let mut s = format!(
+        "Measured {} on `{}` with {}, kernel `{}`, -m {} -smp {}, TCG, {} runs per cell after one warm-up, interleaved.\n\n",
+        report.date,
+        report.host,
+        report.qemu,
+        Path::new(&report.kernel)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        opts.memory_mib,
+        opts.cpus,
+        opts.runs
+    );
+    s += &format!(
+        "| {} |\n|{}\n",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
+    for r in rows(cells, instructions, opts) {
+        s += &format!("| {} |\n", r.join(" | "));
+    }
+    s
+}
+
+/// Guest instructions and fw_cfg traffic per firmware, from the probe cell run
+/// once under KVM with `perf stat` (this machine's KVM emulates every guest
+/// instruction, so the count is exact).
+fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<String, Counts> {
+    let mut out = BTreeMap::new();
+    if !Path::new("/dev/kvm").exists() {
+        skipped.push("instruction counts: no /dev/kvm".into());
+        return out;
+    }
+    if Command::new("perf").arg("--version").output().is_err() {
+        skipped.push("instruction counts: perf not installed (apt-get install linux-perf)".into());
+        return out;
+    }
+    for cell in cells.iter().filter(|c| c.phase == Phase::Entry) {
+        if cell.firmware == Firmware::Ovmf {
+            continue; // KVM's emulator lacks x87 instructions OVMF uses
+        }
+        let mut q = cell.qemu.clone();
+        q.accel = Accel::Kvm;
+        // A firmware that never reaches the probe would run forever under KVM.
+        let mut cmd = Command::new("timeout");
+        cmd.args([
+            "120",
+            "perf",
+            "stat",
+            "-x,",
+            "-e",
+            "kvm:kvm_emulate_insn",
+            "-e",
+            "kvm:kvm_pio",
+            "--filter",
+            "port == 0x511",
+        ]);
+        cmd.args([
+            "-e",
+            "kvm:kvm_pio",
+            "--filter",
+            "port == 0x518",
+            "--",
+            "qemu-system-x86_64",
+        ]);
+        cmd.args(q.args());
+        let Ok(output) = cmd.output() else { continue };
+        let text = String::from_utf8_lossy(&output.stderr);
+        let values: Vec<u64> = text
+            .lines()
+            .filter(|l| l.contains(",kvm:"))
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        if let [insns, pio, dma] = values[..] {
+            out.insert(
+                format!("{}/{}", cell.firmware.name(), cell.machine),
+                Counts {
+                    guest_instructions: insns,
+                    fw_cfg_port_reads: pio,
+                    fw_cfg_dma_requests: dma,
+                },
+            );
+        } else {
+            skipped.push(format!(
+                "instruction count for {} {}: perf said {text}",
+                cell.firmware.name(),
+                cell.machine
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_statistics() {
+        let s = summarize(&[10.0, 20.0, 30.0, 40.0, 50.0]).unwrap();
+        assert_eq!(s.runs, 5);
+        assert_eq!(s.median, 30.0);
+        assert_eq!(s.mean, 30.0);
+        assert_eq!((s.min, s.max), (10.0, 50.0));
+        assert!((s.sd - 15.811).abs() < 0.01);
+        assert!(s.p25 <= 20.0 && s.p25 >= 10.0);
+        assert!(s.p75 >= 40.0 && s.p75 <= 50.0);
+        assert!(summarize(&[]).is_none());
+        let one = summarize(&[7.0]).unwrap();
+        assert_eq!((one.median, one.min, one.max), (7.0, 7.0, 7.0));
+    }
+}

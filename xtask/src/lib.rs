@@ -1,0 +1,24 @@
+//! ferrite's host-side tasks, as a library shared by `cargo xtask` and the tests.
+
+pub mod bench;
+pub mod linux_assets;
+pub mod probe;
+pub mod qemu;
+pub mod rom;
+pub mod small_kernel;
+pub mod testkernel;
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The cargo that runs us (so nested builds use the same toolchain).
+pub fn cargo() -> std::process::Command {
+    std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}

@@ -1,0 +1,176 @@
+//! The probe kernel: a bzImage that does nothing but tell which entry point the
+//! firmware used, by writing a distinct value to an I/O port at each of them.
+//! With `-device isa-debug-exit` on that port, QEMU exits the moment any
+//! firmware hands over to "Linux", which is how the bench times firmware that
+//! writes no markers of its own (qboot, SeaBIOS, OVMF).
+//!
+//! It is padded to the size of a real kernel so that loading it costs the same.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Port the probe writes to.
+pub const PROBE_PORT: u16 = 0xF7;
+
+/// Entry points, by the value the probe writes (QEMU exit status = 2·v + 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Entry {
+    /// Real-mode setup code at setup + 0x200 (what a BIOS uses).
+    Setup16,
+    /// 32-bit protected-mode entry at the load address.
+    Protected32,
+    /// 64-bit entry at load address + 0x200.
+    Long64,
+    /// EFI handover protocol, 64-bit (at 64-bit entry + handover_offset).
+    EfiHandover64,
+}
+
+impl Entry {
+    pub const ALL: [Entry; 4] = [
+        Entry::Setup16,
+        Entry::Protected32,
+        Entry::Long64,
+        Entry::EfiHandover64,
+    ];
+
+    pub fn value(self) -> u8 {
+        match self {
+            Entry::Setup16 => 0x11,
+            Entry::Protected32 => 0x12,
+            Entry::Long64 => 0x13,
+            Entry::EfiHandover64 => 0x14,
+        }
+    }
+
+    /// The entry a QEMU exit status means, if any.
+    pub fn from_exit_code(code: i32) -> Option<Entry> {
+        Entry::ALL
+            .into_iter()
+            .find(|e| (e.value() as i32) * 2 + 1 == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Entry::Setup16 => "16-bit",
+            Entry::Protected32 => "32-bit",
+            Entry::Long64 => "64-bit",
+            Entry::EfiHandover64 => "EFI handover",
+        }
+    }
+}
+
+const SETUP_SECTS: usize = 4;
+const SETUP_LEN: usize = (SETUP_SECTS + 1) * 512;
+/// Where the 16-bit code sits, right after the header.
+const CODE16: usize = 0x280;
+const HANDOVER_OFFSET: u32 = 0x100;
+
+/// `mov al, value; out PROBE_PORT, al; hlt; jmp $-1`: valid in 16, 32 and 64-bit mode.
+fn marker_code(value: u8) -> [u8; 7] {
+    [0xB0, value, 0xE6, PROBE_PORT as u8, 0xF4, 0xEB, 0xFD]
+}
+
+/// Builds a probe whose protected-mode part is `pm_size` bytes (at least 4 KiB)
+/// and which asks for `init_size` bytes of run-time memory.
+pub fn build(pm_size: usize, init_size: u32) -> Vec<u8> {
+    let pm_size = pm_size.max(4096).next_multiple_of(16);
+    let mut img = vec![0u8; SETUP_LEN + pm_size];
+    let put16 =
+        |img: &mut Vec<u8>, off: usize, v: u16| img[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |img: &mut Vec<u8>, off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    img[0x1F1] = SETUP_SECTS as u8;
+    put32(&mut img, 0x1F4, (pm_size / 16) as u32); // syssize
+    put16(&mut img, 0x1FE, 0xAA55);
+    img[0x200] = 0xEB; // jmp short to the 16-bit code; also ends the header
+    img[0x201] = (CODE16 - 0x202) as u8;
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    put16(&mut img, 0x206, 0x020F);
+    img[0x211] = 0x01; // LOADED_HIGH
+    put32(&mut img, 0x214, 0x10_0000); // code32_start
+    put32(&mut img, 0x22C, 0x7FFF_FFFF); // initrd_addr_max
+    put32(&mut img, 0x230, 0x20_0000); // kernel_alignment
+    img[0x234] = 1; // relocatable
+    img[0x235] = 21; // min_alignment
+    put16(&mut img, 0x236, 0x1 | 0x2 | 0x8); // KERNEL_64, ABOVE_4G, EFI_HANDOVER_64
+    put32(&mut img, 0x238, 2047); // cmdline_size
+    img[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes()); // pref_address
+    put32(
+        &mut img,
+        0x260,
+        init_size.max(pm_size.next_multiple_of(0x20_0000) as u32),
+    );
+    put32(&mut img, 0x264, HANDOVER_OFFSET);
+    img[CODE16..CODE16 + 7].copy_from_slice(&marker_code(Entry::Setup16.value()));
+    let pm = SETUP_LEN;
+    img[pm..pm + 7].copy_from_slice(&marker_code(Entry::Protected32.value()));
+    img[pm + 0x200..pm + 0x207].copy_from_slice(&marker_code(Entry::Long64.value()));
+    let h = pm + 0x200 + HANDOVER_OFFSET as usize;
+    img[h..h + 7].copy_from_slice(&marker_code(Entry::EfiHandover64.value()));
+    img
+}
+
+/// A probe the size of `kernel` (a real bzImage), with its init_size.
+pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
+    let k = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
+    if k.len() < 0x264 || &k[0x202..0x206] != b"HdrS" {
+        bail!("{} is not a bzImage", kernel.display());
+    }
+    let sects = match k[0x1F1] {
+        0 => 4,
+        n => n as usize,
+    };
+    let pm = k.len().saturating_sub((sects + 1) * 512);
+    let init_size = u32::from_le_bytes(k[0x260..0x264].try_into().unwrap());
+    Ok(build(pm, init_size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_and_entry_points() {
+        let img = build(10_000, 0);
+        assert_eq!(&img[0x202..0x206], b"HdrS");
+        assert_eq!(img.len(), SETUP_LEN + 10_000usize.next_multiple_of(16));
+        // the jump at 0x200 lands on the 16-bit marker
+        assert_eq!(0x202 + img[0x201] as usize, CODE16);
+        assert_eq!(img[CODE16 + 1], 0x11);
+        assert_eq!(img[SETUP_LEN + 1], 0x12);
+        assert_eq!(img[SETUP_LEN + 0x201], 0x13);
+        assert_eq!(img[SETUP_LEN + 0x301], 0x14);
+        for at in [CODE16, SETUP_LEN, SETUP_LEN + 0x200, SETUP_LEN + 0x300] {
+            assert_eq!(img[at + 3], PROBE_PORT as u8);
+        }
+        let init = u32::from_le_bytes(img[0x260..0x264].try_into().unwrap());
+        assert_eq!(init, 0x20_0000);
+    }
+
+    #[test]
+    fn exit_codes_map_back_to_entries() {
+        for e in Entry::ALL {
+            assert_eq!(Entry::from_exit_code(e.value() as i32 * 2 + 1), Some(e));
+        }
+        assert_eq!(Entry::from_exit_code(0), None);
+        assert_eq!(Entry::from_exit_code(7), None); // ferrite's own marker
+        assert_eq!(Entry::from_exit_code(33), None);
+    }
+
+    #[test]
+    fn build_like_copies_size_and_init_size() {
+        let mut real = build(3_000_000, 0x3F9_8000);
+        real[0x1F1] = 4;
+        let dir = std::env::temp_dir().join(format!("ferrite-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bz");
+        std::fs::write(&path, &real).unwrap();
+        let probe = build_like(&path).unwrap();
+        assert_eq!(probe.len(), real.len());
+        assert_eq!(&probe[0x260..0x264], &0x3F9_8000u32.to_le_bytes());
+        std::fs::write(&path, b"not a kernel").unwrap();
+        assert!(build_like(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
