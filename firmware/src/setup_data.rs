@@ -1,10 +1,11 @@
 //! QEMU's `setup_data` list (e.g. the `-dtb` blob): found inside the kernel image
 //! QEMU hands over, and moved out of it before the kernel decompresses over it.
 //!
-//! QEMU appends each node to the kernel file and points `hdr.setup_data` at
-//! `KERNEL_ADDR + offset`; it computes the offset within the whole file (setup
-//! sectors included) although KERNEL_DATA starts after the setup sectors. Both
-//! readings are tried, and a node is accepted only if it lies wholly inside the blob.
+//! QEMU appends each node to KERNEL_DATA (the protected-mode part) and points
+//! `hdr.setup_data` at `KERNEL_ADDR + offset` (hw/i386/x86.c, `x86_load_linux`,
+//! QEMU 7.2). Other versions have been reported to count the offset from the start
+//! of the whole file (setup sectors included), so that reading is tried second. A
+//! node is accepted only with a known type and wholly inside the blob.
 
 use crate::bootparams::SetupData;
 use crate::error::Error;
@@ -12,6 +13,8 @@ use crate::error::Error;
 /// Nodes ferrite follows before calling the list a loop.
 pub const MAX_NODES: usize = 8;
 const HEAD: usize = core::mem::size_of::<SetupData>();
+/// Flag on an indirect node's type (protocol 2.15).
+const SETUP_INDIRECT: u32 = 1 << 31;
 
 /// One node, as a byte range of the kernel blob (header and payload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -39,7 +42,7 @@ pub fn locate(
         let base = ptr
             .checked_sub(kernel_addr)
             .ok_or(Error::SetupData("a node lies outside the kernel image"))?;
-        let node = [base.checked_sub(setup_size), Some(base)]
+        let node = [Some(base), base.checked_sub(setup_size)]
             .into_iter()
             .flatten()
             .find_map(|off| node_at(kernel, off))
@@ -56,6 +59,10 @@ fn node_at(kernel: &[u8], offset: u64) -> Option<Node> {
     let head = kernel.get(offset..offset.checked_add(HEAD)?)?;
     let typ = u32::from_le_bytes(head[8..12].try_into().unwrap());
     let len = u32::from_le_bytes(head[12..16].try_into().unwrap()) as usize;
+    // SETUP_NONE (0) or a type beyond any Linux defines: not a node.
+    if typ & !SETUP_INDIRECT == 0 || typ & !SETUP_INDIRECT > 0xFF {
+        return None;
+    }
     let total = HEAD.checked_add(len)?;
     kernel.get(offset..offset.checked_add(total)?)?;
     Some(Node {
@@ -83,9 +90,26 @@ mod tests {
     }
 
     #[test]
-    fn finds_qemus_dtb_node_with_its_setup_size_offset() {
-        // QEMU: pointer = KERNEL_ADDR + file offset; blob offset = file offset - setup size
+    fn finds_qemus_dtb_node() {
+        // QEMU 7.2: pointer = KERNEL_ADDR + offset within KERNEL_DATA
         let k = blob_with_node(0x1000, 0, b"dtb!");
+        let mut out = [Node::default(); MAX_NODES];
+        assert_eq!(locate(KADDR + 0x1000, KADDR, SETUP, &k, &mut out), Ok(1));
+        assert_eq!(
+            out[0],
+            Node {
+                offset: 0x1000,
+                len: 20,
+                typ: 2
+            }
+        );
+    }
+
+    #[test]
+    fn zeros_at_the_first_reading_are_not_a_node() {
+        // the node sits at the whole-file reading; zeros at the pointer itself
+        let mut k = blob_with_node(0x1000, 0, b"dtb!");
+        k.resize(0x1000 + SETUP as usize + 64, 0);
         let ptr = KADDR + SETUP + 0x1000;
         let mut out = [Node::default(); MAX_NODES];
         assert_eq!(locate(ptr, KADDR, SETUP, &k, &mut out), Ok(1));

@@ -1,1 +1,133 @@
+//! Shared helpers of the QEMU integration tests: the ROM and test kernels built
+//! once per test binary, random initrds, command lines with their check token,
+//! and one way to judge a QEMU run.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use xtask::qemu::{Machine, Outcome, Qemu};
+use xtask::testkernel::{self, BzImageSpec};
+
+/// ferrite's release ROM, built once.
+pub fn rom() -> PathBuf {
+    static ROM: OnceLock<PathBuf> = OnceLock::new();
+    ROM.get_or_init(|| {
+        xtask::rom::build_firmware(true)
+            .expect("building the ROM")
+            .path
+    })
+    .clone()
+}
+
+/// A scratch directory for this test binary.
+pub fn scratch() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = xtask::root().join(format!("target/ferrite-tests/{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+    .clone()
+}
+
+/// The test kernel as a bzImage with `spec`'s header, written as `name`.
+pub fn kernel(name: &str, spec: &BzImageSpec) -> PathBuf {
+    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    let image = IMAGE.get_or_init(|| testkernel::build_image().expect("building the test kernel"));
+    write_atomically(&scratch().join(name), &testkernel::wrap(image, spec))
+}
+
+/// Tests run in parallel and share file names: write aside, then rename, so a
+/// QEMU reading the file never sees it half written.
+fn write_atomically(path: &Path, data: &[u8]) -> PathBuf {
+    let tmp = path
+        .with_extension(format!("tmp-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+    path.to_path_buf()
+}
+
+/// A file of `len` pseudo-random bytes; returns its path and FNV hash.
+pub fn random_file(name: &str, len: usize, seed: u64) -> (PathBuf, u64) {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    (
+        write_atomically(&scratch().join(name), &data),
+        testkernel::fnv(&data),
+    )
+}
+
+/// A QEMU run of the test kernel, reporting on its port.
+pub fn qemu(machine: Machine, kernel: &Path) -> Qemu {
+    let mut q = Qemu::new(machine, rom());
+    q.kernel = Some(kernel.to_path_buf());
+    q.exit_ports = vec![testkernel::REPORT_PORT];
+    q.timeout = Duration::from_secs(60);
+    q
+}
+
+/// Runs `q` and checks it exited with `want` (an odd QEMU exit status written by
+/// a guest through isa-debug-exit). Exit 0 (a triple fault under -no-reboot),
+/// timeouts and any other status fail, with everything needed to reproduce.
+pub fn expect_exit(q: &Qemu, want: i32) -> Outcome {
+    let out = q.run().expect("running QEMU");
+    if let Err(why) = judge(&out, want) {
+        panic!(
+            "{why}\ncommand: {}\nserial:\n{}\nstderr:\n{}",
+            q.command_line(),
+            out.serial,
+            out.stderr
+        );
+    }
+    out
+}
+
+/// Why a run is not the expected success, if it is not.
+pub fn judge(out: &Outcome, want: i32) -> Result<(), String> {
+    assert!(
+        want % 2 == 1 && want > 1,
+        "a debug-exit status is odd and > 1"
+    );
+    if out.timed_out {
+        return Err("QEMU timed out (a hang)".into());
+    }
+    match out.exit_code {
+        Some(c) if c == want => Ok(()),
+        Some(0) => Err("QEMU exited with 0: a triple fault or a reset, never a pass".into()),
+        other => Err(format!("QEMU exit {other:?}, expected {want}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(code: Option<i32>, timed_out: bool) -> Outcome {
+        Outcome {
+            exit_code: code,
+            signal: None,
+            timed_out,
+            wall: Duration::ZERO,
+            max_rss_kib: 0,
+            serial: String::new(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn judging_never_passes_zero_timeouts_or_other_codes() {
+        assert!(judge(&out(Some(33), false), 33).is_ok());
+        assert!(judge(&out(Some(0), false), 33).is_err());
+        assert!(judge(&out(Some(35), false), 33).is_err());
+        assert!(judge(&out(Some(33), true), 33).is_err());
+        assert!(judge(&out(None, false), 33).is_err());
+    }
+}

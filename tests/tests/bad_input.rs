@@ -1,0 +1,98 @@
+//! Bad input never hangs or boots wrong: one `ferrite: error:` line on COM1 and a
+//! distinct status on port 0xf4 (QEMU exit = 2 * status + 1).
+
+use ferrite_tests::{expect_exit, kernel, qemu, random_file, rom, scratch};
+use xtask::qemu::{Machine, Qemu};
+use xtask::testkernel::BzImageSpec;
+
+fn expect_error(q: &mut Qemu, status: i32, message: &str) {
+    q.exit_ports = vec![0xF4];
+    let out = expect_exit(q, status * 2 + 1);
+    let lines: Vec<&str> = out
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("ferrite: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line:\n{}", out.serial);
+    assert!(
+        lines[0].contains(message),
+        "{:?} does not say {message:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn no_kernel() {
+    for machine in Machine::ALL {
+        let mut q = Qemu::new(machine, rom());
+        expect_error(&mut q, 0x22, "start QEMU with -kernel");
+    }
+}
+
+#[test]
+fn not_a_bzimage() {
+    // Random bytes: QEMU itself loads anything as a (very old) zImage.
+    let (junk, _) = random_file("junk.img", 100_000, 5);
+    let mut q = qemu(Machine::Q35, &junk);
+    expect_error(&mut q, 0x23, "not a Linux bzImage");
+    // A header whose magic is wrong.
+    let k = kernel(
+        "bad-magic.bzImage",
+        &BzImageSpec {
+            magic: *b"HdrX",
+            ..BzImageSpec::default()
+        },
+    );
+    expect_error(&mut qemu(Machine::Pc, &k), 0x23, "not a Linux bzImage");
+}
+
+#[test]
+fn protocol_too_old() {
+    let k = kernel(
+        "old.bzImage",
+        &BzImageSpec {
+            version: 0x0204,
+            ..BzImageSpec::default()
+        },
+    );
+    expect_error(&mut qemu(Machine::Q35, &k), 0x24, "boot protocol 2.04");
+}
+
+#[test]
+fn kernel_does_not_fit() {
+    let spec = BzImageSpec {
+        init_size: Some(512 << 20),
+        ..BzImageSpec::default()
+    };
+    let k = kernel("huge-init-size.bzImage", &spec);
+    let mut q = qemu(Machine::Pc, &k);
+    q.memory_mib = 128;
+    expect_error(&mut q, 0x25, "the kernel needs 512 MiB");
+}
+
+#[test]
+fn initrd_does_not_fit() {
+    // 112 MiB: QEMU accepts it (it fits below 128 MiB less QEMU's ACPI allowance),
+    // but not between the kernel's 2 MiB at 16 MiB and the ACPI tables.
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let path = scratch().join("initrd-100m");
+    std::fs::write(&path, vec![0u8; 112 << 20]).unwrap();
+    let mut q = qemu(Machine::Q35, &k);
+    q.memory_mib = 128;
+    q.initrd = Some(path);
+    expect_error(&mut q, 0x26, "does not fit in free RAM");
+}
+
+#[test]
+fn command_line_too_long() {
+    let k = kernel(
+        "short-cmdline.bzImage",
+        &BzImageSpec {
+            cmdline_size: 255,
+            ..BzImageSpec::default()
+        },
+    );
+    let mut q = qemu(Machine::Microvm, &k);
+    q.append = Some("x".repeat(300));
+    expect_error(&mut q, 0x27, "accepts at most 255");
+}
