@@ -109,7 +109,7 @@ pub struct Outcome {
 
 /// Runs a table-loader script.
 pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderError> {
-    if script.len() % COMMAND_SIZE != 0 {
+    if !script.len().is_multiple_of(COMMAND_SIZE) {
         return Err(LoaderError::BadScriptLength(script.len()));
     }
     let mut files = [File {

@@ -69,4 +69,4 @@ const fn parse(s: &str) -> u64 {
     v
 }
 
-const _: () = assert!(ROM_SIZE % (64 * 1024) == 0 && ROM_SIZE >= 64 * 1024);
+const _: () = assert!(ROM_SIZE.is_multiple_of(64 * 1024) && ROM_SIZE >= 64 * 1024);

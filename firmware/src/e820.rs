@@ -92,7 +92,7 @@ impl MemoryMap {
     /// [`MemoryMap::from_qemu`] into an existing (empty) map: the firmware keeps
     /// its map in .bss rather than copying 3 KiB around.
     pub fn load_qemu(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
-        if bytes.is_empty() || bytes.len() % RECORD_SIZE != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_SIZE) {
             return Err(E820Error::BadLength(bytes.len()));
         }
         self.len = 0;
@@ -309,10 +309,7 @@ impl MemoryMap {
                 continue;
             }
             let mut top = hi; // candidate block is [top - size, top)
-            loop {
-                let Some(start) = top.checked_sub(size).map(|s| s & !(align - 1)) else {
-                    break;
-                };
+            while let Some(start) = top.checked_sub(size).map(|s| s & !(align - 1)) {
                 if start < lo {
                     break;
                 }

@@ -509,7 +509,6 @@ mod tests {
         // 2 signature reads + ID + directory (2) + KernelSize + file = 7 exits,
         // the host stack address may need the high half too.
         let stats = fw.stats;
-        drop(fw);
         assert_eq!(stats.dma_requests, 5);
         assert!(
             dev.port_accesses <= 2 + 2 * 5,
@@ -567,7 +566,6 @@ mod tests {
         let f = fw.find(b"etc/vmgenid_addr").unwrap();
         fw.write_file(f.select, 4, &[1, 2, 3, 4]).unwrap();
         assert!(fw.write_file(f.select, 6, &[1, 2, 3, 4]).is_err());
-        drop(fw);
         assert_eq!(dev.items[&f.select], [0, 0, 0, 0, 1, 2, 3, 4]);
     }
 

@@ -31,6 +31,12 @@ pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
 /// The high zone never grows beyond this.
 pub const HIGH_ZONE_MAX: u64 = 16 << 20;
 
+const _: () = {
+    assert!(ZERO_PAGE + 4096 <= CMDLINE);
+    assert!(CMDLINE + CMDLINE_ROOM <= FIRMWARE_RAM.start);
+    assert!(FIRMWARE_RAM.end <= LEGACY_HOLE.start);
+};
+
 /// A downward bump allocator for tables handed to the kernel, below the top of
 /// low RAM. Everything it hands out is reported as e820 reserved.
 #[derive(Clone, Copy, Debug)]
@@ -90,12 +96,5 @@ mod tests {
         let mut z = HighZone::new(0x11_0000);
         assert!(z.alloc(0x1_0000, 16).is_some());
         assert!(z.alloc(16, 16).is_none());
-    }
-
-    #[test]
-    fn fixed_areas_do_not_overlap() {
-        assert!(ZERO_PAGE + 4096 <= CMDLINE);
-        assert!(CMDLINE + CMDLINE_ROOM <= FIRMWARE_RAM.start);
-        assert!(FIRMWARE_RAM.end <= LEGACY_HOLE.start);
     }
 }

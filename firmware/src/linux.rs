@@ -210,7 +210,6 @@ pub fn place_initrd(
 mod tests {
     use super::*;
     use crate::bootparams::e820_type::*;
-    use std::vec::Vec;
 
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;

@@ -146,7 +146,7 @@ fn markers_on_0xf5_and_0xf4() {
     for machine in Machine::ALL {
         let mut q = qemu(machine, &k);
         q.exit_ports = vec![0xF5];
-        expect_exit(&q, 1 * 2 + 1);
+        expect_exit(&q, 3); // value 1
         q.exit_ports = vec![0xF4];
         expect_exit(&q, 3 * 2 + 1);
     }

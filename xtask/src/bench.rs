@@ -217,10 +217,8 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
     let mut skipped = Vec::new();
     for &machine in &opts.machines {
         let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
-        if machine == Machine::Microvm {
-            if let Some(khz) = tsc_khz() {
-                write!(append, " tsc_early_khz={khz}").unwrap();
-            }
+        if let (Machine::Microvm, Some(khz)) = (machine, tsc_khz()) {
+            write!(append, " tsc_early_khz={khz}").unwrap();
         }
         for &fw in &opts.firmwares {
             let image = match fw.image(ferrite_rom, machine) {

@@ -139,10 +139,10 @@ fn main() -> Result<()> {
                 (None, false) => None,
             };
             let mut cmdline = append.unwrap_or_else(|| format!("console=ttyS0 panic=-1 {token}"));
-            if machine == Machine::Microvm && !kvm && !cmdline.contains("tsc_early_khz") {
-                if let Some(khz) = bench::tsc_khz() {
-                    cmdline += &format!(" tsc_early_khz={khz}");
-                }
+            if let (Machine::Microvm, false, Some(khz)) = (machine, kvm, bench::tsc_khz())
+                && !cmdline.contains("tsc_early_khz")
+            {
+                cmdline += &format!(" tsc_early_khz={khz}");
             }
             q.append = Some(cmdline);
             if let Some(level) = log_level {
