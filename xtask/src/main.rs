@@ -151,11 +151,25 @@ fn main() -> Result<()> {
                     format!("name=opt/ferrite/log-level,string={level}"),
                 ]);
             }
+            if default_kernel {
+                // /init writes 2 to 0xf6 once its checks pass: QEMU then exits with 5.
+                q.exit_ports = vec![0xF6];
+            }
             println!("{}", q.command_line());
+            let started = std::time::Instant::now();
             let status = std::process::Command::new("qemu-system-x86_64")
                 .args(q.args())
                 .status()?;
-            std::process::exit(status.code().unwrap_or(1));
+            match (default_kernel, status.code()) {
+                (true, Some(5)) => println!(
+                    "ferrite booted Linux to a passing /init in {:.2} s (TCG)",
+                    started.elapsed().as_secs_f64()
+                ),
+                (true, code) => {
+                    bail!("the boot did not reach a passing /init (QEMU exit {code:?})")
+                }
+                (false, code) => std::process::exit(code.unwrap_or(1)),
+            }
         }
         Task::Testkernel => {
             let path = xtask::root().join("target/testkernel.bzImage");
