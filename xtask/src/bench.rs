@@ -167,7 +167,103 @@ struct Report<'a> {
     kernel: String,
     cells: &'a [Cell],
     instructions: BTreeMap<String, Counts>,
+    timelines: BTreeMap<String, Vec<TimelineStep>>,
     skipped: Vec<String>,
+}
+
+/// One step of ferrite's own boot sequence, from its timeline report.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineStep {
+    pub step: String,
+    /// Share of ferrite's time from the reset vector to the kernel jump.
+    pub share: f64,
+    /// That share of the measured tFW.
+    pub ms: Option<f64>,
+}
+
+/// Parses `ferrite-timeline: reset=0 rust=N ...` into per-step shares.
+pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
+    let stamps: Vec<(&str, u64)> = line
+        .strip_prefix("ferrite-timeline:")?
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k, v.parse().ok()?))
+        })
+        .collect::<Option<_>>()?;
+    let total = stamps.last()?.1 as f64;
+    if total <= 0.0 || stamps.windows(2).any(|w| w[1].1 < w[0].1) {
+        return None;
+    }
+    Some(
+        stamps
+            .windows(2)
+            .map(|w| (w[1].0.to_string(), (w[1].1 - w[0].1) as f64 / total))
+            .collect(),
+    )
+}
+
+/// One extra boot of ferrite per machine with its timeline report switched on.
+fn ferrite_timelines(cells: &[Cell], work: &Path) -> BTreeMap<String, Vec<TimelineStep>> {
+    let mut out = BTreeMap::new();
+    for cell in cells
+        .iter()
+        .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry)
+    {
+        let log = work.join(format!("timeline-{}.txt", cell.machine));
+        let _ = std::fs::remove_file(&log);
+        let mut q = cell.qemu.clone();
+        q.extra.extend([
+            "-debugcon".into(),
+            format!("file:{}", log.display()),
+            "-fw_cfg".into(),
+            "name=opt/ferrite/timeline,string=1".into(),
+        ]);
+        if q.run().is_err() {
+            continue;
+        }
+        let Some(shares) = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|l| parse_timeline(l.trim()))
+        else {
+            continue;
+        };
+        let p = phases(cells, Firmware::Ferrite, &cell.machine);
+        let tfw = p
+            .entry
+            .as_ref()
+            .zip(p.start.as_ref())
+            .map(|(e, s)| e.median - s.median);
+        out.insert(
+            cell.machine.clone(),
+            shares
+                .into_iter()
+                .map(|(step, share)| TimelineStep {
+                    step,
+                    share,
+                    ms: tfw.map(|t| t * share),
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+fn render_timeline(machine: &str, steps: &[TimelineStep]) -> Table {
+    let mut t = Table::new();
+    t.set_header([
+        format!("ferrite on {machine}: step"),
+        "share of tFW".into(),
+        "≈ ms".into(),
+    ]);
+    for s in steps {
+        t.add_row([
+            s.step.clone(),
+            format!("{:.1} %", s.share * 100.0),
+            fmt_ms(s.ms),
+        ]);
+    }
+    t
 }
 
 fn machine_name(m: Machine) -> &'static str {
@@ -316,8 +412,12 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
     } else {
         BTreeMap::new()
     };
+    let timelines = ferrite_timelines(&cells, &work);
     let table = render(&cells, &instructions, opts);
     println!("{table}");
+    for (machine, steps) in &timelines {
+        println!("{}", render_timeline(machine, steps));
+    }
     for s in &skipped {
         println!("skipped: {s}");
     }
@@ -342,6 +442,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
         kernel: kernel.display().to_string(),
         cells: &cells,
         instructions,
+        timelines,
         skipped,
     };
     if let Some(path) = &opts.json {
@@ -591,6 +692,23 @@ fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeline_shares() {
+        let steps =
+            parse_timeline("ferrite-timeline: reset=0 rust=10 fw_cfg=30 zero_page=100").unwrap();
+        assert_eq!(
+            steps,
+            [
+                ("rust".to_string(), 0.1),
+                ("fw_cfg".to_string(), 0.2),
+                ("zero_page".to_string(), 0.7)
+            ]
+        );
+        assert!(parse_timeline("ferrite-timeline: reset=0 rust=10 fw_cfg=5").is_none());
+        assert!(parse_timeline("garbage").is_none());
+        assert!(parse_timeline("ferrite-timeline: reset=0 rust=x").is_none());
+    }
 
     #[test]
     fn summary_statistics() {
