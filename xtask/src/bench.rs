@@ -353,7 +353,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
                     firmware: fw,
                     machine: machine_name(machine).into(),
                     phase,
-                    command_line: q.command_line(),
+                    command_line: relative(&q.command_line()),
                     samples: Vec::new(),
                     failures: Vec::new(),
                     entry: None,
@@ -439,7 +439,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             .next()
             .unwrap_or("")
             .into(),
-        kernel: kernel.display().to_string(),
+        kernel: relative(&kernel.display().to_string()),
         cells: &cells,
         instructions,
         timelines,
@@ -455,6 +455,11 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
         println!("markdown table: {}", path.display());
     }
     Ok(())
+}
+
+/// Paths inside the workspace, relative to it: results are committed and shared.
+fn relative(text: &str) -> String {
+    text.replace(&format!("{}/", crate::root().display()), "")
 }
 
 fn command_output(cmd: &str, args: &[&str]) -> String {
