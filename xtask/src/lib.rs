@@ -1,6 +1,7 @@
 //! ferrite's host-side tasks, as a library shared by `cargo xtask` and the tests.
 
 pub mod bench;
+pub mod bzimage;
 pub mod linux_assets;
 pub mod probe;
 pub mod qemu;

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::bzimage::Header;
+
 /// Port the probe writes to.
 pub const PROBE_PORT: u16 = 0xF7;
 
@@ -60,8 +62,6 @@ impl Entry {
     }
 }
 
-const SETUP_SECTS: usize = 4;
-const SETUP_LEN: usize = (SETUP_SECTS + 1) * 512;
 /// Where the 16-bit code sits, right after the header.
 const CODE16: usize = 0x280;
 const HANDOVER_OFFSET: u32 = 0x100;
@@ -75,40 +75,20 @@ fn marker_code(value: u8) -> [u8; 7] {
 /// and which asks for `init_size` bytes of run-time memory.
 pub fn build(pm_size: usize, init_size: u32) -> Vec<u8> {
     let pm_size = pm_size.max(4096).next_multiple_of(16);
-    let mut img = vec![0u8; SETUP_LEN + pm_size];
-    let put16 =
-        |img: &mut Vec<u8>, off: usize, v: u16| img[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |img: &mut Vec<u8>, off: usize, v: u32| img[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    img[0x1F1] = SETUP_SECTS as u8;
-    put32(&mut img, 0x1F4, (pm_size / 16) as u32); // syssize
-    put16(&mut img, 0x1FE, 0xAA55);
-    img[0x200] = 0xEB; // jmp short to the 16-bit code; also ends the header
-    img[0x201] = (CODE16 - 0x202) as u8;
-    img[0x202..0x206].copy_from_slice(b"HdrS");
-    put16(&mut img, 0x206, 0x020F);
-    img[0x211] = 0x01; // LOADED_HIGH
-    put32(&mut img, 0x214, 0x10_0000); // code32_start
-    put32(&mut img, 0x22C, 0x7FFF_FFFF); // initrd_addr_max
-    put32(&mut img, 0x230, 0x20_0000); // kernel_alignment
-    img[0x234] = 1; // relocatable
-    img[0x235] = 21; // min_alignment
-    put16(&mut img, 0x236, 0x1 | 0x2 | 0x8); // KERNEL_64, ABOVE_4G, EFI_HANDOVER_64
-    put32(&mut img, 0x238, 2047); // cmdline_size
-    img[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes()); // pref_address
-    put32(
-        &mut img,
-        0x260,
-        init_size.max(pm_size.next_multiple_of(0x20_0000) as u32),
-    );
-    put32(&mut img, 0x264, HANDOVER_OFFSET);
-    img[CODE16..CODE16 + 7].copy_from_slice(&marker_code(Entry::Setup16.value()));
-    let pm = SETUP_LEN;
-    img[pm..pm + 7].copy_from_slice(&marker_code(Entry::Protected32.value()));
-    img[pm + 0x200..pm + 0x207].copy_from_slice(&marker_code(Entry::Long64.value()));
-    let h = pm + 0x200 + HANDOVER_OFFSET as usize;
-    img[h..h + 7].copy_from_slice(&marker_code(Entry::EfiHandover64.value()));
-    img
+    let mut pm = vec![0u8; pm_size];
+    pm[..7].copy_from_slice(&marker_code(Entry::Protected32.value()));
+    pm[0x200..0x207].copy_from_slice(&marker_code(Entry::Long64.value()));
+    let h = 0x200 + HANDOVER_OFFSET as usize;
+    pm[h..h + 7].copy_from_slice(&marker_code(Entry::EfiHandover64.value()));
+    let header = Header {
+        relocatable: true,
+        xloadflags: 0x1 | 0x2 | 0x8, // KERNEL_64, ABOVE_4G, EFI_HANDOVER_64
+        init_size: init_size.max(pm_size.next_multiple_of(0x20_0000) as u32),
+        handover_offset: HANDOVER_OFFSET,
+        header_end: CODE16,
+        ..Header::default()
+    };
+    header.image(&[(CODE16, &marker_code(Entry::Setup16.value()))], &pm)
 }
 
 /// A probe the size of `kernel` (a real bzImage), with its init_size.
@@ -130,11 +110,14 @@ pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const SETUP_LEN: usize = 5 * 512;
+
     #[test]
     fn header_and_entry_points() {
         let img = build(10_000, 0);
         assert_eq!(&img[0x202..0x206], b"HdrS");
         assert_eq!(img.len(), SETUP_LEN + 10_000usize.next_multiple_of(16));
+        assert_eq!(img[0x234], 1);
         // the jump at 0x200 lands on the 16-bit marker
         assert_eq!(0x202 + img[0x201] as usize, CODE16);
         assert_eq!(img[CODE16 + 1], 0x11);

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use object::Endianness;
+
+use crate::bzimage::Header;
 use object::elf::PT_LOAD;
 use object::read::elf::{ElfFile64, ProgramHeader};
 
@@ -48,38 +50,24 @@ impl Default for BzImageSpec {
     }
 }
 
-const SETUP_SECTS: usize = 4;
-
 /// Wraps a protected-mode image (loaded at LOAD_ADDRESS) into a bzImage.
 pub fn wrap(pm: &[u8], spec: &BzImageSpec) -> Vec<u8> {
-    let setup_len = (SETUP_SECTS + 1) * 512;
-    let mut img = vec![0u8; setup_len];
-    img.extend_from_slice(pm);
-    let put16 =
-        |img: &mut Vec<u8>, o: usize, v: u16| img[o..o + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |img: &mut Vec<u8>, o: usize, v: u32| img[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    img[0x1F1] = SETUP_SECTS as u8;
-    put32(&mut img, 0x1F4, pm.len().div_ceil(16) as u32);
-    put16(&mut img, 0x1FE, 0xAA55);
-    img[0x200] = 0xEB;
-    img[0x201] = 0x6A; // header ends at 0x26C
-    img[0x202..0x206].copy_from_slice(&spec.magic);
-    put16(&mut img, 0x206, spec.version);
-    img[0x211] = spec.loadflags;
-    put32(&mut img, 0x214, 0x10_0000);
-    put32(&mut img, 0x22C, spec.initrd_addr_max);
-    put32(&mut img, 0x230, spec.kernel_alignment);
-    img[0x234] = spec.relocatable as u8;
-    img[0x235] = 21;
-    put16(&mut img, 0x236, spec.xloadflags);
-    put32(&mut img, 0x238, spec.cmdline_size);
-    img[0x258..0x260].copy_from_slice(&spec.pref_address.to_le_bytes());
-    let init = spec
-        .init_size
-        .unwrap_or(pm.len().next_multiple_of(0x20_0000) as u32);
-    put32(&mut img, 0x260, init);
-    img
+    let header = Header {
+        magic: spec.magic,
+        version: spec.version,
+        loadflags: spec.loadflags,
+        xloadflags: spec.xloadflags,
+        relocatable: spec.relocatable,
+        kernel_alignment: spec.kernel_alignment,
+        pref_address: spec.pref_address,
+        init_size: spec
+            .init_size
+            .unwrap_or(pm.len().next_multiple_of(0x20_0000) as u32),
+        cmdline_size: spec.cmdline_size,
+        initrd_addr_max: spec.initrd_addr_max,
+        ..Header::default()
+    };
+    header.image(&[], pm)
 }
 
 /// Lays the ELF's loadable segments out from LOAD_ADDRESS (bss included, zeroed).
@@ -157,23 +145,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_fields_land_at_their_offsets() {
+    fn spec_fields_reach_the_header() {
         let spec = BzImageSpec {
             version: 0x0204,
-            cmdline_size: 255,
             init_size: Some(0x2000_0000),
             ..BzImageSpec::default()
         };
         let img = wrap(&[0x90; 0x300], &spec);
-        assert_eq!(&img[0x202..0x206], b"HdrS");
         assert_eq!(u16::from_le_bytes([img[0x206], img[0x207]]), 0x0204);
-        assert_eq!(u16::from_le_bytes([img[0x1FE], img[0x1FF]]), 0xAA55);
-        assert_eq!(0x202 + img[0x201] as usize, 0x26C);
-        assert_eq!(&img[0x238..0x23C], &255u32.to_le_bytes());
         assert_eq!(&img[0x260..0x264], &0x2000_0000u32.to_le_bytes());
-        assert_eq!(&img[0x258..0x260], &LOAD_ADDRESS.to_le_bytes());
-        assert_eq!(img.len(), 5 * 512 + 0x300);
-        assert_eq!(img[5 * 512], 0x90);
         // default init_size rounds the image up to 2 MiB
         let img = wrap(&[0; 10], &BzImageSpec::default());
         assert_eq!(&img[0x260..0x264], &0x20_0000u32.to_le_bytes());
