@@ -98,6 +98,61 @@ pub struct Options {
     pub markdown: Option<PathBuf>,
     /// Count guest instructions under KVM with perf, where possible.
     pub count_instructions: bool,
+    /// Vary one parameter and report how tQEMU and tFW grow with it.
+    pub sweep: Option<Sweep>,
+}
+
+/// What a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SweepParam {
+    /// Guest memory in MiB.
+    Memory,
+    /// vCPUs.
+    Cpus,
+    /// Size of the probe kernel in MiB (how loading cost grows).
+    KernelSize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sweep {
+    pub param: SweepParam,
+    pub values: Vec<u64>,
+}
+
+impl std::str::FromStr for Sweep {
+    type Err = String;
+    /// `memory=128,512,2048`, `cpus=1,2,4` or `kernel-size=2,8,32`.
+    fn from_str(s: &str) -> Result<Sweep, String> {
+        let (name, values) = s.split_once('=').ok_or("expected PARAM=V1,V2,...")?;
+        let param = match name {
+            "memory" => SweepParam::Memory,
+            "cpus" => SweepParam::Cpus,
+            "kernel-size" => SweepParam::KernelSize,
+            _ => {
+                return Err(format!(
+                    "unknown sweep parameter {name} (memory, cpus, kernel-size)"
+                ));
+            }
+        };
+        let values = values
+            .split(',')
+            .map(|v| v.trim().parse::<u64>().map_err(|e| format!("{v}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.is_empty() || values.contains(&0) {
+            return Err("sweep values must be positive".into());
+        }
+        Ok(Sweep { param, values })
+    }
+}
+
+impl Options {
+    /// The sweep's values, or one "no sweep" entry.
+    fn sweep_values(&self) -> Vec<Option<u64>> {
+        match &self.sweep {
+            Some(s) => s.values.iter().copied().map(Some).collect(),
+            None => vec![None],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -116,6 +171,8 @@ pub struct Cell {
     pub failures: Vec<String>,
     /// Which kernel entry the firmware used (probe cells).
     pub entry: Option<String>,
+    /// The swept parameter's value, in a sweep.
+    pub sweep: Option<u64>,
     #[serde(skip)]
     qemu: Qemu,
     #[serde(skip)]
@@ -208,7 +265,7 @@ fn ferrite_timelines(cells: &[Cell], work: &Path) -> BTreeMap<String, Vec<Timeli
     let mut out = BTreeMap::new();
     for cell in cells
         .iter()
-        .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry)
+        .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry && c.sweep.is_none())
     {
         let log = work.join(format!("timeline-{}.txt", cell.machine));
         let _ = std::fs::remove_file(&log);
@@ -228,7 +285,7 @@ fn ferrite_timelines(cells: &[Cell], work: &Path) -> BTreeMap<String, Vec<Timeli
         else {
             continue;
         };
-        let p = phases(cells, Firmware::Ferrite, &cell.machine);
+        let p = phases(cells, Firmware::Ferrite, &cell.machine, None);
         let tfw = p
             .entry
             .as_ref()
@@ -311,7 +368,21 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
 
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
-    for &machine in &opts.machines {
+    for (machine, value) in opts
+        .machines
+        .iter()
+        .flat_map(|&m| opts.sweep_values().into_iter().map(move |v| (m, v)))
+    {
+        let (mut memory, mut cpus, mut probe) = (opts.memory_mib, opts.cpus, probe_path.clone());
+        match (opts.sweep.as_ref().map(|s| s.param), value) {
+            (Some(SweepParam::Memory), Some(v)) => memory = v,
+            (Some(SweepParam::Cpus), Some(v)) => cpus = v as u32,
+            (Some(SweepParam::KernelSize), Some(v)) => {
+                probe = work.join(format!("probe-{v}M.bzImage"));
+                std::fs::write(&probe, probe::build((v << 20) as usize, 0))?;
+            }
+            _ => {}
+        }
         let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
         if let (Machine::Microvm, Some(khz)) = (machine, tsc_khz()) {
             write!(append, " tsc_early_khz={khz}").unwrap();
@@ -324,18 +395,19 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
                     continue;
                 }
             };
-            let mut phases = vec![
-                (Phase::Entry, probe_path.clone(), PROBE_PORT),
-                (Phase::User, kernel.clone(), USER_PORT),
-            ];
+            let mut phases = vec![(Phase::Entry, probe.clone(), PROBE_PORT)];
             if fw == Firmware::Ferrite {
-                phases.insert(0, (Phase::Start, probe_path.clone(), START_PORT));
+                phases.insert(0, (Phase::Start, probe.clone(), START_PORT));
+            }
+            // Sweeps look at tQEMU and tFW; tKernel takes seconds a run under TCG.
+            if value.is_none() {
+                phases.push((Phase::User, kernel.clone(), USER_PORT));
             }
             for (phase, kernel, port) in phases {
                 let mut q = Qemu::new(machine, image.clone());
                 q.accel = Accel::Tcg;
-                q.memory_mib = opts.memory_mib;
-                q.cpus = opts.cpus;
+                q.memory_mib = memory;
+                q.cpus = cpus;
                 q.kernel = Some(kernel);
                 q.initrd = Some(initrd.path.clone());
                 q.append = Some(append.clone());
@@ -357,6 +429,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
                     samples: Vec::new(),
                     failures: Vec::new(),
                     entry: None,
+                    sweep: value,
                     qemu: q,
                     expect,
                 });
@@ -477,11 +550,11 @@ struct Phases {
     user: Option<Summary>,
 }
 
-fn phases(cells: &[Cell], fw: Firmware, machine: &str) -> Phases {
+fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<u64>) -> Phases {
     let get = |f: Firmware, p: Phase| {
         cells
             .iter()
-            .find(|c| c.firmware == f && c.machine == machine && c.phase == p)
+            .find(|c| c.firmware == f && c.machine == machine && c.phase == p && c.sweep == sweep)
             .and_then(|c| summarize(&c.samples.iter().map(|s| s.ms).collect::<Vec<_>>()))
     };
     Phases {
@@ -501,9 +574,13 @@ fn rows(
     opts: &Options,
 ) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
-    for m in &opts.machines {
-        let machine = machine_name(*m);
-        let ferrite = phases(cells, Firmware::Ferrite, machine);
+    for (m, sweep) in opts
+        .machines
+        .iter()
+        .flat_map(|&m| opts.sweep_values().into_iter().map(move |v| (m, v)))
+    {
+        let machine = machine_name(m);
+        let ferrite = phases(cells, Firmware::Ferrite, machine, sweep);
         let ferrite_fw = ferrite
             .entry
             .as_ref()
@@ -516,7 +593,7 @@ fn rows(
             {
                 continue;
             }
-            let p = phases(cells, fw, machine);
+            let p = phases(cells, fw, machine, sweep);
             let tqemu = p.start.as_ref().map(|s| s.median);
             let tfw = p.entry.as_ref().zip(tqemu).map(|(e, q)| e.median - q);
             let tkernel = p
@@ -524,22 +601,19 @@ fn rows(
                 .as_ref()
                 .zip(p.entry.as_ref())
                 .map(|(u, e)| u.median - e.median);
-            let entry_cell = cells
-                .iter()
-                .find(|c| c.firmware == fw && c.machine == machine && c.phase == Phase::Entry);
+            let here = |c: &&Cell| c.firmware == fw && c.machine == machine && c.sweep == sweep;
+            let entry_cell = cells.iter().filter(here).find(|c| c.phase == Phase::Entry);
             let rss = cells
                 .iter()
-                .filter(|c| c.firmware == fw && c.machine == machine && c.phase == Phase::Entry)
+                .filter(here)
+                .filter(|c| c.phase == Phase::Entry)
                 .flat_map(|c| c.samples.iter().map(|s| s.max_rss_kib))
                 .max();
-            let failures: usize = cells
-                .iter()
-                .filter(|c| c.firmware == fw && c.machine == machine)
-                .map(|c| c.failures.len())
-                .sum();
+            let failures: usize = cells.iter().filter(here).map(|c| c.failures.len()).sum();
             let counts = instructions.get(&format!("{}/{}", fw.name(), machine));
             rows.push(vec![
                 machine.to_string(),
+                sweep.map_or("–".into(), |v| v.to_string()),
                 fw.name().to_string(),
                 fmt_ms(tqemu),
                 fmt_ms(tfw),
@@ -570,8 +644,9 @@ fn rows(
     rows
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "machine",
+    "sweep value",
     "firmware",
     "tQEMU ms",
     "tFW ms",
@@ -697,6 +772,20 @@ fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_arguments() {
+        let s: Sweep = "memory=128,512".parse().unwrap();
+        assert_eq!((s.param, s.values), (SweepParam::Memory, vec![128, 512]));
+        assert_eq!(
+            "kernel-size=2".parse::<Sweep>().unwrap().param,
+            SweepParam::KernelSize
+        );
+        assert!("cpus=".parse::<Sweep>().is_err());
+        assert!("cpus=0".parse::<Sweep>().is_err());
+        assert!("disk=1".parse::<Sweep>().is_err());
+        assert!("memory".parse::<Sweep>().is_err());
+    }
 
     #[test]
     fn timeline_shares() {

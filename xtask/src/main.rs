@@ -80,6 +80,9 @@ enum Task {
         /// Skip the guest-instruction counts under KVM.
         #[arg(long)]
         no_counts: bool,
+        /// Vary one parameter: memory=128,512,2048 | cpus=1,2,4 | kernel-size=2,8,32 (MiB).
+        #[arg(long)]
+        sweep: Option<bench::Sweep>,
     },
 }
 
@@ -188,6 +191,7 @@ fn main() -> Result<()> {
             json,
             markdown,
             no_counts,
+            sweep,
         } => {
             let rom = rom::build_firmware(true)?;
             let kernel = match kernel.as_str() {
@@ -215,6 +219,7 @@ fn main() -> Result<()> {
                 json,
                 markdown,
                 count_instructions: !no_counts,
+                sweep,
             };
             bench::run(&opts, &rom.path)?;
         }
