@@ -523,6 +523,19 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("raw samples: {}", path.display());
     }
+    let svg = match &opts.json {
+        Some(json) => json.with_extension("svg"),
+        None => crate::root().join("target/bench.svg"),
+    };
+    let bars = chart_bars(&cells, opts);
+    if !bars.is_empty() {
+        let title = format!(
+            "Boot phases, median of {} runs ({})",
+            opts.runs, report.qemu
+        );
+        crate::chart::write_svg(&svg, &title, &bars)?;
+        println!("chart: {}", svg.display());
+    }
     if let Some(path) = &opts.markdown {
         std::fs::write(path, markdown(&cells, &report.instructions, opts, &report))?;
         println!("markdown table: {}", path.display());
@@ -698,6 +711,26 @@ fn markdown(
         s += &format!("| {} |\n", r.join(" | "));
     }
     s
+}
+
+/// The stacked bars of the chart: one per machine and firmware (no sweep).
+fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
+    let mut bars = Vec::new();
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        for &fw in &opts.firmwares {
+            let p = phases(cells, fw, machine, None);
+            if let (Some(start), Some(entry)) = (&p.start, &p.entry) {
+                bars.push(crate::chart::Bar {
+                    label: format!("{machine} {}", fw.name()),
+                    tqemu: start.median,
+                    tfw: entry.median - start.median,
+                    tkernel: p.user.as_ref().map(|u| u.median - entry.median),
+                });
+            }
+        }
+    }
+    bars
 }
 
 /// Guest instructions and fw_cfg traffic per firmware, from the probe cell run

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bzimage;
+pub mod chart;
 pub mod linux_assets;
 pub mod probe;
 pub mod qemu;
