@@ -37,6 +37,7 @@ core::arch::global_asm!(
     data_desc = const gdt::DATA,
     page_tables = sym crate::paging::ROM_PAGE_TABLES,
     main = sym crate::rust_main,
+    exception = sym crate::cpu_exception,
     options(att_syntax),
 );
 

@@ -24,7 +24,7 @@ mod tables;
 mod timeline;
 
 #[cfg(target_os = "none")]
-pub use firmware::*;
+pub use firmware::{cpu_exception, rust_main};
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -209,6 +209,19 @@ mod firmware {
             x86_64::instructions::interrupts::disable();
             x86_64::instructions::hlt();
         }
+    }
+
+    /// Reached from boot.s's IDT on any CPU exception: a bug in ferrite, never
+    /// the guest's fault. `stack` points at the exception frame.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn cpu_exception(stack: *const u64) -> ! {
+        // SAFETY: the CPU pushed at least RIP, CS, RFLAGS, RSP, SS (five words),
+        // maybe after an error code; reading six words stays within ferrite's stack.
+        let words = unsafe { core::ptr::read_unaligned(stack.cast::<[u64; 6]>()) };
+        // With an error code, RIP is the second word; the word after RIP is CS (0x10).
+        let rip = if words[2] == 0x10 { words[1] } else { words[0] };
+        log::error!("internal error: CPU exception at {rip:#x}");
+        stop(STATUS_PANIC)
     }
 
     #[panic_handler]

@@ -51,6 +51,7 @@ rom32_start:
 
 .code64
 rom64_start:
+    lidt idt_ptr(%rip)          # exceptions now report instead of triple-faulting
     mov $ram_image_lma, %esi
     mov $ram_image_start, %edi
     mov $ram_image_qwords, %ecx
@@ -68,6 +69,16 @@ rom64_start:
     call *%rax
     ud2
 
+# Every CPU exception lands here (one handler: ferrite has no recoverable ones).
+# The Rust side gets the stack pointer, to report the faulting RIP.
+.globl exception_entry
+exception_entry:
+    mov %rsp, %rdi
+    and $-16, %rsp
+    mov ${exception}, %eax
+    call *%rax
+    ud2
+
 # The firmware's GDT: in ROM, so every descriptor has its Accessed bit preset
 # (the CPU would otherwise try to write it). Selectors match the Linux boot
 # protocol's 64-bit entry (__BOOT_CS = 0x10, __BOOT_DS = 0x18).
@@ -82,6 +93,23 @@ gdt_end:
 gdt_ptr:
     .word gdt_end - gdt - 1
     .long gdt
+
+# 32 interrupt gates to exception_entry; the handler's address halves come from
+# linker.ld (exception_entry_lo/hi), since the assembler cannot split a symbol.
+.balign 8
+idt:
+.rept 32
+    .word exception_entry_lo
+    .word {code64}
+    .byte 0, 0x8E               # present, DPL 0, 64-bit interrupt gate
+    .word exception_entry_hi
+    .long 0
+    .long 0
+.endr
+idt_end:
+idt_ptr:
+    .word idt_end - idt - 1
+    .quad idt
 
 # For the 32-bit kernel entry, where __BOOT_CS (0x10) must be 32-bit code.
 .balign 8
