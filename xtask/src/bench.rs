@@ -450,6 +450,17 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
         order.shuffle(&mut rng);
         for &i in &order {
             let cell = &mut cells[i];
+            // A cell whose warm-up failed (e.g. a firmware that cannot boot the
+            // probe) is reported, not retried for every round.
+            if round > 0
+                && cell
+                    .failures
+                    .first()
+                    .is_some_and(|f| f.starts_with("warm-up"))
+            {
+                bar.inc(1);
+                continue;
+            }
             bar.set_message(format!(
                 "{} {} {:?}",
                 cell.firmware.name(),
@@ -461,7 +472,12 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             let code = outcome.exit_code.unwrap_or(-1);
             if outcome.timed_out || !cell.expect.contains(&code) {
                 cell.failures.push(format!(
-                    "exit {:?}{}",
+                    "{}exit {:?}{}",
+                    if round == 0 {
+                        "warm-up failed, cell skipped: "
+                    } else {
+                        ""
+                    },
                     outcome.exit_code,
                     if outcome.timed_out { " (timeout)" } else { "" }
                 ));
