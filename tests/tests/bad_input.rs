@@ -61,7 +61,7 @@ fn protocol_too_old() {
 #[test]
 fn kernel_does_not_fit() {
     let spec = BzImageSpec {
-        init_size: Some(512 << 20),
+        init_size: 512 << 20,
         ..BzImageSpec::default()
     };
     let k = kernel("huge-init-size.bzImage", &spec);

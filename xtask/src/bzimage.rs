@@ -31,7 +31,7 @@ impl Default for Header {
             relocatable: false,
             kernel_alignment: 0x20_0000,
             pref_address: 0x100_0000,
-            init_size: 0x20_0000,
+            init_size: 0,
             cmdline_size: 2047,
             initrd_addr_max: 0x7FFF_FFFF,
             handover_offset: 0,

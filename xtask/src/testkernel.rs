@@ -17,56 +17,16 @@ pub const REPORT_PORT: u16 = 0x501;
 pub const PASS_64: i32 = 0x10 * 2 + 1;
 pub const PASS_32: i32 = 0x12 * 2 + 1;
 
-/// Setup-header fields of the generated bzImage.
-#[derive(Clone, Debug)]
-pub struct BzImageSpec {
-    pub magic: [u8; 4],
-    pub version: u16,
-    pub loadflags: u8,
-    pub xloadflags: u16,
-    pub relocatable: bool,
-    pub kernel_alignment: u32,
-    pub pref_address: u64,
-    /// None: the image size rounded up to 2 MiB.
-    pub init_size: Option<u32>,
-    pub cmdline_size: u32,
-    pub initrd_addr_max: u32,
-}
-
-impl Default for BzImageSpec {
-    fn default() -> Self {
-        BzImageSpec {
-            magic: *b"HdrS",
-            version: 0x020F,
-            loadflags: 0x01,
-            xloadflags: 0x01 | 0x02,
-            relocatable: false,
-            kernel_alignment: 0x20_0000,
-            pref_address: LOAD_ADDRESS,
-            init_size: None,
-            cmdline_size: 2047,
-            initrd_addr_max: 0x7FFF_FFFF,
-        }
-    }
-}
+/// Setup-header fields of the generated bzImage; `init_size` 0 means the image
+/// size rounded up to 2 MiB.
+pub type BzImageSpec = Header;
 
 /// Wraps a protected-mode image (loaded at LOAD_ADDRESS) into a bzImage.
 pub fn wrap(pm: &[u8], spec: &BzImageSpec) -> Vec<u8> {
-    let header = Header {
-        magic: spec.magic,
-        version: spec.version,
-        loadflags: spec.loadflags,
-        xloadflags: spec.xloadflags,
-        relocatable: spec.relocatable,
-        kernel_alignment: spec.kernel_alignment,
-        pref_address: spec.pref_address,
-        init_size: spec
-            .init_size
-            .unwrap_or(pm.len().next_multiple_of(0x20_0000) as u32),
-        cmdline_size: spec.cmdline_size,
-        initrd_addr_max: spec.initrd_addr_max,
-        ..Header::default()
-    };
+    let mut header = spec.clone();
+    if header.init_size == 0 {
+        header.init_size = pm.len().next_multiple_of(0x20_0000) as u32;
+    }
     header.image(&[], pm)
 }
 
@@ -148,7 +108,7 @@ mod tests {
     fn spec_fields_reach_the_header() {
         let spec = BzImageSpec {
             version: 0x0204,
-            init_size: Some(0x2000_0000),
+            init_size: 0x2000_0000,
             ..BzImageSpec::default()
         };
         let img = wrap(&[0x90; 0x300], &spec);
