@@ -1,16 +1,14 @@
-//! The chipset set-up a `-kernel` boot needs: which machine this is, the ACPI
-//! power-management I/O block (so that Linux can power off through ACPI) and, on
-//! q35, the MMCONFIG window. Values match SeaBIOS and qboot so that QEMU's ACPI
-//! tables (built when the firmware first reads them) describe the same ports.
+//! The chipset around the PCI buses: which machine this is, the shadow RAM of the
+//! BIOS segment (PAM), and the legacy devices a PC BIOS leaves initialised: the
+//! interrupt controllers (PIC), the keyboard controller (i8042) and the RTC.
+//! Values follow SeaBIOS so that a guest sees the same machine.
 
 use crate::e820::Range;
 use crate::io::PortIo;
-
-const PCI_CONFIG_ADDRESS: u16 = 0xCF8;
-const PCI_CONFIG_DATA: u16 = 0xCFC;
+use crate::pci::{self, Bdf};
 
 /// ACPI PM I/O base (QEMU's FADT and DSDT use what the firmware programs; 0x600
-/// is what SeaBIOS moves it to).
+/// is what SeaBIOS uses).
 pub const ACPI_PM_BASE: u16 = 0x600;
 /// q35 MMCONFIG window (as SeaBIOS and qboot place it).
 pub const Q35_MMCONFIG: Range = Range::new(0xB000_0000, 0xC000_0000);
@@ -25,73 +23,136 @@ pub enum Machine {
     NoPci,
 }
 
-/// A PCI function's configuration space address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bdf(pub u8, pub u8, pub u8);
-
-impl Bdf {
-    fn address(self, reg: u8) -> u32 {
-        0x8000_0000
-            | (self.0 as u32) << 16
-            | (self.1 as u32 & 0x1F) << 11
-            | (self.2 as u32 & 0x7) << 8
-            | (reg as u32 & 0xFC)
+impl Machine {
+    pub fn host_bridge(self) -> Option<pci::HostBridge> {
+        match self {
+            Machine::I440fx => Some(pci::HostBridge::I440fx),
+            Machine::Q35 => Some(pci::HostBridge::Q35),
+            Machine::NoPci => None,
+        }
     }
-}
 
-pub fn pci_read32(io: &mut impl PortIo, bdf: Bdf, reg: u8) -> u32 {
-    io.outl(PCI_CONFIG_ADDRESS, bdf.address(reg));
-    io.inl(PCI_CONFIG_DATA)
-}
-
-pub fn pci_write32(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u32) {
-    io.outl(PCI_CONFIG_ADDRESS, bdf.address(reg));
-    io.outl(PCI_CONFIG_DATA, value);
-}
-
-pub fn pci_write8(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u8) {
-    io.outl(PCI_CONFIG_ADDRESS, bdf.address(reg));
-    io.outb(PCI_CONFIG_DATA + (reg as u16 & 3), value);
+    /// The first PAM register (PAM0: bits 5:4 govern 0xF0000-0xFFFFF; PAM1-6
+    /// govern 0xC0000-0xEFFFF in 16 KiB halves).
+    fn pam0(self) -> Option<u8> {
+        match self {
+            Machine::I440fx => Some(0x59),
+            Machine::Q35 => Some(0x90),
+            Machine::NoPci => None,
+        }
+    }
 }
 
 const HOST_BRIDGE: Bdf = Bdf(0, 0, 0);
 const I440FX_ID: u32 = 0x1237_8086;
 const Q35_MCH_ID: u32 = 0x29C0_8086;
-/// PIIX4 power management function on `-M pc`.
-const PIIX4_PM: Bdf = Bdf(0, 1, 3);
-/// ICH9 LPC bridge on `-M q35`.
-const ICH9_LPC: Bdf = Bdf(0, 0x1F, 0);
 
 /// Identifies the machine from its host bridge.
 pub fn identify(io: &mut impl PortIo) -> Machine {
-    match pci_read32(io, HOST_BRIDGE, 0) {
+    match pci::read32(io, HOST_BRIDGE, 0) {
         I440FX_ID => Machine::I440fx,
         Q35_MCH_ID => Machine::Q35,
         _ => Machine::NoPci,
     }
 }
 
-/// Programs the ACPI PM block and (q35) MMCONFIG. Returns the MMCONFIG window to
-/// reserve in e820, if any. Must run before the ACPI tables are read.
-pub fn init(io: &mut impl PortIo, machine: Machine) -> Option<Range> {
-    match machine {
-        Machine::I440fx => {
-            // PMBA (0x40) with the I/O space bit, then PMREGMISC.PMIOSE (0x80).
-            pci_write32(io, PIIX4_PM, 0x40, ACPI_PM_BASE as u32 | 1);
-            pci_write8(io, PIIX4_PM, 0x80, 0x01);
-            None
-        }
-        Machine::Q35 => {
-            // PCIEXBAR (0x60/0x64): base, 256 MiB length (bits 2:1 = 0), enable.
-            pci_write32(io, HOST_BRIDGE, 0x64, 0);
-            pci_write32(io, HOST_BRIDGE, 0x60, Q35_MMCONFIG.start as u32 | 1);
-            // PMBASE (0x40) and ACPI_CNTL.ACPI_EN (0x44, bit 7).
-            pci_write32(io, ICH9_LPC, 0x40, ACPI_PM_BASE as u32 | 1);
-            pci_write8(io, ICH9_LPC, 0x44, 0x80);
-            Some(Q35_MMCONFIG)
-        }
-        Machine::NoPci => None,
+/// PAM values: RAM read and write, RAM read-only.
+const PAM_RAM_RW: u8 = 0x33;
+const PAM_F_SEGMENT_RW: u8 = 0x30;
+const PAM_F_SEGMENT_RO: u8 = 0x10;
+
+/// Makes 0xC0000-0xFFFFF writable shadow RAM, as SeaBIOS does before it fills
+/// the BIOS segment. Returns false on machines without PAM.
+pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
+    let Some(pam0) = machine.pam0() else {
+        return false;
+    };
+    pci::write8(io, HOST_BRIDGE, pam0, PAM_F_SEGMENT_RW);
+    for i in 1..=6 {
+        pci::write8(io, HOST_BRIDGE, pam0 + i, PAM_RAM_RW);
     }
+    true
+}
+
+/// Write-protects the BIOS segment (SeaBIOS's make_bios_readonly leaves PAM0 at
+/// 0x10; 0xC0000-0xEFFFF stays RAM, there are no option ROMs to protect).
+pub fn lock_bios_area(io: &mut impl PortIo, machine: Machine) {
+    if let Some(pam0) = machine.pam0() {
+        pci::write8(io, HOST_BRIDGE, pam0, PAM_F_SEGMENT_RO);
+    }
+}
+
+const PIC1_CMD: u16 = 0x20;
+const PIC1_DATA: u16 = 0x21;
+const PIC2_CMD: u16 = 0xA0;
+const PIC2_DATA: u16 = 0xA1;
+
+/// The 8259 pair as a BIOS leaves it: vectors 0x08 and 0x70, cascaded on IRQ 2,
+/// everything but the cascade masked (SeaBIOS's pic_reset).
+pub fn init_pic(io: &mut impl PortIo) {
+    io.outb(PIC1_CMD, 0x11); // ICW1: edge, cascade, ICW4 follows
+    io.outb(PIC2_CMD, 0x11);
+    io.outb(PIC1_DATA, 0x08); // ICW2: vector bases
+    io.outb(PIC2_DATA, 0x70);
+    io.outb(PIC1_DATA, 0x04); // ICW3: slave on IRQ 2
+    io.outb(PIC2_DATA, 0x02);
+    io.outb(PIC1_DATA, 0x01); // ICW4: 8086 mode
+    io.outb(PIC2_DATA, 0x01);
+    io.outb(PIC1_DATA, !0x04); // OCW1: mask all but the cascade
+    io.outb(PIC2_DATA, 0xFF);
+}
+
+const CMOS_INDEX: u16 = 0x70;
+const CMOS_DATA: u16 = 0x71;
+const RTC_STATUS_A: u8 = 0x0A;
+const RTC_STATUS_B: u8 = 0x0B;
+const RTC_STATUS_C: u8 = 0x0C;
+const RTC_STATUS_D: u8 = 0x0D;
+const RTC_B_DSE: u8 = 0x01;
+const RTC_B_24HR: u8 = 0x02;
+
+/// The RTC as SeaBIOS's rtc_setup leaves it: 32.768 kHz time base with 976 us
+/// periodic rate, 24-hour mode without daylight saving, pending flags cleared.
+pub fn init_rtc(io: &mut impl PortIo) {
+    io.outb(CMOS_INDEX, RTC_STATUS_A);
+    io.outb(CMOS_DATA, 0x26);
+    io.outb(CMOS_INDEX, RTC_STATUS_B);
+    let b = io.inb(CMOS_DATA);
+    io.outb(CMOS_INDEX, RTC_STATUS_B);
+    io.outb(CMOS_DATA, (b & !RTC_B_DSE) | RTC_B_24HR);
+    io.outb(CMOS_INDEX, RTC_STATUS_C);
+    io.inb(CMOS_DATA);
+    io.outb(CMOS_INDEX, RTC_STATUS_D);
+    io.inb(CMOS_DATA);
+}
+
+const I8042_DATA: u16 = 0x60;
+const I8042_STATUS: u16 = 0x64;
+const I8042_STATUS_INPUT_FULL: u8 = 0x02;
+const I8042_CMD_WRITE_CTR: u8 = 0x60;
+/// Keyboard interrupt on, mouse port off, scan codes translated to set 1: the
+/// controller byte SeaBIOS's ps2port.c leaves. Linux then finds an "AT Translated
+/// Set 2 keyboard", as it does after any PC BIOS.
+pub const I8042_CTR: u8 = 0x01 | 0x20 | 0x40;
+
+/// Puts the i8042 in translated mode. Returns false if the controller never
+/// accepts a byte (no i8042: nothing is written).
+pub fn init_i8042(io: &mut impl PortIo) -> bool {
+    if io.inb(I8042_STATUS) == 0xFF {
+        return false;
+    }
+    i8042_write(io, I8042_STATUS, I8042_CMD_WRITE_CTR) && i8042_write(io, I8042_DATA, I8042_CTR)
+}
+
+fn i8042_write(io: &mut impl PortIo, port: u16, value: u8) -> bool {
+    // QEMU's controller empties its input buffer at once; real ones within ms.
+    for _ in 0..10_000 {
+        if io.inb(I8042_STATUS) & I8042_STATUS_INPUT_FULL == 0 {
+            io.outb(port, value);
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -99,18 +160,34 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    /// Records config writes; answers reads of the host bridge ID.
-    struct Pci {
+    /// Records port writes; answers the host bridge ID and a status byte.
+    struct Ports {
         host_id: u32,
+        status: u8,
         addr: u32,
-        writes: Vec<(u32, u32)>,
+        writes: Vec<(u16, u32)>,
     }
-    impl PortIo for Pci {
-        fn inb(&mut self, _: u16) -> u8 {
-            0xFF
+    impl Ports {
+        fn new(host_id: u32) -> Ports {
+            Ports {
+                host_id,
+                status: 0x1C,
+                addr: 0,
+                writes: Vec::new(),
+            }
         }
-        fn inl(&mut self, port: u16) -> u32 {
-            assert_eq!(port, PCI_CONFIG_DATA);
+    }
+    impl PortIo for Ports {
+        fn inb(&mut self, port: u16) -> u8 {
+            match port {
+                I8042_STATUS => self.status,
+                _ => 0x02,
+            }
+        }
+        fn inw(&mut self, _: u16) -> u16 {
+            0xFFFF
+        }
+        fn inl(&mut self, _: u16) -> u32 {
             if self.addr == 0x8000_0000 {
                 self.host_id
             } else {
@@ -118,15 +195,16 @@ mod tests {
             }
         }
         fn outb(&mut self, port: u16, v: u8) {
-            self.writes
-                .push((self.addr | (port - PCI_CONFIG_DATA) as u32, v as u32));
+            self.writes.push((port, v as u32));
         }
-        fn outw(&mut self, _: u16, _: u16) {}
+        fn outw(&mut self, port: u16, v: u16) {
+            self.writes.push((port, v as u32));
+        }
         fn outl(&mut self, port: u16, v: u32) {
-            if port == PCI_CONFIG_ADDRESS {
+            if port == 0xCF8 {
                 self.addr = v;
             } else {
-                self.writes.push((self.addr, v));
+                self.writes.push((port, v));
             }
         }
         fn read_bytes(&mut self, _: u16, _: &mut [u8]) {}
@@ -139,43 +217,60 @@ mod tests {
             (Q35_MCH_ID, Machine::Q35),
             (0xFFFF_FFFF, Machine::NoPci),
         ] {
-            let mut io = Pci {
-                host_id: id,
-                addr: 0,
-                writes: Vec::new(),
-            };
-            assert_eq!(identify(&mut io), m);
+            assert_eq!(identify(&mut Ports::new(id)), m);
         }
     }
 
     #[test]
-    fn q35_gets_mmconfig_and_pm_base() {
-        let mut io = Pci {
-            host_id: Q35_MCH_ID,
-            addr: 0,
-            writes: Vec::new(),
-        };
-        assert_eq!(init(&mut io, Machine::Q35), Some(Q35_MMCONFIG));
-        assert!(io.writes.contains(&(0x8000_0060, 0xB000_0001)));
-        assert!(io.writes.contains(&(0x8000_F840, 0x601)));
-        assert!(io.writes.contains(&(0x8000_F844, 0x80)));
+    fn pam_opens_the_bios_area_then_write_protects_the_f_segment() {
+        let mut io = Ports::new(Q35_MCH_ID);
+        assert!(unlock_bios_area(&mut io, Machine::Q35));
+        lock_bios_area(&mut io, Machine::Q35);
+        // PAM0 at 0x90 (byte lane 0 of dword 0x90), PAM1-6 after it
+        assert_eq!(io.writes[0], (0xCFC, 0x30));
+        assert_eq!(io.writes.len(), 8);
+        assert_eq!(*io.writes.last().unwrap(), (0xCFC, 0x10));
+        assert!(io.writes[1..7].iter().all(|w| w.1 == 0x33));
+        let mut io = Ports::new(0);
+        assert!(!unlock_bios_area(&mut io, Machine::NoPci));
+        lock_bios_area(&mut io, Machine::NoPci);
+        assert!(io.writes.is_empty());
     }
 
     #[test]
-    fn pc_gets_pm_base_and_microvm_nothing() {
-        let mut io = Pci {
-            host_id: I440FX_ID,
-            addr: 0,
-            writes: Vec::new(),
-        };
-        assert_eq!(init(&mut io, Machine::I440fx), None);
-        assert_eq!(io.writes, [(0x8000_0B40, 0x601), (0x8000_0B80, 1)]);
-        let mut io = Pci {
-            host_id: 0,
-            addr: 0,
-            writes: Vec::new(),
-        };
-        assert_eq!(init(&mut io, Machine::NoPci), None);
+    fn pic_gets_bios_vectors_and_masks() {
+        let mut io = Ports::new(0);
+        init_pic(&mut io);
+        assert_eq!(io.writes.len(), 10);
+        assert_eq!(io.writes[2], (PIC1_DATA, 0x08));
+        assert_eq!(io.writes[3], (PIC2_DATA, 0x70));
+        assert_eq!(io.writes[8], (PIC1_DATA, 0xFB));
+        assert_eq!(io.writes[9], (PIC2_DATA, 0xFF));
+    }
+
+    #[test]
+    fn rtc_is_24_hour_without_dst() {
+        let mut io = Ports::new(0);
+        init_rtc(&mut io);
+        assert_eq!(io.writes[1], (CMOS_DATA, 0x26));
+        // register B read as 0x02 (our fake), written back with 24HR and no DSE
+        assert_eq!(io.writes[4], (CMOS_DATA, 0x02));
+    }
+
+    #[test]
+    fn i8042_translated_mode_or_nothing() {
+        let mut io = Ports::new(0);
+        assert!(init_i8042(&mut io));
+        assert_eq!(io.writes, [(I8042_STATUS, 0x60), (I8042_DATA, 0x61)]);
+        // absent controller (floating bus)
+        let mut io = Ports::new(0);
+        io.status = 0xFF;
+        assert!(!init_i8042(&mut io));
+        assert!(io.writes.is_empty());
+        // a controller that never drains its input buffer: bounded, no write
+        let mut io = Ports::new(0);
+        io.status = 0x02;
+        assert!(!init_i8042(&mut io));
         assert!(io.writes.is_empty());
     }
 }

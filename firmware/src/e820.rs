@@ -180,6 +180,11 @@ impl MemoryMap {
             .ok_or(E820Error::NoRam)
     }
 
+    /// End of the RAM above 4 GiB, or 4 GiB when there is none.
+    pub fn high_ram_end(&self) -> u64 {
+        self.ram().map(|r| r.end).fold(1 << 32, u64::max)
+    }
+
     /// Marks `range` as `typ`. RAM only fills holes; any other type overrides
     /// whatever was there.
     pub fn insert(&mut self, range: Range, typ: u32) -> Result<(), E820Error> {

@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::acpi::LoaderError;
 use crate::e820::E820Error;
+use crate::pci::PciError;
 
 /// Port of the "firmware done" marker, also used for error statuses so that one
 /// `-device isa-debug-exit,iobase=0xf4,iosize=1` sees either 3 (kernel entered) or
@@ -41,6 +42,8 @@ pub enum Error {
     SetupData(&'static str),
     /// The firmware's own tables (high zone, page tables) ran out of room.
     OutOfFirmwareMemory(&'static str),
+    /// The PCI devices cannot all be given addresses.
+    Pci(PciError),
 }
 
 /// Status of a Rust panic inside ferrite.
@@ -62,6 +65,7 @@ impl Error {
             Error::Acpi(_) => 0x29,
             Error::SetupData(_) => 0x2A,
             Error::OutOfFirmwareMemory(_) => 0x2B,
+            Error::Pci(_) => 0x2C,
         }
     }
 }
@@ -114,6 +118,11 @@ impl fmt::Display for Error {
             Error::MemoryMap(e) => write!(f, "bad memory map from QEMU (etc/e820): {e:?}"),
             Error::Acpi(e) => write!(f, "cannot install ACPI tables: {e}"),
             Error::SetupData(what) => write!(f, "bad setup_data list from QEMU: {what}"),
+            Error::Pci(e) => write!(
+                f,
+                "PCI set-up failed: {}; remove devices or give large BARs a 64-bit type",
+                e.message()
+            ),
             Error::OutOfFirmwareMemory(what) => {
                 write!(
                     f,
@@ -127,6 +136,12 @@ impl fmt::Display for Error {
 impl From<E820Error> for Error {
     fn from(e: E820Error) -> Self {
         Error::MemoryMap(e)
+    }
+}
+
+impl From<PciError> for Error {
+    fn from(e: PciError) -> Self {
+        Error::Pci(e)
     }
 }
 
@@ -157,6 +172,7 @@ mod tests {
             Error::Acpi(LoaderError::TooManyFiles),
             Error::SetupData("x"),
             Error::OutOfFirmwareMemory("x"),
+            Error::Pci(PciError::OutOfIoSpace),
         ];
         let statuses: HashSet<u8> = all.iter().map(Error::status).collect();
         assert_eq!(statuses.len(), all.len());

@@ -432,6 +432,10 @@ pub mod fake {
                 0xFF
             }
         }
+        fn inw(&mut self, _port: u16) -> u16 {
+            self.port_accesses += 1;
+            0xFFFF
+        }
         fn inl(&mut self, port: u16) -> u32 {
             self.port_accesses += 1;
             match port {

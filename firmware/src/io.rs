@@ -5,6 +5,7 @@
 
 pub trait PortIo {
     fn inb(&mut self, port: u16) -> u8;
+    fn inw(&mut self, port: u16) -> u16;
     fn inl(&mut self, port: u16) -> u32;
     fn outb(&mut self, port: u16, value: u8);
     fn outw(&mut self, port: u16, value: u16);

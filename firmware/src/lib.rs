@@ -15,4 +15,8 @@ pub mod fwcfg;
 pub mod io;
 pub mod layout;
 pub mod linux;
+pub mod mptable;
+pub mod mtrr;
+pub mod pci;
 pub mod setup_data;
+pub mod smbios;

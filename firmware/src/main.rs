@@ -5,7 +5,11 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+mod bios;
+#[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+mod cpus;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
@@ -14,6 +18,8 @@ mod kernel;
 mod logger;
 #[cfg(target_os = "none")]
 mod paging;
+#[cfg(target_os = "none")]
+mod pc;
 #[cfg(target_os = "none")]
 mod phys;
 #[cfg(target_os = "none")]
@@ -37,7 +43,6 @@ mod firmware {
     use core::mem::MaybeUninit;
 
     use ferrite::bootparams::e820_type::RESERVED;
-    use ferrite::chipset;
     use ferrite::e820::{MemoryMap, Range};
     use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
     use ferrite::fwcfg::FwCfg;
@@ -47,6 +52,7 @@ mod firmware {
 
     use crate::boot::{self, ROM_BASE};
     use crate::kernel::Kernel;
+    use crate::pc::Pc;
     use crate::pio::Pio;
     use crate::timeline::{Step, Timeline};
     use crate::{logger, phys, tables, timeline};
@@ -73,26 +79,28 @@ mod firmware {
         let report_timeline = fw_cfg.find(timeline::TIMELINE_FILE).is_some();
         time.mark(Step::FwCfg);
 
-        // 2. The chipset: ACPI power management and (q35) MMCONFIG, before QEMU
-        //    builds the ACPI tables that describe them.
-        let machine = chipset::identify(&mut io);
-        let mmconfig = chipset::init(&mut io, machine);
-        log::debug!("machine: {machine:?}");
-        time.mark(Step::Chipset);
-
-        // 3. The kernel's setup header: can we boot it, and how.
-        let kernel = Kernel::from_fw_cfg(&mut fw_cfg)?;
-        time.mark(Step::KernelHeader);
-
-        // 4. Memory: QEMU's map, and the zone below the top of low RAM where the
+        // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
         //    tables handed to the kernel go.
         let mut memory = MEMORY.lock();
         read_e820(&mut fw_cfg, &mut memory)?;
         let mut zone = HighZone::new(memory.low_ram_top()?);
         time.mark(Step::MemoryMap);
 
-        // 5. ACPI tables, through QEMU's table-loader script.
-        let rsdp = tables::install(&mut fw_cfg, &mut zone)?;
+        // 3. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
+        //    microvm): PCI, the BIOS segment, legacy devices, the MTRRs, and the
+        //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
+        //    from what the firmware programmed.
+        let mut pc = Pc::setup(&mut io, &mut fw_cfg, &memory)?;
+        log::debug!("machine: {:?}", pc.machine);
+        time.mark(Step::Hardware);
+
+        // 4. The kernel's setup header: can we boot it, and how.
+        let kernel = Kernel::from_fw_cfg(&mut fw_cfg)?;
+        time.mark(Step::KernelHeader);
+
+        // 5. ACPI tables, through QEMU's table-loader script, and SMBIOS.
+        let rsdp = tables::install(&mut fw_cfg, &mut zone, pc.bios_area())?;
+        pc.install_smbios(&mut fw_cfg, &mut zone)?;
         time.mark(Step::Acpi);
 
         // 6. The kernel, straight to its run-time address, and its setup_data.
@@ -120,8 +128,12 @@ mod firmware {
             fw_cfg.stats.dma_requests
         );
 
-        // 8. The final memory map and the zero page.
-        reserve_firmware_memory(&mut memory, zone.used(), mmconfig)?;
+        // 8. The other CPUs checked in, the MP table, the BIOS segment locked.
+        let chipset_ranges = pc.finish(&mut io, &mut fw_cfg)?;
+        time.mark(Step::Cpus);
+
+        // 9. The final memory map and the zero page.
+        reserve_firmware_memory(&mut memory, zone.used(), &chipset_ranges)?;
         let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, &memory)?;
         let (entry, address) = kernel.entry_point(kernel_range);
         time.mark(Step::ZeroPage);
@@ -156,17 +168,18 @@ mod firmware {
     }
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans
-    /// it), the BIOS segment, ferrite's tables, MMCONFIG and the ROM.
+    /// it), the BIOS segment, ferrite's tables, the chipset's ranges (EBDA,
+    /// MMCONFIG, RCBA) and the ROM.
     fn reserve_firmware_memory(
         memory: &mut MemoryMap,
         tables: Range,
-        mmconfig: Option<Range>,
+        chipset: &[Option<Range>],
     ) -> Result<(), Error> {
         memory.remove(layout::LEGACY_HOLE)?;
         memory.insert(layout::BIOS_AREA, RESERVED)?;
         memory.insert(tables, RESERVED)?;
-        if let Some(window) = mmconfig {
-            memory.insert(window, RESERVED)?;
+        for range in chipset.iter().flatten() {
+            memory.insert(*range, RESERVED)?;
         }
         memory.insert(Range::new(ROM_BASE, 1 << 32), RESERVED)?;
         Ok(())

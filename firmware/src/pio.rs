@@ -23,6 +23,10 @@ impl PortIo for Pio {
         // SAFETY: Pio exists only on the boot path (see `new`).
         unsafe { Port::<u8>::new(port).read() }
     }
+    fn inw(&mut self, port: u16) -> u16 {
+        // SAFETY: as above.
+        unsafe { Port::<u16>::new(port).read() }
+    }
     fn inl(&mut self, port: u16) -> u32 {
         // SAFETY: as above.
         unsafe { Port::<u32>::new(port).read() }

@@ -7,6 +7,7 @@ use ferrite::error::Error;
 use ferrite::fwcfg::FwCfg;
 use ferrite::layout::HighZone;
 
+use crate::bios::BiosArea;
 use crate::phys;
 use crate::pio::Pio;
 
@@ -17,6 +18,7 @@ const MAX_SCRIPT: usize = 16 * 1024;
 struct Env<'a> {
     fw_cfg: &'a mut FwCfg<Pio>,
     zone: &'a mut HighZone,
+    bios: Option<&'a mut BiosArea>,
 }
 
 impl LoaderEnv for Env<'_> {
@@ -24,20 +26,25 @@ impl LoaderEnv for Env<'_> {
         self.fw_cfg.find(name).map(|f| f.size)
     }
 
-    fn allocate(&mut self, size: u32, align: u32, _zone: Zone) -> Option<u64> {
-        // Both zones go to the high zone: Linux gets the RSDP from the zero page.
-        self.zone.alloc(size as u64, align as u64)
+    fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
+        // The RSDP goes to the BIOS segment, where guests scan for it, when the
+        // machine has one; the zero page points at it either way.
+        match (zone, self.bios.as_deref_mut()) {
+            (Zone::FSeg, Some(bios)) => bios.alloc(size as u64, align as u64),
+            _ => self.zone.alloc(size as u64, align as u64),
+        }
     }
 
     fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
         let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
-        // SAFETY: `addr` comes from `allocate`: high-zone RAM below 4 GiB that
-        // nothing else uses, identity-mapped.
+        // SAFETY: `addr` comes from `allocate`: high-zone RAM below 4 GiB or the
+        // open BIOS segment, that nothing else uses, identity-mapped.
         unsafe { self.fw_cfg.read_to_phys(f.select, addr, len) }.map_err(|_| LoaderError::Transfer)
     }
 
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
-        // SAFETY: as in read_file; the loader holds one such slice at a time.
+        // SAFETY: as in read_file (high zone or open BIOS segment); the loader holds
+        // one such slice at a time.
         unsafe { phys::slice_mut(addr, len as usize) }
     }
 
@@ -50,7 +57,11 @@ impl LoaderEnv for Env<'_> {
 }
 
 /// Installs QEMU's ACPI tables; returns the RSDP's address, if the machine has ACPI.
-pub fn install(fw_cfg: &mut FwCfg<Pio>, zone: &mut HighZone) -> Result<Option<u64>, Error> {
+pub fn install(
+    fw_cfg: &mut FwCfg<Pio>,
+    zone: &mut HighZone,
+    bios: Option<&mut BiosArea>,
+) -> Result<Option<u64>, Error> {
     let Some(file) = fw_cfg.find(LOADER_FILE) else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
         return Ok(None);
@@ -61,7 +72,7 @@ pub fn install(fw_cfg: &mut FwCfg<Pio>, zone: &mut HighZone) -> Result<Option<u6
     }
     let mut buf = [MaybeUninit::<u8>::uninit(); MAX_SCRIPT];
     let script = phys::read_file(fw_cfg, file, &mut buf)?;
-    let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone })?;
+    let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");
     }

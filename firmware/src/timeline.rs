@@ -23,25 +23,30 @@ pub enum Step {
     /// Rust entered, RAM image copied.
     Rust,
     FwCfg,
-    Chipset,
-    KernelHeader,
     MemoryMap,
+    /// PCI, BIOS segment, legacy devices, MTRRs, other CPUs woken (pc, q35).
+    Hardware,
+    KernelHeader,
+    /// ACPI and SMBIOS tables.
     Acpi,
     KernelLoaded,
     InitrdLoaded,
+    /// Waiting for the other CPUs, the MP table.
+    Cpus,
     ZeroPage,
 }
 
-const STEPS: [Step; 10] = [
+const STEPS: [Step; 11] = [
     Step::Reset,
     Step::Rust,
     Step::FwCfg,
-    Step::Chipset,
-    Step::KernelHeader,
     Step::MemoryMap,
+    Step::Hardware,
+    Step::KernelHeader,
     Step::Acpi,
     Step::KernelLoaded,
     Step::InitrdLoaded,
+    Step::Cpus,
     Step::ZeroPage,
 ];
 
@@ -51,12 +56,13 @@ impl Step {
             Step::Reset => "reset",
             Step::Rust => "rust",
             Step::FwCfg => "fw_cfg",
-            Step::Chipset => "chipset",
-            Step::KernelHeader => "kernel_header",
             Step::MemoryMap => "e820",
-            Step::Acpi => "acpi",
+            Step::Hardware => "pci_hardware",
+            Step::KernelHeader => "kernel_header",
+            Step::Acpi => "acpi_smbios",
             Step::KernelLoaded => "kernel",
             Step::InitrdLoaded => "initrd_cmdline",
+            Step::Cpus => "cpus_mptable",
             Step::ZeroPage => "zero_page",
         }
     }

@@ -1,0 +1,79 @@
+//! The BIOS segment (0xF0000-0xFFFFF) and the BIOS data areas, filled the way a
+//! PC BIOS leaves them: the RSDP, the SMBIOS entry point and the MP table where
+//! guests scan for them, the application processors' start-up page, and an
+//! extended BIOS data area that the BDA points to.
+//!
+//! QEMU maps the ROM there at reset; the PAM registers (chipset.rs) turn the
+//! segment into shadow RAM while ferrite writes it, and write-protect it after,
+//! as SeaBIOS does. Machines without PAM (microvm) skip all of this.
+
+use ferrite::chipset::{self, Machine};
+use ferrite::e820::Range;
+use ferrite::io::PortIo;
+
+use crate::cpus;
+use crate::phys;
+
+pub const F_SEGMENT: Range = Range::new(0xF_0000, 0x10_0000);
+/// One KiB of extended BIOS data area below 640 KiB, as SeaBIOS reserves.
+pub const EBDA: Range = Range::new(0x9_FC00, 0xA_0000);
+/// BDA words Linux reads: the EBDA's segment and the base memory size in KiB.
+const BDA_EBDA_SEGMENT: u64 = 0x40E;
+const BDA_BASE_MEMORY_KB: u64 = 0x413;
+
+const _: () = assert!(cpus::TRAMPOLINE == F_SEGMENT.start);
+
+/// The open BIOS segment: a bump allocator after the trampoline page.
+pub struct BiosArea {
+    machine: Machine,
+    next: u64,
+}
+
+impl BiosArea {
+    /// Makes the BIOS segment writable RAM and clears it (a reboot finds the
+    /// previous boot's tables there), and sets up the EBDA. None without PAM.
+    pub fn open(io: &mut impl PortIo, machine: Machine) -> Option<BiosArea> {
+        if !chipset::unlock_bios_area(io, machine) {
+            return None;
+        }
+        // SAFETY: the segment is now RAM that only ferrite uses; no Rust object
+        // lives there.
+        unsafe { phys::slice_mut(F_SEGMENT.start, F_SEGMENT.len() as usize) }.fill(0);
+        // SAFETY: the BDA and the EBDA are below ferrite's RAM image and used by
+        // nothing else; the kernel reads them later.
+        unsafe {
+            phys::slice_mut(EBDA.start, EBDA.len() as usize).fill(0);
+            *phys::object_mut::<u8>(EBDA.start) = (EBDA.len() / 1024) as u8;
+            core::ptr::write_unaligned(BDA_EBDA_SEGMENT as *mut u16, (EBDA.start >> 4) as u16);
+            core::ptr::write_unaligned(BDA_BASE_MEMORY_KB as *mut u16, (EBDA.start / 1024) as u16);
+        }
+        Some(BiosArea {
+            machine,
+            next: cpus::TRAMPOLINE + 4096,
+        })
+    }
+
+    /// `len` bytes, 16-byte aligned (every table scanned for is).
+    pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
+        let start = self.next.checked_next_multiple_of(align.max(16))?;
+        let end = start.checked_add(len)?;
+        if end > F_SEGMENT.end {
+            return None;
+        }
+        self.next = end;
+        Some(start)
+    }
+
+    /// Copies `bytes` into the segment; returns their address.
+    pub fn place(&mut self, bytes: &[u8]) -> Option<u64> {
+        let at = self.alloc(bytes.len() as u64, 16)?;
+        // SAFETY: `alloc` handed out this range of the open segment to us alone.
+        unsafe { phys::slice_mut(at, bytes.len()) }.copy_from_slice(bytes);
+        Some(at)
+    }
+
+    /// Write-protects the segment. The other CPUs only read it from now on.
+    pub fn close(self, io: &mut impl PortIo) {
+        chipset::lock_bios_area(io, self.machine);
+    }
+}

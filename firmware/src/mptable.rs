@@ -1,0 +1,213 @@
+//! The Intel MultiProcessor Specification 1.4 table, built as SeaBIOS's
+//! mptable_setup does (`src/fw/mptable.c`): processors, the PCI and ISA buses,
+//! the I/O APIC, PCI and ISA interrupt sources and the local interrupts. Linux
+//! prefers ACPI's MADT but reads this table with `acpi=off` (and old guests
+//! need it). Like SeaBIOS, no table is made when it would exceed 600 bytes.
+
+use crate::acpi::byte_sum;
+
+/// SeaBIOS's BUILD_MAX_MPTABLE_FSEG.
+pub const MAX_LEN: usize = 600;
+pub const LAPIC_ADDRESS: u32 = 0xFEE0_0000;
+pub const IOAPIC_ADDRESS: u32 = 0xFEC0_0000;
+const IOAPIC_ID: u8 = 0;
+/// ISA IRQs that are PCI interrupt lines (5, 9, 10, 11): no ISA entry.
+const PCI_IRQ_MASK: u16 = 1 << 5 | 1 << 9 | 1 << 10 | 1 << 11;
+
+const FLOATING_LEN: usize = 16;
+const CONFIG_HEADER_LEN: usize = 44;
+
+/// What goes into the table.
+pub struct Machine<'a> {
+    /// Possible CPUs (fw_cfg max_cpus); APIC IDs 0..max_cpus.
+    pub max_cpus: u16,
+    /// APIC IDs that answered (bit n: APIC ID n).
+    pub present: &'a [u64; 4],
+    /// CPUID.1 EAX and EDX; the local APIC's version register.
+    pub cpu_signature: u32,
+    pub cpu_features: u32,
+    pub apic_version: u8,
+    /// Logical CPUs per package to skip between entries (1 without HTT).
+    pub package_cpus: u16,
+    pub has_pci: bool,
+    /// (device, pin 1-4, IRQ) of bus-0 functions, in bus order.
+    pub pci_interrupts: &'a [(u8, u8, u8)],
+    /// fw_cfg etc/irq0-override: the PIT is wired to I/O APIC pin 2.
+    pub irq0_override: bool,
+}
+
+struct Writer<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) -> Option<()> {
+        self.out
+            .get_mut(self.at..self.at + b.len())?
+            .copy_from_slice(b);
+        self.at += b.len();
+        Some(())
+    }
+    /// Interrupt entry: type 3 (I/O) or 4 (local).
+    #[allow(clippy::too_many_arguments)]
+    fn interrupt(
+        &mut self,
+        kind: u8,
+        irq_type: u8,
+        flags: u16,
+        bus: u8,
+        bus_irq: u8,
+        apic: u8,
+        pin: u8,
+    ) -> Option<()> {
+        let f = flags.to_le_bytes();
+        self.bytes(&[kind, irq_type, f[0], f[1], bus, bus_irq, apic, pin])
+    }
+}
+
+/// Writes the floating pointer and, after it, the configuration table into
+/// `out`, which will live at `address`. Returns the length, or None if the
+/// table would exceed [`MAX_LEN`] (or `out`).
+pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<usize> {
+    let limit = out.len().min(MAX_LEN);
+    let mut w = Writer {
+        out: &mut out[..limit],
+        at: FLOATING_LEN + CONFIG_HEADER_LEN,
+    };
+    let mut entries: u16 = 0;
+    let step = m.package_cpus.max(1) as usize;
+    for id in (0..m.max_cpus as usize).step_by(step) {
+        let present = id < 256 && m.present[id / 64] & (1 << (id % 64)) != 0;
+        let flags = present as u8 | if id == 0 { 2 } else { 0 };
+        w.bytes(&[0, id as u8, m.apic_version, flags])?;
+        w.bytes(&m.cpu_signature.to_le_bytes())?;
+        w.bytes(&m.cpu_features.to_le_bytes())?;
+        w.bytes(&[0; 8])?;
+        entries += 1;
+    }
+    if m.has_pci {
+        w.bytes(&[1, 0])?;
+        w.bytes(b"PCI   ")?;
+        entries += 1;
+    }
+    let isa = m.has_pci as u8;
+    w.bytes(&[1, isa])?;
+    w.bytes(b"ISA   ")?;
+    entries += 1;
+    w.bytes(&[2, IOAPIC_ID, 0x11, 1])?;
+    w.bytes(&IOAPIC_ADDRESS.to_le_bytes())?;
+    entries += 1;
+
+    // PCI interrupts: one entry per (device, pin), active high, level.
+    let mut last_dev = None;
+    let mut pins = 0u8;
+    for &(dev, pin, irq) in m.pci_interrupts {
+        if !(1..=4).contains(&pin) {
+            continue;
+        }
+        if last_dev != Some(dev) {
+            last_dev = Some(dev);
+            pins = 0;
+        }
+        if pins & (1 << pin) != 0 {
+            continue;
+        }
+        pins |= 1 << pin;
+        w.interrupt(3, 0, 1, 0, dev << 2 | (pin - 1), IOAPIC_ID, irq)?;
+        entries += 1;
+    }
+    // ISA interrupts, identity-mapped except IRQ 0 with the override.
+    for irq in 0..16u8 {
+        if PCI_IRQ_MASK & (1 << irq) != 0 || (m.irq0_override && irq == 2) {
+            continue;
+        }
+        let pin = if m.irq0_override && irq == 0 { 2 } else { irq };
+        w.interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin)?;
+        entries += 1;
+    }
+    // LINT0: ExtINT to the BSP; LINT1: NMI to all local APICs.
+    w.interrupt(4, 3, 0, isa, 0, 0, 0)?;
+    w.interrupt(4, 1, 0, isa, 0, 0xFF, 1)?;
+    entries += 2;
+    let end = w.at;
+
+    let config = FLOATING_LEN;
+    let length = (end - config) as u16;
+    let mut header = [0u8; CONFIG_HEADER_LEN];
+    header[0..4].copy_from_slice(b"PCMP");
+    header[4..6].copy_from_slice(&length.to_le_bytes());
+    header[6] = 4; // spec 1.4
+    header[8..16].copy_from_slice(b"FERRITE ");
+    header[16..28].copy_from_slice(b"QEMU        ");
+    header[34..36].copy_from_slice(&entries.to_le_bytes());
+    header[36..40].copy_from_slice(&LAPIC_ADDRESS.to_le_bytes());
+    out[config..config + CONFIG_HEADER_LEN].copy_from_slice(&header);
+    out[config + 7] = byte_sum(&out[config..end]).wrapping_neg();
+
+    let mut floating = [0u8; FLOATING_LEN];
+    floating[0..4].copy_from_slice(b"_MP_");
+    floating[4..8].copy_from_slice(&(address + config as u32).to_le_bytes());
+    floating[8] = 1; // length in 16-byte units
+    floating[9] = 4;
+    floating[10] = byte_sum(&floating).wrapping_neg();
+    out[..FLOATING_LEN].copy_from_slice(&floating);
+    Some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine<'a>(present: &'a [u64; 4], ints: &'a [(u8, u8, u8)], cpus: u16) -> Machine<'a> {
+        Machine {
+            max_cpus: cpus,
+            present,
+            cpu_signature: 0x663,
+            cpu_features: 0x0781_ABFD,
+            apic_version: 0x14,
+            package_cpus: 1,
+            has_pci: true,
+            pci_interrupts: ints,
+            irq0_override: true,
+        }
+    }
+
+    #[test]
+    fn four_cpus_on_pc() {
+        let present = [0b0111, 0, 0, 0];
+        // device 1 pin 1 (PM), device 3 pins 1 and 1 again (two functions)
+        let ints = [(1, 1, 9), (3, 1, 11), (3, 1, 11), (4, 2, 11)];
+        let mut out = [0u8; 1024];
+        let len = build(&machine(&present, &ints, 4), 0xF5000, &mut out).unwrap();
+        assert_eq!(&out[..4], b"_MP_");
+        assert_eq!(byte_sum(&out[..16]), 0);
+        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 0xF5010);
+        let cfg = &out[16..len];
+        assert_eq!(&cfg[..4], b"PCMP");
+        assert_eq!(u16::from_le_bytes([cfg[4], cfg[5]]) as usize, cfg.len());
+        assert_eq!(byte_sum(cfg), 0);
+        // 4 CPUs + 2 buses + I/O APIC + 3 PCI + 11 ISA (16 - 4 PCI IRQs - IRQ 2) + 2 local
+        assert_eq!(
+            u16::from_le_bytes([cfg[34], cfg[35]]),
+            4 + 2 + 1 + 3 + 11 + 2
+        );
+        assert_eq!(cfg.len(), 44 + 4 * 20 + (2 + 1 + 3 + 11 + 2) * 8);
+        // CPU 0: enabled + BSP; CPU 3: absent
+        assert_eq!(cfg[44 + 3], 3);
+        assert_eq!(cfg[44 + 60 + 3], 0);
+        // IRQ 0 goes to pin 2 with the override
+        let isa0 = 44 + 80 + 16 + 8 + 3 * 8;
+        assert_eq!(&cfg[isa0..isa0 + 8], &[3, 0, 0, 0, 1, 0, 0, 2]);
+    }
+
+    #[test]
+    fn too_many_cpus_means_no_table() {
+        let present = [u64::MAX; 4];
+        let mut out = [0u8; 4096];
+        assert_eq!(build(&machine(&present, &[], 32), 0xF5000, &mut out), None);
+        assert!(build(&machine(&present, &[], 20), 0xF5000, &mut out).is_some());
+        let mut small = [0u8; 100];
+        assert_eq!(build(&machine(&present, &[], 1), 0xF5000, &mut small), None);
+    }
+}

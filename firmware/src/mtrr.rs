@@ -1,0 +1,184 @@
+//! Memory type range registers as SeaBIOS programs them (`src/fw/mtrr.c`,
+//! rel-1.16.2): RAM write-back, the legacy VGA hole uncached, the BIOS area
+//! write-protected, the 32-bit PCI window uncached, `MTRRdefType` enabled with
+//! write-back as the default. Without this Linux finds MTRRs disabled and turns
+//! PAT off ("x86/PAT: MTRRs disabled, skipping PAT initialization too.").
+//!
+//! The same list is written on the bootstrap CPU and, by `smp.rs`, on every
+//! application processor: Linux checks that all CPUs agree.
+
+pub const MTRR_CAP: u32 = 0xFE;
+pub const MTRR_DEF_TYPE: u32 = 0x2FF;
+const FIX64K_00000: u32 = 0x250;
+const FIX16K_80000: u32 = 0x258;
+const FIX16K_A0000: u32 = 0x259;
+const FIX4K_C0000: u32 = 0x268;
+/// IA32_FEATURE_CONTROL, from fw_cfg `etc/msr_feature_control` (nested VMX).
+pub const FEATURE_CONTROL: u32 = 0x3A;
+
+const fn phys_base(n: u32) -> u32 {
+    0x200 + 2 * n
+}
+const fn phys_mask(n: u32) -> u32 {
+    0x200 + 2 * n + 1
+}
+
+const UC: u64 = 0;
+const WB: u64 = 6;
+const ALL_WB: u64 = 0x0606_0606_0606_0606;
+const ALL_WP: u64 = 0x0505_0505_0505_0505;
+const MASK_VALID: u64 = 1 << 11;
+/// MTRRdefType: E (MTRRs on) | FE (fixed ranges on) | default type.
+const DEF_TYPE_ENABLED_WB: u64 = 0xC00 | WB;
+
+/// MSR writes in order; enough for 8 variable ranges and feature control.
+#[derive(Clone, Copy, Debug)]
+pub struct MsrList {
+    entries: [(u32, u64); 48],
+    len: usize,
+}
+
+impl Default for MsrList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MsrList {
+    pub const fn new() -> MsrList {
+        MsrList {
+            entries: [(0, 0); 48],
+            len: 0,
+        }
+    }
+    fn push(&mut self, msr: u32, value: u64) {
+        // Capacity covers the largest list built here (29 + 2 * 8 variable ranges).
+        if self.len < self.entries.len() {
+            self.entries[self.len] = (msr, value);
+            self.len += 1;
+        }
+    }
+    pub fn as_slice(&self) -> &[(u32, u64)] {
+        &self.entries[..self.len]
+    }
+}
+
+/// What the CPU reports: CPUID.1:EDX, IA32_MTRRCAP and the physical address width.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuInfo {
+    pub features_edx: u32,
+    pub mtrr_cap: u64,
+    pub phys_bits: u8,
+}
+
+const CPUID_MSR: u32 = 1 << 5;
+const CPUID_MTRR: u32 = 1 << 12;
+
+/// The MSR writes that set up the MTRRs for a 32-bit PCI window starting at
+/// `pci_start`; empty if the CPU has no (fixed-range) MTRRs.
+pub fn seabios_mtrrs(cpu: &CpuInfo, pci_start: u64, feature_control: u64) -> MsrList {
+    let mut list = MsrList::new();
+    let vcnt = (cpu.mtrr_cap & 0xFF) as u32;
+    let fixed = cpu.mtrr_cap & 0x100 != 0;
+    let usable = cpu.features_edx & CPUID_MTRR != 0 && cpu.features_edx & CPUID_MSR != 0;
+    if usable && vcnt != 0 && fixed {
+        list.push(MTRR_DEF_TYPE, 0);
+        // Below 640 KiB and 512-640 KiB: RAM. 640-768 KiB: VGA, uncached.
+        // 768 KiB-1 MiB: option ROMs and BIOS, write-protected.
+        list.push(FIX64K_00000, ALL_WB);
+        list.push(FIX16K_80000, ALL_WB);
+        list.push(FIX16K_A0000, 0);
+        for i in 0..8 {
+            list.push(FIX4K_C0000 + i, ALL_WP);
+        }
+        for i in 0..vcnt.min(8) {
+            list.push(phys_base(i), 0);
+            list.push(phys_mask(i), 0);
+        }
+        // One variable range: the PCI window up to 4 GiB, uncached.
+        let phys = (1u64 << cpu.phys_bits.clamp(36, 52)) - 1;
+        let size = (1u64 << 32) - pci_start;
+        list.push(phys_base(0), pci_start | UC);
+        list.push(phys_mask(0), (size.wrapping_neg() & phys) | MASK_VALID);
+        list.push(MTRR_DEF_TYPE, DEF_TYPE_ENABLED_WB);
+    }
+    if feature_control != 0 {
+        list.push(FEATURE_CONTROL, feature_control);
+    }
+    list
+}
+
+/// Variable range `n` as the list leaves it, if enabled: what `/proc/mtrr` shows.
+#[cfg(test)]
+fn var_range(list: &MsrList, n: u32) -> Option<(u64, u64)> {
+    let get = |msr| {
+        list.as_slice()
+            .iter()
+            .rev()
+            .find(|(m, _)| *m == msr)
+            .map(|e| e.1)
+    };
+    let (base, mask) = (get(phys_base(n))?, get(phys_mask(n))?);
+    (mask & MASK_VALID != 0).then_some((base, mask))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QEMU: CpuInfo = CpuInfo {
+        features_edx: CPUID_MSR | CPUID_MTRR,
+        mtrr_cap: 0x508,
+        phys_bits: 40,
+    };
+
+    #[test]
+    fn pc_with_512_mib_gets_seabios_ranges() {
+        let list = seabios_mtrrs(&QEMU, 0x8000_0000, 0);
+        let s = list.as_slice();
+        assert_eq!(s.first(), Some(&(MTRR_DEF_TYPE, 0)));
+        assert_eq!(s.last(), Some(&(MTRR_DEF_TYPE, 0xC06)));
+        assert!(s.contains(&(FIX64K_00000, ALL_WB)));
+        assert!(s.contains(&(FIX16K_A0000, 0)));
+        assert!(s.contains(&(0x26F, ALL_WP)));
+        // 2 GiB at 2 GiB uncached, in a 40-bit address space
+        assert_eq!(var_range(&list, 0), Some((0x8000_0000, 0xFF_8000_0800)));
+        for n in 1..8 {
+            assert_eq!(var_range(&list, n), None);
+        }
+        assert_eq!(s.len(), 1 + 3 + 8 + 16 + 2 + 1);
+    }
+
+    #[test]
+    fn q35_window_is_one_gib() {
+        let list = seabios_mtrrs(&QEMU, 0xC000_0000, 0x5);
+        assert_eq!(var_range(&list, 0), Some((0xC000_0000, 0xFF_C000_0800)));
+        assert_eq!(list.as_slice().last(), Some(&(FEATURE_CONTROL, 5)));
+    }
+
+    #[test]
+    fn cpus_without_mtrrs_get_none() {
+        for cpu in [
+            CpuInfo {
+                features_edx: CPUID_MSR,
+                ..QEMU
+            },
+            CpuInfo {
+                mtrr_cap: 0x08,
+                ..QEMU
+            },
+            CpuInfo {
+                mtrr_cap: 0x100,
+                ..QEMU
+            },
+        ] {
+            assert!(seabios_mtrrs(&cpu, 0x8000_0000, 0).as_slice().is_empty());
+        }
+        // an absurd variable count is capped, never overflows the list
+        let many = CpuInfo {
+            mtrr_cap: 0x1FF,
+            ..QEMU
+        };
+        assert_eq!(seabios_mtrrs(&many, 0x8000_0000, 1).as_slice().len(), 32);
+    }
+}

@@ -1,0 +1,197 @@
+//! The PC around the CPU, left as SeaBIOS leaves it on pc (i440FX) and q35
+//! (ICH9), without SeaBIOS's device probing: PCI, the BIOS segment and its
+//! tables (RSDP, SMBIOS, MP table), the MTRRs on every CPU, and the legacy
+//! devices. microvm has none of this hardware and pays for none of it.
+
+use core::mem::MaybeUninit;
+
+use ferrite::chipset::{self, ACPI_PM_BASE, Machine, Q35_MMCONFIG};
+use ferrite::e820::{MemoryMap, Range};
+use ferrite::error::Error;
+use ferrite::fwcfg::FwCfg;
+use ferrite::layout::HighZone;
+use ferrite::pci::{Layout, Pci, Platform};
+use ferrite::{mptable, smbios};
+
+use crate::bios::{BiosArea, EBDA};
+use crate::cpus::{self, Cpus};
+use crate::phys;
+use crate::pio::Pio;
+
+/// fw_cfg items: CPUs started, and possible (QEMU's FW_CFG_NB_CPUS, FW_CFG_MAX_CPUS).
+const FW_CFG_NB_CPUS: u16 = 0x05;
+const FW_CFG_MAX_CPUS: u16 = 0x0F;
+
+/// The PCI set-up's state, in .bss (about 50 KiB).
+static PCI: spin::Mutex<Pci> = spin::Mutex::new(Pci::new());
+
+pub struct Pc {
+    pub machine: Machine,
+    pub pci: Option<Layout>,
+    bios: Option<BiosArea>,
+    cpus: Option<Cpus>,
+}
+
+impl Pc {
+    /// PCI (before QEMU builds the ACPI tables, which describe what the
+    /// firmware programmed), the BIOS segment opened, the legacy devices, and
+    /// the MTRRs written here and sent to the other CPUs.
+    pub fn setup(io: &mut Pio, fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Pc, Error> {
+        let machine = chipset::identify(io);
+        let Some(host) = machine.host_bridge() else {
+            return Ok(Pc {
+                machine,
+                pci: None,
+                bios: None,
+                cpus: None,
+            });
+        };
+        let platform = Platform {
+            host,
+            low_ram_end: memory.low_ram_top()?,
+            high_ram_end: memory.high_ram_end(),
+            reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
+            pm_base: ACPI_PM_BASE,
+            mmconfig: Q35_MMCONFIG,
+        };
+        let layout = PCI.lock().setup(io, &platform)?;
+        log::debug!("pci: {layout:x?}");
+
+        let bios = BiosArea::open(io, machine);
+        chipset::init_pic(io);
+        chipset::init_rtc(io);
+        if !chipset::init_i8042(io) {
+            log::info!("no i8042 keyboard controller");
+        }
+        let cpus = bios.is_some().then(|| {
+            let count = fw_cfg
+                .read_u32(FW_CFG_NB_CPUS)
+                .map_or(1, |n| n as u16)
+                .max(1);
+            let feature_control = read_int(fw_cfg, b"etc/msr_feature_control").unwrap_or(0);
+            cpus::start(count, layout.mem32_start, feature_control)
+        });
+        Ok(Pc {
+            machine,
+            pci: Some(layout),
+            bios,
+            cpus,
+        })
+    }
+
+    /// The BIOS segment while it is open, for the ACPI table loader's RSDP.
+    pub fn bios_area(&mut self) -> Option<&mut BiosArea> {
+        self.bios.as_mut()
+    }
+
+    /// SMBIOS: QEMU's tables (plus a type 0 record when they have none) in the
+    /// high zone, the entry point in the BIOS segment.
+    pub fn install_smbios(
+        &mut self,
+        fw_cfg: &mut FwCfg<Pio>,
+        zone: &mut HighZone,
+    ) -> Result<(), Error> {
+        let Some(bios) = self.bios.as_mut() else {
+            return Ok(());
+        };
+        let (Some(anchor), Some(tables)) = (
+            fw_cfg.find(smbios::ANCHOR_FILE),
+            fw_cfg.find(smbios::TABLES_FILE),
+        ) else {
+            log::info!("smbios: QEMU provides no tables");
+            return Ok(());
+        };
+        let mut buf = [MaybeUninit::uninit(); smbios::MAX_ANCHOR];
+        let anchor = phys::read_file(fw_cfg, anchor, &mut buf)?;
+        let len = smbios::TYPE0_ROOM as u64 + tables.size as u64;
+        let base = zone
+            .alloc(len, 16)
+            .ok_or(Error::OutOfFirmwareMemory("SMBIOS tables"))?;
+        // SAFETY: `base` is fresh high-zone RAM, identity-mapped, ours alone.
+        unsafe {
+            fw_cfg.read_to_phys(tables.select, base + smbios::TYPE0_ROOM as u64, tables.size)?
+        };
+        // SAFETY: as above; the transfer filled the tail, the room is ours.
+        let blob = unsafe { phys::slice_mut(base, len as usize) };
+        match smbios::finish(anchor, blob, base) {
+            Ok((done, _)) => {
+                let at = bios.place(&done.entry[..done.entry_len]);
+                log::debug!(
+                    "smbios: entry point at {at:x?}, {} bytes of tables",
+                    done.tables_len
+                );
+            }
+            // QEMU's own data is wrong: boot without SMBIOS rather than not at all.
+            Err(e) => log::warn!("smbios: QEMU's tables are unusable ({e:?}); no SMBIOS"),
+        }
+        Ok(())
+    }
+
+    /// Waits for the other CPUs, writes the MP table, write-protects the BIOS
+    /// segment. Returns the ranges the e820 map must reserve.
+    pub fn finish(
+        self,
+        io: &mut Pio,
+        fw_cfg: &mut FwCfg<Pio>,
+    ) -> Result<[Option<Range>; 3], Error> {
+        let mut reserved = [None; 3];
+        if let Some(layout) = self.pci {
+            reserved[..2].copy_from_slice(&layout.reserved);
+        }
+        let (Some(mut bios), Some(cpus)) = (self.bios, self.cpus) else {
+            return Ok(reserved);
+        };
+        if !cpus.wait() {
+            log::warn!("not every CPU started: their MTRRs may differ from CPU 0's");
+        }
+        let mut ints = [(0u8, 0u8, 0u8); 256];
+        let mut n = 0;
+        PCI.lock().bus0_interrupts(io, |dev, pin, irq| {
+            if n < ints.len() {
+                ints[n] = (dev, pin, irq);
+                n += 1;
+            }
+        });
+        let (signature, ebx, features) = cpus::cpuid1();
+        let package_cpus = if features & (1 << 28) != 0 {
+            (((ebx >> 16) & 0xFF) as u16).max(1).next_power_of_two()
+        } else {
+            1
+        };
+        let present = cpus.present();
+        let machine = mptable::Machine {
+            max_cpus: (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as u16).max(cpus.count),
+            present: &present,
+            cpu_signature: signature,
+            cpu_features: features,
+            apic_version: cpus.apic_version(),
+            package_cpus,
+            has_pci: true,
+            pci_interrupts: &ints[..n],
+            irq0_override: read_int(fw_cfg, b"etc/irq0-override")? != 0,
+        };
+        let mut table = [0u8; mptable::MAX_LEN];
+        if let Some(at) = bios.alloc(0, 16) {
+            match mptable::build(&machine, at as u32, &mut table) {
+                Some(len) => {
+                    bios.place(&table[..len]);
+                }
+                None => log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)"),
+            }
+        }
+        bios.close(io);
+        reserved[2] = Some(EBDA);
+        Ok(reserved)
+    }
+}
+
+/// A small fw_cfg file holding a little-endian integer (SeaBIOS's
+/// romfile_loadint); 0 when absent.
+fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &[u8]) -> Result<u64, Error> {
+    let Some(file) = fw_cfg.find(name) else {
+        return Ok(0);
+    };
+    let mut buf = [MaybeUninit::uninit(); 8];
+    let bytes = phys::read_file(fw_cfg, file, &mut buf)?;
+    Ok(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | b as u64))
+}
