@@ -203,7 +203,7 @@ fn timeline_on_the_debug_console_on_request() {
         .skip(1)
         .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
         .collect();
-    assert_eq!(stamps.len(), 10, "{line}");
+    assert_eq!(stamps.len(), 11, "{line}");
     assert!(
         stamps.windows(2).all(|w| w[0] <= w[1]),
         "stamps not increasing: {line}"

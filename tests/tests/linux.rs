@@ -67,6 +67,35 @@ fn linux_on_microvm() {
     reaches_userspace(Machine::Microvm, 512, 2);
 }
 
+/// A guest reboot resets the machine: the CPU restarts at ferrite's reset vector
+/// (QEMU leaves the PAM registers as ferrite set them) and boots the kernel again.
+#[test]
+fn reboot_comes_back_through_ferrite() {
+    for machine in [Machine::Pc, Machine::Q35] {
+        let mut q = boot(machine, 512, 2);
+        q.append = q.append.map(|a| a + " ferrite.reboot=1");
+        q.allow_reboot = true;
+        q.exit_ports = vec![0xF6];
+        let out = expect_exit(&q, 2 * 2 + 1);
+        assert!(
+            out.serial.contains("ferrite-init: rebooting"),
+            "{}",
+            out.serial
+        );
+        assert!(
+            out.serial.contains("ferrite-init: back after a reboot"),
+            "{}",
+            out.serial
+        );
+        assert_eq!(
+            out.serial.matches("Linux version").count(),
+            2,
+            "{}",
+            out.serial
+        );
+    }
+}
+
 #[test]
 fn linux_with_ram_above_4g() {
     reaches_userspace(Machine::Pc, 6144, 1);

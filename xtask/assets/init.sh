@@ -21,6 +21,21 @@ cpus=$($bb grep -c ^processor /proc/cpuinfo)
 mem=$($bb awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 [ "$mem" -le "$EXPECT_MEM_MAX_KB" ] && [ "$mem" -ge "$EXPECT_MEM_MIN_KB" ] \
     || fail "MemTotal $mem kB, expected $EXPECT_MEM_MIN_KB..$EXPECT_MEM_MAX_KB"
+if $bb grep -q ferrite.reboot=1 /proc/cmdline; then
+    # CMOS byte 0x7e (unused by QEMU) survives a reset: 0xa5 means "rebooted".
+    cmos() { printf "$1" | $bb dd of=/dev/port bs=1 seek=112 count=1 2>/dev/null; }
+    cmos '\176'
+    flag=$($bb dd if=/dev/port bs=1 skip=113 count=1 2>/dev/null | $bb od -An -tx1 | $bb tr -d ' ')
+    if [ "$flag" != "a5" ]; then
+        cmos '\176'
+        printf '\245' | $bb dd of=/dev/port bs=1 seek=113 count=1 2>/dev/null
+        echo "ferrite-init: rebooting"
+        $bb reboot -f
+    fi
+    cmos '\176'
+    printf '\000' | $bb dd of=/dev/port bs=1 seek=113 count=1 2>/dev/null
+    echo "ferrite-init: back after a reboot"
+fi
 echo "ferrite-init: PASS cpus=$cpus memtotal=${mem}kB"
 printf '\002' | $bb dd of=/dev/port bs=1 seek=246 count=1 2>/dev/null
 $bb poweroff -f

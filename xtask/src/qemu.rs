@@ -68,6 +68,8 @@ pub struct Qemu {
     pub exit_ports: Vec<u16>,
     pub extra: Vec<String>,
     pub timeout: Duration,
+    /// Let a guest reset restart the machine (default: QEMU exits, -no-reboot).
+    pub allow_reboot: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +107,7 @@ impl Qemu {
             exit_ports: Vec::new(),
             extra: Vec::new(),
             timeout: Duration::from_secs(60),
+            allow_reboot: false,
         }
     }
 
@@ -124,6 +127,7 @@ impl Qemu {
             "none",
         ]
         .iter()
+        .filter(|s| !(self.allow_reboot && **s == "-no-reboot"))
         .map(|s| s.to_string())
         .collect();
         a.extend([
