@@ -99,6 +99,7 @@ pub mod reg {
 
 pub const COMMAND_IO: u16 = 1 << 0;
 pub const COMMAND_MEMORY: u16 = 1 << 1;
+pub const COMMAND_MASTER: u16 = 1 << 2;
 pub const COMMAND_SERR: u16 = 1 << 8;
 const BRIDGE_CTL_SERR: u16 = 1 << 1;
 const BRIDGE_CTL_VGA: u16 = 1 << 3;
@@ -684,12 +685,11 @@ impl Pci {
                 write8(io, d.bdf, reg::INTERRUPT_LINE, irq);
             }
             quirks(io, &d, p.pm_base);
-            set_bits16(
-                io,
-                d.bdf,
-                reg::COMMAND,
-                COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR,
-            );
+            let mut command = COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR;
+            if drives_for_boot(d.class) {
+                command |= COMMAND_MASTER;
+            }
+            set_bits16(io, d.bdf, reg::COMMAND, command);
             if d.header_type & 1 != 0 {
                 set_bits16(io, d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
             }
@@ -784,6 +784,14 @@ fn quirks(io: &mut impl PortIo, d: &Device, pm_base: u16) {
         }
         _ => {}
     }
+}
+
+/// Disk and USB host controllers: SeaBIOS drives these looking for boot disks
+/// and leaves bus mastering on (IDE excepted: its ATA driver uses PIO). Linux
+/// drivers turn it on for every other device they bind, so the guest ends up
+/// with the same command registers as after SeaBIOS.
+fn drives_for_boot(class: u16) -> bool {
+    (class >> 8 == 0x01 && class != CLASS_STORAGE_IDE) || class == CLASS_SERIAL_USB
 }
 
 /// Edge/level control: PCI IRQs (10, 11) level-triggered.

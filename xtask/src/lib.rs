@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bzimage;
 pub mod chart;
 pub mod linux_assets;
+pub mod parity;
 pub mod probe;
 pub mod qemu;
 pub mod rom;

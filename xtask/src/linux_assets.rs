@@ -150,19 +150,48 @@ pub fn build_initramfs(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsInfo
         mem_kb * 8 / 10,
         mem_kb
     );
+    write_archive(
+        busybox,
+        INIT,
+        vec![
+            file("expect", 0o644, expect.into_bytes()),
+            file("payload.bin", 0o644, payload),
+        ],
+        out,
+    )?;
+    Ok(InitramfsInfo {
+        path: out.to_path_buf(),
+        payload_sha256: sha,
+    })
+}
+
+/// An initramfs whose /init prints what the guest sees of its firmware's
+/// set-up (assets/collect.sh), for the SeaBIOS comparison (parity.rs).
+pub fn build_collect_initramfs(out: &Path) -> Result<PathBuf> {
+    write_archive(std::fs::read(busybox()?)?, COLLECT, Vec::new(), out)?;
+    Ok(out.to_path_buf())
+}
+
+const COLLECT: &str = include_str!("../assets/collect.sh");
+
+type CpioEntry = (cpio::NewcBuilder, Vec<u8>);
+
+fn file(name: &str, mode: u32, data: Vec<u8>) -> CpioEntry {
+    (
+        cpio::NewcBuilder::new(name).mode(0o100000 | mode).nlink(1),
+        data,
+    )
+}
+
+/// busybox, /init and `files`, with the directories and /dev/console they need.
+fn write_archive(busybox: Vec<u8>, init: &str, files: Vec<CpioEntry>, out: &Path) -> Result<()> {
     let dir = |name: &str| {
         (
             cpio::NewcBuilder::new(name).mode(0o040755).nlink(2),
             Vec::new(),
         )
     };
-    let file = |name: &str, mode: u32, data: Vec<u8>| {
-        (
-            cpio::NewcBuilder::new(name).mode(0o100000 | mode).nlink(1),
-            data,
-        )
-    };
-    let entries = vec![
+    let mut entries = vec![
         dir("bin"),
         dir("dev"),
         dir("proc"),
@@ -176,20 +205,15 @@ pub fn build_initramfs(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsInfo
             Vec::new(),
         ),
         file("bin/busybox", 0o755, busybox),
-        file("init", 0o755, INIT.as_bytes().to_vec()),
-        file("expect", 0o644, expect.into_bytes()),
-        file("payload.bin", 0o644, payload),
+        file("init", 0o755, init.as_bytes().to_vec()),
     ];
+    entries.extend(files);
     let inputs = entries
         .into_iter()
         .enumerate()
         .map(|(i, (b, data))| (b.ino(i as u32 + 1), Cursor::new(data)));
     let archive = cpio::write_cpio(inputs, Vec::new())?;
-    std::fs::write(out, archive).with_context(|| format!("writing {}", out.display()))?;
-    Ok(InitramfsInfo {
-        path: out.to_path_buf(),
-        payload_sha256: sha,
-    })
+    std::fs::write(out, archive).with_context(|| format!("writing {}", out.display()))
 }
 
 #[cfg(test)]

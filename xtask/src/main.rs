@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{linux_assets, rom, small_kernel, testkernel};
+use xtask::{linux_assets, parity, rom, small_kernel, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -51,6 +51,16 @@ enum Task {
     Testkernel,
     /// Build the small instrumented Linux for the bench (needs root for apt-get).
     Kernel,
+    /// Boot the stock kernel under SeaBIOS and ferrite with the same devices and
+    /// report every difference the guest sees (iomem, PCI, MTRRs, e820, DMI...).
+    Compare {
+        #[arg(long, value_delimiter = ',', default_value = "pc,q35")]
+        machines: Vec<Machine>,
+        #[arg(long, value_delimiter = ',', default_value = "512,5120")]
+        memory: Vec<u64>,
+        #[arg(long, value_delimiter = ',', default_value = "1,4")]
+        cpus: Vec<u32>,
+    },
     /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
     Bench {
         /// Measured runs per cell (after one warm-up).
@@ -180,6 +190,35 @@ fn main() -> Result<()> {
             println!("{}", path.display());
         }
         Task::Kernel => println!("{}", small_kernel::build()?.display()),
+        Task::Compare {
+            machines,
+            memory,
+            cpus,
+        } => {
+            let rom = rom::build_firmware(true)?.path;
+            let work = xtask::root().join("target/ferrite-compare");
+            let mut unexplained = 0;
+            for &machine in &machines {
+                for &memory_mib in &memory {
+                    for &cpus in &cpus {
+                        let cfg = parity::Config {
+                            machine,
+                            memory_mib,
+                            cpus,
+                        };
+                        let (report, n) = parity::run(&rom, cfg, &work)?;
+                        println!("{report}");
+                        unexplained += n;
+                    }
+                }
+            }
+            if unexplained > 0 {
+                bail!("{unexplained} difference(s) from SeaBIOS not known to be harmless");
+            }
+            println!(
+                "no differences from SeaBIOS beyond the harmless ones listed in xtask/src/parity.rs"
+            );
+        }
         Task::Bench {
             runs,
             quick,

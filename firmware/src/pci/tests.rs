@@ -377,10 +377,13 @@ fn pc_devices_get_seabios_addresses_irqs_and_decoding() {
     assert_eq!(m.r32(Bdf(0, 1, 3), 0x40), 0x601);
     assert_eq!(m.r32(Bdf(0, 1, 3), 0x90), 0x701);
     assert_eq!(m.r16(Bdf(0, 1, 1), 0x40), 0x8000);
-    // decoding on everywhere, SERR forwarding on the bridge
+    // decoding on everywhere, bus mastering on the disk controller only (as
+    // SeaBIOS leaves them), SERR forwarding on the bridge
     for f in &m.funcs {
         let cmd = u16::from_le_bytes([f.cfg[4], f.cfg[5]]);
         assert_eq!(cmd & 0x103, 0x103);
+        let disk = f.cfg[0x0B] == 0x01 && f.cfg[0x0A] != 0x01;
+        assert_eq!(cmd & 4 != 0, disk, "{:x?}", &f.cfg[..12]);
     }
     assert_eq!(m.r16(br, 0x3E) & 2, 2);
 }
