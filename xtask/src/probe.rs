@@ -5,12 +5,15 @@
 //! writes no markers of its own (qboot, SeaBIOS, OVMF).
 //!
 //! It is padded to the size of a real kernel so that loading it costs the same.
+//! Like an EFI-stub kernel it is also a PE32+ EFI application, which is the only
+//! kind of `-kernel` that Debian's OVMF starts; its PE entry point writes a
+//! marker of its own.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::bzimage::Header;
+use crate::bzimage::{Header, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_HANDOVER_64, XLF_KERNEL_64};
 
 /// Port the probe writes to.
 pub const PROBE_PORT: u16 = 0xF7;
@@ -26,14 +29,17 @@ pub enum Entry {
     Long64,
     /// EFI handover protocol, 64-bit (at 64-bit entry + handover_offset).
     EfiHandover64,
+    /// PE/COFF entry point (AddressOfEntryPoint): UEFI LoadImage + StartImage.
+    EfiPe,
 }
 
 impl Entry {
-    pub const ALL: [Entry; 4] = [
+    pub const ALL: [Entry; 5] = [
         Entry::Setup16,
         Entry::Protected32,
         Entry::Long64,
         Entry::EfiHandover64,
+        Entry::EfiPe,
     ];
 
     pub fn value(self) -> u8 {
@@ -42,6 +48,7 @@ impl Entry {
             Entry::Protected32 => 0x12,
             Entry::Long64 => 0x13,
             Entry::EfiHandover64 => 0x14,
+            Entry::EfiPe => 0x15,
         }
     }
 
@@ -58,40 +65,53 @@ impl Entry {
             Entry::Protected32 => "32-bit",
             Entry::Long64 => "64-bit",
             Entry::EfiHandover64 => "EFI handover",
+            Entry::EfiPe => "EFI PE",
         }
     }
 }
 
 /// Where the 16-bit code sits, right after the header.
 const CODE16: usize = 0x280;
+/// Offsets in the protected-mode part: the 64-bit entry (fixed by the boot
+/// protocol), the EFI handover entry relative to it, and the PE entry point.
+const LONG64: usize = 0x200;
 const HANDOVER_OFFSET: u32 = 0x100;
+const PE_ENTRY: usize = 0x400;
 
 /// `mov al, value; out PROBE_PORT, al; hlt; jmp $-1`: valid in 16, 32 and 64-bit mode.
 fn marker_code(value: u8) -> [u8; 7] {
     [0xB0, value, 0xE6, PROBE_PORT as u8, 0xF4, 0xEB, 0xFD]
 }
 
-/// Builds a probe whose protected-mode part is `pm_size` bytes (at least 4 KiB)
-/// and which asks for `init_size` bytes of run-time memory.
+/// Builds a probe whose protected-mode part is `pm_size` bytes (at least 4 KiB,
+/// rounded up to whole sectors for the PE file alignment) and which asks for
+/// `init_size` bytes of run-time memory.
 pub fn build(pm_size: usize, init_size: u32) -> Vec<u8> {
-    let pm_size = pm_size.max(4096).next_multiple_of(16);
+    let pm_size = pm_size.max(4096).next_multiple_of(crate::bzimage::SECTOR);
     let mut pm = vec![0u8; pm_size];
-    pm[..7].copy_from_slice(&marker_code(Entry::Protected32.value()));
-    pm[0x200..0x207].copy_from_slice(&marker_code(Entry::Long64.value()));
-    let h = 0x200 + HANDOVER_OFFSET as usize;
-    pm[h..h + 7].copy_from_slice(&marker_code(Entry::EfiHandover64.value()));
+    let entries = [
+        (0, Entry::Protected32),
+        (LONG64, Entry::Long64),
+        (LONG64 + HANDOVER_OFFSET as usize, Entry::EfiHandover64),
+        (PE_ENTRY, Entry::EfiPe),
+    ];
+    for (at, entry) in entries {
+        let code = marker_code(entry.value());
+        pm[at..at + code.len()].copy_from_slice(&code);
+    }
     let header = Header {
         relocatable: true,
-        xloadflags: 0x1 | 0x2 | 0x8, // KERNEL_64, ABOVE_4G, EFI_HANDOVER_64
+        xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_EFI_HANDOVER_64,
         init_size: init_size.max(pm_size.next_multiple_of(0x20_0000) as u32),
         handover_offset: HANDOVER_OFFSET,
         header_end: CODE16,
+        pe_entry: Some(PE_ENTRY),
         ..Header::default()
     };
     header.image(&[(CODE16, &marker_code(Entry::Setup16.value()))], &pm)
 }
 
-/// A probe the size of `kernel` (a real bzImage), with its init_size.
+/// A probe the size of `kernel` (a real bzImage, to the sector), with its init_size.
 pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
     let k = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
     if k.len() < 0x264 || &k[0x202..0x206] != b"HdrS" {
@@ -116,7 +136,7 @@ mod tests {
     fn header_and_entry_points() {
         let img = build(10_000, 0);
         assert_eq!(&img[0x202..0x206], b"HdrS");
-        assert_eq!(img.len(), SETUP_LEN + 10_000usize.next_multiple_of(16));
+        assert_eq!(img.len(), SETUP_LEN + 10_000usize.next_multiple_of(512));
         assert_eq!(img[0x234], 1);
         // the jump at 0x200 lands on the 16-bit marker
         assert_eq!(0x202 + img[0x201] as usize, CODE16);
@@ -124,11 +144,61 @@ mod tests {
         assert_eq!(img[SETUP_LEN + 1], 0x12);
         assert_eq!(img[SETUP_LEN + 0x201], 0x13);
         assert_eq!(img[SETUP_LEN + 0x301], 0x14);
-        for at in [CODE16, SETUP_LEN, SETUP_LEN + 0x200, SETUP_LEN + 0x300] {
+        assert_eq!(img[SETUP_LEN + 0x401], 0x15);
+        for at in [
+            CODE16,
+            SETUP_LEN,
+            SETUP_LEN + 0x200,
+            SETUP_LEN + 0x300,
+            SETUP_LEN + 0x400,
+        ] {
             assert_eq!(img[at + 3], PROBE_PORT as u8);
         }
         let init = u32::from_le_bytes(img[0x260..0x264].try_into().unwrap());
         assert_eq!(init, 0x20_0000);
+        let xloadflags = u16::from_le_bytes([img[0x236], img[0x237]]);
+        assert_eq!(xloadflags & XLF_EFI_HANDOVER_64, XLF_EFI_HANDOVER_64);
+        assert_eq!(&img[0x264..0x268], &HANDOVER_OFFSET.to_le_bytes());
+    }
+
+    #[test]
+    fn pe_entry_point_is_the_efi_marker() {
+        use object::pe::{IMAGE_FILE_MACHINE_AMD64, IMAGE_SUBSYSTEM_EFI_APPLICATION};
+        use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile64};
+        use object::{Object, ObjectSection};
+
+        let img = build(10_000, 0);
+        let pe = PeFile64::parse(&*img).expect("a PE32+ image");
+        let nt = pe.nt_headers();
+        assert_eq!(
+            nt.file_header().machine.get(object::LittleEndian),
+            IMAGE_FILE_MACHINE_AMD64
+        );
+        let opt = nt.optional_header();
+        assert!(nt.is_type_64());
+        assert_eq!(opt.subsystem(), IMAGE_SUBSYSTEM_EFI_APPLICATION);
+        assert_eq!(opt.size_of_image() as usize, img.len());
+        let entry = opt.address_of_entry_point();
+        assert_eq!(pe.entry(), entry as u64); // image base 0
+        let code = pe.section_table().pe_data_at(&*img, entry).unwrap();
+        assert_eq!(code[..7], marker_code(Entry::EfiPe.value()));
+        // .setup is the setup sectors after the boot sector, .text the rest
+        let sections: Vec<_> = pe
+            .sections()
+            .map(|s| (s.name().unwrap().to_string(), s.file_range().unwrap()))
+            .collect();
+        assert_eq!(
+            sections,
+            [
+                (".setup".to_string(), (0x200, SETUP_LEN as u64 - 0x200)),
+                (
+                    ".text".to_string(),
+                    (SETUP_LEN as u64, (img.len() - SETUP_LEN) as u64)
+                ),
+            ]
+        );
+        let text = pe.section_by_name(".text").unwrap();
+        assert!(text.address() <= entry as u64 && (entry as u64) < text.address() + text.size());
     }
 
     #[test]
