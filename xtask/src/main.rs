@@ -54,12 +54,23 @@ enum Task {
     /// Boot the stock kernel under SeaBIOS and ferrite with the same devices and
     /// report every difference the guest sees (iomem, PCI, MTRRs, e820, DMI...).
     Compare {
-        #[arg(long, value_delimiter = ',', default_value = "pc,q35")]
+        #[arg(
+            long,
+            alias = "machine",
+            value_delimiter = ',',
+            default_value = "pc,q35"
+        )]
         machines: Vec<Machine>,
         #[arg(long, value_delimiter = ',', default_value = "512,5120")]
         memory: Vec<u64>,
         #[arg(long, value_delimiter = ',', default_value = "1,4")]
         cpus: Vec<u32>,
+        /// Collect more and accept only the firmware's identity (DMI BIOS fields).
+        #[arg(long)]
+        strict: bool,
+        /// Write every section and difference here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
     Bench {
@@ -194,24 +205,28 @@ fn main() -> Result<()> {
             machines,
             memory,
             cpus,
+            strict,
+            json,
         } => {
             let rom = rom::build_firmware(true)?.path;
             let work = xtask::root().join("target/ferrite-compare");
-            let mut unexplained = 0;
+            let mut configs = Vec::new();
             for &machine in &machines {
                 for &memory_mib in &memory {
                     for &cpus in &cpus {
-                        let cfg = parity::Config {
+                        configs.push(parity::Config {
                             machine,
                             memory_mib,
                             cpus,
-                        };
-                        let (report, n) = parity::run(&rom, cfg, &work)?;
-                        println!("{report}");
-                        unexplained += n;
+                        });
                     }
                 }
             }
+            let mode = match strict {
+                true => parity::Mode::Strict,
+                false => parity::Mode::Harmless,
+            };
+            let unexplained = parity::run_all(&rom, &configs, mode, &work, json.as_deref())?;
             if unexplained > 0 {
                 bail!("{unexplained} difference(s) from SeaBIOS not known to be harmless");
             }
