@@ -1,8 +1,13 @@
 //! Where ferrite spends its time: a time-stamp counter reading at each step of
-//! the boot sequence. Taking a stamp costs two instructions; the stamps are only
-//! written out, as one line on QEMU's debug console (port 0xE9,
+//! the boot sequence. Taking a stamp costs a handful of instructions; the stamps
+//! are only written out, as one line on QEMU's debug console (port 0xE9,
 //! `-debugcon file:F`), only when `-fw_cfg name=opt/ferrite/timeline,string=1` asks
 //! for them, so the fast path does not pay for the report.
+//!
+//! Every stamp is taken by one out-of-line function with a fixed symbol name,
+//! [`ferrite_timeline_stamp`]: `cargo xtask bench` finds its address in the
+//! firmware's ELF and, tracing every instruction KVM emulates, counts the guest
+//! instructions between two calls, i.e. each step's cost in instructions.
 
 use core::arch::asm;
 use core::fmt::{self, Write};
@@ -83,7 +88,7 @@ impl Timeline {
     }
 
     pub fn mark(&mut self, step: Step) {
-        self.stamps[step as usize] = rdtsc();
+        self.stamps[step as usize] = ferrite_timeline_stamp();
     }
 
     /// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
@@ -109,7 +114,13 @@ impl Timeline {
     }
 }
 
-fn rdtsc() -> u64 {
+/// Reads the time-stamp counter. Out of line and under this exact name (the
+/// bench's `xtask::insn_steps::STAMP_SYMBOL`): its entry address marks a step
+/// boundary in an instruction trace. Called once per step, in [`STEPS`] order
+/// from [`Step::Rust`] on.
+#[inline(never)]
+#[unsafe(no_mangle)]
+fn ferrite_timeline_stamp() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: rdtsc only reads the time-stamp counter.
     unsafe {

@@ -9,15 +9,15 @@ use std::time::Duration;
 use xtask::qemu::{Machine, Outcome, Qemu};
 use xtask::testkernel::{self, BzImageSpec};
 
-/// ferrite's release ROM, built once.
+/// ferrite's release build (ROM and ELF), built once.
+pub fn firmware() -> &'static xtask::rom::Rom {
+    static ROM: OnceLock<xtask::rom::Rom> = OnceLock::new();
+    ROM.get_or_init(|| xtask::rom::build_firmware(true).expect("building the ROM"))
+}
+
+/// ferrite's release ROM.
 pub fn rom() -> PathBuf {
-    static ROM: OnceLock<PathBuf> = OnceLock::new();
-    ROM.get_or_init(|| {
-        xtask::rom::build_firmware(true)
-            .expect("building the ROM")
-            .path
-    })
-    .clone()
+    firmware().path.clone()
 }
 
 /// A scratch directory for this test binary.

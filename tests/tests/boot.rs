@@ -1,7 +1,7 @@
 //! ferrite boots the test kernel, which checks the zero page, command line,
 //! initrd, e820 map, ACPI tables and CPU state it was handed.
 
-use ferrite_tests::{expect_exit, kernel, qemu, random_file, scratch};
+use ferrite_tests::{expect_exit, firmware, kernel, qemu, random_file, scratch};
 use xtask::qemu::Machine;
 use xtask::testkernel::{BzImageSpec, PASS_32, PASS_64, with_check};
 
@@ -207,5 +207,44 @@ fn timeline_on_the_debug_console_on_request() {
     assert!(
         stamps.windows(2).all(|w| w[0] <= w[1]),
         "stamps not increasing: {line}"
+    );
+}
+
+/// The bench's per-step instruction counts: under KVM (which emulates every
+/// guest instruction on this machine type) the trace splits at each call of
+/// ferrite's stamp function into the timeline's steps, and microvm pays
+/// nothing for the PC set-up that pc and q35 need.
+#[test]
+fn instructions_per_step_under_kvm() {
+    assert!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "this test needs /dev/kvm"
+    );
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut hardware = Vec::new();
+    for machine in Machine::ALL {
+        let mut q = qemu(machine, &k);
+        q.exit_ports = vec![0xF4]; // ferrite's last marker, right before the jump
+        let dir = scratch().join(format!("trace-{}", machine.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let seg = xtask::insn_steps::record(&q, &firmware().elf, &dir).expect("tracing a boot");
+        // reset..rust, then one segment per step up to zero_page, then the hand-off
+        assert_eq!(seg.counts.len(), 11, "{machine:?}: {:?}", seg.counts);
+        assert!(
+            seg.counts[..10].iter().all(|&n| n > 0),
+            "{machine:?}: {:?}",
+            seg.counts
+        );
+        // the hand-off is a few instructions up to the 0xf4 marker
+        assert!(seg.counts[10] < 100, "{machine:?}: {:?}", seg.counts);
+        hardware.push(seg.counts[3]); // pci_hardware (after rust, fw_cfg, e820)
+    }
+    let [pc, q35, microvm] = hardware[..] else {
+        unreachable!()
+    };
+    assert!(pc > 1000 && q35 > 1000, "pc {pc}, q35 {q35}");
+    assert!(
+        microvm < 100,
+        "microvm's hardware step: {microvm} instructions"
     );
 }

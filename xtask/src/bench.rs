@@ -232,11 +232,20 @@ struct Report<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct TimelineStep {
     pub step: String,
-    /// Share of ferrite's time from the reset vector to the kernel jump.
-    pub share: f64,
+    /// Share of ferrite's time from the reset vector to the last stamp (TCG).
+    /// None for the hand-off after the last stamp, which only the instruction
+    /// trace sees.
+    pub share: Option<f64>,
     /// That share of the measured tFW.
     pub ms: Option<f64>,
+    /// Guest instructions the step executed, counted under KVM
+    /// ([`crate::insn_steps`]).
+    pub guest_instructions: Option<u64>,
 }
+
+/// The row after the last stamp in an instruction trace: the jump to the
+/// kernel and the kernel's (probe's) first instructions up to its marker.
+const HANDOFF_STEP: &str = "handoff";
 
 /// Parses `ferrite-timeline: reset=0 rust=N ...` into per-step shares.
 pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
@@ -260,8 +269,15 @@ pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
     )
 }
 
-/// One extra boot of ferrite per machine with its timeline report switched on.
-fn ferrite_timelines(cells: &[Cell], work: &Path) -> BTreeMap<String, Vec<TimelineStep>> {
+/// One extra boot of ferrite per machine with its timeline report switched on
+/// (time per step under TCG) and, with `elf`, one under KVM with every
+/// instruction traced (instructions per step).
+fn ferrite_timelines(
+    cells: &[Cell],
+    work: &Path,
+    elf: Option<&Path>,
+    skipped: &mut Vec<String>,
+) -> BTreeMap<String, Vec<TimelineStep>> {
     let mut out = BTreeMap::new();
     for cell in cells
         .iter()
@@ -291,34 +307,79 @@ fn ferrite_timelines(cells: &[Cell], work: &Path) -> BTreeMap<String, Vec<Timeli
             .as_ref()
             .zip(p.start.as_ref())
             .map(|(e, s)| e.median - s.median);
-        out.insert(
-            cell.machine.clone(),
-            shares
-                .into_iter()
-                .map(|(step, share)| TimelineStep {
-                    step,
-                    share,
-                    ms: tfw.map(|t| t * share),
-                })
-                .collect(),
-        );
+        let mut steps: Vec<TimelineStep> = shares
+            .into_iter()
+            .map(|(step, share)| TimelineStep {
+                step,
+                share: Some(share),
+                ms: tfw.map(|t| t * share),
+                guest_instructions: None,
+            })
+            .collect();
+        if let Some(elf) = elf {
+            match crate::insn_steps::record(&cell.qemu, elf, work) {
+                Ok(seg) if seg.counts.len() == steps.len() + 1 => {
+                    for (step, n) in steps.iter_mut().zip(&seg.counts) {
+                        step.guest_instructions = Some(*n);
+                    }
+                    steps.push(TimelineStep {
+                        step: HANDOFF_STEP.into(),
+                        share: None,
+                        ms: None,
+                        guest_instructions: seg.counts.last().copied(),
+                    });
+                }
+                Ok(seg) => skipped.push(format!(
+                    "instructions per step on {}: {} stamp calls in the trace, {} steps in the timeline",
+                    cell.machine,
+                    seg.counts.len() - 1,
+                    steps.len()
+                )),
+                Err(e) => skipped.push(format!(
+                    "instructions per step on {}: {e:#}",
+                    cell.machine
+                )),
+            }
+        }
+        out.insert(cell.machine.clone(), steps);
     }
     out
 }
 
+const TIMELINE_HEADER: [&str; 4] = ["step", "share of tFW", "≈ ms (TCG)", "guest insns (KVM)"];
+
+fn timeline_rows(steps: &[TimelineStep]) -> Vec<[String; 4]> {
+    let mut rows: Vec<[String; 4]> = steps
+        .iter()
+        .map(|s| {
+            [
+                s.step.clone(),
+                s.share
+                    .map_or("–".into(), |x| format!("{:.1} %", x * 100.0)),
+                fmt_ms(s.ms),
+                s.guest_instructions.map_or("–".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    if steps.iter().any(|s| s.guest_instructions.is_some()) {
+        let total: u64 = steps.iter().filter_map(|s| s.guest_instructions).sum();
+        rows.push([
+            "total".into(),
+            String::new(),
+            String::new(),
+            total.to_string(),
+        ]);
+    }
+    rows
+}
+
 fn render_timeline(machine: &str, steps: &[TimelineStep]) -> Table {
     let mut t = Table::new();
-    t.set_header([
-        format!("ferrite on {machine}: step"),
-        "share of tFW".into(),
-        "≈ ms".into(),
-    ]);
-    for s in steps {
-        t.add_row([
-            s.step.clone(),
-            format!("{:.1} %", s.share * 100.0),
-            fmt_ms(s.ms),
-        ]);
+    let mut header = TIMELINE_HEADER.map(String::from);
+    header[0] = format!("ferrite on {machine}: step");
+    t.set_header(header);
+    for r in timeline_rows(steps) {
+        t.add_row(r);
     }
     t
 }
@@ -345,7 +406,8 @@ pub fn tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0) as u64)
 }
 
-pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
+pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
+    let (ferrite_rom, elf) = (rom.path.as_path(), rom.elf.as_path());
     let kernel = match &opts.kernel {
         Some(k) => k.clone(),
         None => linux_assets::stock_kernel()?,
@@ -501,7 +563,8 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
     } else {
         BTreeMap::new()
     };
-    let timelines = ferrite_timelines(&cells, &work);
+    let trace_elf = (opts.count_instructions && perf_available(&mut skipped)).then_some(elf);
+    let timelines = ferrite_timelines(&cells, &work, trace_elf, &mut skipped);
     let table = render(&cells, &instructions, opts);
     println!("{table}");
     for (machine, steps) in &timelines {
@@ -726,6 +789,16 @@ fn markdown(
     for r in rows(cells, instructions, opts) {
         s += &format!("| {} |\n", r.join(" | "));
     }
+    for (machine, steps) in &report.timelines {
+        s += &format!(
+            "\nferrite's own steps on {machine} (time: one TCG boot's timeline scaled to the median tFW; instructions: one KVM boot, traced):\n\n| {} |\n|{}\n",
+            TIMELINE_HEADER.join(" | "),
+            "---|".repeat(TIMELINE_HEADER.len())
+        );
+        for r in timeline_rows(steps) {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+    }
     s
 }
 
@@ -749,17 +822,28 @@ fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
     bars
 }
 
+/// Whether guest instructions can be counted here; if not, says why in `skipped`.
+fn perf_available(skipped: &mut Vec<String>) -> bool {
+    let why = if !Path::new("/dev/kvm").exists() {
+        "no /dev/kvm"
+    } else if Command::new("perf").arg("--version").output().is_err() {
+        "perf not installed (apt-get install linux-perf)"
+    } else {
+        return true;
+    };
+    let line = format!("instruction counts: {why}");
+    if !skipped.contains(&line) {
+        skipped.push(line);
+    }
+    false
+}
+
 /// Guest instructions and fw_cfg traffic per firmware, from the probe cell run
 /// once under KVM with `perf stat` (this machine's KVM emulates every guest
 /// instruction, so the count is exact).
 fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<String, Counts> {
     let mut out = BTreeMap::new();
-    if !Path::new("/dev/kvm").exists() {
-        skipped.push("instruction counts: no /dev/kvm".into());
-        return out;
-    }
-    if Command::new("perf").arg("--version").output().is_err() {
-        skipped.push("instruction counts: perf not installed (apt-get install linux-perf)".into());
+    if !perf_available(skipped) {
         return out;
     }
     for cell in cells.iter().filter(|c| c.phase == Phase::Entry) {
@@ -768,29 +852,23 @@ fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<Str
         }
         let mut q = cell.qemu.clone();
         q.accel = Accel::Kvm;
-        // A firmware that never reaches the probe would run forever under KVM.
-        let mut cmd = Command::new("timeout");
-        cmd.args([
-            "120",
-            "perf",
-            "stat",
-            "-x,",
-            "-e",
-            "kvm:kvm_emulate_insn",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x511",
-        ]);
-        cmd.args([
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x518",
-            "--",
-            "qemu-system-x86_64",
-        ]);
-        cmd.args(q.args());
+        let mut cmd = crate::insn_steps::perf_qemu(
+            &q,
+            &[
+                "stat",
+                "-x,",
+                "-e",
+                "kvm:kvm_emulate_insn",
+                "-e",
+                "kvm:kvm_pio",
+                "--filter",
+                "port == 0x511",
+                "-e",
+                "kvm:kvm_pio",
+                "--filter",
+                "port == 0x518",
+            ],
+        );
         let Ok(output) = cmd.output() else { continue };
         let text = String::from_utf8_lossy(&output.stderr);
         let values: Vec<u64> = text

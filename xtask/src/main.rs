@@ -77,11 +77,13 @@ enum Task {
         /// Measured runs per cell (after one warm-up).
         #[arg(long, default_value_t = 10)]
         runs: usize,
-        /// A useful answer in under two minutes: 3 runs, q35 only.
+        /// A useful answer in under two minutes: 3 runs, q35 only (unless
+        /// --machines names others).
         #[arg(long)]
         quick: bool,
-        #[arg(long, value_delimiter = ',', default_value = "pc,q35,microvm")]
-        machines: Vec<Machine>,
+        /// Machines to boot [default: pc,q35,microvm].
+        #[arg(long, value_delimiter = ',')]
+        machines: Option<Vec<Machine>>,
         /// Also run OVMF (takes seconds per boot).
         #[arg(long)]
         ovmf: bool,
@@ -265,7 +267,10 @@ fn main() -> Result<()> {
             }
             let opts = bench::Options {
                 runs: if quick { 3 } else { runs },
-                machines: if quick { vec![Machine::Q35] } else { machines },
+                machines: machines.unwrap_or_else(|| match quick {
+                    true => vec![Machine::Q35],
+                    false => vec![Machine::Pc, Machine::Q35, Machine::Microvm],
+                }),
                 firmwares,
                 memory_mib: memory,
                 cpus,
@@ -275,7 +280,7 @@ fn main() -> Result<()> {
                 count_instructions: !no_counts,
                 sweep,
             };
-            bench::run(&opts, &rom.path)?;
+            bench::run(&opts, &rom)?;
         }
     }
     Ok(())

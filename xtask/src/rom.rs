@@ -16,6 +16,8 @@ const ROM_FLOOR: u64 = FOUR_GIB - (16 << 20);
 
 pub struct Rom {
     pub path: PathBuf,
+    /// The firmware's ELF file (symbols for the bench's instruction trace).
+    pub elf: PathBuf,
     pub size: usize,
     pub used: usize,
 }
@@ -57,9 +59,20 @@ pub fn build_firmware(release: bool) -> Result<Rom> {
     std::fs::write(&path, &image)?;
     Ok(Rom {
         path,
+        elf: elf_path,
         size: image.len(),
         used,
     })
+}
+
+/// The address of the symbol `name` in an ELF file, if it has one.
+pub fn symbol_address(elf: &[u8], name: &str) -> Result<Option<u64>> {
+    use object::{Object, ObjectSymbol};
+    let file = ElfFile64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
+    Ok(file
+        .symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address()))
 }
 
 /// The ROM image of an ELF file, and how many of its bytes the segments fill.
