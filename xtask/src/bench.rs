@@ -200,7 +200,8 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     Some(Summary {
         runs: values.len(),
         mean: data.mean().unwrap_or(f64::NAN),
-        sd: data.std_dev().unwrap_or(0.0),
+        // one sample has no spread (statrs says NaN)
+        sd: data.std_dev().filter(|sd| sd.is_finite()).unwrap_or(0.0),
         median: data.median(),
         min: data.min(),
         max: data.max(),
@@ -417,16 +418,20 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     let probe_path = work.join("probe.bzImage");
     std::fs::write(&probe_path, probe::build_like(&kernel)?)?;
     let token = "ferrite.bench=1";
-    let initrd = linux_assets::build_initramfs(
-        &InitramfsSpec {
-            expect_cpus: opts.cpus,
-            expect_mem_mib: opts.memory_mib,
-            cmdline_token: token.into(),
-            payload_len: 4096,
-            poweroff: true,
-        },
-        &work.join("initramfs.cpio"),
-    )?;
+    // /init checks that it sees the CPUs and memory it was booted with, so a
+    // memory or CPU sweep needs one initramfs per value.
+    let initramfs = |cpus: u32, memory: u64| {
+        linux_assets::build_initramfs(
+            &InitramfsSpec {
+                expect_cpus: cpus,
+                expect_mem_mib: memory,
+                cmdline_token: token.into(),
+                payload_len: 4096,
+                poweroff: true,
+            },
+            &work.join(format!("initramfs-{cpus}cpu-{memory}M.cpio")),
+        )
+    };
 
     let mut cells = Vec::new();
     let mut skipped = Vec::new();
@@ -445,6 +450,7 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
             }
             _ => {}
         }
+        let initrd = initramfs(cpus, memory)?;
         let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
         if let (Machine::Microvm, Some(khz)) = (machine, tsc_khz()) {
             write!(append, " tsc_early_khz={khz}").unwrap();
@@ -457,15 +463,12 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
                     continue;
                 }
             };
-            let mut phases = vec![(Phase::Entry, probe.clone(), PROBE_PORT)];
-            if fw == Firmware::Ferrite {
-                phases.insert(0, (Phase::Start, probe.clone(), START_PORT));
-            }
-            // Sweeps look at tQEMU and tFW; tKernel takes seconds a run under TCG.
-            if value.is_none() {
-                phases.push((Phase::User, kernel.clone(), USER_PORT));
-            }
-            for (phase, kernel, port) in phases {
+            for phase in phases_to_time(fw, opts.sweep.as_ref().map(|s| s.param)) {
+                let (kernel, port) = match phase {
+                    Phase::Start => (probe.clone(), START_PORT),
+                    Phase::Entry => (probe.clone(), PROBE_PORT),
+                    Phase::User => (kernel.clone(), USER_PORT),
+                };
                 let mut q = Qemu::new(machine, image.clone());
                 q.accel = Accel::Tcg;
                 q.memory_mib = memory;
@@ -822,6 +825,20 @@ fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
     bars
 }
 
+/// The markers a firmware's boots run to: ferrite's own start marker (tQEMU),
+/// the probe's entry (tFW) and userspace (tKernel). The kernel-size sweep varies
+/// the padded probe, which has no kernel behind it: tQEMU and tFW only.
+fn phases_to_time(fw: Firmware, sweep: Option<SweepParam>) -> Vec<Phase> {
+    let mut phases = vec![Phase::Entry];
+    if fw == Firmware::Ferrite {
+        phases.insert(0, Phase::Start);
+    }
+    if sweep != Some(SweepParam::KernelSize) {
+        phases.push(Phase::User);
+    }
+    phases
+}
+
 /// Whether guest instructions can be counted here; if not, says why in `skipped`.
 fn perf_available(skipped: &mut Vec<String>) -> bool {
     let why = if !Path::new("/dev/kvm").exists() {
@@ -944,5 +961,30 @@ mod tests {
         assert!(summarize(&[]).is_none());
         let one = summarize(&[7.0]).unwrap();
         assert_eq!((one.median, one.min, one.max), (7.0, 7.0, 7.0));
+        assert_eq!(one.sd, 0.0);
+    }
+
+    #[test]
+    fn phases_each_firmware_is_timed_to() {
+        use Phase::*;
+        let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, None),
+            [Start, Entry, User]
+        );
+        assert_eq!(phases_to_time(Firmware::Qboot, None), [Entry, User]);
+        // memory and CPU sweeps keep tKernel; the padded probe has no kernel
+        assert_eq!(
+            phases_to_time(Firmware::Seabios, sweep("cpus=1,2")),
+            [Entry, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("memory=128")),
+            [Start, Entry, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2")),
+            [Start, Entry]
+        );
     }
 }
