@@ -214,7 +214,7 @@ impl MemoryMap {
                 self.push(Region { range: *gap, typ })?;
             }
         } else {
-            self.remove(range)?;
+            self.cut(range)?;
             self.push(Region { range, typ })?;
         }
         self.normalize();
@@ -223,6 +223,13 @@ impl MemoryMap {
 
     /// Removes `range` from the map, whatever its type (a hole, as [0xA0000, 0xF0000)).
     pub fn remove(&mut self, range: Range) -> Result<(), E820Error> {
+        self.cut(range)?;
+        self.normalize();
+        Ok(())
+    }
+
+    /// [`MemoryMap::remove`] without restoring the order (callers normalize once).
+    fn cut(&mut self, range: Range) -> Result<(), E820Error> {
         let mut i = 0;
         while i < self.len {
             let r = self.regions[i];
@@ -244,7 +251,6 @@ impl MemoryMap {
                 }
             }
         }
-        self.normalize();
         Ok(())
     }
 
