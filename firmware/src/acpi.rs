@@ -126,7 +126,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
         match kind {
             0 => {} // padding
             CMD_ALLOCATE => {
-                let name = name_at(body, 0)?;
+                let key = name_at(body, 0)?;
+                let name = key.bytes();
                 let align = le32(body, 56);
                 let zone = match body[60] {
                     1 => Zone::High,
@@ -136,7 +137,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 if !align.is_power_of_two() {
                     return Err(LoaderError::BadAllocation);
                 }
-                if find(&files[..nfiles], name).is_some() {
+                if find(&files[..nfiles], &key).is_some() {
                     return Err(LoaderError::AllocatedTwice);
                 }
                 if nfiles == MAX_FILES {
@@ -147,10 +148,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     .allocate(size, align, zone)
                     .ok_or(LoaderError::OutOfMemory)?;
                 env.read_file(name, addr, size)?;
-                let mut stored = [0u8; FILE_NAME_LEN];
-                stored[..name.len()].copy_from_slice(name);
                 files[nfiles] = File {
-                    name: stored,
+                    name: key.padded,
                     addr,
                     size,
                 };
@@ -165,9 +164,9 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
             }
             CMD_ADD_POINTER => {
                 let dest =
-                    find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
+                    find(&files[..nfiles], &name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
                 let src =
-                    find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                    find(&files[..nfiles], &name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 112);
                 let size = body[116];
                 let p = pointer_slot(env, &dest, offset, size)?;
@@ -180,7 +179,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
             }
             CMD_ADD_CHECKSUM => {
                 let file =
-                    find(&files[..nfiles], name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
+                    find(&files[..nfiles], &name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 56);
                 let start = le32(body, 60);
                 let length = le32(body, 64);
@@ -194,8 +193,9 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
             }
             CMD_WRITE_POINTER => {
                 let dest = name_at(body, 0)?;
+                let dest = dest.bytes();
                 let src =
-                    find(&files[..nfiles], name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                    find(&files[..nfiles], &name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
                 let dst_offset = le32(body, 112);
                 let src_offset = le32(body, 116);
                 let size = body[120];
@@ -264,21 +264,52 @@ fn le32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
 }
 
-fn name_at(body: &[u8], off: usize) -> Result<&[u8], LoaderError> {
-    let field = &body[off..off + FILE_NAME_LEN];
-    let len = field
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(LoaderError::BadName)?;
-    if len == 0 {
-        return Err(LoaderError::BadName);
-    }
-    Ok(&field[..len])
+/// A file name of a loader command, NUL-padded to 56 bytes whatever followed
+/// its NUL in the command (so names compare a word at a time), and its length.
+struct Name {
+    padded: [u8; FILE_NAME_LEN],
+    len: usize,
 }
 
-fn find(files: &[File], name: &[u8]) -> Option<File> {
-    let key = padded_name(name);
-    files.iter().find(|f| names_equal(&f.name, &key)).copied()
+impl Name {
+    fn bytes(&self) -> &[u8] {
+        &self.padded[..self.len]
+    }
+}
+
+/// The name field at `off`, searched for its NUL eight bytes at a time (a
+/// script has a hundred names, and a byte loop cost thousands of instructions).
+fn name_at(body: &[u8], off: usize) -> Result<Name, LoaderError> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut padded = [0u8; FILE_NAME_LEN];
+    let field = &body[off..off + FILE_NAME_LEN];
+    for (i, chunk) in field.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap());
+        // The lowest flagged byte is the first zero byte: no borrow reaches
+        // it from the non-zero bytes below.
+        let zeros = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zeros == 0 {
+            padded[i * 8..i * 8 + 8].copy_from_slice(chunk);
+            continue;
+        }
+        let n = zeros.trailing_zeros() as usize / 8;
+        let len = i * 8 + n;
+        if len == 0 {
+            return Err(LoaderError::BadName);
+        }
+        let kept = w & (!0u64).checked_shr(64 - 8 * n as u32).unwrap_or(0);
+        padded[i * 8..i * 8 + 8].copy_from_slice(&kept.to_le_bytes());
+        return Ok(Name { padded, len });
+    }
+    Err(LoaderError::BadName)
+}
+
+fn find(files: &[File], name: &Name) -> Option<File> {
+    files
+        .iter()
+        .find(|f| names_equal(&f.name, &name.padded))
+        .copied()
 }
 
 /// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
@@ -590,11 +621,44 @@ mod tests {
                 x as u8
             })
             .collect();
-        for len in [0, 1, 7, 8, 9, 31, 32, 33, 1023, 1024, 1025, 2047, 2048, 2049, 4099, 5000] {
+        for len in [
+            0, 1, 7, 8, 9, 31, 32, 33, 1023, 1024, 1025, 2047, 2048, 2049, 4099, 5000,
+        ] {
             let naive = data[..len].iter().fold(0u8, |a, &b| a.wrapping_add(b));
             assert_eq!(byte_sum(&data[..len]), naive, "len {len}");
         }
         assert_eq!(byte_sum(&[0xFF; 4096]), (4096u32 * 255 % 256) as u8);
+    }
+
+    #[test]
+    fn names_end_at_their_first_nul_whatever_follows() {
+        for len in 1..FILE_NAME_LEN {
+            let mut field = [0u8; FILE_NAME_LEN];
+            for (i, b) in field[..len].iter_mut().enumerate() {
+                *b = b'a' + (i % 26) as u8;
+            }
+            let clean = name_at(&field, 0).unwrap();
+            assert_eq!(clean.len, len);
+            assert_eq!(clean.bytes(), &field[..len]);
+            // garbage after the NUL (0x01 bytes fool a naive zero-byte test)
+            field[len + 1..].fill(0x01);
+            let dirty = name_at(&field, 0).unwrap();
+            assert_eq!(dirty.bytes(), clean.bytes());
+            assert!(names_equal(&dirty.padded, &clean.padded), "len {len}");
+        }
+        // no NUL in 56 bytes, or an empty name
+        assert!(matches!(
+            name_at(&[b'x'; FILE_NAME_LEN], 0),
+            Err(LoaderError::BadName)
+        ));
+        assert!(matches!(
+            name_at(&[0; FILE_NAME_LEN], 0),
+            Err(LoaderError::BadName)
+        ));
+        // a byte 0x80 and above is part of a name, not its end
+        let mut high = [0u8; FILE_NAME_LEN];
+        high[..3].copy_from_slice(&[0x80, 0xFF, 0x81]);
+        assert_eq!(name_at(&high, 0).unwrap().bytes(), &[0x80, 0xFF, 0x81]);
     }
 
     #[test]
