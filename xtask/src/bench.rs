@@ -663,6 +663,15 @@ fn fmt_ms(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.1}"))
 }
 
+/// A phase derived as the difference of two medians: below zero it only says
+/// that the two are within this machine's noise, and the table says so.
+fn fmt_derived(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v < 0.0 => format!("{v:.1} (noise)"),
+        v => fmt_ms(v),
+    }
+}
+
 fn rows(
     cells: &[Cell],
     instructions: &BTreeMap<String, Counts>,
@@ -711,17 +720,17 @@ fn rows(
                 sweep.map_or("–".into(), |v| v.to_string()),
                 fw.name().to_string(),
                 fmt_ms(tqemu),
-                fmt_ms(tfw),
+                fmt_derived(tfw),
                 p.entry.as_ref().map_or("–".into(), |e| {
                     format!(
                         "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
                         e.median, e.sd, e.p25, e.p75, e.runs
                     )
                 }),
-                fmt_ms(tkernel),
+                fmt_derived(tkernel),
                 fmt_ms(p.user.as_ref().map(|u| u.median)),
                 match (tfw, ferrite_fw) {
-                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                    (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}", a / b),
                     _ => "–".into(),
                 },
                 entry_cell
@@ -962,6 +971,13 @@ mod tests {
         let one = summarize(&[7.0]).unwrap();
         assert_eq!((one.median, one.min, one.max), (7.0, 7.0, 7.0));
         assert_eq!(one.sd, 0.0);
+    }
+
+    #[test]
+    fn negative_differences_are_marked_as_noise() {
+        assert_eq!(fmt_derived(Some(-17.54)), "-17.5 (noise)");
+        assert_eq!(fmt_derived(Some(3.0)), "3.0");
+        assert_eq!(fmt_derived(None), "–");
     }
 
     #[test]
