@@ -31,35 +31,26 @@ for f in /sys/class/dmi/id/*; do
     [ -f "$f" ] && echo "$($bb basename $f)=$($bb cat $f 2>/dev/null)"
 done
 sec cpus
-$bb cat /sys/devices/system/cpu/online
+echo "nproc=$($bb nproc)"
+for f in online possible present; do
+    echo "$f=$($bb cat /sys/devices/system/cpu/$f)"
+done
 sec input
-$bb grep '^N:' /proc/bus/input/devices
+$bb cat /proc/bus/input/devices
 sec interrupts
 $bb awk 'NR > 1 { printf "%s", $1; for (i = 2; i <= NF; i++) if ($i !~ /^[0-9]+$/) printf " %s", $i; print "" }' /proc/interrupts
 sec warnings
 $bb dmesg -r | $bb grep -E '^<[0-4]>' | $bb sed -e 's/^<[0-9]>\[ *[0-9.]*\] //'
 $bb dmesg | untime | $bb grep -iE 'BAR .*(assign|fail)|reassign|can.t claim|firmware bug|FW_BUG|inconsistent|no compatible bridge window' 
-if $bb grep -q 'parity.full=1' /proc/cmdline; then
-    # The strict comparison (cargo xtask compare --strict): more of what the
-    # guest sees, all of it reported, only the firmware's identity accepted.
-    $bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
-    sec acpi-dmesg
-    $bb dmesg | untime | $bb grep '^ACPI'
-    sec pci-dmesg
-    $bb dmesg | untime | $bb grep -E '^(pci|PCI|pci_bus|pcieport|shpchp|acpiphp)[ :]'
-    sec nproc
-    echo "nproc=$($bb nproc)"
-    for f in online possible present; do
-        echo "$f=$($bb cat /sys/devices/system/cpu/$f)"
-    done
-    sec input-devices
-    $bb cat /proc/bus/input/devices
-    sec messages
-    $bb dmesg | untime | $bb grep -E 'BAR|reassign|can.t claim|Firmware Bug|FW_BUG|WARNING|inconsistent|BIOS|MTRR' \
-        | $bb grep -v 'BIOS-e820'
-    # what the firmware placed or left (MP table, initrd, PCI gap, text console)
-    # and what Linux decides from it (the RTC's alarm source follows the BIOS date)
-    $bb dmesg | untime | $bb grep -E 'MP-table|^RAMDISK|available for PCI devices|^Console: |^rtc_cmos .*alarms'
-fi
+sec acpi-dmesg
+$bb dmesg | untime | $bb grep '^ACPI'
+sec pci-dmesg
+$bb dmesg | untime | $bb grep -E '^(pci|PCI|pci_bus|pcieport|shpchp|acpiphp)[ :]'
+sec messages
+$bb dmesg | untime | $bb grep -E 'BAR|reassign|can.t claim|Firmware Bug|FW_BUG|WARNING|inconsistent|BIOS|MTRR' \
+    | $bb grep -v 'BIOS-e820'
+# what the firmware placed or left (MP table, initrd, PCI gap, text console)
+# and what Linux decides from it (the RTC's alarm source follows the BIOS date)
+$bb dmesg | untime | $bb grep -E 'MP-table|^RAMDISK|available for PCI devices|^Console: |^rtc_cmos .*alarms'
 sec end
 $bb poweroff -f

@@ -65,9 +65,6 @@ enum Task {
         memory: Vec<u64>,
         #[arg(long, value_delimiter = ',', default_value = "1,4")]
         cpus: Vec<u32>,
-        /// Collect more and accept only the firmware's identity (DMI BIOS fields).
-        #[arg(long)]
-        strict: bool,
         /// Write every section and difference here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -207,7 +204,6 @@ fn main() -> Result<()> {
             machines,
             memory,
             cpus,
-            strict,
             json,
         } => {
             let rom = rom::build_firmware(true)?.path;
@@ -224,11 +220,7 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            let mode = match strict {
-                true => parity::Mode::Strict,
-                false => parity::Mode::Harmless,
-            };
-            let unexplained = parity::run_all(&rom, &configs, mode, &work, json.as_deref())?;
+            let unexplained = parity::run_all(&rom, &configs, &work, json.as_deref())?;
             if unexplained > 0 {
                 bail!("{unexplained} difference(s) from SeaBIOS not known to be harmless");
             }
