@@ -46,6 +46,10 @@ impl Func {
         self.bars[bar] = (size, 0);
         self
     }
+    fn mem64(mut self, bar: usize, size: u64) -> Func {
+        self.bars[bar] = (size, 0x4);
+        self
+    }
     fn mem64_pref(mut self, bar: usize, size: u64) -> Func {
         self.bars[bar] = (size, 0xC);
         self
@@ -483,6 +487,71 @@ fn large_64bit_bars_move_above_the_ram_above_4g() {
     assert_eq!(layout.mem64, Some(Range::new(6 << 30, 9 << 30)));
     // the 32-bit ones stay below
     assert!(m.r32(Bdf(0, 4, 0), 0x10) >= 0xC000_0000);
+    assert_no_overlap(&m);
+}
+
+/// The parity test's devices (xtask/src/parity.rs): a 1 GiB ivshmem BAR, a
+/// PCI bridge whose SHPC BAR is 64-bit, a device behind it. The bridge's BAR,
+/// the ivshmem BAR and the bridge's prefetchable window get the addresses
+/// SeaBIOS 1.16.2 gives them live on pc with 5 GiB (`cargo xtask compare`).
+#[test]
+fn a_1gib_bar_moves_every_64bit_bar_above_4g_as_seabios_does_live() {
+    let devices = || {
+        std::vec![
+            Func::new(0x1AF4, 0x1110, 0x0500, 0)
+                .at(None, 4, 0)
+                .mem(0, 256)
+                .mem64_pref(2, 1 << 30),
+            Func::new(0x1B36, 0x0001, 0x0604, 1)
+                .at(None, 5, 0)
+                .pin(1)
+                .mem64(0, 256)
+                .caps(&[(CAP_ID_SHPC, &[0, 0])]),
+            // behind the bridge: its index in the model (after pc_machine's 5)
+            Func::new(0x1AF4, 0x1044, 0x00FF, 0)
+                .at(Some(6), 0, 0)
+                .pin(1)
+                .mem(1, 4096)
+                .mem64_pref(4, 16 << 10),
+        ]
+    };
+    // pc with 5 GiB: 3 GiB below 4 GiB, the 32-bit window from 3 GiB is too
+    // small; the 64-bit BARs go above the 2 GiB of RAM above 4 GiB, the
+    // non-prefetchable ones first, each kind 1 GiB-aligned
+    let mut m = Model::new(pc_machine(devices()));
+    let platform = Platform {
+        high_ram_end: 6 << 30,
+        ..pc(3 << 30)
+    };
+    let mut pci = std::boxed::Box::new(Pci::new());
+    let layout = pci.setup(&mut m, &platform).unwrap();
+    let br = Bdf(0, 5, 0);
+    assert_eq!(m.bar64(br, 0x10), 0x1_8000_0000);
+    assert_eq!(m.bar64(Bdf(0, 4, 0), 0x18), 0x1_C000_0000);
+    let pref = (m.r16(br, 0x24) as u64 & 0xFFF0) << 16 | (m.r32(br, 0x28) as u64) << 32;
+    assert_eq!(pref, 0x2_0000_0000);
+    assert_eq!(m.bar64(Bdf(1, 0, 0), 0x20), 0x2_0000_0000);
+    assert_eq!(m.bar64(Bdf(0, 3, 0), 0x20), 0x2_0020_0000);
+    assert_eq!(layout.mem64, Some(Range::new(0x1_8000_0000, 0x2_4000_0000)));
+    assert_no_overlap(&m);
+
+    // with 512 MiB the 1 GiB BAR fits below 4 GiB on pc, and nothing moves
+    let mut m = Model::new(pc_machine(devices()));
+    let layout = pci.setup(&mut m, &pc(512 << 20)).unwrap();
+    assert_eq!(layout.mem64, None);
+    assert_eq!(m.bar64(Bdf(0, 4, 0), 0x18), 0x8000_0000);
+    assert_no_overlap(&m);
+
+    // with no RAM above 4 GiB the moved BARs start at 4 GiB
+    let mut m = Model::new(pc_machine(devices()));
+    let platform = Platform {
+        high_ram_end: 1 << 32,
+        ..pc(3 << 30)
+    };
+    let layout = pci.setup(&mut m, &platform).unwrap();
+    assert_eq!(m.bar64(br, 0x10), 1 << 32);
+    assert_eq!(m.bar64(Bdf(0, 4, 0), 0x18), 5 << 30);
+    assert_eq!(layout.mem64.map(|r| r.start), Some(1 << 32));
     assert_no_overlap(&m);
 }
 
