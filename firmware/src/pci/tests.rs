@@ -609,3 +609,61 @@ fn an_empty_bus_costs_one_scan() {
     // one config read (address + data) each
     assert_eq!(m.accesses, 3 * 32 * 2);
 }
+
+/// Records every port write.
+#[derive(Default)]
+struct Writes(Vec<(u16, u32)>);
+
+impl PortIo for Writes {
+    fn inb(&mut self, _: u16) -> u8 {
+        0
+    }
+    fn inw(&mut self, _: u16) -> u16 {
+        0
+    }
+    fn inl(&mut self, _: u16) -> u32 {
+        0
+    }
+    fn outb(&mut self, port: u16, v: u8) {
+        self.0.push((port, v as u32))
+    }
+    fn outw(&mut self, port: u16, v: u16) {
+        self.0.push((port, v as u32))
+    }
+    fn outl(&mut self, port: u16, v: u32) {
+        self.0.push((port, v))
+    }
+    fn read_bytes(&mut self, _: u16, _: &mut [u8]) {}
+}
+
+#[test]
+fn config_address_is_written_only_when_it_changes() {
+    let mut w = Writes::default();
+    let mut io = ConfigAddressCache::new(&mut w);
+    let bar0 = Bdf(0, 3, 0);
+    // sizing a BAR: write ~0, read, restore: one address write
+    write32(&mut io, bar0, reg::BAR0, !0);
+    let _ = read32(&mut io, bar0, reg::BAR0);
+    write32(&mut io, bar0, reg::BAR0, 0xFEB0_0000);
+    // another register, then a byte write into 0xCF8..0xCFB (0xCF9 is PIIX's
+    // reset control): the next access must set the address again
+    write16(&mut io, bar0, reg::COMMAND, 7);
+    io.outb(0xCF9, 0);
+    write16(&mut io, bar0, reg::COMMAND, 7);
+    let addresses: Vec<u32> =
+        w.0.iter()
+            .filter(|(p, _)| *p == 0xCF8)
+            .map(|&(_, v)| v)
+            .collect();
+    assert_eq!(
+        addresses,
+        [bar0.address(0x10), bar0.address(0x04), bar0.address(0x04)]
+    );
+    // every data write still goes through
+    assert_eq!(
+        w.0.iter()
+            .filter(|(p, _)| (0xCFC..0xD00).contains(p))
+            .count(),
+        4
+    );
+}
