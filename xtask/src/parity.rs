@@ -81,8 +81,8 @@ pub const HARMLESS: &[Harmless] = &[
     },
     Harmless {
         section: "iomem",
-        pattern: r"^000c0000-000[cd][0-9a-f]{4} : (Video ROM|Adapter ROM)$",
-        reason: "SeaBIOS loads its linuxboot option ROM to boot -kernel; ferrite runs no option ROM",
+        pattern: r"^000[c-e][0-9a-f]{4}-000[c-e][0-9a-f]{4} : (Video ROM|Adapter ROM)$",
+        reason: "SeaBIOS runs QEMU's linuxboot_dma.bin option ROM (at 0xC0000) to boot -kernel, and keeps a 32 KiB block at 0xE8000 that starts with an option ROM signature (55 AA, 64 blocks), which Linux claims now and then: only when its changing contents happen to sum to zero; ferrite runs no option ROM and keeps nothing there",
     },
     Harmless {
         section: "ioports",
@@ -609,6 +609,8 @@ mod tests {
         ("iomem", "7ffdf000-7fffffff : Reserved", true),
         ("iomem", "00100000-bffdcfff : System RAM", true),
         ("iomem", "000c0000-000c05ff : Video ROM", true),
+        ("iomem", "000e8000-000effff : Adapter ROM", true),
+        ("iomem", "000f0000-000fffff : System ROM", false),
         // with nokaslr the kernel lands at the same place under both
         ("iomem", "  01000000-01e01d31 : Kernel code", false),
         ("iomem", "  03310000-043fffff : Kernel bss", false),
