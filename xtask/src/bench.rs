@@ -100,6 +100,10 @@ pub struct Options {
     pub count_instructions: bool,
     /// Vary one parameter and report how tQEMU and tFW grow with it.
     pub sweep: Option<Sweep>,
+    /// Time tKernel for ferrite only (`--quick`): it is the kernel's own time,
+    /// the same after every firmware, and with the stock kernel under TCG each
+    /// of those boots takes seconds.
+    pub tkernel_ferrite_only: bool,
 }
 
 /// What a sweep varies.
@@ -463,7 +467,8 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
                     continue;
                 }
             };
-            for phase in phases_to_time(fw, opts.sweep.as_ref().map(|s| s.param)) {
+            let sweep = opts.sweep.as_ref().map(|s| s.param);
+            for phase in phases_to_time(fw, sweep, opts.tkernel_ferrite_only) {
                 let (kernel, port) = match phase {
                     Phase::Start => (probe.clone(), START_PORT),
                     Phase::Entry => (probe.clone(), PROBE_PORT),
@@ -836,13 +841,18 @@ fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
 
 /// The markers a firmware's boots run to: ferrite's own start marker (tQEMU),
 /// the probe's entry (tFW) and userspace (tKernel). The kernel-size sweep varies
-/// the padded probe, which has no kernel behind it: tQEMU and tFW only.
-fn phases_to_time(fw: Firmware, sweep: Option<SweepParam>) -> Vec<Phase> {
+/// the padded probe, which has no kernel behind it: tQEMU and tFW only; with
+/// `tkernel_ferrite_only`, the peers stop at the probe too.
+fn phases_to_time(
+    fw: Firmware,
+    sweep: Option<SweepParam>,
+    tkernel_ferrite_only: bool,
+) -> Vec<Phase> {
     let mut phases = vec![Phase::Entry];
     if fw == Firmware::Ferrite {
         phases.insert(0, Phase::Start);
     }
-    if sweep != Some(SweepParam::KernelSize) {
+    if sweep != Some(SweepParam::KernelSize) && (fw == Firmware::Ferrite || !tkernel_ferrite_only) {
         phases.push(Phase::User);
     }
     phases
@@ -986,24 +996,30 @@ mod tests {
 
     #[test]
     fn phases_each_firmware_is_timed_to() {
+        // --quick: tKernel after ferrite only
+        assert_eq!(phases_to_time(Firmware::Qboot, None, true), [Phase::Entry]);
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, None, true),
+            [Phase::Start, Phase::Entry, Phase::User]
+        );
         use Phase::*;
         let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, None),
+            phases_to_time(Firmware::Ferrite, None, false),
             [Start, Entry, User]
         );
-        assert_eq!(phases_to_time(Firmware::Qboot, None), [Entry, User]);
+        assert_eq!(phases_to_time(Firmware::Qboot, None, false), [Entry, User]);
         // memory and CPU sweeps keep tKernel; the padded probe has no kernel
         assert_eq!(
-            phases_to_time(Firmware::Seabios, sweep("cpus=1,2")),
+            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false),
             [Entry, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("memory=128")),
+            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false),
             [Start, Entry, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2")),
+            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2"), false),
             [Start, Entry]
         );
     }

@@ -75,7 +75,7 @@ enum Task {
         #[arg(long, default_value_t = 10)]
         runs: usize,
         /// A useful answer in under two minutes: 3 runs, q35 only (unless
-        /// --machines names others).
+        /// --machines names others), tKernel after ferrite only.
         #[arg(long)]
         quick: bool,
         /// Machines to boot [default: pc,q35,microvm].
@@ -271,6 +271,7 @@ fn main() -> Result<()> {
                 markdown,
                 count_instructions: !no_counts,
                 sweep,
+                tkernel_ferrite_only: quick,
             };
             bench::run(&opts, &rom)?;
         }
