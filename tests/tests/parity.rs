@@ -8,9 +8,24 @@
 //! BAR that only fits above 4 GiB with 5 GiB of RAM (and on q35), so the BARs
 //! SeaBIOS moves above the RAM above 4 GiB are checked live too.
 
+//!
+//! Kernel warnings under TCG depend on host load (a timer interrupt that took
+//! 15 ms, RTC ticks lost); the known ones are accepted by pattern. A
+//! comparison whose only unexplained lines are kernel warnings is booted once
+//! more, and fails only if the second has unexplained lines too: a warning
+//! the firmware causes comes back, one from a loaded host does not. Any other
+//! difference fails at once.
+
 use ferrite_tests::{rom, scratch};
-use xtask::parity::{self, Config};
+use xtask::parity::{self, Comparison, Config};
 use xtask::qemu::Machine;
+
+/// Whether every unexplained line is a kernel warning.
+fn only_warnings(c: &Comparison) -> bool {
+    c.differences
+        .iter()
+        .all(|d| d.section == "warnings" || d.unexplained().next().is_none())
+}
 
 fn same_as_seabios(machine: Machine) {
     let mut failures = Vec::new();
@@ -20,10 +35,15 @@ fn same_as_seabios(machine: Machine) {
             memory_mib,
             cpus,
         };
-        let (report, unexplained) = parity::run(&rom(), cfg, &scratch()).unwrap();
-        println!("{report}");
-        if unexplained > 0 {
-            failures.push(report);
+        let mut c = parity::comparison(&rom(), cfg, &scratch()).unwrap();
+        println!("{}", c.report);
+        if c.unexplained > 0 && only_warnings(&c) {
+            println!("only kernel warnings differ: booting {cfg:?} once more");
+            c = parity::comparison(&rom(), cfg, &scratch()).unwrap();
+            println!("{}", c.report);
+        }
+        if c.unexplained > 0 {
+            failures.push(c.report);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

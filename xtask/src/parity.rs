@@ -126,8 +126,8 @@ pub const HARMLESS: &[Harmless] = &[
     },
     Harmless {
         section: "warnings",
-        pattern: r"(?i)^(tsc: |hrtimer: interrupt took [0-9]+ ns|clocksource: |APIC calibration|.*calibrat)",
-        reason: "timing warnings under TCG (TSC and APIC timer calibration, a slow timer interrupt, the clocksource watchdog) depend on host load, not on the firmware",
+        pattern: r"(?i)^(tsc: |hrtimer: interrupt took [0-9]+ ns|hpet: Lost [0-9]+ RTC interrupts$|clocksource: |APIC calibration|.*calibrat)",
+        reason: "timing warnings under TCG (TSC and APIC timer calibration, a slow timer interrupt, RTC ticks the HPET's RTC emulation missed, the clocksource watchdog) depend on host load, not on the firmware",
     },
     Harmless {
         section: "warnings",
@@ -713,6 +713,8 @@ mod tests {
             true,
         ),
         ("warnings", "hrtimer: interrupt took 3519072 ns", true),
+        ("warnings", "hpet: Lost 1 RTC interrupts", true),
+        ("warnings", "hpet: Lost interrupts everywhere", false),
         ("warnings", " #2 #3", true),
         (
             "warnings",
