@@ -79,6 +79,13 @@ impl<'a, IO: PortIo> ConfigAddressCache<'a, IO> {
     pub fn new(io: &'a mut IO) -> Self {
         ConfigAddressCache { io, last: 0 }
     }
+
+    /// A narrower write into 0xCF8..0xCFB changes the address behind our back.
+    fn forget_if_address(&mut self, port: u16) {
+        if (CONFIG_ADDRESS..CONFIG_ADDRESS + 4).contains(&port) {
+            self.last = 0;
+        }
+    }
 }
 
 impl<IO: PortIo> PortIo for ConfigAddressCache<'_, IO> {
@@ -110,15 +117,6 @@ impl<IO: PortIo> PortIo for ConfigAddressCache<'_, IO> {
     }
     fn read_bytes(&mut self, port: u16, buf: &mut [u8]) {
         self.io.read_bytes(port, buf)
-    }
-}
-
-impl<IO: PortIo> ConfigAddressCache<'_, IO> {
-    /// A narrower write into 0xCF8..0xCFB changes the address behind our back.
-    fn forget_if_address(&mut self, port: u16) {
-        if (CONFIG_ADDRESS..CONFIG_ADDRESS + 4).contains(&port) {
-            self.last = 0;
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! in xtask/src/parity.rs and in the README. The devices include a 1 GiB 64-bit
 //! BAR that only fits above 4 GiB with 5 GiB of RAM (and on q35), so the BARs
 //! SeaBIOS moves above the RAM above 4 GiB are checked live too.
-
 //!
 //! Kernel warnings under TCG depend on host load (a timer interrupt that took
 //! 15 ms, RTC ticks lost); the known ones are accepted by pattern. A

@@ -566,12 +566,13 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    let instructions = if opts.count_instructions {
+    let perf = opts.count_instructions && perf_available(&mut skipped);
+    let instructions = if perf {
         count_instructions(&cells, &mut skipped)
     } else {
         BTreeMap::new()
     };
-    let trace_elf = (opts.count_instructions && perf_available(&mut skipped)).then_some(elf);
+    let trace_elf = perf.then_some(elf);
     let timelines = ferrite_timelines(&cells, &work, trace_elf, &mut skipped);
     let table = render(&cells, &instructions, opts);
     println!("{table}");
@@ -867,21 +868,15 @@ fn perf_available(skipped: &mut Vec<String>) -> bool {
     } else {
         return true;
     };
-    let line = format!("instruction counts: {why}");
-    if !skipped.contains(&line) {
-        skipped.push(line);
-    }
+    skipped.push(format!("instruction counts: {why}"));
     false
 }
 
 /// Guest instructions and fw_cfg traffic per firmware, from the probe cell run
 /// once under KVM with `perf stat` (this machine's KVM emulates every guest
-/// instruction, so the count is exact).
+/// instruction, so the count is exact). The caller checks [`perf_available`].
 fn count_instructions(cells: &[Cell], skipped: &mut Vec<String>) -> BTreeMap<String, Counts> {
     let mut out = BTreeMap::new();
-    if !perf_available(skipped) {
-        return out;
-    }
     for cell in cells.iter().filter(|c| c.phase == Phase::Entry) {
         if cell.firmware == Firmware::Ovmf {
             skipped.push(format!(

@@ -194,12 +194,8 @@ pub struct Boot {
     pub qemu_max_rss_kib: u64,
 }
 
-/// Boots `kernel` with `bios` and returns the sections /init printed; the
-/// serial output is kept as `work/serial.txt`.
-pub fn collect(bios: &Path, cfg: Config, kernel: &Path, work: &Path) -> Result<Sections> {
-    Ok(boot(bios, cfg, kernel, work)?.sections)
-}
-
+/// Boots `kernel` with `bios`: the sections /init printed and QEMU's peak RSS;
+/// the serial output is kept as `work/serial.txt`.
 fn boot(bios: &Path, cfg: Config, kernel: &Path, work: &Path) -> Result<Boot> {
     let initrd = linux_assets::build_collect_initramfs(&work.join("collect.cpio"))?;
     let disk = work.join("disk.img");
@@ -387,14 +383,8 @@ pub struct Comparison {
     pub report: String,
 }
 
-/// Runs one comparison end to end; returns the report and how many lines no
-/// [`HARMLESS`] entry explains.
-pub fn run(ferrite_rom: &Path, cfg: Config, work: &Path) -> Result<(String, usize)> {
-    let c = comparison(ferrite_rom, cfg, work)?;
-    Ok((c.report, c.unexplained))
-}
-
-/// [`run`], with everything each boot printed.
+/// Runs one comparison end to end: both boots, their differences, how many
+/// lines no [`HARMLESS`] entry explains, and the report.
 pub fn comparison(ferrite_rom: &Path, cfg: Config, work: &Path) -> Result<Comparison> {
     let kernel = linux_assets::stock_kernel()?;
     let dir = |name: &str| -> Result<PathBuf> {
