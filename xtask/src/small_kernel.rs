@@ -4,7 +4,8 @@
 //! NEMU's marker: `outb(2, 0xf6)` in `kernel_init()` right after
 //! `rcu_end_inkernel_boot()`, so tKernel ends at the kernel's hand-over to
 //! userspace without depending on the initramfs. Cached after the first build
-//! (4–5 minutes on 2 cores).
+//! (4–5 minutes on 2 cores). The build also keeps the uncompressed `vmlinux`,
+//! which boots through its PVH entry.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,10 +58,15 @@ pub fn path() -> PathBuf {
     cache_dir().join("bzImage-small")
 }
 
-/// Builds (or returns the cached) small kernel.
+/// The same kernel's uncompressed ELF image, with its PVH entry note.
+pub fn vmlinux_path() -> PathBuf {
+    cache_dir().join("vmlinux-small")
+}
+
+/// Builds (or returns the cached) small kernel, as a bzImage.
 pub fn build() -> Result<PathBuf> {
     let out = path();
-    if out.exists() {
+    if out.exists() && vmlinux_path().exists() {
         return Ok(out);
     }
     install_build_dependencies()?;
@@ -115,6 +121,7 @@ pub fn build() -> Result<PathBuf> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     make(&src, &[&format!("-j{jobs}"), "bzImage"])?;
     std::fs::copy(src.join("arch/x86/boot/bzImage"), &out)?;
+    std::fs::copy(src.join("vmlinux"), vmlinux_path())?;
     std::fs::remove_dir_all(&work)?;
     Ok(out)
 }
