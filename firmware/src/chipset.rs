@@ -67,9 +67,24 @@ pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
     let Some(pam0) = machine.pam0() else {
         return false;
     };
-    pci::write8(io, HOST_BRIDGE, pam0, PAM_F_SEGMENT_RW);
-    for i in 1..=6 {
-        pci::write8(io, HOST_BRIDGE, pam0 + i, PAM_RAM_RW);
+    // PAM0-6 in the widest aligned writes that cover exactly them: each write
+    // is a VM exit, and QEMU rebuilds its memory map after every one.
+    let mut value = [PAM_RAM_RW; 7];
+    value[0] = PAM_F_SEGMENT_RW;
+    let mut at = 0;
+    while at < value.len() {
+        let reg = pam0 + at as u8;
+        let width = [4, 2, 1]
+            .into_iter()
+            .find(|&w| reg as usize % w == 0 && at + w <= value.len())
+            .unwrap_or(1);
+        let bytes = &value[at..at + width];
+        match *bytes {
+            [a, b, c, d] => pci::write32(io, HOST_BRIDGE, reg, u32::from_le_bytes([a, b, c, d])),
+            [a, b] => pci::write16(io, HOST_BRIDGE, reg, u16::from_le_bytes([a, b])),
+            _ => pci::write8(io, HOST_BRIDGE, reg, bytes[0]),
+        }
+        at += width;
     }
     true
 }
@@ -226,11 +241,18 @@ mod tests {
         let mut io = Ports::new(Q35_MCH_ID);
         assert!(unlock_bios_area(&mut io, Machine::Q35));
         lock_bios_area(&mut io, Machine::Q35);
-        // PAM0 at 0x90 (byte lane 0 of dword 0x90), PAM1-6 after it
-        assert_eq!(io.writes[0], (0xCFC, 0x30));
-        assert_eq!(io.writes.len(), 8);
-        assert_eq!(*io.writes.last().unwrap(), (0xCFC, 0x10));
-        assert!(io.writes[1..7].iter().all(|w| w.1 == 0x33));
+        // PAM0-3 in one dword at 0x90, PAM4-5 as a word at 0x94, PAM6 a byte
+        assert_eq!(
+            io.writes,
+            [(0xCFC, 0x3333_3330), (0xCFC, 0x3333), (0xCFE, 0x33), (0xCFC, 0x10)]
+        );
+        let mut io = Ports::new(I440FX_ID);
+        assert!(unlock_bios_area(&mut io, Machine::I440fx));
+        // i440FX: PAM0 at 0x59 (lane 1), PAM1-2 a word at 0x5A, PAM3-6 a dword
+        assert_eq!(
+            io.writes,
+            [(0xCFD, 0x30), (0xCFE, 0x3333), (0xCFC, 0x3333_3333)]
+        );
         let mut io = Ports::new(0);
         assert!(!unlock_bios_area(&mut io, Machine::NoPci));
         lock_bios_area(&mut io, Machine::NoPci);

@@ -13,3 +13,21 @@ pub trait PortIo {
     /// Fills `buf` from an 8-bit port (`rep insb`: one instruction, not one per byte).
     fn read_bytes(&mut self, port: u16, buf: &mut [u8]);
 }
+
+/// Device registers in the physical address space (q35's MMCONFIG window), behind
+/// a trait for the same reason as [`PortIo`]. `width` is 1, 2 or 4 bytes; every
+/// access is one VM exit.
+pub trait Mmio {
+    fn read(&mut self, addr: u64, width: u8) -> u32;
+    fn write(&mut self, addr: u64, width: u8, value: u32);
+}
+
+/// For machines and tests with no memory-mapped configuration space.
+pub struct NoMmio;
+
+impl Mmio for NoMmio {
+    fn read(&mut self, _: u64, _: u8) -> u32 {
+        u32::MAX
+    }
+    fn write(&mut self, _: u64, _: u8, _: u32) {}
+}

@@ -16,7 +16,7 @@ use ferrite::{mptable, smbios};
 use crate::bios::{BiosArea, EBDA};
 use crate::cpus::{self, Cpus};
 use crate::phys;
-use crate::pio::Pio;
+use crate::pio::{PhysMmio, Pio};
 
 /// fw_cfg items: CPUs started, and possible (QEMU's FW_CFG_NB_CPUS, FW_CFG_MAX_CPUS).
 const FW_CFG_NB_CPUS: u16 = 0x05;
@@ -54,7 +54,9 @@ impl Pc {
             pm_base: ACPI_PM_BASE,
             mmconfig: Q35_MMCONFIG,
         };
-        let layout = PCI.lock().setup(io, &platform)?;
+        // SAFETY: the boot path; the PCI set-up uses it for the MMCONFIG window it opens.
+        let mut mmio = unsafe { PhysMmio::new() };
+        let layout = PCI.lock().setup(io, &mut mmio, &platform)?;
         log::debug!("pci: {layout:x?}");
 
         let bios = BiosArea::open(io, machine);
@@ -146,7 +148,7 @@ impl Pc {
         }
         let mut ints = [(0u8, 0u8, 0u8); 256];
         let mut n = 0;
-        PCI.lock().bus0_interrupts(io, |dev, pin, irq| {
+        PCI.lock().bus0_interrupts(|dev, pin, irq| {
             if n < ints.len() {
                 ints[n] = (dev, pin, irq);
                 n += 1;

@@ -17,7 +17,7 @@
 //! what it needs once.
 
 use crate::e820::Range;
-use crate::io::PortIo;
+use crate::io::{Mmio, PortIo};
 
 const CONFIG_ADDRESS: u16 = 0xCF8;
 const CONFIG_DATA: u16 = 0xCFC;
@@ -63,57 +63,113 @@ pub fn write8(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u8) {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.outb(CONFIG_DATA + (reg as u16 & 3), value);
 }
-/// Port I/O that does not rewrite 0xCF8 with the address it already holds.
-/// Sizing a BAR (write, read, restore) and read-modify-write touch one
-/// register several times in a row, and every port write is a VM exit: on pc
-/// with a few devices this drops 155 of 386 address writes. Only the PCI
-/// set-up uses 0xCF8 while ferrite runs, so the cache cannot go stale.
-pub struct ConfigAddressCache<'a, IO: PortIo> {
+/// Configuration access as the PCI set-up does it, where every access is a VM
+/// exit and the fewest win:
+/// - a write of 0xCF8 is held back until the data port is used, and skipped
+///   when 0xCF8 already holds that address (sizing a BAR, read-modify-write and
+///   neighbouring registers touch one dword several times in a row);
+/// - once q35's MMCONFIG window is open ([`ConfigAccess::use_mmconfig`]), a
+///   0xCF8/0xCFC pair becomes one access to the window: one exit, not two.
+///
+/// Only the PCI set-up uses 0xCF8 while ferrite runs, so the cache cannot go
+/// stale; a narrower write into 0xCF8..0xCFB (0xCF9 is PIIX's reset control)
+/// forgets it.
+pub struct ConfigAccess<'a, IO: PortIo, M: Mmio> {
     io: &'a mut IO,
+    mmio: &'a mut M,
     /// The address 0xCF8 holds, or 0 (never a configuration address: those
     /// have bit 31 set) when unknown.
     last: u32,
+    /// The address the next data-port access is for.
+    pending: u32,
+    mmconfig: Option<u64>,
 }
 
-impl<'a, IO: PortIo> ConfigAddressCache<'a, IO> {
-    pub fn new(io: &'a mut IO) -> Self {
-        ConfigAddressCache { io, last: 0 }
+impl<'a, IO: PortIo, M: Mmio> ConfigAccess<'a, IO, M> {
+    pub fn new(io: &'a mut IO, mmio: &'a mut M) -> Self {
+        ConfigAccess {
+            io,
+            mmio,
+            last: 0,
+            pending: 0,
+            mmconfig: None,
+        }
     }
 
-    /// A narrower write into 0xCF8..0xCFB changes the address behind our back.
+    /// From now on, configuration accesses go through the MMCONFIG window at
+    /// `base` (256 buses, 4 KiB per function).
+    pub fn use_mmconfig(&mut self, base: u64) {
+        self.mmconfig = Some(base);
+    }
+
     fn forget_if_address(&mut self, port: u16) {
         if (CONFIG_ADDRESS..CONFIG_ADDRESS + 4).contains(&port) {
             self.last = 0;
+            self.pending = 0;
         }
+    }
+
+    /// For an access to 0xCFC + lane: the MMCONFIG address to use instead, or
+    /// None after making sure 0xCF8 holds the pending address.
+    fn route(&mut self, port: u16) -> Option<u64> {
+        let lane = port.wrapping_sub(CONFIG_DATA);
+        if lane >= 4 || self.pending & 0x8000_0000 == 0 {
+            return None;
+        }
+        if let Some(base) = self.mmconfig {
+            let a = self.pending as u64;
+            return Some(base + ((a >> 8 & 0xFFFF) << 12 | (a & 0xFC)) + lane as u64);
+        }
+        if self.pending != self.last {
+            self.io.outl(CONFIG_ADDRESS, self.pending);
+            self.last = self.pending;
+        }
+        None
     }
 }
 
-impl<IO: PortIo> PortIo for ConfigAddressCache<'_, IO> {
+impl<IO: PortIo, M: Mmio> PortIo for ConfigAccess<'_, IO, M> {
     fn inb(&mut self, port: u16) -> u8 {
-        self.io.inb(port)
+        match self.route(port) {
+            Some(at) => self.mmio.read(at, 1) as u8,
+            None => self.io.inb(port),
+        }
     }
     fn inw(&mut self, port: u16) -> u16 {
-        self.io.inw(port)
+        match self.route(port) {
+            Some(at) => self.mmio.read(at, 2) as u16,
+            None => self.io.inw(port),
+        }
     }
     fn inl(&mut self, port: u16) -> u32 {
-        self.io.inl(port)
+        match self.route(port) {
+            Some(at) => self.mmio.read(at, 4),
+            None => self.io.inl(port),
+        }
     }
     fn outb(&mut self, port: u16, value: u8) {
         self.forget_if_address(port);
-        self.io.outb(port, value)
+        match self.route(port) {
+            Some(at) => self.mmio.write(at, 1, value as u32),
+            None => self.io.outb(port, value),
+        }
     }
     fn outw(&mut self, port: u16, value: u16) {
         self.forget_if_address(port);
-        self.io.outw(port, value)
+        match self.route(port) {
+            Some(at) => self.mmio.write(at, 2, value as u32),
+            None => self.io.outw(port, value),
+        }
     }
     fn outl(&mut self, port: u16, value: u32) {
         if port == CONFIG_ADDRESS {
-            if self.last == value {
-                return;
-            }
-            self.last = value;
+            self.pending = value;
+            return;
         }
-        self.io.outl(port, value)
+        match self.route(port) {
+            Some(at) => self.mmio.write(at, 4, value),
+            None => self.io.outl(port, value),
+        }
     }
     fn read_bytes(&mut self, port: u16, buf: &mut [u8]) {
         self.io.read_bytes(port, buf)
@@ -252,6 +308,9 @@ struct Device {
     header_type: u8,
     secondary_bus: u8,
     parent: u16,
+    /// Interrupt pin (1-4, 0: none) and the line ferrite wrote, for the MP table.
+    pin: u8,
+    line: u8,
 }
 
 impl Device {
@@ -309,6 +368,22 @@ pub struct Pci {
     lists: [[List; 3]; 256],
     bases: [[u64; 3]; 256],
     max_bus: u8,
+    /// Every function the bus numbering found, in scan order, and per bus where
+    /// its functions start and end in that list: the listing reuses them rather
+    /// than scanning each bus again.
+    found: [Found; MAX_DEVICES],
+    found_count: usize,
+    bus_found: [(u16, u16); 256],
+}
+
+/// What a bus scan reads of a function: one dword each of identity and class,
+/// one byte of header type.
+#[derive(Clone, Copy, Debug, Default)]
+struct Found {
+    bdf: Bdf,
+    id: u32,
+    class: u16,
+    header_type: u8,
 }
 
 impl Default for Pci {
@@ -329,6 +404,8 @@ impl Pci {
             header_type: 0,
             secondary_bus: 0,
             parent: 0,
+            pin: 0,
+            line: 0,
         };
         const ZERO_ENTRY: Entry = Entry {
             next: 0,
@@ -343,21 +420,40 @@ impl Pci {
             lists: [[List { head: 0 }; 3]; 256],
             bases: [[0; 3]; 256],
             max_bus: 0,
+            found: [Found {
+                bdf: Bdf(0, 0, 0),
+                id: 0,
+                class: 0,
+                header_type: 0,
+            }; MAX_DEVICES],
+            found_count: 0,
+            bus_found: [(0, 0); 256],
         }
     }
 
-    /// Sets up every PCI function of a pc or q35 machine.
-    pub fn setup(&mut self, io: &mut impl PortIo, platform: &Platform) -> Result<Layout, PciError> {
-        let io = &mut ConfigAddressCache::new(io);
+    /// Sets up every PCI function of a pc or q35 machine. `mmio` reaches q35's
+    /// MMCONFIG window, which the set-up opens first and then uses.
+    pub fn setup(
+        &mut self,
+        io: &mut impl PortIo,
+        mmio: &mut impl Mmio,
+        platform: &Platform,
+    ) -> Result<Layout, PciError> {
+        let io = &mut ConfigAccess::new(io, mmio);
         self.count = 0;
         self.used = 0;
         self.max_bus = 0;
+        self.found_count = 0;
+        self.bus_found = [(0, 0); 256];
         self.bus_dev = [NONE; 256];
         self.lists = [[EMPTY_LIST; 3]; 256];
+        if platform.host == HostBridge::Q35 {
+            open_mmconfig(io, platform.mmconfig);
+        }
         let mut bus = 0;
-        init_bus(io, 0, &mut bus);
+        self.init_bus(io, 0, &mut bus)?;
         self.probe(io)?;
-        let mut layout = self.platform(io, platform);
+        let mut layout = self.platform(platform);
         self.size_devices(io)?;
         self.size_bridges(io)?;
         layout.mem64 = self.map(io, platform, layout.mem32_start)?;
@@ -368,34 +464,37 @@ impl Pci {
         Ok(layout)
     }
 
-    /// Functions on bus 0 with an interrupt pin: (device, pin 1-4, IRQ) for the MP table.
-    pub fn bus0_interrupts(&self, io: &mut impl PortIo, mut f: impl FnMut(u8, u8, u8)) {
+    /// Functions on bus 0 with an interrupt pin: (device, pin 1-4, IRQ) for the
+    /// MP table, as the set-up left them (no configuration access).
+    pub fn bus0_interrupts(&self, mut f: impl FnMut(u8, u8, u8)) {
         for d in &self.devices[..self.count] {
             if d.bdf.0 != 0 {
                 break;
             }
-            let pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
-            if pin != 0 {
-                f(d.bdf.1, pin, read8(io, d.bdf, reg::INTERRUPT_LINE));
+            if d.pin != 0 {
+                f(d.bdf.1, d.pin, d.line);
             }
         }
     }
 
-    /// Step 2 (SeaBIOS's pci_probe_devices): every function, bus by bus.
+    /// Step 2 (SeaBIOS's pci_probe_devices): every function, bus by bus, from
+    /// what the bus numbering's scans found.
     fn probe(&mut self, io: &mut impl PortIo) -> Result<(), PciError> {
         let mut bus_parent = [NONE; 256];
         let mut bus: u16 = 0;
         while bus <= self.max_bus as u16 {
             let b = bus as u8;
-            let mut devfn = first_function(io, b);
-            while let Some(df) = devfn {
+            let (start, end) = self.bus_found[b as usize];
+            for k in start as usize..end as usize {
                 if self.count == MAX_DEVICES {
                     return Err(PciError::TooManyDevices);
                 }
-                let bdf = Bdf::from_devfn(b, df);
-                let id = read32(io, bdf, reg::VENDOR);
-                let class = (read32(io, bdf, reg::CLASS_REVISION) >> 16) as u16;
-                let header_type = read8(io, bdf, reg::HEADER_TYPE);
+                let Found {
+                    bdf,
+                    id,
+                    class,
+                    header_type,
+                } = self.found[k];
                 let mut dev = Device {
                     bdf,
                     vendor: id as u16,
@@ -404,6 +503,8 @@ impl Pci {
                     header_type,
                     secondary_bus: 0,
                     parent: bus_parent[b as usize],
+                    pin: 0,
+                    line: 0,
                 };
                 if matches!(header_type & 0x7F, 1 | 2) {
                     let secondary = read8(io, bdf, reg::SECONDARY_BUS);
@@ -415,15 +516,15 @@ impl Pci {
                 }
                 self.devices[self.count] = dev;
                 self.count += 1;
-                devfn = next_function(io, b, df, header_type);
             }
             bus += 1;
         }
         Ok(())
     }
 
-    /// SeaBIOS's pci_bios_init_platform: MMCONFIG on q35, the 32-bit window's start.
-    fn platform(&mut self, io: &mut impl PortIo, p: &Platform) -> Layout {
+    /// SeaBIOS's pci_bios_init_platform: the 32-bit window's start (q35's
+    /// MMCONFIG window is open already).
+    fn platform(&mut self, p: &Platform) -> Layout {
         let mut layout = Layout {
             mem32_start: p.low_ram_end,
             mem64: None,
@@ -440,12 +541,6 @@ impl Pci {
                 }
             }
             HostBridge::Q35 => {
-                // PCIEXBAR: disable, upper half, then base with the enable bit
-                // (256 MiB: length bits 2:1 = 0).
-                let host = Bdf(0, 0, 0);
-                write32(io, host, Q35_PCIEXBAR, 0);
-                write32(io, host, Q35_PCIEXBAR + 4, (p.mmconfig.start >> 32) as u32);
-                write32(io, host, Q35_PCIEXBAR, p.mmconfig.start as u32 | 1);
                 layout.reserved[0] = Some(p.mmconfig);
                 layout.mem32_start = p.mmconfig.end;
             }
@@ -736,21 +831,23 @@ impl Pci {
     /// Step 6 (pci_bios_init_device): interrupt line, quirks, decoding.
     fn init_devices(&mut self, io: &mut impl PortIo, p: &Platform) {
         for i in 0..self.count {
-            let d = self.devices[i];
-            let pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
-            if pin != 0 {
-                let irq = self.slot_irq(p.host, i, pin);
-                write8(io, d.bdf, reg::INTERRUPT_LINE, irq);
+            let mut d = self.devices[i];
+            d.pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
+            if d.pin != 0 {
+                d.line = self.slot_irq(p.host, i, d.pin);
+                write8(io, d.bdf, reg::INTERRUPT_LINE, d.line);
             }
-            quirks(io, &d, p.pm_base);
+            quirks(io, &mut d, p.pm_base);
             let mut command = COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR;
             if drives_for_boot(d.class) {
                 command |= COMMAND_MASTER;
             }
-            set_bits16(io, d.bdf, reg::COMMAND, command);
+            // A reset clears every writable command bit: nothing to keep.
+            write16(io, d.bdf, reg::COMMAND, command);
             if d.header_type & 1 != 0 {
                 set_bits16(io, d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
             }
+            self.devices[i] = d;
         }
     }
 
@@ -794,23 +891,19 @@ const Q35_PCIEXBAR: u8 = 0x60;
 const ICH9_LPC_ID: u16 = 0x2918;
 
 /// Chipset functions SeaBIOS programs beyond the generic steps (its pci_device_tbl).
-fn quirks(io: &mut impl PortIo, d: &Device, pm_base: u16) {
+fn quirks(io: &mut impl PortIo, d: &mut Device, pm_base: u16) {
     const INTEL: u16 = 0x8086;
     let pm = pm_base as u32;
     match (d.vendor, d.device) {
         // PIIX3 / PIIX4 ISA bridge: PIRQA-D routing, level-triggered in the ELCR.
         (INTEL, 0x7000) | (INTEL, 0x7110) => {
-            for (i, irq) in PCI_IRQS.iter().enumerate() {
-                write8(io, d.bdf, 0x60 + i as u8, *irq);
-            }
+            write32(io, d.bdf, 0x60, u32::from_le_bytes(PCI_IRQS));
             write_elcr(io);
         }
         // ICH9 LPC: PIRQA-D and E-H, ELCR, PM base with ACPI enabled, RCBA.
         (INTEL, ICH9_LPC_ID) => {
-            for (i, irq) in PCI_IRQS.iter().enumerate() {
-                write8(io, d.bdf, 0x60 + i as u8, *irq);
-                write8(io, d.bdf, 0x68 + i as u8, *irq);
-            }
+            write32(io, d.bdf, 0x60, u32::from_le_bytes(PCI_IRQS));
+            write32(io, d.bdf, 0x68, u32::from_le_bytes(PCI_IRQS));
             write_elcr(io);
             write32(io, d.bdf, 0x40, pm | 1);
             write8(io, d.bdf, 0x44, 0x80);
@@ -823,6 +916,7 @@ fn quirks(io: &mut impl PortIo, d: &Device, pm_base: u16) {
         }
         // PIIX4 PM: SCI on IRQ 9, the PM and SMBus I/O blocks.
         (INTEL, 0x7113) => {
+            d.line = 9;
             write8(io, d.bdf, reg::INTERRUPT_LINE, 9);
             write32(io, d.bdf, 0x40, pm | 1);
             write8(io, d.bdf, 0x80, 0x01);
@@ -862,53 +956,79 @@ fn write_elcr(io: &mut impl PortIo) {
     io.outb(0x4D1, elcr[1]);
 }
 
-/// The first present function on `bus`.
-fn first_function(io: &mut impl PortIo, bus: u8) -> Option<u8> {
-    scan_from(io, bus, 0)
+/// Opens q35's MMCONFIG window (PCIEXBAR: disable, upper half, then the base
+/// with the enable bit; 256 MiB: length bits 2:1 = 0) and switches to it.
+fn open_mmconfig<IO: PortIo, M: Mmio>(io: &mut ConfigAccess<'_, IO, M>, window: Range) {
+    let host = Bdf(0, 0, 0);
+    write32(io, host, Q35_PCIEXBAR, 0);
+    write32(io, host, Q35_PCIEXBAR + 4, (window.start >> 32) as u32);
+    write32(io, host, Q35_PCIEXBAR, window.start as u32 | 1);
+    io.use_mmconfig(window.start);
 }
 
-/// The present function after `devfn` (skipping functions 1-7 of single-function
-/// devices), SeaBIOS's pci_next.
-fn next_function(io: &mut impl PortIo, bus: u8, devfn: u8, header_type: u8) -> Option<u8> {
-    let next = if devfn & 7 == 0 && header_type & 0x80 == 0 {
-        devfn as u16 + 8
-    } else {
-        devfn as u16 + 1
-    };
-    if next > 0xFF {
-        return None;
-    }
-    scan_from(io, bus, next as u8)
-}
-
-fn scan_from(io: &mut impl PortIo, bus: u8, mut devfn: u8) -> Option<u8> {
-    loop {
-        let vendor = read16(io, Bdf::from_devfn(bus, devfn), reg::VENDOR);
-        if vendor != 0 && vendor != 0xFFFF {
-            return Some(devfn);
+impl Pci {
+    /// Lists the functions on `bus` (SeaBIOS's pci_next walk: functions 1-7
+    /// only for multi-function devices) into `found`; each bus once.
+    fn scan_bus(&mut self, io: &mut impl PortIo, bus: u8) -> Result<(usize, usize), PciError> {
+        let (start, end) = self.bus_found[bus as usize];
+        if end > start {
+            return Ok((start as usize, end as usize));
         }
-        let step = if devfn & 7 == 0 { 8 } else { 1 };
-        devfn = devfn.checked_add(step)?;
-    }
-}
-
-/// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.
-fn init_bus(io: &mut impl PortIo, bus: u8, next_bus: &mut u8) {
-    // Bridges on this bus forward nothing until numbered.
-    let mut devfn = first_function(io, bus);
-    while let Some(df) = devfn {
-        let bdf = Bdf::from_devfn(bus, df);
-        if read16(io, bdf, reg::CLASS_REVISION + 2) == CLASS_BRIDGE_PCI {
-            write8(io, bdf, reg::SECONDARY_BUS, 255);
-            write8(io, bdf, reg::SUBORDINATE_BUS, 0);
+        let start = self.found_count;
+        let mut devfn: u16 = 0;
+        while devfn < 0x100 {
+            let bdf = Bdf::from_devfn(bus, devfn as u8);
+            let id = read32(io, bdf, reg::VENDOR);
+            let vendor = id as u16;
+            let function0 = devfn & 7 == 0;
+            if vendor == 0 || vendor == 0xFFFF {
+                devfn += if function0 { 8 } else { 1 };
+                continue;
+            }
+            if self.found_count == MAX_DEVICES {
+                return Err(PciError::TooManyDevices);
+            }
+            let class = (read32(io, bdf, reg::CLASS_REVISION) >> 16) as u16;
+            let header_type = read8(io, bdf, reg::HEADER_TYPE);
+            self.found[self.found_count] = Found {
+                bdf,
+                id,
+                class,
+                header_type,
+            };
+            self.found_count += 1;
+            devfn += if function0 && header_type & 0x80 == 0 {
+                8
+            } else {
+                1
+            };
         }
-        let header_type = read8(io, bdf, reg::HEADER_TYPE);
-        devfn = next_function(io, bus, df, header_type);
+        self.bus_found[bus as usize] = (start as u16, self.found_count as u16);
+        Ok((start, self.found_count))
     }
-    let mut devfn = first_function(io, bus);
-    while let Some(df) = devfn {
-        let bdf = Bdf::from_devfn(bus, df);
-        if read16(io, bdf, reg::CLASS_REVISION + 2) == CLASS_BRIDGE_PCI {
+
+    /// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.
+    fn init_bus(
+        &mut self,
+        io: &mut impl PortIo,
+        bus: u8,
+        next_bus: &mut u8,
+    ) -> Result<(), PciError> {
+        let (start, end) = self.scan_bus(io, bus)?;
+        // Bridges on this bus forward nothing until numbered.
+        for k in start..end {
+            let f = self.found[k];
+            if f.class == CLASS_BRIDGE_PCI {
+                write8(io, f.bdf, reg::SECONDARY_BUS, 255);
+                write8(io, f.bdf, reg::SUBORDINATE_BUS, 0);
+            }
+        }
+        for k in start..end {
+            let f = self.found[k];
+            if f.class != CLASS_BRIDGE_PCI {
+                continue;
+            }
+            let bdf = f.bdf;
             if read8(io, bdf, reg::PRIMARY_BUS) != bus {
                 write8(io, bdf, reg::PRIMARY_BUS, bus);
             }
@@ -920,10 +1040,16 @@ fn init_bus(io: &mut impl PortIo, bus: u8, next_bus: &mut u8) {
             }
             let mut subordinate = read8(io, bdf, reg::SUBORDINATE_BUS);
             write8(io, bdf, reg::SUBORDINATE_BUS, 255);
-            init_bus(io, secondary, next_bus);
+            self.init_bus(io, secondary, next_bus)?;
             if subordinate != *next_bus {
                 let mut last = *next_bus;
-                if let Some(cap) = bus_reserve_capability(io, bdf) {
+                let d = Device {
+                    bdf,
+                    vendor: f.id as u16,
+                    device: (f.id >> 16) as u16,
+                    ..Device::default()
+                };
+                if let Some(cap) = resource_reserve_capability(io, &d) {
                     let reserve = read32(io, bdf, cap + RES_RESERVE_BUS);
                     if reserve != u32::MAX {
                         last = reserve as u8;
@@ -940,8 +1066,7 @@ fn init_bus(io: &mut impl PortIo, bus: u8, next_bus: &mut u8) {
             }
             write8(io, bdf, reg::SUBORDINATE_BUS, subordinate);
         }
-        let header_type = read8(io, bdf, reg::HEADER_TYPE);
-        devfn = next_function(io, bus, df, header_type);
+        Ok(())
     }
 }
 
@@ -953,17 +1078,6 @@ const RES_RESERVE_PREF_32: u8 = 20;
 const RES_RESERVE_PREF_64: u8 = 24;
 const RES_RESERVE_LEN: u8 = 32;
 const REDHAT: u16 = 0x1B36;
-
-fn bus_reserve_capability(io: &mut impl PortIo, bdf: Bdf) -> Option<u8> {
-    let id = read32(io, bdf, reg::VENDOR);
-    let d = Device {
-        bdf,
-        vendor: id as u16,
-        device: (id >> 16) as u16,
-        ..Device::default()
-    };
-    resource_reserve_capability(io, &d)
-}
 
 /// QEMU's vendor capability on its root ports and bridges, telling how much to
 /// reserve for hot-plug.
@@ -1099,32 +1213,28 @@ fn bar_register(d: &Device, bar: u8) -> u8 {
 }
 
 /// Sizes one BAR by writing all ones (pci_bios_get_bar): (kind, size, 64-bit).
+/// The type bits are read-only, so the read-back holds them too; the register
+/// is not restored, since every BAR that has a size gets its address later.
 fn size_bar(io: &mut impl PortIo, d: &Device, bar: u8) -> (Kind, u64, bool) {
     let ofs = bar_register(d, bar);
-    let old = read32(io, d.bdf, ofs);
+    let ones = if bar == 6 { 0xFFFF_F800 } else { !0 };
+    write32(io, d.bdf, ofs, ones);
+    let val = read32(io, d.bdf, ofs) as u64;
     let (kind, mask, is64) = if bar == 6 {
-        write32(io, d.bdf, ofs, 0xFFFF_F800);
         (Kind::Mem, 0xFFFF_F800u64, false)
+    } else if val & 1 != 0 {
+        (Kind::Io, 0xFFFF_FFFC, false)
     } else {
-        write32(io, d.bdf, ofs, !0);
-        if old & 1 != 0 {
-            (Kind::Io, 0xFFFF_FFFC, false)
+        let kind = if val & 8 != 0 {
+            Kind::PrefMem
         } else {
-            let kind = if old & 8 != 0 {
-                Kind::PrefMem
-            } else {
-                Kind::Mem
-            };
-            (kind, 0xFFFF_FFF0, old & 6 == 4)
-        }
+            Kind::Mem
+        };
+        (kind, 0xFFFF_FFF0, val & 6 == 4)
     };
-    let mut val = read32(io, d.bdf, ofs) as u64;
-    write32(io, d.bdf, ofs, old);
     let size = if is64 {
-        let hold = read32(io, d.bdf, ofs + 4);
         write32(io, d.bdf, ofs + 4, !0);
-        val |= (read32(io, d.bdf, ofs + 4) as u64) << 32;
-        write32(io, d.bdf, ofs + 4, hold);
+        let val = val | (read32(io, d.bdf, ofs + 4) as u64) << 32;
         (!(val & (mask | 0xFFFF_FFFF_0000_0000))).wrapping_add(1)
     } else {
         (!(val & mask)).wrapping_add(1) & 0xFFFF_FFFF

@@ -2,7 +2,7 @@
 
 use core::arch::asm;
 
-use ferrite::io::PortIo;
+use ferrite::io::{Mmio, PortIo};
 use x86_64::instructions::port::Port;
 
 /// Direct access to the machine's I/O ports.
@@ -49,6 +49,43 @@ impl PortIo for Pio {
         unsafe {
             asm!("rep insb", in("dx") port, inout("rdi") buf.as_mut_ptr() => _,
                  inout("rcx") buf.len() => _, options(nostack, preserves_flags));
+        }
+    }
+}
+
+/// Device registers in the physical address space, through the identity map.
+pub struct PhysMmio(());
+
+impl PhysMmio {
+    /// # Safety
+    /// As for [`Pio::new`]: MMIO reconfigures devices. Only the boot path may
+    /// use it, for the windows the firmware itself opened (q35's MMCONFIG).
+    pub const unsafe fn new() -> PhysMmio {
+        PhysMmio(())
+    }
+}
+
+impl Mmio for PhysMmio {
+    fn read(&mut self, addr: u64, width: u8) -> u32 {
+        // SAFETY: `addr` is in a device window that the identity map covers and
+        // no Rust object occupies (see `new`); volatile, so each read is one
+        // access of exactly this width.
+        unsafe {
+            match width {
+                1 => core::ptr::read_volatile(addr as *const u8) as u32,
+                2 => core::ptr::read_volatile(addr as *const u16) as u32,
+                _ => core::ptr::read_volatile(addr as *const u32),
+            }
+        }
+    }
+    fn write(&mut self, addr: u64, width: u8, value: u32) {
+        // SAFETY: as for `read`.
+        unsafe {
+            match width {
+                1 => core::ptr::write_volatile(addr as *mut u8, value as u8),
+                2 => core::ptr::write_volatile(addr as *mut u16, value as u16),
+                _ => core::ptr::write_volatile(addr as *mut u32, value),
+            }
         }
     }
 }
