@@ -224,40 +224,21 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
     Ok(outcome)
 }
 
-/// The 8-bit sum of `bytes`, thirty-two bytes per step: the even and odd bytes
-/// of each word are added into 16-bit lanes, folded after every 128 words
-/// (before a lane can overflow). ACPI checksums cover tens of KiB, and every
-/// guest instruction counts: about 8 instructions per 8 bytes.
+/// The 8-bit sum of `bytes`, eight bytes per step: the even and odd bytes of
+/// each word are added into four 16-bit lanes, which are folded into the total
+/// at once (so no lane can overflow). One short loop: under TCG the cost of a
+/// checksum is translating its code, which runs once, not the iterations.
 pub fn byte_sum(bytes: &[u8]) -> u8 {
     const LANES: u64 = 0x00FF_00FF_00FF_00FF;
-    /// Words per block: each adds at most 2 x 255 to a 16-bit lane.
-    const BLOCK: usize = 128 * 8;
-    let fold = |acc: u64| -> u8 {
-        let acc = (acc & 0xFFFF) + ((acc >> 16) & 0xFFFF) + ((acc >> 32) & 0xFFFF) + (acc >> 48);
-        acc as u8
-    };
-    let pair = |w: &[u8]| -> u64 {
+    let mut words = bytes.chunks_exact(8);
+    let mut total = 0u64;
+    for w in words.by_ref() {
         let w = u64::from_le_bytes(w.try_into().unwrap());
-        (w & LANES) + ((w >> 8) & LANES)
-    };
-    let mut total = 0u8;
-    let mut blocks = bytes.chunks(BLOCK);
-    for block in blocks.by_ref() {
-        let mut quads = block.chunks_exact(32);
-        let mut acc = 0u64;
-        for q in quads.by_ref() {
-            acc += pair(&q[..8]) + pair(&q[8..16]) + pair(&q[16..24]) + pair(&q[24..]);
-        }
-        let mut words = quads.remainder().chunks_exact(8);
-        for w in words.by_ref() {
-            acc += pair(w);
-        }
-        total = words
-            .remainder()
-            .iter()
-            .fold(total.wrapping_add(fold(acc)), |a, &b| a.wrapping_add(b));
+        let pairs = (w & LANES) + ((w >> 8) & LANES);
+        total += pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48;
     }
-    total
+    let tail = words.remainder().iter().map(|&b| b as u64).sum::<u64>();
+    (total + tail) as u8
 }
 
 fn le32(b: &[u8], off: usize) -> u32 {
@@ -277,34 +258,24 @@ impl Name {
     }
 }
 
-/// The name field at `off`, searched for its NUL eight bytes at a time (a
-/// script has a hundred names, and a byte loop cost thousands of instructions).
+/// The name field at `off`, up to its NUL (a short loop: its code is what costs
+/// under TCG, not its iterations).
+#[inline(never)]
 fn name_at(body: &[u8], off: usize) -> Result<Name, LoaderError> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut padded = [0u8; FILE_NAME_LEN];
     let field = &body[off..off + FILE_NAME_LEN];
-    for (i, chunk) in field.chunks_exact(8).enumerate() {
-        let w = u64::from_le_bytes(chunk.try_into().unwrap());
-        // The lowest flagged byte is the first zero byte: no borrow reaches
-        // it from the non-zero bytes below.
-        let zeros = w.wrapping_sub(ONES) & !w & HIGHS;
-        if zeros == 0 {
-            padded[i * 8..i * 8 + 8].copy_from_slice(chunk);
-            continue;
-        }
-        let n = zeros.trailing_zeros() as usize / 8;
-        let len = i * 8 + n;
-        if len == 0 {
-            return Err(LoaderError::BadName);
-        }
-        let kept = w & (!0u64).checked_shr(64 - 8 * n as u32).unwrap_or(0);
-        padded[i * 8..i * 8 + 8].copy_from_slice(&kept.to_le_bytes());
-        return Ok(Name { padded, len });
+    let len = field
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(LoaderError::BadName)?;
+    if len == 0 {
+        return Err(LoaderError::BadName);
     }
-    Err(LoaderError::BadName)
+    let mut padded = [0u8; FILE_NAME_LEN];
+    padded[..len].copy_from_slice(&field[..len]);
+    Ok(Name { padded, len })
 }
 
+#[inline(never)]
 fn find(files: &[File], name: &Name) -> Option<File> {
     files
         .iter()
