@@ -76,7 +76,7 @@ pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
         let reg = pam0 + at as u8;
         let width = [4, 2, 1]
             .into_iter()
-            .find(|&w| reg as usize % w == 0 && at + w <= value.len())
+            .find(|&w| (reg as usize).is_multiple_of(w) && at + w <= value.len())
             .unwrap_or(1);
         let bytes = &value[at..at + width];
         match *bytes {
@@ -244,7 +244,12 @@ mod tests {
         // PAM0-3 in one dword at 0x90, PAM4-5 as a word at 0x94, PAM6 a byte
         assert_eq!(
             io.writes,
-            [(0xCFC, 0x3333_3330), (0xCFC, 0x3333), (0xCFE, 0x33), (0xCFC, 0x10)]
+            [
+                (0xCFC, 0x3333_3330),
+                (0xCFC, 0x3333),
+                (0xCFE, 0x33),
+                (0xCFC, 0x10)
+            ]
         );
         let mut io = Ports::new(I440FX_ID);
         assert!(unlock_bios_area(&mut io, Machine::I440fx));

@@ -10,6 +10,7 @@ pub mod probe;
 pub mod qemu;
 pub mod rom;
 pub mod small_kernel;
+pub mod soak;
 pub mod testkernel;
 
 use std::path::PathBuf;

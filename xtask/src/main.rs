@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{linux_assets, parity, rom, small_kernel, testkernel};
+use xtask::{linux_assets, parity, rom, small_kernel, soak, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -68,6 +68,23 @@ enum Task {
         /// Write every section and difference here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Boot ferrite at the edges of QEMU's sizes (memory, CPUs, CPU models,
+    /// ACPI/HPET off, NUMA, memory hot-plug, no DMA), a mixed soak, and guest
+    /// reboots in a row; report every failure with its serial log.
+    Soak {
+        /// The exhaustive size matrix (the default when nothing else is asked).
+        #[arg(long)]
+        matrix: bool,
+        /// A mixed soak of this many boots drawn from the matrix's dimensions.
+        #[arg(long)]
+        boots: Option<usize>,
+        /// Seed of the mixed soak.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Guest reboots in a row on pc and q35, each back through ferrite.
+        #[arg(long)]
+        reboots: Option<u32>,
     },
     /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
     Bench {
@@ -200,6 +217,42 @@ fn main() -> Result<()> {
             println!("{}", path.display());
         }
         Task::Kernel => println!("{}", small_kernel::build()?.display()),
+        Task::Soak {
+            matrix,
+            boots,
+            seed,
+            reboots,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let mut assets =
+                soak::Assets::new(&rom.path, &xtask::root().join("target/ferrite-soak"))?;
+            let mut failed = 0;
+            if let Some(n) = reboots {
+                for machine in [Machine::Pc, Machine::Q35] {
+                    let v = soak::reboots(machine, n, &assets)?;
+                    match &v.failure {
+                        None => println!(
+                            "{}: {n} reboots in a row, each back through ferrite ({:.1} s)",
+                            machine.name(),
+                            v.wall.as_secs_f64()
+                        ),
+                        Some((why, cmd, serial)) => {
+                            failed += 1;
+                            println!("{}: reboots FAILED: {why}\n{cmd}\n{serial}", machine.name());
+                        }
+                    }
+                }
+            }
+            if let Some(n) = boots {
+                failed += soak::run_all(&soak::mixed(n, seed), &mut assets)?;
+            }
+            if matrix || (boots.is_none() && reboots.is_none()) {
+                failed += soak::run_all(&soak::matrix(), &mut assets)?;
+            }
+            if failed > 0 {
+                bail!("{failed} failure(s)");
+            }
+        }
         Task::Compare {
             machines,
             memory,

@@ -266,8 +266,15 @@ impl MmioSide<'_> {
     /// returns the data port of the byte lane.
     fn select(m: &mut Model, addr: u64) -> u16 {
         let off = addr - MMCONFIG_BASE;
-        assert!(off < 256 << 20, "access outside the MMCONFIG window: {addr:#x}");
-        assert_eq!(off & 0xF00, 0, "extended configuration space is not modelled");
+        assert!(
+            off < 256 << 20,
+            "access outside the MMCONFIG window: {addr:#x}"
+        );
+        assert_eq!(
+            off & 0xF00,
+            0,
+            "extended configuration space is not modelled"
+        );
         m.mmio_accesses += 1;
         m.addr = 0x8000_0000 | ((off >> 12) as u32) << 8 | (off & 0xFC) as u32;
         CONFIG_DATA + (off & 3) as u16
@@ -645,7 +652,10 @@ fn bars_that_fit_nowhere_are_an_error_not_an_overlap() {
         .collect();
     let mut m = Model::new(pc_machine(many));
     let mut pci = std::boxed::Box::new(Pci::new());
-    assert_eq!(setup(&mut pci, &mut m, &pc(1 << 30)), Err(PciError::OutOfIoSpace));
+    assert_eq!(
+        setup(&mut pci, &mut m, &pc(1 << 30)),
+        Err(PciError::OutOfIoSpace)
+    );
 }
 
 #[test]

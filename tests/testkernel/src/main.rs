@@ -64,6 +64,27 @@ fn outb(port: u16, v: u8) {
     unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) }
 }
 
+fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port I/O to the RTC's CMOS of a test VM.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) }
+    v
+}
+
+/// A CMOS byte no firmware or QEMU uses: the boot count of a reboot test, which
+/// a machine reset keeps.
+const CMOS_BOOT_COUNT: u8 = 0x7E;
+
+fn cmos_read(reg: u8) -> u8 {
+    outb(0x70, reg);
+    inb(0x71)
+}
+
+fn cmos_write(reg: u8, v: u8) {
+    outb(0x70, reg);
+    outb(0x71, v);
+}
+
 struct Serial;
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
@@ -335,6 +356,23 @@ extern "C" fn main64(bp: u64, cs: u64, ds: u64, ss: u64, es: u64, rflags: u64) -
         }
         if !found {
             fail!("no setup_data DTB node with the expected contents");
+        }
+    }
+    // Reboots in a row (`test.reboots=N`): each boot is counted in CMOS and
+    // printed; until N reboots are done, reset the machine through the PIIX/ICH9
+    // reset control register, which brings the CPU back to the firmware.
+    if let Some(want) = expect(cmdline, "test.reboots").and_then(parse_num) {
+        let boots = cmos_read(CMOS_BOOT_COUNT) as u64 + 1;
+        let _ = writeln!(Serial, "testkernel: boot {boots}");
+        if boots <= want.min(254) {
+            cmos_write(CMOS_BOOT_COUNT, boots as u8);
+            outb(0xCF9, 0x06);
+            // The reset takes effect when QEMU next looks: wait for it (a reset
+            // that never comes is a hang, which the soak reports).
+            loop {
+                // SAFETY: halting with interrupts off; only the reset ends it.
+                unsafe { asm!("cli; hlt") }
+            }
         }
     }
     let _ = writeln!(
