@@ -1,6 +1,8 @@
 //! ferrite boots Debian's stock kernel (fetched with apt-get download and cached)
 //! under TCG; the initramfs's /init checks the command line, the initrd contents,
-//! MemTotal and the CPUs online, then writes 2 to port 0xf6 and powers off.
+//! MemTotal and the CPUs online (and, when asked on the command line, reboots or
+//! suspends to RAM and checks it came back), then writes 2 to port 0xf6 and
+//! powers off.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -94,6 +96,39 @@ fn reboot_comes_back_through_ferrite() {
             out.serial
         );
     }
+}
+
+/// Suspend to RAM: /init arms the RTC alarm and writes `mem` to
+/// /sys/power/state; QEMU's wake-up resets the machine, and ferrite must hand
+/// the CPU back to the sleeping kernel's waking vector instead of booting it
+/// afresh. The same /init carries on (its CMOS flag catches a second run), the
+/// kernel reports the S3 wake-up, and it booted once.
+fn resumes_from_s3(machine: Machine) {
+    let mut q = boot(machine, 512, 2);
+    q.append = q.append.map(|a| a + " ferrite.suspend=1");
+    q.exit_ports = vec![0xF6];
+    let out = expect_exit(&q, 2 * 2 + 1);
+    let s = &out.serial;
+    for line in [
+        "ferrite-init: suspending pid=1",
+        "ACPI: PM: Waking up from system sleep state S3",
+        "ferrite-init: resumed pid=1",
+        "ferrite-init: PASS",
+    ] {
+        assert!(s.contains(line), "no '{line}' on {}:\n{s}", machine.name());
+    }
+    assert_eq!(s.matches("Linux version").count(), 1, "{s}");
+    assert!(!s.contains("ferrite: error"), "{s}");
+}
+
+#[test]
+fn suspend_to_ram_resumes_on_pc() {
+    resumes_from_s3(Machine::Pc);
+}
+
+#[test]
+fn suspend_to_ram_resumes_on_q35() {
+    resumes_from_s3(Machine::Q35);
 }
 
 #[test]
