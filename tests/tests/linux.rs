@@ -102,13 +102,19 @@ fn reboot_comes_back_through_ferrite() {
 /// /sys/power/state; QEMU's wake-up resets the machine, and ferrite must hand
 /// the CPU back to the sleeping kernel's waking vector instead of booting it
 /// afresh. The same /init carries on (its CMOS flag catches a second run), the
-/// kernel reports the S3 wake-up, and it booted once.
+/// kernel reports the S3 wake-up, and it and ferrite booted once.
 fn resumes_from_s3(machine: Machine) {
     let mut q = boot(machine, 512, 2);
     q.append = q.append.map(|a| a + " ferrite.suspend=1");
     q.exit_ports = vec![0xF6];
+    // ferrite's own lines show every boot it makes
+    q.extra.extend([
+        "-fw_cfg".into(),
+        "name=opt/ferrite/log-level,string=debug".into(),
+    ]);
     let out = expect_exit(&q, 2 * 2 + 1);
     let s = &out.serial;
+    assert_eq!(s.matches("ferrite: debug: machine:").count(), 1, "{s}");
     for line in [
         "ferrite-init: suspending pid=1",
         "ACPI: PM: Waking up from system sleep state S3",
