@@ -105,7 +105,10 @@ fn reboot_comes_back_through_ferrite() {
 /// kernel reports the S3 wake-up, and it and ferrite booted once.
 fn resumes_from_s3(machine: Machine) {
     let mut q = boot(machine, 512, 2);
-    q.append = q.append.map(|a| a + " ferrite.suspend=1");
+    // no_timer_check: on a loaded host, TCG now and then fails the kernel's
+    // boot-time check of the IO-APIC timer (a panic long before /init; seen
+    // once in about 20 boots here), which has nothing to do with S3.
+    q.append = q.append.map(|a| a + " ferrite.suspend=1 no_timer_check");
     q.exit_ports = vec![0xF6];
     // ferrite's own lines show every boot it makes
     q.extra.extend([

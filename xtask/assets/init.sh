@@ -52,9 +52,17 @@ if $bb grep -q ferrite.suspend=1 /proc/cmdline; then
     echo " $states " | $bb grep -q " mem " || fail "no suspend to RAM offered: /sys/power/state is '$states'"
     set_cmos_flag '\132'
     echo "ferrite-init: suspending pid=$$"
-    echo 0 > /sys/class/rtc/rtc0/wakealarm
-    echo +2 > /sys/class/rtc/rtc0/wakealarm || fail "cannot set the RTC wake alarm"
-    echo mem > /sys/power/state || fail "echo mem > /sys/power/state failed"
+    # Under a loaded host the alarm can ring before the kernel is asleep; it
+    # then aborts the suspend (echo fails): arm it again and retry.
+    tries=0
+    while :; do
+        echo 0 > /sys/class/rtc/rtc0/wakealarm
+        echo +3 > /sys/class/rtc/rtc0/wakealarm || fail "cannot set the RTC wake alarm"
+        echo mem > /sys/power/state && break
+        tries=$((tries + 1))
+        [ $tries -lt 3 ] || fail "echo mem > /sys/power/state failed $tries times"
+        echo "ferrite-init: the suspend was aborted, trying again"
+    done
     set_cmos_flag '\000'
     echo "ferrite-init: resumed pid=$$"
     $bb dmesg | $bb grep -q "ACPI: PM: Waking up from system sleep state S3" \
