@@ -121,7 +121,7 @@ pub fn wake_failure(code: u32) -> Option<&'static str> {
     match code {
         WAKE_OK => None,
         WAKE_NOT_ARMED => Some(
-            "S3 wake-up, but no resume was prepared at boot (no ACPI FACS on this machine): booting afresh",
+            "S3 wake-up, but no resume was prepared at boot (microvm, no ACPI FACS, or the EBDA overwritten): booting afresh",
         ),
         WAKE_NO_FACS => Some("S3 wake-up, but the FACS is no longer there: booting afresh"),
         WAKE_NO_VECTOR => Some(
