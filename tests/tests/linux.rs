@@ -104,7 +104,9 @@ fn reboot_comes_back_through_ferrite() {
 /// afresh. The same /init carries on (its CMOS flag catches a second run), the
 /// kernel reports the S3 wake-up, and it and ferrite booted once.
 fn resumes_from_s3(machine: Machine) {
-    let mut q = boot(machine, 512, 2);
+    // 384 MiB: an initramfs file of its own (tests run in parallel, and
+    // linux_on_pc and the reboot test write initramfs-pc-512-2.cpio).
+    let mut q = boot(machine, 384, 2);
     // no_timer_check: on a loaded host, TCG now and then fails the kernel's
     // boot-time check of the IO-APIC timer (a panic long before /init; seen
     // once in about 20 boots here), which has nothing to do with S3.
