@@ -4,7 +4,12 @@
 use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
+use ferrite::chipset;
+use ferrite::s3;
+
+use crate::bios::EBDA;
 use crate::gdt;
+use crate::resume::{self, RESUME_BLOCK};
 
 /// The ROM's size (firmware/build.rs) and where QEMU maps it.
 pub const ROM_SIZE: u64 = parse(env!("FERRITE_ROM_SIZE"));
@@ -38,8 +43,43 @@ core::arch::global_asm!(
     page_tables = sym crate::paging::ROM_PAGE_TABLES,
     main = sym crate::rust_main,
     exception = sym crate::cpu_exception,
+    // S3 resume
+    cmos_index = const chipset::CMOS_INDEX,
+    cmos_data = const chipset::CMOS_DATA,
+    cmos_shutdown_status = const s3::CMOS_SHUTDOWN_STATUS,
+    s3_status = const s3::SHUTDOWN_S3_RESUME,
+    resume_block = const RESUME_BLOCK,
+    resume_magic = const s3::RESUME_MAGIC,
+    block_magic = const s3::RESUME_BLOCK_MAGIC,
+    block_facs = const s3::RESUME_BLOCK_FACS,
+    block_script = const s3::RESUME_BLOCK_SCRIPT,
+    block_jump = const s3::RESUME_BLOCK_JUMP,
+    script_pc = const s3::SCRIPT_PC,
+    script_q35 = const s3::SCRIPT_Q35,
+    pc_script = sym resume::PC_SCRIPT,
+    q35_script = sym resume::Q35_SCRIPT,
+    pw_port = const s3::PORT_WRITE_PORT,
+    pw_width = const s3::PORT_WRITE_WIDTH,
+    pw_value = const s3::PORT_WRITE_VALUE,
+    pw_size = const s3::PORT_WRITE_SIZE,
+    facs_signature = const s3::FACS_SIGNATURE,
+    facs_waking_vector = const s3::FACS_WAKING_VECTOR,
+    waking_vector_limit = const s3::WAKING_VECTOR_LIMIT,
+    wake_not_armed = const s3::WAKE_NOT_ARMED,
+    wake_no_facs = const s3::WAKE_NO_FACS,
+    wake_no_vector = const s3::WAKE_NO_VECTOR,
+    code16 = const gdt::FIRMWARE_CS16,
+    data16 = const gdt::FIRMWARE_DS16,
+    code16_desc = const gdt::CODE16_ROM,
+    data16_desc = const gdt::DATA16,
+    cr0_no_pe = const !(Cr0Flags::PROTECTED_MODE_ENABLE.bits() as u32),
+    ebda_segment = const EBDA.start >> 4,
+    ebda_jump = const RESUME_BLOCK - EBDA.start + s3::RESUME_BLOCK_JUMP as u64,
     options(att_syntax),
 );
+
+// The real-mode far jump reaches the resume block through the EBDA's segment.
+const _: () = assert!(RESUME_BLOCK - EBDA.start + (s3::RESUME_BLOCK_JUMP as u64) < 0x1_0000);
 
 core::arch::global_asm!(
     include_str!("asm/handoff.s"),

@@ -5,7 +5,7 @@
 
 use crate::e820::Range;
 use crate::io::PortIo;
-use crate::pci::{self, Bdf};
+use crate::pci::{self, ConfigWrite, HOST_BRIDGE};
 
 /// ACPI PM I/O base (QEMU's FADT and DSDT use what the firmware programs; 0x600
 /// is what SeaBIOS uses).
@@ -34,7 +34,7 @@ impl Machine {
 
     /// The first PAM register (PAM0: bits 5:4 govern 0xF0000-0xFFFFF; PAM1-6
     /// govern 0xC0000-0xEFFFF in 16 KiB halves).
-    fn pam0(self) -> Option<u8> {
+    const fn pam0(self) -> Option<u8> {
         match self {
             Machine::I440fx => Some(0x59),
             Machine::Q35 => Some(0x90),
@@ -43,7 +43,6 @@ impl Machine {
     }
 }
 
-const HOST_BRIDGE: Bdf = Bdf(0, 0, 0);
 const I440FX_ID: u32 = 0x1237_8086;
 const Q35_MCH_ID: u32 = 0x29C0_8086;
 
@@ -97,28 +96,54 @@ pub fn lock_bios_area(io: &mut impl PortIo, machine: Machine) {
     }
 }
 
+/// The PAM registers as ferrite leaves them for the kernel (the BIOS segment
+/// read-only shadow RAM, 0xC0000-0xEFFFF RAM): what the S3 resume path puts
+/// back. Empty on machines without PAM.
+pub const fn locked_pam(machine: Machine) -> [Option<ConfigWrite>; 7] {
+    let mut writes = [None; 7];
+    if let Some(pam0) = machine.pam0() {
+        let mut i = 0;
+        while i < 7 {
+            let value = if i == 0 { PAM_F_SEGMENT_RO } else { PAM_RAM_RW };
+            writes[i] = Some(ConfigWrite {
+                reg: pam0 + i as u8,
+                width: 1,
+                value: value as u32,
+            });
+            i += 1;
+        }
+    }
+    writes
+}
+
 const PIC1_CMD: u16 = 0x20;
 const PIC1_DATA: u16 = 0x21;
 const PIC2_CMD: u16 = 0xA0;
 const PIC2_DATA: u16 = 0xA1;
 
 /// The 8259 pair as a BIOS leaves it: vectors 0x08 and 0x70, cascaded on IRQ 2,
-/// everything but the cascade masked (SeaBIOS's pic_reset).
+/// everything but the cascade masked (SeaBIOS's pic_reset). Port, value.
+pub const PIC_INIT: [(u16, u8); 10] = [
+    (PIC1_CMD, 0x11), // ICW1: edge, cascade, ICW4 follows
+    (PIC2_CMD, 0x11),
+    (PIC1_DATA, 0x08), // ICW2: vector bases
+    (PIC2_DATA, 0x70),
+    (PIC1_DATA, 0x04), // ICW3: slave on IRQ 2
+    (PIC2_DATA, 0x02),
+    (PIC1_DATA, 0x01), // ICW4: 8086 mode
+    (PIC2_DATA, 0x01),
+    (PIC1_DATA, !0x04), // OCW1: mask all but the cascade
+    (PIC2_DATA, 0xFF),
+];
+
 pub fn init_pic(io: &mut impl PortIo) {
-    io.outb(PIC1_CMD, 0x11); // ICW1: edge, cascade, ICW4 follows
-    io.outb(PIC2_CMD, 0x11);
-    io.outb(PIC1_DATA, 0x08); // ICW2: vector bases
-    io.outb(PIC2_DATA, 0x70);
-    io.outb(PIC1_DATA, 0x04); // ICW3: slave on IRQ 2
-    io.outb(PIC2_DATA, 0x02);
-    io.outb(PIC1_DATA, 0x01); // ICW4: 8086 mode
-    io.outb(PIC2_DATA, 0x01);
-    io.outb(PIC1_DATA, !0x04); // OCW1: mask all but the cascade
-    io.outb(PIC2_DATA, 0xFF);
+    for (port, value) in PIC_INIT {
+        io.outb(port, value);
+    }
 }
 
-const CMOS_INDEX: u16 = 0x70;
-const CMOS_DATA: u16 = 0x71;
+pub const CMOS_INDEX: u16 = 0x70;
+pub const CMOS_DATA: u16 = 0x71;
 const RTC_STATUS_A: u8 = 0x0A;
 const RTC_STATUS_B: u8 = 0x0B;
 const RTC_STATUS_C: u8 = 0x0C;

@@ -46,9 +46,32 @@ pub const DATA: u64 = FLAT
     .union(Descriptor::DEFAULT_SIZE_32)
     .bits();
 
+/// The S3 resume path's way back to real mode (asm/boot.s): 16-bit code over
+/// the ROM's top 64 KiB, where the reset vector's segment points (base
+/// 0xFFFF0000, 64 KiB limit, byte granular).
+pub const CODE16_ROM: u64 = Descriptor::PRESENT
+    .union(Descriptor::USER_SEGMENT)
+    .union(Descriptor::ACCESSED)
+    .union(Descriptor::EXECUTABLE)
+    .union(Descriptor::READABLE)
+    .union(Descriptor::LIMIT_0_15)
+    .bits()
+    | 0xFF << 56
+    | 0xFF << 32;
+/// 16-bit data with real mode's 64 KiB limit, loaded before protection is
+/// switched off so that the segment caches are what real mode expects.
+pub const DATA16: u64 = Descriptor::PRESENT
+    .union(Descriptor::USER_SEGMENT)
+    .union(Descriptor::ACCESSED)
+    .union(Descriptor::WRITABLE)
+    .union(Descriptor::LIMIT_0_15)
+    .bits();
+
 /// Selectors of the firmware's GDT.
 pub const FIRMWARE_CS32: u16 = 0x08;
 pub const FIRMWARE_CS64: u16 = 0x10;
+pub const FIRMWARE_CS16: u16 = 0x20;
+pub const FIRMWARE_DS16: u16 = 0x28;
 /// The Linux boot protocol's `__BOOT_CS` and `__BOOT_DS`.
 pub const BOOT_CS: u16 = 0x10;
 pub const BOOT_DS: u16 = 0x18;
@@ -57,6 +80,8 @@ const _: () = {
     assert!(CODE32 == 0x00CF_9B00_0000_FFFF);
     assert!(CODE64 == 0x00AF_9B00_0000_FFFF);
     assert!(DATA == 0x00CF_9300_0000_FFFF);
+    assert!(CODE16_ROM == 0xFF00_9BFF_0000_FFFF);
+    assert!(DATA16 == 0x0000_9300_0000_FFFF);
     // the firmware runs its 64-bit code on the selector Linux expects
     assert!(FIRMWARE_CS64 == BOOT_CS);
 };

@@ -18,5 +18,6 @@ pub mod linux;
 pub mod mptable;
 pub mod mtrr;
 pub mod pci;
+pub mod s3;
 pub mod setup_data;
 pub mod smbios;

@@ -25,6 +25,8 @@ mod phys;
 #[cfg(target_os = "none")]
 mod pio;
 #[cfg(target_os = "none")]
+mod resume;
+#[cfg(target_os = "none")]
 mod tables;
 #[cfg(target_os = "none")]
 mod timeline;
@@ -49,19 +51,24 @@ mod firmware {
     use ferrite::io::PortIo;
     use ferrite::layout::{self, HighZone};
     use ferrite::linux::{self, Entry};
+    use ferrite::s3;
 
     use crate::boot::{self, ROM_BASE};
     use crate::kernel::Kernel;
     use crate::pc::Pc;
     use crate::pio::Pio;
     use crate::timeline::{Step, Timeline};
-    use crate::{logger, phys, tables, timeline};
+    use crate::{logger, phys, resume, tables, timeline};
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
-    /// `reset_tsc` is the time-stamp counter at the reset vector.
+    /// `reset_tsc` is the time-stamp counter at the reset vector; `wake_failure`
+    /// says why a wake-up from S3 could not resume the OS (0: this is no wake-up).
     #[unsafe(no_mangle)]
-    pub extern "C" fn rust_main(reset_tsc: u64) -> ! {
+    pub extern "C" fn rust_main(reset_tsc: u64, wake_failure: u32) -> ! {
         logger::init();
+        if let Some(why) = s3::wake_failure(wake_failure) {
+            log::error!("{why}");
+        }
         match boot(Timeline::new(reset_tsc)) {
             Ok(handoff) => handoff.enter(),
             Err(error) => fail(error),
@@ -128,8 +135,11 @@ mod firmware {
             fw_cfg.stats.dma_requests
         );
 
-        // 8. The other CPUs checked in, the MP table, the BIOS segment locked.
+        // 8. The other CPUs checked in, the MP table, the BIOS segment locked;
+        //    where a wake-up from S3 finds the OS's waking vector.
+        let machine = pc.machine;
         let chipset_ranges = pc.finish(&mut io, &mut fw_cfg)?;
+        resume::arm(machine, rsdp, zone.used());
         time.mark(Step::Cpus);
 
         // 9. The final memory map and the zero page.

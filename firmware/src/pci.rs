@@ -19,8 +19,8 @@
 use crate::e820::Range;
 use crate::io::{Mmio, PortIo};
 
-const CONFIG_ADDRESS: u16 = 0xCF8;
-const CONFIG_DATA: u16 = 0xCFC;
+pub const CONFIG_ADDRESS: u16 = 0xCF8;
+pub const CONFIG_DATA: u16 = 0xCFC;
 
 /// A PCI function: bus, device (0..32), function (0..8).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,10 +30,11 @@ impl Bdf {
     fn from_devfn(bus: u8, devfn: u8) -> Bdf {
         Bdf(bus, devfn >> 3, devfn & 7)
     }
-    fn devfn(self) -> u8 {
+    const fn devfn(self) -> u8 {
         (self.1 & 0x1F) << 3 | (self.2 & 7)
     }
-    fn address(self, reg: u8) -> u32 {
+    /// The value written to 0xCF8 to reach `reg` (its dword).
+    pub const fn address(self, reg: u8) -> u32 {
         0x8000_0000 | (self.0 as u32) << 16 | (self.devfn() as u32) << 8 | (reg as u32 & 0xFC)
     }
 }
@@ -69,6 +70,90 @@ pub fn write8(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u8) {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.outb(CONFIG_DATA + (reg as u16 & 3), value);
 }
+/// One configuration register write: offset, width in bytes (1, 2 or 4), value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigWrite {
+    pub reg: u8,
+    pub width: u8,
+    pub value: u32,
+}
+
+impl ConfigWrite {
+    const fn byte(reg: u8, value: u8) -> ConfigWrite {
+        ConfigWrite {
+            reg,
+            width: 1,
+            value: value as u32,
+        }
+    }
+    const fn dword(reg: u8, value: u32) -> ConfigWrite {
+        ConfigWrite {
+            reg,
+            width: 4,
+            value,
+        }
+    }
+}
+
+/// Performs `writes` on `bdf`, in order.
+pub fn apply(io: &mut impl PortIo, bdf: Bdf, writes: &[ConfigWrite]) {
+    for w in writes {
+        match w.width {
+            1 => write8(io, bdf, w.reg, w.value as u8),
+            2 => write16(io, bdf, w.reg, w.value as u16),
+            _ => write32(io, bdf, w.reg, w.value),
+        }
+    }
+}
+
+/// Where QEMU puts the chipset functions whose set-up a wake-up reset undoes
+/// (hw/i386/pc_piix.c, hw/i386/pc_q35.c: fixed slots).
+pub const PIIX4_PM: Bdf = Bdf(0, 1, 3);
+pub const ICH9_LPC: Bdf = Bdf(0, 0x1F, 0);
+pub const ICH9_SMBUS: Bdf = Bdf(0, 0x1F, 3);
+pub const HOST_BRIDGE: Bdf = Bdf(0, 0, 0);
+
+/// PIIX4 PM: SCI on IRQ 9, the PM I/O block at `pm` (enabled), the SMBus I/O
+/// block after it (enabled). SeaBIOS's piix4_pm_config_setup.
+pub const fn piix4_pm_setup(pm: u16) -> [ConfigWrite; 5] {
+    let pm = pm as u32;
+    [
+        ConfigWrite::byte(reg::INTERRUPT_LINE, 9),
+        ConfigWrite::dword(0x40, pm | 1),
+        ConfigWrite::byte(0x80, 0x01),
+        ConfigWrite::dword(0x90, (pm + 0x100) | 1),
+        ConfigWrite::byte(0xD2, 0x09),
+    ]
+}
+
+/// ICH9 LPC: PM base with ACPI enabled (SCI on IRQ 9), the root complex
+/// register block. SeaBIOS's mch_isa_lpc_setup.
+pub const fn ich9_lpc_acpi_setup(pm: u16) -> [ConfigWrite; 3] {
+    [
+        ConfigWrite::dword(0x40, pm as u32 | 1),
+        ConfigWrite::byte(0x44, 0x80),
+        ConfigWrite::dword(0xF0, ICH9_RCBA.start as u32 | 1),
+    ]
+}
+
+/// ICH9 SMBus: I/O block after the PM one, host enable.
+pub const fn ich9_smbus_setup(pm: u16) -> [ConfigWrite; 2] {
+    [
+        ConfigWrite::dword(0x20, (pm as u32 + 0x100) | 1),
+        ConfigWrite::byte(0x40, 0x01),
+    ]
+}
+
+/// Q35 PCIEXBAR: disable, upper half, then base with the enable bit (256 MiB:
+/// length bits 2:1 = 0).
+pub const fn q35_pciexbar_setup(mmconfig: Range) -> [ConfigWrite; 3] {
+    [
+        ConfigWrite::dword(Q35_PCIEXBAR, 0),
+        ConfigWrite::dword(Q35_PCIEXBAR + 4, (mmconfig.start >> 32) as u32),
+        ConfigWrite::dword(Q35_PCIEXBAR, mmconfig.start as u32 | 1),
+    ]
+}
+
 /// Configuration access as the PCI set-up does it, where every access is a VM
 /// exit and the fewest win:
 /// - a write of 0xCF8 is held back until the data port is used, and skipped
@@ -899,7 +984,6 @@ const ICH9_LPC_ID: u16 = 0x2918;
 /// Chipset functions SeaBIOS programs beyond the generic steps (its pci_device_tbl).
 fn quirks(io: &mut impl PortIo, d: &mut Device, pm_base: u16) {
     const INTEL: u16 = 0x8086;
-    let pm = pm_base as u32;
     match (d.vendor, d.device) {
         // PIIX3 / PIIX4 ISA bridge: PIRQA-D routing, level-triggered in the ELCR.
         (INTEL, 0x7000) | (INTEL, 0x7110) => {
@@ -911,9 +995,7 @@ fn quirks(io: &mut impl PortIo, d: &mut Device, pm_base: u16) {
             write32(io, d.bdf, 0x60, u32::from_le_bytes(PCI_IRQS));
             write32(io, d.bdf, 0x68, u32::from_le_bytes(PCI_IRQS));
             write_elcr(io);
-            write32(io, d.bdf, 0x40, pm | 1);
-            write8(io, d.bdf, 0x44, 0x80);
-            write32(io, d.bdf, 0xF0, ICH9_RCBA.start as u32 | 1);
+            apply(io, d.bdf, &ich9_lpc_acpi_setup(pm_base));
         }
         // PIIX3 / PIIX4 IDE: legacy decode of both channels.
         (INTEL, 0x7010) | (INTEL, 0x7111) if d.class == CLASS_STORAGE_IDE => {
@@ -923,17 +1005,10 @@ fn quirks(io: &mut impl PortIo, d: &mut Device, pm_base: u16) {
         // PIIX4 PM: SCI on IRQ 9, the PM and SMBus I/O blocks.
         (INTEL, 0x7113) => {
             d.line = 9;
-            write8(io, d.bdf, reg::INTERRUPT_LINE, 9);
-            write32(io, d.bdf, 0x40, pm | 1);
-            write8(io, d.bdf, 0x80, 0x01);
-            write32(io, d.bdf, 0x90, (pm + 0x100) | 1);
-            write8(io, d.bdf, 0xD2, 0x09);
+            apply(io, d.bdf, &piix4_pm_setup(pm_base));
         }
         // ICH9 SMBus: I/O block after the PM one, host enable.
-        (INTEL, 0x2930) => {
-            write32(io, d.bdf, 0x20, (pm + 0x100) | 1);
-            write8(io, d.bdf, 0x40, 0x01);
-        }
+        (INTEL, 0x2930) => apply(io, d.bdf, &ich9_smbus_setup(pm_base)),
         // Any other IDE controller: ISA-compatible ports.
         _ if d.class == CLASS_STORAGE_IDE => {
             for (bar, port) in [0x1F0u32, 0x3F4, 0x170, 0x374].into_iter().enumerate() {
@@ -962,13 +1037,10 @@ fn write_elcr(io: &mut impl PortIo) {
     io.outb(0x4D1, elcr[1]);
 }
 
-/// Opens q35's MMCONFIG window (PCIEXBAR: disable, upper half, then the base
-/// with the enable bit; 256 MiB: length bits 2:1 = 0) and switches to it.
+/// Opens q35's MMCONFIG window (PCIEXBAR, as [`q35_pciexbar_setup`] writes
+/// it) and switches to it.
 fn open_mmconfig<IO: PortIo, M: Mmio>(io: &mut ConfigAccess<'_, IO, M>, window: Range) {
-    let host = Bdf(0, 0, 0);
-    write32(io, host, Q35_PCIEXBAR, 0);
-    write32(io, host, Q35_PCIEXBAR + 4, (window.start >> 32) as u32);
-    write32(io, host, Q35_PCIEXBAR, window.start as u32 | 1);
+    apply(io, HOST_BRIDGE, &q35_pciexbar_setup(window));
     io.use_mmconfig(window.start);
 }
 

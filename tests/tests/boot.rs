@@ -210,6 +210,48 @@ fn timeline_on_the_debug_console_on_request() {
     );
 }
 
+/// The waking vector's report (tests/testkernel): CS:IP and the ACPI PM timer
+/// were right in real mode after the firmware's resume path.
+const S3_RESUMED: i32 = 0x14 * 2 + 1;
+
+/// The test kernel plays a guest waking from S3 (QEMU's "S3 resume" status in
+/// the CMOS, then a reset): ferrite must jump to the real-mode waking vector
+/// the kernel left in the FACS, with the chipset's ACPI I/O decoded again, and
+/// not boot the kernel afresh.
+#[test]
+fn s3_wake_up_jumps_to_the_waking_vector() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    for machine in [Machine::Pc, Machine::Q35] {
+        let mut q = qemu(machine, &k);
+        q.allow_reboot = true;
+        q.append = Some(with_check("console=ttyS0 s3.wake=vector"));
+        let out = expect_exit(&q, S3_RESUMED);
+        assert!(!out.serial.contains("testkernel:"), "{}", out.serial);
+        assert!(!out.serial.contains("ferrite:"), "{}", out.serial);
+    }
+}
+
+/// An S3 wake-up whose OS left no waking vector boots afresh (as SeaBIOS does),
+/// saying so in one line.
+#[test]
+fn s3_wake_up_without_a_waking_vector_boots_afresh_and_says_so() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    for machine in [Machine::Pc, Machine::Q35] {
+        let mut q = qemu(machine, &k);
+        q.allow_reboot = true;
+        q.append = Some(with_check("console=ttyS0 s3.wake=none"));
+        let out = expect_exit(&q, PASS_64);
+        let line = "ferrite: error: S3 wake-up, but the OS left no real-mode waking vector in the FACS: booting afresh";
+        assert_eq!(out.serial.matches(line).count(), 1, "{}", out.serial);
+        assert_eq!(
+            out.serial.matches("testkernel: PASS").count(),
+            1,
+            "{}",
+            out.serial
+        );
+    }
+}
+
 /// The bench's per-step instruction counts: under KVM (which emulates every
 /// guest instruction on this machine type) the trace splits at each call of
 /// ferrite's stamp function into the timeline's steps, and microvm pays

@@ -1,6 +1,10 @@
 # From the reset vector to Rust: real mode -> protected mode -> long mode, using
 # the identity map that sits in the ROM, then copy the RAM image out of the ROM,
 # clear .bss, set the stack and call rust_main. Constants come from Rust (boot.rs).
+#
+# A wake-up from S3 also starts here. It leaves at protected mode for s3_resume
+# (below), which touches nothing of RAM but the EBDA: the RAM image's place
+# belongs to the sleeping OS.
 
 .section .reset, "ax"
 .code16
@@ -20,6 +24,12 @@ rom16_start:
     rdtsc                       # the timeline's first stamp, kept in ebp:ebx
     mov %eax, %ebx
     mov %edx, %ebp
+    # The CMOS shutdown status, kept in cl: QEMU's RTC sets "S3 resume" before
+    # the wake-up's reset. One port write and one read on every boot.
+    mov ${cmos_shutdown_status}, %al
+    out %al, ${cmos_index}
+    in ${cmos_data}, %al
+    mov %al, %cl
     lgdtl %cs:(gdt_ptr - 0xffff0000)
     mov %cr0, %eax
     and ${cr0_clear}, %eax      # caches on (CD, NW clear)
@@ -35,6 +45,10 @@ rom32_start:
     mov %ax, %ss
     mov %ax, %fs
     mov %ax, %gs
+    xor %esi, %esi              # no failed wake-up (s3_fail sets one)
+    cmp ${s3_status}, %cl
+    je s3_resume
+cold_boot:
     mov ${page_tables}, %eax
     mov %eax, %cr3
     mov %cr4, %eax
@@ -52,6 +66,7 @@ rom32_start:
 .code64
 rom64_start:
     lidt idt_ptr(%rip)          # exceptions now report instead of triple-faulting
+    mov %esi, %r12d             # the failed wake-up's reason, if any
     mov $ram_image_lma, %esi
     mov $ram_image_start, %edi
     mov $ram_image_qwords, %ecx
@@ -63,12 +78,94 @@ rom64_start:
     mov $stack_top, %esp
     shl $32, %rbp
     or %rbx, %rbp
-    mov %rbp, %rdi              # rust_main(reset_tsc)
+    mov %rbp, %rdi              # rust_main(reset_tsc, wake_failure)
+    mov %r12d, %esi
     xor %ebp, %ebp
     mov ${main}, %eax           # absolute: RAM is ~4 GiB away from here
     call *%rax
     ud2
 
+# S3 resume, in 32-bit flat protected mode without paging or a stack. Reads
+# the resume block a cold boot left in the EBDA (resume.rs), the FACS's waking
+# vector, replays the machine's port-write script from the ROM (ferrite::s3),
+# and jumps to the vector in real mode. Whatever is missing, s3_fail boots
+# afresh with the reason in esi. ebp:ebx (the reset's TSC) stay untouched.
+.code32
+s3_resume:
+    mov ${resume_block}, %edx
+    mov ${wake_not_armed}, %esi
+    cmpl ${resume_magic}, {block_magic}(%edx)
+    jne s3_fail
+    mov {block_script}(%edx), %eax
+    mov ${pc_script}, %edi
+    cmp ${script_pc}, %eax
+    je 1f
+    mov ${q35_script}, %edi
+    cmp ${script_q35}, %eax
+    jne s3_fail
+1:  mov {block_facs}(%edx), %ecx
+    mov ${wake_no_facs}, %esi
+    cmpl ${facs_signature}, (%ecx)
+    jne s3_fail
+    mov {facs_waking_vector}(%ecx), %eax
+    mov ${wake_no_vector}, %esi
+    test %eax, %eax
+    jz s3_fail
+    cmp ${waking_vector_limit}, %eax
+    jae s3_fail
+    # CS = vector >> 4, IP = vector & 0xF, as offset:segment for ljmpw below
+    mov %eax, %ecx
+    shl $12, %ecx
+    and $0xFFFF0000, %ecx
+    and $0xF, %eax
+    or %ecx, %eax
+    mov %eax, {block_jump}(%edx)
+2:  movzbl {pw_width}(%edi), %ecx
+    jecxz 5f
+    movzwl {pw_port}(%edi), %edx
+    mov {pw_value}(%edi), %eax
+    cmp $1, %ecx
+    jne 3f
+    out %al, %dx
+    jmp 4f
+3:  cmp $2, %ecx
+    jne 6f
+    out %ax, %dx
+    jmp 4f
+6:  out %eax, %dx
+4:  add ${pw_size}, %edi
+    jmp 2b
+5:  ljmpl ${code16}, $(s3_real_mode - 0xffff0000)
+
+.code16
+s3_real_mode:
+    mov ${data16}, %ax          # real mode's 64 KiB limits in every cache
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %fs
+    mov %ax, %gs
+    mov %ax, %ss
+    mov %cr0, %eax
+    and ${cr0_no_pe}, %eax
+    mov %eax, %cr0
+    xor %ax, %ax                # real mode now; CS keeps the ROM's base
+    mov %ax, %es
+    mov %ax, %fs
+    mov %ax, %gs
+    mov %ax, %ss
+    mov ${ebda_segment}, %ax
+    mov %ax, %ds
+    ljmpw *{ebda_jump}          # to the OS's waking vector
+
+.code32
+s3_fail:
+    mov ${cmos_shutdown_status}, %al
+    out %al, ${cmos_index}
+    xor %eax, %eax              # a plain reset status: the next reset reboots
+    out %al, ${cmos_data}
+    jmp cold_boot
+
+.code64
 # Every CPU exception lands here (one handler: ferrite has no recoverable ones).
 # The Rust side gets the stack pointer, to report the faulting RIP.
 .globl exception_entry
@@ -89,6 +186,8 @@ gdt:
     .quad {code32_desc}
     .quad {code64_desc}
     .quad {data_desc}
+    .quad {code16_desc}
+    .quad {data16_desc}
 gdt_end:
 gdt_ptr:
     .word gdt_end - gdt - 1

@@ -2,6 +2,13 @@
 //! protocol promises against expectations passed on its command line, prints one
 //! line on COM1 and reports through isa-debug-exit on port 0x501:
 //! 0x10 pass / 0x11 fail (64-bit entry), 0x12 pass / 0x13 fail (32-bit entry).
+//!
+//! With `s3.wake=vector` or `s3.wake=none` it then plays a guest waking from S3:
+//! it stores a real-mode waking vector in the FACS (or leaves it 0), writes
+//! QEMU's "S3 resume" shutdown status to the CMOS and resets the machine. The
+//! vector's code reports 0x14 (CS:IP as ACPI prescribes, the ACPI PM timer
+//! decoded again) or 0x15; a second entry of the kernel itself passes only for
+//! `none`, where the firmware must boot afresh.
 #![no_std]
 #![no_main]
 
@@ -64,26 +71,9 @@ fn outb(port: u16, v: u8) {
     unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) }
 }
 
-fn inb(port: u16) -> u8 {
-    let v: u8;
-    // SAFETY: port I/O to the RTC's CMOS of a test VM.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) }
-    v
-}
-
-/// A CMOS byte no firmware or QEMU uses: the boot count of a reboot test, which
-/// a machine reset keeps.
-const CMOS_BOOT_COUNT: u8 = 0x7E;
-
-fn cmos_read(reg: u8) -> u8 {
-    outb(0x70, reg);
-    inb(0x71)
-}
-
-fn cmos_write(reg: u8, v: u8) {
-    outb(0x70, reg);
-    outb(0x71, v);
-}
+/// A CMOS byte no firmware or QEMU uses (the S3 test's flag is 0x7E): the boot
+/// count of a reboot test, which a machine reset keeps.
+const CMOS_BOOT_COUNT: u8 = 0x7D;
 
 struct Serial;
 impl Write for Serial {
@@ -220,6 +210,130 @@ fn count_cpus(rsdp: u64) -> Result<u64, &'static str> {
         return Ok(cpus);
     }
     Err("no MADT")
+}
+
+// The waking vector's code, copied below 1 MiB: real mode, position-independent.
+global_asm!(
+    r#"
+.section .text.s3stub, "ax"
+.code16
+.globl s3_stub_start
+.globl s3_stub_end
+s3_stub_start:
+    mov %cs, %ax
+    cmp ${cs}, %ax
+    jne 1f
+    call 5f                     # IP: the return address minus its offset
+5:  pop %ax
+    cmp ${ip} + (5b - s3_stub_start), %ax
+    jne 1f
+    mov ${pm_timer}, %dx        # the ACPI PM timer reads 0xFFFFFFFF undecoded
+    inl %dx, %eax
+    cmp $0xFFFFFFFF, %eax
+    je 1f
+    mov $0x14, %al
+    jmp 2f
+1:  mov $0x15, %al
+2:  mov ${report}, %dx
+    out %al, %dx
+3:  hlt
+    jmp 3b
+s3_stub_end:
+.code64
+"#,
+    cs = const S3_VECTOR >> 4,
+    ip = const S3_VECTOR & 0xF,
+    pm_timer = const 0x608,
+    report = const REPORT_PORT,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static s3_stub_start: u8;
+    static s3_stub_end: u8;
+}
+
+/// Not a multiple of 16: CS and IP must both carry part of it.
+const S3_VECTOR: u64 = 0x8003;
+/// CMOS byte 0x7e (unused by QEMU) remembers that this kernel already woke once.
+const CMOS_FLAG: u8 = 0x7E;
+const CMOS_FLAG_WOKEN: u8 = 0x5B;
+
+fn inb(port: u16) -> u8 {
+    let v: u8;
+    // SAFETY: port I/O of a test VM.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
+    v
+}
+
+fn cmos_read(reg: u8) -> u8 {
+    outb(0x70, reg);
+    inb(0x71)
+}
+
+fn cmos_write(reg: u8, v: u8) {
+    outb(0x70, reg);
+    outb(0x71, v);
+}
+
+/// The FACS named by the FADT in the RSDT/XSDT.
+fn find_facs(rsdp: u64) -> Option<u64> {
+    let (root, width) = if u8_at(rsdp + 15) >= 2 && u64_at(rsdp + 24) != 0 {
+        (u64_at(rsdp + 24), 8)
+    } else {
+        (u32_at(rsdp + 16) as u64, 4)
+    };
+    let len = u32_at(root + 4) as u64;
+    let mut at = root + 36;
+    while at + width <= root + len {
+        let table = if width == 8 {
+            u64_at(at)
+        } else {
+            u32_at(at) as u64
+        };
+        at += width;
+        if &rd::<4>(table) == b"FACP" {
+            let facs = u32_at(table + 36) as u64;
+            return (&rd::<4>(facs) == b"FACS").then_some(facs);
+        }
+    }
+    None
+}
+
+/// `s3.wake=`: the first entry sleeps and "wakes" (a reset with the S3 status);
+/// a second entry after `none` passes, after `vector` fails.
+fn play_s3_wake(mode: &str, rsdp: u64) {
+    if cmos_read(CMOS_FLAG) == CMOS_FLAG_WOKEN {
+        cmos_write(CMOS_FLAG, 0);
+        if mode == "vector" {
+            fail!("entered again after an S3 wake-up: the firmware booted afresh");
+        }
+        return;
+    }
+    let Some(facs) = find_facs(rsdp) else {
+        fail!("no FACS")
+    };
+    let vector = match mode {
+        "vector" => {
+            // SAFETY: the stub's bytes are in our image; 0x8003 is free RAM below
+            // 1 MiB (the command line ends well before it).
+            unsafe {
+                let start = &raw const s3_stub_start;
+                let len = (&raw const s3_stub_end).offset_from(start) as usize;
+                core::ptr::copy_nonoverlapping(start, S3_VECTOR as *mut u8, len);
+            }
+            S3_VECTOR as u32
+        }
+        "none" => 0,
+        other => fail!("unknown s3.wake={other}"),
+    };
+    // SAFETY: the FACS is ACPI NVS-like memory the OS owns; offset 12 is the
+    // firmware waking vector.
+    unsafe { core::ptr::write_volatile((facs + 12) as *mut u32, vector) };
+    cmos_write(CMOS_FLAG, CMOS_FLAG_WOKEN);
+    cmos_write(0x0F, 0xFE);
+    outb(0xCF9, 0x06); // PIIX/ICH9 reset control: hard reset
+    fail!("the reset through 0xCF9 did not happen");
 }
 
 extern "C" fn main64(bp: u64, cs: u64, ds: u64, ss: u64, es: u64, rflags: u64) -> ! {
@@ -374,6 +488,9 @@ extern "C" fn main64(bp: u64, cs: u64, ds: u64, ss: u64, es: u64, rflags: u64) -
                 unsafe { asm!("cli; hlt") }
             }
         }
+    }
+    if let Some(mode) = expect(cmdline, "s3.wake") {
+        play_s3_wake(mode, rsdp);
     }
     let _ = writeln!(
         Serial,
