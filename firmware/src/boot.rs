@@ -16,6 +16,8 @@ pub const MARKER_START: u8 = 1;
 pub const MARKER_KERNEL_PORT: u16 = 0xF4;
 /// Written right before jumping to a bzImage kernel.
 pub const MARKER_KERNEL_BZIMAGE: u8 = 3;
+/// Written right before jumping to a kernel's PVH entry.
+pub const MARKER_KERNEL_PVH: u8 = 4;
 
 const EFER_MSR: u32 = 0xC000_0080;
 
@@ -49,6 +51,7 @@ core::arch::global_asm!(
     cr4_no_pae = const !(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits() as u32),
     efer_msr = const EFER_MSR,
     efer_no_lme = const !(EferFlags::LONG_MODE_ENABLE.bits() as u32),
+    cr0_pe = const Cr0Flags::PROTECTED_MODE_ENABLE.bits() as u32,
     options(att_syntax),
 );
 
@@ -57,6 +60,8 @@ unsafe extern "C" {
     pub fn enter_linux64(entry: u64, boot_params: u64) -> !;
     /// Enters a kernel through the 32-bit boot protocol (both below 4 GiB).
     pub fn enter_linux32(entry: u32, boot_params: u32) -> !;
+    /// Enters a kernel at its PVH entry with EBX = `start_info` (both below 4 GiB).
+    pub fn enter_pvh(entry: u32, start_info: u32) -> !;
 }
 
 const fn parse(s: &str) -> u64 {

@@ -102,6 +102,13 @@ pub fn init_pic(io: &mut impl PortIo) {
     io.outb(PIC2_DATA, 0xFF);
 }
 
+/// Masks every line of both 8259s: the PVH entry expects no legacy interrupt
+/// (an unmasked timer can reach a kernel that has no IDT yet).
+pub fn mask_pics(io: &mut impl PortIo) {
+    io.outb(PIC1_DATA, 0xFF);
+    io.outb(PIC2_DATA, 0xFF);
+}
+
 const CMOS_INDEX: u16 = 0x70;
 const CMOS_DATA: u16 = 0x71;
 const RTC_STATUS_A: u8 = 0x0A;

@@ -18,5 +18,6 @@ pub mod linux;
 pub mod mptable;
 pub mod mtrr;
 pub mod pci;
+pub mod pvh;
 pub mod setup_data;
 pub mod smbios;

@@ -1,9 +1,9 @@
 //! ferrite boots the test kernel, which checks the zero page, command line,
 //! initrd, e820 map, ACPI tables and CPU state it was handed.
 
-use ferrite_tests::{expect_exit, firmware, kernel, qemu, random_file, scratch};
+use ferrite_tests::{expect_exit, firmware, kernel, pvh_kernel, qemu, random_file, scratch};
 use xtask::qemu::Machine;
-use xtask::testkernel::{BzImageSpec, PASS_32, PASS_64, with_check};
+use xtask::testkernel::{BzImageSpec, PASS_32, PASS_64, PASS_PVH, PvhSpec, with_check};
 
 /// One boot with an initrd, checked against memory size and CPU count.
 fn boot(machine: Machine, memory_mib: u64, cpus: u32, extra_cmdline: &str) {
@@ -247,4 +247,40 @@ fn instructions_per_step_under_kvm() {
         microvm < 100,
         "microvm's hardware step: {microvm} instructions"
     );
+}
+
+/// The test kernel as a PVH `vmlinux`: ferrite enters it at its note's entry
+/// with the start info, memory map, command line, initrd module and RSDP, on
+/// every machine, with RAM above 4 GiB on one; then the 0xf4 marker is 4.
+#[test]
+fn pvh_entry_on_every_machine() {
+    let k = pvh_kernel("default.vmlinux", &PvhSpec::default());
+    for (machine, memory_mib, cpus) in [
+        (Machine::Pc, 512, 2),
+        (Machine::Q35, 6144, 4),
+        (Machine::Microvm, 256, 1),
+    ] {
+        let len = 200_000 + memory_mib as usize;
+        let (initrd, hash) = random_file(&format!("initrd-pvh-{}", machine.name()), len, 17);
+        let mut q = qemu(machine, &k);
+        q.memory_mib = memory_mib;
+        q.cpus = cpus;
+        q.initrd = Some(initrd);
+        q.append = Some(with_check(&format!(
+            "console=ttyS0 expect.cpus={cpus} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+        )));
+        let out = expect_exit(&q, PASS_PVH);
+        assert!(
+            out.serial.contains("testkernel: PASS pvh"),
+            "{}",
+            out.serial
+        );
+    }
+    // Without an initrd: no module.
+    let mut q = qemu(Machine::Q35, &k);
+    q.append = Some(with_check("x"));
+    expect_exit(&q, PASS_PVH);
+    // The marker before the PVH jump.
+    q.exit_ports = vec![0xF4];
+    expect_exit(&q, 4 * 2 + 1);
 }

@@ -55,3 +55,43 @@ enter_linux32:
     xor %ebx, %ebx
     xor %ebp, %ebp
     ret
+
+# enter_pvh(entry: u32 in edi, start_info: u32 in esi) -> !
+# The PVH entry (Xen's x86/HVM direct boot ABI): 32-bit flat protected mode,
+# paging off, CR0 = PE only, CR4 = 0, EFER.LME clear, EBX = the start info.
+# Leaves long mode as enter_linux32 does, through the same GDT.
+.code64
+.globl enter_pvh
+enter_pvh:
+    cli
+    mov $gdt_linux32_ptr, %eax
+    lgdt (%rax)
+    mov %edi, %edx                 # entry survives in edx until rdmsr
+    mov %esi, %ebx
+    push ${boot_cs}
+    lea 1f(%rip), %rax
+    push %rax
+    lretq
+.code32
+1:
+    mov ${cr0_pe}, %eax
+    mov %eax, %cr0
+    mov %edx, %edi
+    mov ${efer_msr}, %ecx
+    rdmsr
+    and ${efer_no_lme}, %eax
+    wrmsr
+    xor %eax, %eax
+    mov %eax, %cr4
+    mov ${boot_ds}, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %eax, %fs
+    mov %eax, %gs
+    xor %eax, %eax
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %ebp, %ebp
+    jmp *%edi
