@@ -18,6 +18,8 @@ pub const MARKER_KERNEL_PORT: u16 = 0xF4;
 pub const MARKER_KERNEL_BZIMAGE: u8 = 3;
 /// Written right before jumping to a kernel's PVH entry.
 pub const MARKER_KERNEL_PVH: u8 = 4;
+/// Written right before jumping to a multiboot kernel.
+pub const MARKER_KERNEL_MULTIBOOT: u8 = 2;
 
 const EFER_MSR: u32 = 0xC000_0080;
 
@@ -60,8 +62,9 @@ unsafe extern "C" {
     pub fn enter_linux64(entry: u64, boot_params: u64) -> !;
     /// Enters a kernel through the 32-bit boot protocol (both below 4 GiB).
     pub fn enter_linux32(entry: u32, boot_params: u32) -> !;
-    /// Enters a kernel at its PVH entry with EBX = `start_info` (both below 4 GiB).
-    pub fn enter_pvh(entry: u32, start_info: u32) -> !;
+    /// Enters a kernel in 32-bit flat protected mode, paging off, with `ebx` and
+    /// `eax` in those registers: the PVH and multiboot entries.
+    pub fn enter_flat32(entry: u32, ebx: u32, eax: u32) -> !;
 }
 
 const fn parse(s: &str) -> u64 {

@@ -253,6 +253,10 @@ mod tests {
         assert_eq!(io.writes[3], (PIC2_DATA, 0x70));
         assert_eq!(io.writes[8], (PIC1_DATA, 0xFB));
         assert_eq!(io.writes[9], (PIC2_DATA, 0xFF));
+        // before a PVH or multiboot jump: every line of both masked
+        let mut io = Ports::new(0);
+        mask_pics(&mut io);
+        assert_eq!(io.writes, [(PIC1_DATA, 0xFF), (PIC2_DATA, 0xFF)]);
     }
 
     #[test]

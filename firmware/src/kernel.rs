@@ -3,7 +3,7 @@
 
 use core::mem::MaybeUninit;
 
-use ferrite::bootparams::{BootParams, LOADER_TYPE_QEMU, SetupData, SetupHeader};
+use ferrite::bootparams::{BootParams, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader};
 use ferrite::e820::{MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::{FwCfg, Item};
@@ -12,6 +12,7 @@ use ferrite::linux::{Entry, KernelInfo};
 use ferrite::pvh;
 use ferrite::setup_data::{self, MAX_NODES, Node};
 
+use crate::mb_kernel::MultibootKernel;
 use crate::paging;
 use crate::phys;
 use crate::pio::Pio;
@@ -38,6 +39,8 @@ pub enum Payload {
     BzImage(Kernel),
     /// An ELF kernel QEMU loaded itself, booted through its PVH entry.
     Pvh(Vmlinux),
+    /// A multiboot kernel QEMU prepared, with its information block.
+    Multiboot(MultibootKernel),
 }
 
 /// Tells the kinds of kernel apart by the start of QEMU's SETUP_DATA item and
@@ -51,6 +54,12 @@ pub fn identify(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Payload, 
     fw_cfg.read_into(Item::SetupData as u16, &mut header)?;
     if pvh::is_elf(&header) {
         return Ok(Payload::Pvh(Vmlinux::from_fw_cfg(fw_cfg, memory)?));
+    }
+    // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
+    let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
+    if !hdrs && fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
+        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory)?;
+        return Ok(Payload::Multiboot(kernel));
     }
     Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
 }

@@ -17,6 +17,7 @@ pub mod layout;
 pub mod linux;
 pub mod mptable;
 pub mod mtrr;
+pub mod multiboot;
 pub mod pci;
 pub mod pvh;
 pub mod setup_data;

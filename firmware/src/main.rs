@@ -17,6 +17,8 @@ mod kernel;
 #[cfg(target_os = "none")]
 mod logger;
 #[cfg(target_os = "none")]
+mod mb_kernel;
+#[cfg(target_os = "none")]
 mod paging;
 #[cfg(target_os = "none")]
 mod pc;
@@ -52,9 +54,11 @@ mod firmware {
     use ferrite::io::PortIo;
     use ferrite::layout::{self, HighZone};
     use ferrite::linux::{self, Entry};
+    use ferrite::multiboot;
 
     use crate::boot::{self, ROM_BASE};
     use crate::kernel::{self, Kernel, Payload};
+    use crate::mb_kernel::MultibootKernel;
     use crate::pc::Pc;
     use crate::pio::Pio;
     use crate::timeline::{Step, Timeline};
@@ -113,6 +117,7 @@ mod firmware {
         match payload {
             Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
             Payload::Pvh(vmlinux) => boot_pvh(booting, vmlinux),
+            Payload::Multiboot(kernel) => boot_multiboot(booting, kernel),
         }
     }
 
@@ -286,11 +291,45 @@ mod firmware {
         Ok(())
     }
 
+    /// A multiboot v1 kernel: QEMU's image and information block, finished.
+    fn boot_multiboot(mut b: Booting, kernel: MultibootKernel) -> Result<Handoff, Error> {
+        // 5. The tables kept clear of the image.
+        kernel.keep_clear(&mut b.zone)?;
+
+        // 6. ACPI and SMBIOS.
+        b.install_tables()?;
+        b.time.mark(Step::Acpi);
+
+        // 7. The image (kernel, modules, command lines) in one transfer, and
+        //    the kernel's multiboot header checked.
+        kernel.load(&mut b.fw_cfg)?;
+        b.time.mark(Step::KernelLoaded);
+
+        // 8. QEMU's information block.
+        kernel.load_info(&mut b.fw_cfg)?;
+        b.time.mark(Step::InitrdLoaded);
+        log::debug!(
+            "multiboot: image {:#x}..{:#x}, entry {:#x}, {} DMA requests",
+            kernel.image.start,
+            kernel.image.end,
+            kernel.entry,
+            b.fw_cfg.stats.dma_requests
+        );
+
+        // 9. The other CPUs, the MP table, the final memory map.
+        let r = b.finish()?;
+
+        // 10. What QEMU leaves to the firmware: mem_lower/upper, the memory map.
+        let info = kernel.finish_info(r.memory)?;
+        Ok(r.handoff(Kind::Multiboot, kernel.entry as u64, info))
+    }
+
     /// How the kernel is entered.
     enum Kind {
         Linux64,
         Linux32,
         Pvh,
+        Multiboot,
     }
 
     struct Handoff {
@@ -305,11 +344,12 @@ mod firmware {
         fn enter(mut self) -> ! {
             let marker = match self.kind {
                 Kind::Linux64 | Kind::Linux32 => boot::MARKER_KERNEL_BZIMAGE,
-                Kind::Pvh => {
-                    chipset::mask_pics(&mut self.io);
-                    boot::MARKER_KERNEL_PVH
-                }
+                Kind::Pvh => boot::MARKER_KERNEL_PVH,
+                Kind::Multiboot => boot::MARKER_KERNEL_MULTIBOOT,
             };
+            if matches!(self.kind, Kind::Pvh | Kind::Multiboot) {
+                chipset::mask_pics(&mut self.io);
+            }
             self.io.outb(boot::MARKER_KERNEL_PORT, marker);
             // SAFETY: the kernel, its initrd, command line and boot information
             // are in place and identity-mapped (both below 4 GiB for the 32-bit
@@ -318,7 +358,12 @@ mod firmware {
                 match self.kind {
                     Kind::Linux64 => boot::enter_linux64(self.entry, self.boot_info),
                     Kind::Linux32 => boot::enter_linux32(self.entry as u32, self.boot_info as u32),
-                    Kind::Pvh => boot::enter_pvh(self.entry as u32, self.boot_info as u32),
+                    Kind::Pvh => boot::enter_flat32(self.entry as u32, self.boot_info as u32, 0),
+                    Kind::Multiboot => boot::enter_flat32(
+                        self.entry as u32,
+                        self.boot_info as u32,
+                        multiboot::BOOTLOADER_MAGIC,
+                    ),
                 }
             }
         }

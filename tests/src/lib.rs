@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use xtask::qemu::{Machine, Outcome, Qemu};
-use xtask::testkernel::{self, BzImageSpec, PvhSpec};
+use xtask::testkernel::{self, BzImageSpec, MultibootSpec, PvhSpec};
 
 /// ferrite's release build (ROM and ELF), built once.
 pub fn firmware() -> &'static xtask::rom::Rom {
@@ -40,6 +40,14 @@ fn image() -> &'static [u8] {
 /// The test kernel as a bzImage with `spec`'s header, written as `name`.
 pub fn kernel(name: &str, spec: &BzImageSpec) -> PathBuf {
     write_atomically(&scratch().join(name), &testkernel::wrap(image(), spec))
+}
+
+/// The test kernel as a multiboot kernel, written as `name`.
+pub fn multiboot_kernel(name: &str, spec: &MultibootSpec) -> PathBuf {
+    write_atomically(
+        &scratch().join(name),
+        &testkernel::wrap_multiboot(image(), spec),
+    )
 }
 
 /// The test kernel as an ELF with a PVH note (a `vmlinux`), written as `name`.

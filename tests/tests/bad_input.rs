@@ -1,9 +1,11 @@
 //! Bad input never hangs or boots wrong: one `ferrite: error:` line on COM1 and a
 //! distinct status on port 0xf4 (QEMU exit = 2 * status + 1).
 
-use ferrite_tests::{expect_exit, kernel, pvh_kernel, qemu, random_file, rom, scratch};
+use ferrite_tests::{
+    expect_exit, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, rom, scratch,
+};
 use xtask::qemu::{Machine, Qemu};
-use xtask::testkernel::{BzImageSpec, PVH_ENTRY, PvhSpec};
+use xtask::testkernel::{BzImageSpec, MULTIBOOT_FLAGS, MultibootSpec, PVH_ENTRY, PvhSpec};
 
 fn expect_error(q: &mut Qemu, status: i32, message: &str) {
     q.exit_ports = vec![0xF4];
@@ -128,5 +130,31 @@ fn pvh_segments_over_ferrite() {
         &mut qemu(Machine::Pc, &k),
         0x30,
         "overlap ferrite's memory below 1 MiB",
+    );
+}
+
+#[test]
+fn multiboot_video_mode() {
+    // QEMU only warns ("multiboot knows VBE. we don't.") and boots on.
+    let spec = MultibootSpec {
+        flags: MULTIBOOT_FLAGS | 1 << 2,
+        ..MultibootSpec::default()
+    };
+    let k = multiboot_kernel("video.multiboot", &spec);
+    expect_error(&mut qemu(Machine::Q35, &k), 0x31, "asks for a video mode");
+}
+
+#[test]
+fn multiboot_entry_outside_the_image() {
+    // QEMU checks the a.out load addresses but not the entry.
+    let spec = MultibootSpec {
+        entry: 0x4000_0000,
+        ..MultibootSpec::default()
+    };
+    let k = multiboot_kernel("far-entry.multiboot", &spec);
+    expect_error(
+        &mut qemu(Machine::Microvm, &k),
+        0x31,
+        "entry point lies outside the image",
     );
 }

@@ -1,9 +1,13 @@
 //! ferrite boots the test kernel, which checks the zero page, command line,
 //! initrd, e820 map, ACPI tables and CPU state it was handed.
 
-use ferrite_tests::{expect_exit, firmware, kernel, pvh_kernel, qemu, random_file, scratch};
+use ferrite_tests::{
+    expect_exit, firmware, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, scratch,
+};
 use xtask::qemu::Machine;
-use xtask::testkernel::{BzImageSpec, PASS_32, PASS_64, PASS_PVH, PvhSpec, with_check};
+use xtask::testkernel::{
+    BzImageSpec, MultibootSpec, PASS_32, PASS_64, PASS_MULTIBOOT, PASS_PVH, PvhSpec, with_check,
+};
 
 /// One boot with an initrd, checked against memory size and CPU count.
 fn boot(machine: Machine, memory_mib: u64, cpus: u32, extra_cmdline: &str) {
@@ -283,4 +287,45 @@ fn pvh_entry_on_every_machine() {
     // The marker before the PVH jump.
     q.exit_ports = vec![0xF4];
     expect_exit(&q, 4 * 2 + 1);
+}
+
+/// The test kernel as a multiboot kernel: ferrite loads QEMU's image and
+/// information block, fills in mem_lower, mem_upper and the memory map, and
+/// enters with EAX = 0x2BADB002; the kernel checks them, its module and (on pc
+/// and q35, where the RSDP is in the BIOS segment) the ACPI tables. Then the
+/// 0xf4 marker is 2.
+#[test]
+fn multiboot_on_every_machine() {
+    let k = multiboot_kernel("default.multiboot", &MultibootSpec::default());
+    for (machine, memory_mib, cpus) in [
+        (Machine::Pc, 512, 2),
+        (Machine::Q35, 2048, 4),
+        (Machine::Microvm, 256, 1),
+    ] {
+        let len = 100_000 + memory_mib as usize;
+        let (module, hash) = random_file(&format!("module-mb-{}", machine.name()), len, 23);
+        let mut q = qemu(machine, &k);
+        q.memory_mib = memory_mib;
+        q.cpus = cpus;
+        q.initrd = Some(module);
+        let cpus_check = if machine == Machine::Microvm {
+            String::new()
+        } else {
+            format!(" expect.cpus={cpus}")
+        };
+        q.append = Some(with_check(&format!(
+            "console=ttyS0{cpus_check} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+        )));
+        let out = expect_exit(&q, PASS_MULTIBOOT);
+        assert!(
+            out.serial.contains("testkernel: PASS multiboot"),
+            "{}",
+            out.serial
+        );
+    }
+    let mut q = qemu(Machine::Pc, &k);
+    q.append = Some(with_check("x"));
+    expect_exit(&q, PASS_MULTIBOOT);
+    q.exit_ports = vec![0xF4];
+    expect_exit(&q, 2 * 2 + 1);
 }

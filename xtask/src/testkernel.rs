@@ -17,6 +17,9 @@ pub const REPORT_PORT: u16 = 0x501;
 pub const PASS_64: i32 = 0x10 * 2 + 1;
 pub const PASS_32: i32 = 0x12 * 2 + 1;
 pub const PASS_PVH: i32 = 0x14 * 2 + 1;
+pub const PASS_MULTIBOOT: i32 = 0x16 * 2 + 1;
+/// The multiboot entry (tests/testkernel/link.ld).
+pub const MULTIBOOT_ENTRY: u64 = LOAD_ADDRESS + 0x600;
 /// The PVH entry (tests/testkernel/link.ld).
 pub const PVH_ENTRY: u64 = LOAD_ADDRESS + 0x400;
 
@@ -123,6 +126,52 @@ pub fn wrap_pvh(pm: &[u8], spec: &PvhSpec) -> Result<Vec<u8>> {
         "the PVH test kernel looks like a multiboot kernel"
     );
     Ok(elf)
+}
+
+/// The test kernel as a multiboot v1 kernel (a.out kludge): a page holding the
+/// multiboot header in front of the image, loaded from LOAD_ADDRESS - 4 KiB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultibootSpec {
+    pub flags: u32,
+    pub entry: u64,
+}
+
+/// Page-aligned modules, memory information, the a.out kludge.
+pub const MULTIBOOT_FLAGS: u32 = 1 | 1 << 1 | 1 << 16;
+
+impl Default for MultibootSpec {
+    fn default() -> Self {
+        MultibootSpec {
+            flags: MULTIBOOT_FLAGS,
+            entry: MULTIBOOT_ENTRY,
+        }
+    }
+}
+
+/// Wraps a protected-mode image into a multiboot kernel: header_addr =
+/// load_addr = LOAD_ADDRESS - 4 KiB, the whole file loaded, no extra bss.
+pub fn wrap_multiboot(pm: &[u8], spec: &MultibootSpec) -> Vec<u8> {
+    let load = (LOAD_ADDRESS - 0x1000) as u32;
+    let words = [
+        MULTIBOOT_MAGIC,
+        spec.flags,
+        0u32.wrapping_sub(MULTIBOOT_MAGIC).wrapping_sub(spec.flags),
+        load, // header_addr
+        load, // load_addr
+        0,    // load_end_addr: the whole file
+        0,    // bss_end_addr: none beyond the image
+        spec.entry as u32,
+        0, // mode_type, width, height, depth
+        0,
+        0,
+        0,
+    ];
+    let mut out = vec![0u8; 0x1000];
+    for (i, w) in words.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(pm);
+    out
 }
 
 /// Lays the ELF's loadable segments out from LOAD_ADDRESS (bss included, zeroed).
@@ -238,6 +287,18 @@ mod tests {
             ..PvhSpec::default()
         };
         assert!(wrap_pvh(&pm, &spec).is_err());
+    }
+
+    #[test]
+    fn multiboot_header_checksums_and_points_at_the_entry() {
+        let img = wrap_multiboot(&[0x90; 0x800], &MultibootSpec::default());
+        let w = |i: usize| u32::from_le_bytes(img[4 * i..4 * i + 4].try_into().unwrap());
+        assert_eq!(w(0), MULTIBOOT_MAGIC);
+        assert_eq!(w(0).wrapping_add(w(1)).wrapping_add(w(2)), 0);
+        assert_eq!((w(3), w(4)), (0xFF_F000, 0xFF_F000));
+        assert_eq!(w(7) as u64, MULTIBOOT_ENTRY);
+        assert_eq!(img.len(), 0x1800);
+        assert_eq!(img[0x1000], 0x90);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! line on COM1 and reports through isa-debug-exit on port 0x501:
 //! 0x10 pass / 0x11 fail (64-bit entry), 0x12 pass / 0x13 fail (32-bit entry),
 //! 0x14 pass / 0x15 fail (PVH entry, when the xtask wraps it as an ELF with a
-//! PVH note).
+//! PVH note), 0x16 pass / 0x17 fail (multiboot entry, when the xtask puts a
+//! multiboot header in front of it).
 #![no_std]
 #![no_main]
 
@@ -62,15 +63,30 @@ entry64:
     options(att_syntax)
 );
 
-// The PVH entry: 32-bit protected mode, paging off, EBX = hvm_start_info.
-// Records the CPU state as found, builds an identity map of the low 4 GiB
-// (2 MiB pages), enters long mode and calls main_pvh.
+// The PVH and multiboot entries: 32-bit protected mode, paging off, EBX =
+// hvm_start_info or the multiboot information. Each notes which entry ran;
+// the common part records the CPU state as found, builds an identity map of
+// the low 4 GiB (2 MiB pages), enters long mode and calls main_flat32.
 global_asm!(
     r#"
 .section .entrypvh, "ax"
 .code32
 .globl entry_pvh
 entry_pvh:
+    movl $1, {state} + 80
+    jmp flat32_common
+
+.section .entrymb, "ax"
+.code32
+.globl entry_mb
+entry_mb:
+    movl $2, {state} + 80
+    jmp flat32_common
+
+.section .text.flat32, "ax"
+.code32
+flat32_common:
+    mov %eax, {state} + 72
     mov %ebx, {state}
     mov %cr0, %eax
     mov %eax, {state} + 8
@@ -121,7 +137,7 @@ entry_pvh:
     mov %cr0, %eax
     or $0x80000001, %eax
     mov %eax, %cr0
-    lgdt pvh_gdt_ptr
+    lgdt flat32_gdt_ptr
     ljmp $0x08, $2f
 .code64
 2:  mov $0x10, %eax
@@ -133,30 +149,31 @@ entry_pvh:
 3:  hlt
     jmp 3b
 
-.section .data.pvh_gdt, "aw"
+.section .data.flat32_gdt, "aw"
 .balign 8
-pvh_gdt:
+flat32_gdt:
     .quad 0
     .quad 0x00AF9B000000FFFF
     .quad 0x00CF93000000FFFF
-pvh_gdt_ptr:
-    .word pvh_gdt_ptr - pvh_gdt - 1
-    .long pvh_gdt
+flat32_gdt_ptr:
+    .word flat32_gdt_ptr - flat32_gdt - 1
+    .long flat32_gdt
 "#,
-    state = sym PVH_STATE,
+    state = sym FLAT32_STATE,
     pml4 = sym PVH_PML4,
     pdpt = sym PVH_PDPT,
     pd = sym PVH_PD,
-    main = sym main_pvh,
+    main = sym main_flat32,
     options(att_syntax)
 );
 
 #[repr(C, align(4096))]
 struct Table<const N: usize>([u64; N]);
 
-/// What the PVH entry found: EBX, CR0, CR4, EFLAGS, CS, DS, ES, SS, EFER (low half).
+/// What the 32-bit entries found: EBX, CR0, CR4, EFLAGS, CS, DS, ES, SS, EFER
+/// (low half), EAX, and which entry ran (1 PVH, 2 multiboot).
 #[unsafe(no_mangle)]
-static mut PVH_STATE: [u64; 9] = [0; 9];
+static mut FLAT32_STATE: [u64; 11] = [0; 11];
 #[unsafe(no_mangle)]
 static mut PVH_PML4: Table<512> = Table([0; 512]);
 #[unsafe(no_mangle)]
@@ -267,6 +284,8 @@ impl E820 {
 /// What a kernel is handed, whatever the entry: checked the same way.
 struct Handed {
     cmd_ptr: u64,
+    /// The command line starts with the kernel's name (multiboot).
+    cmd_after_name: bool,
     e820: E820,
     /// The kernel's own range, which must be RAM.
     kernel: (u64, u64),
@@ -274,8 +293,10 @@ struct Handed {
     rsdp: u64,
 }
 
-/// The command line at `ptr` with its check token verified.
-fn cmdline_at(ptr: u64) -> (&'static str, u64) {
+/// The command line at `ptr` with its check token verified; with
+/// `after_name`, the token covers what follows the first word (multiboot puts
+/// the kernel's file name first).
+fn cmdline_at(ptr: u64, after_name: bool) -> (&'static str, u64) {
     if ptr == 0 {
         fail!("no command line");
     }
@@ -289,7 +310,12 @@ fn cmdline_at(ptr: u64) -> (&'static str, u64) {
     let Some(at) = cmdline.rfind(" check=") else {
         fail!("command line has no check= token: {cmdline}")
     };
-    if u64::from_str_radix(&cmdline[at + 7..], 16) != Ok(fnv(&cmdline.as_bytes()[..at])) {
+    let from = if after_name {
+        cmdline.find(' ').map_or(0, |i| i + 1).min(at)
+    } else {
+        0
+    };
+    if u64::from_str_radix(&cmdline[at + 7..], 16) != Ok(fnv(&cmdline.as_bytes()[from..at])) {
         fail!("command line corrupted (check token mismatch), {len} bytes");
     }
     (cmdline, len)
@@ -298,7 +324,7 @@ fn cmdline_at(ptr: u64) -> (&'static str, u64) {
 /// The checks every entry shares: command line, memory map, kernel, initrd,
 /// ACPI. Returns the command line and the RAM in the map.
 fn check_handed(h: &Handed) -> (&'static str, u64) {
-    let (cmdline, len) = cmdline_at(h.cmd_ptr);
+    let (cmdline, len) = cmdline_at(h.cmd_ptr, h.cmd_after_name);
     // Memory map: sorted, disjoint, non-empty entries.
     let e820 = &h.e820;
     if e820.n == 0 || e820.n > 128 {
@@ -448,6 +474,7 @@ extern "C" fn main64(bp: u64, cs: u64, ds: u64, ss: u64, es: u64, rflags: u64) -
     let init_size = u32_at(bp + 0x260) as u64;
     let handed = Handed {
         cmd_ptr: u32_at(bp + 0x228) as u64 | (u32_at(bp + 0xC8) as u64) << 32,
+        cmd_after_name: false,
         e820: E820 {
             base: bp + 0x2D0,
             n: u8_at(bp + 0x1E8) as u64,
@@ -506,11 +533,19 @@ unsafe extern "C" {
     static stack_top: u8;
 }
 
-/// Reached from entry_pvh in long mode, with what it found in PVH_STATE.
-extern "C" fn main_pvh() -> ! {
+/// Reached from the 32-bit entries in long mode.
+extern "C" fn main_flat32() -> ! {
+    // SAFETY: written once by flat32_common before this call; read-only since.
+    let state = unsafe { FLAT32_STATE };
+    match state[10] {
+        1 => main_pvh(state),
+        _ => main_multiboot(state),
+    }
+}
+
+fn main_pvh(state: [u64; 11]) -> ! {
     PASS.store(0x14, Ordering::Relaxed);
-    // SAFETY: written once by entry_pvh before this call; read-only since.
-    let [si, cr0, cr4, eflags, cs, ds, es, ss, efer] = unsafe { PVH_STATE };
+    let [si, cr0, cr4, eflags, cs, ds, es, ss, efer, _, _] = state;
     // CPU state of the PVH entry (Xen's pvh.pandoc): CR0 PE only (ET is
     // hardwired), CR4 0, paging and long mode off, IF, TF and VM clear.
     if cr0 & !(1 << 4) != 1 {
@@ -558,6 +593,7 @@ extern "C" fn main_pvh() -> ! {
     let end = core::ptr::addr_of!(stack_top) as u64;
     let handed = Handed {
         cmd_ptr: u64_at(si + 0x18),
+        cmd_after_name: false,
         e820: E820 {
             base: memmap,
             n: entries,
@@ -579,6 +615,97 @@ extern "C" fn main_pvh() -> ! {
     let _ = writeln!(
         Serial,
         "testkernel: PASS pvh: cmdline {} bytes, {entries} memmap entries, {} MiB RAM, module {} bytes at {:#x}",
+        cmdline.len(),
+        ram >> 20,
+        initrd.1,
+        initrd.0
+    );
+    report(true)
+}
+
+/// An RSDP in the BIOS segment, where a multiboot kernel looks for one.
+fn scan_rsdp() -> u64 {
+    (0xE_0000..0x10_0000)
+        .step_by(16)
+        .find(|&p| &rd::<8>(p) == b"RSD PTR " && sum(bytes(p, 20)) == 0)
+        .unwrap_or(0)
+}
+
+fn main_multiboot(state: [u64; 11]) -> ! {
+    PASS.store(0x16, Ordering::Relaxed);
+    let [mbi, cr0, _, eflags, cs, ds, es, ss, _, eax, _] = state;
+    // CPU state of multiboot 0.6.96 (section 3.2).
+    if eax != 0x2BAD_B002 {
+        fail!("EAX {eax:#x} at the multiboot entry, want 0x2badb002");
+    }
+    if cr0 & (1 << 31 | 1) != 1 {
+        fail!("CR0 {cr0:#x}: want PE set and PG clear");
+    }
+    if eflags & (1 << 9 | 1 << 17) != 0 {
+        fail!("EFLAGS {eflags:#x}: IF or VM set");
+    }
+    if cs == 0 || ds == 0 || ds != es || ds != ss {
+        fail!("segments cs={cs:#x} ds={ds:#x} es={es:#x} ss={ss:#x}");
+    }
+    let (pic1, pic2) = (inb(0x21), inb(0xA1));
+    if pic1 != 0xFF || pic2 != 0xFF {
+        fail!("8259 masks {pic1:#x}/{pic2:#x}, want both 0xff");
+    }
+    // The information block: memory, command line, modules and memory map.
+    let flags = u32_at(mbi);
+    let want = 1 | 1 << 2 | 1 << 3 | 1 << 6;
+    if flags & want != want {
+        fail!("multiboot flags {flags:#x} lack memory, cmdline, modules or mmap");
+    }
+    let (mem_lower, mem_upper) = (u32_at(mbi + 4) as u64, u32_at(mbi + 8) as u64);
+    if !(600..=640).contains(&mem_lower) {
+        fail!("mem_lower {mem_lower} KiB");
+    }
+    let (mmap, mmap_len) = (u32_at(mbi + 0x30) as u64, u32_at(mbi + 0x2C) as u64);
+    if mmap == 0 || mmap_len == 0 || mmap_len % 24 != 0 {
+        fail!("memory map {mmap_len} bytes at {mmap:#x}");
+    }
+    let n = mmap_len / 24;
+    if let Some(i) = (0..n).find(|i| u32_at(mmap + 24 * i) != 20) {
+        fail!("memory map entry {i} has size {}, want 20", u32_at(mmap + 24 * i));
+    }
+    let e820 = E820 {
+        base: mmap + 4,
+        n,
+        stride: 24,
+    };
+    let upper_end = (0..n)
+        .map(|i| e820.entry(i))
+        .find(|&(a, s, t)| t == 1 && a <= 0x10_0000 && 0x10_0000 < a + s)
+        .map_or(0, |(a, s, _)| a + s);
+    if (upper_end.min(1 << 32) - 0x10_0000) / 1024 != mem_upper {
+        fail!("mem_upper {mem_upper} KiB, but RAM at 1 MiB ends at {upper_end:#x}");
+    }
+    let (mods, mods_addr) = (u32_at(mbi + 0x14), u32_at(mbi + 0x18) as u64);
+    let initrd = match mods {
+        0 => (0, 0),
+        1 => {
+            let (start, end) = (u32_at(mods_addr) as u64, u32_at(mods_addr + 4) as u64);
+            (start, end.saturating_sub(start))
+        }
+        n => fail!("{n} modules, want at most 1"),
+    };
+    let end = core::ptr::addr_of!(stack_top) as u64;
+    let handed = Handed {
+        cmd_ptr: u32_at(mbi + 0x10) as u64,
+        cmd_after_name: true,
+        e820,
+        kernel: (LOAD - 0x1000, end),
+        initrd,
+        rsdp: scan_rsdp(),
+    };
+    if handed.e820.type_of(mbi, mbi + 88) != Some(1) {
+        fail!("multiboot information at {mbi:#x} not in RAM");
+    }
+    let (cmdline, ram) = check_handed(&handed);
+    let _ = writeln!(
+        Serial,
+        "testkernel: PASS multiboot: cmdline {} bytes, {n} mmap entries, {} MiB RAM, mem_upper {mem_upper} KiB, module {} bytes at {:#x}",
         cmdline.len(),
         ram >> 20,
         initrd.1,
