@@ -45,6 +45,8 @@ pub struct PvhSpec {
     /// The entry the note gives, and the note descriptor's size (4 or 8).
     pub entry: u64,
     pub entry_bytes: usize,
+    /// The segment's size in memory (bss included); 0: the image's length.
+    pub memsz: u64,
 }
 
 impl Default for PvhSpec {
@@ -53,6 +55,7 @@ impl Default for PvhSpec {
             load_address: LOAD_ADDRESS,
             entry: PVH_ENTRY,
             entry_bytes: 8,
+            memsz: 0,
         }
     }
 }
@@ -104,6 +107,7 @@ pub fn wrap_pvh(pm: &[u8], spec: &PvhSpec) -> Result<Vec<u8>> {
         ),
         (4, 4, note_offset as u64, 0, note.len() as u64, 4),
     ];
+    let memsz = spec.memsz.max(pm.len() as u64);
     for (i, (typ, flags, offset, paddr, size, align)) in segments.into_iter().enumerate() {
         let at = EHDR + i * PHDR;
         put(&mut elf, at, &typ.to_le_bytes());
@@ -112,7 +116,8 @@ pub fn wrap_pvh(pm: &[u8], spec: &PvhSpec) -> Result<Vec<u8>> {
         put(&mut elf, at + 0x10, &paddr.to_le_bytes()); // vaddr
         put(&mut elf, at + 0x18, &paddr.to_le_bytes());
         put(&mut elf, at + 0x20, &size.to_le_bytes()); // filesz
-        put(&mut elf, at + 0x28, &size.to_le_bytes()); // memsz
+        let mem = if typ == PT_LOAD { memsz } else { size };
+        put(&mut elf, at + 0x28, &mem.to_le_bytes()); // memsz
         put(&mut elf, at + 0x30, &align.to_le_bytes());
     }
     put(&mut elf, note_offset, &note);
