@@ -280,10 +280,13 @@ fn pvh_entry_on_every_machine() {
             out.serial
         );
     }
-    // Without an initrd: no module.
+    // Without an initrd: no module; through fw_cfg's port I/O as well as DMA.
     let mut q = qemu(Machine::Q35, &k);
     q.append = Some(with_check("x"));
     expect_exit(&q, PASS_PVH);
+    q.extra = vec!["-global".into(), "fw_cfg_io.dma_enabled=off".into()];
+    expect_exit(&q, PASS_PVH);
+    q.extra.clear();
     // The marker before the PVH jump.
     q.exit_ports = vec![0xF4];
     expect_exit(&q, 4 * 2 + 1);
@@ -326,6 +329,9 @@ fn multiboot_on_every_machine() {
     let mut q = qemu(Machine::Pc, &k);
     q.append = Some(with_check("x"));
     expect_exit(&q, PASS_MULTIBOOT);
+    q.extra = vec!["-global".into(), "fw_cfg_io.dma_enabled=off".into()];
+    expect_exit(&q, PASS_MULTIBOOT);
+    q.extra.clear();
     q.exit_ports = vec![0xF4];
     expect_exit(&q, 2 * 2 + 1);
 }
