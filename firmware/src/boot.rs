@@ -21,6 +21,10 @@ pub const MARKER_START: u8 = 1;
 pub const MARKER_KERNEL_PORT: u16 = 0xF4;
 /// Written right before jumping to a bzImage kernel.
 pub const MARKER_KERNEL_BZIMAGE: u8 = 3;
+/// Written right before jumping to a kernel's PVH entry.
+pub const MARKER_KERNEL_PVH: u8 = 4;
+/// Written right before jumping to a multiboot kernel.
+pub const MARKER_KERNEL_MULTIBOOT: u8 = 2;
 
 const EFER_MSR: u32 = 0xC000_0080;
 
@@ -89,6 +93,7 @@ core::arch::global_asm!(
     cr4_no_pae = const !(Cr4Flags::PHYSICAL_ADDRESS_EXTENSION.bits() as u32),
     efer_msr = const EFER_MSR,
     efer_no_lme = const !(EferFlags::LONG_MODE_ENABLE.bits() as u32),
+    cr0_pe = const Cr0Flags::PROTECTED_MODE_ENABLE.bits() as u32,
     options(att_syntax),
 );
 
@@ -97,6 +102,9 @@ unsafe extern "C" {
     pub fn enter_linux64(entry: u64, boot_params: u64) -> !;
     /// Enters a kernel through the 32-bit boot protocol (both below 4 GiB).
     pub fn enter_linux32(entry: u32, boot_params: u32) -> !;
+    /// Enters a kernel in 32-bit flat protected mode, paging off, with `ebx` and
+    /// `eax` in those registers: the PVH and multiboot entries.
+    pub fn enter_flat32(entry: u32, ebx: u32, eax: u32) -> !;
 }
 
 const fn parse(s: &str) -> u64 {

@@ -142,6 +142,13 @@ pub fn init_pic(io: &mut impl PortIo) {
     }
 }
 
+/// Masks every line of both 8259s: the PVH entry expects no legacy interrupt
+/// (an unmasked timer can reach a kernel that has no IDT yet).
+pub fn mask_pics(io: &mut impl PortIo) {
+    io.outb(PIC1_DATA, 0xFF);
+    io.outb(PIC2_DATA, 0xFF);
+}
+
 pub const CMOS_INDEX: u16 = 0x70;
 pub const CMOS_DATA: u16 = 0x71;
 const RTC_STATUS_A: u8 = 0x0A;
@@ -298,6 +305,10 @@ mod tests {
         assert_eq!(io.writes[3], (PIC2_DATA, 0x70));
         assert_eq!(io.writes[8], (PIC1_DATA, 0xFB));
         assert_eq!(io.writes[9], (PIC2_DATA, 0xFF));
+        // before a PVH or multiboot jump: every line of both masked
+        let mut io = Ports::new(0);
+        mask_pics(&mut io);
+        assert_eq!(io.writes, [(PIC1_DATA, 0xFF), (PIC2_DATA, 0xFF)]);
     }
 
     #[test]

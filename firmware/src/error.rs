@@ -44,6 +44,14 @@ pub enum Error {
     OutOfFirmwareMemory(&'static str),
     /// The PCI devices cannot all be given addresses.
     Pci(PciError),
+    /// An ELF kernel without a usable PVH entry note (or a malformed ELF).
+    NoPvhEntry(&'static str),
+    /// The PVH entry lies above 4 GiB or outside the kernel's segments.
+    PvhEntryOutside { entry: u64 },
+    /// QEMU loaded the kernel's segments over ferrite's own memory.
+    SegmentsOverlapFirmware { start: u64, end: u64 },
+    /// A multiboot header ferrite cannot honour.
+    BadMultiboot(&'static str),
 }
 
 /// Status of a Rust panic inside ferrite.
@@ -66,6 +74,10 @@ impl Error {
             Error::SetupData(_) => 0x2A,
             Error::OutOfFirmwareMemory(_) => 0x2B,
             Error::Pci(_) => 0x2C,
+            Error::NoPvhEntry(_) => 0x2D,
+            Error::PvhEntryOutside { .. } => 0x2E,
+            Error::SegmentsOverlapFirmware { .. } => 0x30,
+            Error::BadMultiboot(_) => 0x31,
         }
     }
 }
@@ -123,6 +135,19 @@ impl fmt::Display for Error {
                 "PCI set-up failed: {}; remove devices or give large BARs a 64-bit type",
                 e.message()
             ),
+            Error::NoPvhEntry(what) => write!(
+                f,
+                "the -kernel ELF file cannot be booted through PVH: {what}; pass a vmlinux with a PVH note or a bzImage"
+            ),
+            Error::PvhEntryOutside { entry } => write!(
+                f,
+                "the kernel's PVH entry {entry:#x} is above 4 GiB or outside its loaded segments; the entry must be a 32-bit physical address in the kernel"
+            ),
+            Error::SegmentsOverlapFirmware { start, end } => write!(
+                f,
+                "the kernel's segments {start:#x}..{end:#x} overlap ferrite's memory below 1 MiB; link the kernel at 1 MiB or higher"
+            ),
+            Error::BadMultiboot(what) => write!(f, "the multiboot kernel cannot be booted: {what}"),
             Error::OutOfFirmwareMemory(what) => {
                 write!(
                     f,
@@ -173,12 +198,16 @@ mod tests {
             Error::SetupData("x"),
             Error::OutOfFirmwareMemory("x"),
             Error::Pci(PciError::OutOfIoSpace),
+            Error::NoPvhEntry("x"),
+            Error::PvhEntryOutside { entry: 1 << 32 },
+            Error::SegmentsOverlapFirmware { start: 0, end: 1 },
+            Error::BadMultiboot("x"),
         ];
         let statuses: HashSet<u8> = all.iter().map(Error::status).collect();
         assert_eq!(statuses.len(), all.len());
         assert!(!statuses.contains(&STATUS_PANIC));
         // never collide with the boot markers (1..=4) or the usual test codes
-        assert!(statuses.iter().all(|&s| (0x20..0x30).contains(&s)));
+        assert!(statuses.iter().all(|&s| (0x20..0x40).contains(&s)));
     }
 
     #[test]

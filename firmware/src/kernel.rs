@@ -3,17 +3,20 @@
 
 use core::mem::MaybeUninit;
 
-use ferrite::bootparams::{BootParams, LOADER_TYPE_QEMU, SetupData, SetupHeader};
+use ferrite::bootparams::{BootParams, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader};
 use ferrite::e820::{MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::{FwCfg, Item};
 use ferrite::layout::{self, HighZone};
 use ferrite::linux::{Entry, KernelInfo};
+use ferrite::pvh;
 use ferrite::setup_data::{self, MAX_NODES, Node};
 
+use crate::mb_kernel::MultibootKernel;
 use crate::paging;
 use crate::phys;
 use crate::pio::Pio;
+use crate::vmlinux::Vmlinux;
 
 /// Enough of the setup sectors to hold any setup header (it ends by 0x281).
 const HEADER_BYTES: usize = 0x290;
@@ -28,15 +31,46 @@ pub struct Kernel {
     cmdline_size: u64,
 }
 
+/// What QEMU was given with `-kernel`.
+// One value per boot, moved once; there is no heap to box the setup header in.
+#[allow(clippy::large_enum_variant)]
+pub enum Payload {
+    /// A bzImage, booted through the Linux boot protocol.
+    BzImage(Kernel),
+    /// An ELF kernel QEMU loaded itself, booted through its PVH entry.
+    Pvh(Vmlinux),
+    /// A multiboot kernel QEMU prepared, with its information block.
+    Multiboot(MultibootKernel),
+}
+
+/// Tells the kinds of kernel apart by the start of QEMU's SETUP_DATA item and
+/// validates the kernel: fails on anything ferrite cannot boot.
+pub fn identify(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Payload, Error> {
+    let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
+    if size == 0 {
+        return Err(Error::NoKernel);
+    }
+    let mut header = [0u8; HEADER_BYTES];
+    fw_cfg.read_into(Item::SetupData as u16, &mut header)?;
+    if pvh::is_elf(&header) {
+        return Ok(Payload::Pvh(Vmlinux::from_fw_cfg(fw_cfg, memory)?));
+    }
+    // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
+    let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
+    if !hdrs && fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
+        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory)?;
+        return Ok(Payload::Multiboot(kernel));
+    }
+    Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
+}
+
 impl Kernel {
-    /// Reads the sizes and the setup header; fails on anything ferrite cannot boot.
-    pub fn from_fw_cfg(fw_cfg: &mut FwCfg<Pio>) -> Result<Kernel, Error> {
-        let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
-        if size == 0 {
-            return Err(Error::NoKernel);
-        }
-        let mut header = [0u8; HEADER_BYTES];
-        fw_cfg.read_into(Item::SetupData as u16, &mut header)?;
+    /// Validates the setup header and reads the other sizes.
+    fn from_header(
+        fw_cfg: &mut FwCfg<Pio>,
+        size: u64,
+        header: [u8; HEADER_BYTES],
+    ) -> Result<Kernel, Error> {
         let hdr = SetupHeader::read_from_image(&header).ok_or(Error::NotBzImage)?;
         let info = KernelInfo::from_header(&hdr)?;
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
@@ -109,26 +143,12 @@ impl Kernel {
 
     /// Loads the initrd (if any) into `range`.
     pub fn load_initrd(&self, fw_cfg: &mut FwCfg<Pio>, range: Option<Range>) -> Result<(), Error> {
-        let Some(range) = range else { return Ok(()) };
-        // Only needed without DMA (the CPU copies), but cheap: one entry per 2 MiB.
-        paging::identity_map(range)?;
-        // SAFETY: free RAM chosen by place_initrd, identity-mapped.
-        unsafe { fw_cfg.read_to_phys(Item::InitrdData as u16, range.start, range.len() as u32) }
+        load_initrd(fw_cfg, range)
     }
 
     /// Loads the command line to its fixed place and terminates it.
     pub fn load_cmdline(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-        // SAFETY: the command-line area is reserved for this (layout.rs) and mapped;
-        // Kernel::from_fw_cfg checked that cmdline_size fits it.
-        unsafe {
-            fw_cfg.read_to_phys(
-                Item::CmdlineData as u16,
-                layout::CMDLINE,
-                self.cmdline_size as u32,
-            )?;
-            phys::slice_mut(layout::CMDLINE + self.cmdline_size.saturating_sub(1), 1)[0] = 0;
-        }
-        Ok(())
+        load_cmdline(fw_cfg, self.cmdline_size)
     }
 
     /// Builds the zero page at its fixed place and returns its address.
@@ -170,6 +190,28 @@ impl Kernel {
             Entry::Bits32 => (Entry::Bits32, kernel.start),
         }
     }
+}
+
+/// Loads the initrd (if any) into `range` (chosen by `linux::place_initrd*`).
+pub fn load_initrd(fw_cfg: &mut FwCfg<Pio>, range: Option<Range>) -> Result<(), Error> {
+    let Some(range) = range else { return Ok(()) };
+    // Only needed without DMA (the CPU copies), but cheap: one entry per 2 MiB.
+    paging::identity_map(range)?;
+    // SAFETY: free RAM chosen by place_initrd, identity-mapped.
+    unsafe { fw_cfg.read_to_phys(Item::InitrdData as u16, range.start, range.len() as u32) }
+}
+
+/// Loads the command line (`size` bytes with its NUL, checked against
+/// `layout::CMDLINE_ROOM` by the caller) to its fixed place and terminates it.
+pub fn load_cmdline(fw_cfg: &mut FwCfg<Pio>, size: u64) -> Result<(), Error> {
+    debug_assert!(size <= layout::CMDLINE_ROOM);
+    // SAFETY: the command-line area is reserved for this (layout.rs) and mapped;
+    // the callers checked that `size` fits it.
+    unsafe {
+        fw_cfg.read_to_phys(Item::CmdlineData as u16, layout::CMDLINE, size as u32)?;
+        phys::slice_mut(layout::CMDLINE + size.saturating_sub(1), 1)[0] = 0;
+    }
+    Ok(())
 }
 
 const _: () = assert!(core::mem::size_of::<SetupData>() == 16);

@@ -73,6 +73,20 @@ impl HighZone {
         Some(start)
     }
 
+    /// Keeps the zone from growing into `busy` (memory already in use below
+    /// the top of low RAM, e.g. kernel segments QEMU loaded there). False when
+    /// `busy` overlaps what the zone has already handed out.
+    pub fn avoid(&mut self, busy: Range) -> bool {
+        if busy.is_empty() || busy.end <= self.limit || busy.start >= self.top {
+            return true;
+        }
+        if busy.end > self.next {
+            return false;
+        }
+        self.limit = busy.end;
+        true
+    }
+
     /// Everything handed out so far, rounded out to pages.
     pub fn used(&self) -> Range {
         Range::new(self.next & !0xFFF, self.top)
@@ -95,6 +109,13 @@ mod tests {
         assert!(z.alloc(HIGH_ZONE_MAX, 16).is_none());
         assert!(z.alloc(16, 3).is_none());
         assert!(z.alloc(u64::MAX, 16).is_none());
+        // memory in use below the zone's top: the zone stops above it
+        let mut z = HighZone::new(128 << 20);
+        assert!(z.avoid(Range::new(16 << 20, 120 << 20)));
+        assert!(z.alloc(8 << 20, 16).is_some());
+        assert!(z.alloc(16, 16).is_none());
+        assert!(z.avoid(Range::new(0, 1 << 20)));
+        assert!(!z.avoid(Range::new(127 << 20, 129 << 20)));
         // a tiny machine: the zone never reaches below 1 MiB
         let mut z = HighZone::new(0x11_0000);
         assert!(z.alloc(0x1_0000, 16).is_some());

@@ -188,14 +188,27 @@ pub fn place_initrd(
     map: &MemoryMap,
     busy: &[Range],
 ) -> Result<Option<Range>, Error> {
+    place_initrd_below(initrd_size, info.initrd_addr_max, info.above_4g, map, busy)
+}
+
+/// [`place_initrd`] for a kernel without a setup header (PVH): as high as
+/// possible at or below `addr_max` (inclusive), above 4 GiB only when it fits
+/// nowhere below and `above_4g` allows.
+pub fn place_initrd_below(
+    initrd_size: u64,
+    addr_max: u64,
+    above_4g: bool,
+    map: &MemoryMap,
+    busy: &[Range],
+) -> Result<Option<Range>, Error> {
     if initrd_size == 0 {
         return Ok(None);
     }
-    let ceiling = info.initrd_addr_max.saturating_add(1).min(FOUR_GIB);
+    let ceiling = addr_max.saturating_add(1).min(FOUR_GIB);
     let start = map
         .highest_fit(initrd_size, PAGE, KERNEL_FLOOR, ceiling, busy)
         .or_else(|| {
-            info.above_4g
+            above_4g
                 .then(|| map.highest_fit(initrd_size, PAGE, FOUR_GIB, u64::MAX, busy))
                 .flatten()
         })

@@ -17,6 +17,8 @@ mod kernel;
 #[cfg(target_os = "none")]
 mod logger;
 #[cfg(target_os = "none")]
+mod mb_kernel;
+#[cfg(target_os = "none")]
 mod paging;
 #[cfg(target_os = "none")]
 mod pc;
@@ -30,6 +32,8 @@ mod resume;
 mod tables;
 #[cfg(target_os = "none")]
 mod timeline;
+#[cfg(target_os = "none")]
+mod vmlinux;
 
 #[cfg(target_os = "none")]
 pub use firmware::{cpu_exception, rust_main};
@@ -45,19 +49,23 @@ mod firmware {
     use core::mem::MaybeUninit;
 
     use ferrite::bootparams::e820_type::RESERVED;
+    use ferrite::chipset;
     use ferrite::e820::{MemoryMap, Range};
     use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
     use ferrite::fwcfg::FwCfg;
     use ferrite::io::PortIo;
     use ferrite::layout::{self, HighZone};
     use ferrite::linux::{self, Entry};
+    use ferrite::multiboot;
     use ferrite::s3;
 
     use crate::boot::{self, ROM_BASE};
-    use crate::kernel::Kernel;
+    use crate::kernel::{self, Kernel, Payload};
+    use crate::mb_kernel::MultibootKernel;
     use crate::pc::Pc;
     use crate::pio::Pio;
     use crate::timeline::{Step, Timeline};
+    use crate::vmlinux::Vmlinux;
     use crate::{logger, phys, resume, tables, timeline};
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
@@ -90,72 +98,170 @@ mod firmware {
         //    tables handed to the kernel go.
         let mut memory = MEMORY.lock();
         read_e820(&mut fw_cfg, &mut memory)?;
-        let mut zone = HighZone::new(memory.low_ram_top()?);
+        let zone = HighZone::new(memory.low_ram_top()?);
         time.mark(Step::MemoryMap);
 
         // 3. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
         //    microvm): PCI, the BIOS segment, legacy devices, the MTRRs, and the
         //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
         //    from what the firmware programmed.
-        let mut pc = Pc::setup(&mut io, &mut fw_cfg, &memory)?;
+        let pc = Pc::setup(&mut io, &mut fw_cfg, &memory)?;
         log::debug!("machine: {:?}", pc.machine);
         time.mark(Step::Hardware);
 
-        // 4. The kernel's setup header: can we boot it, and how.
-        let kernel = Kernel::from_fw_cfg(&mut fw_cfg)?;
+        // 4. The kernel: which kind, validated. Then that kind's steps.
+        let payload = kernel::identify(&mut fw_cfg, &memory)?;
         time.mark(Step::KernelHeader);
+        let booting = Booting {
+            io,
+            fw_cfg,
+            memory: &mut memory,
+            zone,
+            pc,
+            time,
+            report_timeline,
+        };
+        match payload {
+            Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
+            Payload::Pvh(vmlinux) => boot_pvh(booting, vmlinux),
+            Payload::Multiboot(kernel) => boot_multiboot(booting, kernel),
+        }
+    }
 
-        // 5. ACPI tables, through QEMU's table-loader script, and SMBIOS.
-        let rsdp = tables::install(&mut fw_cfg, &mut zone, pc.bios_area())?;
-        pc.install_smbios(&mut fw_cfg, &mut zone)?;
-        time.mark(Step::Acpi);
+    /// What every kind of kernel's steps work with.
+    struct Booting<'m> {
+        io: Pio,
+        fw_cfg: FwCfg<Pio>,
+        memory: &'m mut MemoryMap,
+        zone: HighZone,
+        pc: Pc,
+        time: Timeline,
+        report_timeline: bool,
+    }
+
+    impl<'m> Booting<'m> {
+        /// ACPI tables, through QEMU's table-loader script, and SMBIOS.
+        fn install_tables(&mut self) -> Result<Option<u64>, Error> {
+            let rsdp = tables::install(&mut self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
+            self.pc.install_smbios(&mut self.fw_cfg, &mut self.zone)?;
+            Ok(rsdp)
+        }
+
+        /// The other CPUs checked in, the MP table, the BIOS segment locked,
+        /// where a wake-up from S3 finds the OS's waking vector (from `rsdp`),
+        /// and the final memory map.
+        fn finish(mut self, rsdp: Option<u64>) -> Result<Ready<'m>, Error> {
+            let machine = self.pc.machine;
+            let chipset_ranges = self.pc.finish(&mut self.io, &mut self.fw_cfg)?;
+            resume::arm(machine, rsdp, self.zone.used());
+            self.time.mark(Step::Cpus);
+            reserve_firmware_memory(self.memory, self.zone.used(), &chipset_ranges)?;
+            Ok(Ready {
+                io: self.io,
+                memory: self.memory,
+                time: self.time,
+                report_timeline: self.report_timeline,
+            })
+        }
+    }
+
+    /// Everything set up but the kernel's boot information.
+    struct Ready<'m> {
+        io: Pio,
+        memory: &'m MemoryMap,
+        time: Timeline,
+        report_timeline: bool,
+    }
+
+    impl Ready<'_> {
+        fn handoff(mut self, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
+            self.time.mark(Step::ZeroPage);
+            if self.report_timeline {
+                self.time.report(self.io);
+            }
+            Handoff {
+                io: self.io,
+                kind,
+                entry,
+                boot_info,
+            }
+        }
+    }
+
+    /// A bzImage through the Linux boot protocol.
+    fn boot_bzimage(mut b: Booting, kernel: Kernel) -> Result<Handoff, Error> {
+        // 5. ACPI and SMBIOS.
+        let rsdp = b.install_tables()?;
+        b.time.mark(Step::Acpi);
 
         // 6. The kernel, straight to its run-time address, and its setup_data.
-        let kernel_range = linux::place_kernel(&kernel.info, kernel.size, &memory, &[zone.used()])?;
-        kernel.load(&mut fw_cfg, kernel_range)?;
-        let setup_data = kernel.move_setup_data(&mut fw_cfg, kernel_range, &mut zone)?;
-        time.mark(Step::KernelLoaded);
+        let kernel_range =
+            linux::place_kernel(&kernel.info, kernel.size, b.memory, &[b.zone.used()])?;
+        kernel.load(&mut b.fw_cfg, kernel_range)?;
+        let setup_data = kernel.move_setup_data(&mut b.fw_cfg, kernel_range, &mut b.zone)?;
+        b.time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
         let initrd = linux::place_initrd(
             &kernel.info,
             kernel.initrd_size,
-            &memory,
-            &[zone.used(), kernel_range],
+            b.memory,
+            &[b.zone.used(), kernel_range],
         )?;
-        kernel.load_initrd(&mut fw_cfg, initrd)?;
-        kernel.load_cmdline(&mut fw_cfg)?;
-        time.mark(Step::InitrdLoaded);
+        kernel.load_initrd(&mut b.fw_cfg, initrd)?;
+        kernel.load_cmdline(&mut b.fw_cfg)?;
+        b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
             kernel_range.start,
             kernel_range.end,
             initrd,
             kernel.info.entry,
-            fw_cfg.stats.dma_requests
+            b.fw_cfg.stats.dma_requests
         );
 
-        // 8. The other CPUs checked in, the MP table, the BIOS segment locked;
-        //    where a wake-up from S3 finds the OS's waking vector.
-        let machine = pc.machine;
-        let chipset_ranges = pc.finish(&mut io, &mut fw_cfg)?;
-        resume::arm(machine, rsdp, zone.used());
-        time.mark(Step::Cpus);
+        // 8. The other CPUs, the MP table, the S3 resume data, the final memory map.
+        let r = b.finish(rsdp)?;
 
-        // 9. The final memory map and the zero page.
-        reserve_firmware_memory(&mut memory, zone.used(), &chipset_ranges)?;
-        let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, &memory)?;
+        // 9. The zero page.
+        let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, r.memory)?;
         let (entry, address) = kernel.entry_point(kernel_range);
-        time.mark(Step::ZeroPage);
-        if report_timeline {
-            time.report(io);
-        }
-        Ok(Handoff {
-            io,
-            entry,
-            address,
-            zero_page,
-        })
+        let kind = match entry {
+            Entry::Bits64 => Kind::Linux64,
+            Entry::Bits32 => Kind::Linux32,
+        };
+        Ok(r.handoff(kind, address, zero_page))
+    }
+
+    /// An ELF kernel (vmlinux) through its PVH entry. QEMU loaded its segments.
+    fn boot_pvh(mut b: Booting, kernel: Vmlinux) -> Result<Handoff, Error> {
+        // 5. The tables kept clear of the segments QEMU loaded.
+        kernel.keep_clear(&mut b.zone)?;
+
+        // 6. ACPI and SMBIOS (nothing to load: the kernel is in place).
+        let rsdp = b.install_tables()?;
+        b.time.mark(Step::Acpi);
+        b.time.mark(Step::KernelLoaded);
+
+        // 7. The initrd, placed as for a bzImage, and the command line.
+        let initrd = kernel.place_initrd(b.memory, &[b.zone.used(), kernel.segments])?;
+        kernel::load_initrd(&mut b.fw_cfg, initrd)?;
+        kernel.load_cmdline(&mut b.fw_cfg)?;
+        b.time.mark(Step::InitrdLoaded);
+        log::debug!(
+            "pvh: segments {:#x}..{:#x}, entry {:#x}, initrd {initrd:x?}, {} DMA requests",
+            kernel.segments.start,
+            kernel.segments.end,
+            kernel.entry,
+            b.fw_cfg.stats.dma_requests
+        );
+
+        // 8. The other CPUs, the MP table, the S3 resume data, the final memory map.
+        let r = b.finish(rsdp)?;
+
+        // 9. The start info: memory map, command line, initrd module, RSDP.
+        let start_info = kernel.build_start_info(initrd, rsdp, r.memory)?;
+        Ok(r.handoff(Kind::Pvh, kernel.entry as u64, start_info))
     }
 
     fn set_log_level(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
@@ -195,25 +301,79 @@ mod firmware {
         Ok(())
     }
 
+    /// A multiboot v1 kernel: QEMU's image and information block, finished.
+    fn boot_multiboot(mut b: Booting, kernel: MultibootKernel) -> Result<Handoff, Error> {
+        // 5. The tables kept clear of the image.
+        kernel.keep_clear(&mut b.zone)?;
+
+        // 6. ACPI and SMBIOS.
+        let rsdp = b.install_tables()?;
+        b.time.mark(Step::Acpi);
+
+        // 7. The image (kernel, modules, command lines) in one transfer, and
+        //    the kernel's multiboot header checked.
+        kernel.load(&mut b.fw_cfg)?;
+        b.time.mark(Step::KernelLoaded);
+
+        // 8. QEMU's information block.
+        kernel.load_info(&mut b.fw_cfg)?;
+        b.time.mark(Step::InitrdLoaded);
+        log::debug!(
+            "multiboot: image {:#x}..{:#x}, entry {:#x}, {} DMA requests",
+            kernel.image.start,
+            kernel.image.end,
+            kernel.entry,
+            b.fw_cfg.stats.dma_requests
+        );
+
+        // 9. The other CPUs, the MP table, the S3 resume data, the final memory map.
+        let r = b.finish(rsdp)?;
+
+        // 10. What QEMU leaves to the firmware: mem_lower/upper, the memory map.
+        let info = kernel.finish_info(r.memory)?;
+        Ok(r.handoff(Kind::Multiboot, kernel.entry as u64, info))
+    }
+
+    /// How the kernel is entered.
+    enum Kind {
+        Linux64,
+        Linux32,
+        Pvh,
+        Multiboot,
+    }
+
     struct Handoff {
         io: Pio,
-        entry: Entry,
-        address: u64,
-        zero_page: u64,
+        kind: Kind,
+        entry: u64,
+        /// The zero page (bzImage) or the start info (PVH).
+        boot_info: u64,
     }
 
     impl Handoff {
         fn enter(mut self) -> ! {
-            self.io
-                .outb(boot::MARKER_KERNEL_PORT, boot::MARKER_KERNEL_BZIMAGE);
-            // SAFETY: the kernel, its initrd, command line and zero page are in
-            // place and identity-mapped; nothing of ferrite is needed any more.
+            let marker = match self.kind {
+                Kind::Linux64 | Kind::Linux32 => boot::MARKER_KERNEL_BZIMAGE,
+                Kind::Pvh => boot::MARKER_KERNEL_PVH,
+                Kind::Multiboot => boot::MARKER_KERNEL_MULTIBOOT,
+            };
+            if matches!(self.kind, Kind::Pvh | Kind::Multiboot) {
+                chipset::mask_pics(&mut self.io);
+            }
+            self.io.outb(boot::MARKER_KERNEL_PORT, marker);
+            // SAFETY: the kernel, its initrd, command line and boot information
+            // are in place and identity-mapped (both below 4 GiB for the 32-bit
+            // entries); nothing of ferrite is needed any more.
             unsafe {
-                match self.entry {
-                    Entry::Bits64 => boot::enter_linux64(self.address, self.zero_page),
-                    Entry::Bits32 => {
-                        boot::enter_linux32(self.address as u32, self.zero_page as u32)
-                    }
+                match self.kind {
+                    Kind::Linux64 => boot::enter_linux64(self.entry, self.boot_info),
+                    Kind::Linux32 => boot::enter_linux32(self.entry as u32, self.boot_info as u32),
+                    Kind::Pvh => boot::enter_flat32(self.entry as u32, self.boot_info as u32, 0),
+                    Kind::Multiboot => boot::enter_flat32(
+                        self.entry as u32,
+                        self.boot_info as u32,
+                        multiboot::BOOTLOADER_MAGIC,
+                    ),
                 }
             }
         }

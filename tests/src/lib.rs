@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use xtask::qemu::{Machine, Outcome, Qemu};
-use xtask::testkernel::{self, BzImageSpec};
+use xtask::testkernel::{self, BzImageSpec, MultibootSpec, PvhSpec};
 
 /// ferrite's release build (ROM and ELF), built once.
 pub fn firmware() -> &'static xtask::rom::Rom {
@@ -31,11 +31,29 @@ pub fn scratch() -> PathBuf {
     .clone()
 }
 
+/// The test kernel's protected-mode image, built once.
+fn image() -> &'static [u8] {
+    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
+    IMAGE.get_or_init(|| testkernel::build_image().expect("building the test kernel"))
+}
+
 /// The test kernel as a bzImage with `spec`'s header, written as `name`.
 pub fn kernel(name: &str, spec: &BzImageSpec) -> PathBuf {
-    static IMAGE: OnceLock<Vec<u8>> = OnceLock::new();
-    let image = IMAGE.get_or_init(|| testkernel::build_image().expect("building the test kernel"));
-    write_atomically(&scratch().join(name), &testkernel::wrap(image, spec))
+    write_atomically(&scratch().join(name), &testkernel::wrap(image(), spec))
+}
+
+/// The test kernel as a multiboot kernel, written as `name`.
+pub fn multiboot_kernel(name: &str, spec: &MultibootSpec) -> PathBuf {
+    write_atomically(
+        &scratch().join(name),
+        &testkernel::wrap_multiboot(image(), spec),
+    )
+}
+
+/// The test kernel as an ELF with a PVH note (a `vmlinux`), written as `name`.
+pub fn pvh_kernel(name: &str, spec: &PvhSpec) -> PathBuf {
+    let elf = testkernel::wrap_pvh(image(), spec).expect("wrapping the PVH test kernel");
+    write_atomically(&scratch().join(name), &elf)
 }
 
 /// Tests run in parallel and share file names: write aside, then rename, so a

@@ -1,9 +1,11 @@
 //! Bad input never hangs or boots wrong: one `ferrite: error:` line on COM1 and a
 //! distinct status on port 0xf4 (QEMU exit = 2 * status + 1).
 
-use ferrite_tests::{expect_exit, kernel, qemu, random_file, rom, scratch};
+use ferrite_tests::{
+    expect_exit, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, rom, scratch,
+};
 use xtask::qemu::{Machine, Qemu};
-use xtask::testkernel::BzImageSpec;
+use xtask::testkernel::{BzImageSpec, MULTIBOOT_FLAGS, MultibootSpec, PVH_ENTRY, PvhSpec};
 
 fn expect_error(q: &mut Qemu, status: i32, message: &str) {
     q.exit_ports = vec![0xF4];
@@ -95,4 +97,64 @@ fn command_line_too_long() {
     let mut q = qemu(Machine::Microvm, &k);
     q.append = Some("x".repeat(300));
     expect_error(&mut q, 0x27, "accepts at most 255");
+}
+
+#[test]
+fn pvh_entry_above_4g() {
+    // QEMU keeps the low 32 bits of the note's entry (it would jump into the
+    // kernel at the wrong place); ferrite reads the note itself.
+    let spec = PvhSpec {
+        entry: PVH_ENTRY | 1 << 32,
+        ..PvhSpec::default()
+    };
+    let k = pvh_kernel("entry-above-4g.vmlinux", &spec);
+    for machine in [Machine::Q35, Machine::Microvm] {
+        expect_error(
+            &mut qemu(machine, &k),
+            0x2E,
+            "PVH entry 0x101000400 is above 4 GiB",
+        );
+    }
+}
+
+#[test]
+fn pvh_segments_over_ferrite() {
+    // QEMU loads the segment at 128 KiB, where ferrite's own code runs.
+    let spec = PvhSpec {
+        load_address: 0x2_0000,
+        entry: 0x2_0400,
+        ..PvhSpec::default()
+    };
+    let k = pvh_kernel("low-segment.vmlinux", &spec);
+    expect_error(
+        &mut qemu(Machine::Pc, &k),
+        0x30,
+        "overlap ferrite's memory below 1 MiB",
+    );
+}
+
+#[test]
+fn multiboot_video_mode() {
+    // QEMU only warns ("multiboot knows VBE. we don't.") and boots on.
+    let spec = MultibootSpec {
+        flags: MULTIBOOT_FLAGS | 1 << 2,
+        ..MultibootSpec::default()
+    };
+    let k = multiboot_kernel("video.multiboot", &spec);
+    expect_error(&mut qemu(Machine::Q35, &k), 0x31, "asks for a video mode");
+}
+
+#[test]
+fn multiboot_entry_outside_the_image() {
+    // QEMU checks the a.out load addresses but not the entry.
+    let spec = MultibootSpec {
+        entry: 0x4000_0000,
+        ..MultibootSpec::default()
+    };
+    let k = multiboot_kernel("far-entry.multiboot", &spec);
+    expect_error(
+        &mut qemu(Machine::Microvm, &k),
+        0x31,
+        "entry point lies outside the image",
+    );
 }

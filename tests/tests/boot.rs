@@ -1,9 +1,13 @@
 //! ferrite boots the test kernel, which checks the zero page, command line,
 //! initrd, e820 map, ACPI tables and CPU state it was handed.
 
-use ferrite_tests::{expect_exit, firmware, kernel, qemu, random_file, scratch};
+use ferrite_tests::{
+    expect_exit, firmware, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, scratch,
+};
 use xtask::qemu::Machine;
-use xtask::testkernel::{BzImageSpec, PASS_32, PASS_64, with_check};
+use xtask::testkernel::{
+    BzImageSpec, MultibootSpec, PASS_32, PASS_64, PASS_MULTIBOOT, PASS_PVH, PvhSpec, with_check,
+};
 
 /// One boot with an initrd, checked against memory size and CPU count.
 fn boot(machine: Machine, memory_mib: u64, cpus: u32, extra_cmdline: &str) {
@@ -212,7 +216,7 @@ fn timeline_on_the_debug_console_on_request() {
 
 /// The waking vector's report (tests/testkernel): CS:IP and the ACPI PM timer
 /// were right in real mode after the firmware's resume path.
-const S3_RESUMED: i32 = 0x14 * 2 + 1;
+const S3_RESUMED: i32 = 0x18 * 2 + 1;
 
 /// The test kernel plays a guest waking from S3 (QEMU's "S3 resume" status in
 /// the CMOS, then a reset): ferrite must jump to the real-mode waking vector
@@ -289,4 +293,87 @@ fn instructions_per_step_under_kvm() {
         microvm < 100,
         "microvm's hardware step: {microvm} instructions"
     );
+}
+
+/// The test kernel as a PVH `vmlinux`: ferrite enters it at its note's entry
+/// with the start info, memory map, command line, initrd module and RSDP, on
+/// every machine, with RAM above 4 GiB on one; then the 0xf4 marker is 4.
+#[test]
+fn pvh_entry_on_every_machine() {
+    let k = pvh_kernel("default.vmlinux", &PvhSpec::default());
+    for (machine, memory_mib, cpus) in [
+        (Machine::Pc, 512, 2),
+        (Machine::Q35, 6144, 4),
+        (Machine::Microvm, 256, 1),
+    ] {
+        let len = 200_000 + memory_mib as usize;
+        let (initrd, hash) = random_file(&format!("initrd-pvh-{}", machine.name()), len, 17);
+        let mut q = qemu(machine, &k);
+        q.memory_mib = memory_mib;
+        q.cpus = cpus;
+        q.initrd = Some(initrd);
+        q.append = Some(with_check(&format!(
+            "console=ttyS0 expect.cpus={cpus} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+        )));
+        let out = expect_exit(&q, PASS_PVH);
+        assert!(
+            out.serial.contains("testkernel: PASS pvh"),
+            "{}",
+            out.serial
+        );
+    }
+    // Without an initrd: no module; through fw_cfg's port I/O as well as DMA.
+    let mut q = qemu(Machine::Q35, &k);
+    q.append = Some(with_check("x"));
+    expect_exit(&q, PASS_PVH);
+    q.extra = vec!["-global".into(), "fw_cfg_io.dma_enabled=off".into()];
+    expect_exit(&q, PASS_PVH);
+    q.extra.clear();
+    // The marker before the PVH jump.
+    q.exit_ports = vec![0xF4];
+    expect_exit(&q, 4 * 2 + 1);
+}
+
+/// The test kernel as a multiboot kernel: ferrite loads QEMU's image and
+/// information block, fills in mem_lower, mem_upper and the memory map, and
+/// enters with EAX = 0x2BADB002; the kernel checks them, its module and (on pc
+/// and q35, where the RSDP is in the BIOS segment) the ACPI tables. Then the
+/// 0xf4 marker is 2.
+#[test]
+fn multiboot_on_every_machine() {
+    let k = multiboot_kernel("default.multiboot", &MultibootSpec::default());
+    for (machine, memory_mib, cpus) in [
+        (Machine::Pc, 512, 2),
+        (Machine::Q35, 2048, 4),
+        (Machine::Microvm, 256, 1),
+    ] {
+        let len = 100_000 + memory_mib as usize;
+        let (module, hash) = random_file(&format!("module-mb-{}", machine.name()), len, 23);
+        let mut q = qemu(machine, &k);
+        q.memory_mib = memory_mib;
+        q.cpus = cpus;
+        q.initrd = Some(module);
+        let cpus_check = if machine == Machine::Microvm {
+            String::new()
+        } else {
+            format!(" expect.cpus={cpus}")
+        };
+        q.append = Some(with_check(&format!(
+            "console=ttyS0{cpus_check} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+        )));
+        let out = expect_exit(&q, PASS_MULTIBOOT);
+        assert!(
+            out.serial.contains("testkernel: PASS multiboot"),
+            "{}",
+            out.serial
+        );
+    }
+    let mut q = qemu(Machine::Pc, &k);
+    q.append = Some(with_check("x"));
+    expect_exit(&q, PASS_MULTIBOOT);
+    q.extra = vec!["-global".into(), "fw_cfg_io.dma_enabled=off".into()];
+    expect_exit(&q, PASS_MULTIBOOT);
+    q.extra.clear();
+    q.exit_ports = vec![0xF4];
+    expect_exit(&q, 2 * 2 + 1);
 }

@@ -420,7 +420,7 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     let work = linux_assets::cache_dir().join("bench");
     std::fs::create_dir_all(&work)?;
     let probe_path = work.join("probe.bzImage");
-    std::fs::write(&probe_path, probe::build_like(&kernel)?)?;
+    std::fs::write(&probe_path, crate::pvh_probe::build_like(&kernel)?)?;
     let token = "ferrite.bench=1";
     // /init checks that it sees the CPUs and memory it was booted with, so a
     // memory or CPU sweep needs one initramfs per value.

@@ -7,6 +7,7 @@ pub mod insn_steps;
 pub mod linux_assets;
 pub mod parity;
 pub mod probe;
+pub mod pvh_probe;
 pub mod qemu;
 pub mod rom;
 pub mod small_kernel;

@@ -101,7 +101,9 @@ enum Task {
         /// Also run OVMF (takes seconds per boot).
         #[arg(long)]
         ovmf: bool,
-        /// Kernel to boot: a path, "stock" (Debian's) or "small" (cargo xtask kernel).
+        /// Kernel to boot: a path (a bzImage, or an ELF vmlinux booted through
+        /// PVH), "stock" (Debian's), "small" (cargo xtask kernel) or
+        /// "small-vmlinux" (the same kernel's vmlinux, PVH entry).
         #[arg(long, default_value = "stock")]
         kernel: String,
         #[arg(long, default_value_t = 512)]
@@ -298,6 +300,10 @@ fn main() -> Result<()> {
             let kernel = match kernel.as_str() {
                 "stock" => None,
                 "small" => Some(small_kernel::build()?),
+                "small-vmlinux" => {
+                    small_kernel::build()?;
+                    Some(small_kernel::vmlinux_path())
+                }
                 path => {
                     let p = PathBuf::from(path);
                     if !p.exists() {

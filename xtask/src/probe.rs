@@ -31,15 +31,18 @@ pub enum Entry {
     EfiHandover64,
     /// PE/COFF entry point (AddressOfEntryPoint): UEFI LoadImage + StartImage.
     EfiPe,
+    /// PVH entry of an ELF kernel (the PVH probe, `pvh_probe.rs`).
+    Pvh,
 }
 
 impl Entry {
-    pub const ALL: [Entry; 5] = [
+    pub const ALL: [Entry; 6] = [
         Entry::Setup16,
         Entry::Protected32,
         Entry::Long64,
         Entry::EfiHandover64,
         Entry::EfiPe,
+        Entry::Pvh,
     ];
 
     pub fn value(self) -> u8 {
@@ -49,6 +52,7 @@ impl Entry {
             Entry::Long64 => 0x13,
             Entry::EfiHandover64 => 0x14,
             Entry::EfiPe => 0x15,
+            Entry::Pvh => 0x16,
         }
     }
 
@@ -66,6 +70,7 @@ impl Entry {
             Entry::Long64 => "64-bit",
             Entry::EfiHandover64 => "EFI handover",
             Entry::EfiPe => "EFI PE",
+            Entry::Pvh => "PVH",
         }
     }
 }
@@ -79,7 +84,7 @@ const HANDOVER_OFFSET: u32 = 0x100;
 const PE_ENTRY: usize = 0x400;
 
 /// `mov al, value; out PROBE_PORT, al; hlt; jmp $-1`: valid in 16, 32 and 64-bit mode.
-fn marker_code(value: u8) -> [u8; 7] {
+pub fn marker_code(value: u8) -> [u8; 7] {
     [0xB0, value, 0xE6, PROBE_PORT as u8, 0xF4, 0xEB, 0xFD]
 }
 

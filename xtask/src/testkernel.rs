@@ -16,6 +16,12 @@ pub const LOAD_ADDRESS: u64 = 0x100_0000;
 pub const REPORT_PORT: u16 = 0x501;
 pub const PASS_64: i32 = 0x10 * 2 + 1;
 pub const PASS_32: i32 = 0x12 * 2 + 1;
+pub const PASS_PVH: i32 = 0x14 * 2 + 1;
+pub const PASS_MULTIBOOT: i32 = 0x16 * 2 + 1;
+/// The multiboot entry (tests/testkernel/link.ld).
+pub const MULTIBOOT_ENTRY: u64 = LOAD_ADDRESS + 0x600;
+/// The PVH entry (tests/testkernel/link.ld).
+pub const PVH_ENTRY: u64 = LOAD_ADDRESS + 0x400;
 
 /// Setup-header fields of the generated bzImage; `init_size` 0 means the image
 /// size rounded up to 2 MiB.
@@ -28,6 +34,149 @@ pub fn wrap(pm: &[u8], spec: &BzImageSpec) -> Vec<u8> {
         header.init_size = pm.len().next_multiple_of(0x20_0000) as u32;
     }
     header.image(&[], pm)
+}
+
+/// The test kernel as an ELF file with a PVH note, as a `vmlinux` is: what
+/// QEMU loads itself and hands to the firmware's PVH path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PvhSpec {
+    /// Where the one loadable segment goes (the image runs only at LOAD_ADDRESS).
+    pub load_address: u64,
+    /// The entry the note gives, and the note descriptor's size (4 or 8).
+    pub entry: u64,
+    pub entry_bytes: usize,
+    /// The segment's size in memory (bss included); 0: the image's length.
+    pub memsz: u64,
+}
+
+impl Default for PvhSpec {
+    fn default() -> Self {
+        PvhSpec {
+            load_address: LOAD_ADDRESS,
+            entry: PVH_ENTRY,
+            entry_bytes: 8,
+            memsz: 0,
+        }
+    }
+}
+
+/// Where the image starts in the ELF file.
+const ELF_IMAGE_OFFSET: usize = 0x1000;
+const MULTIBOOT_MAGIC: u32 = 0x1BAD_B002;
+
+/// Wraps a protected-mode image into a 64-bit ELF: the ELF header, a PT_LOAD
+/// segment with the image and a PT_NOTE with Xen's PHYS32_ENTRY note, both
+/// within the first 8 KiB that QEMU hands to the firmware.
+pub fn wrap_pvh(pm: &[u8], spec: &PvhSpec) -> Result<Vec<u8>> {
+    const EHDR: usize = 64;
+    const PHDR: usize = 56;
+    let mut note = Vec::new();
+    note.extend_from_slice(&4u32.to_le_bytes()); // namesz
+    note.extend_from_slice(&(spec.entry_bytes as u32).to_le_bytes()); // descsz
+    note.extend_from_slice(&18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
+    note.extend_from_slice(b"Xen\0");
+    match spec.entry_bytes {
+        4 => note.extend_from_slice(&(spec.entry as u32).to_le_bytes()),
+        8 => note.extend_from_slice(&spec.entry.to_le_bytes()),
+        n => anyhow::bail!("a PVH note entry is 4 or 8 bytes, not {n}"),
+    }
+    let note_offset = EHDR + 2 * PHDR;
+    let mut elf = vec![0u8; ELF_IMAGE_OFFSET];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // ELFCLASS64
+    elf[5] = 1; // little-endian
+    elf[6] = 1; // EV_CURRENT
+    let put = |elf: &mut Vec<u8>, at: usize, v: &[u8]| elf[at..at + v.len()].copy_from_slice(v);
+    put(&mut elf, 0x10, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut elf, 0x12, &62u16.to_le_bytes()); // EM_X86_64
+    put(&mut elf, 0x14, &1u32.to_le_bytes());
+    put(&mut elf, 0x18, &(LOAD_ADDRESS + 0x200).to_le_bytes()); // e_entry (unused)
+    put(&mut elf, 0x20, &(EHDR as u64).to_le_bytes()); // e_phoff
+    put(&mut elf, 0x34, &(EHDR as u16).to_le_bytes());
+    put(&mut elf, 0x36, &(PHDR as u16).to_le_bytes());
+    put(&mut elf, 0x38, &2u16.to_le_bytes());
+    // (type, flags, offset, paddr, size, align)
+    let segments = [
+        (
+            PT_LOAD,
+            7u32,
+            ELF_IMAGE_OFFSET as u64,
+            spec.load_address,
+            pm.len() as u64,
+            0x1000u64,
+        ),
+        (4, 4, note_offset as u64, 0, note.len() as u64, 4),
+    ];
+    let memsz = spec.memsz.max(pm.len() as u64);
+    for (i, (typ, flags, offset, paddr, size, align)) in segments.into_iter().enumerate() {
+        let at = EHDR + i * PHDR;
+        put(&mut elf, at, &typ.to_le_bytes());
+        put(&mut elf, at + 4, &flags.to_le_bytes());
+        put(&mut elf, at + 8, &offset.to_le_bytes());
+        put(&mut elf, at + 0x10, &paddr.to_le_bytes()); // vaddr
+        put(&mut elf, at + 0x18, &paddr.to_le_bytes());
+        put(&mut elf, at + 0x20, &size.to_le_bytes()); // filesz
+        let mem = if typ == PT_LOAD { memsz } else { size };
+        put(&mut elf, at + 0x28, &mem.to_le_bytes()); // memsz
+        put(&mut elf, at + 0x30, &align.to_le_bytes());
+    }
+    put(&mut elf, note_offset, &note);
+    elf.extend_from_slice(pm);
+    // QEMU tries multiboot before PVH: its magic must not appear in the first 8 KiB.
+    let head = &elf[..elf.len().min(8192)];
+    ensure!(
+        !head
+            .chunks_exact(4)
+            .any(|w| w == MULTIBOOT_MAGIC.to_le_bytes()),
+        "the PVH test kernel looks like a multiboot kernel"
+    );
+    Ok(elf)
+}
+
+/// The test kernel as a multiboot v1 kernel (a.out kludge): a page holding the
+/// multiboot header in front of the image, loaded from LOAD_ADDRESS - 4 KiB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultibootSpec {
+    pub flags: u32,
+    pub entry: u64,
+}
+
+/// Page-aligned modules, memory information, the a.out kludge.
+pub const MULTIBOOT_FLAGS: u32 = 1 | 1 << 1 | 1 << 16;
+
+impl Default for MultibootSpec {
+    fn default() -> Self {
+        MultibootSpec {
+            flags: MULTIBOOT_FLAGS,
+            entry: MULTIBOOT_ENTRY,
+        }
+    }
+}
+
+/// Wraps a protected-mode image into a multiboot kernel: header_addr =
+/// load_addr = LOAD_ADDRESS - 4 KiB, the whole file loaded, no extra bss.
+pub fn wrap_multiboot(pm: &[u8], spec: &MultibootSpec) -> Vec<u8> {
+    let load = (LOAD_ADDRESS - 0x1000) as u32;
+    let words = [
+        MULTIBOOT_MAGIC,
+        spec.flags,
+        0u32.wrapping_sub(MULTIBOOT_MAGIC).wrapping_sub(spec.flags),
+        load, // header_addr
+        load, // load_addr
+        0,    // load_end_addr: the whole file
+        0,    // bss_end_addr: none beyond the image
+        spec.entry as u32,
+        0, // mode_type, width, height, depth
+        0,
+        0,
+        0,
+    ];
+    let mut out = vec![0u8; 0x1000];
+    for (i, w) in words.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(pm);
+    out
 }
 
 /// Lays the ELF's loadable segments out from LOAD_ADDRESS (bss included, zeroed).
@@ -117,6 +266,44 @@ mod tests {
         // default init_size rounds the image up to 2 MiB
         let img = wrap(&[0; 10], &BzImageSpec::default());
         assert_eq!(&img[0x260..0x264], &0x20_0000u32.to_le_bytes());
+    }
+
+    #[test]
+    fn pvh_elf_has_its_note_and_segment_in_the_first_8k() {
+        let pm = vec![0x90u8; 0x3000];
+        let elf = wrap_pvh(&pm, &PvhSpec::default()).unwrap();
+        let file = ElfFile64::<Endianness>::parse(&*elf).unwrap();
+        let e = file.endian();
+        let phs: Vec<_> = file.elf_program_headers().iter().collect();
+        assert_eq!(phs.len(), 2);
+        assert_eq!(phs[0].p_paddr(e), LOAD_ADDRESS);
+        assert_eq!(phs[0].data(e, &*elf).unwrap(), &pm[..]);
+        let note = phs[1].data(e, &*elf).unwrap();
+        assert_eq!(&note[12..16], b"Xen\0");
+        assert_eq!(&note[16..24], &PVH_ENTRY.to_le_bytes());
+        let spec = PvhSpec {
+            entry_bytes: 4,
+            ..PvhSpec::default()
+        };
+        let elf = wrap_pvh(&pm, &spec).unwrap();
+        assert_eq!(&elf[176 + 16..176 + 20], &(PVH_ENTRY as u32).to_le_bytes());
+        let spec = PvhSpec {
+            entry_bytes: 6,
+            ..PvhSpec::default()
+        };
+        assert!(wrap_pvh(&pm, &spec).is_err());
+    }
+
+    #[test]
+    fn multiboot_header_checksums_and_points_at_the_entry() {
+        let img = wrap_multiboot(&[0x90; 0x800], &MultibootSpec::default());
+        let w = |i: usize| u32::from_le_bytes(img[4 * i..4 * i + 4].try_into().unwrap());
+        assert_eq!(w(0), MULTIBOOT_MAGIC);
+        assert_eq!(w(0).wrapping_add(w(1)).wrapping_add(w(2)), 0);
+        assert_eq!((w(3), w(4)), (0xFF_F000, 0xFF_F000));
+        assert_eq!(w(7) as u64, MULTIBOOT_ENTRY);
+        assert_eq!(img.len(), 0x1800);
+        assert_eq!(img[0x1000], 0x90);
     }
 
     #[test]

@@ -55,3 +55,44 @@ enter_linux32:
     xor %ebx, %ebx
     xor %ebp, %ebp
     ret
+
+# enter_flat32(entry: u32 in edi, ebx: u32 in esi, eax: u32 in edx) -> !
+# The PVH entry (Xen's x86/HVM direct boot ABI) and the multiboot v1 entry:
+# 32-bit flat protected mode, paging off, CR0 = PE only, CR4 = 0, EFER.LME
+# clear, EBX = the start info or multiboot information, EAX = the multiboot
+# magic (0 for PVH). Leaves long mode as enter_linux32 does, through the same
+# GDT.
+.code64
+.globl enter_flat32
+enter_flat32:
+    cli
+    mov $gdt_linux32_ptr, %eax
+    lgdt (%rax)
+    mov %esi, %ebx
+    mov %edx, %ebp                 # EAX's value survives in ebp
+    push ${boot_cs}
+    lea 1f(%rip), %rax
+    push %rax
+    lretq
+.code32
+1:
+    mov ${cr0_pe}, %eax
+    mov %eax, %cr0
+    mov ${efer_msr}, %ecx
+    rdmsr
+    and ${efer_no_lme}, %eax
+    wrmsr
+    xor %eax, %eax
+    mov %eax, %cr4
+    mov ${boot_ds}, %eax
+    mov %eax, %ds
+    mov %eax, %es
+    mov %eax, %ss
+    mov %eax, %fs
+    mov %eax, %gs
+    mov %ebp, %eax
+    xor %ecx, %ecx
+    xor %edx, %edx
+    xor %esi, %esi
+    xor %ebp, %ebp
+    jmp *%edi

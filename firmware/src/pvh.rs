@@ -1,0 +1,662 @@
+//! PVH, the x86/HVM direct boot ABI: an uncompressed ELF kernel (a `vmlinux`)
+//! entered at the address of its `XEN_ELFNOTE_PHYS32_ENTRY` note, in 32-bit
+//! protected mode with paging off, EBX pointing at an `hvm_start_info`.
+//!
+//! QEMU loads the ELF's segments into RAM itself and hands over, through fw_cfg,
+//! the lowest segment address (`KERNEL_ADDR`), the span (`KERNEL_SIZE`), the
+//! entry (`KERNEL_ENTRY`, cut to 32 bits), the command line, the initrd and the
+//! first 8 KiB of the file (`SETUP_DATA`). This module reads the ELF header and
+//! the entry note itself (QEMU drops the entry's upper half without a word),
+//! checks where the segments are, and builds the start info.
+//!
+//! Layouts: Xen's `public/arch-x86/hvm/start_info.h`; the ELF header and
+//! program header of the System V gABI. Pure logic, tested on the host.
+
+use core::mem::{offset_of, size_of};
+
+use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
+use crate::e820::{MemoryMap, Range};
+use crate::error::Error;
+
+/// `hvm_start_info.magic`: "xEn3" with the top bit of the 'E' set.
+pub const START_INFO_MAGIC: u32 = 0x336E_C578;
+/// Version 1 adds the memory map, which a non-Xen Linux guest requires.
+pub const START_INFO_VERSION: u32 = 1;
+/// The ELF note type of the 32-bit physical entry (`XEN_ELFNOTE_PHYS32_ENTRY`).
+pub const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// How much of the file QEMU hands over in SETUP_DATA.
+pub const HEAD_BYTES: usize = 8192;
+/// Linux's x86 `COMMAND_LINE_SIZE`: PVH has no setup header to say otherwise,
+/// and Linux cuts a longer command line without a word.
+pub const CMDLINE_MAX: u64 = 2047;
+/// Notes are read from RAM when they lie beyond the first 8 KiB of the file;
+/// Linux's note segment is a few hundred bytes.
+pub const MAX_NOTES: usize = 4096;
+
+/// `struct hvm_start_info` (56 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StartInfo {
+    pub magic: u32,          // 0x00
+    pub version: u32,        // 0x04
+    pub flags: u32,          // 0x08
+    pub nr_modules: u32,     // 0x0C
+    pub modlist_paddr: u64,  // 0x10
+    pub cmdline_paddr: u64,  // 0x18
+    pub rsdp_paddr: u64,     // 0x20
+    pub memmap_paddr: u64,   // 0x28
+    pub memmap_entries: u32, // 0x30
+    pub reserved: u32,       // 0x34
+}
+
+/// `struct hvm_modlist_entry` (32 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModlistEntry {
+    pub paddr: u64,         // 0x00
+    pub size: u64,          // 0x08
+    pub cmdline_paddr: u64, // 0x10
+    pub reserved: u64,      // 0x18
+}
+
+/// `struct hvm_memmap_table_entry` (24 bytes, e820 types).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemmapEntry {
+    pub addr: u64,     // 0x00
+    pub size: u64,     // 0x08
+    pub typ: u32,      // 0x10
+    pub reserved: u32, // 0x14
+}
+
+/// Everything the kernel is handed, in one block at a fixed place (ferrite puts
+/// it where the zero page goes on the bzImage path): the start info, the one
+/// module (the initrd) and the memory map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StartBlock {
+    pub info: StartInfo,                                  // 0x000
+    pub module: ModlistEntry,                             // 0x038
+    pub memmap: [MemmapEntry; E820_MAX_ENTRIES_ZEROPAGE], // 0x058
+}
+
+const _: () = {
+    assert!(size_of::<StartInfo>() == 56);
+    assert!(offset_of!(StartInfo, nr_modules) == 0x0C);
+    assert!(offset_of!(StartInfo, modlist_paddr) == 0x10);
+    assert!(offset_of!(StartInfo, cmdline_paddr) == 0x18);
+    assert!(offset_of!(StartInfo, rsdp_paddr) == 0x20);
+    assert!(offset_of!(StartInfo, memmap_paddr) == 0x28);
+    assert!(offset_of!(StartInfo, memmap_entries) == 0x30);
+    assert!(size_of::<ModlistEntry>() == 32);
+    assert!(offset_of!(ModlistEntry, cmdline_paddr) == 0x10);
+    assert!(size_of::<MemmapEntry>() == 24);
+    assert!(offset_of!(MemmapEntry, typ) == 0x10);
+    assert!(offset_of!(StartBlock, module) == 0x38);
+    assert!(offset_of!(StartBlock, memmap) == 0x58);
+    // it fits the 4 KiB the zero page has on the bzImage path
+    assert!(size_of::<StartBlock>() <= 4096);
+};
+
+impl StartBlock {
+    pub const fn zeroed() -> StartBlock {
+        StartBlock {
+            info: StartInfo {
+                magic: 0,
+                version: 0,
+                flags: 0,
+                nr_modules: 0,
+                modlist_paddr: 0,
+                cmdline_paddr: 0,
+                rsdp_paddr: 0,
+                memmap_paddr: 0,
+                memmap_entries: 0,
+                reserved: 0,
+            },
+            module: ModlistEntry {
+                paddr: 0,
+                size: 0,
+                cmdline_paddr: 0,
+                reserved: 0,
+            },
+            memmap: [MemmapEntry {
+                addr: 0,
+                size: 0,
+                typ: 0,
+                reserved: 0,
+            }; E820_MAX_ENTRIES_ZEROPAGE],
+        }
+    }
+
+    /// Fills the block, which lives at physical address `base`.
+    pub fn build(
+        &mut self,
+        base: u64,
+        cmdline: u64,
+        initrd: Option<Range>,
+        rsdp: Option<u64>,
+        memory: &MemoryMap,
+    ) -> Result<(), Error> {
+        let regions = memory.regions();
+        if regions.len() > self.memmap.len() {
+            return Err(Error::MemoryMap(crate::e820::E820Error::TooManyEntries));
+        }
+        *self = StartBlock::zeroed();
+        for (slot, r) in self.memmap.iter_mut().zip(regions) {
+            *slot = MemmapEntry {
+                addr: r.range.start,
+                size: r.range.len(),
+                typ: r.typ,
+                reserved: 0,
+            };
+        }
+        if let Some(initrd) = initrd {
+            self.module = ModlistEntry {
+                paddr: initrd.start,
+                size: initrd.len(),
+                cmdline_paddr: 0,
+                reserved: 0,
+            };
+        }
+        self.info = StartInfo {
+            magic: START_INFO_MAGIC,
+            version: START_INFO_VERSION,
+            flags: 0,
+            nr_modules: initrd.is_some() as u32,
+            modlist_paddr: if initrd.is_some() {
+                base + offset_of!(StartBlock, module) as u64
+            } else {
+                0
+            },
+            cmdline_paddr: cmdline,
+            rsdp_paddr: rsdp.unwrap_or(0),
+            memmap_paddr: base + offset_of!(StartBlock, memmap) as u64,
+            memmap_entries: regions.len() as u32,
+            reserved: 0,
+        };
+        Ok(())
+    }
+}
+
+/// Is this the start of an ELF file (QEMU's SETUP_DATA for a PVH kernel)?
+pub fn is_elf(head: &[u8]) -> bool {
+    head.starts_with(b"\x7fELF")
+}
+
+/// Reads guest memory that QEMU loaded the kernel's segments into.
+pub trait Memory {
+    /// Fills `buf` from physical address `addr`; only called for ranges inside
+    /// the kernel's segments.
+    fn read(&mut self, addr: u64, buf: &mut [u8]);
+}
+
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+const ELFCLASS32: u8 = 1;
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const FOUR_GIB: u64 = 1 << 32;
+
+/// One program header, either class, widened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    typ: u32,
+    offset: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn bad(what: &'static str) -> Error {
+    Error::NoPvhEntry(what)
+}
+
+/// The program headers of an ELF whose first bytes are `head`: every one of
+/// them must lie within `head`.
+fn segments(head: &[u8]) -> Result<impl Iterator<Item = Segment> + '_, Error> {
+    if !is_elf(head) || head.len() < 52 {
+        return Err(bad("not an ELF file"));
+    }
+    if head[5] != ELFDATA2LSB {
+        return Err(bad("not a little-endian ELF"));
+    }
+    let wide = match head[4] {
+        ELFCLASS32 => false,
+        ELFCLASS64 => true,
+        _ => return Err(bad("unknown ELF class")),
+    };
+    let short = || bad("ELF header cut short");
+    let (phoff, phentsize, phnum) = if wide {
+        (
+            u64_at(head, 0x20).ok_or_else(short)?,
+            u16_at(head, 0x36).ok_or_else(short)?,
+            u16_at(head, 0x38).ok_or_else(short)?,
+        )
+    } else {
+        (
+            u32_at(head, 0x1C).ok_or_else(short)? as u64,
+            u16_at(head, 0x2A).ok_or_else(short)?,
+            u16_at(head, 0x2C).ok_or_else(short)?,
+        )
+    };
+    let entry_size = if wide { 56 } else { 32 };
+    if phentsize as usize != entry_size {
+        return Err(bad("unexpected program header size"));
+    }
+    if phnum == 0 {
+        return Err(bad("no program headers"));
+    }
+    let table_end = (phnum as u64)
+        .checked_mul(entry_size as u64)
+        .and_then(|n| n.checked_add(phoff));
+    if table_end.is_none_or(|end| end > head.len() as u64) {
+        return Err(bad("program headers beyond the first 8 KiB of the file"));
+    }
+    let phoff = phoff as usize;
+    Ok((0..phnum as usize).map(move |i| {
+        let p = &head[phoff + i * entry_size..][..entry_size];
+        // Both layouts are in bounds: the table was checked above.
+        let w = |at| u64_at(p, at).unwrap_or(0);
+        let n = |at| u32_at(p, at).unwrap_or(0) as u64;
+        if wide {
+            Segment {
+                typ: n(0) as u32,
+                offset: w(0x08),
+                paddr: w(0x18),
+                filesz: w(0x20),
+                memsz: w(0x28),
+            }
+        } else {
+            Segment {
+                typ: n(0) as u32,
+                offset: n(0x04),
+                paddr: n(0x0C),
+                filesz: n(0x10),
+                memsz: n(0x14),
+            }
+        }
+    }))
+}
+
+/// The PVH entry among the notes in `notes`: `Ok(None)` when there is none.
+/// Names and descriptors are padded to 4 bytes (what Linux and Xen emit in
+/// both ELF classes).
+fn entry_note(mut notes: &[u8]) -> Result<Option<u64>, Error> {
+    while notes.len() >= 12 {
+        let namesz = u32_at(notes, 0).unwrap_or(0) as usize;
+        let descsz = u32_at(notes, 4).unwrap_or(0) as usize;
+        let typ = u32_at(notes, 8).unwrap_or(0);
+        let name_end = namesz
+            .checked_add(3)
+            .map(|n| 12 + (n & !3))
+            .filter(|&e| e <= notes.len())
+            .ok_or(bad("an ELF note runs past its segment"))?;
+        let desc_end = descsz
+            .checked_add(3)
+            .map(|n| name_end + (n & !3))
+            .filter(|&e| e <= notes.len())
+            .ok_or(bad("an ELF note runs past its segment"))?;
+        let name = &notes[12..12 + namesz];
+        let desc = &notes[name_end..name_end + descsz];
+        if name == b"Xen\0" && typ == XEN_ELFNOTE_PHYS32_ENTRY {
+            return match descsz {
+                4 => Ok(u32_at(desc, 0).map(u64::from)),
+                8 => Ok(u64_at(desc, 0)),
+                _ => Err(bad("the PVH entry note is neither 4 nor 8 bytes")),
+            };
+        }
+        notes = &notes[desc_end..];
+    }
+    Ok(None)
+}
+
+/// Finds the PVH entry of the ELF whose first bytes are `head` and whose
+/// segments QEMU loaded into `loaded` (KERNEL_ADDR, KERNEL_SIZE). A note
+/// segment is read from `head` when it lies there, else from memory when it
+/// lies in `loaded`. The entry must be below 4 GiB and inside a loaded segment.
+pub fn find_entry(head: &[u8], loaded: Range, memory: &mut impl Memory) -> Result<u32, Error> {
+    let mut found = None;
+    for seg in segments(head)?.filter(|s| s.typ == PT_NOTE) {
+        let in_head = seg
+            .offset
+            .checked_add(seg.filesz)
+            .is_some_and(|end| end <= head.len() as u64);
+        let note = if in_head {
+            entry_note(&head[seg.offset as usize..][..seg.filesz as usize])?
+        } else {
+            let range = seg
+                .paddr
+                .checked_add(seg.filesz)
+                .map(|e| Range::new(seg.paddr, e));
+            let Some(range) = range.filter(|r| loaded.contains(r)) else {
+                continue;
+            };
+            if range.len() > MAX_NOTES as u64 {
+                return Err(bad("the ELF note segment is larger than 4 KiB"));
+            }
+            let mut buf = [0u8; MAX_NOTES];
+            let buf = &mut buf[..range.len() as usize];
+            memory.read(range.start, buf);
+            entry_note(buf)?
+        };
+        if note.is_some() {
+            found = note;
+            break;
+        }
+    }
+    let entry = found.ok_or(Error::NoPvhEntry(
+        "no XEN_ELFNOTE_PHYS32_ENTRY note; build Linux with CONFIG_PVH=y",
+    ))?;
+    if entry >= FOUR_GIB {
+        return Err(Error::PvhEntryOutside { entry });
+    }
+    let in_segment = segments(head)?.any(|s| {
+        s.typ == PT_LOAD
+            && s.paddr <= entry
+            && entry < s.paddr.saturating_add(s.memsz)
+            && loaded.contains(&Range::new(entry, entry + 1))
+    });
+    if !in_segment {
+        return Err(Error::PvhEntryOutside { entry });
+    }
+    Ok(entry as u32)
+}
+
+/// Checks where QEMU put the kernel's segments: RAM, and clear of ferrite's own
+/// memory (the start info, command line, ferrite itself and the BIOS segment,
+/// all in the first MiB).
+pub fn check_segments(loaded: Range, memory: &MemoryMap, firmware: Range) -> Result<(), Error> {
+    if loaded.is_empty() {
+        return Err(bad("the ELF has no loadable segment"));
+    }
+    if loaded.overlaps(&firmware) {
+        return Err(Error::SegmentsOverlapFirmware {
+            start: loaded.start,
+            end: loaded.end,
+        });
+    }
+    if !memory.is_ram(loaded) {
+        return Err(Error::KernelDoesNotFit {
+            size: loaded.len(),
+            at: loaded.start,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bootparams::e820_type::{RAM, RESERVED};
+    use std::vec::Vec;
+
+    const LOAD: u64 = 0x100_0000;
+    const ENTRY: u64 = 0x100_0400;
+
+    /// RAM from LOAD on, as a byte vector (index = address - LOAD).
+    struct Ram(Vec<u8>);
+    impl Memory for Ram {
+        fn read(&mut self, addr: u64, buf: &mut [u8]) {
+            let at = (addr - LOAD) as usize;
+            buf.copy_from_slice(&self.0[at..at + buf.len()]);
+        }
+    }
+
+    fn note(name: &[u8], typ: u32, desc: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        n.extend_from_slice(&typ.to_le_bytes());
+        n.extend_from_slice(name);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n.extend_from_slice(desc);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n
+    }
+
+    /// A 64-bit ELF head: one PT_LOAD of `size` at LOAD, one PT_NOTE holding
+    /// `notes` at file offset 0x100 (paddr `note_paddr`).
+    fn elf64(notes: &[u8], note_paddr: u64, size: u64) -> Vec<u8> {
+        let mut h = std::vec![0u8; 0x100];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = ELFCLASS64;
+        h[5] = ELFDATA2LSB;
+        h[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        h[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        h[0x38..0x3A].copy_from_slice(&2u16.to_le_bytes());
+        let ph = |h: &mut Vec<u8>, at: usize, typ: u32, off: u64, paddr: u64, len: u64| {
+            h[at..at + 4].copy_from_slice(&typ.to_le_bytes());
+            h[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+            h[at + 0x18..at + 0x20].copy_from_slice(&paddr.to_le_bytes());
+            h[at + 0x20..at + 0x28].copy_from_slice(&len.to_le_bytes());
+            h[at + 0x28..at + 0x30].copy_from_slice(&len.to_le_bytes());
+        };
+        ph(&mut h, 64, PT_LOAD, 0x1000, LOAD, size);
+        ph(&mut h, 120, PT_NOTE, 0x100, note_paddr, notes.len() as u64);
+        h.extend_from_slice(notes);
+        h
+    }
+
+    fn loaded() -> Range {
+        Range::new(LOAD, LOAD + 0x10000)
+    }
+
+    fn ram() -> Ram {
+        Ram(std::vec![0; 0x10000])
+    }
+
+    #[test]
+    fn entry_from_a_note_in_the_head_4_or_8_bytes() {
+        let n = note(b"Xen\0", 18, &(ENTRY as u32).to_le_bytes());
+        assert_eq!(
+            find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()),
+            Ok(ENTRY as u32)
+        );
+        let mut notes = note(b"GNU\0", 3, &[1, 2, 3, 4, 5]);
+        notes.extend(note(b"Xen\0", 1, b"xen-3.0\0"));
+        notes.extend(note(b"Xen\0", 18, &ENTRY.to_le_bytes()));
+        assert_eq!(
+            find_entry(&elf64(&notes, 0, 0x10000), loaded(), &mut ram()),
+            Ok(ENTRY as u32)
+        );
+    }
+
+    #[test]
+    fn entry_from_a_note_in_loaded_memory() {
+        let n = note(b"Xen\0", 18, &ENTRY.to_le_bytes());
+        let mut head = elf64(&n, LOAD + 0x800, 0x10000);
+        // the note segment's file offset lies beyond the head
+        head[120 + 8..120 + 16].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        let mut mem = ram();
+        mem.0[0x800..0x800 + n.len()].copy_from_slice(&n);
+        assert_eq!(find_entry(&head, loaded(), &mut mem), Ok(ENTRY as u32));
+        // ... and outside the loaded segments, it is not looked for
+        head[120 + 0x18..120 + 0x20].copy_from_slice(&(LOAD + 0x20000).to_le_bytes());
+        assert!(matches!(
+            find_entry(&head, loaded(), &mut mem),
+            Err(Error::NoPvhEntry(_))
+        ));
+    }
+
+    #[test]
+    fn no_note_or_wrong_name_or_type() {
+        for n in [
+            Vec::new(),
+            note(b"Xen\0", 17, &ENTRY.to_le_bytes()),
+            note(b"Xe\0", 18, &ENTRY.to_le_bytes()),
+            note(b"GNU\0", 18, &ENTRY.to_le_bytes()),
+        ] {
+            let r = find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram());
+            assert!(
+                matches!(r, Err(Error::NoPvhEntry(m)) if m.contains("CONFIG_PVH")),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn entry_above_4g_or_outside_the_segments() {
+        for entry in [ENTRY | 1 << 32, u64::MAX, LOAD - 1, LOAD + 0x10000] {
+            let n = note(b"Xen\0", 18, &entry.to_le_bytes());
+            assert_eq!(
+                find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()),
+                Err(Error::PvhEntryOutside { entry })
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_notes_and_headers_are_refused() {
+        let good = note(b"Xen\0", 18, &ENTRY.to_le_bytes());
+        // descriptor of an odd size
+        let n = note(b"Xen\0", 18, &[0; 6]);
+        assert!(find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()).is_err());
+        // namesz / descsz running past the segment, or wrapping
+        for (field, value) in [(0, 0xFFFF_FFFFu32), (4, 0xFFFF_FFFD), (0, 100), (4, 100)] {
+            let mut n = good.clone();
+            n[field..field + 4].copy_from_slice(&value.to_le_bytes());
+            let r = find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram());
+            assert!(matches!(r, Err(Error::NoPvhEntry(_))), "{r:?}");
+        }
+        let elf = elf64(&good, 0, 0x10000);
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        cases.push(elf[..40].to_vec()); // cut short
+        let mut e = elf.clone();
+        e[5] = 2; // big-endian
+        cases.push(e);
+        let mut e = elf.clone();
+        e[4] = 9; // unknown class
+        cases.push(e);
+        let mut e = elf.clone();
+        e[0x36] = 55; // wrong phentsize
+        cases.push(e);
+        let mut e = elf.clone();
+        e[0x38..0x3A].copy_from_slice(&0u16.to_le_bytes()); // no program headers
+        cases.push(e);
+        let mut e = elf.clone();
+        e[0x38..0x3A].copy_from_slice(&0xFFFFu16.to_le_bytes()); // beyond the head
+        cases.push(e);
+        let mut e = elf.clone();
+        e[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes()); // phoff wraps
+        cases.push(e);
+        let mut e = elf.clone();
+        e[120 + 0x20..120 + 0x28].copy_from_slice(&u64::MAX.to_le_bytes()); // huge note
+        cases.push(e);
+        for (i, e) in cases.iter().enumerate() {
+            let r = find_entry(e, loaded(), &mut ram());
+            assert!(matches!(r, Err(Error::NoPvhEntry(_))), "case {i}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_32_bit_elf_works_too() {
+        let n = note(b"Xen\0", 18, &(ENTRY as u32).to_le_bytes());
+        let mut h = std::vec![0u8; 0x100];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = ELFCLASS32;
+        h[5] = ELFDATA2LSB;
+        h[0x1C..0x20].copy_from_slice(&52u32.to_le_bytes());
+        h[0x2A..0x2C].copy_from_slice(&32u16.to_le_bytes());
+        h[0x2C..0x2E].copy_from_slice(&2u16.to_le_bytes());
+        let words = |h: &mut Vec<u8>, at: usize, w: [u32; 6]| {
+            for (i, v) in w.iter().enumerate() {
+                h[at + 4 * i..at + 4 * i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        };
+        // type, offset, vaddr, paddr, filesz, memsz
+        words(
+            &mut h,
+            52,
+            [PT_LOAD, 0x1000, 0, LOAD as u32, 0x10000, 0x10000],
+        );
+        words(
+            &mut h,
+            84,
+            [PT_NOTE, 0x100, 0, 0, n.len() as u32, n.len() as u32],
+        );
+        h.extend_from_slice(&n);
+        assert_eq!(find_entry(&h, loaded(), &mut ram()), Ok(ENTRY as u32));
+    }
+
+    #[test]
+    fn segments_must_be_ram_clear_of_the_first_mib() {
+        let mut map = MemoryMap::new();
+        map.insert(Range::new(0, 0x9_FC00), RAM).unwrap();
+        map.insert(Range::new(0x10_0000, 128 << 20), RAM).unwrap();
+        map.insert(Range::new(0xFFFC_0000, 1 << 32), RESERVED)
+            .unwrap();
+        let low = Range::new(0, 0x10_0000);
+        assert_eq!(
+            check_segments(Range::new(LOAD, LOAD + 0x10000), &map, low),
+            Ok(())
+        );
+        assert_eq!(
+            check_segments(Range::new(0x2_0000, 0x3_0000), &map, low),
+            Err(Error::SegmentsOverlapFirmware {
+                start: 0x2_0000,
+                end: 0x3_0000
+            })
+        );
+        assert_eq!(
+            check_segments(Range::new(0xF_F000, 0x20_0000), &map, low),
+            Err(Error::SegmentsOverlapFirmware {
+                start: 0xF_F000,
+                end: 0x20_0000
+            })
+        );
+        assert!(matches!(
+            check_segments(Range::new(120 << 20, 130 << 20), &map, low),
+            Err(Error::KernelDoesNotFit { .. })
+        ));
+        assert!(check_segments(Range::new(LOAD, LOAD), &map, low).is_err());
+    }
+
+    #[test]
+    fn start_block_points_at_its_own_parts() {
+        let mut map = MemoryMap::new();
+        map.insert(Range::new(0, 0x9_FC00), RAM).unwrap();
+        map.insert(Range::new(0x10_0000, 128 << 20), RAM).unwrap();
+        map.insert(Range::new(0xF_0000, 0x10_0000), RESERVED)
+            .unwrap();
+        let mut b = StartBlock::zeroed();
+        let initrd = Range::new(100 << 20, (100 << 20) + 12345);
+        b.build(0x1000, 0x2000, Some(initrd), Some(0xF_5000), &map)
+            .unwrap();
+        assert_eq!(b.info.magic, START_INFO_MAGIC);
+        assert_eq!(b.info.version, 1);
+        assert_eq!(b.info.nr_modules, 1);
+        assert_eq!(b.info.modlist_paddr, 0x1038);
+        assert_eq!(b.module.paddr, 100 << 20);
+        assert_eq!(b.module.size, 12345);
+        assert_eq!(b.info.cmdline_paddr, 0x2000);
+        assert_eq!(b.info.rsdp_paddr, 0xF_5000);
+        assert_eq!(b.info.memmap_paddr, 0x1058);
+        assert_eq!(b.info.memmap_entries, 3);
+        assert_eq!(
+            b.memmap[1],
+            MemmapEntry {
+                addr: 0xF_0000,
+                size: 0x1_0000,
+                typ: RESERVED,
+                reserved: 0
+            }
+        );
+        // no initrd, no ACPI: no module, no RSDP
+        b.build(0x1000, 0x2000, None, None, &map).unwrap();
+        assert_eq!(
+            (b.info.nr_modules, b.info.modlist_paddr, b.info.rsdp_paddr),
+            (0, 0, 0)
+        );
+        assert_eq!(b.module, ModlistEntry::default());
+    }
+}

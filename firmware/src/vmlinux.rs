@@ -1,0 +1,121 @@
+//! An ELF kernel booted through its PVH entry: what QEMU hands over for it,
+//! the checks of `ferrite::pvh` against guest memory, and the start info.
+//! QEMU has already put the segments in RAM: nothing is loaded but the initrd
+//! and the command line.
+
+use core::mem::MaybeUninit;
+
+use ferrite::e820::{MemoryMap, Range};
+use ferrite::error::Error;
+use ferrite::fwcfg::{FwCfg, Item};
+use ferrite::layout::{self, HighZone};
+use ferrite::pvh::{self, StartBlock};
+
+use crate::phys;
+use crate::pio::Pio;
+
+/// The highest address the initrd may end at: what 64-bit Linux bzImages
+/// declare (`initrd_addr_max`); above 4 GiB when it fits nowhere below, as
+/// Linux reads the module's 64-bit address.
+const INITRD_ADDR_MAX: u64 = 0x7FFF_FFFF;
+
+/// The kernel QEMU loaded from an ELF file, with what fw_cfg says about it.
+pub struct Vmlinux {
+    /// Lowest segment address .. highest segment end (KERNEL_ADDR, KERNEL_SIZE).
+    pub segments: Range,
+    /// The PVH entry, from the ELF's note.
+    pub entry: u32,
+    pub initrd_size: u64,
+    cmdline_size: u64,
+}
+
+impl Vmlinux {
+    /// Reads what QEMU says about the kernel, checks where the segments are
+    /// (RAM, clear of ferrite's first MiB) and finds the PVH entry in the ELF's
+    /// note. Nothing has been written above 1 MiB yet.
+    pub fn from_fw_cfg(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Vmlinux, Error> {
+        let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
+        let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
+        let segments = Range::new(addr, addr + size);
+        pvh::check_segments(segments, memory, Range::new(0, layout::LEGACY_HOLE.end))?;
+
+        let head_len = (fw_cfg.read_u32(Item::SetupSize as u16)? as usize).min(pvh::HEAD_BYTES);
+        let mut head = [0u8; pvh::HEAD_BYTES];
+        fw_cfg.read_into(Item::SetupData as u16, &mut head[..head_len])?;
+        let entry = pvh::find_entry(&head[..head_len], segments, &mut LoadedRam)?;
+        let qemu_entry = fw_cfg.read_u32(Item::KernelEntry as u16)?;
+        if entry != qemu_entry {
+            log::warn!(
+                "pvh: the ELF note's entry {entry:#x} differs from QEMU's {qemu_entry:#x}; using the note's"
+            );
+        }
+
+        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
+        let len = cmdline_size.saturating_sub(1);
+        if len > pvh::CMDLINE_MAX {
+            return Err(Error::CmdlineTooLong {
+                len,
+                max: pvh::CMDLINE_MAX,
+            });
+        }
+        Ok(Vmlinux {
+            segments,
+            entry,
+            initrd_size: fw_cfg.read_u32(Item::InitrdSize as u16)? as u64,
+            cmdline_size,
+        })
+    }
+
+    /// Keeps the high zone (ACPI tables and the like) below the segments.
+    pub fn keep_clear(&self, zone: &mut HighZone) -> Result<(), Error> {
+        if !zone.avoid(self.segments) {
+            return Err(Error::SegmentsOverlapFirmware {
+                start: self.segments.start,
+                end: self.segments.end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Where the initrd goes: as for a bzImage, clear of the segments and tables.
+    pub fn place_initrd(&self, memory: &MemoryMap, busy: &[Range]) -> Result<Option<Range>, Error> {
+        ferrite::linux::place_initrd_below(self.initrd_size, INITRD_ADDR_MAX, true, memory, busy)
+    }
+
+    pub fn load_cmdline(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
+        crate::kernel::load_cmdline(fw_cfg, self.cmdline_size)
+    }
+
+    /// Builds the start info, module list and memory map where the zero page
+    /// goes on the bzImage path; returns its address.
+    pub fn build_start_info(
+        &self,
+        initrd: Option<Range>,
+        rsdp: Option<u64>,
+        memory: &MemoryMap,
+    ) -> Result<u64, Error> {
+        // SAFETY: the zero-page area is reserved for this (layout.rs), identity-
+        // mapped, and StartBlock is plain data, valid for any bytes.
+        let block: &mut StartBlock = unsafe {
+            let p = layout::ZERO_PAGE as *mut MaybeUninit<StartBlock>;
+            p.write_bytes(0, 1);
+            phys::object_mut(layout::ZERO_PAGE)
+        };
+        block.build(layout::ZERO_PAGE, layout::CMDLINE, initrd, rsdp, memory)?;
+        Ok(layout::ZERO_PAGE)
+    }
+}
+
+/// The kernel's segments in guest RAM, through the identity map.
+struct LoadedRam;
+
+impl pvh::Memory for LoadedRam {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) {
+        // SAFETY: `find_entry` reads only inside the segments, which
+        // `check_segments` found to be RAM below QEMU's limits; the low 4 GiB
+        // are identity-mapped and no Rust object lives there (they are above
+        // ferrite's first MiB and clear of the high zone).
+        let src = unsafe { core::slice::from_raw_parts(addr as *const u8, buf.len()) };
+        buf.copy_from_slice(src);
+    }
+}
