@@ -17,6 +17,7 @@ pub mod layout;
 pub mod linux;
 pub mod mptable;
 pub mod mtrr;
+pub mod on_error;
 pub mod pci;
 pub mod setup_data;
 pub mod smbios;

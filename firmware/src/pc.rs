@@ -168,7 +168,7 @@ impl Pc {
             package_cpus,
             has_pci: true,
             pci_interrupts: &ints[..n],
-            irq0_override: read_int(fw_cfg, b"etc/irq0-override")? != 0,
+            irq0_override: fw_cfg.irq0_override()?,
         };
         let mut table = [0u8; mptable::MAX_LEN];
         if let Some(at) = bios.alloc(0, 16) {

@@ -18,12 +18,28 @@ use regex::Regex;
 use crate::linux_assets;
 use crate::qemu::{Machine, Qemu};
 
-/// One comparison: a machine, its memory and CPUs.
+/// One comparison: a machine, its memory and CPUs, and whether the machine
+/// has ACPI (`-M pc,acpi=off`: Linux then takes the interrupt routing from the
+/// MP table, which the MADT otherwise hides).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Config {
     pub machine: Machine,
     pub memory_mib: u64,
     pub cpus: u32,
+    pub acpi: bool,
+}
+
+impl Config {
+    /// "q35 512 MiB 2 CPU(s)", with ", ACPI off" when it is.
+    pub fn name(&self) -> String {
+        format!(
+            "{} {} MiB {} CPU(s){}",
+            self.machine.name(),
+            self.memory_mib,
+            self.cpus,
+            if self.acpi { "" } else { ", ACPI off" }
+        )
+    }
 }
 
 /// What each boot printed, by section.
@@ -141,6 +157,21 @@ pub const HARMLESS: &[Harmless] = &[
 /// would hide where each firmware lets it land.
 pub const APPEND: &str = "console=ttyS0 loglevel=1 panic=-1 nokaslr";
 
+/// The command line of one configuration: [`APPEND`], plus `acpi=off` on q35
+/// with the machine's ACPI off. There SeaBIOS builds ACPI tables of its own
+/// (QEMU gives none, and SeaBIOS finds the ICH9's PM block) and Linux would
+/// take the interrupt routing from them; ferrite builds none. With `acpi=off`
+/// the guest reads the MP table under both, which is what the comparison is
+/// for. On pc with `acpi=off` QEMU has no PM device, SeaBIOS builds nothing,
+/// and the command line stays as it is.
+pub fn append(cfg: &Config) -> String {
+    if !cfg.acpi && cfg.machine == Machine::Q35 {
+        format!("{APPEND} acpi=off")
+    } else {
+        APPEND.to_string()
+    }
+}
+
 /// The device set: virtio-blk, virtio-net without an option ROM, ivshmem with a
 /// 64-bit BAR of 1 GiB, and a bridge (pc) or PCIe root port (q35) with a
 /// device behind it. With 5 GiB of RAM the 32-bit PCI window (from 3 GiB on pc,
@@ -148,7 +179,9 @@ pub const APPEND: &str = "console=ttyS0 loglevel=1 panic=-1 nokaslr";
 /// the firmware must move the 64-bit BARs above the RAM above 4 GiB, as SeaBIOS
 /// does; with 512 MiB they all stay below 4 GiB. The guest never touches the
 /// ivshmem memory, so QEMU never allocates it.
-pub fn devices(machine: Machine, disk: &Path) -> Vec<String> {
+/// With ACPI off, pc's bridge has its standard hot-plug controller (SHPC),
+/// which does not take a device in slot 0: the device behind it goes to slot 1.
+pub fn devices(machine: Machine, acpi: bool, disk: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "-drive",
         &format!("if=none,id=d0,format=raw,file={}", disk.display()),
@@ -173,11 +206,17 @@ pub fn devices(machine: Machine, disk: &Path) -> Vec<String> {
             "-device",
             "virtio-rng-pci,bus=rp1",
         ],
-        _ => &[
+        _ if acpi => &[
             "-device",
             "pci-bridge,id=br1,chassis_nr=1",
             "-device",
             "virtio-rng-pci,bus=br1",
+        ],
+        _ => &[
+            "-device",
+            "pci-bridge,id=br1,chassis_nr=1",
+            "-device",
+            "virtio-rng-pci,bus=br1,addr=1",
         ],
     };
     a.extend(bus.iter().map(|s| s.to_string()));
@@ -205,10 +244,11 @@ fn boot(bios: &Path, cfg: Config, kernel: &Path, work: &Path) -> Result<Boot> {
     let mut q = Qemu::new(cfg.machine, bios.to_path_buf());
     q.memory_mib = cfg.memory_mib;
     q.cpus = cfg.cpus;
+    q.acpi = cfg.acpi;
     q.kernel = Some(kernel.to_path_buf());
     q.initrd = Some(initrd);
-    q.append = Some(APPEND.into());
-    q.extra = devices(cfg.machine, &disk);
+    q.append = Some(append(&cfg));
+    q.extra = devices(cfg.machine, cfg.acpi, &disk);
     q.timeout = Duration::from_secs(240);
     let out = q.run()?;
     std::fs::write(work.join("serial.txt"), &out.serial)?;
@@ -338,10 +378,8 @@ pub fn report(cfg: Config, seabios: &Sections, ferrite: &Sections, diffs: &[Diff
         .sum();
     let unexplained: usize = diffs.iter().map(|d| d.unexplained().count()).sum();
     let mut s = format!(
-        "== {} {} MiB {} CPU(s): {} section(s) differ, {lines} line(s), {unexplained} unexplained\n",
-        cfg.machine.name(),
-        cfg.memory_mib,
-        cfg.cpus,
+        "== {}: {} section(s) differ, {lines} line(s), {unexplained} unexplained\n",
+        cfg.name(),
         diffs.len()
     );
     for d in diffs {
@@ -373,7 +411,7 @@ pub fn report(cfg: Config, seabios: &Sections, ferrite: &Sections, diffs: &[Diff
 #[derive(Debug, serde::Serialize)]
 pub struct Comparison {
     pub config: Config,
-    pub append: &'static str,
+    pub append: String,
     /// Lines that differ and are not accepted, both sides.
     pub unexplained: usize,
     pub differences: Vec<Difference>,
@@ -389,10 +427,11 @@ pub fn comparison(ferrite_rom: &Path, cfg: Config, work: &Path) -> Result<Compar
     let kernel = linux_assets::stock_kernel()?;
     let dir = |name: &str| -> Result<PathBuf> {
         let d = work.join(format!(
-            "{}-{}-{}-{name}",
+            "{}-{}-{}{}-{name}",
             cfg.machine.name(),
             cfg.memory_mib,
-            cfg.cpus
+            cfg.cpus,
+            if cfg.acpi { "" } else { "-noacpi" }
         ));
         std::fs::create_dir_all(&d).with_context(|| d.display().to_string())?;
         Ok(d)
@@ -403,7 +442,7 @@ pub fn comparison(ferrite_rom: &Path, cfg: Config, work: &Path) -> Result<Compar
     let unexplained = differences.iter().map(|d| d.unexplained().count()).sum();
     Ok(Comparison {
         config: cfg,
-        append: APPEND,
+        append: append(&cfg),
         unexplained,
         report: report(cfg, &seabios.sections, &ferrite.sections, &differences),
         differences,
@@ -425,12 +464,7 @@ pub fn run_all(
     let mut done = Vec::new();
     let mut failures = Vec::new();
     for &cfg in configs {
-        eprintln!(
-            "comparing {} {} MiB {} CPU(s)...",
-            cfg.machine.name(),
-            cfg.memory_mib,
-            cfg.cpus
-        );
+        eprintln!("comparing {}...", cfg.name());
         match comparison(ferrite_rom, cfg, work) {
             Ok(c) => {
                 println!("{}", c.report);
@@ -488,6 +522,7 @@ mod tests {
                 machine: Machine::Q35,
                 memory_mib: 512,
                 cpus: 4,
+                acpi: true,
             },
             &a,
             &b,
@@ -771,6 +806,18 @@ mod tests {
     fn both_firmwares_boot_the_kernel_in_place() {
         assert!(APPEND.split(' ').any(|a| a == "nokaslr"));
         assert!(!APPEND.contains("parity.full"));
+        let cfg = |machine, acpi| Config {
+            machine,
+            memory_mib: 512,
+            cpus: 2,
+            acpi,
+        };
+        assert_eq!(append(&cfg(Machine::Q35, true)), APPEND);
+        assert_eq!(append(&cfg(Machine::Pc, false)), APPEND);
+        assert_eq!(
+            append(&cfg(Machine::Q35, false)),
+            format!("{APPEND} acpi=off")
+        );
     }
 
     #[test]
@@ -781,8 +828,9 @@ mod tests {
                 machine: Machine::Pc,
                 memory_mib: 5120,
                 cpus: 4,
+                acpi: false,
             },
-            append: APPEND,
+            append: APPEND.to_string(),
             unexplained: 2,
             differences: compare(&a, &b),
             seabios: Boot {
@@ -797,6 +845,7 @@ mod tests {
         };
         let v = serde_json::to_value(&c).unwrap();
         assert_eq!(v["config"]["machine"], "Pc");
+        assert_eq!(v["config"]["acpi"], false);
         assert_eq!(v["differences"][1]["section"], "dmi");
         assert_eq!(v["differences"][1]["harmless"][0][0], "bios_vendor=SeaBIOS");
         assert_eq!(v["ferrite"]["sections"]["dmi"][1], "bios_vendor=ferrite");
