@@ -1,0 +1,121 @@
+//! What a failed boot does without a debug-exit device (every real
+//! deployment): `opt/ferrite/on-error` = poweroff (the default), reboot or
+//! halt. Each boot has no kernel, so ferrite prints its error line and then
+//! follows the policy.
+
+use std::time::Duration;
+
+use ferrite_tests::rom;
+use xtask::qemu::{Machine, Outcome, Qemu};
+
+/// A generous hang detector for "QEMU exits by itself" under a loaded TCG host,
+/// not a timing target.
+const EXITS_WITHIN: Duration = Duration::from_secs(30);
+
+fn no_kernel(machine: Machine, policy: Option<&str>) -> Qemu {
+    let mut q = Qemu::new(machine, rom());
+    if let Some(p) = policy {
+        q.extra = vec![
+            "-fw_cfg".into(),
+            format!("name=opt/ferrite/on-error,string={p}"),
+        ];
+    }
+    assert!(q.exit_ports.is_empty());
+    q
+}
+
+/// ferrite's serial lines (it ends each with "\n\r").
+fn lines(out: &Outcome) -> impl Iterator<Item = &str> {
+    out.serial.lines().map(|l| l.trim_matches('\r'))
+}
+
+fn error_lines(out: &Outcome) -> usize {
+    lines(out)
+        .filter(|l| l.starts_with("ferrite: error:") && l.contains("start QEMU with -kernel"))
+        .count()
+}
+
+/// QEMU ended on its own with status 0 (a guest power-off, or a reset under
+/// -no-reboot) after exactly one error line.
+fn expect_exit_by_itself(q: &Qemu, what: &str) {
+    let out = q.run().expect("running QEMU");
+    let context = format!(
+        "{what}\ncommand: {}\nserial:\n{}\nstderr:\n{}",
+        q.command_line(),
+        out.serial,
+        out.stderr
+    );
+    assert!(!out.timed_out, "QEMU did not exit by itself: {context}");
+    assert_eq!(out.exit_code, Some(0), "{context}");
+    assert_eq!(error_lines(&out), 1, "{context}");
+}
+
+#[test]
+fn poweroff_ends_qemu() {
+    for (machine, policy) in [
+        (Machine::Pc, Some("poweroff")),
+        (Machine::Q35, None), // the default
+        (Machine::Microvm, Some("poweroff")),
+    ] {
+        let mut q = no_kernel(machine, policy);
+        // A reset would restart the machine here: only a power-off ends QEMU.
+        q.allow_reboot = true;
+        q.timeout = EXITS_WITHIN;
+        expect_exit_by_itself(&q, &format!("{machine:?} {policy:?}"));
+    }
+}
+
+#[test]
+fn reboot_resets_and_ends_qemu_under_no_reboot() {
+    for machine in Machine::ALL {
+        let mut q = no_kernel(machine, Some("reboot"));
+        q.timeout = EXITS_WITHIN;
+        expect_exit_by_itself(&q, &format!("{machine:?}"));
+    }
+    // Without -no-reboot the machine really restarts: ferrite runs again.
+    let mut q = no_kernel(Machine::Q35, Some("reboot"));
+    q.allow_reboot = true;
+    q.timeout = Duration::from_secs(8);
+    let out = q.run().expect("running QEMU");
+    assert!(out.timed_out, "{}", out.serial);
+    assert!(error_lines(&out) >= 2, "no second boot:\n{}", out.serial);
+}
+
+#[test]
+fn halt_keeps_the_machine_until_killed() {
+    for machine in Machine::ALL {
+        let mut q = no_kernel(machine, Some("halt"));
+        q.allow_reboot = true;
+        q.timeout = Duration::from_secs(5);
+        let out = q.run().expect("running QEMU");
+        assert!(out.timed_out, "{machine:?} ended: {out:?}");
+        assert_eq!(error_lines(&out), 1, "{machine:?}:\n{}", out.serial);
+    }
+    // pc with acpi=off has no power-off device: poweroff halts there.
+    let mut q = no_kernel(Machine::Pc, Some("poweroff"));
+    q.acpi = false;
+    q.allow_reboot = true;
+    q.timeout = Duration::from_secs(5);
+    let out = q.run().expect("running QEMU");
+    assert!(out.timed_out, "pc,acpi=off ended: {out:?}");
+    assert_eq!(error_lines(&out), 1, "{}", out.serial);
+}
+
+#[test]
+fn unknown_policy_warns_and_powers_off() {
+    let mut q = no_kernel(Machine::Q35, Some("shutdown"));
+    q.allow_reboot = true;
+    q.timeout = EXITS_WITHIN;
+    let out = q.run().expect("running QEMU");
+    assert!(!out.timed_out && out.exit_code == Some(0), "{out:?}");
+    let warnings: Vec<&str> = lines(&out)
+        .filter(|l| l.starts_with("ferrite: warn:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.serial);
+    assert!(
+        warnings[0].contains("opt/ferrite/on-error"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(error_lines(&out), 1, "{}", out.serial);
+}
