@@ -102,7 +102,7 @@ pub const HARMLESS: &[Harmless] = &[
     },
     Harmless {
         section: "ioports",
-        pattern: r"^  03d4-03d5 : cga$",
+        pattern: r"^ *03d4-03d5 : cga$",
         reason: "under SeaBIOS the kernel's 16-bit setup asks the BIOS (int 10h) for the video mode, and from its answer Linux assumes a CGA text display the machine does not have (-vga none) and claims its ports; ferrite enters at 64 bits and sets up no display",
     },
     Harmless {
@@ -129,6 +129,26 @@ pub const HARMLESS: &[Harmless] = &[
         section: "messages",
         pattern: r"^\[mem 0x[0-9a-f]{8}-0xfff[bd]ffff\] available for PCI devices$",
         reason: "the largest gap below 4 GiB in the e820 map, which Linux offers to PCI devices, ends where each firmware's ROM reservation starts",
+    },
+    Harmless {
+        section: "messages",
+        pattern: r"^MPTABLE: (OEM ID: (BOCHSCPU|FERRITE )|Product ID: (0\.1 {9}|QEMU {8}))$",
+        reason: "the MP table's OEM and product IDs name the firmware that built it (SeaBIOS: BOCHSCPU, 0.1; ferrite: FERRITE, QEMU); Linux only prints them",
+    },
+    Harmless {
+        section: "messages",
+        pattern: r"^(\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC|\.\.\.trying to set up timer \(IRQ0\) through the 8259A \.\.\.)$",
+        reason: "with ACPI off, now and then under either firmware (seen under SeaBIOS): Linux checks that the timer ticks through the I/O APIC pin the MP table names by counting ticks over a short delay timed with a TSC that TCG leaves uncalibrated, and falls back to the 8259 when too few came; the pin itself (the `..TIMER:` line, pin 2 by the IRQ0 override) must be the same",
+    },
+    Harmless {
+        section: "warnings",
+        pattern: r"^\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC$",
+        reason: "the timer check of the `messages` entry above, which Linux also reports as an error",
+    },
+    Harmless {
+        section: "pci-dmesg",
+        pattern: r"^pci 0000:00:[0-9a-f]{2}\.[0-7]: PIIX/ICH IRQ router \[[0-9a-f]{4}:[0-9a-f]{4}\]$",
+        reason: "with ACPI off Linux reads the PCI interrupt routing table ($PIR) SeaBIOS leaves in the BIOS segment for its PCI BIOS services and names the router it lists (on q35, whatever device is at 00:01.0); ferrite offers no BIOS services and leaves no $PIR; under both Linux routes PCI interrupts through the I/O APIC from the MP table, and every function's irq is the same",
     },
     Harmless {
         section: "input",
@@ -655,6 +675,60 @@ mod tests {
             false,
         ),
         ("ioports", "  03d4-03d5 : cga", true),
+        ("ioports", "03d4-03d5 : cga", true),
+        ("ioports", "0600-067f : 0000:00:1f.0", false),
+        ("messages", "MPTABLE: OEM ID: BOCHSCPU", true),
+        ("messages", "MPTABLE: OEM ID: FERRITE ", true),
+        ("messages", "MPTABLE: Product ID: 0.1         ", true),
+        ("messages", "MPTABLE: Product ID: QEMU        ", true),
+        ("messages", "MPTABLE: OEM ID: OTHER   ", false),
+        ("messages", "MPTABLE: APIC at: 0xFEE00000", false),
+        ("messages", "Processors: 1", false),
+        (
+            "messages",
+            "..MP-BIOS bug: 8254 timer not connected to IO-APIC",
+            true,
+        ),
+        (
+            "messages",
+            "...trying to set up timer (IRQ0) through the 8259A ...",
+            true,
+        ),
+        (
+            "messages",
+            "..TIMER: vector=0x30 apic1=0 pin1=0 apic2=-1 pin2=-1",
+            false,
+        ),
+        (
+            "messages",
+            "APIC timer disabled due to verification failure",
+            false,
+        ),
+        (
+            "warnings",
+            "..MP-BIOS bug: 8254 timer not connected to IO-APIC",
+            true,
+        ),
+        (
+            "warnings",
+            "APIC timer disabled due to verification failure",
+            false,
+        ),
+        (
+            "pci-dmesg",
+            "pci 0000:00:01.0: PIIX/ICH IRQ router [8086:7000]",
+            true,
+        ),
+        (
+            "pci-dmesg",
+            "pci 0000:00:01.0: PIIX/ICH IRQ router [1af4:1001]",
+            true,
+        ),
+        (
+            "pci-dmesg",
+            "pci 0000:00:1f.0: quirk: [io  0xb000-0xb07f] claimed by ICH6 ACPI/GPIO/TCO",
+            false,
+        ),
         ("ioports", "  03c0-03df : vga+", false),
         ("messages", "Console: colour *CGA 80x25", true),
         ("messages", "Console: colour dummy device 80x25", true),
