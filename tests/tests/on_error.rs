@@ -67,10 +67,19 @@ fn poweroff_ends_qemu() {
 
 #[test]
 fn reboot_resets_and_ends_qemu_under_no_reboot() {
-    for machine in Machine::ALL {
+    // 0xCF9 on pc and q35 (ACPI or not), the GED on microvm, and a triple
+    // fault on microvm without ACPI (no GED).
+    for (machine, acpi) in [
+        (Machine::Pc, true),
+        (Machine::Q35, true),
+        (Machine::Microvm, true),
+        (Machine::Pc, false),
+        (Machine::Microvm, false),
+    ] {
         let mut q = no_kernel(machine, Some("reboot"));
+        q.acpi = acpi;
         q.timeout = EXITS_WITHIN;
-        expect_exit_by_itself(&q, &format!("{machine:?}"));
+        expect_exit_by_itself(&q, &format!("{machine:?} acpi {acpi}"));
     }
     // Without -no-reboot the machine really restarts: ferrite runs again.
     let mut q = no_kernel(Machine::Q35, Some("reboot"));
@@ -83,22 +92,41 @@ fn reboot_resets_and_ends_qemu_under_no_reboot() {
 
 #[test]
 fn halt_keeps_the_machine_until_killed() {
-    for machine in Machine::ALL {
-        let mut q = no_kernel(machine, Some("halt"));
-        q.allow_reboot = true;
-        q.timeout = Duration::from_secs(5);
-        let out = q.run().expect("running QEMU");
-        assert!(out.timed_out, "{machine:?} ended: {out:?}");
-        assert_eq!(error_lines(&out), 1, "{machine:?}:\n{}", out.serial);
-    }
-    // pc with acpi=off has no power-off device: poweroff halts there.
-    let mut q = no_kernel(Machine::Pc, Some("poweroff"));
-    q.acpi = false;
-    q.allow_reboot = true;
-    q.timeout = Duration::from_secs(5);
-    let out = q.run().expect("running QEMU");
-    assert!(out.timed_out, "pc,acpi=off ended: {out:?}");
-    assert_eq!(error_lines(&out), 1, "{}", out.serial);
+    // halt everywhere, and poweroff where the machine has no power-off device
+    // (pc and microvm with acpi=off); run side by side, each until killed.
+    let cases = [
+        (Machine::Pc, "halt", true),
+        (Machine::Q35, "halt", true),
+        (Machine::Microvm, "halt", true),
+        (Machine::Pc, "poweroff", false),
+        (Machine::Microvm, "poweroff", false),
+    ];
+    std::thread::scope(|s| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(machine, policy, acpi)| {
+                let mut q = no_kernel(machine, Some(policy));
+                q.acpi = acpi;
+                q.allow_reboot = true;
+                q.timeout = Duration::from_secs(6);
+                (
+                    machine,
+                    policy,
+                    s.spawn(move || q.run().expect("running QEMU")),
+                )
+            })
+            .collect();
+        for (machine, policy, run) in runs {
+            let out = run.join().unwrap();
+            assert!(out.timed_out, "{machine:?} {policy} ended: {out:?}");
+            assert_eq!(
+                error_lines(&out),
+                1,
+                "{machine:?} {policy}:\n{}",
+                out.serial
+            );
+        }
+    });
 }
 
 #[test]
