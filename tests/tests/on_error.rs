@@ -52,16 +52,19 @@ fn expect_exit_by_itself(q: &Qemu, what: &str) {
 
 #[test]
 fn poweroff_ends_qemu() {
-    for (machine, policy) in [
-        (Machine::Pc, Some("poweroff")),
-        (Machine::Q35, None), // the default
-        (Machine::Microvm, Some("poweroff")),
+    for (machine, policy, acpi) in [
+        (Machine::Pc, Some("poweroff"), true),
+        (Machine::Q35, None, true), // the default
+        (Machine::Microvm, Some("poweroff"), true),
+        // the ICH9's PM block is there without ACPI tables too
+        (Machine::Q35, Some("poweroff"), false),
     ] {
         let mut q = no_kernel(machine, policy);
+        q.acpi = acpi;
         // A reset would restart the machine here: only a power-off ends QEMU.
         q.allow_reboot = true;
         q.timeout = EXITS_WITHIN;
-        expect_exit_by_itself(&q, &format!("{machine:?} {policy:?}"));
+        expect_exit_by_itself(&q, &format!("{machine:?} {policy:?} acpi {acpi}"));
     }
 }
 
