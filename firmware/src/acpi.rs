@@ -15,6 +15,8 @@ pub const FILE_NAME_LEN: usize = 56;
 pub const MAX_FILES: usize = 32;
 /// The file QEMU puts the RSDP in.
 pub const RSDP_FILE: &[u8] = b"etc/acpi/rsdp";
+/// The loader script; QEMU gives none when the machine's ACPI is off.
+pub const LOADER_FILE: &[u8] = b"etc/table-loader";
 
 pub const CMD_ALLOCATE: u32 = 1;
 pub const CMD_ADD_POINTER: u32 = 2;

@@ -10,6 +10,19 @@ use crate::pci::{self, ConfigWrite, HOST_BRIDGE};
 /// ACPI PM I/O base (QEMU's FADT and DSDT use what the firmware programs; 0x600
 /// is what SeaBIOS uses).
 pub const ACPI_PM_BASE: u16 = 0x600;
+/// The PM I/O base SeaBIOS keeps when QEMU gives no ACPI tables (`-M q35,acpi=off`):
+/// it moves the base to 0x600 only when `etc/table-loader` exists.
+pub const LEGACY_PM_BASE: u16 = 0xB000;
+
+/// Where the PM and SMBus I/O blocks go, as SeaBIOS places them: 0x600 when
+/// QEMU provides ACPI tables (which describe that base), 0xB000 when not.
+pub fn pm_base(qemu_acpi_tables: bool) -> u16 {
+    if qemu_acpi_tables {
+        ACPI_PM_BASE
+    } else {
+        LEGACY_PM_BASE
+    }
+}
 /// q35 MMCONFIG window (as SeaBIOS and qboot place it).
 pub const Q35_MMCONFIG: Range = Range::new(0xB000_0000, 0xC000_0000);
 
@@ -206,6 +219,13 @@ fn i8042_write(io: &mut impl PortIo, port: u16, value: u8) -> bool {
 mod tests {
     use super::*;
     use std::vec::Vec;
+
+    #[test]
+    fn pm_base_follows_seabios() {
+        // QEMU's tables describe 0x600; without them SeaBIOS keeps 0xB000
+        assert_eq!(pm_base(true), 0x600);
+        assert_eq!(pm_base(false), 0xB000);
+    }
 
     /// Records port writes; answers the host bridge ID and a status byte.
     struct Ports {

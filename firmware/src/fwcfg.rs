@@ -42,6 +42,11 @@ pub enum Item {
     SetupSize = 0x17,
     SetupData = 0x18,
     FileDir = 0x19,
+    /// `FW_CFG_IRQ0_OVERRIDE` (`FW_CFG_ARCH_LOCAL + 2`, hw/i386/fw_cfg.c): LE32,
+    /// non-zero when the PIT is wired to I/O APIC pin 2. A numbered item, not a
+    /// file: SeaBIOS's `qemu_cfg_legacy()` only presents it under the name
+    /// "etc/irq0-override".
+    Irq0Override = 0x8002,
 }
 
 bitflags! {
@@ -191,6 +196,12 @@ impl<IO: PortIo> FwCfg<IO> {
                 select: u16::from_be(f.select),
                 size: u32::from_be(f.size),
             })
+    }
+
+    /// Whether the PIT's IRQ 0 reaches the I/O APIC on pin 2 (the MP table's
+    /// interrupt override). 0 from a QEMU that lacks the item.
+    pub fn irq0_override(&mut self) -> Result<bool, Error> {
+        Ok(self.read_u32(Item::Irq0Override as u16)? != 0)
     }
 
     /// Reads a little-endian 32-bit item.
@@ -354,6 +365,24 @@ pub mod fake {
             let id: u32 = if dma { 3 } else { 1 };
             d.items.insert(Item::Id as u16, id.to_le_bytes().to_vec());
             d.rebuild_dir();
+            d
+        }
+
+        /// The items and files QEMU 7.2's x86 machines create before any
+        /// device adds its own (hw/i386/fw_cfg.c, fw_cfg_arch_create): CPU
+        /// counts, RAM size, the IRQ 0 override and the HPET block as
+        /// numbered items, the e820 map as a file.
+        pub fn qemu_x86(dma: bool) -> FakeDevice {
+            let mut d = FakeDevice::new(dma);
+            d.items
+                .insert(Item::NbCpus as u16, 2u16.to_le_bytes().to_vec());
+            d.items.insert(0x0F, 2u16.to_le_bytes().to_vec()); // FW_CFG_MAX_CPUS
+            d.items
+                .insert(Item::RamSize as u16, (512u64 << 20).to_le_bytes().to_vec());
+            d.items
+                .insert(Item::Irq0Override as u16, 1u32.to_le_bytes().to_vec());
+            d.items.insert(0x8003, std::vec![0u8; 0x1F]); // FW_CFG_HPET
+            d.add_file("etc/e820", &[0u8; 20]);
             d
         }
 
@@ -545,6 +574,25 @@ mod tests {
         }
         .unwrap();
         assert_eq!(dst, [7u8; 40]);
+    }
+
+    #[test]
+    fn irq0_override_is_qemus_numbered_item_not_a_file() {
+        for dma in [true, false] {
+            let mut dev = FakeDevice::qemu_x86(dma);
+            let mut fw = FwCfg::probe(&mut dev).unwrap();
+            // the name exists only inside SeaBIOS (qemu_cfg_legacy)
+            assert!(fw.find(b"etc/irq0-override").is_none());
+            assert!(fw.irq0_override().unwrap(), "dma {dma}");
+            // a QEMU without the item (or with 0 in it): no override
+            let mut dev = FakeDevice::qemu_x86(dma);
+            dev.items.remove(&(Item::Irq0Override as u16));
+            assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+            let mut dev = FakeDevice::qemu_x86(dma);
+            dev.items
+                .insert(Item::Irq0Override as u16, 0u32.to_le_bytes().to_vec());
+            assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod linux;
 pub mod mptable;
 pub mod mtrr;
 pub mod multiboot;
+pub mod on_error;
 pub mod pci;
 pub mod pvh;
 pub mod s3;

@@ -28,6 +28,7 @@ mod phys;
 mod pio;
 #[cfg(target_os = "none")]
 mod resume;
+mod stop;
 #[cfg(target_os = "none")]
 mod tables;
 #[cfg(target_os = "none")]
@@ -51,7 +52,7 @@ mod firmware {
     use ferrite::bootparams::e820_type::RESERVED;
     use ferrite::chipset;
     use ferrite::e820::{MemoryMap, Range};
-    use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
+    use ferrite::error::{Error, STATUS_PANIC};
     use ferrite::fwcfg::FwCfg;
     use ferrite::io::PortIo;
     use ferrite::layout::{self, HighZone};
@@ -64,6 +65,7 @@ mod firmware {
     use crate::mb_kernel::MultibootKernel;
     use crate::pc::Pc;
     use crate::pio::Pio;
+    use crate::stop::{self, stop};
     use crate::timeline::{Step, Timeline};
     use crate::vmlinux::Vmlinux;
     use crate::{logger, phys, resume, tables, timeline};
@@ -88,9 +90,11 @@ mod firmware {
         // SAFETY: this is the boot path, the only code running.
         let mut io = unsafe { Pio::new() };
 
-        // 1. QEMU's configuration device, and the log level the user asked for.
+        // 1. QEMU's configuration device, the log level the user asked for, and
+        //    what a failed boot does.
         let mut fw_cfg = FwCfg::probe(io)?;
         set_log_level(&mut fw_cfg)?;
+        stop::read_policy(&mut fw_cfg)?;
         let report_timeline = fw_cfg.find(timeline::TIMELINE_FILE).is_some();
         time.mark(Step::FwCfg);
 
@@ -379,19 +383,11 @@ mod firmware {
         }
     }
 
-    /// One line on COM1, the status on the debug-exit port, and stop.
+    /// One line on COM1, the status on the debug-exit port, then power-off,
+    /// reset or halt as `opt/ferrite/on-error` says.
     fn fail(error: Error) -> ! {
         log::error!("{error}");
         stop(error.status())
-    }
-
-    fn stop(status: u8) -> ! {
-        // SAFETY: the boot path is over; this is the last thing ferrite does.
-        unsafe { Pio::new() }.outb(STATUS_PORT, status);
-        loop {
-            x86_64::instructions::interrupts::disable();
-            x86_64::instructions::hlt();
-        }
     }
 
     /// Reached from boot.s's IDT on any CPU exception: a bug in ferrite, never

@@ -32,7 +32,7 @@ pub struct Machine<'a> {
     pub has_pci: bool,
     /// (device, pin 1-4, IRQ) of bus-0 functions, in bus order.
     pub pci_interrupts: &'a [(u8, u8, u8)],
-    /// fw_cfg etc/irq0-override: the PIT is wired to I/O APIC pin 2.
+    /// fw_cfg item FW_CFG_IRQ0_OVERRIDE: the PIT is wired to I/O APIC pin 2.
     pub irq0_override: bool,
 }
 

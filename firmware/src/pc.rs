@@ -5,13 +5,13 @@
 
 use core::mem::MaybeUninit;
 
-use ferrite::chipset::{self, ACPI_PM_BASE, Machine, Q35_MMCONFIG};
+use ferrite::chipset::{self, Machine, Q35_MMCONFIG};
 use ferrite::e820::{MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::FwCfg;
 use ferrite::layout::HighZone;
 use ferrite::pci::{Layout, Pci, Platform};
-use ferrite::{mptable, smbios};
+use ferrite::{acpi, mptable, smbios};
 
 use crate::bios::{BiosArea, EBDA};
 use crate::cpus::{self, Cpus};
@@ -51,7 +51,7 @@ impl Pc {
             low_ram_end: memory.low_ram_top()?,
             high_ram_end: memory.high_ram_end(),
             reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
-            pm_base: ACPI_PM_BASE,
+            pm_base: chipset::pm_base(fw_cfg.find(acpi::LOADER_FILE).is_some()),
             mmconfig: Q35_MMCONFIG,
         };
         // SAFETY: the boot path; the PCI set-up uses it for the MMCONFIG window it opens.
@@ -170,7 +170,7 @@ impl Pc {
             package_cpus,
             has_pci: true,
             pci_interrupts: &ints[..n],
-            irq0_override: read_int(fw_cfg, b"etc/irq0-override")? != 0,
+            irq0_override: fw_cfg.irq0_override()?,
         };
         let mut table = [0u8; mptable::MAX_LEN];
         if let Some(at) = bios.alloc(0, 16) {

@@ -11,7 +11,6 @@ use crate::bios::BiosArea;
 use crate::phys;
 use crate::pio::Pio;
 
-const LOADER_FILE: &[u8] = b"etc/table-loader";
 /// Scripts are a few KiB (QEMU emits a few dozen 128-byte commands).
 const MAX_SCRIPT: usize = 16 * 1024;
 
@@ -62,7 +61,7 @@ pub fn install(
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
 ) -> Result<Option<u64>, Error> {
-    let Some(file) = fw_cfg.find(LOADER_FILE) else {
+    let Some(file) = fw_cfg.find(acpi::LOADER_FILE) else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
         return Ok(None);
     };

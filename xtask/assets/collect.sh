@@ -50,7 +50,11 @@ sec messages
 $bb dmesg | untime | $bb grep -E 'BAR|reassign|can.t claim|Firmware Bug|FW_BUG|WARNING|inconsistent|BIOS|MTRR' \
     | $bb grep -v 'BIOS-e820'
 # what the firmware placed or left (MP table, initrd, PCI gap, text console)
-# and what Linux decides from it (the RTC's alarm source follows the BIOS date)
-$bb dmesg | untime | $bb grep -E 'MP-table|^RAMDISK|available for PCI devices|^Console: |^rtc_cmos .*alarms'
+# and what Linux decides from it (the RTC's alarm source follows the BIOS date,
+# the timer's route from the MP table's interrupt entries when ACPI is off)
+$bb dmesg | untime | $bb grep -E 'MP-table|^MPTABLE|^Processors:|^RAMDISK|available for PCI devices|^Console: |^rtc_cmos .*alarms'
+$bb dmesg | untime | $bb grep -E '^\.\.TIMER|IO-APIC|IOAPIC|APIC timer|ExtINT|8259'
 sec end
-$bb poweroff -f
+# without ACPI (-M pc,acpi=off) Linux cannot power off; a reset ends QEMU
+# just as well under -no-reboot
+if [ -e /sys/firmware/acpi/tables/FACP ]; then $bb poweroff -f; else $bb reboot -f; fi

@@ -83,6 +83,10 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
         &[
             "record",
             "-q",
+            // 32 MiB of ring buffer: a boot is ~40k events, and with the default
+            // 512 KiB a loaded host drops some (steps then merge).
+            "-m",
+            "8192",
             "-e",
             "kvm:kvm_emulate_insn",
             "-o",

@@ -17,6 +17,12 @@ struct Cli {
     task: Task,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
+}
+
 #[derive(Subcommand)]
 enum Task {
     /// Build target/ferrite.rom.
@@ -65,6 +71,10 @@ enum Task {
         memory: Vec<u64>,
         #[arg(long, value_delimiter = ',', default_value = "1,4")]
         cpus: Vec<u32>,
+        /// With the machine's ACPI on, off or both (`on,off`); off boots
+        /// `-M <machine>,acpi=off`, where Linux reads the MP table.
+        #[arg(long, value_delimiter = ',', default_value = "on")]
+        acpi: Vec<OnOff>,
         /// Write every section and difference here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -259,6 +269,7 @@ fn main() -> Result<()> {
             machines,
             memory,
             cpus,
+            acpi,
             json,
         } => {
             let rom = rom::build_firmware(true)?.path;
@@ -267,11 +278,14 @@ fn main() -> Result<()> {
             for &machine in &machines {
                 for &memory_mib in &memory {
                     for &cpus in &cpus {
-                        configs.push(parity::Config {
-                            machine,
-                            memory_mib,
-                            cpus,
-                        });
+                        for &acpi in &acpi {
+                            configs.push(parity::Config {
+                                machine,
+                                memory_mib,
+                                cpus,
+                                acpi: acpi == OnOff::On,
+                            });
+                        }
                     }
                 }
             }

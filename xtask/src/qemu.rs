@@ -29,7 +29,7 @@ impl Machine {
     }
 
     /// The `-M` value: microvm needs its PIT for the kernel to calibrate under TCG.
-    fn arg(self) -> &'static str {
+    pub fn arg(self) -> &'static str {
         match self {
             Machine::Pc => "pc",
             Machine::Q35 => "q35",
@@ -70,6 +70,8 @@ pub struct Qemu {
     pub timeout: Duration,
     /// Let a guest reset restart the machine (default: QEMU exits, -no-reboot).
     pub allow_reboot: bool,
+    /// The machine's ACPI (default on); off gives `-M <machine>,acpi=off`.
+    pub acpi: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -108,14 +110,25 @@ impl Qemu {
             extra: Vec::new(),
             timeout: Duration::from_secs(60),
             allow_reboot: false,
+            acpi: true,
+        }
+    }
+
+    /// The `-M` argument, with `acpi=off` when asked.
+    fn machine_arg(&self) -> String {
+        if self.acpi {
+            self.machine.arg().to_string()
+        } else {
+            format!("{},acpi=off", self.machine.arg())
         }
     }
 
     /// Arguments after the program name; the serial port goes to `serial`.
     fn args_with_serial(&self, serial: &str) -> Vec<String> {
+        let machine = self.machine_arg();
         let mut a: Vec<String> = [
             "-M",
-            self.machine.arg(),
+            &machine,
             "-accel",
             match self.accel {
                 Accel::Tcg => "tcg",
@@ -284,5 +297,7 @@ mod tests {
         assert!(c.contains("-nodefaults -no-reboot"));
         assert!(c.contains("isa-debug-exit,iobase=0xf4,iosize=1"));
         assert!(c.contains("'console=ttyS0 quiet'"));
+        q.acpi = false;
+        assert!(q.command_line().contains("-M microvm,pit=on,acpi=off "));
     }
 }
