@@ -1,5 +1,6 @@
 //! ferrite's host-side tasks, as a library shared by `cargo xtask` and the tests.
 
+pub mod analyze;
 pub mod bench;
 pub mod bzimage;
 pub mod chart;
@@ -10,6 +11,8 @@ pub mod probe;
 pub mod qemu;
 pub mod rom;
 pub mod small_kernel;
+pub mod stats;
+pub mod symbols;
 pub mod testkernel;
 
 use std::path::PathBuf;

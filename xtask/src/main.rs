@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{linux_assets, parity, rom, small_kernel, testkernel};
+use xtask::{analyze, linux_assets, parity, rom, small_kernel, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -104,6 +104,58 @@ enum Task {
         #[arg(long)]
         sweep: Option<bench::Sweep>,
     },
+    /// Boot a kernel N times and report where the time goes: every event on the
+    /// serial port and from the host, activities with mean ± sd and share, a
+    /// timeline SVG and every run's events as JSON.
+    Analyze {
+        /// Measured runs per firmware (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Kernel to boot: "small" (cargo xtask kernel), "stock" (Debian's) or a path.
+        #[arg(long, default_value = "small")]
+        kernel: String,
+        /// The kernel's symbols (vmlinux or System.map) for a kernel given by path;
+        /// the small kernel's vmlinux is found by itself.
+        #[arg(long)]
+        kernel_symbols: Option<PathBuf>,
+        /// Firmwares side by side: ferrite, qboot, seabios.
+        #[arg(long, value_delimiter = ',', default_value = "ferrite")]
+        firmware: Vec<String>,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
+        /// Boot without initcall_debug.
+        #[arg(long)]
+        no_initcall_debug: bool,
+        /// A regular expression: serial lines it matches are events, and the
+        /// time to the first one an activity.
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Skip the twin runs with `quiet` that measure the logging's own cost.
+        #[arg(long)]
+        no_quiet_check: bool,
+        /// How many of the longest activities to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Write every run's events and activities here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The timeline chart [default: target/analyze.svg].
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+}
+
+fn firmware_named(name: &str) -> Result<Firmware> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "ferrite" => Firmware::Ferrite,
+        "qboot" => Firmware::Qboot,
+        "seabios" => Firmware::Seabios,
+        _ => bail!("unknown firmware {name} (ferrite, qboot, seabios)"),
+    })
 }
 
 fn main() -> Result<()> {
@@ -274,6 +326,61 @@ fn main() -> Result<()> {
                 tkernel_ferrite_only: quick,
             };
             bench::run(&opts, &rom)?;
+        }
+        Task::Analyze {
+            runs,
+            kernel,
+            kernel_symbols,
+            firmware,
+            machine,
+            memory,
+            cpus,
+            no_initcall_debug,
+            pattern,
+            no_quiet_check,
+            top,
+            json,
+            svg,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let kernel = match kernel.as_str() {
+                "small" => analyze::Kernel {
+                    name: "small".into(),
+                    path: small_kernel::build()?,
+                    symbols: Some(kernel_symbols.unwrap_or_else(small_kernel::vmlinux_path)),
+                },
+                "stock" => analyze::Kernel {
+                    name: "stock".into(),
+                    path: linux_assets::stock_kernel()?,
+                    symbols: kernel_symbols,
+                },
+                path => analyze::Kernel {
+                    name: path.into(),
+                    path: PathBuf::from(path),
+                    symbols: kernel_symbols,
+                },
+            };
+            if !kernel.path.exists() {
+                bail!("no kernel at {}", kernel.path.display());
+            }
+            let opts = analyze::Options {
+                runs,
+                firmwares: firmware
+                    .iter()
+                    .map(|f| firmware_named(f))
+                    .collect::<Result<_>>()?,
+                machine,
+                kernel,
+                memory_mib: memory,
+                cpus,
+                initcall_debug: !no_initcall_debug,
+                pattern: pattern.map(|p| regex::Regex::new(&p)).transpose()?,
+                quiet_check: !no_quiet_check,
+                top,
+                json,
+                svg: svg.unwrap_or_else(|| xtask::root().join("target/analyze.svg")),
+            };
+            analyze::run(&opts, &rom.path)?;
         }
     }
     Ok(())
