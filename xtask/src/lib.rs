@@ -9,6 +9,7 @@ pub mod linux_assets;
 pub mod parity;
 pub mod probe;
 pub mod qemu;
+pub mod range;
 pub mod rom;
 pub mod small_kernel;
 pub mod stats;

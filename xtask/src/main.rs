@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{analyze, linux_assets, parity, rom, small_kernel, testkernel};
+use xtask::{analyze, linux_assets, parity, range, rom, small_kernel, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -146,6 +146,26 @@ enum Task {
         /// The timeline chart [default: target/analyze.svg].
         #[arg(long)]
         svg: Option<PathBuf>,
+    },
+    /// ferrite's tFW, guest instructions and port exits at each commit of a git
+    /// range (built in worktrees under target/bench-range/), in interleaved
+    /// rounds; flags each change beyond the noise.
+    BenchRange {
+        /// A..B: A is the baseline, then each commit after it up to B.
+        range: String,
+        /// Measured runs per commit and marker (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        /// Skip the guest-instruction counts under KVM.
+        #[arg(long)]
+        no_counts: bool,
+        /// Write every sample and test here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -382,6 +402,21 @@ fn main() -> Result<()> {
             };
             analyze::run(&opts, &rom.path)?;
         }
+        Task::BenchRange {
+            range,
+            runs,
+            machine,
+            memory,
+            no_counts,
+            json,
+        } => range::run(&range::Options {
+            range,
+            runs,
+            machine,
+            memory_mib: memory,
+            count_instructions: !no_counts,
+            json,
+        })?,
     }
     Ok(())
 }
