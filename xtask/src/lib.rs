@@ -8,6 +8,7 @@ pub mod insn_steps;
 pub mod linux_assets;
 pub mod parity;
 pub mod probe;
+pub mod profile;
 pub mod qemu;
 pub mod range;
 pub mod rom;

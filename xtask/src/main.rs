@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{analyze, linux_assets, parity, range, rom, small_kernel, testkernel};
+use xtask::{analyze, linux_assets, parity, profile, range, rom, small_kernel, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -164,6 +164,31 @@ enum Task {
         #[arg(long)]
         no_counts: bool,
         /// Write every sample and test here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Which guest functions the boot's instructions go to (TCG,
+    /// -d in_asm,exec,nochain), up to the first 0xf6 marker (the small kernel's
+    /// kernel_init).
+    Profile {
+        /// Kernel to boot: "small" (with its vmlinux's symbols), "stock" or a path.
+        #[arg(long, default_value = "small")]
+        kernel: String,
+        /// The kernel's symbols (vmlinux or System.map) for a kernel given by path.
+        #[arg(long)]
+        kernel_symbols: Option<PathBuf>,
+        /// ferrite, qboot or seabios.
+        #[arg(long, default_value = "ferrite")]
+        firmware: String,
+        /// The firmware's ELF (qboot, SeaBIOS); ferrite's own is used by default.
+        #[arg(long)]
+        firmware_symbols: Option<PathBuf>,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        /// List functions at or above this share, in per cent.
+        #[arg(long, default_value_t = 0.2)]
+        min_share: f64,
+        /// Write every function's counts here.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -401,6 +426,41 @@ fn main() -> Result<()> {
                 svg: svg.unwrap_or_else(|| xtask::root().join("target/analyze.svg")),
             };
             analyze::run(&opts, &rom.path)?;
+        }
+        Task::Profile {
+            kernel,
+            kernel_symbols,
+            firmware,
+            firmware_symbols,
+            machine,
+            min_share,
+            json,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let (kernel_path, kernel_symbols) = match kernel.as_str() {
+                "small" => (
+                    small_kernel::build()?,
+                    Some(kernel_symbols.unwrap_or_else(small_kernel::vmlinux_path)),
+                ),
+                "stock" => (linux_assets::stock_kernel()?, kernel_symbols),
+                path => (PathBuf::from(path), kernel_symbols),
+            };
+            if !kernel_path.exists() {
+                bail!("no kernel at {}", kernel_path.display());
+            }
+            profile::run(
+                &profile::Options {
+                    firmware: firmware_named(&firmware)?,
+                    firmware_symbols,
+                    machine,
+                    kernel_name: kernel,
+                    kernel: kernel_path,
+                    kernel_symbols,
+                    min_share: min_share / 100.0,
+                    json,
+                },
+                &rom,
+            )?;
         }
         Task::BenchRange {
             range,

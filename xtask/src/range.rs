@@ -136,7 +136,7 @@ pub fn line(r: &CommitResult, prev_counts: Option<&Counts>) -> String {
     if let (Some(change), Some(test)) = (r.change, &r.test) {
         match verdict(change, test) {
             Some(v) => s += &format!("\n    ↳ {v}"),
-            None => s += &format!(" [{:+.1} %, within the noise]", change * 100.0),
+            None => s += &format!(" [{:+.1} % of tFW, within the noise]", change * 100.0),
         }
     }
     s
@@ -185,6 +185,22 @@ fn worktree(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
         )?;
     }
     Ok(dir)
+}
+
+/// The ROM of `sha`: built once in a worktree (removed again, the ROM stays
+/// as `target/bench-range/<commit>.rom`).
+fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
+    let rom = work.join(format!("{}.rom", &sha[..12]));
+    if rom.exists() {
+        return Ok(rom);
+    }
+    let dir = worktree(root, work, sha)?;
+    let built = crate::rom::build_firmware_at(&dir, &work.join("target"), true, &rom);
+    let _ = git(
+        root,
+        &["worktree", "remove", "--force", &dir.to_string_lossy()],
+    );
+    Ok(built?.path)
 }
 
 fn count(q: &Qemu) -> Option<Counts> {
@@ -254,16 +270,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut roms = Vec::new();
     for (sha, subject) in &list {
         eprintln!("building {} {subject}", &sha[..10]);
-        let rom = worktree(&root, &work, sha).and_then(|dir| {
-            crate::rom::build_firmware_at(
-                &dir,
-                &work.join("target"),
-                true,
-                &work.join(format!("{}.rom", &sha[..12])),
-            )
-        });
+        let rom = built_rom(&root, &work, sha);
         let (error, rom) = match rom {
-            Ok(r) => (None, Some(r.path)),
+            Ok(r) => (None, Some(r)),
             Err(e) => (Some(format!("{e:#}")), None),
         };
         results.push(CommitResult {
