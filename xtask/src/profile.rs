@@ -115,6 +115,21 @@ pub struct Resolver {
     pub firmware_name: String,
     pub firmware: Symbols,
     pub kernel: Symbols,
+    /// Where the bzImage runs and decompresses (`pref_address` … `+ init_size`).
+    pub kernel_image: Option<(u64, u64)>,
+}
+
+/// `pref_address` … `+ init_size` from a bzImage's setup header (protocol
+/// 2.10 on), where the kernel's decompressor runs.
+pub fn bzimage_run_range(image: &[u8]) -> Option<(u64, u64)> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(image.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(image.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(image.get(o..o + 8)?.try_into().ok()?));
+    if image.get(0x202..0x206)? != b"HdrS" || u16_at(0x206)? < 0x020A {
+        return None;
+    }
+    let start = u64_at(0x258)?;
+    Some((start, start.checked_add(u32_at(0x260)? as u64)?))
 }
 
 impl Resolver {
@@ -130,6 +145,11 @@ impl Resolver {
         }
         if addr >= START_KERNEL_MAP {
             return "[kernel, no symbol]".into();
+        }
+        if let Some((start, end)) = self.kernel_image
+            && (start..end).contains(&addr)
+        {
+            return "[kernel image, no symbol: the bzImage decompressor or early code]".into();
         }
         if (0xFFFC_0000..1 << 32).contains(&addr) || (0xC_0000..0x10_0000).contains(&addr) {
             return format!("[{} ROM or BIOS segment, no symbol]", self.firmware_name);
@@ -332,6 +352,7 @@ pub fn run(opts: &Options, ferrite: &crate::rom::Rom) -> Result<()> {
         firmware_name: opts.firmware.name().to_string(),
         firmware: firmware_symbols,
         kernel: kernel_symbols,
+        kernel_image: bzimage_run_range(&std::fs::read(&opts.kernel)?),
     };
     let costs = attribute(&blocks, &resolver);
     let executed: u64 = costs.iter().map(|c| c.executed).sum();
@@ -463,6 +484,20 @@ garbage line
     }
 
     #[test]
+    fn reads_where_a_bzimage_runs() {
+        let mut hdr = vec![0u8; 0x300];
+        hdr[0x202..0x206].copy_from_slice(b"HdrS");
+        hdr[0x206..0x208].copy_from_slice(&0x020Fu16.to_le_bytes());
+        hdr[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        hdr[0x260..0x264].copy_from_slice(&0x80_0000u32.to_le_bytes());
+        assert_eq!(bzimage_run_range(&hdr), Some((0x100_0000, 0x180_0000)));
+        hdr[0x206..0x208].copy_from_slice(&0x0209u16.to_le_bytes());
+        assert_eq!(bzimage_run_range(&hdr), None);
+        assert_eq!(bzimage_run_range(b"short"), None);
+        assert_eq!(bzimage_run_range(&[0u8; 0x300]), None);
+    }
+
+    #[test]
     fn attributes_to_functions() {
         let resolver = Resolver {
             firmware_name: "ferrite".into(),
@@ -471,6 +506,7 @@ garbage line
                 (0xffffffff81000000, 0x100, "startup_64".into()),
                 (0xffffffff81000100, 0x100, "early_setup".into()),
             ]),
+            kernel_image: Some((0x100_0000, 0x200_0000)),
         };
         assert_eq!(resolver.name(0x10004), "ferrite rust_main");
         assert_eq!(resolver.name(0xffffffff81000001), "kernel startup_64");
@@ -482,6 +518,7 @@ garbage line
         );
         assert_eq!(resolver.name(0xffffffff90000000), "[kernel, no symbol]");
         assert_eq!(resolver.name(0x2345678), "[no symbol, 35 MiB–36 MiB]");
+        assert!(resolver.name(0x1F00000).contains("decompressor"));
         let costs = attribute(&parse(LOG), &resolver);
         let get = |f: &str| costs.iter().find(|c| c.function == f).unwrap();
         assert_eq!(get("ferrite rust_main").executed, 6);

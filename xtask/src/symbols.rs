@@ -36,14 +36,23 @@ impl Symbols {
         Symbols { ranges }
     }
 
-    /// The text (function) symbols of an ELF file, 32 or 64-bit.
+    /// The code symbols of an ELF file, 32 or 64-bit: functions, and the
+    /// untyped labels of assembly in executable sections. Rust names are
+    /// demangled.
     pub fn from_elf(data: &[u8]) -> Result<Symbols> {
-        use object::{Object, ObjectSymbol, SymbolKind};
+        use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
         let file = object::File::parse(data).context("not an ELF file")?;
         let syms = file
             .symbols()
-            .filter(|s| s.kind() == SymbolKind::Text)
-            .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?.to_string())))
+            .filter(|s| {
+                let in_code = s
+                    .section_index()
+                    .and_then(|i| file.section_by_index(i).ok())
+                    .is_some_and(|sec| sec.kind() == SectionKind::Text);
+                s.kind() == SymbolKind::Text
+                    || (in_code && matches!(s.kind(), SymbolKind::Unknown | SymbolKind::Label))
+            })
+            .filter_map(|s| Some((s.address(), s.size(), demangle(s.name().ok()?))))
             .collect();
         Ok(Symbols::new(syms))
     }
@@ -90,6 +99,60 @@ impl Symbols {
     }
 }
 
+/// A Rust legacy-mangled name (`_ZN7ferrite4acpi8byte_sum17h0123456789abcdefE`)
+/// as a path (`ferrite::acpi::byte_sum`); any other name unchanged.
+pub fn demangle(name: &str) -> String {
+    let Some(mut rest) = name.strip_prefix("_ZN") else {
+        return name.to_string();
+    };
+    let mut parts = Vec::new();
+    while !rest.starts_with('E') {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(len) = rest[..digits].parse::<usize>() else {
+            return name.to_string();
+        };
+        let Some(part) = rest.get(digits..digits + len) else {
+            return name.to_string();
+        };
+        parts.push(part);
+        rest = &rest[digits + len..];
+    }
+    if parts.last().is_some_and(|p| {
+        p.len() == 17 && p.starts_with('h') && p[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    }) {
+        parts.pop();
+    }
+    const ESCAPES: [(&str, &str); 14] = [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$C$", ","),
+        ("$SP$", "@"),
+        ("$LP$", "("),
+        ("$RP$", ")"),
+        ("$u20$", " "),
+        ("$u27$", "'"),
+        ("$u5b$", "["),
+        ("$u5d$", "]"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+    ];
+    parts
+        .iter()
+        .map(|p| {
+            let mut p = p
+                .strip_prefix("_$")
+                .map_or(p.to_string(), |r| format!("${r}"));
+            for (from, to) in ESCAPES {
+                p = p.replace(from, to);
+            }
+            p.replace("..", "::")
+        })
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +173,28 @@ mod tests {
         assert_eq!(s.lookup(0x1300), None);
         assert_eq!(s.lookup(0xFFF), None);
         assert_eq!(s.span(), Some((0x1000, 0x1300)));
+    }
+
+    #[test]
+    fn demangles_rust_names() {
+        assert_eq!(
+            demangle("_ZN7ferrite4acpi8byte_sum17h8e0f534d69e8749dE"),
+            "ferrite::acpi::byte_sum"
+        );
+        assert_eq!(
+            demangle("_ZN7ferrite5fwcfg15FwCfg$LT$IO$GT$4find17h7046ddc30d02feebE"),
+            "ferrite::fwcfg::FwCfg<IO>::find"
+        );
+        assert_eq!(
+            demangle(
+                "_ZN4core3ptr56drop_in_place$LT$std..rt..lang_start$LT$$LP$$RP$$GT$$GT$17h0123456789abcdefE"
+            ),
+            "core::ptr::drop_in_place<std::rt::lang_start<()>>"
+        );
+        for plain in ["memcpy", "_ZN", "_ZN99toolong", "_ZN3abE"] {
+            assert_eq!(demangle(plain), plain);
+        }
+        assert_eq!(demangle("_ZN3abcE"), "abc");
     }
 
     #[test]
