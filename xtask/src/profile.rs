@@ -292,15 +292,7 @@ pub fn run(opts: &Options, ferrite: &crate::rom::Rom) -> Result<()> {
         &work.join("initramfs.cpio"),
     )?;
     let fifo = work.join("exec-log.fifo");
-    let _ = std::fs::remove_file(&fifo);
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
-    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
-    ensure!(
-        unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0,
-        "mkfifo {}: {}",
-        fifo.display(),
-        std::io::Error::last_os_error()
-    );
+    crate::qemu::make_fifo(&fifo)?;
     let mut q = Qemu::new(opts.machine, image);
     q.memory_mib = 512;
     q.kernel = Some(opts.kernel.clone());

@@ -224,16 +224,7 @@ impl Qemu {
         for (channel, path) in &fifos {
             for end in ["in", "out"] {
                 let fifo = path.with_extension(end);
-                let _ = std::fs::remove_file(&fifo);
-                let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())?;
-                // SAFETY: mkfifo(3) with a NUL-terminated path we own.
-                if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-                    anyhow::bail!(
-                        "mkfifo {}: {}",
-                        fifo.display(),
-                        std::io::Error::last_os_error()
-                    );
-                }
+                make_fifo(&fifo)?;
             }
             // Opened read-write so that neither side blocks in open(2); the
             // reader stops when QEMU has been reaped, not at EOF.
@@ -403,6 +394,21 @@ fn read_arrivals(
     }
     out.sort_by(|a, b| a.host_ms.total_cmp(&b.host_ms));
     out
+}
+
+/// A new FIFO at `path` (replacing whatever is there).
+pub fn make_fifo(path: &std::path::Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        anyhow::bail!(
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
 }
 
 fn scratch_dir() -> Result<PathBuf> {
