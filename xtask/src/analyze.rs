@@ -237,15 +237,46 @@ fn markers<'a>(events: &'a [Event], port: u16, values: &'a [u8]) -> impl Iterato
         .map(|e| e.host_ms)
 }
 
-/// Host time of the kernel's printk clock zero: min(arrival − printk time)
-/// over the messages stamped after zero (and not ahead of QEMU's own clock,
-/// which only a garbled line could be).
-pub fn kernel_clock_zero(events: &[Event]) -> Option<f64> {
-    events
+/// The kernel's printk clock on the host clock: host ms = `zero_ms` +
+/// printk ms × `rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct KernelClock {
+    pub zero_ms: f64,
+    pub rate: f64,
+}
+
+impl KernelClock {
+    pub fn host_ms(&self, kernel_s: f64) -> f64 {
+        self.zero_ms + kernel_s * 1000.0 * self.rate
+    }
+}
+
+/// Puts the printk clock on the host clock. A message arrives after it was
+/// stamped (replayed ones much later), so the message with the smallest
+/// (arrival − printk time) is one that arrived at once; so is the last one
+/// (everything is live by then). Under TCG the kernel's clock may run at
+/// another rate than the host's, so the line through those two gives both
+/// the offset and the rate (1 when they coincide). Messages stamped 0, or
+/// ahead of QEMU's own clock (only a garbled line could be), are left out.
+pub fn kernel_clock(events: &[Event]) -> Option<KernelClock> {
+    let stamped: Vec<(f64, f64)> = events
         .iter()
-        .filter_map(|e| Some(e.host_ms - e.kernel_s.filter(|&s| s > 0.0)? * 1000.0))
-        .filter(|&z| z >= 0.0)
-        .min_by(f64::total_cmp)
+        .filter_map(|e| Some((e.kernel_s.filter(|&s| s > 0.0)? * 1000.0, e.host_ms)))
+        .filter(|&(k, h)| h - k >= 0.0)
+        .collect();
+    let first = stamped
+        .iter()
+        .min_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)))?;
+    let last = stamped.iter().max_by(|a, b| a.0.total_cmp(&b.0))?;
+    let rate = if last.0 > first.0 {
+        ((last.1 - first.1) / (last.0 - first.0)).max(0.0)
+    } else {
+        1.0
+    };
+    Some(KernelClock {
+        zero_ms: first.1 - first.0 * rate,
+        rate,
+    })
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -288,9 +319,11 @@ pub fn activities(events: &[Event]) -> Vec<Activity> {
     let fw_start = marker(events, START_PORT, &[1]);
     // 2 multiboot, 3 bzImage, 4 PVH
     let entry = marker(events, ENTRY_PORT, &[2, 3, 4]);
-    let zero = kernel_clock_zero(events);
-    let on_kernel_clock = |e: &Event| match (e.kernel_s, zero) {
-        (Some(s), Some(z)) => z + s * 1000.0,
+    let clock = kernel_clock(events);
+    let zero = clock.map(|c| c.zero_ms);
+    let rate = clock.map_or(1.0, |c| c.rate);
+    let on_kernel_clock = |e: &Event| match (e.kernel_s, clock) {
+        (Some(s), Some(c)) => c.host_ms(s),
         _ => e.host_ms,
     };
     if let Some(s) = fw_start {
@@ -312,7 +345,7 @@ pub fn activities(events: &[Event]) -> Vec<Activity> {
     }
     match (entry, zero) {
         (Some(e), Some(z)) => out.push(Activity::new(
-            "kernel decompression (entry to printk clock zero)",
+            "kernel decompression and early set-up (entry to printk clock zero)",
             e,
             z,
         )),
@@ -332,7 +365,7 @@ pub fn activities(events: &[Event]) -> Vec<Activity> {
             Kind::InitcallDone => {
                 if let Some(i) = open.iter().rposition(|o| o.0 == e.text) {
                     let (name, start) = open.remove(i);
-                    let ms = e.usecs.unwrap_or(0) as f64 / 1000.0;
+                    let ms = e.usecs.unwrap_or(0) as f64 / 1000.0 * rate;
                     initcalls.push(Activity::new(
                         format!("{INITCALL_PREFIX}{name}"),
                         start,
@@ -482,7 +515,7 @@ fn xml_escape(s: &str) -> String {
 /// start to the kernel's entry (the firmware's steps).
 pub fn timeline_svg(title: &str, sections: &[(String, Vec<ActivityStats>)]) -> String {
     const ROW: f64 = 18.0;
-    const LEFT: f64 = 10.0;
+    const LEFT: f64 = 30.0;
     const WIDTH: f64 = 1100.0;
     const BAR_W: f64 = 640.0;
     let mut body = String::new();
@@ -1009,7 +1042,9 @@ mod tests {
         assert_eq!(steps[0], (50.0, "reset"));
         assert!((steps[1].0 - (50.0 + 20.0 / 19.0)).abs() < 1e-9);
         assert_eq!(steps[2], (70.0, "zero_page"));
-        assert!((kernel_clock_zero(&ev).unwrap() - 100.0).abs() < 0.25);
+        let clock = kernel_clock(&ev).unwrap();
+        assert!((clock.zero_ms - 100.0).abs() < 0.25, "{clock:?}");
+        assert!((clock.rate - 1.0).abs() < 0.01, "{clock:?}");
         let acts = activities(&ev);
         let get = |name: &str| {
             let a = acts
@@ -1033,7 +1068,7 @@ mod tests {
             (50.0 + 20.0 / 19.0, 20.0 * 18.0 / 19.0),
         );
         near(
-            get("kernel decompression (entry to printk clock zero)"),
+            get("kernel decompression and early set-up (entry to printk clock zero)"),
             (70.0, 30.0),
         );
         near(get("kernel set-up to the initcalls"), (100.0, 100.0));
@@ -1047,6 +1082,36 @@ mod tests {
             get("QEMU start to the pattern (ferrite-init: PASS cpus=1)"),
             (0.0, 420.0),
         );
+    }
+
+    #[test]
+    fn a_kernel_clock_slower_than_the_host_is_scaled() {
+        // printk 1 s arrives (replayed) at 5 s; live: 2 s at 3 s, 4 s at 6 s:
+        // 1.5 host ms per kernel ms, zero at 0 ms
+        let ev = events(
+            &[
+                serial(5000.0, "[    1.000000] replayed"),
+                serial(3000.0, "[    2.000000] calling  a+0x0/0x1 @ 1"),
+                serial(
+                    3500.0,
+                    "[    2.100000] initcall a+0x0/0x1 returned 0 after 100000 usecs",
+                ),
+                serial(6000.0, "[    4.000000] last"),
+            ],
+            7000.0,
+            None,
+            None,
+            &Symbols::default(),
+        );
+        let c = kernel_clock(&ev).unwrap();
+        assert!(
+            (c.rate - 1.5).abs() < 1e-9 && c.zero_ms.abs() < 1e-9,
+            "{c:?}"
+        );
+        assert_eq!(c.host_ms(1.0), 1500.0);
+        let acts = activities(&ev);
+        let a = acts.iter().find(|a| a.name == "initcall a").unwrap();
+        assert!((a.start_ms - 3000.0).abs() < 1e-9 && (a.ms() - 150.0).abs() < 1e-9);
     }
 
     #[test]
