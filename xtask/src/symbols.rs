@@ -198,6 +198,20 @@ mod tests {
     }
 
     #[test]
+    fn reads_an_elf_file_and_demangles_it() {
+        // this test binary: an ELF with Rust symbols
+        let s = Symbols::load(&std::env::current_exe().unwrap()).unwrap();
+        assert!(
+            s.ranges
+                .iter()
+                .any(|r| r.2.starts_with("xtask::symbols::demangle")),
+            "no demangled xtask::symbols::demangle among {} symbols",
+            s.ranges.len()
+        );
+        assert!(s.ranges.iter().all(|r| r.0 < r.1));
+    }
+
+    #[test]
     fn reads_a_system_map() {
         let s = Symbols::from_system_map(
             "ffffffff81000000 T _stext\nffffffff81000100 t helper\nffffffff82000000 D data\ngarbage\n",
