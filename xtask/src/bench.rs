@@ -54,7 +54,7 @@ impl Firmware {
     }
 
     /// The image, or why it cannot be used.
-    fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
+    pub fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
         let path = match (self, machine) {
             (Firmware::Ferrite, _) => ferrite.to_path_buf(),
             (Firmware::Qboot, _) => "/usr/share/qemu/qboot.rom".into(),
@@ -636,7 +636,7 @@ fn relative(text: &str) -> String {
     text.replace(&format!("{}/", crate::root().display()), "")
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> String {
+pub fn command_output(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
         .args(args)
         .output()

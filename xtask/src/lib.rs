@@ -1,5 +1,6 @@
 //! ferrite's host-side tasks, as a library shared by `cargo xtask` and the tests.
 
+pub mod analyze;
 pub mod bench;
 pub mod bzimage;
 pub mod chart;
@@ -8,10 +9,14 @@ pub mod linux_assets;
 pub mod parity;
 pub mod probe;
 pub mod pvh_probe;
+pub mod profile;
 pub mod qemu;
+pub mod range;
 pub mod rom;
 pub mod small_kernel;
 pub mod soak;
+pub mod stats;
+pub mod symbols;
 pub mod testkernel;
 
 use std::path::PathBuf;

@@ -8,7 +8,9 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{linux_assets, parity, rom, small_kernel, soak, testkernel};
+use xtask::{
+    analyze, linux_assets, parity, profile, range, rom, small_kernel, soak, testkernel,
+};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]
@@ -133,6 +135,103 @@ enum Task {
         #[arg(long)]
         sweep: Option<bench::Sweep>,
     },
+    /// Boot a kernel N times and report where the time goes: every event on the
+    /// serial port and from the host, activities with mean ± sd and share, a
+    /// timeline SVG and every run's events as JSON.
+    Analyze {
+        /// Measured runs per firmware (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Kernel to boot: "small" (cargo xtask kernel), "stock" (Debian's) or a path.
+        #[arg(long, default_value = "small")]
+        kernel: String,
+        /// The kernel's symbols (vmlinux or System.map) for a kernel given by path;
+        /// the small kernel's vmlinux is found by itself.
+        #[arg(long)]
+        kernel_symbols: Option<PathBuf>,
+        /// Firmwares side by side: ferrite, qboot, seabios.
+        #[arg(long, value_delimiter = ',', default_value = "ferrite")]
+        firmware: Vec<String>,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        #[arg(long, default_value_t = 1)]
+        cpus: u32,
+        /// Boot without initcall_debug.
+        #[arg(long)]
+        no_initcall_debug: bool,
+        /// A regular expression: serial lines it matches are events, and the
+        /// time to the first one an activity.
+        #[arg(long)]
+        pattern: Option<String>,
+        /// Skip the twin runs with `quiet` that measure the logging's own cost.
+        #[arg(long)]
+        no_quiet_check: bool,
+        /// How many of the longest activities to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Write every run's events and activities here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The timeline chart [default: target/analyze.svg].
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// ferrite's tFW, guest instructions and port exits at each commit of a git
+    /// range (built in worktrees under target/bench-range/), in interleaved
+    /// rounds; flags each change beyond the noise.
+    BenchRange {
+        /// A..B: A is the baseline, then each commit after it up to B.
+        range: String,
+        /// Measured runs per commit and marker (after one warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        #[arg(long, default_value_t = 512)]
+        memory: u64,
+        /// Skip the guest-instruction counts under KVM.
+        #[arg(long)]
+        no_counts: bool,
+        /// Write every sample and test here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Which guest functions the boot's instructions go to (TCG,
+    /// -d in_asm,exec,nochain), up to the first 0xf6 marker (the small kernel's
+    /// kernel_init).
+    Profile {
+        /// Kernel to boot: "small" (with its vmlinux's symbols), "stock" or a path.
+        #[arg(long, default_value = "small")]
+        kernel: String,
+        /// The kernel's symbols (vmlinux or System.map) for a kernel given by path.
+        #[arg(long)]
+        kernel_symbols: Option<PathBuf>,
+        /// ferrite, qboot or seabios.
+        #[arg(long, default_value = "ferrite")]
+        firmware: String,
+        /// The firmware's ELF (qboot, SeaBIOS); ferrite's own is used by default.
+        #[arg(long)]
+        firmware_symbols: Option<PathBuf>,
+        #[arg(long, default_value = "q35")]
+        machine: Machine,
+        /// List functions at or above this share, in per cent.
+        #[arg(long, default_value_t = 0.2)]
+        min_share: f64,
+        /// Write every function's counts here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn firmware_named(name: &str) -> Result<Firmware> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "ferrite" => Firmware::Ferrite,
+        "qboot" => Firmware::Qboot,
+        "seabios" => Firmware::Seabios,
+        _ => bail!("unknown firmware {name} (ferrite, qboot, seabios)"),
+    })
 }
 
 fn main() -> Result<()> {
@@ -348,6 +447,111 @@ fn main() -> Result<()> {
             };
             bench::run(&opts, &rom)?;
         }
+        Task::Analyze {
+            runs,
+            kernel,
+            kernel_symbols,
+            firmware,
+            machine,
+            memory,
+            cpus,
+            no_initcall_debug,
+            pattern,
+            no_quiet_check,
+            top,
+            json,
+            svg,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let kernel = match kernel.as_str() {
+                "small" => analyze::Kernel {
+                    name: "small".into(),
+                    path: small_kernel::build()?,
+                    symbols: Some(kernel_symbols.unwrap_or_else(small_kernel::vmlinux_path)),
+                },
+                "stock" => analyze::Kernel {
+                    name: "stock".into(),
+                    path: linux_assets::stock_kernel()?,
+                    symbols: kernel_symbols,
+                },
+                path => analyze::Kernel {
+                    name: path.into(),
+                    path: PathBuf::from(path),
+                    symbols: kernel_symbols,
+                },
+            };
+            if !kernel.path.exists() {
+                bail!("no kernel at {}", kernel.path.display());
+            }
+            let opts = analyze::Options {
+                runs,
+                firmwares: firmware
+                    .iter()
+                    .map(|f| firmware_named(f))
+                    .collect::<Result<_>>()?,
+                machine,
+                kernel,
+                memory_mib: memory,
+                cpus,
+                initcall_debug: !no_initcall_debug,
+                pattern: pattern.map(|p| regex::Regex::new(&p)).transpose()?,
+                quiet_check: !no_quiet_check,
+                top,
+                json,
+                svg: svg.unwrap_or_else(|| xtask::root().join("target/analyze.svg")),
+            };
+            analyze::run(&opts, &rom.path)?;
+        }
+        Task::Profile {
+            kernel,
+            kernel_symbols,
+            firmware,
+            firmware_symbols,
+            machine,
+            min_share,
+            json,
+        } => {
+            let rom = rom::build_firmware(true)?;
+            let (kernel_path, kernel_symbols) = match kernel.as_str() {
+                "small" => (
+                    small_kernel::build()?,
+                    Some(kernel_symbols.unwrap_or_else(small_kernel::vmlinux_path)),
+                ),
+                "stock" => (linux_assets::stock_kernel()?, kernel_symbols),
+                path => (PathBuf::from(path), kernel_symbols),
+            };
+            if !kernel_path.exists() {
+                bail!("no kernel at {}", kernel_path.display());
+            }
+            profile::run(
+                &profile::Options {
+                    firmware: firmware_named(&firmware)?,
+                    firmware_symbols,
+                    machine,
+                    kernel_name: kernel,
+                    kernel: kernel_path,
+                    kernel_symbols,
+                    min_share: min_share / 100.0,
+                    json,
+                },
+                &rom,
+            )?;
+        }
+        Task::BenchRange {
+            range,
+            runs,
+            machine,
+            memory,
+            no_counts,
+            json,
+        } => range::run(&range::Options {
+            range,
+            runs,
+            machine,
+            memory_mib: memory,
+            count_instructions: !no_counts,
+            json,
+        })?,
     }
     Ok(())
 }

@@ -195,10 +195,8 @@ impl Qemu {
 
     /// Runs QEMU to completion (or the timeout).
     pub fn run(&self) -> Result<Outcome> {
-        let dir = std::env::temp_dir().join(format!("ferrite-qemu-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = scratch_dir()?;
+        let n = next_id();
         let serial_path = dir.join(format!("serial-{n}.txt"));
         let stderr_path = dir.join(format!("stderr-{n}.txt"));
         let start = Instant::now();
@@ -209,55 +207,298 @@ impl Qemu {
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()
             .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        let pid = child.id() as libc::pid_t;
-        let done = Arc::new(AtomicBool::new(false));
-        let timed_out = Arc::new(AtomicBool::new(false));
-        let watchdog = {
-            let (done, timed_out, timeout) = (done.clone(), timed_out.clone(), self.timeout);
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + timeout;
-                while !done.load(Ordering::Acquire) {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        timed_out.store(true, Ordering::Release);
-                        // SAFETY: kill(2) on our own child, not yet reaped.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                        return;
-                    }
-                    std::thread::park_timeout(deadline - now);
-                }
-            })
-        };
-        let mut status = 0;
-        // SAFETY: rusage is plain data; wait4 fills it.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting for our own child; blocks until it exits.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let wall = start.elapsed();
-        done.store(true, Ordering::Release);
-        watchdog.thread().unpark();
-        let _ = watchdog.join();
-        std::mem::forget(child); // reaped by wait4 above
-        anyhow::ensure!(
-            r == pid,
-            "wait4 failed: {}",
-            std::io::Error::last_os_error()
-        );
+        let waited = wait_timed(child, start, self.timeout)?;
         let serial =
             String::from_utf8_lossy(&std::fs::read(&serial_path).unwrap_or_default()).into_owned();
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&serial_path);
         let _ = std::fs::remove_file(&stderr_path);
-        Ok(Outcome {
-            exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-            signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-            timed_out: timed_out.load(Ordering::Acquire),
-            wall,
-            max_rss_kib: usage.ru_maxrss as u64,
+        Ok(waited.outcome(serial, stderr))
+    }
+
+    /// Runs QEMU like [`Qemu::run`], with the serial port and an
+    /// `isa-debugcon` on each of `debugcon_ports` read through FIFOs while the
+    /// run is timed: every serial line and every debug-console line (port 0xE9)
+    /// or byte (any other port: the boot markers) comes back with the host time
+    /// of its arrival since QEMU was started.
+    pub fn run_with_arrivals(&self, debugcon_ports: &[u16]) -> Result<(Outcome, Vec<Arrival>)> {
+        let dir = scratch_dir()?;
+        let n = next_id();
+        let mut fifos = vec![(Channel::Serial, dir.join(format!("serial-{n}")))];
+        for &port in debugcon_ports {
+            fifos.push((
+                Channel::Debugcon(port),
+                dir.join(format!("debugcon-{n}-{port:x}")),
+            ));
+        }
+        // QEMU's pipe chardev reads `P.in` and writes `P.out`. With one FIFO
+        // for both it would read back (and feed the guest) what it wrote.
+        let mut readers = Vec::new();
+        for (channel, path) in &fifos {
+            for end in ["in", "out"] {
+                let fifo = path.with_extension(end);
+                make_fifo(&fifo)?;
+            }
+            // Opened read-write so that neither side blocks in open(2); the
+            // reader stops when QEMU has been reaped, not at EOF.
+            let out = path.with_extension("out");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&out)
+                .with_context(|| format!("opening {}", out.display()))?;
+            readers.push((*channel, file));
+        }
+        let mut args = self.args_with_serial(&format!("pipe:{}", fifos[0].1.display()));
+        for (i, (channel, path)) in fifos.iter().enumerate().skip(1) {
+            let Channel::Debugcon(port) = channel else {
+                continue;
+            };
+            args.extend([
+                "-chardev".into(),
+                format!("pipe,id=ferrite-dc{i},path={}", path.display()),
+                "-device".into(),
+                format!("isa-debugcon,iobase={port:#x},chardev=ferrite-dc{i}"),
+            ]);
+        }
+        let stderr_path = dir.join(format!("stderr-{n}.txt"));
+        let done = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let reader = {
+            let done = done.clone();
+            std::thread::spawn(move || read_arrivals(readers, start, &done))
+        };
+        let child = Command::new("qemu-system-x86_64")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn();
+        let waited = child
+            .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")
+            .and_then(|child| wait_timed(child, start, self.timeout));
+        done.store(true, Ordering::Release);
+        let arrivals = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the serial reader panicked"))?;
+        for (_, path) in &fifos {
+            let _ = std::fs::remove_file(path.with_extension("in"));
+            let _ = std::fs::remove_file(path.with_extension("out"));
+        }
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&stderr_path);
+        let waited = waited?;
+        let serial = arrivals
+            .iter()
+            .filter(|a| a.channel == Channel::Serial)
+            .map(|a| format!("{}\n", a.text))
+            .collect();
+        Ok((waited.outcome(serial, stderr), arrivals))
+    }
+}
+
+/// Where an [`Arrival`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Channel {
+    /// COM1: one arrival per line.
+    Serial,
+    /// An isa-debugcon: one per line on 0xE9 (ferrite's timeline report), one
+    /// per byte elsewhere (the markers).
+    Debugcon(u16),
+}
+
+/// Something the guest wrote, with when the host got it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Arrival {
+    /// Host time of the first byte's arrival, ms since QEMU was started.
+    pub host_ms: f64,
+    pub channel: Channel,
+    /// The line without its end (`\r\n`), or the marker byte's value in decimal.
+    pub text: String,
+}
+
+/// The port of QEMU's default debug console, whose output is text.
+const DEBUGCON_TEXT_PORT: u16 = 0xE9;
+
+/// Splits what arrives on the FIFOs into stamped lines or bytes, until `done`
+/// is set and nothing more is waiting.
+fn read_arrivals(
+    readers: Vec<(Channel, std::fs::File)>,
+    start: Instant,
+    done: &AtomicBool,
+) -> Vec<Arrival> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    // Per channel: the partial line and when its first byte came.
+    let mut partial: Vec<(Vec<u8>, f64)> = vec![(Vec::new(), 0.0); readers.len()];
+    let mut fds: Vec<libc::pollfd> = readers
+        .iter()
+        .map(|(_, f)| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut buf = [0u8; 65536];
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        // SAFETY: `fds` is a valid array of pollfd for the files in `readers`,
+        // which outlive this call.
+        let ready = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                if finished { 0 } else { 20 },
+            )
+        };
+        if ready <= 0 {
+            if finished {
+                break;
+            }
+            continue;
+        }
+        let now = start.elapsed().as_secs_f64() * 1000.0;
+        for (i, fd) in fds.iter_mut().enumerate() {
+            if fd.revents & libc::POLLIN == 0 {
+                continue;
+            }
+            fd.revents = 0;
+            let (channel, mut file) = (readers[i].0, &readers[i].1);
+            let Ok(len) = file.read(&mut buf) else {
+                continue;
+            };
+            for &b in &buf[..len] {
+                let line =
+                    channel == Channel::Serial || channel == Channel::Debugcon(DEBUGCON_TEXT_PORT);
+                if !line {
+                    out.push(Arrival {
+                        host_ms: now,
+                        channel,
+                        text: b.to_string(),
+                    });
+                    continue;
+                }
+                let (text, first) = &mut partial[i];
+                if text.is_empty() {
+                    *first = now;
+                }
+                if b == b'\n' {
+                    out.push(Arrival {
+                        host_ms: *first,
+                        channel,
+                        text: String::from_utf8_lossy(text).trim_end_matches('\r').into(),
+                    });
+                    text.clear();
+                } else {
+                    text.push(b);
+                }
+            }
+        }
+    }
+    for (i, (text, first)) in partial.into_iter().enumerate() {
+        if !text.is_empty() {
+            out.push(Arrival {
+                host_ms: first,
+                channel: readers[i].0,
+                text: String::from_utf8_lossy(&text).trim_end_matches('\r').into(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.host_ms.total_cmp(&b.host_ms));
+    out
+}
+
+/// A new FIFO at `path` (replacing whatever is there).
+pub fn make_fifo(path: &std::path::Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: mkfifo(3) with a NUL-terminated path we own.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        anyhow::bail!(
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn scratch_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ferrite-qemu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn next_id() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What wait4() said about a finished QEMU.
+struct Waited {
+    status: libc::c_int,
+    wall: Duration,
+    max_rss_kib: u64,
+    timed_out: bool,
+}
+
+impl Waited {
+    fn outcome(self, serial: String, stderr: String) -> Outcome {
+        Outcome {
+            exit_code: libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status)),
+            signal: libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status)),
+            timed_out: self.timed_out,
+            wall: self.wall,
+            max_rss_kib: self.max_rss_kib,
             serial,
             stderr,
-        })
+        }
     }
+}
+
+/// Blocks in wait4() for `child` (started at `start`), killing it after `timeout`.
+fn wait_timed(child: std::process::Child, start: Instant, timeout: Duration) -> Result<Waited> {
+    let pid = child.id() as libc::pid_t;
+    let done = Arc::new(AtomicBool::new(false));
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (done, timed_out) = (done.clone(), timed_out.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + timeout;
+            while !done.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= deadline {
+                    timed_out.store(true, Ordering::Release);
+                    // SAFETY: kill(2) on our own child, not yet reaped.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+        })
+    };
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; blocks until it exits.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    done.store(true, Ordering::Release);
+    watchdog.thread().unpark();
+    let _ = watchdog.join();
+    std::mem::forget(child); // reaped by wait4 above
+    anyhow::ensure!(
+        r == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(Waited {
+        status,
+        wall,
+        max_rss_kib: usage.ru_maxrss as u64,
+        timed_out: timed_out.load(Ordering::Acquire),
+    })
 }
 
 #[cfg(test)]

@@ -25,40 +25,57 @@ pub struct Rom {
 /// Builds ferrite and writes `target/ferrite.rom` (`ferrite-debug.rom` for debug).
 pub fn build_firmware(release: bool) -> Result<Rom> {
     let root = crate::root();
+    let out = root.join("target").join(if release {
+        "ferrite.rom"
+    } else {
+        "ferrite-debug.rom"
+    });
+    build_firmware_at(&root, &root.join("target"), release, &out)
+}
+
+/// Builds the firmware of the source tree at `root` (e.g. a worktree at
+/// another commit) into `target_dir` and writes its ROM to `out`.
+pub fn build_firmware_at(
+    root: &std::path::Path,
+    target_dir: &std::path::Path,
+    release: bool,
+    out: &std::path::Path,
+) -> Result<Rom> {
     let mut cmd = crate::cargo();
-    cmd.current_dir(&root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "ferrite",
-        "--bin",
-        "ferrite",
-        "--target",
-        "x86_64-unknown-none",
-    ]);
+    cmd.current_dir(root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "ferrite",
+            "--bin",
+            "ferrite",
+            "--target",
+            "x86_64-unknown-none",
+        ]);
     if release {
         cmd.arg("--release");
     }
     let status = cmd
         .status()
         .context("running cargo build for the firmware")?;
-    ensure!(status.success(), "building the firmware failed");
+    ensure!(
+        status.success(),
+        "building the firmware in {} failed",
+        root.display()
+    );
     let profile = if release { "release" } else { "debug" };
-    let elf_path = root
-        .join("target/x86_64-unknown-none")
+    let elf_path = target_dir
+        .join("x86_64-unknown-none")
         .join(profile)
         .join("ferrite");
     let elf =
         std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let (image, used) = elf_to_rom(&elf)?;
-    let path = root.join("target").join(if release {
-        "ferrite.rom"
-    } else {
-        "ferrite-debug.rom"
-    });
-    std::fs::write(&path, &image)?;
+    std::fs::write(out, &image).with_context(|| format!("writing {}", out.display()))?;
     Ok(Rom {
-        path,
+        path: out.to_path_buf(),
         elf: elf_path,
         size: image.len(),
         used,

@@ -1,0 +1,62 @@
+//! `cargo xtask analyze`'s plumbing: a boot whose serial port and marker ports
+//! are read through FIFOs while it is timed, every line and marker stamped on
+//! arrival, and the firmware's activities derived from them.
+
+use ferrite_tests::{judge, kernel, qemu};
+use xtask::analyze::{self, Kind};
+use xtask::qemu::{Channel, Machine};
+use xtask::symbols::Symbols;
+use xtask::testkernel::{BzImageSpec, PASS_64, with_check};
+
+#[test]
+fn markers_timeline_and_serial_arrive_in_order() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Q35, &k);
+    q.append = Some(with_check("console=ttyS0"));
+    q.extra = vec![
+        "-fw_cfg".into(),
+        "name=opt/ferrite/timeline,string=1".into(),
+    ];
+    let (out, arrivals) = q.run_with_arrivals(&[0xE9, 0xF4, 0xF5]).unwrap();
+    judge(&out, PASS_64).unwrap();
+    let at = |channel: Channel, text: &str| {
+        arrivals
+            .iter()
+            .find(|a| a.channel == channel && a.text.starts_with(text))
+            .unwrap_or_else(|| panic!("no {text:?} on {channel:?} in {arrivals:#?}"))
+            .host_ms
+    };
+    let start = at(Channel::Debugcon(0xF5), "1");
+    let report = at(Channel::Debugcon(0xE9), "ferrite-timeline: reset=0 ");
+    let entry = at(Channel::Debugcon(0xF4), "3");
+    let pass = at(Channel::Serial, "testkernel: PASS");
+    assert!(
+        0.0 < start && start <= report && report <= entry && entry <= pass,
+        "out of order: {start} {report} {entry} {pass}"
+    );
+    assert!(pass <= out.wall.as_secs_f64() * 1000.0);
+    assert!(out.serial.contains("testkernel: PASS"), "{}", out.serial);
+
+    let events = analyze::events(
+        &arrivals,
+        out.wall.as_secs_f64() * 1000.0,
+        None,
+        None,
+        &Symbols::default(),
+    );
+    let steps: Vec<f64> = events
+        .iter()
+        .filter(|e| e.kind == Kind::FirmwareStep)
+        .map(|e| e.host_ms)
+        .collect();
+    assert_eq!(steps.len(), 11, "{events:#?}");
+    assert_eq!((steps[0], steps[10]), (start, entry));
+    let acts = analyze::activities(&events);
+    let firmware = acts.iter().find(|a| a.name == "firmware").unwrap();
+    let sum: f64 = acts
+        .iter()
+        .filter(|a| a.name.starts_with(analyze::FIRMWARE_STEP_PREFIX))
+        .map(|a| a.ms())
+        .sum();
+    assert!(firmware.ms() > 0.0 && (sum - firmware.ms()).abs() < 1e-6);
+}
