@@ -209,7 +209,7 @@ pub fn matrix() -> Vec<Case> {
 }
 
 /// `n` boots drawn from the matrix's dimensions (a few combined at a time),
-/// one in 25 with the stock kernel. Deterministic for a seed.
+/// one in 50 with the stock kernel. Deterministic for a seed.
 pub fn mixed(n: usize, seed: u64) -> Vec<Case> {
     let mut x = seed | 1;
     let mut next = move |bound: usize| {
@@ -235,7 +235,7 @@ pub fn mixed(n: usize, seed: u64) -> Vec<Case> {
                 c.cpus = 8;
                 c.numa_nodes = 4;
             }
-            if next(25) == 0 {
+            if next(50) == 0 {
                 c.kernel = Kernel::Stock;
                 c.memory_mib = c.memory_mib.max(512);
                 c.cpus = c.cpus.min(8);
