@@ -183,8 +183,13 @@ impl Cpus {
     }
 
     pub fn apic_version(&self) -> u8 {
-        lapic_read(LAPIC_VERSION) as u8
+        lapic_version()
     }
+}
+
+/// This CPU's local APIC version register (the MP table's processor entries).
+pub fn lapic_version() -> u8 {
+    lapic_read(LAPIC_VERSION) as u8
 }
 
 fn rdtsc() -> u64 {

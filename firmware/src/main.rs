@@ -156,10 +156,13 @@ mod firmware {
         /// and the final memory map.
         fn finish(mut self, rsdp: Option<u64>) -> Result<Ready<'m>, Error> {
             let machine = self.pc.machine;
-            let chipset_ranges = self.pc.finish(&mut self.io, &mut self.fw_cfg)?;
+            let microvm_mp = self
+                .pc
+                .microvm_mptable(&mut self.fw_cfg, &mut self.zone, rsdp)?;
+            let [a, b, c] = self.pc.finish(&mut self.io, &mut self.fw_cfg)?;
             resume::arm(machine, rsdp, self.zone.used());
             self.time.mark(Step::Cpus);
-            reserve_firmware_memory(self.memory, self.zone.used(), &chipset_ranges)?;
+            reserve_firmware_memory(self.memory, self.zone.used(), &[a, b, c, microvm_mp])?;
             Ok(Ready {
                 io: self.io,
                 memory: self.memory,

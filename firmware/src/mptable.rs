@@ -70,7 +70,17 @@ impl Writer<'_> {
 /// `out`, which will live at `address`. Returns the length, or None if the
 /// table would exceed [`MAX_LEN`] (or `out`).
 pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<usize> {
-    let limit = out.len().min(MAX_LEN);
+    build_within(m, address, out, MAX_LEN)
+}
+
+/// The bytes a table for `m` can take at most.
+pub const fn max_len(cpus: usize, pci_interrupts: usize) -> usize {
+    FLOATING_LEN + CONFIG_HEADER_LEN + 20 * cpus + 2 * 8 + 8 + 8 * pci_interrupts + 16 * 8 + 2 * 8
+}
+
+/// As [`build`], with a size limit of `limit` bytes instead of SeaBIOS's.
+pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> Option<usize> {
+    let limit = out.len().min(limit);
     let mut w = Writer {
         out: &mut out[..limit],
         at: FLOATING_LEN + CONFIG_HEADER_LEN,
@@ -117,9 +127,10 @@ pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<usize> {
         w.interrupt(3, 0, 1, 0, dev << 2 | (pin - 1), IOAPIC_ID, irq)?;
         entries += 1;
     }
-    // ISA interrupts, identity-mapped except IRQ 0 with the override.
+    // ISA interrupts, identity-mapped except IRQ 0 with the override; with PCI,
+    // not the ISA IRQs that PCI interrupt lines use.
     for irq in 0..16u8 {
-        if PCI_IRQ_MASK & (1 << irq) != 0 || (m.irq0_override && irq == 2) {
+        if (m.has_pci && PCI_IRQ_MASK & (1 << irq) != 0) || (m.irq0_override && irq == 2) {
             continue;
         }
         let pin = if m.irq0_override && irq == 0 { 2 } else { irq };
@@ -158,6 +169,34 @@ pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_pci_every_isa_irq_has_an_entry_and_any_cpu_count_fits() {
+        let present = [u64::MAX; 4];
+        let mut m = machine(&present, &[], 64);
+        m.has_pci = false;
+        let mut out = std::vec![0u8; max_len(64, 0)];
+        assert_eq!(
+            build(&m, 0x9FC00, &mut out),
+            None,
+            "over SeaBIOS's 600 bytes"
+        );
+        let len = build_within(&m, 0x10_0000, &mut out, usize::MAX).unwrap();
+        assert!(len <= out.len());
+        let cfg = &out[16..len];
+        assert_eq!(byte_sum(cfg), 0);
+        assert_eq!(u16::from_le_bytes([cfg[34], cfg[35]]), 64 + 1 + 1 + 15 + 2);
+        // the floating pointer points at the table right after it
+        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 0x10_0010);
+        // ISA IRQ 10 has its entry (no PCI to take it), IRQ 0 goes to pin 2
+        let ints: std::vec::Vec<&[u8]> = cfg[44 + 64 * 20 + 16..]
+            .chunks(8)
+            .filter(|e| e[0] == 3)
+            .collect();
+        assert!(ints.iter().any(|e| e[5] == 10 && e[7] == 10));
+        assert!(ints.iter().any(|e| e[5] == 0 && e[7] == 2));
+        assert!(!ints.iter().any(|e| e[5] == 2));
+    }
 
     fn machine<'a>(present: &'a [u64; 4], ints: &'a [(u8, u8, u8)], cpus: u16) -> Machine<'a> {
         Machine {

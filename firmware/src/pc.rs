@@ -129,6 +129,55 @@ impl Pc {
         Ok(())
     }
 
+    /// microvm without ACPI (`-M microvm,acpi=off`): an MP table, as qboot
+    /// builds one, or Linux finds neither the other CPUs nor the I/O APIC. Its
+    /// floating pointer goes to the last KiB of base memory, where Linux scans
+    /// (microvm has no BIOS segment RAM), the table itself to the high zone, so
+    /// that any CPU count fits. QEMU numbers microvm's CPUs 0..n. Returns the KiB
+    /// the e820 map must reserve.
+    pub fn microvm_mptable(
+        &self,
+        fw_cfg: &mut FwCfg<Pio>,
+        zone: &mut HighZone,
+        rsdp: Option<u64>,
+    ) -> Result<Option<Range>, Error> {
+        if self.machine != Machine::NoPci || rsdp.is_some() {
+            return Ok(None);
+        }
+        let count = fw_cfg.read_u32(FW_CFG_NB_CPUS)?.clamp(1, 256) as usize;
+        let max_cpus = (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as usize).clamp(count, 256);
+        let mut present = [0u64; 4];
+        for id in 0..count {
+            present[id / 64] |= 1 << (id % 64);
+        }
+        let (signature, _, features) = cpus::cpuid1();
+        let machine = mptable::Machine {
+            max_cpus: max_cpus as u16,
+            present: &present,
+            cpu_signature: signature,
+            cpu_features: features,
+            apic_version: cpus::lapic_version(),
+            package_cpus: 1,
+            has_pci: false,
+            pci_interrupts: &[],
+            irq0_override: fw_cfg.irq0_override()?,
+        };
+        let len = mptable::max_len(max_cpus, 0);
+        let at = zone
+            .alloc(len as u64, 16)
+            .ok_or(Error::OutOfFirmwareMemory("MP table"))?;
+        // SAFETY: fresh high-zone RAM of `len` bytes, ours alone.
+        let table = unsafe { phys::slice_mut(at, len) };
+        let Some(_) = mptable::build_within(&machine, at as u32, table, len) else {
+            return Err(Error::OutOfFirmwareMemory("MP table"));
+        };
+        // SAFETY: the last KiB of base memory is below 640 KiB, above ferrite's
+        // RAM image (linker.ld), and reserved in e820 for this.
+        unsafe { phys::slice_mut(EBDA.start, 16) }.copy_from_slice(&table[..16]);
+        log::debug!("mptable: {count} of {max_cpus} CPUs, table at {at:#x}");
+        Ok(Some(EBDA))
+    }
+
     /// Waits for the other CPUs, writes the MP table, write-protects the BIOS
     /// segment. Returns the ranges the e820 map must reserve.
     pub fn finish(

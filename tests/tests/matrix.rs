@@ -86,3 +86,15 @@ fn a_hundred_reboots_in_a_row_each_back_through_ferrite() {
         }
     }
 }
+
+/// microvm without ACPI: the MP table is how Linux finds the other CPUs and the
+/// I/O APIC (qboot builds one too); /init checks that both CPUs came up.
+#[test]
+fn microvm_without_acpi_brings_up_every_cpu() {
+    must_pass(&[Case {
+        cpus: 2,
+        acpi: false,
+        kernel: soak::Kernel::Stock,
+        ..Case::new(Machine::Microvm)
+    }]);
+}

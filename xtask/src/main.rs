@@ -8,9 +8,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, Firmware};
 use xtask::qemu::{Accel, Machine, Qemu};
-use xtask::{
-    analyze, linux_assets, parity, profile, range, rom, small_kernel, soak, testkernel,
-};
+use xtask::{analyze, linux_assets, parity, profile, range, rom, small_kernel, soak, testkernel};
 
 #[derive(Parser)]
 #[command(about = "ferrite's build, run and benchmark tasks")]

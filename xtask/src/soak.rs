@@ -324,11 +324,7 @@ pub fn run_case(case: &Case, assets: &mut Assets) -> Result<Verdict> {
                 payload_len: 1 << 20,
                 poweroff: true,
             };
-            let name = format!(
-                "initramfs-{}-{}.cpio",
-                visible_cpus(case),
-                case.memory_mib
-            );
+            let name = format!("initramfs-{}-{}.cpio", visible_cpus(case), case.memory_mib);
             let initrd = linux_assets::build_initramfs(&spec, &assets.work.join(name))?;
             q.kernel = Some(assets.stock_kernel()?);
             q.initrd = Some(initrd.path);
