@@ -28,6 +28,7 @@ mod phys;
 mod pio;
 #[cfg(target_os = "none")]
 mod resume;
+#[cfg(target_os = "none")]
 mod stop;
 #[cfg(target_os = "none")]
 mod tables;
