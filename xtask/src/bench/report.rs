@@ -1,0 +1,253 @@
+//! The results: terminal tables, Markdown, JSON and the chart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use comfy_table::Table;
+use serde::Serialize;
+
+use super::cost::Counts;
+use super::stats::phases;
+use super::{Cell, Firmware, Options, Phase, TimelineStep, machine_name};
+
+#[derive(Serialize)]
+pub(super) struct Report<'a> {
+    pub date: String,
+    pub host: String,
+    pub qemu: String,
+    pub kernel: String,
+    pub cells: &'a [Cell],
+    pub instructions: BTreeMap<String, Counts>,
+    pub timelines: BTreeMap<String, Vec<TimelineStep>>,
+    pub skipped: Vec<String>,
+}
+
+pub(super) const TIMELINE_HEADER: [&str; 4] =
+    ["step", "share of tFW", "≈ ms (TCG)", "guest insns (KVM)"];
+
+pub(super) fn timeline_rows(steps: &[TimelineStep]) -> Vec<[String; 4]> {
+    let mut rows: Vec<[String; 4]> = steps
+        .iter()
+        .map(|s| {
+            [
+                s.step.clone(),
+                s.share
+                    .map_or("–".into(), |x| format!("{:.1} %", x * 100.0)),
+                fmt_ms(s.ms),
+                s.guest_instructions.map_or("–".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    if steps.iter().any(|s| s.guest_instructions.is_some()) {
+        let total: u64 = steps.iter().filter_map(|s| s.guest_instructions).sum();
+        rows.push([
+            "total".into(),
+            String::new(),
+            String::new(),
+            total.to_string(),
+        ]);
+    }
+    rows
+}
+
+pub(super) fn render_timeline(machine: &str, steps: &[TimelineStep]) -> Table {
+    let mut t = Table::new();
+    let mut header = TIMELINE_HEADER.map(String::from);
+    header[0] = format!("ferrite on {machine}: step");
+    t.set_header(header);
+    for r in timeline_rows(steps) {
+        t.add_row(r);
+    }
+    t
+}
+
+pub(super) fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+/// A phase derived as the difference of two medians: below zero it only says
+/// that the two are within this machine's noise, and the table says so.
+pub(super) fn fmt_derived(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v < 0.0 => format!("{v:.1} (noise)"),
+        v => fmt_ms(v),
+    }
+}
+
+pub(super) fn rows(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (m, sweep) in opts
+        .machines
+        .iter()
+        .flat_map(|&m| opts.sweep_values().into_iter().map(move |v| (m, v)))
+    {
+        let machine = machine_name(m);
+        let ferrite = phases(cells, Firmware::Ferrite, machine, sweep);
+        let ferrite_fw = ferrite
+            .entry
+            .as_ref()
+            .zip(ferrite.start.as_ref())
+            .map(|(e, s)| e.median - s.median);
+        for &fw in &opts.firmwares {
+            if !cells
+                .iter()
+                .any(|c| c.firmware == fw && c.machine == machine)
+            {
+                continue;
+            }
+            let p = phases(cells, fw, machine, sweep);
+            let tqemu = p.start.as_ref().map(|s| s.median);
+            let tfw = p.entry.as_ref().zip(tqemu).map(|(e, q)| e.median - q);
+            let tkernel = p
+                .user
+                .as_ref()
+                .zip(p.entry.as_ref())
+                .map(|(u, e)| u.median - e.median);
+            let here = |c: &&Cell| c.firmware == fw && c.machine == machine && c.sweep == sweep;
+            let entry_cell = cells.iter().filter(here).find(|c| c.phase == Phase::Entry);
+            let rss = cells
+                .iter()
+                .filter(here)
+                .filter(|c| c.phase == Phase::Entry)
+                .flat_map(|c| c.samples.iter().map(|s| s.max_rss_kib))
+                .max();
+            let failures: usize = cells.iter().filter(here).map(|c| c.failures.len()).sum();
+            let counts = instructions.get(&format!("{}/{}", fw.name(), machine));
+            rows.push(vec![
+                machine.to_string(),
+                sweep.map_or("–".into(), |v| v.to_string()),
+                fw.name().to_string(),
+                fmt_ms(tqemu),
+                fmt_derived(tfw),
+                p.entry.as_ref().map_or("–".into(), |e| {
+                    format!(
+                        "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
+                        e.median, e.sd, e.p25, e.p75, e.runs
+                    )
+                }),
+                fmt_derived(tkernel),
+                fmt_ms(p.user.as_ref().map(|u| u.median)),
+                match (tfw, ferrite_fw) {
+                    (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}", a / b),
+                    _ => "–".into(),
+                },
+                entry_cell
+                    .and_then(|c| c.entry.clone())
+                    .unwrap_or_else(|| "–".into()),
+                rss.map_or("–".into(), |r| format!("{}", r / 1024)),
+                counts.map_or("–".into(), |c| c.guest_instructions.to_string()),
+                counts.map_or("–".into(), |c| {
+                    format!("{}/{}", c.fw_cfg_port_reads, c.fw_cfg_dma_requests)
+                }),
+                failures.to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
+pub(super) const HEADER: [&str; 14] = [
+    "machine",
+    "sweep value",
+    "firmware",
+    "tQEMU ms",
+    "tFW ms",
+    "to kernel entry ms (median ± sd [p25–p75])",
+    "tKernel ms",
+    "to userspace ms",
+    "tFW / ferrite",
+    "entry",
+    "peak RSS MiB",
+    "guest insns (KVM)",
+    "fw_cfg PIO reads/DMA",
+    "failed runs",
+];
+
+pub(super) fn render(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+) -> Table {
+    let mut t = Table::new();
+    t.set_header(HEADER);
+    for r in rows(cells, instructions, opts) {
+        t.add_row(r);
+    }
+    t
+}
+
+pub(super) fn markdown(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+    report: &Report,
+) -> String {
+    let mut s = format!(
+        "Measured {} on `{}` with {}, kernel `{}`, -m {} -smp {}, TCG, {} runs per cell after one warm-up, interleaved.\n\n",
+        report.date,
+        report.host,
+        report.qemu,
+        Path::new(&report.kernel)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        opts.memory_mib,
+        opts.cpus,
+        opts.runs
+    );
+    s += &format!(
+        "| {} |\n|{}\n",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
+    for r in rows(cells, instructions, opts) {
+        s += &format!("| {} |\n", r.join(" | "));
+    }
+    for (machine, steps) in &report.timelines {
+        s += &format!(
+            "\nferrite's own steps on {machine} (time: one TCG boot's timeline scaled to the median tFW; instructions: one KVM boot, traced):\n\n| {} |\n|{}\n",
+            TIMELINE_HEADER.join(" | "),
+            "---|".repeat(TIMELINE_HEADER.len())
+        );
+        for r in timeline_rows(steps) {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+    }
+    s
+}
+
+/// The stacked bars of the chart: one per machine and firmware (no sweep).
+pub(super) fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
+    let mut bars = Vec::new();
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        for &fw in &opts.firmwares {
+            let p = phases(cells, fw, machine, None);
+            if let (Some(start), Some(entry)) = (&p.start, &p.entry) {
+                bars.push(crate::chart::Bar {
+                    label: format!("{machine} {}", fw.name()),
+                    tqemu: start.median,
+                    tfw: entry.median - start.median,
+                    tkernel: p.user.as_ref().map(|u| u.median - entry.median),
+                });
+            }
+        }
+    }
+    bars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_differences_are_marked_as_noise() {
+        assert_eq!(fmt_derived(Some(-17.54)), "-17.5 (noise)");
+        assert_eq!(fmt_derived(Some(3.0)), "3.0");
+        assert_eq!(fmt_derived(None), "–");
+    }
+}
