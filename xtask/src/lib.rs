@@ -8,6 +8,7 @@ pub mod linux_assets;
 pub mod parity;
 pub mod probe;
 pub mod qemu;
+pub mod qmp;
 pub mod rom;
 pub mod small_kernel;
 pub mod testkernel;

@@ -81,6 +81,8 @@ pub struct Outcome {
     pub max_rss_kib: u64,
     pub serial: String,
     pub stderr: String,
+    /// With [`Qemu::run_from_cont`]: from QMP's `cont` to the exit.
+    pub from_cont: Option<Duration>,
 }
 
 impl Outcome {
@@ -182,15 +184,36 @@ impl Qemu {
 
     /// Runs QEMU to completion (or the timeout).
     pub fn run(&self) -> Result<Outcome> {
+        self.run_inner(false)
+    }
+
+    /// Starts QEMU paused (`-S`, QMP on a Unix socket that QEMU waits on),
+    /// negotiates QMP and times from `cont` to the process's exit
+    /// ([`Outcome::from_cont`]): the guest's time without QEMU's start-up.
+    pub fn run_from_cont(&self) -> Result<Outcome> {
+        self.run_inner(true)
+    }
+
+    fn run_inner(&self, paused: bool) -> Result<Outcome> {
         let dir = std::env::temp_dir().join(format!("ferrite-qemu-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let serial_path = dir.join(format!("serial-{n}.txt"));
         let stderr_path = dir.join(format!("stderr-{n}.txt"));
+        let qmp_path = dir.join(format!("qmp-{n}.sock"));
+        let mut args = self.args_with_serial(&format!("file:{}", serial_path.display()));
+        if paused {
+            let _ = std::fs::remove_file(&qmp_path);
+            args.extend([
+                "-S".into(),
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=on", qmp_path.display()),
+            ]);
+        }
         let start = Instant::now();
         let child = Command::new("qemu-system-x86_64")
-            .args(self.args_with_serial(&format!("file:{}", serial_path.display())))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)
@@ -215,12 +238,32 @@ impl Qemu {
                 }
             })
         };
+        // QEMU waits for the QMP client before it runs anything; the
+        // connection stays open until QEMU exits.
+        let qmp = paused.then(|| crate::qmp::Qmp::connect(&qmp_path, self.timeout));
+        let cont = match qmp {
+            Some(Ok(mut q)) => match q.cont() {
+                Ok(t) => Some((q, t)),
+                Err(_) => {
+                    // SAFETY: kill(2) on our own child, not yet reaped.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    None
+                }
+            },
+            Some(Err(_)) => {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                None
+            }
+            None => None,
+        };
         let mut status = 0;
         // SAFETY: rusage is plain data; wait4 fills it.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: waiting for our own child; blocks until it exits.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         let wall = start.elapsed();
+        let from_cont = cont.map(|(_, t)| t.elapsed());
         done.store(true, Ordering::Release);
         watchdog.thread().unpark();
         let _ = watchdog.join();
@@ -235,6 +278,11 @@ impl Qemu {
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&serial_path);
         let _ = std::fs::remove_file(&stderr_path);
+        let _ = std::fs::remove_file(&qmp_path);
+        anyhow::ensure!(
+            !paused || from_cont.is_some() || timed_out.load(Ordering::Acquire),
+            "QMP negotiation with QEMU failed: {stderr}"
+        );
         Ok(Outcome {
             exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
             signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
@@ -243,6 +291,7 @@ impl Qemu {
             max_rss_kib: usage.ru_maxrss as u64,
             serial,
             stderr,
+            from_cont,
         })
     }
 }
@@ -260,6 +309,7 @@ mod tests {
             max_rss_kib: 0,
             serial: String::new(),
             stderr: String::new(),
+            from_cont: None,
         }
     }
 

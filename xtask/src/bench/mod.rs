@@ -13,7 +13,7 @@
 //! Cells run interleaved, in shuffled rounds after a warm-up, so the noise of a
 //! shared 2-core machine spreads over all of them.
 
-mod cost;
+pub mod cost;
 mod plan;
 mod report;
 mod run;
@@ -28,8 +28,8 @@ use serde::Serialize;
 
 use crate::linux_assets;
 use crate::qemu::{Machine, Qemu};
-use cost::{count_instructions, perf_available};
-use report::{Report, chart_bars, markdown, render, render_timeline};
+use cost::perf_available;
+use report::{Report, chart_bars, markdown, render};
 use run::ferrite_timelines;
 
 pub use plan::{Options, Sweep, SweepParam};
@@ -116,7 +116,7 @@ pub struct Cell {
 }
 
 /// One step of ferrite's own boot sequence, from its timeline report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct TimelineStep {
     pub step: String,
     /// Share of ferrite's time from the reset vector to the last stamp (TCG).
@@ -128,6 +128,10 @@ pub struct TimelineStep {
     /// Guest instructions the step executed, counted under KVM
     /// ([`crate::insn_steps`]).
     pub guest_instructions: Option<u64>,
+    /// Exits to QEMU in the step, counted under KVM.
+    pub exits: Option<cost::Exits>,
+    /// Code QEMU translated in the step under TCG.
+    pub translated: Option<cost::Translated>,
 }
 
 /// The row after the last stamp in an instruction trace: the jump to the
@@ -169,17 +173,19 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     run::rounds(&mut cells, opts.runs)?;
 
     let perf = opts.count_instructions && perf_available(&mut skipped);
-    let instructions = if perf {
-        count_instructions(&cells, &mut skipped)
+    let instructions = if opts.count_instructions {
+        cost::measure(&cells, &work, perf, &mut skipped)
     } else {
         BTreeMap::new()
     };
-    let trace_elf = perf.then_some(elf);
-    let timelines = ferrite_timelines(&cells, &work, trace_elf, &mut skipped);
+    let timelines = ferrite_timelines(&cells, &work, elf, perf, &mut skipped);
     let table = render(&cells, &instructions, opts);
     println!("{table}");
+    if !instructions.is_empty() {
+        println!("{}", report::cost_grid(&instructions, opts).table());
+    }
     for (machine, steps) in &timelines {
-        println!("{}", render_timeline(machine, steps));
+        println!("{}", report::timeline_grid(machine, steps).table());
     }
     for s in &skipped {
         println!("skipped: {s}");

@@ -6,7 +6,7 @@ use std::path::Path;
 use comfy_table::Table;
 use serde::Serialize;
 
-use super::cost::Counts;
+use super::cost::{Counts, Exits, Translated};
 use super::stats::phases;
 use super::{Cell, Firmware, Options, Phase, TimelineStep, machine_name};
 
@@ -22,43 +22,142 @@ pub(super) struct Report<'a> {
     pub skipped: Vec<String>,
 }
 
-pub(super) const TIMELINE_HEADER: [&str; 4] =
-    ["step", "share of tFW", "≈ ms (TCG)", "guest insns (KVM)"];
+/// A table for the terminal and for Markdown alike.
+pub(super) struct Grid {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
 
-pub(super) fn timeline_rows(steps: &[TimelineStep]) -> Vec<[String; 4]> {
-    let mut rows: Vec<[String; 4]> = steps
+impl Grid {
+    pub fn new(header: &[&str]) -> Grid {
+        Grid {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.set_header(self.header.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        t
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "| {} |\n|{}\n",
+            self.header.join(" | "),
+            "---|".repeat(self.header.len())
+        );
+        for r in &self.rows {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+        s
+    }
+}
+
+fn fmt_opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("–".into(), |v| v.to_string())
+}
+
+fn fmt_translated(t: Option<Translated>) -> String {
+    t.map_or("–".into(), |t| {
+        format!("{} / {}", t.blocks, t.instructions)
+    })
+}
+
+fn fmt_exits(e: Option<Exits>) -> String {
+    e.map_or("–".into(), |e| {
+        format!("{} / {} / {}", e.pio, e.mmio, e.userspace)
+    })
+}
+
+/// ferrite's steps with their time, instructions, exits and translated code.
+pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
+    let mut g = Grid::new(&[
+        &format!("ferrite on {machine}: step"),
+        "share of tFW",
+        "≈ ms (TCG)",
+        "guest insns (KVM)",
+        "exits PIO / MMIO / to QEMU (KVM)",
+        "translated blocks / insns (TCG)",
+    ]);
+    for s in steps {
+        g.rows.push(vec![
+            s.step.clone(),
+            s.share
+                .map_or("–".into(), |x| format!("{:.1} %", x * 100.0)),
+            fmt_ms(s.ms),
+            fmt_opt(s.guest_instructions),
+            fmt_exits(s.exits),
+            fmt_translated(s.translated),
+        ]);
+    }
+    let sum = |f: &dyn Fn(&TimelineStep) -> Option<u64>| {
+        let v: Vec<u64> = steps.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<u64>())
+    };
+    let exits = steps.iter().any(|s| s.exits.is_some()).then(|| Exits {
+        pio: sum(&|s| s.exits.map(|e| e.pio)).unwrap_or(0),
+        mmio: sum(&|s| s.exits.map(|e| e.mmio)).unwrap_or(0),
+        userspace: sum(&|s| s.exits.map(|e| e.userspace)).unwrap_or(0),
+    });
+    let translated = steps
         .iter()
-        .map(|s| {
-            [
-                s.step.clone(),
-                s.share
-                    .map_or("–".into(), |x| format!("{:.1} %", x * 100.0)),
-                fmt_ms(s.ms),
-                s.guest_instructions.map_or("–".into(), |n| n.to_string()),
-            ]
-        })
-        .collect();
-    if steps.iter().any(|s| s.guest_instructions.is_some()) {
-        let total: u64 = steps.iter().filter_map(|s| s.guest_instructions).sum();
-        rows.push([
+        .any(|s| s.translated.is_some())
+        .then(|| Translated {
+            blocks: sum(&|s| s.translated.map(|t| t.blocks)).unwrap_or(0),
+            instructions: sum(&|s| s.translated.map(|t| t.instructions)).unwrap_or(0),
+        });
+    if exits.is_some() || translated.is_some() {
+        g.rows.push(vec![
             "total".into(),
             String::new(),
             String::new(),
-            total.to_string(),
+            fmt_opt(sum(&|s| s.guest_instructions)),
+            fmt_exits(exits),
+            fmt_translated(translated),
         ]);
     }
-    rows
+    g
 }
 
-pub(super) fn render_timeline(machine: &str, steps: &[TimelineStep]) -> Table {
-    let mut t = Table::new();
-    let mut header = TIMELINE_HEADER.map(String::from);
-    header[0] = format!("ferrite on {machine}: step");
-    t.set_header(header);
-    for r in timeline_rows(steps) {
-        t.add_row(r);
+/// The cost model per firmware and machine, to the kernel entry.
+pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "translated blocks / insns (TCG)",
+        "exits PIO / MMIO / to QEMU (KVM)",
+        "guest insns (KVM)",
+        "host page faults",
+        "map commits",
+        "DMA KiB",
+        "fw_cfg PIO reads",
+    ]);
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        for fw in &opts.firmwares {
+            let Some(c) = costs.get(&format!("{}/{machine}", fw.name())) else {
+                continue;
+            };
+            let kvm = c.exits.is_some();
+            g.rows.push(vec![
+                machine.into(),
+                fw.name().into(),
+                fmt_translated(c.translated),
+                fmt_exits(c.exits),
+                fmt_opt(kvm.then_some(c.guest_instructions)),
+                fmt_opt(c.host.map(|h| h.page_faults)),
+                fmt_opt(c.host.map(|h| h.map_commits)),
+                fmt_opt(c.host.map(|h| h.dma_bytes / 1024)),
+                fmt_opt(kvm.then_some(c.fw_cfg_port_reads)),
+            ]);
+        }
     }
-    t
+    g
 }
 
 pub(super) fn fmt_ms(v: Option<f64>) -> String {
@@ -139,10 +238,14 @@ pub(super) fn rows(
                     .and_then(|c| c.entry.clone())
                     .unwrap_or_else(|| "–".into()),
                 rss.map_or("–".into(), |r| format!("{}", r / 1024)),
-                counts.map_or("–".into(), |c| c.guest_instructions.to_string()),
-                counts.map_or("–".into(), |c| {
-                    format!("{}/{}", c.fw_cfg_port_reads, c.fw_cfg_dma_requests)
-                }),
+                counts
+                    .filter(|c| c.exits.is_some())
+                    .map_or("–".into(), |c| c.guest_instructions.to_string()),
+                counts
+                    .filter(|c| c.exits.is_some())
+                    .map_or("–".into(), |c| {
+                        format!("{}/{}", c.fw_cfg_port_reads, c.fw_cfg_dma_requests)
+                    }),
                 failures.to_string(),
             ]);
         }
@@ -207,15 +310,13 @@ pub(super) fn markdown(
     for r in rows(cells, instructions, opts) {
         s += &format!("| {} |\n", r.join(" | "));
     }
+    if !instructions.is_empty() {
+        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`; exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
+        s += &cost_grid(instructions, opts).markdown();
+    }
     for (machine, steps) in &report.timelines {
-        s += &format!(
-            "\nferrite's own steps on {machine} (time: one TCG boot's timeline scaled to the median tFW; instructions: one KVM boot, traced):\n\n| {} |\n|{}\n",
-            TIMELINE_HEADER.join(" | "),
-            "---|".repeat(TIMELINE_HEADER.len())
-        );
-        for r in timeline_rows(steps) {
-            s += &format!("| {} |\n", r.join(" | "));
-        }
+        s += "\nferrite's own steps (time: one TCG boot's timeline scaled to the median tFW; instructions and exits: one KVM boot, traced; translated code: one TCG boot with `-d in_asm,exec,nochain`):\n\n";
+        s += &timeline_grid(machine, steps).markdown();
     }
     s
 }

@@ -7,20 +7,30 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 
+use super::cost;
 use super::stats::{parse_timeline, phases};
 use super::{Cell, Firmware, HANDOFF_STEP, Phase, Sample, TimelineStep};
+use crate::insn_steps::STAMP_SYMBOL;
 use crate::probe;
 
 /// One extra boot of ferrite per machine with its timeline report switched on
-/// (time per step under TCG) and, with `elf`, one under KVM with every
-/// instruction traced (instructions per step).
+/// (time per step under TCG), one with QEMU's translation and execution log
+/// (code translated per step) and, with `perf`, one under KVM with every
+/// instruction and exit traced (instructions and exits per step). `elf` is
+/// ferrite's, for the stamp function's address.
 pub(super) fn ferrite_timelines(
     cells: &[Cell],
     work: &Path,
-    elf: Option<&Path>,
+    elf: &Path,
+    perf: bool,
     skipped: &mut Vec<String>,
 ) -> BTreeMap<String, Vec<TimelineStep>> {
     let mut out = BTreeMap::new();
+    let stamp = std::fs::read(elf)
+        .map_err(anyhow::Error::from)
+        .and_then(|image| crate::rom::symbol_address(&image, STAMP_SYMBOL))
+        .ok()
+        .flatten();
     for cell in cells
         .iter()
         .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry && c.sweep.is_none())
@@ -55,32 +65,46 @@ pub(super) fn ferrite_timelines(
                 step,
                 share: Some(share),
                 ms: tfw.map(|t| t * share),
-                guest_instructions: None,
+                ..TimelineStep::default()
             })
             .collect();
-        if let Some(elf) = elf {
-            match crate::insn_steps::record(&cell.qemu, elf, work) {
-                Ok(seg) if seg.counts.len() == steps.len() + 1 => {
-                    for (step, n) in steps.iter_mut().zip(&seg.counts) {
-                        step.guest_instructions = Some(*n);
-                    }
-                    steps.push(TimelineStep {
-                        step: HANDOFF_STEP.into(),
-                        share: None,
-                        ms: None,
-                        guest_instructions: seg.counts.last().copied(),
-                    });
+        steps.push(TimelineStep {
+            step: HANDOFF_STEP.into(),
+            ..TimelineStep::default()
+        });
+        let what = |w: &str| format!("{w} per step on {}", cell.machine);
+        let n_steps = steps.len();
+        let mismatch = |w: &str, segments: usize| {
+            format!(
+                "{}: {} stamp calls, {} steps in the timeline",
+                what(w),
+                segments - 1,
+                n_steps - 1
+            )
+        };
+        match stamp.map(|s| cost::translated_steps(&cell.qemu, work, s)) {
+            Some(Ok(t)) if t.len() == n_steps => {
+                for (step, t) in steps.iter_mut().zip(t) {
+                    step.translated = Some(t);
                 }
-                Ok(seg) => skipped.push(format!(
-                    "instructions per step on {}: {} stamp calls in the trace, {} steps in the timeline",
-                    cell.machine,
-                    seg.counts.len() - 1,
-                    steps.len()
-                )),
-                Err(e) => skipped.push(format!(
-                    "instructions per step on {}: {e:#}",
-                    cell.machine
-                )),
+            }
+            Some(Ok(t)) => skipped.push(mismatch("translated code", t.len())),
+            Some(Err(e)) => skipped.push(format!("{}: {e:#}", what("translated code"))),
+            None => skipped.push(format!(
+                "{}: no {STAMP_SYMBOL} in the ELF",
+                what("translated code")
+            )),
+        }
+        if perf {
+            match crate::insn_steps::record(&cell.qemu, elf, work) {
+                Ok(seg) if seg.counts.len() == n_steps => {
+                    for ((step, n), e) in steps.iter_mut().zip(&seg.counts).zip(&seg.exits) {
+                        step.guest_instructions = Some(*n);
+                        step.exits = Some(*e);
+                    }
+                }
+                Ok(seg) => skipped.push(mismatch("instructions", seg.counts.len())),
+                Err(e) => skipped.push(format!("{}: {e:#}", what("instructions"))),
             }
         }
         out.insert(cell.machine.clone(), steps);
