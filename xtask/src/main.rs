@@ -103,6 +103,17 @@ enum Task {
         /// Vary one parameter: memory=128,512,2048 | cpus=1,2,4 | kernel-size=2,8,32 (MiB).
         #[arg(long)]
         sweep: Option<bench::Sweep>,
+        /// Also time every firmware to the small kernel's kernel_init marker
+        /// (cargo xtask kernel), beside the bench kernel's /init.
+        #[arg(long)]
+        end_to_end: bool,
+        /// Start N VMs together per firmware and machine (e.g. 1,4,16): median
+        /// and p95 to the kernel entry and to the small kernel's marker, peak RSS.
+        #[arg(long, value_delimiter = ',')]
+        density: Vec<usize>,
+        /// Print only one "Result: tFW ..." line per firmware and machine.
+        #[arg(long)]
+        summary: bool,
     },
 }
 
@@ -240,7 +251,13 @@ fn main() -> Result<()> {
             markdown,
             no_counts,
             sweep,
+            end_to_end,
+            density,
+            summary,
         } => {
+            if density.contains(&0) {
+                bail!("--density takes positive numbers of VMs");
+            }
             let rom = rom::build_firmware(true)?;
             let kernel = match kernel.as_str() {
                 "stock" => None,
@@ -253,7 +270,12 @@ fn main() -> Result<()> {
                     Some(p)
                 }
             };
-            let mut firmwares = vec![Firmware::Ferrite, Firmware::Qboot, Firmware::Seabios];
+            let mut firmwares = vec![
+                Firmware::Ferrite,
+                Firmware::Qboot,
+                Firmware::Seabios,
+                Firmware::Floor,
+            ];
             if ovmf {
                 firmwares.push(Firmware::Ovmf);
             }
@@ -272,6 +294,11 @@ fn main() -> Result<()> {
                 count_instructions: !no_counts,
                 sweep,
                 tkernel_ferrite_only: quick,
+                small_kernel: (end_to_end || !density.is_empty())
+                    .then(small_kernel::build)
+                    .transpose()?,
+                density,
+                summary,
             };
             bench::run(&opts, &rom)?;
         }

@@ -46,7 +46,13 @@ pub enum Firmware {
     Qboot,
     Seabios,
     Ovmf,
+    /// The floor ROM: only loads the kernel and initrd (the least a `-kernel`
+    /// firmware can do), built into [`FLOOR_ROM`].
+    Floor,
 }
+
+/// Where the floor ROM is expected, relative to the workspace.
+pub const FLOOR_ROM: &str = "target/floor/floor.rom";
 
 impl Firmware {
     pub fn name(self) -> &'static str {
@@ -55,6 +61,7 @@ impl Firmware {
             Firmware::Qboot => "qboot",
             Firmware::Seabios => "SeaBIOS",
             Firmware::Ovmf => "OVMF",
+            Firmware::Floor => "floor",
         }
     }
 
@@ -69,6 +76,15 @@ impl Firmware {
                 return Err("OVMF does not support microvm".into());
             }
             (Firmware::Ovmf, _) => "/usr/share/ovmf/OVMF.fd".into(),
+            (Firmware::Floor, _) => {
+                let rom = crate::root().join(FLOOR_ROM);
+                if !rom.exists() {
+                    return Err(format!(
+                        "no {FLOOR_ROM} (build it with OUT=target/floor bash <baseline>/floor/build.sh)"
+                    ));
+                }
+                rom
+            }
         };
         if path.exists() {
             Ok(path)
@@ -89,6 +105,11 @@ pub enum Phase {
     Entry,
     /// To the real kernel's first userspace instruction.
     User,
+    /// From QMP's `cont` to the probe kernel's entry, in one QEMU process
+    /// started paused: the firmware's time without QEMU's start-up.
+    FromCont,
+    /// To the small kernel's `kernel_init` marker (`--end-to-end`).
+    KernelInit,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -179,19 +200,42 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
         BTreeMap::new()
     };
     let timelines = ferrite_timelines(&cells, &work, elf, perf, &mut skipped);
-    let table = render(&cells, &instructions, opts);
-    println!("{table}");
-    if !instructions.is_empty() {
-        println!("{}", report::cost_grid(&instructions, opts).table());
-    }
-    for (machine, steps) in &timelines {
-        println!("{}", report::timeline_grid(machine, steps).table());
+    let density = if opts.density.is_empty() {
+        Vec::new()
+    } else {
+        run::density(&cells, opts)
+    };
+    let machines: Vec<String> = opts
+        .machines
+        .iter()
+        .map(|&m| machine_name(m).to_string())
+        .collect();
+    let derived = stats::derive(&cells, &machines, &opts.sweep_values(), &opts.firmwares);
+    if opts.summary {
+        for line in derived.iter().filter_map(stats::summary_line) {
+            println!("{line}");
+        }
+    } else {
+        println!("{}", render(&cells, &instructions, opts));
+        for grid in [
+            report::in_process_grid(&derived),
+            report::end_to_end_grid(&derived, &cells),
+            report::density_grid(&density),
+            report::cost_grid(&instructions, opts),
+        ] {
+            if !grid.rows.is_empty() {
+                println!("{}", grid.table());
+            }
+        }
+        for (machine, steps) in &timelines {
+            println!("{}", report::timeline_grid(machine, steps).table());
+        }
     }
     for s in &skipped {
-        println!("skipped: {s}");
+        eprintln!("skipped: {s}");
     }
     for c in cells.iter().filter(|c| !c.failures.is_empty()) {
-        println!(
+        eprintln!(
             "failed runs: {} {} {:?}: {} ({})",
             c.firmware.name(),
             c.machine,
@@ -213,11 +257,13 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
         instructions,
         timelines,
         skipped,
+        derived,
+        density,
     };
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
-        println!("raw samples: {}", path.display());
+        eprintln!("raw samples: {}", path.display());
     }
     let svg = match &opts.json {
         Some(json) => json.with_extension("svg"),
@@ -230,11 +276,11 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
             opts.runs, report.qemu
         );
         crate::chart::write_svg(&svg, &title, &bars)?;
-        println!("chart: {}", svg.display());
+        eprintln!("chart: {}", svg.display());
     }
     if let Some(path) = &opts.markdown {
         std::fs::write(path, markdown(&cells, &report.instructions, opts, &report))?;
-        println!("markdown table: {}", path.display());
+        eprintln!("markdown table: {}", path.display());
     }
     Ok(())
 }

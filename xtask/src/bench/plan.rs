@@ -31,6 +31,39 @@ pub struct Options {
     /// the same after every firmware, and with the stock kernel under TCG each
     /// of those boots takes seconds.
     pub tkernel_ferrite_only: bool,
+    /// The small instrumented kernel: each firmware is also timed to its
+    /// `kernel_init` marker (`--end-to-end`).
+    pub small_kernel: Option<PathBuf>,
+    /// `--density N,...`: N VMs started together per firmware and machine.
+    pub density: Vec<usize>,
+    /// Print one `Result:` line per firmware and machine.
+    pub summary: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            runs: 10,
+            machines: Machine::ALL.to_vec(),
+            firmwares: vec![
+                Firmware::Ferrite,
+                Firmware::Qboot,
+                Firmware::Seabios,
+                Firmware::Floor,
+            ],
+            memory_mib: 512,
+            cpus: 1,
+            kernel: None,
+            json: None,
+            markdown: None,
+            count_instructions: true,
+            sweep: None,
+            tkernel_ferrite_only: false,
+            small_kernel: None,
+            density: Vec::new(),
+            summary: false,
+        }
+    }
 }
 
 /// What a sweep varies.
@@ -94,13 +127,21 @@ pub(super) fn phases_to_time(
     fw: Firmware,
     sweep: Option<SweepParam>,
     tkernel_ferrite_only: bool,
+    small_kernel: bool,
 ) -> Vec<Phase> {
-    let mut phases = vec![Phase::Entry];
+    let mut phases = vec![Phase::Entry, Phase::FromCont];
     if fw == Firmware::Ferrite {
         phases.insert(0, Phase::Start);
     }
-    if sweep != Some(SweepParam::KernelSize) && (fw == Firmware::Ferrite || !tkernel_ferrite_only) {
+    // the floor boots no kernel: it only loads one and writes the probe's marker
+    if sweep != Some(SweepParam::KernelSize)
+        && fw != Firmware::Floor
+        && (fw == Firmware::Ferrite || !tkernel_ferrite_only)
+    {
         phases.push(Phase::User);
+    }
+    if small_kernel && sweep.is_none() && fw != Firmware::Floor {
+        phases.push(Phase::KernelInit);
     }
     phases
 }
@@ -162,11 +203,17 @@ pub(super) fn cells(
                 }
             };
             let sweep = opts.sweep.as_ref().map(|s| s.param);
-            for phase in phases_to_time(fw, sweep, opts.tkernel_ferrite_only) {
+            for phase in phases_to_time(
+                fw,
+                sweep,
+                opts.tkernel_ferrite_only,
+                opts.small_kernel.is_some(),
+            ) {
                 let (kernel, port) = match phase {
                     Phase::Start => (probe.clone(), START_PORT),
-                    Phase::Entry => (probe.clone(), PROBE_PORT),
+                    Phase::Entry | Phase::FromCont => (probe.clone(), PROBE_PORT),
                     Phase::User => (kernel.to_path_buf(), USER_PORT),
+                    Phase::KernelInit => (opts.small_kernel.clone().unwrap_or_default(), USER_PORT),
                 };
                 let mut q = Qemu::new(machine, image.clone());
                 q.accel = Accel::Tcg;
@@ -179,11 +226,11 @@ pub(super) fn cells(
                 q.timeout = Duration::from_secs(if fw == Firmware::Ovmf { 120 } else { 60 });
                 let expect = match phase {
                     Phase::Start => vec![3],
-                    Phase::Entry => probe::Entry::ALL
+                    Phase::Entry | Phase::FromCont => probe::Entry::ALL
                         .iter()
                         .map(|e| e.value() as i32 * 2 + 1)
                         .collect(),
-                    Phase::User => vec![5],
+                    Phase::User | Phase::KernelInit => vec![5],
                 };
                 cells.push(Cell {
                     firmware: fw,
@@ -226,31 +273,47 @@ mod tests {
 
     #[test]
     fn phases_each_firmware_is_timed_to() {
-        // --quick: tKernel after ferrite only
-        assert_eq!(phases_to_time(Firmware::Qboot, None, true), [Phase::Entry]);
-        assert_eq!(
-            phases_to_time(Firmware::Ferrite, None, true),
-            [Phase::Start, Phase::Entry, Phase::User]
-        );
         use Phase::*;
         let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
+        // --quick: tKernel after ferrite only
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, None, false),
-            [Start, Entry, User]
+            phases_to_time(Firmware::Qboot, None, true, false),
+            [Entry, FromCont]
         );
-        assert_eq!(phases_to_time(Firmware::Qboot, None, false), [Entry, User]);
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, None, true, false),
+            [Start, Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Qboot, None, false, false),
+            [Entry, FromCont, User]
+        );
         // memory and CPU sweeps keep tKernel; the padded probe has no kernel
         assert_eq!(
-            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false),
-            [Entry, User]
+            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false, false),
+            [Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false),
-            [Start, Entry, User]
+            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false),
+            [Start, Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2"), false),
-            [Start, Entry]
+            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2"), false, false),
+            [Start, Entry, FromCont]
+        );
+        // --end-to-end adds the small kernel's marker, outside sweeps
+        assert_eq!(
+            phases_to_time(Firmware::Seabios, None, false, true),
+            [Entry, FromCont, User, KernelInit]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true),
+            [Start, Entry, FromCont, User]
+        );
+        // the floor boots no kernel
+        assert_eq!(
+            phases_to_time(Firmware::Floor, None, false, true),
+            [Entry, FromCont]
         );
     }
 }

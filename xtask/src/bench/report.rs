@@ -7,8 +7,9 @@ use comfy_table::Table;
 use serde::Serialize;
 
 use super::cost::{Counts, Exits, Translated};
-use super::stats::phases;
-use super::{Cell, Firmware, Options, Phase, TimelineStep, machine_name};
+use super::run::DensityRow;
+use super::stats::{Derived, phases};
+use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name};
 
 #[derive(Serialize)]
 pub(super) struct Report<'a> {
@@ -20,6 +21,9 @@ pub(super) struct Report<'a> {
     pub instructions: BTreeMap<String, Counts>,
     pub timelines: BTreeMap<String, Vec<TimelineStep>>,
     pub skipped: Vec<String>,
+    /// Medians, spreads and ratios, so that a script need not recompute them.
+    pub derived: Vec<Derived>,
+    pub density: Vec<DensityRow>,
 }
 
 /// A table for the terminal and for Markdown alike.
@@ -310,6 +314,20 @@ pub(super) fn markdown(
     for r in rows(cells, instructions, opts) {
         s += &format!("| {} |\n", r.join(" | "));
     }
+    let in_process = in_process_grid(&report.derived);
+    if !in_process.rows.is_empty() {
+        s += "\nThe firmware timed inside one QEMU process (started paused, timed from QMP `cont` to its exit at the kernel entry, which includes QEMU's exit, the same for all), against the floor ROM that only loads the kernel and initrd:\n\n";
+        s += &in_process.markdown();
+    }
+    let e2e = end_to_end_grid(&report.derived, cells);
+    if e2e.rows.iter().any(|r| r[4] != "–") {
+        s += "\nEnd to end, from QEMU's start (whole processes; vs ferrite: difference of medians, + is behind ferrite):\n\n";
+        s += &e2e.markdown();
+    }
+    if !report.density.is_empty() {
+        s += "\nBoot density: N VMs started together, each timed from its own start:\n\n";
+        s += &density_grid(&report.density).markdown();
+    }
     if !instructions.is_empty() {
         s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`; exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
         s += &cost_grid(instructions, opts).markdown();
@@ -334,11 +352,142 @@ pub(super) fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Ba
                     tqemu: start.median,
                     tfw: entry.median - start.median,
                     tkernel: p.user.as_ref().map(|u| u.median - entry.median),
+                    firmware: p.cont.as_ref().map(|c| c.median),
                 });
             }
         }
     }
     bars
+}
+
+fn fmt_summary(s: Option<&Summary>) -> String {
+    s.map_or("–".into(), |s| {
+        format!(
+            "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
+            s.median, s.sd, s.p25, s.p75, s.runs
+        )
+    })
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+/// The firmware's time in one process (QMP `cont` to the kernel entry) beside
+/// the old method's figure and spread, and its cost above the floor ROM.
+pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "tFW ms, difference of whole-process medians",
+        "sd of whole process to entry",
+        "QMP cont to kernel entry ms (median ± sd [p25–p75])",
+        "above the floor ms",
+        "above the floor / ferrite",
+    ]);
+    for d in derived.iter().filter(|d| d.sweep.is_none()) {
+        if d.tfw_in_process.is_none() {
+            continue;
+        }
+        g.rows.push(vec![
+            d.machine.clone(),
+            d.firmware.name().into(),
+            fmt_derived(d.tfw_ms),
+            d.to_entry
+                .as_ref()
+                .map_or("–".into(), |e| format!("{:.1}", e.sd)),
+            fmt_summary(d.tfw_in_process.as_ref()),
+            fmt_derived(d.above_floor_ms),
+            fmt_ratio(d.above_floor_vs_ferrite),
+        ]);
+    }
+    g
+}
+
+/// From QEMU's start to the kernel entry, to the small kernel's `kernel_init`
+/// and to the bench kernel's /init, side by side, with each firmware's
+/// distance behind (+) or ahead of (−) ferrite.
+pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "entry",
+        "to kernel entry ms",
+        "to small kernel's kernel_init ms (median ± sd [p25–p75])",
+        "vs ferrite",
+        "to /init ms (median ± sd)",
+        "vs ferrite",
+    ]);
+    let ferrite = |machine: &str| {
+        derived
+            .iter()
+            .find(|d| d.firmware == Firmware::Ferrite && d.machine == machine && d.sweep.is_none())
+    };
+    let delta = |a: Option<&Summary>, b: Option<&Summary>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:+.1}", a.median - b.median),
+        _ => "–".into(),
+    };
+    for d in derived
+        .iter()
+        .filter(|d| d.sweep.is_none() && d.firmware != Firmware::Floor)
+    {
+        let f = ferrite(&d.machine);
+        let entry = cells
+            .iter()
+            .find(|c| {
+                c.firmware == d.firmware
+                    && c.machine == d.machine
+                    && c.phase == Phase::Entry
+                    && c.sweep.is_none()
+            })
+            .and_then(|c| c.entry.clone());
+        g.rows.push(vec![
+            d.machine.clone(),
+            d.firmware.name().into(),
+            entry.unwrap_or_else(|| "–".into()),
+            fmt_ms(d.to_entry.as_ref().map(|s| s.median)),
+            fmt_summary(d.to_kernel_init.as_ref()),
+            delta(
+                d.to_kernel_init.as_ref(),
+                f.and_then(|f| f.to_kernel_init.as_ref()),
+            ),
+            d.to_user
+                .as_ref()
+                .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.median, s.sd)),
+            delta(d.to_user.as_ref(), f.and_then(|f| f.to_user.as_ref())),
+        ]);
+    }
+    g
+}
+
+/// `--density`: median and p95 per VM, and peak RSS per VM.
+pub(super) fn density_grid(rows: &[DensityRow]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "VMs together",
+        "to kernel entry ms: median / p95",
+        "to the kernel's marker ms: median / p95",
+        "peak RSS per VM MiB: median / max",
+        "failed boots",
+    ]);
+    let mut rows: Vec<&DensityRow> = rows.iter().collect();
+    rows.sort_by(|a, b| (&a.machine, a.firmware, a.vms).cmp(&(&b.machine, b.firmware, b.vms)));
+    for r in rows {
+        let two = |s: Option<&Summary>, f: fn(&Summary) -> f64| {
+            s.map_or("–".into(), |s| format!("{:.1} / {:.1}", s.median, f(s)))
+        };
+        g.rows.push(vec![
+            r.machine.clone(),
+            r.firmware.name().into(),
+            r.vms.to_string(),
+            two(r.to_entry.as_ref(), |s| s.p95),
+            two(r.to_kernel.as_ref(), |s| s.p95),
+            two(r.peak_rss_mib.as_ref(), |s| s.max),
+            r.failures.to_string(),
+        ]);
+    }
+    g
 }
 
 #[cfg(test)]

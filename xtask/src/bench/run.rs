@@ -3,15 +3,21 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::sync::Barrier;
+
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
+use serde::Serialize;
 
 use super::cost;
 use super::stats::{parse_timeline, phases};
-use super::{Cell, Firmware, HANDOFF_STEP, Phase, Sample, TimelineStep};
+use super::{
+    Cell, Firmware, HANDOFF_STEP, Options, Phase, Sample, Summary, TimelineStep, summarize,
+};
 use crate::insn_steps::STAMP_SYMBOL;
 use crate::probe;
+use crate::qemu::{Outcome, Qemu};
 
 /// One extra boot of ferrite per machine with its timeline report switched on
 /// (time per step under TCG), one with QEMU's translation and execution log
@@ -141,7 +147,11 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
                 cell.machine,
                 cell.phase
             ));
-            let outcome = cell.qemu.run()?;
+            let outcome = if cell.phase == Phase::FromCont {
+                cell.qemu.run_from_cont()?
+            } else {
+                cell.qemu.run()?
+            };
             bar.inc(1);
             let code = outcome.exit_code.unwrap_or(-1);
             if outcome.timed_out || !cell.expect.contains(&code) {
@@ -157,12 +167,12 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
                 ));
                 continue;
             }
-            if cell.phase == Phase::Entry {
+            if matches!(cell.phase, Phase::Entry | Phase::FromCont) {
                 cell.entry = probe::Entry::from_exit_code(code).map(|e| e.name().to_string());
             }
             if round > 0 {
                 cell.samples.push(Sample {
-                    ms: outcome.wall.as_secs_f64() * 1000.0,
+                    ms: outcome.from_cont.unwrap_or(outcome.wall).as_secs_f64() * 1000.0,
                     max_rss_kib: outcome.max_rss_kib,
                 });
             }
@@ -170,4 +180,131 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// One firmware on one machine with N VMs started together.
+#[derive(Clone, Debug, Serialize)]
+pub struct DensityRow {
+    pub firmware: Firmware,
+    pub machine: String,
+    pub vms: usize,
+    /// Each VM's time (spawn to exit) to the kernel entry (the probe).
+    pub to_entry: Option<Summary>,
+    /// Each VM's time to the kernel's marker (the small kernel's
+    /// `kernel_init` with `--end-to-end`, else the bench kernel's /init).
+    pub to_kernel: Option<Summary>,
+    /// Each VM's peak RSS in MiB (the kernel boots).
+    pub peak_rss_mib: Option<Summary>,
+    pub failures: usize,
+}
+
+/// Starts `n` copies of `q` at once (a barrier releases the threads that
+/// spawn them together) and waits for all.
+fn batch(q: &Qemu, n: usize) -> Vec<Result<Outcome>> {
+    let start = Barrier::new(n);
+    std::thread::scope(|s| {
+        let vms: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    q.run()
+                })
+            })
+            .collect();
+        vms.into_iter()
+            .map(|vm| {
+                vm.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// `--density`: for each firmware, machine and N, `runs` rounds of N VMs
+/// started together to the kernel entry, then N to the kernel's marker;
+/// batches in shuffled order within a round.
+pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
+    struct Job<'a> {
+        fw: Firmware,
+        machine: &'a str,
+        n: usize,
+        entry: &'a Cell,
+        kernel: Option<&'a Cell>,
+        entry_ms: Vec<f64>,
+        kernel_ms: Vec<f64>,
+        rss: Vec<f64>,
+        failures: usize,
+    }
+    let find = |c: &Cell, p: Phase| c.phase == p && c.sweep.is_none();
+    let mut jobs: Vec<Job> = Vec::new();
+    for entry in cells
+        .iter()
+        .filter(|c| find(c, Phase::Entry) && c.firmware != Firmware::Floor)
+    {
+        let same = |c: &&Cell| c.firmware == entry.firmware && c.machine == entry.machine;
+        let kernel = cells
+            .iter()
+            .filter(same)
+            .find(|c| find(c, Phase::KernelInit))
+            .or_else(|| cells.iter().filter(same).find(|c| find(c, Phase::User)));
+        for &n in &opts.density {
+            jobs.push(Job {
+                fw: entry.firmware,
+                machine: &entry.machine,
+                n,
+                entry,
+                kernel,
+                entry_ms: Vec::new(),
+                kernel_ms: Vec::new(),
+                rss: Vec::new(),
+                failures: 0,
+            });
+        }
+    }
+    let boots: usize = jobs.iter().map(|j| j.n * 2).sum::<usize>() * opts.runs;
+    let bar = ProgressBar::new(boots as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} density boots, {elapsed} [{msg}]")
+            .unwrap(),
+    );
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    let mut rng = rand::rng();
+    for _ in 0..opts.runs {
+        order.shuffle(&mut rng);
+        for &i in &order {
+            let job = &mut jobs[i];
+            bar.set_message(format!("{} {} ×{}", job.fw.name(), job.machine, job.n));
+            for (cell, kernel) in [(Some(job.entry), false), (job.kernel, true)] {
+                let Some(cell) = cell else { continue };
+                for outcome in batch(&cell.qemu, job.n) {
+                    bar.inc(1);
+                    match outcome {
+                        Ok(o)
+                            if !o.timed_out && cell.expect.contains(&o.exit_code.unwrap_or(-1)) =>
+                        {
+                            let ms = o.wall.as_secs_f64() * 1000.0;
+                            if kernel {
+                                job.kernel_ms.push(ms);
+                                job.rss.push(o.max_rss_kib as f64 / 1024.0);
+                            } else {
+                                job.entry_ms.push(ms);
+                            }
+                        }
+                        _ => job.failures += 1,
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    jobs.into_iter()
+        .map(|j| DensityRow {
+            firmware: j.fw,
+            machine: j.machine.to_string(),
+            vms: j.n,
+            to_entry: summarize(&j.entry_ms),
+            to_kernel: summarize(&j.kernel_ms),
+            peak_rss_mib: summarize(&j.rss),
+            failures: j.failures,
+        })
+        .collect()
 }
