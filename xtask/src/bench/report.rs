@@ -423,8 +423,8 @@ pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
             .iter()
             .find(|d| d.firmware == Firmware::Ferrite && d.machine == machine && d.sweep.is_none())
     };
-    let delta = |a: Option<&Summary>, b: Option<&Summary>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:+.1}", a.median - b.median),
+    let delta = |fw: Firmware, a: Option<&Summary>, b: Option<&Summary>| match (a, b) {
+        (Some(a), Some(b)) if fw != Firmware::Ferrite => format!("{:+.1}", a.median - b.median),
         _ => "–".into(),
     };
     for d in derived
@@ -448,13 +448,18 @@ pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
             fmt_ms(d.to_entry.as_ref().map(|s| s.median)),
             fmt_summary(d.to_kernel_init.as_ref()),
             delta(
+                d.firmware,
                 d.to_kernel_init.as_ref(),
                 f.and_then(|f| f.to_kernel_init.as_ref()),
             ),
             d.to_user
                 .as_ref()
                 .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.median, s.sd)),
-            delta(d.to_user.as_ref(), f.and_then(|f| f.to_user.as_ref())),
+            delta(
+                d.firmware,
+                d.to_user.as_ref(),
+                f.and_then(|f| f.to_user.as_ref()),
+            ),
         ]);
     }
     g
