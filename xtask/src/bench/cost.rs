@@ -282,14 +282,14 @@ fn tcg_log(q: &Qemu, work: &Path, flags: &str) -> Result<std::path::PathBuf> {
 }
 
 /// Code translated to the kernel entry: one boot with `-d in_asm`.
-fn translated_code(q: &Qemu, work: &Path) -> Result<Translated> {
+pub fn translated_code(q: &Qemu, work: &Path) -> Result<Translated> {
     let log = tcg_log(q, work, "in_asm")?;
     translated(std::io::BufReader::new(std::fs::File::open(&log)?))
 }
 
 /// Code translated per step of ferrite's timeline (`stamp`: the stamp
 /// function's address): one boot with `-d in_asm,exec,nochain`.
-pub(super) fn translated_steps(q: &Qemu, work: &Path, stamp: u64) -> Result<Vec<Translated>> {
+pub fn translated_steps(q: &Qemu, work: &Path, stamp: u64) -> Result<Vec<Translated>> {
     let log = tcg_log(q, work, "in_asm,exec,nochain")?;
     translated_per_step(std::io::BufReader::new(std::fs::File::open(&log)?), stamp)
 }
