@@ -297,3 +297,21 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
+
+/// A cell on q35 with these samples, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_cell(fw: Firmware, phase: Phase, ms: &[f64]) -> Cell {
+    let q = crate::qemu::Qemu::new(crate::qemu::Machine::Q35, "x.rom".into());
+    Cell {
+        firmware: fw,
+        machine: "q35".into(),
+        phase,
+        command_line: String::new(),
+        samples: ms.iter().map(|&ms| Sample { ms, max_rss_kib: 0 }).collect(),
+        failures: Vec::new(),
+        entry: None,
+        sweep: None,
+        qemu: q,
+        expect: Vec::new(),
+    }
+}

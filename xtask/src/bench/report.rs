@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::cost::{Counts, Exits, Translated};
 use super::run::DensityRow;
 use super::stats::{Derived, phases};
-use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name};
+use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name, summarize};
 
 #[derive(Serialize)]
 pub(super) struct Report<'a> {
@@ -504,5 +504,74 @@ mod tests {
         assert_eq!(fmt_derived(Some(-17.54)), "-17.5 (noise)");
         assert_eq!(fmt_derived(Some(3.0)), "3.0");
         assert_eq!(fmt_derived(None), "–");
+    }
+
+    #[test]
+    fn in_process_and_end_to_end_tables() {
+        use super::super::test_cell as cell;
+        let cells = [
+            cell(Firmware::Ferrite, Phase::Start, &[50.0]),
+            cell(Firmware::Ferrite, Phase::Entry, &[60.0]),
+            cell(Firmware::Ferrite, Phase::FromCont, &[8.0, 10.0]),
+            cell(Firmware::Ferrite, Phase::KernelInit, &[800.0]),
+            cell(Firmware::Qboot, Phase::Entry, &[58.0]),
+            cell(Firmware::Qboot, Phase::FromCont, &[7.0, 9.0]),
+            cell(Firmware::Qboot, Phase::KernelInit, &[850.0]),
+            cell(Firmware::Floor, Phase::Entry, &[55.0]),
+            cell(Firmware::Floor, Phase::FromCont, &[5.0, 7.0]),
+        ];
+        let fws = [Firmware::Ferrite, Firmware::Qboot, Firmware::Floor];
+        let d = super::super::stats::derive(&cells, &["q35".into()], &[None], &fws);
+        let g = in_process_grid(&d);
+        assert_eq!(g.rows.len(), 3);
+        // ferrite: 10 from the medians, 9 ± 1.4 in one process, 3 above the floor
+        assert_eq!(g.rows[0][2], "10.0");
+        assert!(g.rows[0][4].starts_with("9.0 ± 1.4"), "{:?}", g.rows[0]);
+        assert_eq!(
+            (g.rows[0][5].as_str(), g.rows[1][5].as_str()),
+            ("3.0", "2.0")
+        );
+        assert_eq!(g.rows[1][6], "0.67");
+        let e = end_to_end_grid(&d, &cells);
+        // the floor boots no kernel and has no row; qboot is 50 ms behind
+        assert_eq!(e.rows.len(), 2);
+        assert_eq!(
+            (e.rows[0][5].as_str(), e.rows[1][5].as_str()),
+            ("–", "+50.0")
+        );
+        assert!(e.markdown().lines().count() == 4);
+    }
+
+    #[test]
+    fn density_table_sorts_and_shows_p95() {
+        let row = |fw, vms, ms: &[f64]| DensityRow {
+            firmware: fw,
+            machine: "q35".into(),
+            vms,
+            to_entry: summarize(ms),
+            to_kernel: None,
+            peak_rss_mib: summarize(&[90.0, 92.0]),
+            failures: 0,
+        };
+        let g = density_grid(&[
+            row(Firmware::Qboot, 4, &[1.0, 2.0, 3.0, 4.0]),
+            row(Firmware::Ferrite, 16, &[5.0; 16]),
+            row(Firmware::Ferrite, 1, &[1.0]),
+        ]);
+        let order: Vec<_> = g
+            .rows
+            .iter()
+            .map(|r| (r[1].clone(), r[2].clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [("ferrite", "1"), ("ferrite", "16"), ("qboot", "4")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(g.rows[2][3], "2.5 / 4.0");
+        assert_eq!(
+            (g.rows[0][4].as_str(), g.rows[0][5].as_str()),
+            ("–", "91.0 / 92.0")
+        );
     }
 }

@@ -216,27 +216,9 @@ mod tests {
         assert!(parse_timeline("ferrite-timeline: reset=0 rust=x").is_none());
     }
 
-    fn cell(fw: Firmware, phase: Phase, ms: &[f64]) -> Cell {
-        let q = crate::qemu::Qemu::new(crate::qemu::Machine::Q35, "x.rom".into());
-        Cell {
-            firmware: fw,
-            machine: "q35".into(),
-            phase,
-            command_line: String::new(),
-            samples: ms
-                .iter()
-                .map(|&ms| super::super::Sample { ms, max_rss_kib: 0 })
-                .collect(),
-            failures: Vec::new(),
-            entry: None,
-            sweep: None,
-            qemu: q,
-            expect: Vec::new(),
-        }
-    }
-
     #[test]
     fn derived_figures() {
+        use super::super::test_cell as cell;
         let cells = [
             cell(Firmware::Ferrite, Phase::Start, &[50.0, 52.0, 54.0]),
             cell(Firmware::Ferrite, Phase::Entry, &[60.0, 62.0, 64.0]),
