@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::cost::{Counts, Exits, Translated};
 use super::run::DensityRow;
 use super::stats::{Derived, phases};
-use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name, summarize};
+use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name};
 
 #[derive(Serialize)]
 pub(super) struct Report<'a> {
@@ -544,6 +544,7 @@ mod tests {
 
     #[test]
     fn density_table_sorts_and_shows_p95() {
+        use super::super::summarize;
         let row = |fw, vms, ms: &[f64]| DensityRow {
             firmware: fw,
             machine: "q35".into(),
