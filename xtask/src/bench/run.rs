@@ -60,11 +60,19 @@ pub(super) fn ferrite_timelines(
             continue;
         };
         let p = phases(cells, Firmware::Ferrite, &cell.machine, None);
+        // the in-process time where there is one; a difference of medians
+        // that came out negative is noise and scales nothing
         let tfw = p
-            .entry
+            .cont
             .as_ref()
-            .zip(p.start.as_ref())
-            .map(|(e, s)| e.median - s.median);
+            .map(|c| c.median)
+            .or_else(|| {
+                p.entry
+                    .as_ref()
+                    .zip(p.start.as_ref())
+                    .map(|(e, s)| e.median - s.median)
+            })
+            .filter(|&t| t > 0.0);
         let mut steps: Vec<TimelineStep> = shares
             .into_iter()
             .map(|(step, share)| TimelineStep {
