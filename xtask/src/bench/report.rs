@@ -380,8 +380,8 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
         "machine",
         "firmware",
         "tFW ms, difference of whole-process medians",
-        "sd of whole process to entry",
         "QMP cont to kernel entry ms (median ± sd [p25–p75])",
+        "spread to entry, sd / p75−p25 ms: whole process → in process",
         "above the floor ms",
         "above the floor / ferrite",
     ]);
@@ -393,10 +393,19 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
             d.machine.clone(),
             d.firmware.name().into(),
             fmt_derived(d.tfw_ms),
-            d.to_entry
-                .as_ref()
-                .map_or("–".into(), |e| format!("{:.1}", e.sd)),
             fmt_summary(d.tfw_in_process.as_ref()),
+            {
+                let spread = |s: Option<&Summary>| {
+                    s.map_or("–".into(), |s| {
+                        format!("{:.1} / {:.1}", s.sd, s.p75 - s.p25)
+                    })
+                };
+                format!(
+                    "{} → {}",
+                    spread(d.to_entry.as_ref()),
+                    spread(d.tfw_in_process.as_ref())
+                )
+            },
             fmt_derived(d.above_floor_ms),
             fmt_ratio(d.above_floor_vs_ferrite),
         ]);
@@ -526,7 +535,12 @@ mod tests {
         assert_eq!(g.rows.len(), 3);
         // ferrite: 10 from the medians, 9 ± 1.4 in one process, 3 above the floor
         assert_eq!(g.rows[0][2], "10.0");
-        assert!(g.rows[0][4].starts_with("9.0 ± 1.4"), "{:?}", g.rows[0]);
+        assert!(g.rows[0][3].starts_with("9.0 ± 1.4"), "{:?}", g.rows[0]);
+        assert!(
+            g.rows[0][4].starts_with("0.0 / 0.0 → 1.4 / "),
+            "{:?}",
+            g.rows[0]
+        );
         assert_eq!(
             (g.rows[0][5].as_str(), g.rows[1][5].as_str()),
             ("3.0", "2.0")
