@@ -192,14 +192,18 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     let mut skipped = Vec::new();
     let mut cells = plan::cells(opts, ferrite_rom, &kernel, &work, &mut skipped)?;
     run::rounds(&mut cells, opts.runs)?;
+    // logs and recordings of this run only
+    let scratch = work.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
 
     let perf = opts.count_instructions && perf_available(&mut skipped);
     let instructions = if opts.count_instructions {
-        cost::measure(&cells, &work, perf, &mut skipped)
+        cost::measure(&cells, &scratch, perf, &mut skipped)
     } else {
         BTreeMap::new()
     };
-    let timelines = ferrite_timelines(&cells, &work, elf, perf, &mut skipped);
+    let timelines = ferrite_timelines(&cells, &scratch, elf, perf, &mut skipped);
+    let _ = std::fs::remove_dir_all(&scratch);
     let density = if opts.density.is_empty() {
         Vec::new()
     } else {

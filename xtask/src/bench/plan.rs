@@ -155,7 +155,11 @@ pub(super) fn cells(
     work: &Path,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<Cell>> {
-    let probe_path = work.join("probe.bzImage");
+    // named after the kernel it mimics: benches of two kernels may run at once
+    let probe_path = work.join(format!(
+        "probe-{}.bzImage",
+        kernel.file_name().unwrap_or_default().to_string_lossy()
+    ));
     std::fs::write(&probe_path, probe::build_like(kernel)?)?;
     let token = "ferrite.bench=1";
     // /init checks that it sees the CPUs and memory it was booted with, so a
