@@ -300,3 +300,17 @@ fn translated_code_per_step_under_tcg() {
     }
     assert!(pci[0] > 500 && pci[1] < 100, "pci_hardware: {pci:?}");
 }
+
+/// The bench's in-process timing: QEMU started paused runs only after QMP's
+/// `cont`, reaches ferrite's last marker, and the time from `cont` is part of
+/// the whole process's.
+#[test]
+fn timed_from_qmp_cont() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Microvm, &k);
+    q.exit_ports = vec![0xF4];
+    let out = q.run_from_cont().expect("running QEMU paused");
+    assert_eq!(out.exit_code, Some(7), "{}", out.stderr);
+    let from_cont = out.from_cont.expect("QMP negotiated and cont sent");
+    assert!(from_cont < out.wall, "{from_cont:?} vs {:?}", out.wall);
+}

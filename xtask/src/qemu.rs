@@ -81,7 +81,8 @@ pub struct Outcome {
     pub max_rss_kib: u64,
     pub serial: String,
     pub stderr: String,
-    /// With [`Qemu::run_from_cont`]: from QMP's `cont` to the exit.
+    /// With [`Qemu::run_from_cont`]: from QMP's `cont` to the exit; None if
+    /// QMP failed (QEMU was then killed).
     pub from_cont: Option<Duration>,
 }
 
@@ -240,7 +241,9 @@ impl Qemu {
         };
         // QEMU waits for the QMP client before it runs anything; the
         // connection stays open until QEMU exits.
-        let qmp = paused.then(|| crate::qmp::Qmp::connect(&qmp_path, self.timeout));
+        let qmp = paused.then(|| {
+            crate::qmp::Qmp::connect(&qmp_path, self.timeout.min(Duration::from_secs(10)))
+        });
         let cont = match qmp {
             Some(Ok(mut q)) => match q.cont() {
                 Ok(t) => Some((q, t)),
@@ -279,10 +282,6 @@ impl Qemu {
         let _ = std::fs::remove_file(&serial_path);
         let _ = std::fs::remove_file(&stderr_path);
         let _ = std::fs::remove_file(&qmp_path);
-        anyhow::ensure!(
-            !paused || from_cont.is_some() || timed_out.load(Ordering::Acquire),
-            "QMP negotiation with QEMU failed: {stderr}"
-        );
         Ok(Outcome {
             exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
             signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),

@@ -162,7 +162,8 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
             };
             bar.inc(1);
             let code = outcome.exit_code.unwrap_or(-1);
-            if outcome.timed_out || !cell.expect.contains(&code) {
+            let qmp_failed = cell.phase == Phase::FromCont && outcome.from_cont.is_none();
+            if outcome.timed_out || qmp_failed || !cell.expect.contains(&code) {
                 cell.failures.push(format!(
                     "{}exit {:?}{}",
                     if round == 0 {
@@ -171,7 +172,13 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
                         ""
                     },
                     outcome.exit_code,
-                    if outcome.timed_out { " (timeout)" } else { "" }
+                    if outcome.timed_out {
+                        " (timeout)"
+                    } else if qmp_failed {
+                        " (QMP failed)"
+                    } else {
+                        ""
+                    }
                 ));
                 continue;
             }
