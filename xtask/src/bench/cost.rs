@@ -66,10 +66,10 @@ pub struct Translated {
 /// Work QEMU does on the host for the guest.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HostCounts {
-    /// Page faults of the QEMU process, from its start (`perf stat`, in a
-    /// boot without the uprobes, whose hits add faults of their own).
+    /// Page faults of the QEMU process, from its start (`perf stat`).
     pub page_faults: u64,
-    /// `memory_region_transaction_commit` calls: memory-map rebuilds.
+    /// `memory_region_transaction_commit` calls: memory-map rebuilds (not
+    /// exactly repeatable: QEMU also commits on its own timing).
     pub map_commits: u64,
     /// Bytes written into guest memory by DMA (`address_space_rw`, writes):
     /// fw_cfg's copies, the only DMA before the kernel runs.
@@ -377,10 +377,10 @@ pub fn parse_host_script(text: &str) -> Result<HostCounts> {
 fn host_counts(q: &Qemu, work: &Path) -> Result<HostCounts> {
     let mut q = q.clone();
     q.accel = Accel::Tcg;
-    // Counted by perf stat, each in a boot of its own: while a uprobe is
-    // active, its hits add page faults of the QEMU process (about 1,600 more
-    // on q35), and a perf record of the commit uprobe came out short now and
-    // then (255 of 358 on q35 with the floor).
+    // Counted by perf stat, each in a boot of its own, so that no count's
+    // instrumentation is inside another's. The commit count is not exactly
+    // repeatable: QEMU also commits on its own timing (the floor on microvm
+    // gave 48 to 196 commits from one boot to the next).
     let count = |event: &str| -> Result<u64> {
         let stat = perf_qemu(&q, &["stat", "-x,", "-e", event])
             .stdout(Stdio::null())
