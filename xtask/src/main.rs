@@ -69,7 +69,8 @@ enum Task {
         #[arg(long)]
         json: Option<PathBuf>,
     },
-    /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
+    /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS, the floor ROM
+    /// (and OVMF), with the cost model.
     Bench {
         /// Measured runs per cell (after one warm-up).
         #[arg(long, default_value_t = 10)]
@@ -97,7 +98,7 @@ enum Task {
         /// Write the results as a Markdown table here.
         #[arg(long)]
         markdown: Option<PathBuf>,
-        /// Skip the guest-instruction counts under KVM.
+        /// Skip the cost model (translated code, KVM exits and instructions, host counts).
         #[arg(long)]
         no_counts: bool,
         /// Vary one parameter: memory=128,512,2048 | cpus=1,2,4 | kernel-size=2,8,32 (MiB).
