@@ -137,6 +137,7 @@ mod tests {
             max_rss_kib: 0,
             serial: String::new(),
             stderr: String::new(),
+            from_cont: None,
         }
     }
 

@@ -256,10 +256,11 @@ fn s3_wake_up_without_a_waking_vector_boots_afresh_and_says_so() {
     }
 }
 
-/// The bench's per-step instruction counts: under KVM (which emulates every
-/// guest instruction on this machine type) the trace splits at each call of
-/// ferrite's stamp function into the timeline's steps, and microvm pays
-/// nothing for the PC set-up that pc and q35 need.
+/// The bench's per-step instruction and exit counts: under KVM (which
+/// emulates every guest instruction on this machine type) the trace splits at
+/// each call of ferrite's stamp function into the timeline's steps, and
+/// microvm pays nothing for the PC set-up that pc and q35 need, in
+/// instructions and in exits to QEMU.
 #[test]
 fn instructions_per_step_under_kvm() {
     assert!(
@@ -268,6 +269,7 @@ fn instructions_per_step_under_kvm() {
     );
     let k = kernel("default.bzImage", &BzImageSpec::default());
     let mut hardware = Vec::new();
+    let mut exits = Vec::new();
     for machine in Machine::ALL {
         let mut q = qemu(machine, &k);
         q.exit_ports = vec![0xF4]; // ferrite's last marker, right before the jump
@@ -284,7 +286,26 @@ fn instructions_per_step_under_kvm() {
         // the hand-off is a few instructions up to the 0xf4 marker
         assert!(seg.counts[10] < 100, "{machine:?}: {:?}", seg.counts);
         hardware.push(seg.counts[3]); // pci_hardware (after rust, fw_cfg, e820)
+        assert_eq!(seg.exits.len(), seg.counts.len());
+        let total: u64 = seg.exits.iter().map(|e| e.userspace).sum();
+        // the markers alone are two port writes that QEMU handles
+        assert!(total >= 2, "{machine:?}: {:?}", seg.exits);
+        exits.push((total, seg.exits[3].pio));
     }
+    let [
+        (pc_exits, pc_pci),
+        (q35_exits, _),
+        (microvm_exits, microvm_pci),
+    ] = exits[..]
+    else {
+        unreachable!()
+    };
+    // the PC set-up is configuration-space traffic: port exits to QEMU
+    assert!(pc_pci > 100 && microvm_pci < 5, "{exits:?}");
+    assert!(
+        microvm_exits * 4 < pc_exits && microvm_exits * 4 < q35_exits,
+        "{exits:?}"
+    );
     let [pc, q35, microvm] = hardware[..] else {
         unreachable!()
     };
@@ -376,4 +397,49 @@ fn multiboot_on_every_machine() {
     q.extra.clear();
     q.exit_ports = vec![0xF4];
     expect_exit(&q, 2 * 2 + 1);
+}
+
+/// The bench's translated code per step: under TCG, the log of translations
+/// and executions splits at the stamp function into the timeline's steps, the
+/// steps add up to what a plain `-d in_asm` log counts, and microvm translates
+/// almost nothing for the PC set-up.
+#[test]
+fn translated_code_per_step_under_tcg() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let image = std::fs::read(&firmware().elf).unwrap();
+    let stamp = xtask::rom::symbol_address(&image, xtask::insn_steps::STAMP_SYMBOL)
+        .unwrap()
+        .expect("the stamp function's address");
+    let mut pci = Vec::new();
+    for machine in [Machine::Q35, Machine::Microvm] {
+        let mut q = qemu(machine, &k);
+        q.exit_ports = vec![0xF4];
+        let dir = scratch().join(format!("tcg-{}", machine.name()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let steps = xtask::bench::cost::translated_steps(&q, &dir, stamp).expect("exec log");
+        assert_eq!(steps.len(), 11, "{machine:?}: {steps:?}");
+        let total = xtask::bench::cost::translated_code(&q, &dir).expect("in_asm log");
+        let sum = |f: fn(&xtask::bench::cost::Translated) -> u64| steps.iter().map(f).sum::<u64>();
+        assert_eq!(
+            (sum(|t| t.blocks), sum(|t| t.instructions)),
+            (total.blocks, total.instructions),
+            "{machine:?}: {steps:?}"
+        );
+        pci.push(steps[3].instructions);
+    }
+    assert!(pci[0] > 500 && pci[1] < 100, "pci_hardware: {pci:?}");
+}
+
+/// The bench's in-process timing: QEMU started paused runs only after QMP's
+/// `cont`, reaches ferrite's last marker, and the time from `cont` is part of
+/// the whole process's.
+#[test]
+fn timed_from_qmp_cont() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Microvm, &k);
+    q.exit_ports = vec![0xF4];
+    let out = q.run_from_cont().expect("running QEMU paused");
+    assert_eq!(out.exit_code, Some(7), "{}", out.stderr);
+    let from_cont = out.from_cont.expect("QMP negotiated and cont sent");
+    assert!(from_cont < out.wall, "{from_cont:?} vs {:?}", out.wall);
 }

@@ -1,5 +1,7 @@
 //! The bench's chart: one stacked bar per firmware and machine, tQEMU + tFW +
-//! tKernel, written as SVG with plotters.
+//! tKernel, and beside it a panel with the firmware's own time on its own
+//! scale (tKernel is seconds, tFW milliseconds: on one scale tFW is a hair),
+//! written as SVG with plotters.
 
 use std::path::Path;
 
@@ -12,6 +14,9 @@ pub struct Bar {
     pub tqemu: f64,
     pub tfw: f64,
     pub tkernel: Option<f64>,
+    /// The firmware's time for its own panel: from QMP `cont` to the kernel
+    /// entry in one process where measured, else `tfw`.
+    pub firmware: Option<f64>,
 }
 
 pub fn write_svg(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
@@ -21,10 +26,12 @@ pub fn write_svg(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
         .map(|b| b.tqemu + b.tfw.max(0.0) + b.tkernel.unwrap_or(0.0).max(0.0))
         .fold(1.0, f64::max)
         * 1.1;
-    let width = 160 + 110 * bars.len() as u32;
-    let root = SVGBackend::new(path, (width, 480)).into_drawing_area();
+    let phases_width = 160 + 110 * bars.len() as u32;
+    let firmware_width = 140 + 80 * bars.len() as u32;
+    let root = SVGBackend::new(path, (phases_width + firmware_width, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
+    let (left, right) = root.split_horizontally(phases_width);
+    let mut chart = ChartBuilder::on(&left)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(60)
@@ -74,7 +81,50 @@ pub fn write_svg(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(|e| err(&e))?;
+    firmware_panel(&right, bars).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The firmware's own time per bar, on a millisecond scale of its own.
+fn firmware_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    bars: &[Bar],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let value = |b: &Bar| b.firmware.unwrap_or(b.tfw).max(0.0);
+    let top = bars.iter().map(value).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption("firmware alone, own scale", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(60)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..bars.len() as f64, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(bars.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.01 && i < bars.len() {
+                bars[i].label.clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("ms (QMP cont to kernel entry)")
+        .draw()?;
+    let color = RGBColor(230, 120, 30);
+    chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+        let x = i as f64;
+        Rectangle::new([(x + 0.2, 0.0), (x + 0.8, value(b))], color.filled())
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, b)| {
+        Text::new(
+            format!("{:.1}", value(b)),
+            (i as f64 + 0.25, value(b) + top * 0.03),
+            ("sans-serif", 12),
+        )
+    }))?;
     Ok(())
 }
 
@@ -91,12 +141,14 @@ mod tests {
                 tqemu: 50.0,
                 tfw: 5.0,
                 tkernel: Some(900.0),
+                firmware: Some(4.2),
             },
             Bar {
                 label: "q35 qboot".into(),
                 tqemu: 50.0,
                 tfw: 8.0,
                 tkernel: None,
+                firmware: None,
             },
         ];
         write_svg(&path, "test", &bars).unwrap();
@@ -104,6 +156,10 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(
             svg.contains("q35 ferrite") && svg.contains("q35 qboot") && svg.contains("tKernel")
+        );
+        // the firmware panel, with each bar's value written on it
+        assert!(
+            svg.contains("firmware alone") && svg.contains("\n4.2\n") && svg.contains("\n8.0\n")
         );
         std::fs::remove_file(&path).unwrap();
     }

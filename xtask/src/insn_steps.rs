@@ -8,6 +8,9 @@
 //! before its first call (reset vector to Rust), between two calls (one step
 //! each, in the timeline's order) and after the last (zero page to the kernel's
 //! first instruction).
+//!
+//! The same recording holds the exits to QEMU (`kvm:kvm_pio`, `kvm:kvm_mmio`,
+//! `kvm:kvm_userspace_exit`), split the same way.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -15,6 +18,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::bench::cost::Exits;
 use crate::qemu::{Accel, Qemu};
 
 /// The firmware function that takes a timeline stamp (firmware/src/timeline.rs).
@@ -26,6 +30,8 @@ pub struct Segments {
     /// `counts[0]`: before the first stamp call; `counts[i]`: between calls
     /// `i - 1` and `i`; the last: after the last call.
     pub counts: Vec<u64>,
+    /// Exits to QEMU in the same segments.
+    pub exits: Vec<Exits>,
 }
 
 impl Segments {
@@ -44,27 +50,44 @@ fn linear_address(line: &str) -> Option<u64> {
     Some(base.wrapping_add(rip) & 0xFFFF_FFFF_FFFF)
 }
 
-/// Splits a trace at every instruction at `stamp`. Lines that are not
-/// instructions are an error: a count built on a misread trace is worse than none.
+/// Splits a trace at every instruction at `stamp`. Lines are `perf script -F
+/// event,trace` output (`kvm:kvm_emulate_insn: ...`, `kvm:kvm_pio: ...`), or
+/// bare `-F trace` instruction lines. Anything else is an error: a count built
+/// on a misread trace is worse than none.
 pub fn split_at_stamps(trace: impl BufRead, stamp: u64) -> Result<Segments> {
     let mut counts = vec![0u64];
+    let mut exits = vec![Exits::default()];
     for (n, line) in trace.lines().enumerate() {
         let line = line.context("reading the trace")?;
-        if line.trim().is_empty() {
+        let line = line.trim();
+        if line.is_empty() {
             continue;
         }
-        let Some(addr) = linear_address(&line) else {
-            bail!(
-                "trace line {}: not an emulated instruction: {line:?}",
-                n + 1
-            );
-        };
-        if addr == stamp {
-            counts.push(0);
+        let here = exits.last_mut().unwrap();
+        match line.split_once(": ") {
+            Some(("kvm:kvm_pio", _)) => here.pio += 1,
+            Some(("kvm:kvm_mmio", _)) => here.mmio += 1,
+            Some(("kvm:kvm_userspace_exit", _)) => here.userspace += 1,
+            other => {
+                let insn = match other {
+                    Some(("kvm:kvm_emulate_insn", insn)) => insn,
+                    _ => line,
+                };
+                let Some(addr) = linear_address(insn) else {
+                    bail!(
+                        "trace line {}: not an emulated instruction: {line:?}",
+                        n + 1
+                    );
+                };
+                if addr == stamp {
+                    counts.push(0);
+                    exits.push(Exits::default());
+                }
+                *counts.last_mut().unwrap() += 1;
+            }
         }
-        *counts.last_mut().unwrap() += 1;
     }
-    Ok(Segments { counts })
+    Ok(Segments { counts, exits })
 }
 
 /// Boots `q` under KVM with every emulated instruction recorded and splits the
@@ -78,7 +101,9 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
     let data_arg = data.to_string_lossy();
-    let status = perf_qemu(
+    // A large buffer (16 MiB): with the default, perf drops events of a
+    // q35 boot, and a step's count would come out short.
+    let out = perf_qemu(
         &q,
         &[
             "record",
@@ -89,21 +114,32 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
             "8192",
             "-e",
             "kvm:kvm_emulate_insn",
+            "-e",
+            "kvm:kvm_pio",
+            "-e",
+            "kvm:kvm_mmio",
+            "-e",
+            "kvm:kvm_userspace_exit",
             "-o",
             &data_arg,
         ],
     )
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .status()
+    .output()
     .context("running perf record")?;
     // QEMU's exit status is the marker's; perf passes it on. `timeout` says 124.
     ensure!(
-        status.code() != Some(124),
+        out.status.code() != Some(124),
         "the traced boot did not reach its marker"
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !said.contains("lost"),
+        "perf lost events: {}",
+        said.lines().find(|l| l.contains("lost")).unwrap_or("")
+    );
     let script = Command::new("perf")
-        .args(["script", "-F", "trace", "-i"])
+        .args(["script", "-F", "event,trace", "-i"])
         .arg(&data)
         .stderr(Stdio::null())
         .output()
@@ -145,6 +181,29 @@ ffff0000:f000:fa (real)
         assert_eq!(s.total(), 8);
         // real-mode addresses are csbase + rip
         assert_eq!(linear_address("ffff0000:fff0:e9 (real)"), Some(0xFFFF_FFF0));
+    }
+
+    #[test]
+    fn splits_exits_with_the_instructions() {
+        let trace = "\
+kvm:kvm_userspace_exit: reason KVM_EXIT_UNKNOWN (0)
+  kvm:kvm_emulate_insn: 0:10000:e6 f5 (prot64)
+  kvm:kvm_pio: pio_write at 0xf5 size 1 count 1 val 0x1
+  kvm:kvm_userspace_exit: reason KVM_EXIT_IO (2)
+  kvm:kvm_emulate_insn: 0:12345:0f 31 (prot64)
+  kvm:kvm_emulate_insn: 0:10006:89 07 (prot64)
+  kvm:kvm_mmio: mmio write len 4 gpa 0xb0000000 val 0x1
+  kvm:kvm_userspace_exit: reason KVM_EXIT_MMIO (6)
+";
+        let s = split_at_stamps(trace.as_bytes(), 0x12345).unwrap();
+        assert_eq!(s.counts, [1, 2]);
+        let e = |userspace, pio, mmio| Exits {
+            userspace,
+            pio,
+            mmio,
+        };
+        assert_eq!(s.exits, [e(2, 1, 0), e(1, 0, 1)]);
+        assert!(split_at_stamps("kvm:kvm_emulate_insn: junk\n".as_bytes(), 1).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod probe;
 pub mod profile;
 pub mod pvh_probe;
 pub mod qemu;
+pub mod qmp;
 pub mod range;
 pub mod rom;
 pub mod small_kernel;

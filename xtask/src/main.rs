@@ -96,7 +96,8 @@ enum Task {
         #[arg(long)]
         reboots: Option<u32>,
     },
-    /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS (and OVMF).
+    /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS, the floor ROM
+    /// (and OVMF), with the cost model.
     Bench {
         /// Measured runs per cell (after one warm-up).
         #[arg(long, default_value_t = 10)]
@@ -126,12 +127,23 @@ enum Task {
         /// Write the results as a Markdown table here.
         #[arg(long)]
         markdown: Option<PathBuf>,
-        /// Skip the guest-instruction counts under KVM.
+        /// Skip the cost model (translated code, KVM exits and instructions, host counts).
         #[arg(long)]
         no_counts: bool,
         /// Vary one parameter: memory=128,512,2048 | cpus=1,2,4 | kernel-size=2,8,32 (MiB).
         #[arg(long)]
         sweep: Option<bench::Sweep>,
+        /// Also time every firmware to the small kernel's kernel_init marker
+        /// (cargo xtask kernel), beside the bench kernel's /init.
+        #[arg(long)]
+        end_to_end: bool,
+        /// Start N VMs together per firmware and machine (e.g. 1,4,16): median
+        /// and p95 to the kernel entry and to the small kernel's marker, peak RSS.
+        #[arg(long, value_delimiter = ',')]
+        density: Vec<usize>,
+        /// Print only one "Result: tFW ..." line per firmware and machine.
+        #[arg(long)]
+        summary: bool,
     },
     /// Boot a kernel N times and report where the time goes: every event on the
     /// serial port and from the host, activities with mean ± sd and share, a
@@ -406,7 +418,13 @@ fn main() -> Result<()> {
             markdown,
             no_counts,
             sweep,
+            end_to_end,
+            density,
+            summary,
         } => {
+            if density.contains(&0) {
+                bail!("--density takes positive numbers of VMs");
+            }
             let rom = rom::build_firmware(true)?;
             let kernel = match kernel.as_str() {
                 "stock" => None,
@@ -423,7 +441,12 @@ fn main() -> Result<()> {
                     Some(p)
                 }
             };
-            let mut firmwares = vec![Firmware::Ferrite, Firmware::Qboot, Firmware::Seabios];
+            let mut firmwares = vec![
+                Firmware::Ferrite,
+                Firmware::Qboot,
+                Firmware::Seabios,
+                Firmware::Floor,
+            ];
             if ovmf {
                 firmwares.push(Firmware::Ovmf);
             }
@@ -442,6 +465,11 @@ fn main() -> Result<()> {
                 count_instructions: !no_counts,
                 sweep,
                 tkernel_ferrite_only: quick,
+                small_kernel: (end_to_end || !density.is_empty())
+                    .then(small_kernel::build)
+                    .transpose()?,
+                density,
+                summary,
             };
             bench::run(&opts, &rom)?;
         }

@@ -83,6 +83,9 @@ pub struct Outcome {
     pub max_rss_kib: u64,
     pub serial: String,
     pub stderr: String,
+    /// With [`Qemu::run_from_cont`]: from QMP's `cont` to the exit; None if
+    /// QMP failed (QEMU was then killed).
+    pub from_cont: Option<Duration>,
 }
 
 impl Outcome {
@@ -195,24 +198,60 @@ impl Qemu {
 
     /// Runs QEMU to completion (or the timeout).
     pub fn run(&self) -> Result<Outcome> {
+        self.run_inner(false)
+    }
+
+    /// Starts QEMU paused (`-S`, QMP on a Unix socket that QEMU waits on),
+    /// negotiates QMP and times from `cont` to the process's exit
+    /// ([`Outcome::from_cont`]): the guest's time without QEMU's start-up.
+    pub fn run_from_cont(&self) -> Result<Outcome> {
+        self.run_inner(true)
+    }
+
+    fn run_inner(&self, paused: bool) -> Result<Outcome> {
         let dir = scratch_dir()?;
         let n = next_id();
         let serial_path = dir.join(format!("serial-{n}.txt"));
         let stderr_path = dir.join(format!("stderr-{n}.txt"));
+        let qmp_path = dir.join(format!("qmp-{n}.sock"));
+        let mut args = self.args_with_serial(&format!("file:{}", serial_path.display()));
+        if paused {
+            let _ = std::fs::remove_file(&qmp_path);
+            args.extend([
+                "-S".into(),
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=on", qmp_path.display()),
+            ]);
+        }
         let start = Instant::now();
         let child = Command::new("qemu-system-x86_64")
-            .args(self.args_with_serial(&format!("file:{}", serial_path.display())))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()
             .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
-        let waited = wait_timed(child, start, self.timeout)?;
+        let timeout = self.timeout;
+        let waited = wait_timed_with(child, start, timeout, |pid| {
+            if !paused {
+                return None;
+            }
+            // QEMU waits for the QMP client before it runs anything; the
+            // connection stays open until QEMU exits.
+            let cont = crate::qmp::Qmp::connect(&qmp_path, timeout.min(Duration::from_secs(10)))
+                .and_then(|mut q| q.cont().map(|t| (q, t)));
+            if cont.is_err() {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            cont.ok()
+        })?;
         let serial =
             String::from_utf8_lossy(&std::fs::read(&serial_path).unwrap_or_default()).into_owned();
         let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
         let _ = std::fs::remove_file(&serial_path);
         let _ = std::fs::remove_file(&stderr_path);
+        let _ = std::fs::remove_file(&qmp_path);
         Ok(waited.outcome(serial, stderr))
     }
 
@@ -439,6 +478,7 @@ fn next_id() -> u64 {
 struct Waited {
     status: libc::c_int,
     wall: Duration,
+    from_cont: Option<Duration>,
     max_rss_kib: u64,
     timed_out: bool,
 }
@@ -453,12 +493,24 @@ impl Waited {
             max_rss_kib: self.max_rss_kib,
             serial,
             stderr,
+            from_cont: self.from_cont,
         }
     }
 }
 
 /// Blocks in wait4() for `child` (started at `start`), killing it after `timeout`.
 fn wait_timed(child: std::process::Child, start: Instant, timeout: Duration) -> Result<Waited> {
+    wait_timed_with(child, start, timeout, |_| None)
+}
+
+/// As [`wait_timed`], running `during` (with the child's pid) once the
+/// watchdog runs; the time it returns starts [`Waited::from_cont`].
+fn wait_timed_with(
+    child: std::process::Child,
+    start: Instant,
+    timeout: Duration,
+    during: impl FnOnce(libc::pid_t) -> Option<(crate::qmp::Qmp, Instant)>,
+) -> Result<Waited> {
     let pid = child.id() as libc::pid_t;
     let done = Arc::new(AtomicBool::new(false));
     let timed_out = Arc::new(AtomicBool::new(false));
@@ -478,12 +530,14 @@ fn wait_timed(child: std::process::Child, start: Instant, timeout: Duration) -> 
             }
         })
     };
+    let cont = during(pid);
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waiting for our own child; blocks until it exits.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
+    let from_cont = cont.map(|(_, t)| t.elapsed());
     done.store(true, Ordering::Release);
     watchdog.thread().unpark();
     let _ = watchdog.join();
@@ -496,6 +550,7 @@ fn wait_timed(child: std::process::Child, start: Instant, timeout: Duration) -> 
     Ok(Waited {
         status,
         wall,
+        from_cont,
         max_rss_kib: usage.ru_maxrss as u64,
         timed_out: timed_out.load(Ordering::Acquire),
     })
@@ -514,6 +569,7 @@ mod tests {
             max_rss_kib: 0,
             serial: String::new(),
             stderr: String::new(),
+            from_cont: None,
         }
     }
 

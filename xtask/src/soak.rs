@@ -532,6 +532,7 @@ mod tests {
             max_rss_kib: 0,
             serial: serial.into(),
             stderr: String::new(),
+            from_cont: None,
         }
     }
 

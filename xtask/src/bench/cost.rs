@@ -1,0 +1,523 @@
+//! The cost model: what a firmware makes the machine do to reach the kernel
+//! entry, as deterministic counts (issue 10, item 1). Each predicts time on
+//! one accelerator:
+//!
+//! * under TCG, the code QEMU translates (most firmware code runs once, so its
+//!   translation, not its execution, is the cost): QEMU's `-d in_asm` log;
+//! * under hardware KVM, the exits to QEMU (port I/O, MMIO; each a round trip
+//!   of microseconds): `perf stat` on the `kvm:` tracepoints. This machine's
+//!   KVM emulates every instruction, which also gives the exact guest
+//!   instruction count;
+//! * on the host, under either: page faults of the QEMU process, rebuilds of
+//!   QEMU's memory map (`memory_region_transaction_commit`) and the bytes DMA
+//!   copies into guest memory (fw_cfg's), both through perf uprobes on QEMU.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+
+use super::{Cell, Firmware, Phase};
+use crate::insn_steps::perf_qemu;
+use crate::qemu::{Accel, Qemu};
+
+/// The counts of one firmware on one machine, to the kernel entry (the probe's
+/// marker). A part that could not be counted is None, and the bench says why.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Guest instructions executed (KVM).
+    pub guest_instructions: u64,
+    /// Reads of fw_cfg's data port 0x511 (KVM).
+    pub fw_cfg_port_reads: u64,
+    /// Writes to fw_cfg's DMA address port 0x518 (KVM).
+    pub fw_cfg_dma_requests: u64,
+    /// Exits to QEMU by kind (KVM).
+    pub exits: Option<Exits>,
+    /// Code translated (TCG).
+    pub translated: Option<Translated>,
+    /// QEMU's own work on the host (TCG).
+    pub host: Option<HostCounts>,
+}
+
+/// Exits to QEMU under KVM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Exits {
+    /// `kvm:kvm_userspace_exit`: every return of the vCPU to QEMU.
+    pub userspace: u64,
+    /// `kvm:kvm_pio`: port accesses.
+    pub pio: u64,
+    /// `kvm:kvm_mmio`: MMIO accesses (a read QEMU answers fires it twice).
+    pub mmio: u64,
+}
+
+/// Code QEMU's TCG translated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Translated {
+    /// Translation blocks.
+    pub blocks: u64,
+    /// Guest instructions in them (one that two blocks share counts twice,
+    /// as in `grep -c` over the log).
+    pub instructions: u64,
+}
+
+/// Work QEMU does on the host for the guest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostCounts {
+    /// Page faults of the QEMU process, from its start (`perf stat`).
+    pub page_faults: u64,
+    /// `memory_region_transaction_commit` calls: memory-map rebuilds (not
+    /// exactly repeatable: QEMU also commits on its own timing).
+    pub map_commits: u64,
+    /// Bytes written into guest memory by DMA (`address_space_rw`, writes):
+    /// fw_cfg's copies, the only DMA before the kernel runs.
+    pub dma_bytes: u64,
+}
+
+/// Whether perf and /dev/kvm exist here; if not, says why in `skipped`.
+pub(super) fn perf_available(skipped: &mut Vec<String>) -> bool {
+    let why = if !Path::new("/dev/kvm").exists() {
+        "no /dev/kvm"
+    } else if Command::new("perf").arg("--version").output().is_err() {
+        "perf not installed (apt-get install linux-perf)"
+    } else {
+        return true;
+    };
+    skipped.push(format!("cost counts: {why}"));
+    false
+}
+
+/// Every count for each probe cell (one firmware and machine each), keyed
+/// `firmware/machine`: translated code always, the counts that need perf
+/// (KVM's and the host's) with `perf` ([`perf_available`]).
+pub(super) fn measure(
+    cells: &[Cell],
+    work: &Path,
+    perf: bool,
+    skipped: &mut Vec<String>,
+) -> BTreeMap<String, Counts> {
+    let probes = if perf {
+        ensure_probes()
+    } else {
+        Err(anyhow::anyhow!("no perf"))
+    };
+    if let (true, Err(e)) = (perf, &probes) {
+        skipped.push(format!(
+            "host counts (page faults, map commits, DMA): {e:#}"
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for cell in cells
+        .iter()
+        .filter(|c| c.phase == Phase::Entry && c.sweep.is_none())
+    {
+        let what = format!("{} {}", cell.firmware.name(), cell.machine);
+        if cell.firmware == Firmware::Ovmf {
+            skipped.push(format!(
+                "cost counts for {what}: this machine's KVM emulates every instruction, and its emulator lacks x87 instructions OVMF uses"
+            ));
+            continue;
+        }
+        let mut counts = match perf.then(|| kvm_counts(&cell.qemu)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                skipped.push(format!("KVM counts for {what}: {e:#}"));
+                Counts::default()
+            }
+            None => Counts::default(),
+        };
+        match translated_code(&cell.qemu, work) {
+            Ok(t) => counts.translated = Some(t),
+            Err(e) => skipped.push(format!("translated code for {what}: {e:#}")),
+        }
+        if probes.is_ok() {
+            match host_counts(&cell.qemu, work) {
+                Ok(h) => counts.host = Some(h),
+                Err(e) => skipped.push(format!("host counts for {what}: {e:#}")),
+            }
+        }
+        out.insert(format!("{}/{}", cell.firmware.name(), cell.machine), counts);
+    }
+    out
+}
+
+/// The `perf stat -x,` values, in the order of the events asked for.
+pub fn parse_perf_stat(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let value = f.next()?.trim().parse().ok()?;
+            f.next()?; // unit
+            let event = f.next()?;
+            (!event.is_empty()).then_some(value)
+        })
+        .collect()
+}
+
+/// Guest instructions, fw_cfg traffic and exits: one boot under KVM with `perf stat`.
+fn kvm_counts(q: &Qemu) -> Result<Counts> {
+    let mut q = q.clone();
+    q.accel = Accel::Kvm;
+    let output = perf_qemu(
+        &q,
+        &[
+            "stat",
+            "-x,",
+            "-e",
+            "kvm:kvm_emulate_insn",
+            "-e",
+            "kvm:kvm_pio",
+            "--filter",
+            "port == 0x511",
+            "-e",
+            "kvm:kvm_pio",
+            "--filter",
+            "port == 0x518",
+            "-e",
+            "kvm:kvm_userspace_exit",
+            "-e",
+            "kvm:kvm_pio",
+            "-e",
+            "kvm:kvm_mmio",
+        ],
+    )
+    .output()
+    .context("running perf stat")?;
+    let text = String::from_utf8_lossy(&output.stderr);
+    let [insns, pio_reads, dma, userspace, pio, mmio] = parse_perf_stat(&text)[..] else {
+        bail!("perf said {text}");
+    };
+    Ok(Counts {
+        guest_instructions: insns,
+        fw_cfg_port_reads: pio_reads,
+        fw_cfg_dma_requests: dma,
+        exits: Some(Exits {
+            userspace,
+            pio,
+            mmio,
+        }),
+        ..Counts::default()
+    })
+}
+
+/// Whether a line of QEMU's `-d in_asm` log is a guest instruction
+/// (`0xADDR:  bytes  mnemonic`).
+fn is_instruction(line: &str) -> bool {
+    line.strip_prefix("0x").is_some_and(|rest| {
+        let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
+        hex > 0 && rest.as_bytes().get(hex) == Some(&b':')
+    })
+}
+
+/// Blocks and instructions in a `-d in_asm` log.
+pub fn translated(log: impl BufRead) -> Result<Translated> {
+    let mut t = Translated::default();
+    for line in log.lines() {
+        let line = line.context("reading the in_asm log")?;
+        if line.starts_with("IN:") {
+            t.blocks += 1;
+        } else if is_instruction(&line) {
+            t.instructions += 1;
+        }
+    }
+    Ok(t)
+}
+
+/// The guest address a `-d exec` line says is executed
+/// (`Trace CPU: HOSTPTR [CS_BASE/PC/FLAGS/CFLAGS] ...`; PC is linear).
+fn executed_pc(line: &str) -> Option<u64> {
+    let inside = line.strip_prefix("Trace ")?.split_once('[')?.1;
+    let pc = inside.split('/').nth(1)?;
+    u64::from_str_radix(pc, 16).ok()
+}
+
+/// Splits a `-d in_asm,exec,nochain` log into the code translated before the
+/// first execution of the block at `stamp` (ferrite's timeline stamp function),
+/// between two of them, and after the last: the same segments as
+/// [`crate::insn_steps::split_at_stamps`]. A block is counted where QEMU
+/// translated it, which is just before its first execution.
+pub fn translated_per_step(log: impl BufRead, stamp: u64) -> Result<Vec<Translated>> {
+    let mut steps = vec![Translated::default()];
+    let mut traces = 0;
+    for line in log.lines() {
+        let line = line.context("reading the exec log")?;
+        let here = steps.last_mut().unwrap();
+        if line.starts_with("IN:") {
+            here.blocks += 1;
+        } else if is_instruction(&line) {
+            here.instructions += 1;
+        } else if line.starts_with("Trace ") {
+            let pc =
+                executed_pc(&line).with_context(|| format!("not an exec log line: {line:?}"))?;
+            traces += 1;
+            if pc == stamp {
+                steps.push(Translated::default());
+            }
+        }
+    }
+    ensure!(traces > 0, "the log has no exec lines (-d exec,nochain)");
+    Ok(steps)
+}
+
+/// Boots `q` under TCG with `flags` logged to a file in `work` and returns the file.
+fn tcg_log(q: &Qemu, work: &Path, flags: &str) -> Result<std::path::PathBuf> {
+    let log = work.join("tcg.log");
+    let _ = std::fs::remove_file(&log);
+    let mut q = q.clone();
+    q.accel = Accel::Tcg;
+    q.extra.extend([
+        "-d".into(),
+        flags.into(),
+        "-D".into(),
+        log.display().to_string(),
+    ]);
+    let out = q.run()?;
+    ensure!(
+        !out.timed_out && out.debug_exit_value().is_some(),
+        "the logged boot did not reach its marker (exit {:?})",
+        out.exit_code
+    );
+    Ok(log)
+}
+
+/// Code translated to the kernel entry: one boot with `-d in_asm`.
+pub fn translated_code(q: &Qemu, work: &Path) -> Result<Translated> {
+    let log = tcg_log(q, work, "in_asm")?;
+    translated(std::io::BufReader::new(std::fs::File::open(&log)?))
+}
+
+/// Code translated per step of ferrite's timeline (`stamp`: the stamp
+/// function's address): one boot with `-d in_asm,exec,nochain`.
+pub fn translated_steps(q: &Qemu, work: &Path, stamp: u64) -> Result<Vec<Translated>> {
+    let log = tcg_log(q, work, "in_asm,exec,nochain")?;
+    translated_per_step(std::io::BufReader::new(std::fs::File::open(&log)?), stamp)
+}
+
+/// Our uprobes on QEMU (names of our own, so no one else's probe is touched).
+const COMMIT_PROBE: &str = "ferrite_commit";
+const DMA_PROBE: &str = "ferrite_dma";
+
+/// Adds the uprobes if they are missing. `address_space_rw(as, addr, attrs,
+/// buf, len, is_write)`: in QEMU 7.2 `attrs` is passed in a register, so `len`
+/// is the fifth integer argument (%r8) and `is_write` the sixth (%r9).
+fn ensure_probes() -> Result<()> {
+    let listed = Command::new("perf")
+        .args(["probe", "-l"])
+        .stderr(Stdio::null())
+        .output()
+        .context("running perf probe -l")?;
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let qemu = std::fs::canonicalize(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("qemu-system-x86_64"))
+            .find(|p| p.exists())
+            .context("qemu-system-x86_64 not found")?,
+    )?;
+    for (name, spec) in [
+        (
+            COMMIT_PROBE,
+            format!("{COMMIT_PROBE}=memory_region_transaction_commit"),
+        ),
+        (
+            DMA_PROBE,
+            format!("{DMA_PROBE}=address_space_rw len=%r8:u64 is_write=%r9:u8"),
+        ),
+    ] {
+        if listed.contains(&format!("probe_qemu:{name} ")) {
+            continue;
+        }
+        let out = Command::new("perf")
+            .args(["probe", "-q", "-x"])
+            .arg(&qemu)
+            .args(["--add", &spec])
+            .output()
+            .context("running perf probe")?;
+        ensure!(
+            out.status.success(),
+            "perf probe --add {spec}: {} (needs root)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Page faults, map commits and DMA bytes from `perf script -F event,trace`
+/// over a recording of those events (the bench records only the DMA uprobe).
+pub fn parse_host_script(text: &str) -> Result<HostCounts> {
+    let mut h = HostCounts::default();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (event, rest) = line.split_once(": ").unwrap_or((line, ""));
+        let event = event.trim_end_matches(':');
+        if event == "page-faults" {
+            h.page_faults += 1;
+        } else if event == format!("probe_qemu:{COMMIT_PROBE}") {
+            h.map_commits += 1;
+        } else if event == format!("probe_qemu:{DMA_PROBE}") {
+            let field = |k: &str| {
+                rest.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k)?.strip_prefix('='))
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let (Some(len), Some(write)) = (field("len"), field("is_write")) else {
+                bail!("DMA probe line without len/is_write: {line:?}");
+            };
+            if write != 0 {
+                h.dma_bytes += len;
+            }
+        } else {
+            bail!("unexpected line in the host recording: {line:?}");
+        }
+    }
+    Ok(h)
+}
+
+/// Page faults and map commits counted under TCG, DMA bytes recorded.
+fn host_counts(q: &Qemu, work: &Path) -> Result<HostCounts> {
+    let mut q = q.clone();
+    q.accel = Accel::Tcg;
+    // Counted by perf stat, each in a boot of its own, so that no count's
+    // instrumentation is inside another's. The commit count is not exactly
+    // repeatable: QEMU also commits on its own timing (the floor on microvm
+    // gave 48 to 196 commits from one boot to the next).
+    let count = |event: &str| -> Result<u64> {
+        let stat = perf_qemu(&q, &["stat", "-x,", "-e", event])
+            .stdout(Stdio::null())
+            .output()
+            .context("running perf stat")?;
+        let text = String::from_utf8_lossy(&stat.stderr);
+        match parse_perf_stat(&text)[..] {
+            [n] => Ok(n),
+            _ => bail!("perf said {text}"),
+        }
+    };
+    let page_faults = count("page-faults")?;
+    let map_commits = count(&format!("probe_qemu:{COMMIT_PROBE}"))?;
+    let data = work.join("host.data");
+    let data_arg = data.to_string_lossy();
+    let dma = format!("probe_qemu:{DMA_PROBE}");
+    let out = perf_qemu(&q, &["record", "-m", "1024", "-e", &dma, "-o", &data_arg])
+        .stdout(Stdio::null())
+        .output()
+        .context("running perf record")?;
+    ensure!(
+        out.status.code() != Some(124),
+        "the recorded boot did not reach its marker"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !said.contains("lost"),
+        "perf lost events: {}",
+        said.lines().find(|l| l.contains("lost")).unwrap_or("")
+    );
+    let script = Command::new("perf")
+        .args(["script", "-F", "event,trace", "-i"])
+        .arg(&data)
+        .stderr(Stdio::null())
+        .output()
+        .context("running perf script")?;
+    ensure!(script.status.success(), "perf script failed");
+    let recorded = parse_host_script(&String::from_utf8_lossy(&script.stdout))?;
+    Ok(HostCounts {
+        page_faults,
+        map_commits,
+        dma_bytes: recorded.dma_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IN_ASM: &str = "\
+----------------
+IN: 
+0xfffffff0:  ea 00 00 00 f0           ljmpw    $0xf000:$0x0
+
+Trace 0: 0x7f48 [00000000ffff0000/00000000fffffff0/00000040/ff000200] 
+----------------
+IN: 
+0x000f0000:  fa                       cli      
+0x000f0001:  31 c0                    xorw     %ax, %ax
+
+Trace 0: 0x7f49 [00000000000f0000/00000000000f0000/00000040/ff000200] 
+----------------
+IN: ferrite_timeline_stamp
+0x00012345:  0f 31                    rdtsc    
+
+Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200] 
+Trace 0: 0x7f49 [00000000000f0000/00000000000f0000/00000040/ff000200] 
+----------------
+IN: 
+0x000f0010:  90                       nop      
+Trace 0: 0x7f4b [00000000000f0000/00000000000f0010/00000040/ff000200] 
+Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200] 
+";
+
+    #[test]
+    fn counts_translated_code() {
+        let t = translated(IN_ASM.as_bytes()).unwrap();
+        assert_eq!(
+            t,
+            Translated {
+                blocks: 4,
+                instructions: 5
+            }
+        );
+        assert_eq!(translated(&b""[..]).unwrap(), Translated::default());
+        // register dumps and other log text are not instructions
+        assert!(!is_instruction("0x: nothing"));
+        assert!(!is_instruction("RAX=0000000000000000"));
+        assert!(is_instruction("0x000f0000:  fa  cli"));
+    }
+
+    #[test]
+    fn splits_translated_code_at_stamps() {
+        let steps = translated_per_step(IN_ASM.as_bytes(), 0x12345).unwrap();
+        let b: Vec<_> = steps.iter().map(|t| (t.blocks, t.instructions)).collect();
+        // the stamp's own block is translated before its first execution
+        assert_eq!(b, [(3, 4), (1, 1), (0, 0)]);
+        let total = steps.iter().fold(0, |n, t| n + t.instructions);
+        assert_eq!(total, translated(IN_ASM.as_bytes()).unwrap().instructions);
+        // a log without exec lines cannot be split; a malformed exec line is refused
+        assert!(translated_per_step("IN: \n0x1:  90  nop\n".as_bytes(), 1).is_err());
+        assert!(translated_per_step("Trace 0: garbage\n".as_bytes(), 1).is_err());
+    }
+
+    #[test]
+    fn parses_perf_stat() {
+        let text = "\
+qemu-system-x86_64: warning: host doesn't support requested feature
+11166,,kvm:kvm_emulate_insn,36835141,100.00,,
+0,,kvm:kvm_pio,36835141,100.00,,
+15,,kvm:kvm_pio,36835141,100.00,,
+<not counted>,,kvm:kvm_mmio,0,100.00,,
+";
+        assert_eq!(parse_perf_stat(text), [11166, 0, 15]);
+        assert!(parse_perf_stat("").is_empty());
+    }
+
+    #[test]
+    fn parses_host_recording() {
+        let text = "\
+page-faults: 
+page-faults: 
+  probe_qemu:ferrite_commit: (5603c3)
+  probe_qemu:ferrite_dma: (5603c3) len=16 is_write=0
+  probe_qemu:ferrite_dma: (5603c3) len=16384 is_write=1
+  probe_qemu:ferrite_dma: (5603c3) len=4 is_write=1
+";
+        assert_eq!(
+            parse_host_script(text).unwrap(),
+            HostCounts {
+                page_faults: 2,
+                map_commits: 1,
+                dma_bytes: 16388
+            }
+        );
+        assert!(parse_host_script("probe_qemu:ferrite_dma: (1) len=x\n").is_err());
+        assert!(parse_host_script("cycles: 1234\n").is_err());
+        assert_eq!(parse_host_script("").unwrap(), HostCounts::default());
+    }
+}

@@ -1,0 +1,321 @@
+//! `cargo xtask bench`: tQEMU, tFW and tKernel for ferrite and its peers, after
+//! NEMU's "Measuring Boot Latency": boot QEMU many times with an isa-debug-exit
+//! device on the port of one phase's marker, time the whole QEMU process, and
+//! derive the phases from the medians.
+//!
+//! * tQEMU  = QEMU start to ferrite's first instruction (its 0xf5 marker); the
+//!   peers write no markers, so they are given ferrite's figure on the same machine.
+//! * tFW    = time to the kernel entry (the probe kernel's marker, port 0xf7) − tQEMU.
+//! * tKernel = time to the first userspace instruction (/init writes 0xf6) − the
+//!   probe's time. The probe is as large as the real kernel, so both pay the same
+//!   fw_cfg loading.
+//!
+//! Cells run interleaved, in shuffled rounds after a warm-up, so the noise of a
+//! shared 2-core machine spreads over all of them.
+
+pub mod cost;
+mod plan;
+mod report;
+mod run;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::linux_assets;
+use crate::qemu::{Machine, Qemu};
+use cost::perf_available;
+use report::{Report, chart_bars, markdown, render};
+use run::ferrite_timelines;
+
+pub use plan::{Options, Sweep, SweepParam};
+pub use stats::{Summary, parse_timeline, summarize};
+
+/// ferrite's start marker port (firmware/src/boot.rs).
+const START_PORT: u16 = 0xF5;
+/// The port /init writes 2 to.
+const USER_PORT: u16 = 0xF6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Firmware {
+    Ferrite,
+    Qboot,
+    Seabios,
+    Ovmf,
+    /// The floor ROM: only loads the kernel and initrd (the least a `-kernel`
+    /// firmware can do), built into [`FLOOR_ROM`].
+    Floor,
+}
+
+/// Where the floor ROM is expected, relative to the workspace.
+pub const FLOOR_ROM: &str = "target/floor/floor.rom";
+
+impl Firmware {
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Ferrite => "ferrite",
+            Firmware::Qboot => "qboot",
+            Firmware::Seabios => "SeaBIOS",
+            Firmware::Ovmf => "OVMF",
+            Firmware::Floor => "floor",
+        }
+    }
+
+    /// The image, or why it cannot be used.
+    pub fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
+        let path = match (self, machine) {
+            (Firmware::Ferrite, _) => ferrite.to_path_buf(),
+            (Firmware::Qboot, _) => "/usr/share/qemu/qboot.rom".into(),
+            (Firmware::Seabios, Machine::Microvm) => "/usr/share/seabios/bios-microvm.bin".into(),
+            (Firmware::Seabios, _) => "/usr/share/seabios/bios-256k.bin".into(),
+            (Firmware::Ovmf, Machine::Microvm) => {
+                return Err("OVMF does not support microvm".into());
+            }
+            (Firmware::Ovmf, _) => "/usr/share/ovmf/OVMF.fd".into(),
+            (Firmware::Floor, _) => {
+                let rom = crate::root().join(FLOOR_ROM);
+                if !rom.exists() {
+                    return Err(format!(
+                        "no {FLOOR_ROM} (build it with OUT=target/floor bash <baseline>/floor/build.sh)"
+                    ));
+                }
+                rom
+            }
+        };
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{} not found (apt-get install qemu-system-data seabios ovmf)",
+                path.display()
+            ))
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Phase {
+    /// To ferrite's first instruction.
+    Start,
+    /// To the probe kernel's entry.
+    Entry,
+    /// To the real kernel's first userspace instruction.
+    User,
+    /// From QMP's `cont` to the probe kernel's entry, in one QEMU process
+    /// started paused: the firmware's time without QEMU's start-up.
+    FromCont,
+    /// To the small kernel's `kernel_init` marker (`--end-to-end`).
+    KernelInit,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sample {
+    pub ms: f64,
+    pub max_rss_kib: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub firmware: Firmware,
+    pub machine: String,
+    pub phase: Phase,
+    pub command_line: String,
+    pub samples: Vec<Sample>,
+    pub failures: Vec<String>,
+    /// Which kernel entry the firmware used (probe cells).
+    pub entry: Option<String>,
+    /// The swept parameter's value, in a sweep.
+    pub sweep: Option<u64>,
+    #[serde(skip)]
+    qemu: Qemu,
+    #[serde(skip)]
+    expect: Vec<i32>,
+}
+
+/// One step of ferrite's own boot sequence, from its timeline report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TimelineStep {
+    pub step: String,
+    /// Share of ferrite's time from the reset vector to the last stamp (TCG).
+    /// None for the hand-off after the last stamp, which only the instruction
+    /// trace sees.
+    pub share: Option<f64>,
+    /// That share of the measured tFW.
+    pub ms: Option<f64>,
+    /// Guest instructions the step executed, counted under KVM
+    /// ([`crate::insn_steps`]).
+    pub guest_instructions: Option<u64>,
+    /// Exits to QEMU in the step, counted under KVM.
+    pub exits: Option<cost::Exits>,
+    /// Code QEMU translated in the step under TCG.
+    pub translated: Option<cost::Translated>,
+}
+
+/// The row after the last stamp in an instruction trace: the jump to the
+/// kernel and the kernel's (probe's) first instructions up to its marker.
+const HANDOFF_STEP: &str = "handoff";
+
+fn machine_name(m: Machine) -> &'static str {
+    match m {
+        Machine::Pc => "pc",
+        Machine::Q35 => "q35",
+        Machine::Microvm => "microvm",
+    }
+}
+
+/// The host's TSC frequency in kHz, for microvm's `tsc_early_khz=` under TCG.
+pub fn tsc_khz() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1000.0) as u64)
+}
+
+pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
+    let (ferrite_rom, elf) = (rom.path.as_path(), rom.elf.as_path());
+    let kernel = match &opts.kernel {
+        Some(k) => k.clone(),
+        None => linux_assets::stock_kernel()?,
+    };
+    let work = linux_assets::cache_dir().join("bench");
+    std::fs::create_dir_all(&work)?;
+    let mut skipped = Vec::new();
+    let mut cells = plan::cells(opts, ferrite_rom, &kernel, &work, &mut skipped)?;
+    run::rounds(&mut cells, opts.runs)?;
+    // logs and recordings of this run only
+    let scratch = work.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+
+    let perf = opts.count_instructions && perf_available(&mut skipped);
+    let instructions = if opts.count_instructions {
+        cost::measure(&cells, &scratch, perf, &mut skipped)
+    } else {
+        BTreeMap::new()
+    };
+    let timelines = ferrite_timelines(&cells, &scratch, elf, perf, &mut skipped);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let density = if opts.density.is_empty() {
+        Vec::new()
+    } else {
+        run::density(&cells, opts)
+    };
+    let machines: Vec<String> = opts
+        .machines
+        .iter()
+        .map(|&m| machine_name(m).to_string())
+        .collect();
+    let derived = stats::derive(&cells, &machines, &opts.sweep_values(), &opts.firmwares);
+    if opts.summary {
+        for line in derived.iter().filter_map(stats::summary_line) {
+            println!("{line}");
+        }
+    } else {
+        println!("{}", render(&cells, &instructions, opts));
+        for grid in [
+            report::in_process_grid(&derived),
+            report::end_to_end_grid(&derived, &cells),
+            report::density_grid(&density),
+            report::cost_grid(&instructions, opts),
+        ] {
+            if !grid.rows.is_empty() {
+                println!("{}", grid.table());
+            }
+        }
+        for (machine, steps) in &timelines {
+            println!("{}", report::timeline_grid(machine, steps).table());
+        }
+    }
+    for s in &skipped {
+        eprintln!("skipped: {s}");
+    }
+    for c in cells.iter().filter(|c| !c.failures.is_empty()) {
+        eprintln!(
+            "failed runs: {} {} {:?}: {} ({})",
+            c.firmware.name(),
+            c.machine,
+            c.phase,
+            c.failures.len(),
+            c.failures.join(", ")
+        );
+    }
+    let report = Report {
+        date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        host: command_output("uname", &["-srm"]),
+        qemu: command_output("qemu-system-x86_64", &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .into(),
+        kernel: relative(&kernel.display().to_string()),
+        cells: &cells,
+        instructions,
+        timelines,
+        skipped,
+        derived,
+        density,
+    };
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("raw samples: {}", path.display());
+    }
+    let svg = match &opts.json {
+        Some(json) => json.with_extension("svg"),
+        None => crate::root().join("target/bench.svg"),
+    };
+    let bars = chart_bars(&cells, opts);
+    if !bars.is_empty() {
+        let title = format!(
+            "Boot phases, median of {} runs ({})",
+            opts.runs, report.qemu
+        );
+        crate::chart::write_svg(&svg, &title, &bars)?;
+        eprintln!("chart: {}", svg.display());
+    }
+    if let Some(path) = &opts.markdown {
+        std::fs::write(path, markdown(&cells, &report.instructions, opts, &report))?;
+        eprintln!("markdown table: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Paths inside the workspace, relative to it: results are committed and shared.
+fn relative(text: &str) -> String {
+    text.replace(&format!("{}/", crate::root().display()), "")
+}
+
+pub fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A cell on q35 with these samples, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_cell(fw: Firmware, phase: Phase, ms: &[f64]) -> Cell {
+    let q = crate::qemu::Qemu::new(crate::qemu::Machine::Q35, "x.rom".into());
+    Cell {
+        firmware: fw,
+        machine: "q35".into(),
+        phase,
+        command_line: String::new(),
+        samples: ms.iter().map(|&ms| Sample { ms, max_rss_kib: 0 }).collect(),
+        failures: Vec::new(),
+        entry: None,
+        sweep: None,
+        qemu: q,
+        expect: Vec::new(),
+    }
+}

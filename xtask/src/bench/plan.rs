@@ -1,0 +1,325 @@
+//! What the bench runs: its options, the firmware images, and the cells (one
+//! firmware, machine, phase and sweep value each) with their QEMU command lines.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::{Cell, Firmware, Phase, START_PORT, USER_PORT, machine_name, relative, tsc_khz};
+use crate::linux_assets::{self, InitramfsSpec};
+use crate::probe::{self, PROBE_PORT};
+use crate::qemu::{Accel, Machine, Qemu};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub runs: usize,
+    pub machines: Vec<Machine>,
+    pub firmwares: Vec<Firmware>,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub kernel: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    /// Count guest instructions under KVM with perf, where possible.
+    pub count_instructions: bool,
+    /// Vary one parameter and report how tQEMU and tFW grow with it.
+    pub sweep: Option<Sweep>,
+    /// Time tKernel for ferrite only (`--quick`): it is the kernel's own time,
+    /// the same after every firmware, and with the stock kernel under TCG each
+    /// of those boots takes seconds.
+    pub tkernel_ferrite_only: bool,
+    /// The small instrumented kernel: each firmware is also timed to its
+    /// `kernel_init` marker (`--end-to-end`).
+    pub small_kernel: Option<PathBuf>,
+    /// `--density N,...`: N VMs started together per firmware and machine.
+    pub density: Vec<usize>,
+    /// Print one `Result:` line per firmware and machine.
+    pub summary: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            runs: 10,
+            machines: Machine::ALL.to_vec(),
+            firmwares: vec![
+                Firmware::Ferrite,
+                Firmware::Qboot,
+                Firmware::Seabios,
+                Firmware::Floor,
+            ],
+            memory_mib: 512,
+            cpus: 1,
+            kernel: None,
+            json: None,
+            markdown: None,
+            count_instructions: true,
+            sweep: None,
+            tkernel_ferrite_only: false,
+            small_kernel: None,
+            density: Vec::new(),
+            summary: false,
+        }
+    }
+}
+
+/// What a sweep varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SweepParam {
+    /// Guest memory in MiB.
+    Memory,
+    /// vCPUs.
+    Cpus,
+    /// Size of the probe kernel in MiB (how loading cost grows).
+    KernelSize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sweep {
+    pub param: SweepParam,
+    pub values: Vec<u64>,
+}
+
+impl std::str::FromStr for Sweep {
+    type Err = String;
+    /// `memory=128,512,2048`, `cpus=1,2,4` or `kernel-size=2,8,32`.
+    fn from_str(s: &str) -> Result<Sweep, String> {
+        let (name, values) = s.split_once('=').ok_or("expected PARAM=V1,V2,...")?;
+        let param = match name {
+            "memory" => SweepParam::Memory,
+            "cpus" => SweepParam::Cpus,
+            "kernel-size" => SweepParam::KernelSize,
+            _ => {
+                return Err(format!(
+                    "unknown sweep parameter {name} (memory, cpus, kernel-size)"
+                ));
+            }
+        };
+        let values = values
+            .split(',')
+            .map(|v| v.trim().parse::<u64>().map_err(|e| format!("{v}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if values.is_empty() || values.contains(&0) {
+            return Err("sweep values must be positive".into());
+        }
+        Ok(Sweep { param, values })
+    }
+}
+
+impl Options {
+    /// The sweep's values, or one "no sweep" entry.
+    pub(super) fn sweep_values(&self) -> Vec<Option<u64>> {
+        match &self.sweep {
+            Some(s) => s.values.iter().copied().map(Some).collect(),
+            None => vec![None],
+        }
+    }
+}
+
+/// The markers a firmware's boots run to: ferrite's own start marker (tQEMU),
+/// the probe's entry (tFW) and userspace (tKernel). The kernel-size sweep varies
+/// the padded probe, which has no kernel behind it: tQEMU and tFW only; with
+/// `tkernel_ferrite_only`, the peers stop at the probe too.
+pub(super) fn phases_to_time(
+    fw: Firmware,
+    sweep: Option<SweepParam>,
+    tkernel_ferrite_only: bool,
+    small_kernel: bool,
+) -> Vec<Phase> {
+    let mut phases = vec![Phase::Entry, Phase::FromCont];
+    if fw == Firmware::Ferrite {
+        phases.insert(0, Phase::Start);
+    }
+    // the floor boots no kernel: it only loads one and writes the probe's marker
+    if sweep != Some(SweepParam::KernelSize)
+        && fw != Firmware::Floor
+        && (fw == Firmware::Ferrite || !tkernel_ferrite_only)
+    {
+        phases.push(Phase::User);
+    }
+    if small_kernel && sweep.is_none() && fw != Firmware::Floor {
+        phases.push(Phase::KernelInit);
+    }
+    phases
+}
+
+/// One cell per machine, sweep value, firmware and phase, in that order; a
+/// firmware that cannot run on a machine is listed in `skipped`.
+pub(super) fn cells(
+    opts: &Options,
+    ferrite_rom: &Path,
+    kernel: &Path,
+    work: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<Vec<Cell>> {
+    // named after the kernel it mimics: benches of two kernels may run at once
+    let probe_path = work.join(format!(
+        "probe-{}.bzImage",
+        kernel.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::write(&probe_path, crate::pvh_probe::build_like(kernel)?)?;
+    let token = "ferrite.bench=1";
+    // /init checks that it sees the CPUs and memory it was booted with, so a
+    // memory or CPU sweep needs one initramfs per value.
+    let initramfs = |cpus: u32, memory: u64| {
+        linux_assets::build_initramfs(
+            &InitramfsSpec {
+                expect_cpus: cpus,
+                expect_mem_mib: memory,
+                cmdline_token: token.into(),
+                payload_len: 4096,
+                poweroff: true,
+            },
+            &work.join(format!("initramfs-{cpus}cpu-{memory}M.cpio")),
+        )
+    };
+
+    let mut cells = Vec::new();
+    for (machine, value) in opts
+        .machines
+        .iter()
+        .flat_map(|&m| opts.sweep_values().into_iter().map(move |v| (m, v)))
+    {
+        let (mut memory, mut cpus, mut probe) = (opts.memory_mib, opts.cpus, probe_path.clone());
+        match (opts.sweep.as_ref().map(|s| s.param), value) {
+            (Some(SweepParam::Memory), Some(v)) => memory = v,
+            (Some(SweepParam::Cpus), Some(v)) => cpus = v as u32,
+            (Some(SweepParam::KernelSize), Some(v)) => {
+                probe = work.join(format!("probe-{v}M.bzImage"));
+                std::fs::write(&probe, probe::build((v << 20) as usize, 0))?;
+            }
+            _ => {}
+        }
+        let initrd = initramfs(cpus, memory)?;
+        let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
+        if let (Machine::Microvm, Some(khz)) = (machine, tsc_khz()) {
+            write!(append, " tsc_early_khz={khz}").unwrap();
+        }
+        for &fw in &opts.firmwares {
+            let image = match fw.image(ferrite_rom, machine) {
+                Ok(p) => p,
+                Err(why) => {
+                    skipped.push(format!("{} on {}: {why}", fw.name(), machine_name(machine)));
+                    continue;
+                }
+            };
+            let sweep = opts.sweep.as_ref().map(|s| s.param);
+            for phase in phases_to_time(
+                fw,
+                sweep,
+                opts.tkernel_ferrite_only,
+                opts.small_kernel.is_some(),
+            ) {
+                let (kernel, port) = match phase {
+                    Phase::Start => (probe.clone(), START_PORT),
+                    Phase::Entry | Phase::FromCont => (probe.clone(), PROBE_PORT),
+                    Phase::User => (kernel.to_path_buf(), USER_PORT),
+                    Phase::KernelInit => (opts.small_kernel.clone().unwrap_or_default(), USER_PORT),
+                };
+                let mut q = Qemu::new(machine, image.clone());
+                q.accel = Accel::Tcg;
+                q.memory_mib = memory;
+                q.cpus = cpus;
+                q.kernel = Some(kernel);
+                q.initrd = Some(initrd.path.clone());
+                q.append = Some(append.clone());
+                q.exit_ports = vec![port];
+                q.timeout = Duration::from_secs(if fw == Firmware::Ovmf { 120 } else { 60 });
+                let expect = match phase {
+                    Phase::Start => vec![3],
+                    // the floor writes 3 to the probe's port itself
+                    Phase::Entry | Phase::FromCont if fw == Firmware::Floor => vec![7],
+                    Phase::Entry | Phase::FromCont => probe::Entry::ALL
+                        .iter()
+                        .map(|e| e.value() as i32 * 2 + 1)
+                        .collect(),
+                    Phase::User | Phase::KernelInit => vec![5],
+                };
+                cells.push(Cell {
+                    firmware: fw,
+                    machine: machine_name(machine).into(),
+                    phase,
+                    command_line: relative(&q.command_line()),
+                    samples: Vec::new(),
+                    failures: Vec::new(),
+                    entry: None,
+                    sweep: value,
+                    qemu: q,
+                    expect,
+                });
+            }
+        }
+    }
+    if cells.is_empty() {
+        bail!("nothing to run: {}", skipped.join("; "));
+    }
+    Ok(cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_arguments() {
+        let s: Sweep = "memory=128,512".parse().unwrap();
+        assert_eq!((s.param, s.values), (SweepParam::Memory, vec![128, 512]));
+        assert_eq!(
+            "kernel-size=2".parse::<Sweep>().unwrap().param,
+            SweepParam::KernelSize
+        );
+        assert!("cpus=".parse::<Sweep>().is_err());
+        assert!("cpus=0".parse::<Sweep>().is_err());
+        assert!("disk=1".parse::<Sweep>().is_err());
+        assert!("memory".parse::<Sweep>().is_err());
+    }
+
+    #[test]
+    fn phases_each_firmware_is_timed_to() {
+        use Phase::*;
+        let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
+        // --quick: tKernel after ferrite only
+        assert_eq!(
+            phases_to_time(Firmware::Qboot, None, true, false),
+            [Entry, FromCont]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, None, true, false),
+            [Start, Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Qboot, None, false, false),
+            [Entry, FromCont, User]
+        );
+        // memory and CPU sweeps keep tKernel; the padded probe has no kernel
+        assert_eq!(
+            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false, false),
+            [Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false),
+            [Start, Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2"), false, false),
+            [Start, Entry, FromCont]
+        );
+        // --end-to-end adds the small kernel's marker, outside sweeps
+        assert_eq!(
+            phases_to_time(Firmware::Seabios, None, false, true),
+            [Entry, FromCont, User, KernelInit]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true),
+            [Start, Entry, FromCont, User]
+        );
+        // the floor boots no kernel
+        assert_eq!(
+            phases_to_time(Firmware::Floor, None, false, true),
+            [Entry, FromCont]
+        );
+    }
+}

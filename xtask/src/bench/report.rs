@@ -1,0 +1,592 @@
+//! The results: terminal tables, Markdown, JSON and the chart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use comfy_table::Table;
+use serde::Serialize;
+
+use super::cost::{Counts, Exits, Translated};
+use super::run::DensityRow;
+use super::stats::{Derived, phases};
+use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name};
+
+#[derive(Serialize)]
+pub(super) struct Report<'a> {
+    pub date: String,
+    pub host: String,
+    pub qemu: String,
+    pub kernel: String,
+    pub cells: &'a [Cell],
+    pub instructions: BTreeMap<String, Counts>,
+    pub timelines: BTreeMap<String, Vec<TimelineStep>>,
+    pub skipped: Vec<String>,
+    /// Medians, spreads and ratios, so that a script need not recompute them.
+    pub derived: Vec<Derived>,
+    pub density: Vec<DensityRow>,
+}
+
+/// A table for the terminal and for Markdown alike.
+pub(super) struct Grid {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Grid {
+    pub fn new(header: &[&str]) -> Grid {
+        Grid {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn table(&self) -> Table {
+        let mut t = Table::new();
+        t.set_header(self.header.clone());
+        for r in &self.rows {
+            t.add_row(r.clone());
+        }
+        t
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "| {} |\n|{}\n",
+            self.header.join(" | "),
+            "---|".repeat(self.header.len())
+        );
+        for r in &self.rows {
+            s += &format!("| {} |\n", r.join(" | "));
+        }
+        s
+    }
+}
+
+fn fmt_opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("–".into(), |v| v.to_string())
+}
+
+fn fmt_translated(t: Option<Translated>) -> String {
+    t.map_or("–".into(), |t| {
+        format!("{} / {}", t.blocks, t.instructions)
+    })
+}
+
+fn fmt_exits(e: Option<Exits>) -> String {
+    e.map_or("–".into(), |e| {
+        format!("{} / {} / {}", e.pio, e.mmio, e.userspace)
+    })
+}
+
+/// ferrite's steps with their time, instructions, exits and translated code.
+pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
+    let mut g = Grid::new(&[
+        &format!("ferrite on {machine}: step"),
+        "share of tFW",
+        "≈ ms (TCG)",
+        "guest insns (KVM)",
+        "exits PIO / MMIO / to QEMU (KVM)",
+        "translated blocks / insns (TCG)",
+    ]);
+    for s in steps {
+        g.rows.push(vec![
+            s.step.clone(),
+            s.share
+                .map_or("–".into(), |x| format!("{:.1} %", x * 100.0)),
+            fmt_ms(s.ms),
+            fmt_opt(s.guest_instructions),
+            fmt_exits(s.exits),
+            fmt_translated(s.translated),
+        ]);
+    }
+    let sum = |f: &dyn Fn(&TimelineStep) -> Option<u64>| {
+        let v: Vec<u64> = steps.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<u64>())
+    };
+    let exits = steps.iter().any(|s| s.exits.is_some()).then(|| Exits {
+        pio: sum(&|s| s.exits.map(|e| e.pio)).unwrap_or(0),
+        mmio: sum(&|s| s.exits.map(|e| e.mmio)).unwrap_or(0),
+        userspace: sum(&|s| s.exits.map(|e| e.userspace)).unwrap_or(0),
+    });
+    let translated = steps
+        .iter()
+        .any(|s| s.translated.is_some())
+        .then(|| Translated {
+            blocks: sum(&|s| s.translated.map(|t| t.blocks)).unwrap_or(0),
+            instructions: sum(&|s| s.translated.map(|t| t.instructions)).unwrap_or(0),
+        });
+    if exits.is_some() || translated.is_some() {
+        g.rows.push(vec![
+            "total".into(),
+            String::new(),
+            String::new(),
+            fmt_opt(sum(&|s| s.guest_instructions)),
+            fmt_exits(exits),
+            fmt_translated(translated),
+        ]);
+    }
+    g
+}
+
+/// The cost model per firmware and machine, to the kernel entry.
+pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "translated blocks / insns (TCG)",
+        "exits PIO / MMIO / to QEMU (KVM)",
+        "guest insns (KVM)",
+        "host page faults",
+        "map commits",
+        "DMA KiB",
+        "fw_cfg PIO reads",
+    ]);
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        for fw in &opts.firmwares {
+            let Some(c) = costs.get(&format!("{}/{machine}", fw.name())) else {
+                continue;
+            };
+            let kvm = c.exits.is_some();
+            g.rows.push(vec![
+                machine.into(),
+                fw.name().into(),
+                fmt_translated(c.translated),
+                fmt_exits(c.exits),
+                fmt_opt(kvm.then_some(c.guest_instructions)),
+                fmt_opt(c.host.map(|h| h.page_faults)),
+                fmt_opt(c.host.map(|h| h.map_commits)),
+                fmt_opt(c.host.map(|h| h.dma_bytes / 1024)),
+                fmt_opt(kvm.then_some(c.fw_cfg_port_reads)),
+            ]);
+        }
+    }
+    g
+}
+
+pub(super) fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+/// A phase derived as the difference of two medians: below zero it only says
+/// that the two are within this machine's noise, and the table says so.
+pub(super) fn fmt_derived(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v < 0.0 => format!("{v:.1} (noise)"),
+        v => fmt_ms(v),
+    }
+}
+
+pub(super) fn rows(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (m, sweep) in opts
+        .machines
+        .iter()
+        .flat_map(|&m| opts.sweep_values().into_iter().map(move |v| (m, v)))
+    {
+        let machine = machine_name(m);
+        let ferrite = phases(cells, Firmware::Ferrite, machine, sweep);
+        let ferrite_fw = ferrite
+            .entry
+            .as_ref()
+            .zip(ferrite.start.as_ref())
+            .map(|(e, s)| e.median - s.median);
+        for &fw in &opts.firmwares {
+            if !cells
+                .iter()
+                .any(|c| c.firmware == fw && c.machine == machine)
+            {
+                continue;
+            }
+            let p = phases(cells, fw, machine, sweep);
+            let tqemu = p.start.as_ref().map(|s| s.median);
+            let tfw = p.entry.as_ref().zip(tqemu).map(|(e, q)| e.median - q);
+            let tkernel = p
+                .user
+                .as_ref()
+                .zip(p.entry.as_ref())
+                .map(|(u, e)| u.median - e.median);
+            let here = |c: &&Cell| c.firmware == fw && c.machine == machine && c.sweep == sweep;
+            let entry_cell = cells.iter().filter(here).find(|c| c.phase == Phase::Entry);
+            let rss = cells
+                .iter()
+                .filter(here)
+                .filter(|c| c.phase == Phase::Entry)
+                .flat_map(|c| c.samples.iter().map(|s| s.max_rss_kib))
+                .max();
+            let failures: usize = cells.iter().filter(here).map(|c| c.failures.len()).sum();
+            let counts = instructions.get(&format!("{}/{}", fw.name(), machine));
+            rows.push(vec![
+                machine.to_string(),
+                sweep.map_or("–".into(), |v| v.to_string()),
+                fw.name().to_string(),
+                fmt_ms(tqemu),
+                fmt_derived(tfw),
+                p.entry.as_ref().map_or("–".into(), |e| {
+                    format!(
+                        "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
+                        e.median, e.sd, e.p25, e.p75, e.runs
+                    )
+                }),
+                fmt_derived(tkernel),
+                fmt_ms(p.user.as_ref().map(|u| u.median)),
+                match (tfw, ferrite_fw) {
+                    (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}", a / b),
+                    _ => "–".into(),
+                },
+                entry_cell
+                    .and_then(|c| c.entry.clone())
+                    .unwrap_or_else(|| "–".into()),
+                rss.map_or("–".into(), |r| format!("{}", r / 1024)),
+                counts
+                    .filter(|c| c.exits.is_some())
+                    .map_or("–".into(), |c| c.guest_instructions.to_string()),
+                counts
+                    .filter(|c| c.exits.is_some())
+                    .map_or("–".into(), |c| {
+                        format!("{}/{}", c.fw_cfg_port_reads, c.fw_cfg_dma_requests)
+                    }),
+                failures.to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
+pub(super) const HEADER: [&str; 14] = [
+    "machine",
+    "sweep value",
+    "firmware",
+    "tQEMU ms",
+    "tFW ms",
+    "to kernel entry ms (median ± sd [p25–p75])",
+    "tKernel ms",
+    "to userspace ms",
+    "tFW / ferrite",
+    "entry",
+    "peak RSS MiB",
+    "guest insns (KVM)",
+    "fw_cfg PIO reads/DMA",
+    "failed runs",
+];
+
+pub(super) fn render(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+) -> Table {
+    let mut t = Table::new();
+    t.set_header(HEADER);
+    for r in rows(cells, instructions, opts) {
+        t.add_row(r);
+    }
+    t
+}
+
+pub(super) fn markdown(
+    cells: &[Cell],
+    instructions: &BTreeMap<String, Counts>,
+    opts: &Options,
+    report: &Report,
+) -> String {
+    let mut s = format!(
+        "Measured {} on `{}` with {}, kernel `{}`, -m {} -smp {}, TCG, {} runs per cell after one warm-up, interleaved.\n\n",
+        report.date,
+        report.host,
+        report.qemu,
+        Path::new(&report.kernel)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        opts.memory_mib,
+        opts.cpus,
+        opts.runs
+    );
+    s += &format!(
+        "| {} |\n|{}\n",
+        HEADER.join(" | "),
+        "---|".repeat(HEADER.len())
+    );
+    for r in rows(cells, instructions, opts) {
+        s += &format!("| {} |\n", r.join(" | "));
+    }
+    let in_process = in_process_grid(&report.derived);
+    if !in_process.rows.is_empty() {
+        s += "\nThe firmware timed inside one QEMU process (started paused, timed from QMP `cont` to its exit at the kernel entry, which includes QEMU's exit, the same for all), against the floor ROM that only loads the kernel and initrd:\n\n";
+        s += &in_process.markdown();
+    }
+    let e2e = end_to_end_grid(&report.derived, cells);
+    if e2e.rows.iter().any(|r| r[4] != "–") {
+        s += "\nEnd to end, from QEMU's start (whole processes; vs ferrite: difference of medians, + is behind ferrite):\n\n";
+        s += &e2e.markdown();
+    }
+    if !report.density.is_empty() {
+        s += "\nBoot density: N VMs started together, each timed from its own start:\n\n";
+        s += &density_grid(&report.density).markdown();
+    }
+    if !instructions.is_empty() {
+        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`; exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
+        s += &cost_grid(instructions, opts).markdown();
+    }
+    for (machine, steps) in &report.timelines {
+        s += "\nferrite's own steps (time: one TCG boot's timeline scaled to the median tFW, in one process where measured; instructions and exits: one KVM boot, traced; translated code: one TCG boot with `-d in_asm,exec,nochain`):\n\n";
+        s += &timeline_grid(machine, steps).markdown();
+    }
+    s
+}
+
+/// The stacked bars of the chart: one per machine and firmware (no sweep).
+pub(super) fn chart_bars(cells: &[Cell], opts: &Options) -> Vec<crate::chart::Bar> {
+    let mut bars = Vec::new();
+    for m in &opts.machines {
+        let machine = machine_name(*m);
+        for &fw in &opts.firmwares {
+            let p = phases(cells, fw, machine, None);
+            if let (Some(start), Some(entry)) = (&p.start, &p.entry) {
+                bars.push(crate::chart::Bar {
+                    label: format!("{machine} {}", fw.name()),
+                    tqemu: start.median,
+                    tfw: entry.median - start.median,
+                    tkernel: p.user.as_ref().map(|u| u.median - entry.median),
+                    firmware: p.cont.as_ref().map(|c| c.median),
+                });
+            }
+        }
+    }
+    bars
+}
+
+fn fmt_summary(s: Option<&Summary>) -> String {
+    s.map_or("–".into(), |s| {
+        format!(
+            "{:.1} ± {:.1} [{:.1}–{:.1}] n={}",
+            s.median, s.sd, s.p25, s.p75, s.runs
+        )
+    })
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+/// The firmware's time in one process (QMP `cont` to the kernel entry) beside
+/// the old method's figure and spread, and its cost above the floor ROM.
+pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "tFW ms, difference of whole-process medians",
+        "QMP cont to kernel entry ms (median ± sd [p25–p75])",
+        "spread to entry, sd / p75−p25 ms: whole process → in process",
+        "above the floor ms",
+        "above the floor / ferrite",
+    ]);
+    for d in derived.iter().filter(|d| d.sweep.is_none()) {
+        if d.tfw_in_process.is_none() {
+            continue;
+        }
+        g.rows.push(vec![
+            d.machine.clone(),
+            d.firmware.name().into(),
+            fmt_derived(d.tfw_ms),
+            fmt_summary(d.tfw_in_process.as_ref()),
+            {
+                let spread = |s: Option<&Summary>| {
+                    s.map_or("–".into(), |s| {
+                        format!("{:.1} / {:.1}", s.sd, s.p75 - s.p25)
+                    })
+                };
+                format!(
+                    "{} → {}",
+                    spread(d.to_entry.as_ref()),
+                    spread(d.tfw_in_process.as_ref())
+                )
+            },
+            fmt_derived(d.above_floor_ms),
+            fmt_ratio(d.above_floor_vs_ferrite),
+        ]);
+    }
+    g
+}
+
+/// From QEMU's start to the kernel entry, to the small kernel's `kernel_init`
+/// and to the bench kernel's /init, side by side, with each firmware's
+/// distance behind (+) or ahead of (−) ferrite.
+pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "entry",
+        "to kernel entry ms",
+        "to small kernel's kernel_init ms (median ± sd [p25–p75])",
+        "vs ferrite",
+        "to /init ms (median ± sd)",
+        "vs ferrite",
+    ]);
+    let ferrite = |machine: &str| {
+        derived
+            .iter()
+            .find(|d| d.firmware == Firmware::Ferrite && d.machine == machine && d.sweep.is_none())
+    };
+    let delta = |fw: Firmware, a: Option<&Summary>, b: Option<&Summary>| match (a, b) {
+        (Some(a), Some(b)) if fw != Firmware::Ferrite => format!("{:+.1}", a.median - b.median),
+        _ => "–".into(),
+    };
+    for d in derived
+        .iter()
+        .filter(|d| d.sweep.is_none() && d.firmware != Firmware::Floor)
+    {
+        let f = ferrite(&d.machine);
+        let entry = cells
+            .iter()
+            .find(|c| {
+                c.firmware == d.firmware
+                    && c.machine == d.machine
+                    && c.phase == Phase::Entry
+                    && c.sweep.is_none()
+            })
+            .and_then(|c| c.entry.clone());
+        g.rows.push(vec![
+            d.machine.clone(),
+            d.firmware.name().into(),
+            entry.unwrap_or_else(|| "–".into()),
+            fmt_ms(d.to_entry.as_ref().map(|s| s.median)),
+            fmt_summary(d.to_kernel_init.as_ref()),
+            delta(
+                d.firmware,
+                d.to_kernel_init.as_ref(),
+                f.and_then(|f| f.to_kernel_init.as_ref()),
+            ),
+            d.to_user
+                .as_ref()
+                .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.median, s.sd)),
+            delta(
+                d.firmware,
+                d.to_user.as_ref(),
+                f.and_then(|f| f.to_user.as_ref()),
+            ),
+        ]);
+    }
+    g
+}
+
+/// `--density`: median and p95 per VM, and peak RSS per VM.
+pub(super) fn density_grid(rows: &[DensityRow]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "VMs together",
+        "to kernel entry ms: median / p95",
+        "to the kernel's marker ms: median / p95",
+        "peak RSS per VM MiB: median / max",
+        "failed boots",
+    ]);
+    let mut rows: Vec<&DensityRow> = rows.iter().collect();
+    rows.sort_by(|a, b| (&a.machine, a.firmware, a.vms).cmp(&(&b.machine, b.firmware, b.vms)));
+    for r in rows {
+        let two = |s: Option<&Summary>, f: fn(&Summary) -> f64| {
+            s.map_or("–".into(), |s| format!("{:.1} / {:.1}", s.median, f(s)))
+        };
+        g.rows.push(vec![
+            r.machine.clone(),
+            r.firmware.name().into(),
+            r.vms.to_string(),
+            two(r.to_entry.as_ref(), |s| s.p95),
+            two(r.to_kernel.as_ref(), |s| s.p95),
+            two(r.peak_rss_mib.as_ref(), |s| s.max),
+            r.failures.to_string(),
+        ]);
+    }
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_differences_are_marked_as_noise() {
+        assert_eq!(fmt_derived(Some(-17.54)), "-17.5 (noise)");
+        assert_eq!(fmt_derived(Some(3.0)), "3.0");
+        assert_eq!(fmt_derived(None), "–");
+    }
+
+    #[test]
+    fn in_process_and_end_to_end_tables() {
+        use super::super::test_cell as cell;
+        let cells = [
+            cell(Firmware::Ferrite, Phase::Start, &[50.0]),
+            cell(Firmware::Ferrite, Phase::Entry, &[60.0]),
+            cell(Firmware::Ferrite, Phase::FromCont, &[8.0, 10.0]),
+            cell(Firmware::Ferrite, Phase::KernelInit, &[800.0]),
+            cell(Firmware::Qboot, Phase::Entry, &[58.0]),
+            cell(Firmware::Qboot, Phase::FromCont, &[7.0, 9.0]),
+            cell(Firmware::Qboot, Phase::KernelInit, &[850.0]),
+            cell(Firmware::Floor, Phase::Entry, &[55.0]),
+            cell(Firmware::Floor, Phase::FromCont, &[5.0, 7.0]),
+        ];
+        let fws = [Firmware::Ferrite, Firmware::Qboot, Firmware::Floor];
+        let d = super::super::stats::derive(&cells, &["q35".into()], &[None], &fws);
+        let g = in_process_grid(&d);
+        assert_eq!(g.rows.len(), 3);
+        // ferrite: 10 from the medians, 9 ± 1.4 in one process, 3 above the floor
+        assert_eq!(g.rows[0][2], "10.0");
+        assert!(g.rows[0][3].starts_with("9.0 ± 1.4"), "{:?}", g.rows[0]);
+        assert!(
+            g.rows[0][4].starts_with("0.0 / 0.0 → 1.4 / "),
+            "{:?}",
+            g.rows[0]
+        );
+        assert_eq!(
+            (g.rows[0][5].as_str(), g.rows[1][5].as_str()),
+            ("3.0", "2.0")
+        );
+        assert_eq!(g.rows[1][6], "0.67");
+        let e = end_to_end_grid(&d, &cells);
+        // the floor boots no kernel and has no row; qboot is 50 ms behind
+        assert_eq!(e.rows.len(), 2);
+        assert_eq!(
+            (e.rows[0][5].as_str(), e.rows[1][5].as_str()),
+            ("–", "+50.0")
+        );
+        assert!(e.markdown().lines().count() == 4);
+    }
+
+    #[test]
+    fn density_table_sorts_and_shows_p95() {
+        use super::super::summarize;
+        let row = |fw, vms, ms: &[f64]| DensityRow {
+            firmware: fw,
+            machine: "q35".into(),
+            vms,
+            to_entry: summarize(ms),
+            to_kernel: None,
+            peak_rss_mib: summarize(&[90.0, 92.0]),
+            failures: 0,
+        };
+        let g = density_grid(&[
+            row(Firmware::Qboot, 4, &[1.0, 2.0, 3.0, 4.0]),
+            row(Firmware::Ferrite, 16, &[5.0; 16]),
+            row(Firmware::Ferrite, 1, &[1.0]),
+        ]);
+        let order: Vec<_> = g
+            .rows
+            .iter()
+            .map(|r| (r[1].clone(), r[2].clone()))
+            .collect();
+        assert_eq!(
+            order,
+            [("ferrite", "1"), ("ferrite", "16"), ("qboot", "4")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert_eq!(g.rows[2][3], "2.5 / 4.0");
+        assert_eq!(
+            (g.rows[0][4].as_str(), g.rows[0][5].as_str()),
+            ("–", "91.0 / 92.0")
+        );
+    }
+}

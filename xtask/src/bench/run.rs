@@ -1,0 +1,325 @@
+//! Running the cells: interleaved shuffled rounds, and ferrite's own timeline.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use std::sync::Barrier;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use super::cost;
+use super::stats::{parse_timeline, phases};
+use super::{
+    Cell, Firmware, HANDOFF_STEP, Options, Phase, Sample, Summary, TimelineStep, summarize,
+};
+use crate::insn_steps::STAMP_SYMBOL;
+use crate::probe;
+use crate::qemu::{Outcome, Qemu};
+
+/// One extra boot of ferrite per machine with its timeline report switched on
+/// (time per step under TCG), one with QEMU's translation and execution log
+/// (code translated per step) and, with `perf`, one under KVM with every
+/// instruction and exit traced (instructions and exits per step). `elf` is
+/// ferrite's, for the stamp function's address.
+pub(super) fn ferrite_timelines(
+    cells: &[Cell],
+    work: &Path,
+    elf: &Path,
+    perf: bool,
+    skipped: &mut Vec<String>,
+) -> BTreeMap<String, Vec<TimelineStep>> {
+    let mut out = BTreeMap::new();
+    let stamp = std::fs::read(elf)
+        .map_err(anyhow::Error::from)
+        .and_then(|image| crate::rom::symbol_address(&image, STAMP_SYMBOL))
+        .ok()
+        .flatten();
+    for cell in cells
+        .iter()
+        .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry && c.sweep.is_none())
+    {
+        let log = work.join(format!("timeline-{}.txt", cell.machine));
+        let _ = std::fs::remove_file(&log);
+        let mut q = cell.qemu.clone();
+        q.extra.extend([
+            "-debugcon".into(),
+            format!("file:{}", log.display()),
+            "-fw_cfg".into(),
+            "name=opt/ferrite/timeline,string=1".into(),
+        ]);
+        if q.run().is_err() {
+            continue;
+        }
+        let Some(shares) = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|l| parse_timeline(l.trim()))
+        else {
+            continue;
+        };
+        let p = phases(cells, Firmware::Ferrite, &cell.machine, None);
+        // the in-process time where there is one; a difference of medians
+        // that came out negative is noise and scales nothing
+        let tfw = p
+            .cont
+            .as_ref()
+            .map(|c| c.median)
+            .or_else(|| {
+                p.entry
+                    .as_ref()
+                    .zip(p.start.as_ref())
+                    .map(|(e, s)| e.median - s.median)
+            })
+            .filter(|&t| t > 0.0);
+        let mut steps: Vec<TimelineStep> = shares
+            .into_iter()
+            .map(|(step, share)| TimelineStep {
+                step,
+                share: Some(share),
+                ms: tfw.map(|t| t * share),
+                ..TimelineStep::default()
+            })
+            .collect();
+        steps.push(TimelineStep {
+            step: HANDOFF_STEP.into(),
+            ..TimelineStep::default()
+        });
+        let what = |w: &str| format!("{w} per step on {}", cell.machine);
+        let n_steps = steps.len();
+        let mismatch = |w: &str, segments: usize| {
+            format!(
+                "{}: {} stamp calls, {} steps in the timeline",
+                what(w),
+                segments - 1,
+                n_steps - 1
+            )
+        };
+        match stamp.map(|s| cost::translated_steps(&cell.qemu, work, s)) {
+            Some(Ok(t)) if t.len() == n_steps => {
+                for (step, t) in steps.iter_mut().zip(t) {
+                    step.translated = Some(t);
+                }
+            }
+            Some(Ok(t)) => skipped.push(mismatch("translated code", t.len())),
+            Some(Err(e)) => skipped.push(format!("{}: {e:#}", what("translated code"))),
+            None => skipped.push(format!(
+                "{}: no {STAMP_SYMBOL} in the ELF",
+                what("translated code")
+            )),
+        }
+        if perf {
+            match crate::insn_steps::record(&cell.qemu, elf, work) {
+                Ok(seg) if seg.counts.len() == n_steps => {
+                    for ((step, n), e) in steps.iter_mut().zip(&seg.counts).zip(&seg.exits) {
+                        step.guest_instructions = Some(*n);
+                        step.exits = Some(*e);
+                    }
+                }
+                Ok(seg) => skipped.push(mismatch("instructions", seg.counts.len())),
+                Err(e) => skipped.push(format!("{}: {e:#}", what("instructions"))),
+            }
+        }
+        out.insert(cell.machine.clone(), steps);
+    }
+    out
+}
+
+/// Every cell `runs` times after a warm-up, in shuffled rounds.
+pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
+    let total = (cells.len() * (runs + 1)) as u64;
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} [{msg}]").unwrap(),
+    );
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    let mut rng = rand::rng();
+    for round in 0..=runs {
+        order.shuffle(&mut rng);
+        for &i in &order {
+            let cell = &mut cells[i];
+            // A cell whose warm-up failed (e.g. a firmware that cannot boot the
+            // probe) is reported, not retried for every round.
+            if round > 0
+                && cell
+                    .failures
+                    .first()
+                    .is_some_and(|f| f.starts_with("warm-up"))
+            {
+                bar.inc(1);
+                continue;
+            }
+            bar.set_message(format!(
+                "{} {} {:?}",
+                cell.firmware.name(),
+                cell.machine,
+                cell.phase
+            ));
+            let outcome = if cell.phase == Phase::FromCont {
+                cell.qemu.run_from_cont()?
+            } else {
+                cell.qemu.run()?
+            };
+            bar.inc(1);
+            let code = outcome.exit_code.unwrap_or(-1);
+            let qmp_failed = cell.phase == Phase::FromCont && outcome.from_cont.is_none();
+            if outcome.timed_out || qmp_failed || !cell.expect.contains(&code) {
+                cell.failures.push(format!(
+                    "{}exit {:?}{}",
+                    if round == 0 {
+                        "warm-up failed, cell skipped: "
+                    } else {
+                        ""
+                    },
+                    outcome.exit_code,
+                    if outcome.timed_out {
+                        " (timeout)"
+                    } else if qmp_failed {
+                        " (QMP failed)"
+                    } else {
+                        ""
+                    }
+                ));
+                continue;
+            }
+            if matches!(cell.phase, Phase::Entry | Phase::FromCont) {
+                cell.entry = probe::Entry::from_exit_code(code).map(|e| e.name().to_string());
+            }
+            if round > 0 {
+                cell.samples.push(Sample {
+                    ms: outcome.from_cont.unwrap_or(outcome.wall).as_secs_f64() * 1000.0,
+                    max_rss_kib: outcome.max_rss_kib,
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// One firmware on one machine with N VMs started together.
+#[derive(Clone, Debug, Serialize)]
+pub struct DensityRow {
+    pub firmware: Firmware,
+    pub machine: String,
+    pub vms: usize,
+    /// Each VM's time (spawn to exit) to the kernel entry (the probe).
+    pub to_entry: Option<Summary>,
+    /// Each VM's time to the kernel's marker (the small kernel's
+    /// `kernel_init` with `--end-to-end`, else the bench kernel's /init).
+    pub to_kernel: Option<Summary>,
+    /// Each VM's peak RSS in MiB (the kernel boots).
+    pub peak_rss_mib: Option<Summary>,
+    pub failures: usize,
+}
+
+/// Starts `n` copies of `q` at once (a barrier releases the threads that
+/// spawn them together) and waits for all.
+fn batch(q: &Qemu, n: usize) -> Vec<Result<Outcome>> {
+    let start = Barrier::new(n);
+    std::thread::scope(|s| {
+        let vms: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    q.run()
+                })
+            })
+            .collect();
+        vms.into_iter()
+            .map(|vm| {
+                vm.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// `--density`: for each firmware, machine and N, `runs` rounds of N VMs
+/// started together to the kernel entry, then N to the kernel's marker;
+/// batches in shuffled order within a round.
+pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
+    struct Job<'a> {
+        fw: Firmware,
+        machine: &'a str,
+        n: usize,
+        entry: &'a Cell,
+        kernel: Option<&'a Cell>,
+        entry_ms: Vec<f64>,
+        kernel_ms: Vec<f64>,
+        rss: Vec<f64>,
+        failures: usize,
+    }
+    let find = |c: &Cell, p: Phase| c.phase == p && c.sweep.is_none();
+    let mut jobs: Vec<Job> = Vec::new();
+    for entry in cells
+        .iter()
+        .filter(|c| find(c, Phase::Entry) && c.firmware != Firmware::Floor)
+    {
+        let same = |c: &&Cell| c.firmware == entry.firmware && c.machine == entry.machine;
+        let kernel = cells
+            .iter()
+            .filter(same)
+            .find(|c| find(c, Phase::KernelInit))
+            .or_else(|| cells.iter().filter(same).find(|c| find(c, Phase::User)));
+        for &n in &opts.density {
+            jobs.push(Job {
+                fw: entry.firmware,
+                machine: &entry.machine,
+                n,
+                entry,
+                kernel,
+                entry_ms: Vec::new(),
+                kernel_ms: Vec::new(),
+                rss: Vec::new(),
+                failures: 0,
+            });
+        }
+    }
+    let boots: usize = jobs.iter().map(|j| j.n * 2).sum::<usize>() * opts.runs;
+    let bar = ProgressBar::new(boots as u64).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} density boots, {elapsed} [{msg}]")
+            .unwrap(),
+    );
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    let mut rng = rand::rng();
+    for _ in 0..opts.runs {
+        order.shuffle(&mut rng);
+        for &i in &order {
+            let job = &mut jobs[i];
+            bar.set_message(format!("{} {} ×{}", job.fw.name(), job.machine, job.n));
+            for (cell, kernel) in [(Some(job.entry), false), (job.kernel, true)] {
+                let Some(cell) = cell else { continue };
+                for outcome in batch(&cell.qemu, job.n) {
+                    bar.inc(1);
+                    match outcome {
+                        Ok(o)
+                            if !o.timed_out && cell.expect.contains(&o.exit_code.unwrap_or(-1)) =>
+                        {
+                            let ms = o.wall.as_secs_f64() * 1000.0;
+                            if kernel {
+                                job.kernel_ms.push(ms);
+                                job.rss.push(o.max_rss_kib as f64 / 1024.0);
+                            } else {
+                                job.entry_ms.push(ms);
+                            }
+                        }
+                        _ => job.failures += 1,
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    jobs.into_iter()
+        .map(|j| DensityRow {
+            firmware: j.fw,
+            machine: j.machine.to_string(),
+            vms: j.n,
+            to_entry: summarize(&j.entry_ms),
+            to_kernel: summarize(&j.kernel_ms),
+            peak_rss_mib: summarize(&j.rss),
+            failures: j.failures,
+        })
+        .collect()
+}

@@ -1,0 +1,284 @@
+//! Statistics of the samples and the phases derived from them.
+
+use serde::Serialize;
+use statrs::statistics::{Data, Distribution, Max, Min, OrderStatistics};
+
+use super::{Cell, Firmware, Phase};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub runs: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p25: f64,
+    pub p75: f64,
+    pub p95: f64,
+}
+
+/// Statistics of a set of samples (ms).
+pub fn summarize(values: &[f64]) -> Option<Summary> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut data = Data::new(values.to_vec());
+    Some(Summary {
+        runs: values.len(),
+        mean: data.mean().unwrap_or(f64::NAN),
+        // one sample has no spread (statrs says NaN)
+        sd: data.std_dev().filter(|sd| sd.is_finite()).unwrap_or(0.0),
+        median: data.median(),
+        min: data.min(),
+        max: data.max(),
+        p25: data.lower_quartile(),
+        p75: data.upper_quartile(),
+        p95: data.percentile(95),
+    })
+}
+
+/// Parses `ferrite-timeline: reset=0 rust=N ...` into per-step shares.
+pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
+    let stamps: Vec<(&str, u64)> = line
+        .strip_prefix("ferrite-timeline:")?
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k, v.parse().ok()?))
+        })
+        .collect::<Option<_>>()?;
+    let total = stamps.last()?.1 as f64;
+    if total <= 0.0 || stamps.windows(2).any(|w| w[1].1 < w[0].1) {
+        return None;
+    }
+    Some(
+        stamps
+            .windows(2)
+            .map(|w| (w[1].0.to_string(), (w[1].1 - w[0].1) as f64 / total))
+            .collect(),
+    )
+}
+
+/// Phase figures of one firmware on one machine: (tQEMU, tFW, tKernel) medians.
+pub(super) struct Phases {
+    pub start: Option<Summary>,
+    pub entry: Option<Summary>,
+    pub user: Option<Summary>,
+    /// From QMP's `cont` to the probe's entry, in one process.
+    pub cont: Option<Summary>,
+    /// To the small kernel's `kernel_init` marker.
+    pub kernel_init: Option<Summary>,
+}
+
+pub(super) fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<u64>) -> Phases {
+    let get = |f: Firmware, p: Phase| {
+        cells
+            .iter()
+            .find(|c| c.firmware == f && c.machine == machine && c.phase == p && c.sweep == sweep)
+            .and_then(|c| summarize(&c.samples.iter().map(|s| s.ms).collect::<Vec<_>>()))
+    };
+    Phases {
+        start: get(Firmware::Ferrite, Phase::Start),
+        entry: get(fw, Phase::Entry),
+        user: get(fw, Phase::User),
+        cont: get(fw, Phase::FromCont),
+        kernel_init: get(fw, Phase::KernelInit),
+    }
+}
+
+/// The figures a script wants, derived once (`--json`'s `derived`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Derived {
+    pub firmware: Firmware,
+    pub machine: String,
+    pub sweep: Option<u64>,
+    /// Median to ferrite's first instruction (the same QEMU start for all).
+    pub tqemu_ms: Option<f64>,
+    /// Median to the kernel entry − tQEMU (two whole-process medians).
+    pub tfw_ms: Option<f64>,
+    /// Median to userspace − median to the kernel entry.
+    pub tkernel_ms: Option<f64>,
+    /// Whole processes to the kernel entry.
+    pub to_entry: Option<Summary>,
+    /// Whole processes to userspace (the bench's kernel).
+    pub to_user: Option<Summary>,
+    /// Whole processes to the small kernel's `kernel_init` marker.
+    pub to_kernel_init: Option<Summary>,
+    /// From QMP's `cont` to the kernel entry, in one process: the firmware's
+    /// time, plus QEMU's exit (the same for every firmware).
+    pub tfw_in_process: Option<Summary>,
+    /// `tfw_in_process` median − the floor ROM's.
+    pub above_floor_ms: Option<f64>,
+    /// `tfw_ms` / ferrite's.
+    pub tfw_vs_ferrite: Option<f64>,
+    /// `above_floor_ms` / ferrite's.
+    pub above_floor_vs_ferrite: Option<f64>,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// One [`Derived`] per machine, sweep value and firmware that has cells.
+pub(super) fn derive(
+    cells: &[Cell],
+    machines: &[String],
+    sweeps: &[Option<u64>],
+    firmwares: &[Firmware],
+) -> Vec<Derived> {
+    let mut out = Vec::new();
+    for machine in machines {
+        for &sweep in sweeps {
+            let one = |fw: Firmware| {
+                let p = phases(cells, fw, machine, sweep);
+                let tqemu = p.start.as_ref().map(|s| s.median);
+                let floor = phases(cells, Firmware::Floor, machine, sweep)
+                    .cont
+                    .map(|s| s.median);
+                Derived {
+                    firmware: fw,
+                    machine: machine.clone(),
+                    sweep,
+                    tqemu_ms: tqemu,
+                    tfw_ms: p.entry.as_ref().zip(tqemu).map(|(e, q)| e.median - q),
+                    tkernel_ms: p
+                        .user
+                        .as_ref()
+                        .zip(p.entry.as_ref())
+                        .map(|(u, e)| u.median - e.median),
+                    above_floor_ms: p.cont.as_ref().zip(floor).map(|(c, f)| c.median - f),
+                    to_entry: p.entry,
+                    to_user: p.user,
+                    to_kernel_init: p.kernel_init,
+                    tfw_in_process: p.cont,
+                    tfw_vs_ferrite: None,
+                    above_floor_vs_ferrite: None,
+                }
+            };
+            let ferrite = one(Firmware::Ferrite);
+            for &fw in firmwares {
+                if !cells
+                    .iter()
+                    .any(|c| c.firmware == fw && &c.machine == machine && c.sweep == sweep)
+                {
+                    continue;
+                }
+                let mut d = one(fw);
+                d.tfw_vs_ferrite = ratio(d.tfw_ms, ferrite.tfw_ms);
+                d.above_floor_vs_ferrite = ratio(d.above_floor_ms, ferrite.above_floor_ms);
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// `boot-benchmark`'s one-liner: `Result: tFW 4.2ms ± 0.3ms (ferrite, q35)`.
+/// tFW is the in-process figure (QMP `cont` to the kernel entry) where there
+/// is one, else the difference of whole-process medians with the spread of
+/// the time to the kernel entry.
+pub fn summary_line(d: &Derived) -> Option<String> {
+    let (median, sd) = match (&d.tfw_in_process, d.tfw_ms, &d.to_entry) {
+        (Some(c), _, _) => (c.median, c.sd),
+        (None, Some(t), Some(e)) => (t, e.sd),
+        _ => return None,
+    };
+    let sweep = d.sweep.map_or(String::new(), |v| format!(", {v}"));
+    Some(format!(
+        "Result: tFW {median:.1}ms ± {sd:.1}ms ({}, {}{sweep})",
+        d.firmware.name(),
+        d.machine
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_shares() {
+        let steps =
+            parse_timeline("ferrite-timeline: reset=0 rust=10 fw_cfg=30 zero_page=100").unwrap();
+        assert_eq!(
+            steps,
+            [
+                ("rust".to_string(), 0.1),
+                ("fw_cfg".to_string(), 0.2),
+                ("zero_page".to_string(), 0.7)
+            ]
+        );
+        assert!(parse_timeline("ferrite-timeline: reset=0 rust=10 fw_cfg=5").is_none());
+        assert!(parse_timeline("garbage").is_none());
+        assert!(parse_timeline("ferrite-timeline: reset=0 rust=x").is_none());
+    }
+
+    #[test]
+    fn derived_figures() {
+        use super::super::test_cell as cell;
+        let cells = [
+            cell(Firmware::Ferrite, Phase::Start, &[50.0, 52.0, 54.0]),
+            cell(Firmware::Ferrite, Phase::Entry, &[60.0, 62.0, 64.0]),
+            cell(Firmware::Ferrite, Phase::FromCont, &[8.0, 9.0, 10.0]),
+            cell(Firmware::Ferrite, Phase::User, &[900.0, 1000.0, 1100.0]),
+            cell(Firmware::Qboot, Phase::Entry, &[70.0, 72.0, 74.0]),
+            cell(Firmware::Qboot, Phase::FromCont, &[11.0, 12.0, 13.0]),
+            cell(Firmware::Floor, Phase::FromCont, &[5.0, 6.0, 7.0]),
+        ];
+        let fws = [
+            Firmware::Ferrite,
+            Firmware::Qboot,
+            Firmware::Seabios,
+            Firmware::Floor,
+        ];
+        let d = derive(&cells, &["q35".into(), "pc".into()], &[None], &fws);
+        // SeaBIOS and pc have no cells
+        assert_eq!(d.len(), 3);
+        let (f, q, floor) = (&d[0], &d[1], &d[2]);
+        assert_eq!(f.tqemu_ms, Some(52.0));
+        assert_eq!(f.tfw_ms, Some(10.0));
+        assert_eq!(f.tkernel_ms, Some(938.0));
+        assert_eq!(f.above_floor_ms, Some(3.0));
+        assert_eq!(q.tfw_ms, Some(20.0));
+        assert_eq!(q.tfw_vs_ferrite, Some(2.0));
+        assert_eq!(q.above_floor_ms, Some(6.0));
+        assert_eq!(q.above_floor_vs_ferrite, Some(2.0));
+        assert_eq!(q.tkernel_ms, None);
+        // the floor is 0 above itself: no ratio
+        assert_eq!(floor.above_floor_ms, Some(0.0));
+        assert_eq!(floor.above_floor_vs_ferrite, None);
+        assert_eq!(
+            summary_line(f).unwrap(),
+            "Result: tFW 9.0ms ± 1.0ms (ferrite, q35)"
+        );
+        // without the in-process cell: the difference of medians, the entry's spread
+        let mut g = f.clone();
+        g.tfw_in_process = None;
+        assert_eq!(
+            summary_line(&g).unwrap(),
+            "Result: tFW 10.0ms ± 2.0ms (ferrite, q35)"
+        );
+        g.to_entry = None;
+        assert!(summary_line(&g).is_none());
+    }
+
+    #[test]
+    fn summary_statistics() {
+        let s = summarize(&[10.0, 20.0, 30.0, 40.0, 50.0]).unwrap();
+        assert_eq!(s.runs, 5);
+        assert_eq!(s.median, 30.0);
+        assert_eq!(s.mean, 30.0);
+        assert_eq!((s.min, s.max), (10.0, 50.0));
+        assert!((s.sd - 15.811).abs() < 0.01);
+        assert!(s.p25 <= 20.0 && s.p25 >= 10.0);
+        assert!(s.p75 >= 40.0 && s.p75 <= 50.0);
+        assert!(s.p95 >= s.p75 && s.p95 <= 50.0);
+        assert!(summarize(&[]).is_none());
+        let one = summarize(&[7.0]).unwrap();
+        assert_eq!((one.median, one.min, one.max), (7.0, 7.0, 7.0));
+        assert_eq!(one.sd, 0.0);
+    }
+}
