@@ -329,6 +329,9 @@ pub mod fake {
         pub dma: bool,
         pub present: bool,
         pub fail_dma: bool,
+        /// DMA transfers of this item set the error bit (a fault injected into
+        /// one file's transfer).
+        pub fail_item: Option<u16>,
         selected: u16,
         offset: usize,
         dma_high: u32,
@@ -343,6 +346,7 @@ pub mod fake {
                 dma,
                 present: true,
                 fail_dma: false,
+                fail_item: None,
                 selected: 0,
                 offset: 0,
                 dma_high: 0,
@@ -398,7 +402,7 @@ pub mod fake {
                     self.offset = 0;
                 }
                 let mut result = 0u32;
-                if self.fail_dma {
+                if self.fail_dma || self.fail_item == Some(self.selected) {
                     result = DmaControl::ERROR.bits();
                 } else if control & DmaControl::READ.bits() != 0 {
                     let dst = std::slice::from_raw_parts_mut(addr as *mut u8, len);

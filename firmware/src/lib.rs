@@ -11,6 +11,8 @@ pub mod bootparams;
 pub mod chipset;
 pub mod e820;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod fwcfg;
 pub mod io;
 pub mod layout;
