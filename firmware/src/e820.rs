@@ -13,6 +13,8 @@ const CAPACITY: usize = 136;
 
 /// Size of one `etc/e820` record.
 pub const RECORD_SIZE: usize = 20;
+/// The largest `etc/e820` ferrite reads: 128 records (the zero page's limit).
+pub const E820_FILE_MAX: usize = E820_MAX_ENTRIES_ZEROPAGE * RECORD_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum E820Error {

@@ -9,6 +9,7 @@ extern crate std;
 pub mod acpi;
 pub mod bootparams;
 pub mod chipset;
+pub mod config;
 pub mod e820;
 pub mod error;
 #[cfg(test)]

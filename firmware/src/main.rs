@@ -43,7 +43,7 @@ mod firmware {
     use core::mem::MaybeUninit;
 
     use ferrite::bootparams::e820_type::RESERVED;
-    use ferrite::e820::{MemoryMap, Range};
+    use ferrite::e820::{E820_FILE_MAX, E820Error, MemoryMap, Range};
     use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
     use ferrite::fwcfg::FwCfg;
     use ferrite::io::PortIo;
@@ -55,7 +55,7 @@ mod firmware {
     use crate::pc::Pc;
     use crate::pio::Pio;
     use crate::timeline::{Step, Timeline};
-    use crate::{logger, phys, tables, timeline};
+    use crate::{logger, tables, timeline};
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
     /// `reset_tsc` is the time-stamp counter at the reset vector.
@@ -76,7 +76,7 @@ mod firmware {
         // 1. QEMU's configuration device, and the log level the user asked for.
         let mut fw_cfg = FwCfg::probe(io)?;
         set_log_level(&mut fw_cfg)?;
-        let report_timeline = fw_cfg.find(timeline::TIMELINE_FILE).is_some();
+        let report_timeline = timeline::requested(&mut fw_cfg)?;
         time.mark(Step::FwCfg);
 
         // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
@@ -151,7 +151,7 @@ mod firmware {
     fn set_log_level(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
         if let Some(file) = fw_cfg.find(logger::LEVEL_FILE) {
             let mut buf = [MaybeUninit::uninit(); 16];
-            logger::set_level(phys::read_file(fw_cfg, file, &mut buf)?);
+            logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
         }
         Ok(())
     }
@@ -163,8 +163,12 @@ mod firmware {
         let file = fw_cfg
             .find(b"etc/e820")
             .ok_or(Error::MissingFile("etc/e820"))?;
-        let mut buf = [MaybeUninit::uninit(); 128 * 20];
-        Ok(memory.load_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
+        // More entries than the map holds is an error, never a map cut short.
+        let mut buf = [MaybeUninit::uninit(); E820_FILE_MAX];
+        if file.size as usize > buf.len() {
+            return Err(Error::MemoryMap(E820Error::TooManyEntries));
+        }
+        Ok(memory.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
     }
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans

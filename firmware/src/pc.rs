@@ -102,7 +102,15 @@ impl Pc {
             return Ok(());
         };
         let mut buf = [MaybeUninit::uninit(); smbios::MAX_ANCHOR];
-        let anchor = phys::read_file(fw_cfg, anchor, &mut buf)?;
+        let anchor = match fw_cfg.read_file("etc/smbios/smbios-anchor", anchor, &mut buf) {
+            Ok(anchor) => anchor,
+            // Longer than any entry point: QEMU's own data is wrong, as below.
+            Err(Error::FileTooLarge { size, .. }) => {
+                log::warn!("smbios: a {size}-byte entry point is no entry point; no SMBIOS");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let len = smbios::TYPE0_ROOM as u64 + tables.size as u64;
         let base = zone
             .alloc(len, 16)
@@ -115,7 +123,10 @@ impl Pc {
         let blob = unsafe { phys::slice_mut(base, len as usize) };
         match smbios::finish(anchor, blob, base) {
             Ok((done, _)) => {
-                let at = bios.place(&done.entry[..done.entry_len]);
+                // A boot whose guest finds no SMBIOS must not look like one that does.
+                let at = bios
+                    .place(&done.entry[..done.entry_len])
+                    .ok_or(Error::OutOfFirmwareMemory("the SMBIOS entry point"))?;
                 log::debug!(
                     "smbios: entry point at {at:x?}, {} bytes of tables",
                     done.tables_len
@@ -171,11 +182,17 @@ impl Pc {
             irq0_override: read_int(fw_cfg, b"etc/irq0-override")? != 0,
         };
         let mut table = [0u8; mptable::MAX_LEN];
-        if let Some(at) = bios.alloc(0, 16) {
+        let at = bios
+            .alloc(0, 16)
+            .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
+        {
             match mptable::build(&machine, at as u32, &mut table) {
                 Some(len) => {
-                    bios.place(&table[..len]);
+                    bios.place(&table[..len])
+                        .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
                 }
+                // More CPUs than 600 bytes describe: SeaBIOS leaves the table out
+                // too, and the guest uses the ACPI MADT.
                 None => log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)"),
             }
         }
@@ -187,11 +204,12 @@ impl Pc {
 
 /// A small fw_cfg file holding a little-endian integer (SeaBIOS's
 /// romfile_loadint); 0 when absent.
-fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &[u8]) -> Result<u64, Error> {
+fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &'static [u8]) -> Result<u64, Error> {
     let Some(file) = fw_cfg.find(name) else {
         return Ok(0);
     };
     let mut buf = [MaybeUninit::uninit(); 8];
-    let bytes = phys::read_file(fw_cfg, file, &mut buf)?;
+    let name = core::str::from_utf8(name).unwrap_or("an integer file");
+    let bytes = fw_cfg.read_file(name, file, &mut buf)?;
     Ok(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | b as u64))
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bzimage;
 pub mod chart;
+pub mod fuzz;
 pub mod insn_steps;
 pub mod linux_assets;
 pub mod parity;
