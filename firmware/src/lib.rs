@@ -13,6 +13,8 @@ pub mod config;
 pub mod e820;
 pub mod error;
 #[cfg(test)]
+mod faults;
+#[cfg(test)]
 mod fuzz;
 pub mod fwcfg;
 pub mod io;

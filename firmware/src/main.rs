@@ -43,7 +43,7 @@ mod firmware {
     use core::mem::MaybeUninit;
 
     use ferrite::bootparams::e820_type::RESERVED;
-    use ferrite::e820::{E820_FILE_MAX, E820Error, MemoryMap, Range};
+    use ferrite::e820::{MemoryMap, Range};
     use ferrite::error::{Error, STATUS_PANIC, STATUS_PORT};
     use ferrite::fwcfg::FwCfg;
     use ferrite::io::PortIo;
@@ -82,7 +82,7 @@ mod firmware {
         // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
         //    tables handed to the kernel go.
         let mut memory = MEMORY.lock();
-        read_e820(&mut fw_cfg, &mut memory)?;
+        memory.read_from(&mut fw_cfg)?;
         let mut zone = HighZone::new(memory.low_ram_top()?);
         time.mark(Step::MemoryMap);
 
@@ -158,18 +158,6 @@ mod firmware {
 
     /// The memory map lives in .bss: cleared by boot.s's one `rep stosq`.
     static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
-
-    fn read_e820(fw_cfg: &mut FwCfg<Pio>, memory: &mut MemoryMap) -> Result<(), Error> {
-        let file = fw_cfg
-            .find(b"etc/e820")
-            .ok_or(Error::MissingFile("etc/e820"))?;
-        // More entries than the map holds is an error, never a map cut short.
-        let mut buf = [MaybeUninit::uninit(); E820_FILE_MAX];
-        if file.size as usize > buf.len() {
-            return Err(Error::MemoryMap(E820Error::TooManyEntries));
-        }
-        Ok(memory.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
-    }
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans
     /// it), the BIOS segment, ferrite's tables, the chipset's ranges (EBDA,
