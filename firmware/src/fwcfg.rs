@@ -175,8 +175,10 @@ impl<IO: PortIo> FwCfg<IO> {
             log::warn!("fw_cfg: {count} files, only the first {MAX_FILES} are looked at");
         }
         let n = count.min(MAX_FILES);
-        // SAFETY: the first `n` entries are plain bytes we are about to fill; any
-        // bit pattern is a valid RawFile.
+        // SAFETY: the first `n` entries are our own memory; the slice over them
+        // (not yet initialised) is only written, by the device (DMA) or by
+        // `rep insb`, never read before the transfer fills it; any bit pattern
+        // is a valid RawFile afterwards.
         let bytes = unsafe {
             core::slice::from_raw_parts_mut(
                 self.files.as_mut_ptr().cast::<u8>(),

@@ -221,7 +221,10 @@ mod firmware {
     #[unsafe(no_mangle)]
     pub extern "C" fn cpu_exception(stack: *const u64) -> ! {
         // SAFETY: the CPU pushed at least RIP, CS, RFLAGS, RSP, SS (five words),
-        // maybe after an error code; reading six words stays within ferrite's stack.
+        // maybe after an error code, on ferrite's only stack (no IST); the sixth
+        // word is then the error code's frame or, without one, a word of the
+        // interrupted code's frames above it (every Rust frame lies below
+        // rust_main's return address), so all six are mapped stack RAM.
         let words = unsafe { core::ptr::read_unaligned(stack.cast::<[u64; 6]>()) };
         // With an error code, RIP is the second word; the word after RIP is CS (0x10).
         let rip = if words[2] == 0x10 { words[1] } else { words[0] };
