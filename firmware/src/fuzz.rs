@@ -534,8 +534,9 @@ fn gen_kernel() -> BoxedStrategy<Vec<u8>> {
         .boxed()
 }
 
-/// The fixed reservations `reserve_firmware_memory` adds to the final map (the
-/// chipset's, the BIOS area's, the ROM's); the kernel must stay clear of them.
+/// The reservations `main.rs` passes to the placement besides the high zone,
+/// as on q35 (BIOS area, EBDA, MMCONFIG, RCBA, the ROM): the final map
+/// reserves them, so the kernel and initrd must stay clear of them.
 const FIXED_RESERVATIONS: [Range; 5] = [
     layout::BIOS_AREA,
     Range::new(0x9_FC00, 0xA_0000),

@@ -103,19 +103,26 @@ mod firmware {
         pc.install_smbios(&mut fw_cfg, &mut zone)?;
         time.mark(Step::Acpi);
 
-        // 6. The kernel, straight to its run-time address, and its setup_data.
-        let kernel_range = linux::place_kernel(&kernel.info, kernel.size, &memory, &[zone.used()])?;
+        // 6. The kernel, straight to its run-time address, and its setup_data,
+        //    clear of every range the final map reserves.
+        let [c0, c1, c2] = pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
+        let busy = [zone.used(), layout::BIOS_AREA, ROM, c0, c1, c2];
+        let kernel_range = linux::place_kernel(&kernel.info, kernel.size, &memory, &busy)?;
         kernel.load(&mut fw_cfg, kernel_range)?;
         let setup_data = kernel.move_setup_data(&mut fw_cfg, kernel_range, &mut zone)?;
         time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
-        let initrd = linux::place_initrd(
-            &kernel.info,
-            kernel.initrd_size,
-            &memory,
-            &[zone.used(), kernel_range],
-        )?;
+        let busy = [
+            zone.used(),
+            kernel_range,
+            layout::BIOS_AREA,
+            ROM,
+            c0,
+            c1,
+            c2,
+        ];
+        let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, &memory, &busy)?;
         kernel.load_initrd(&mut fw_cfg, initrd)?;
         kernel.load_cmdline(&mut fw_cfg)?;
         time.mark(Step::InitrdLoaded);
@@ -156,6 +163,9 @@ mod firmware {
         Ok(())
     }
 
+    /// The ROM below 4 GiB, reserved in the final map.
+    const ROM: Range = Range::new(ROM_BASE, 1 << 32);
+
     /// The memory map lives in .bss: cleared by boot.s's one `rep stosq`.
     static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
 
@@ -173,7 +183,7 @@ mod firmware {
         for range in chipset.iter().flatten() {
             memory.insert(*range, RESERVED)?;
         }
-        memory.insert(Range::new(ROM_BASE, 1 << 32), RESERVED)?;
+        memory.insert(ROM, RESERVED)?;
         Ok(())
     }
 

@@ -79,6 +79,19 @@ impl Pc {
         })
     }
 
+    /// The chipset's ranges the e820 map reserves (MMCONFIG, RCBA, the EBDA),
+    /// known from the set-up on: the kernel and initrd are placed clear of them.
+    pub fn reserved(&self) -> [Option<Range>; 3] {
+        let mut reserved = [None; 3];
+        if let Some(layout) = &self.pci {
+            reserved[..2].copy_from_slice(&layout.reserved);
+        }
+        if self.bios.is_some() {
+            reserved[2] = Some(EBDA);
+        }
+        reserved
+    }
+
     /// The BIOS segment while it is open, for the ACPI table loader's RSDP.
     pub fn bios_area(&mut self) -> Option<&mut BiosArea> {
         self.bios.as_mut()
@@ -145,10 +158,7 @@ impl Pc {
         io: &mut Pio,
         fw_cfg: &mut FwCfg<Pio>,
     ) -> Result<[Option<Range>; 3], Error> {
-        let mut reserved = [None; 3];
-        if let Some(layout) = self.pci {
-            reserved[..2].copy_from_slice(&layout.reserved);
-        }
+        let reserved = self.reserved();
         let (Some(mut bios), Some(cpus)) = (self.bios, self.cpus) else {
             return Ok(reserved);
         };
@@ -197,7 +207,6 @@ impl Pc {
             }
         }
         bios.close(io);
-        reserved[2] = Some(EBDA);
         Ok(reserved)
     }
 }
