@@ -46,6 +46,8 @@ pub enum LoaderError {
     TooManyFiles,
     /// Alignment that is not a power of two, or a zone that does not exist.
     BadAllocation,
+    /// An ALLOCATE of an empty file (it would share its address with another).
+    EmptyFile,
     /// Offset, size or range outside the file.
     OutOfBounds,
     /// Pointer size other than 1, 2, 4 or 8.
@@ -68,6 +70,7 @@ impl fmt::Display for LoaderError {
             LoaderError::AllocatedTwice => "a table-loader file is allocated twice",
             LoaderError::TooManyFiles => "the table-loader allocates too many files",
             LoaderError::BadAllocation => "a table-loader ALLOCATE has a bad alignment or zone",
+            LoaderError::EmptyFile => "a table-loader ALLOCATE names an empty file",
             LoaderError::OutOfBounds => "a table-loader command points outside its file",
             LoaderError::BadPointerSize => "a table-loader pointer is not 1, 2, 4 or 8 bytes",
             LoaderError::OutOfMemory => "no room for the ACPI tables",
@@ -144,6 +147,12 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     return Err(LoaderError::TooManyFiles);
                 }
                 let size = env.file_size(name).ok_or(LoaderError::NoSuchFile)?;
+                // Found by the fuzzer: a zero-byte allocation gets the address of
+                // the one before it, and an empty RSDP file would point the
+                // kernel at another table.
+                if size == 0 {
+                    return Err(LoaderError::EmptyFile);
+                }
                 let addr = env
                     .allocate(size, align, zone)
                     .ok_or(LoaderError::OutOfMemory)?;

@@ -829,12 +829,12 @@ const FSEG: Range = Range::new(0xF_1000, 0x10_0000);
 
 impl LoaderFake<'_> {
     fn find(&mut self, addr: u64, len: u32) -> &mut Vec<u8> {
-        let (base, mem, _) = self
+        // The loader asks for whole allocations only.
+        let (_, mem, _) = self
             .allocations
             .iter_mut()
-            .find(|(a, m, _)| *a <= addr && addr + len as u64 <= *a + m.len() as u64)
-            .unwrap_or_else(|| panic!("access {addr:#x}+{len} outside every allocation"));
-        assert_eq!(*base, addr, "access into the middle of an allocation");
+            .find(|(a, m, _)| *a == addr && m.len() == len as usize)
+            .unwrap_or_else(|| panic!("access {addr:#x}+{len} is no allocation"));
         mem
     }
 }
@@ -909,8 +909,15 @@ fn check_table_loader(input: &[u8]) -> String {
         fseg_next: FSEG.start,
     };
     let result = acpi::run(script, &mut env);
-    for (addr, mem, zone) in &env.allocations {
+    for (i, (addr, mem, zone)) in env.allocations.iter().enumerate() {
         let r = Range::new(*addr, addr + mem.len() as u64);
+        for (a, m, _) in &env.allocations[i + 1..] {
+            assert!(
+                !r.overlaps(&Range::new(*a, a + m.len() as u64)),
+                "allocations overlap"
+            );
+            assert_ne!(*a, *addr, "two files at one address");
+        }
         let inside = match zone {
             Zone::High => Range::new(env.high_floor, top).contains(&r),
             Zone::FSeg => FSEG.contains(&r),
