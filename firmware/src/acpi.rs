@@ -517,6 +517,22 @@ mod tests {
         );
     }
 
+    /// Found by the fuzzer: an empty file's allocation shared the address of
+    /// the allocation before it, so an empty RSDP file would have made another
+    /// table the RSDP.
+    #[test]
+    fn an_empty_file_is_not_allocated() {
+        let mut env = Fake::new(&[
+            ("etc/acpi/tables", vec![1u8; 16]),
+            ("etc/acpi/rsdp", vec![]),
+        ]);
+        let s = script(&[
+            allocate("etc/acpi/tables", 16, 1),
+            allocate("etc/acpi/rsdp", 16, 1),
+        ]);
+        assert_eq!(run(&s, &mut env), Err(LoaderError::EmptyFile));
+    }
+
     #[test]
     fn write_pointer_writes_back_to_fw_cfg() {
         let mut env = Fake::new(&[
