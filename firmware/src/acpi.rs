@@ -48,6 +48,8 @@ pub enum LoaderError {
     TooManyFiles,
     /// Alignment that is not a power of two, or a zone that does not exist.
     BadAllocation,
+    /// An ALLOCATE of an empty file (it would share its address with another).
+    EmptyFile,
     /// Offset, size or range outside the file.
     OutOfBounds,
     /// Pointer size other than 1, 2, 4 or 8.
@@ -70,6 +72,7 @@ impl fmt::Display for LoaderError {
             LoaderError::AllocatedTwice => "a table-loader file is allocated twice",
             LoaderError::TooManyFiles => "the table-loader allocates too many files",
             LoaderError::BadAllocation => "a table-loader ALLOCATE has a bad alignment or zone",
+            LoaderError::EmptyFile => "a table-loader ALLOCATE names an empty file",
             LoaderError::OutOfBounds => "a table-loader command points outside its file",
             LoaderError::BadPointerSize => "a table-loader pointer is not 1, 2, 4 or 8 bytes",
             LoaderError::OutOfMemory => "no room for the ACPI tables",
@@ -146,6 +149,12 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     return Err(LoaderError::TooManyFiles);
                 }
                 let size = env.file_size(name).ok_or(LoaderError::NoSuchFile)?;
+                // Found by the fuzzer: a zero-byte allocation gets the address of
+                // the one before it, and an empty RSDP file would point the
+                // kernel at another table.
+                if size == 0 {
+                    return Err(LoaderError::EmptyFile);
+                }
                 let addr = env
                     .allocate(size, align, zone)
                     .ok_or(LoaderError::OutOfMemory)?;
@@ -479,6 +488,22 @@ mod tests {
             u32::from_le_bytes(rsdt_bytes[36..40].try_into().unwrap()) as u64,
             BASE
         );
+    }
+
+    /// Found by the fuzzer: an empty file's allocation shared the address of
+    /// the allocation before it, so an empty RSDP file would have made another
+    /// table the RSDP.
+    #[test]
+    fn an_empty_file_is_not_allocated() {
+        let mut env = Fake::new(&[
+            ("etc/acpi/tables", vec![1u8; 16]),
+            ("etc/acpi/rsdp", vec![]),
+        ]);
+        let s = script(&[
+            allocate("etc/acpi/tables", 16, 1),
+            allocate("etc/acpi/rsdp", 16, 1),
+        ]);
+        assert_eq!(run(&s, &mut env), Err(LoaderError::EmptyFile));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! bootstrap CPU does not wait for the other CPUs while it loads the kernel.
 
 use core::arch::x86_64::__cpuid;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use ferrite::mtrr::{self, CpuInfo, MsrList};
 use x86_64::registers::model_specific::Msr;
@@ -113,7 +113,7 @@ pub fn start(count: u16, pci_start: u64, feature_control: u64) -> Cpus {
     lapic_write(LAPIC_LINT1, LINT1_NMI);
     write_trampoline(&msrs);
     let bsp = (cpuid1().1 >> 24) as usize;
-    ids()[bsp / 64] |= 1 << (bsp % 64);
+    ids()[bsp / 64].fetch_or(1 << (bsp % 64), Ordering::Relaxed);
     if count > 1 {
         lapic_write(LAPIC_ICR_LOW, ICR_INIT_OTHERS);
         lapic_write(
@@ -124,22 +124,22 @@ pub fn start(count: u16, pci_start: u64, feature_control: u64) -> Cpus {
     Cpus { count }
 }
 
-fn trampoline() -> &'static mut [u8] {
-    // SAFETY: the trampoline page is BIOS-segment shadow RAM reserved for it
-    // (bios.rs allocates its tables after it); one user at a time.
-    unsafe { phys::slice_mut(TRAMPOLINE, 4096) }
+/// The APIC-ID bitmap the other CPUs set with `lock bts` (asm/ap.s), seen
+/// only through atomics: they may still be writing it after a time-out.
+fn ids() -> &'static [AtomicU64; 4] {
+    // SAFETY: 32 bytes at an 8-byte-aligned offset of the trampoline page, no
+    // longer covered by any `&mut` once write_trampoline has returned (the BIOS
+    // segment's allocations start after the page); the other CPUs change it
+    // only with locked instructions (16-bit `lock bts` on the word holding the
+    // bit: x86 keeps locked operations of any size atomic against our loads).
+    unsafe { phys::shared::<[AtomicU64; 4]>(TRAMPOLINE + IDS_OFFSET as u64) }
 }
 
-fn ids() -> &'static mut [u64; 4] {
-    // SAFETY: the APIC ID bitmap is 32 bytes at an 8-byte-aligned offset of the
-    // trampoline page; the other CPUs only set bits in it with `lock bts`.
-    unsafe { phys::object_mut::<[u64; 4]>(TRAMPOLINE + IDS_OFFSET as u64) }
-}
-
+/// How many other CPUs have checked in (`lock incw` in asm/ap.s).
 fn checked_in() -> &'static AtomicU16 {
-    // SAFETY: the counter is a 16-bit word of the trampoline page, only ever
-    // changed atomically (`lock inc` on the other CPUs).
-    unsafe { phys::object_mut::<AtomicU16>(TRAMPOLINE + COUNT_OFFSET as u64) }
+    // SAFETY: as for ids(): a 2-byte-aligned word of the trampoline page that
+    // the other CPUs only change with a locked increment.
+    unsafe { phys::shared::<AtomicU16>(TRAMPOLINE + COUNT_OFFSET as u64) }
 }
 
 fn write_trampoline(msrs: &MsrList) {
@@ -150,7 +150,10 @@ fn write_trampoline(msrs: &MsrList) {
         core::slice::from_raw_parts(start, len)
     };
     const _: () = assert!(IDS_OFFSET.is_multiple_of(8) && MSRS_OFFSET >= IDS_OFFSET + 32);
-    let page = trampoline();
+    // SAFETY: the trampoline page is BIOS-segment shadow RAM reserved for it
+    // (bios.rs allocates its tables after it); no other CPU runs yet, and the
+    // slice ends with this function, before ids() and checked_in() exist.
+    let page = unsafe { phys::slice_mut(TRAMPOLINE, 4096) };
     assert!(code.len() <= COUNT_OFFSET, "AP trampoline too long");
     page[..code.len()].copy_from_slice(code);
     page[COUNT_OFFSET..MSRS_OFFSET].fill(0);
@@ -177,9 +180,11 @@ impl Cpus {
         true
     }
 
-    /// APIC IDs that answered, this CPU's included.
+    /// APIC IDs that answered, this CPU's included: one atomic load per word
+    /// (after a time-out the late CPUs may still be setting bits; each word is
+    /// read whole, and a CPU that checks in later is simply not listed).
     pub fn present(&self) -> [u64; 4] {
-        *ids()
+        ids().each_ref().map(|w| w.load(Ordering::Acquire))
     }
 
     pub fn apic_version(&self) -> u8 {

@@ -5,7 +5,12 @@
 //! type merged. When ranges collide, anything that is not RAM wins over RAM: a range
 //! somebody reserved is never handed to the kernel as usable.
 
+use core::mem::MaybeUninit;
+
 use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, e820_type};
+use crate::error::Error;
+use crate::fwcfg::FwCfg;
+use crate::io::PortIo;
 
 /// Room for QEMU's entries plus the firmware's own reservations; more than the
 /// zero page holds so that merging can bring a large map back under 128.
@@ -13,6 +18,8 @@ const CAPACITY: usize = 136;
 
 /// Size of one `etc/e820` record.
 pub const RECORD_SIZE: usize = 20;
+/// The largest `etc/e820` ferrite reads: 128 records (the zero page's limit).
+pub const E820_FILE_MAX: usize = E820_MAX_ENTRIES_ZEROPAGE * RECORD_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum E820Error {
@@ -78,6 +85,20 @@ impl MemoryMap {
             }; CAPACITY],
             len: 0,
         }
+    }
+
+    /// Reads QEMU's `etc/e820` from fw_cfg into this (empty) map. A missing
+    /// file, a failed transfer, or more entries than the zero page takes is an
+    /// error: never a map cut short.
+    pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
+        let file = fw_cfg
+            .find(b"etc/e820")
+            .ok_or(Error::MissingFile("etc/e820"))?;
+        if file.size as usize > E820_FILE_MAX {
+            return Err(Error::MemoryMap(E820Error::TooManyEntries));
+        }
+        let mut buf = [MaybeUninit::uninit(); E820_FILE_MAX];
+        Ok(self.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
     }
 
     /// Parses QEMU's `etc/e820` (packed little-endian `{u64 addr; u64 size; u32 type}`).

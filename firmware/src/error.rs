@@ -20,6 +20,12 @@ pub enum Error {
     FwCfgDma { selector: u16 },
     /// A fw_cfg file the boot needs is missing.
     MissingFile(&'static str),
+    /// A fw_cfg file is larger than ferrite reads (it is never cut short).
+    FileTooLarge {
+        name: &'static str,
+        size: u32,
+        max: u32,
+    },
     /// QEMU was started without `-kernel`.
     NoKernel,
     /// The kernel has no "HdrS" setup header, or is not a bzImage.
@@ -62,7 +68,7 @@ impl Error {
     pub fn status(&self) -> u8 {
         match self {
             Error::NoFwCfg => 0x20,
-            Error::FwCfgDma { .. } | Error::MissingFile(_) => 0x21,
+            Error::FwCfgDma { .. } | Error::MissingFile(_) | Error::FileTooLarge { .. } => 0x21,
             Error::NoKernel => 0x22,
             Error::NotBzImage => 0x23,
             Error::ProtocolTooOld { .. } | Error::BadHeader(_) => 0x24,
@@ -98,6 +104,10 @@ impl fmt::Display for Error {
             Error::MissingFile(name) => {
                 write!(f, "fw_cfg has no file \"{name}\"; use QEMU 2.9 or newer")
             }
+            Error::FileTooLarge { name, size, max } => write!(
+                f,
+                "fw_cfg file \"{name}\" is {size} bytes, more than the {max} ferrite reads; check what -fw_cfg passes"
+            ),
             Error::NoKernel => write!(
                 f,
                 "no kernel to boot; start QEMU with -kernel <bzImage> (ferrite does not boot from disks)"

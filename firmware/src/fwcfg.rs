@@ -5,6 +5,7 @@
 //! address; without DMA (`-global fw_cfg_io.dma_enabled=off`) they fall back to
 //! `rep insb` on the data port.
 
+use core::cell::UnsafeCell;
 use core::mem::{MaybeUninit, size_of};
 use core::sync::atomic::{Ordering, compiler_fence};
 
@@ -76,6 +77,29 @@ struct DmaAccess {
     address: u64, // 0x08
 }
 const _: () = assert!(size_of::<DmaAccess>() == 16);
+
+/// A descriptor handed to the device, which writes its `control` word back
+/// (clearing it, or setting the error bit) while the CPU polls it.
+struct DmaDescriptor(UnsafeCell<DmaAccess>);
+
+impl DmaDescriptor {
+    fn new(access: DmaAccess) -> DmaDescriptor {
+        DmaDescriptor(UnsafeCell::new(access))
+    }
+
+    /// The descriptor's address for the DMA register (identity-mapped).
+    fn address(&self) -> u64 {
+        self.0.get() as u64
+    }
+
+    /// The `control` word as the device left it, in host order.
+    fn control(&self) -> u32 {
+        // SAFETY: the pointer is to our own live, aligned descriptor; the only
+        // other writer is the device, and an UnsafeCell read through a volatile
+        // access is what memory shared with a device needs.
+        u32::from_be(unsafe { core::ptr::read_volatile(&raw const (*self.0.get()).control) })
+    }
+}
 
 /// One file directory entry as fw_cfg stores it (`FWCfgFile`), 64 bytes.
 #[repr(C)]
@@ -158,8 +182,10 @@ impl<IO: PortIo> FwCfg<IO> {
             log::warn!("fw_cfg: {count} files, only the first {MAX_FILES} are looked at");
         }
         let n = count.min(MAX_FILES);
-        // SAFETY: the first `n` entries are plain bytes we are about to fill; any
-        // bit pattern is a valid RawFile.
+        // SAFETY: the first `n` entries are our own memory; the slice over them
+        // (not yet initialised) is only written, by the device (DMA) or by
+        // `rep insb`, never read before the transfer fills it; any bit pattern
+        // is a valid RawFile afterwards.
         let bytes = unsafe {
             core::slice::from_raw_parts_mut(
                 self.files.as_mut_ptr().cast::<u8>(),
@@ -167,12 +193,7 @@ impl<IO: PortIo> FwCfg<IO> {
             )
         };
         // Continue the same item: the directory entries follow the count.
-        self.transfer(
-            None,
-            bytes.as_mut_ptr() as u64,
-            bytes.len() as u32,
-            Item::FileDir as u16,
-        )?;
+        self.transfer_into(None, bytes, Item::FileDir as u16)?;
         self.nfiles = n;
         Ok(())
     }
@@ -213,15 +234,7 @@ impl<IO: PortIo> FwCfg<IO> {
 
     /// Reads the start of an item into `buf` (bytes beyond the item read as 0).
     pub fn read_into(&mut self, selector: u16, buf: &mut [u8]) -> Result<(), Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
-        if self.dma {
-            self.transfer(Some(selector), buf.as_mut_ptr() as u64, len, selector)
-        } else {
-            self.io.outw(PORT_SELECTOR, selector);
-            self.io.read_bytes(PORT_DATA, buf);
-            self.stats.pio_bytes += buf.len() as u64;
-            Ok(())
-        }
+        self.transfer_into(Some(selector), buf, selector)
     }
 
     /// Reads the first `len` bytes of an item to physical address `addr`.
@@ -231,12 +244,47 @@ impl<IO: PortIo> FwCfg<IO> {
     /// lives there) and, without DMA, it must be identity-mapped.
     pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) -> Result<(), Error> {
         if self.dma {
-            self.transfer(Some(selector), addr, len, selector)
+            self.dma_request(DmaControl::READ, Some(selector), len, addr, selector)
         } else {
             // SAFETY: the caller guarantees the range is mapped, unused RAM.
             let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
-            self.read_into(selector, buf)
+            self.transfer_into(Some(selector), buf, selector)
         }
+    }
+
+    /// Reads a whole file into `buf`, uninitialised (every byte is written by
+    /// the transfer, none cleared first), and returns it. A file larger than
+    /// `buf` is an error, never cut short: the caller asks for a prefix with
+    /// [`FwCfg::read_prefix`].
+    pub fn read_file<'b>(
+        &mut self,
+        name: &'static str,
+        file: File,
+        buf: &'b mut [MaybeUninit<u8>],
+    ) -> Result<&'b [u8], Error> {
+        if file.size as usize > buf.len() {
+            return Err(Error::FileTooLarge {
+                name,
+                size: file.size,
+                max: buf.len() as u32,
+            });
+        }
+        self.read_prefix(file, buf)
+    }
+
+    /// The first `buf.len()` bytes of a file (all of it if shorter).
+    pub fn read_prefix<'b>(
+        &mut self,
+        file: File,
+        buf: &'b mut [MaybeUninit<u8>],
+    ) -> Result<&'b [u8], Error> {
+        let len = (file.size as usize).min(buf.len());
+        // SAFETY: `buf` is our own buffer of at least `len` bytes, used by nothing
+        // else while the device writes it; the identity map (the host's own
+        // addresses in tests) makes its address the one the device writes to.
+        unsafe { self.read_to_phys(file.select, buf.as_mut_ptr() as u64, len as u32)? };
+        // SAFETY: the transfer above wrote all `len` bytes (or failed).
+        Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) })
     }
 
     /// Writes `data` into a writable fw_cfg file at `offset` (needs DMA).
@@ -260,22 +308,26 @@ impl<IO: PortIo> FwCfg<IO> {
         )
     }
 
-    /// A read, with or without selecting `select` first.
-    fn transfer(
+    /// A read into `buf`, with or without selecting `select` first.
+    fn transfer_into(
         &mut self,
         select: Option<u16>,
-        addr: u64,
-        len: u32,
+        buf: &mut [u8],
         selector: u16,
     ) -> Result<(), Error> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
         if self.dma {
-            self.dma_request(DmaControl::READ, select, len, addr, selector)
+            self.dma_request(
+                DmaControl::READ,
+                select,
+                len,
+                buf.as_mut_ptr() as u64,
+                selector,
+            )
         } else {
             if let Some(s) = select {
                 self.io.outw(PORT_SELECTOR, s);
             }
-            // SAFETY: only reached from read_directory with a buffer we own.
-            let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
             self.io.read_bytes(PORT_DATA, buf);
             self.stats.pio_bytes += len as u64;
             Ok(())
@@ -296,12 +348,14 @@ impl<IO: PortIo> FwCfg<IO> {
             control |= DmaControl::SELECT;
             key = (s as u32) << 16;
         }
-        let desc = DmaAccess {
+        // The device writes `control` back: the descriptor is memory shared
+        // with it, behind an UnsafeCell and touched only by volatile accesses.
+        let desc = DmaDescriptor::new(DmaAccess {
             control: (control.bits() | key).to_be(),
             length: len.to_be(),
             address: addr.to_be(),
-        };
-        let desc_addr = &desc as *const DmaAccess as u64;
+        });
+        let desc_addr = desc.address();
         compiler_fence(Ordering::SeqCst);
         if desc_addr >> 32 != 0 {
             self.io
@@ -313,8 +367,7 @@ impl<IO: PortIo> FwCfg<IO> {
         // QEMU completes the transfer before the port write returns; the loop only
         // guards against a device that would not.
         for _ in 0..1_000_000 {
-            // SAFETY: `desc` is a live local; the device writes `control` back.
-            let c = u32::from_be(unsafe { core::ptr::read_volatile(&desc.control) });
+            let c = desc.control();
             if c & !DmaControl::ERROR.bits() == 0 {
                 if c & DmaControl::ERROR.bits() != 0 {
                     return Err(Error::FwCfgDma { selector });
@@ -342,6 +395,9 @@ pub mod fake {
         pub dma: bool,
         pub present: bool,
         pub fail_dma: bool,
+        /// DMA transfers of this item set the error bit (a fault injected into
+        /// one file's transfer).
+        pub fail_item: Option<u16>,
         selected: u16,
         offset: usize,
         dma_high: u32,
@@ -356,6 +412,7 @@ pub mod fake {
                 dma,
                 present: true,
                 fail_dma: false,
+                fail_item: None,
                 selected: 0,
                 offset: 0,
                 dma_high: 0,
@@ -429,7 +486,7 @@ pub mod fake {
                     self.offset = 0;
                 }
                 let mut result = 0u32;
-                if self.fail_dma {
+                if self.fail_dma || self.fail_item == Some(self.selected) {
                     result = DmaControl::ERROR.bits();
                 } else if control & DmaControl::READ.bits() != 0 {
                     let dst = std::slice::from_raw_parts_mut(addr as *mut u8, len);

@@ -124,10 +124,15 @@ impl Kernel {
         let n = setup_data::locate(head, kernel_addr, setup_size, image, &mut nodes)?;
         let mut next = 0u64;
         for node in nodes[..n].iter().rev() {
+            // The kernel was placed clear of the zone as it was then; the zone
+            // grows down from there, so a copy could reach the kernel (a small
+            // guest): that is out of room, not an overlap.
             let copy = zone
                 .alloc(node.len as u64, 8)
+                .filter(|&c| !range.overlaps(&Range::new(c, c + node.len as u64)))
                 .ok_or(Error::OutOfFirmwareMemory("setup_data"))?;
-            // SAFETY: `copy` is fresh high-zone RAM of node.len bytes.
+            // SAFETY: `copy` is fresh high-zone RAM of node.len bytes, outside the
+            // kernel's range (checked above) that `image` covers.
             let dst = unsafe { phys::slice_mut(copy, node.len) };
             dst.copy_from_slice(&image[node.offset..node.offset + node.len]);
             dst[..8].copy_from_slice(&next.to_le_bytes());

@@ -9,8 +9,13 @@ extern crate std;
 pub mod acpi;
 pub mod bootparams;
 pub mod chipset;
+pub mod config;
 pub mod e820;
 pub mod error;
+#[cfg(test)]
+mod faults;
+#[cfg(test)]
+mod fuzz;
 pub mod fwcfg;
 pub mod io;
 pub mod layout;

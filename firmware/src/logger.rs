@@ -20,6 +20,7 @@ static LOGGER: SerialLogger = SerialLogger {
 
 /// The fw_cfg file that sets the level.
 pub const LEVEL_FILE: &[u8] = b"opt/ferrite/log-level";
+pub const LEVEL_NAME: &str = "opt/ferrite/log-level";
 
 /// Installs the logger at `Error` (errors always reach the console).
 pub fn init() {

@@ -69,7 +69,7 @@ mod firmware {
     use crate::stop::{self, stop};
     use crate::timeline::{Step, Timeline};
     use crate::vmlinux::Vmlinux;
-    use crate::{logger, phys, resume, tables, timeline};
+    use crate::{logger, resume, tables, timeline};
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
     /// `reset_tsc` is the time-stamp counter at the reset vector; `wake_failure`
@@ -96,13 +96,13 @@ mod firmware {
         let mut fw_cfg = FwCfg::probe(io)?;
         set_log_level(&mut fw_cfg)?;
         stop::read_policy(&mut fw_cfg)?;
-        let report_timeline = fw_cfg.find(timeline::TIMELINE_FILE).is_some();
+        let report_timeline = timeline::requested(&mut fw_cfg)?;
         time.mark(Step::FwCfg);
 
         // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
         //    tables handed to the kernel go.
         let mut memory = MEMORY.lock();
-        read_e820(&mut fw_cfg, &mut memory)?;
+        memory.read_from(&mut fw_cfg)?;
         let zone = HighZone::new(memory.low_ram_top()?);
         time.mark(Step::MemoryMap);
 
@@ -202,20 +202,26 @@ mod firmware {
         let rsdp = b.install_tables()?;
         b.time.mark(Step::Acpi);
 
-        // 6. The kernel, straight to its run-time address, and its setup_data.
-        let kernel_range =
-            linux::place_kernel(&kernel.info, kernel.size, b.memory, &[b.zone.used()])?;
+        // 6. The kernel, straight to its run-time address, and its setup_data,
+        //    clear of every range the final map reserves.
+        let [c0, c1, c2] = b.pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
+        let busy = [b.zone.used(), layout::BIOS_AREA, ROM, c0, c1, c2];
+        let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
         kernel.load(&mut b.fw_cfg, kernel_range)?;
         let setup_data = kernel.move_setup_data(&mut b.fw_cfg, kernel_range, &mut b.zone)?;
         b.time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
-        let initrd = linux::place_initrd(
-            &kernel.info,
-            kernel.initrd_size,
-            b.memory,
-            &[b.zone.used(), kernel_range],
-        )?;
+        let busy = [
+            b.zone.used(),
+            kernel_range,
+            layout::BIOS_AREA,
+            ROM,
+            c0,
+            c1,
+            c2,
+        ];
+        let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
         kernel.load_initrd(&mut b.fw_cfg, initrd)?;
         kernel.load_cmdline(&mut b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
@@ -252,7 +258,17 @@ mod firmware {
         b.time.mark(Step::KernelLoaded);
 
         // 7. The initrd, placed as for a bzImage, and the command line.
-        let initrd = kernel.place_initrd(b.memory, &[b.zone.used(), kernel.segments])?;
+        let [c0, c1, c2] = b.pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
+        let busy = [
+            b.zone.used(),
+            kernel.segments,
+            layout::BIOS_AREA,
+            ROM,
+            c0,
+            c1,
+            c2,
+        ];
+        let initrd = kernel.place_initrd(b.memory, &busy)?;
         kernel::load_initrd(&mut b.fw_cfg, initrd)?;
         kernel.load_cmdline(&mut b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
@@ -275,21 +291,16 @@ mod firmware {
     fn set_log_level(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
         if let Some(file) = fw_cfg.find(logger::LEVEL_FILE) {
             let mut buf = [MaybeUninit::uninit(); 16];
-            logger::set_level(phys::read_file(fw_cfg, file, &mut buf)?);
+            logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
         }
         Ok(())
     }
 
+    /// The ROM below 4 GiB, reserved in the final map.
+    const ROM: Range = Range::new(ROM_BASE, 1 << 32);
+
     /// The memory map lives in .bss: cleared by boot.s's one `rep stosq`.
     static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
-
-    fn read_e820(fw_cfg: &mut FwCfg<Pio>, memory: &mut MemoryMap) -> Result<(), Error> {
-        let file = fw_cfg
-            .find(b"etc/e820")
-            .ok_or(Error::MissingFile("etc/e820"))?;
-        let mut buf = [MaybeUninit::uninit(); 128 * 20];
-        Ok(memory.load_qemu(phys::read_file(fw_cfg, file, &mut buf)?)?)
-    }
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans
     /// it), the BIOS segment, ferrite's tables, the chipset's ranges (EBDA,
@@ -305,7 +316,7 @@ mod firmware {
         for range in chipset.iter().flatten() {
             memory.insert(*range, RESERVED)?;
         }
-        memory.insert(Range::new(ROM_BASE, 1 << 32), RESERVED)?;
+        memory.insert(ROM, RESERVED)?;
         Ok(())
     }
 
@@ -399,7 +410,10 @@ mod firmware {
     #[unsafe(no_mangle)]
     pub extern "C" fn cpu_exception(stack: *const u64) -> ! {
         // SAFETY: the CPU pushed at least RIP, CS, RFLAGS, RSP, SS (five words),
-        // maybe after an error code; reading six words stays within ferrite's stack.
+        // maybe after an error code, on ferrite's only stack (no IST); the sixth
+        // word is then the error code's frame or, without one, a word of the
+        // interrupted code's frames above it (every Rust frame lies below
+        // rust_main's return address), so all six are mapped stack RAM.
         let words = unsafe { core::ptr::read_unaligned(stack.cast::<[u64; 6]>()) };
         // With an error code, RIP is the second word; the word after RIP is CS (0x10).
         let rip = if words[2] == 0x10 { words[1] } else { words[0] };

@@ -81,6 +81,19 @@ impl Pc {
         })
     }
 
+    /// The chipset's ranges the e820 map reserves (MMCONFIG, RCBA, the EBDA),
+    /// known from the set-up on: the kernel and initrd are placed clear of them.
+    pub fn reserved(&self) -> [Option<Range>; 3] {
+        let mut reserved = [None; 3];
+        if let Some(layout) = &self.pci {
+            reserved[..2].copy_from_slice(&layout.reserved);
+        }
+        if self.bios.is_some() {
+            reserved[2] = Some(EBDA);
+        }
+        reserved
+    }
+
     /// The BIOS segment while it is open, for the ACPI table loader's RSDP.
     pub fn bios_area(&mut self) -> Option<&mut BiosArea> {
         self.bios.as_mut()
@@ -104,7 +117,15 @@ impl Pc {
             return Ok(());
         };
         let mut buf = [MaybeUninit::uninit(); smbios::MAX_ANCHOR];
-        let anchor = phys::read_file(fw_cfg, anchor, &mut buf)?;
+        let anchor = match fw_cfg.read_file("etc/smbios/smbios-anchor", anchor, &mut buf) {
+            Ok(anchor) => anchor,
+            // Longer than any entry point: QEMU's own data is wrong, as below.
+            Err(Error::FileTooLarge { size, .. }) => {
+                log::warn!("smbios: a {size}-byte entry point is no entry point; no SMBIOS");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let len = smbios::TYPE0_ROOM as u64 + tables.size as u64;
         let base = zone
             .alloc(len, 16)
@@ -117,7 +138,10 @@ impl Pc {
         let blob = unsafe { phys::slice_mut(base, len as usize) };
         match smbios::finish(anchor, blob, base) {
             Ok((done, _)) => {
-                let at = bios.place(&done.entry[..done.entry_len]);
+                // A boot whose guest finds no SMBIOS must not look like one that does.
+                let at = bios
+                    .place(&done.entry[..done.entry_len])
+                    .ok_or(Error::OutOfFirmwareMemory("the SMBIOS entry point"))?;
                 log::debug!(
                     "smbios: entry point at {at:x?}, {} bytes of tables",
                     done.tables_len
@@ -185,10 +209,7 @@ impl Pc {
         io: &mut Pio,
         fw_cfg: &mut FwCfg<Pio>,
     ) -> Result<[Option<Range>; 3], Error> {
-        let mut reserved = [None; 3];
-        if let Some(layout) = self.pci {
-            reserved[..2].copy_from_slice(&layout.reserved);
-        }
+        let reserved = self.reserved();
         let (Some(mut bios), Some(cpus)) = (self.bios, self.cpus) else {
             return Ok(reserved);
         };
@@ -222,27 +243,33 @@ impl Pc {
             irq0_override: fw_cfg.irq0_override()?,
         };
         let mut table = [0u8; mptable::MAX_LEN];
-        if let Some(at) = bios.alloc(0, 16) {
+        let at = bios
+            .alloc(0, 16)
+            .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
+        {
             match mptable::build(&machine, at as u32, &mut table) {
                 Some(len) => {
-                    bios.place(&table[..len]);
+                    bios.place(&table[..len])
+                        .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
                 }
+                // More CPUs than 600 bytes describe: SeaBIOS leaves the table out
+                // too, and the guest uses the ACPI MADT.
                 None => log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)"),
             }
         }
         bios.close(io);
-        reserved[2] = Some(EBDA);
         Ok(reserved)
     }
 }
 
 /// A small fw_cfg file holding a little-endian integer (SeaBIOS's
 /// romfile_loadint); 0 when absent.
-fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &[u8]) -> Result<u64, Error> {
+fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &'static [u8]) -> Result<u64, Error> {
     let Some(file) = fw_cfg.find(name) else {
         return Ok(0);
     };
     let mut buf = [MaybeUninit::uninit(); 8];
-    let bytes = phys::read_file(fw_cfg, file, &mut buf)?;
+    let name = core::str::from_utf8(name).unwrap_or("an integer file");
+    let bytes = fw_cfg.read_file(name, file, &mut buf)?;
     Ok(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | b as u64))
 }

@@ -562,7 +562,8 @@ impl Pci {
             if d.bdf.0 != 0 {
                 break;
             }
-            if d.pin != 0 {
+            // A pin register outside INTA#-INTD# (hardware gone wrong) is no pin.
+            if (1..=4).contains(&d.pin) {
                 f(d.bdf.1, d.pin, d.line);
             }
         }
@@ -786,8 +787,11 @@ impl Pci {
             })
         })
     }
+    /// Saturates: sizes read from hostile hardware must not wrap around to a
+    /// sum that fits.
     fn list_sum(&self, list: List) -> u64 {
-        self.iter(list).map(|(_, e)| e.size).sum()
+        self.iter(list)
+            .fold(0u64, |sum, (_, e)| sum.saturating_add(e.size))
     }
     /// The first entry has the largest alignment; an empty list aligns to 1.
     fn list_align(&self, list: List) -> u64 {
@@ -829,8 +833,12 @@ impl Pci {
             let (sum_pref, align_pref) = (self.list_sum(high_pref), self.list_align(high_pref));
             let mut base = p.reserved_memory_end.max(p.high_ram_end);
             base = align_up(align_up(base, align_mem), GIB);
-            let pref_base = align_up(align_up(base + sum_mem, align_pref), GIB);
-            let end = align_up(pref_base + sum_pref, GIB);
+            let pref_base = align_up(align_up(base.saturating_add(sum_mem), align_pref), GIB);
+            let end = align_up(pref_base.saturating_add(sum_pref), GIB);
+            // 2^64 is no window (nor are the 52 bits of x86's physical addresses).
+            if end > 1 << 52 {
+                return Err(PciError::OutOfMemorySpace);
+            }
             self.map_list(io, high_mem, base);
             self.map_list(io, high_pref, pref_base);
             mem64 = Some(Range::new(base, end));
@@ -856,14 +864,15 @@ impl Pci {
             (Kind::Mem, Kind::PrefMem)
         };
         let (low_list, high_list) = (self.lists[0][low as usize], self.lists[0][high as usize]);
-        let high_base = align_down(
-            PCIMEM_END.wrapping_sub(self.list_sum(high_list)),
-            self.list_align(high_list),
-        );
-        let low_base = align_down(
-            high_base.wrapping_sub(self.list_sum(low_list)),
-            self.list_align(low_list),
-        );
+        // A sum beyond the window does not fit (and must not wrap around into it).
+        let Some(high_base) = PCIMEM_END.checked_sub(self.list_sum(high_list)) else {
+            return false;
+        };
+        let high_base = align_down(high_base, self.list_align(high_list));
+        let Some(low_base) = high_base.checked_sub(self.list_sum(low_list)) else {
+            return false;
+        };
+        let low_base = align_down(low_base, self.list_align(low_list));
         self.bases[0][high as usize] = high_base;
         self.bases[0][low as usize] = low_base;
         (mem32_start..=PCIMEM_END).contains(&low_base)
@@ -953,7 +962,8 @@ impl Pci {
         let slot = self.devices[i].bdf.1 as usize;
         let pin = pin as usize - 1;
         let index = match host {
-            HostBridge::I440fx => pin + addend + slot.wrapping_sub(1),
+            // slot - 1, modulo 4 without underflow at slot 0
+            HostBridge::I440fx => pin + addend + slot + 3,
             HostBridge::Q35 if slot <= 24 => pin + addend + slot,
             HostBridge::Q35 => pin + addend,
         };
@@ -1342,12 +1352,13 @@ fn map_window(io: &mut impl PortIo, bdf: Bdf, kind: Kind, addr: u64, size: u64) 
     }
 }
 
+/// Saturates at the top: an overflowing size then fits nowhere.
 fn align_up(v: u64, align: u64) -> u64 {
-    v.div_ceil(align.max(1)) * align.max(1)
+    v.checked_next_multiple_of(align.max(1)).unwrap_or(u64::MAX)
 }
 fn align_down(v: u64, align: u64) -> u64 {
     v / align.max(1) * align.max(1)
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

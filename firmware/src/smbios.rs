@@ -168,7 +168,9 @@ pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usi
         0
     };
     let total = buf.len() - start;
-    let address = base + start as u64;
+    let address = base
+        .checked_add(start as u64)
+        .ok_or(SmbiosError::TooLarge)?;
     if v21 && (total > 0xFFFF || address > u32::MAX as u64) {
         return Err(SmbiosError::TooLarge);
     }

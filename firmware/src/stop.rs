@@ -13,7 +13,6 @@ use ferrite::on_error::{self, OnError};
 use x86_64::VirtAddr;
 use x86_64::structures::DescriptorTablePointer;
 
-use crate::phys;
 use crate::pio::Pio;
 
 /// The policy; the default until fw_cfg says otherwise (an error before
@@ -27,7 +26,7 @@ pub fn read_policy(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
         return Ok(());
     };
     let mut buf = [MaybeUninit::uninit(); 16];
-    let text = phys::read_file(fw_cfg, file, &mut buf)?;
+    let text = fw_cfg.read_prefix(file, &mut buf)?;
     let policy = (file.size as usize <= text.len())
         .then(|| OnError::parse(text))
         .flatten();

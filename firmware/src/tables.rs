@@ -42,8 +42,9 @@ impl LoaderEnv for Env<'_> {
     }
 
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
-        // SAFETY: as in read_file (high zone or open BIOS segment); the loader holds
-        // one such slice at a time.
+        // SAFETY: as in read_file (high zone or open BIOS segment); the slice
+        // lives as long as this borrow of the environment, so the loader holds
+        // one at a time.
         unsafe { phys::slice_mut(addr, len as usize) }
     }
 
@@ -70,7 +71,7 @@ pub fn install(
         return Err(Error::Acpi(LoaderError::BadScriptLength(len)));
     }
     let mut buf = [MaybeUninit::<u8>::uninit(); MAX_SCRIPT];
-    let script = phys::read_file(fw_cfg, file, &mut buf)?;
+    let script = fw_cfg.read_file("etc/table-loader", file, &mut buf)?;
     let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");

@@ -12,12 +12,37 @@
 use core::arch::asm;
 use core::fmt::{self, Write};
 
+use core::mem::MaybeUninit;
+
+use ferrite::config::parse_switch;
+use ferrite::error::Error;
+use ferrite::fwcfg::FwCfg;
 use ferrite::io::PortIo;
 
 use crate::pio::Pio;
 
-/// The fw_cfg file that turns the report on.
+/// The fw_cfg file that turns the report on (its value: "1", "on", "true").
 pub const TIMELINE_FILE: &[u8] = b"opt/ferrite/timeline";
+
+/// Whether `-fw_cfg name=opt/ferrite/timeline,string=...` asks for the report:
+/// its value, not its mere presence, decides; a value that is neither on nor
+/// off is reported and leaves the report off.
+pub fn requested(fw_cfg: &mut FwCfg<Pio>) -> Result<bool, Error> {
+    let Some(file) = fw_cfg.find(TIMELINE_FILE) else {
+        return Ok(false);
+    };
+    let mut buf = [MaybeUninit::uninit(); 8];
+    let value = fw_cfg.read_prefix(file, &mut buf)?;
+    match parse_switch(value).filter(|_| file.size as usize <= buf.len()) {
+        Some(on) => Ok(on),
+        None => {
+            log::warn!(
+                "opt/ferrite/timeline is neither 1/on/true nor 0/off/false; no timeline report"
+            );
+            Ok(false)
+        }
+    }
+}
 /// QEMU's `-debugcon` (isa-debugcon) default port.
 const DEBUGCON: u16 = 0xE9;
 

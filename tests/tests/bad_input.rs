@@ -158,3 +158,20 @@ fn multiboot_entry_outside_the_image() {
         "entry point lies outside the image",
     );
 }
+
+/// Live fault injection: a fw_cfg file longer than ferrite reads used to be cut
+/// to its buffer (`phys::read_file`); now it is an error with the file's name.
+#[test]
+fn oversized_fw_cfg_file_is_an_error_not_cut_short() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Q35, &k);
+    q.extra = vec![
+        "-fw_cfg".into(),
+        "name=opt/ferrite/log-level,string=debug-and-then-some".into(),
+    ];
+    expect_error(
+        &mut q,
+        0x21,
+        "fw_cfg file \"opt/ferrite/log-level\" is 19 bytes, more than the 16 ferrite reads",
+    );
+}

@@ -212,6 +212,13 @@ fn timeline_on_the_debug_console_on_request() {
         stamps.windows(2).all(|w| w[0] <= w[1]),
         "stamps not increasing: {line}"
     );
+
+    // The file's value decides, not its presence: `string=0` is off.
+    std::fs::remove_file(&log).unwrap();
+    q.extra[3] = "name=opt/ferrite/timeline,string=0".into();
+    expect_exit(&q, PASS_64);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("ferrite-timeline"), "{text}");
 }
 
 /// The waking vector's report (tests/testkernel): CS:IP and the ACPI PM timer

@@ -4,6 +4,7 @@ pub mod analyze;
 pub mod bench;
 pub mod bzimage;
 pub mod chart;
+pub mod fuzz;
 pub mod insn_steps;
 pub mod linux_assets;
 pub mod parity;

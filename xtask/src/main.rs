@@ -96,6 +96,23 @@ enum Task {
         #[arg(long)]
         reboots: Option<u32>,
     },
+    /// Fuzz every parser of what QEMU or the kernel hands over (firmware/src/fuzz.rs)
+    /// in an optimised build with overflow checks; reports the cases per parser.
+    Fuzz {
+        /// Generated cases per parser (the corpus is replayed on top).
+        #[arg(long, default_value_t = 1_000_000)]
+        cases: u64,
+        /// Only this parser (e820, kernel, fwcfg_dir, fwcfg_read, table_loader,
+        /// setup_data, smbios, pci, mptable).
+        #[arg(long)]
+        parser: Option<String>,
+        /// Random seed (default: from the clock; printed, to repeat a run).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Do not add inputs with new outcomes to firmware/fuzz-corpus/.
+        #[arg(long)]
+        no_save: bool,
+    },
     /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS, the floor ROM
     /// (and OVMF), with the cost model.
     Bench {
@@ -331,6 +348,19 @@ fn main() -> Result<()> {
                 }
                 (false, code) => std::process::exit(code.unwrap_or(1)),
             }
+        }
+        Task::Fuzz {
+            cases,
+            parser,
+            seed,
+            no_save,
+        } => {
+            xtask::fuzz::run(&xtask::fuzz::Options {
+                cases,
+                parser,
+                seed,
+                save: !no_save,
+            })?;
         }
         Task::Testkernel => {
             let path = xtask::root().join("target/testkernel.bzImage");

@@ -8,16 +8,16 @@ use std::vec::Vec;
 /// One function of the model: config bytes, and per BAR (0-5, 6 = ROM) its
 /// size (0: not implemented) and type bits.
 #[derive(Clone)]
-struct Func {
-    parent: Option<usize>,
-    devfn: u8,
-    cfg: [u8; 256],
+pub(crate) struct Func {
+    pub(crate) parent: Option<usize>,
+    pub(crate) devfn: u8,
+    pub(crate) cfg: [u8; 256],
     bars: [(u64, u32); 7],
     io_window: bool,
 }
 
 impl Func {
-    fn new(vendor: u16, device: u16, class: u16, header: u8) -> Func {
+    pub(crate) fn new(vendor: u16, device: u16, class: u16, header: u8) -> Func {
         let mut cfg = [0u8; 256];
         cfg[0..2].copy_from_slice(&vendor.to_le_bytes());
         cfg[2..4].copy_from_slice(&device.to_le_bytes());
@@ -31,37 +31,37 @@ impl Func {
             io_window: true,
         }
     }
-    fn at(mut self, parent: Option<usize>, dev: u8, func: u8) -> Func {
+    pub(crate) fn at(mut self, parent: Option<usize>, dev: u8, func: u8) -> Func {
         self.parent = parent;
         self.devfn = dev << 3 | func;
         self
     }
-    fn pin(mut self, pin: u8) -> Func {
+    pub(crate) fn pin(mut self, pin: u8) -> Func {
         self.cfg[0x3D] = pin;
         self
     }
-    fn io(mut self, bar: usize, size: u64) -> Func {
+    pub(crate) fn io(mut self, bar: usize, size: u64) -> Func {
         self.bars[bar] = (size, 1);
         self
     }
-    fn mem(mut self, bar: usize, size: u64) -> Func {
+    pub(crate) fn mem(mut self, bar: usize, size: u64) -> Func {
         self.bars[bar] = (size, 0);
         self
     }
-    fn mem64(mut self, bar: usize, size: u64) -> Func {
+    pub(crate) fn mem64(mut self, bar: usize, size: u64) -> Func {
         self.bars[bar] = (size, 0x4);
         self
     }
-    fn mem64_pref(mut self, bar: usize, size: u64) -> Func {
+    pub(crate) fn mem64_pref(mut self, bar: usize, size: u64) -> Func {
         self.bars[bar] = (size, 0xC);
         self
     }
-    fn rom(mut self, size: u64) -> Func {
+    pub(crate) fn rom(mut self, size: u64) -> Func {
         self.bars[6] = (size, 0);
         self
     }
     /// Capabilities: (id, bytes after id/next) chained from 0x40.
-    fn caps(mut self, caps: &[(u8, &[u8])]) -> Func {
+    pub(crate) fn caps(mut self, caps: &[(u8, &[u8])]) -> Func {
         self.cfg[0x06] |= 0x10;
         self.cfg[0x34] = 0x40;
         let mut at = 0x40usize;
@@ -136,16 +136,16 @@ impl Func {
     }
 }
 
-struct Model {
+pub(crate) struct Model {
     funcs: Vec<Func>,
     addr: u32,
     ports: Vec<(u16, u8)>,
-    accesses: usize,
-    mmio_accesses: usize,
+    pub(crate) accesses: usize,
+    pub(crate) mmio_accesses: usize,
 }
 
 impl Model {
-    fn new(funcs: Vec<Func>) -> Model {
+    pub(crate) fn new(funcs: Vec<Func>) -> Model {
         let mut funcs = funcs;
         for f in &mut funcs {
             f.fixup();
@@ -386,7 +386,7 @@ fn assigned(m: &Model) -> Vec<(usize, u64, u64, bool)> {
     out
 }
 
-fn assert_no_overlap(m: &Model) {
+pub(crate) fn assert_no_overlap(m: &Model) {
     let a = assigned(m);
     for (n, x) in a.iter().enumerate() {
         assert_eq!(x.1 % x.2, 0, "BAR {x:x?} misaligned");
@@ -792,4 +792,34 @@ fn pc_setup_keeps_its_configuration_accesses_few() {
     let mut interrupts = Vec::new();
     pci.bus0_interrupts(|dev, pin, irq| interrupts.push((dev, pin, irq)));
     assert_eq!(interrupts, [(1, 1, 9), (3, 1, 11)]);
+}
+
+/// Found by the fuzzer: a pin on bus 0's slot 0 under i440FX computed
+/// `slot - 1` by overflowing (a panic with overflow checks, a wrap without).
+#[test]
+fn interrupt_pin_on_slot_0_does_not_overflow() {
+    let mut funcs = pc_machine(vec![]);
+    funcs[0] = Func::new(0x8086, 0x1237, 0x0600, 0).at(None, 0, 0).pin(1);
+    let mut m = Model::new(funcs);
+    let mut pci = std::boxed::Box::new(Pci::new());
+    setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
+    // slot 0, pin A: PIRQ (0 + 0 - 1) mod 4 = D, IRQ 11 (PCI_IRQS)
+    assert_eq!(m.cfg(Bdf(0, 0, 0))[0x3C], PCI_IRQS[3]);
+}
+
+/// Found by the fuzzer: 64-bit BARs whose sizes add up past 2^64 overflowed
+/// the sums and alignments of the 64-bit window; now they do not fit.
+#[test]
+fn bars_summing_past_2_pow_64_are_out_of_space() {
+    let huge = |dev| {
+        Func::new(0x1AF4, 0x1000, 0x0200, 0)
+            .at(None, dev, 0)
+            .mem64_pref(0, 1 << 63)
+    };
+    let mut m = Model::new(pc_machine(vec![huge(4), huge(5), huge(6)]));
+    let mut pci = std::boxed::Box::new(Pci::new());
+    assert_eq!(
+        setup(&mut pci, &mut m, &pc(512 << 20)),
+        Err(PciError::OutOfMemorySpace)
+    );
 }
