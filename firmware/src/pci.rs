@@ -40,32 +40,26 @@ impl Bdf {
 }
 
 /// Configuration space through ports 0xCF8/0xCFC.
-#[inline(never)]
 pub fn read32(io: &mut impl PortIo, bdf: Bdf, reg: u8) -> u32 {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.inl(CONFIG_DATA)
 }
-#[inline(never)]
 pub fn read16(io: &mut impl PortIo, bdf: Bdf, reg: u8) -> u16 {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.inw(CONFIG_DATA + (reg as u16 & 2))
 }
-#[inline(never)]
 pub fn read8(io: &mut impl PortIo, bdf: Bdf, reg: u8) -> u8 {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.inb(CONFIG_DATA + (reg as u16 & 3))
 }
-#[inline(never)]
 pub fn write32(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u32) {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.outl(CONFIG_DATA, value);
 }
-#[inline(never)]
 pub fn write16(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u16) {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.outw(CONFIG_DATA + (reg as u16 & 2), value);
 }
-#[inline(never)]
 pub fn write8(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u8) {
     io.outl(CONFIG_ADDRESS, bdf.address(reg));
     io.outb(CONFIG_DATA + (reg as u16 & 3), value);

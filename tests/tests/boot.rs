@@ -427,10 +427,19 @@ fn translated_code_per_step_under_tcg() {
         assert_eq!(steps.len(), 11, "{machine:?}: {steps:?}");
         let total = xtask::bench::cost::translated_code(&q, &dir).expect("in_asm log");
         let sum = |f: fn(&xtask::bench::cost::Translated) -> u64| steps.iter().map(f).sum::<u64>();
-        assert_eq!(
-            (sum(|t| t.blocks), sum(|t| t.instructions)),
-            (total.blocks, total.instructions),
-            "{machine:?}: {steps:?}"
+        // The two logs come from two boots. A `rep`-prefixed string instruction
+        // (memset's `rep stosb`) is translated once more as a block of its own
+        // when its loop is re-entered through a chained jump, which the exec
+        // log's `nochain` prevents: the plain log may hold a block or two more.
+        let (blocks, insns) = (sum(|t| t.blocks), sum(|t| t.instructions));
+        assert!(
+            blocks <= total.blocks
+                && total.blocks - blocks <= 2
+                && insns <= total.instructions
+                && total.instructions - insns <= 2,
+            "{machine:?}: steps add up to ({blocks}, {insns}), the boot to ({}, {}): {steps:?}",
+            total.blocks,
+            total.instructions
         );
         pci.push(steps[3].instructions);
     }
