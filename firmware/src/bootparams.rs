@@ -159,6 +159,28 @@ pub struct SetupData {
 }
 const _: () = assert!(size_of::<SetupData>() == 16);
 
+impl SetupData {
+    /// Its 16 bytes, little-endian, as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&{ self.next }.to_le_bytes());
+        b[8..12].copy_from_slice(&{ self.typ }.to_le_bytes());
+        b[12..].copy_from_slice(&{ self.len }.to_le_bytes());
+        b
+    }
+}
+
+impl E820Entry {
+    /// Its 20 bytes, little-endian, as the kernel reads them.
+    pub fn to_bytes(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&{ self.addr }.to_le_bytes());
+        b[8..16].copy_from_slice(&{ self.size }.to_le_bytes());
+        b[16..].copy_from_slice(&{ self.typ }.to_le_bytes());
+        b
+    }
+}
+
 const _: () = {
     assert!(size_of::<SetupHeader>() == 0x26C - 0x1F1);
     assert!(offset_of!(SetupHeader, boot_flag) == 0x1FE - 0x1F1);

@@ -7,19 +7,23 @@
 
 use core::mem::MaybeUninit;
 
-use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, e820_type};
+use alloc::vec::Vec;
+
+use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, SetupData, e820_type, setup_data_type};
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
+use crate::heap::{self, OutOfHeap, SpillVec};
 use crate::io::PortIo;
 
-/// Room for QEMU's entries plus the firmware's own reservations; more than the
-/// zero page holds so that merging can bring a large map back under 128.
-const CAPACITY: usize = 136;
+/// Entries kept inline, without the heap: QEMU's map plus the firmware's own
+/// reservations on any ordinary VM. A larger map moves to the heap whole.
+const INLINE: usize = 136;
 
 /// Size of one `etc/e820` record.
 pub const RECORD_SIZE: usize = 20;
-/// The largest `etc/e820` ferrite reads: 128 records (the zero page's limit).
-pub const E820_FILE_MAX: usize = E820_MAX_ENTRIES_ZEROPAGE * RECORD_SIZE;
+/// The largest `etc/e820` read into a buffer on the stack (128 records); a
+/// larger one is read into the heap.
+pub const E820_FILE_INLINE: usize = E820_MAX_ENTRIES_ZEROPAGE * RECORD_SIZE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum E820Error {
@@ -27,8 +31,11 @@ pub enum E820Error {
     BadLength(usize),
     /// An entry's end lies beyond 2^64.
     Wraps { addr: u64, size: u64 },
-    /// More distinct ranges than the map can hold.
+    /// More entries than the place they go to holds (a PVH or multiboot
+    /// kernel's memory map, 128 entries).
     TooManyEntries,
+    /// The heap cannot hold the map (`bytes` asked for).
+    OutOfHeap(usize),
     /// No RAM at all, or none at 1 MiB where the kernel goes.
     NoRam,
 }
@@ -64,10 +71,26 @@ pub struct Region {
     pub typ: u32,
 }
 
+impl Region {
+    /// As the zero page (and `SETUP_E820_EXT`) store it.
+    pub fn entry(&self) -> E820Entry {
+        E820Entry {
+            addr: self.range.start,
+            size: self.range.len(),
+            typ: self.typ,
+        }
+    }
+}
+
+impl From<OutOfHeap> for E820Error {
+    fn from(e: OutOfHeap) -> Self {
+        E820Error::OutOfHeap(e.bytes)
+    }
+}
+
 #[derive(Clone)]
 pub struct MemoryMap {
-    regions: [Region; CAPACITY],
-    len: usize,
+    regions: SpillVec<Region, INLINE>,
 }
 
 impl Default for MemoryMap {
@@ -79,26 +102,39 @@ impl Default for MemoryMap {
 impl MemoryMap {
     pub const fn new() -> MemoryMap {
         MemoryMap {
-            regions: [Region {
+            regions: SpillVec::new(Region {
                 range: Range::new(0, 0),
                 typ: 0,
-            }; CAPACITY],
-            len: 0,
+            }),
         }
     }
 
-    /// Reads QEMU's `etc/e820` from fw_cfg into this (empty) map. A missing
-    /// file, a failed transfer, or more entries than the zero page takes is an
-    /// error: never a map cut short.
+    /// Reads QEMU's `etc/e820` from fw_cfg into this (empty) map, whole: a
+    /// missing file, a failed transfer or a map larger than the heap is an
+    /// error, never a map cut short.
     pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
         let file = fw_cfg
             .find(b"etc/e820")
             .ok_or(Error::MissingFile("etc/e820"))?;
-        if file.size as usize > E820_FILE_MAX {
-            return Err(Error::MemoryMap(E820Error::TooManyEntries));
+        if file.size as usize > E820_FILE_INLINE {
+            return self.read_large(fw_cfg, file);
         }
-        let mut buf = [MaybeUninit::uninit(); E820_FILE_MAX];
+        let mut buf = [MaybeUninit::uninit(); E820_FILE_INLINE];
         Ok(self.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
+    }
+
+    /// A map of more than 128 records, read into the heap.
+    #[cold]
+    #[inline(never)]
+    fn read_large<IO: PortIo>(
+        &mut self,
+        fw_cfg: &mut FwCfg<IO>,
+        file: crate::fwcfg::File,
+    ) -> Result<(), Error> {
+        let mut buf: Vec<u8> = heap::with_capacity(file.size as usize)
+            .map_err(Error::out_of_heap("QEMU's e820 map"))?;
+        let bytes = fw_cfg.read_file("etc/e820", file, buf.spare_capacity_mut())?;
+        Ok(self.load_qemu(bytes)?)
     }
 
     /// Parses QEMU's `etc/e820` (packed little-endian `{u64 addr; u64 size; u32 type}`).
@@ -116,9 +152,9 @@ impl MemoryMap {
         if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_SIZE) {
             return Err(E820Error::BadLength(bytes.len()));
         }
-        self.len = 0;
-        if !self.load_sorted(bytes) {
-            self.len = 0;
+        self.regions.clear();
+        if !self.load_sorted(bytes)? {
+            self.regions.clear();
             self.insert_all(bytes)?;
         }
         if self.ram().next().is_none() {
@@ -129,7 +165,7 @@ impl MemoryMap {
 
     /// The common case: QEMU's entries are already sorted and disjoint. Returns
     /// false (leaving junk behind) if they are not.
-    fn load_sorted(&mut self, bytes: &[u8]) -> bool {
+    fn load_sorted(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
         let map = self;
         let mut prev_end = 0;
         for rec in bytes.chunks_exact(RECORD_SIZE) {
@@ -137,20 +173,19 @@ impl MemoryMap {
             let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
             let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
             let Some(end) = addr.checked_add(size) else {
-                return false;
+                return Ok(false);
             };
-            if size == 0 || addr < prev_end || map.len == CAPACITY {
-                return false;
+            if size == 0 || addr < prev_end {
+                return Ok(false);
             }
             prev_end = end;
-            map.regions[map.len] = Region {
+            map.push(Region {
                 range: Range::new(addr, end),
                 typ,
-            };
-            map.len += 1;
+            })?;
         }
         map.normalize();
-        true
+        Ok(true)
     }
 
     fn insert_all(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
@@ -171,7 +206,12 @@ impl MemoryMap {
     }
 
     pub fn regions(&self) -> &[Region] {
-        &self.regions[..self.len]
+        self.regions.as_slice()
+    }
+
+    /// Whether the map outgrew its inline array and lives on the heap.
+    pub fn on_heap(&self) -> bool {
+        self.regions.on_heap()
     }
 
     /// RAM ranges, in ascending order.
@@ -213,26 +253,23 @@ impl MemoryMap {
             return Ok(());
         }
         if typ == e820_type::RAM {
-            // Add the parts of `range` not already covered by something.
+            // Add the parts of `range` not already covered by something: the
+            // map is sorted, and the gaps pushed go after the entries looked at.
             let mut cursor = range.start;
-            let mut gaps: [Range; CAPACITY] = [Range::new(0, 0); CAPACITY];
-            let mut ngaps = 0;
-            for r in self.regions() {
+            for i in 0..self.regions.len() {
+                let r = self.regions.as_slice()[i];
                 if r.range.end <= cursor || !r.range.overlaps(&range) {
                     continue;
                 }
                 if r.range.start > cursor {
-                    gaps[ngaps] = Range::new(cursor, r.range.start);
-                    ngaps += 1;
+                    let gap = Range::new(cursor, r.range.start);
+                    self.push(Region { range: gap, typ })?;
                 }
                 cursor = cursor.max(r.range.end);
             }
             if cursor < range.end {
-                gaps[ngaps] = Range::new(cursor, range.end);
-                ngaps += 1;
-            }
-            for gap in &gaps[..ngaps] {
-                self.push(Region { range: *gap, typ })?;
+                let gap = Range::new(cursor, range.end);
+                self.push(Region { range: gap, typ })?;
             }
         } else {
             self.cut(range)?;
@@ -252,8 +289,8 @@ impl MemoryMap {
     /// [`MemoryMap::remove`] without restoring the order (callers normalize once).
     fn cut(&mut self, range: Range) -> Result<(), E820Error> {
         let mut i = 0;
-        while i < self.len {
-            let r = self.regions[i];
+        while i < self.regions.len() {
+            let r = self.regions.as_slice()[i];
             if !r.range.overlaps(&range) {
                 i += 1;
                 continue;
@@ -261,8 +298,7 @@ impl MemoryMap {
             let left = Range::new(r.range.start, range.start);
             let right = Range::new(range.end, r.range.end);
             // Replace r by its remnants.
-            self.regions[i] = self.regions[self.len - 1];
-            self.len -= 1;
+            self.regions.swap_remove(i);
             for part in [left, right] {
                 if part.start < part.end && r.range.contains(&part) {
                     self.push(Region {
@@ -276,52 +312,77 @@ impl MemoryMap {
     }
 
     fn push(&mut self, region: Region) -> Result<(), E820Error> {
-        if self.len == CAPACITY {
-            return Err(E820Error::TooManyEntries);
-        }
-        self.regions[self.len] = region;
-        self.len += 1;
-        Ok(())
+        Ok(self.regions.push(region)?)
     }
 
     /// Sorts by start and merges touching entries of the same type.
     fn normalize(&mut self) {
-        let regions = &mut self.regions[..self.len];
+        let regions = self.regions.as_mut_slice();
         regions.sort_unstable_by_key(|r| r.range.start);
         let mut out = 0;
-        for i in 0..self.len {
-            let r = self.regions[i];
+        for i in 0..regions.len() {
+            let r = regions[i];
             if out > 0 {
-                let prev = &mut self.regions[out - 1];
+                let prev = &mut regions[out - 1];
                 if prev.typ == r.typ && prev.range.end == r.range.start {
                     prev.range.end = r.range.end;
                     continue;
                 }
             }
-            self.regions[out] = r;
+            regions[out] = r;
             out += 1;
         }
-        self.len = out;
+        self.regions.truncate(out);
     }
 
-    /// Writes the map into a zero page's table. Fails if it has more entries than
-    /// the zero page holds.
-    pub fn write_zero_page(
-        &self,
-        table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE],
-    ) -> Result<u8, E820Error> {
-        if self.len > E820_MAX_ENTRIES_ZEROPAGE {
-            return Err(E820Error::TooManyEntries);
-        }
+    /// Writes the map's first 128 entries into a zero page's table and returns
+    /// how many; the rest, if any, go to Linux through a `SETUP_E820_EXT` node
+    /// ([`MemoryMap::extended`]).
+    pub fn write_zero_page(&self, table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE]) -> u8 {
         for (slot, r) in table.iter_mut().zip(self.regions()) {
-            *slot = E820Entry {
-                addr: r.range.start,
-                size: r.range.len(),
-                typ: r.typ,
-            };
+            *slot = r.entry();
         }
-        Ok(self.len as u8)
+        self.regions().len().min(E820_MAX_ENTRIES_ZEROPAGE) as u8
     }
+
+    /// The entries beyond the zero page's 128 (empty on an ordinary VM).
+    pub fn extended(&self) -> &[Region] {
+        self.regions().get(E820_MAX_ENTRIES_ZEROPAGE..).unwrap_or(&[])
+    }
+
+    /// Writes the entries beyond the zero page's 128 as a `SETUP_E820_EXT`
+    /// node (Linux's boot protocol: `setup_data` of type 1, its payload packed
+    /// 20-byte e820 entries) linked to `next`, into `node`; returns the node's
+    /// length, or None when there is nothing beyond the zero page or the
+    /// node does not fit `node`.
+    pub fn write_ext_node(&self, node: &mut [u8], next: u64) -> Option<usize> {
+        let ext = self.extended();
+        let len = ext_node_len(ext.len());
+        if ext.is_empty() || len > node.len() {
+            return None;
+        }
+        let head = SetupData {
+            next,
+            typ: setup_data_type::E820_EXT,
+            len: (ext.len() * RECORD_SIZE) as u32,
+        };
+        node[..SETUP_DATA_HEAD].copy_from_slice(&head.to_bytes());
+        let payload = &mut node[SETUP_DATA_HEAD..len];
+        for (slot, r) in payload.chunks_exact_mut(RECORD_SIZE).zip(ext) {
+            slot.copy_from_slice(&r.entry().to_bytes());
+        }
+        Some(len)
+    }
+}
+
+const SETUP_DATA_HEAD: usize = core::mem::size_of::<SetupData>();
+
+/// Bytes of a `SETUP_E820_EXT` node holding `entries` entries.
+pub fn ext_node_len(entries: usize) -> usize {
+    SETUP_DATA_HEAD + entries * RECORD_SIZE
+}
+
+impl MemoryMap {
 
     /// The highest `align`-aligned start of a `size`-byte block that is RAM, lies
     /// within `[floor, ceiling)` and overlaps none of `busy`.
@@ -510,22 +571,74 @@ mod tests {
         assert!(!map.is_ram(Range::new(128 * MIB - 0x4_0000, 128 * MIB - 0x3_F000)));
     }
 
+    /// 300 entries of alternating types (nothing merges), as QEMU lists them.
+    fn many(n: u64) -> std::vec::Vec<(u64, u64, u32)> {
+        (0..n)
+            .map(|i| (i * 2 * MIB, MIB, if i % 2 == 0 { RAM } else { NVS }))
+            .collect()
+    }
+
     #[test]
-    fn too_many_entries_is_an_error_not_a_truncation() {
-        let mut entries = std::vec::Vec::new();
-        for i in 0..200u64 {
-            entries.push((i * 2 * MIB, MIB, if i % 2 == 0 { RAM } else { NVS }));
-        }
-        let map = MemoryMap::from_qemu(&qemu_e820(&entries[..130])).unwrap();
+    fn a_map_of_300_entries_is_taken_whole() {
+        let entries = many(300);
+        let map = MemoryMap::from_qemu(&qemu_e820(&entries)).unwrap();
+        assert!(map.on_heap());
+        assert_eq!(
+            list(&map),
+            entries
+                .iter()
+                .map(|&(a, s, t)| (a, a + s, t))
+                .collect::<std::vec::Vec<_>>()
+        );
+        // the zero page takes the first 128 ...
         let mut table = [E820Entry::default(); 128];
-        assert_eq!(
-            map.write_zero_page(&mut table).err(),
-            Some(E820Error::TooManyEntries)
-        );
-        assert_eq!(
+        assert_eq!(map.write_zero_page(&mut table), 128);
+        for (e, &(a, s, t)) in table.iter().zip(&entries) {
+            assert_eq!(*e, E820Entry { addr: a, size: s, typ: t });
+        }
+        // ... and SETUP_E820_EXT the other 172, linked to the list's old head
+        assert_eq!(map.extended().len(), 172);
+        let mut node = std::vec![0u8; ext_node_len(172)];
+        assert_eq!(map.write_ext_node(&mut node, 0xABCD_0000), Some(16 + 172 * 20));
+        assert_eq!(node[0..8], 0xABCD_0000u64.to_le_bytes());
+        assert_eq!(node[8..12], setup_data_type::E820_EXT.to_le_bytes());
+        assert_eq!(node[12..16], (172u32 * 20).to_le_bytes());
+        assert_eq!(node[16..], qemu_e820(&entries[128..])[..]);
+        // a node one byte short is refused, not cut
+        assert_eq!(map.write_ext_node(&mut node[..16 + 172 * 20 - 1], 0), None);
+        // unsorted, the same map (the slow path grows on the heap too)
+        let mut shuffled = entries.clone();
+        shuffled.reverse();
+        assert_eq!(list(&MemoryMap::from_qemu(&qemu_e820(&shuffled)).unwrap()), list(&map));
+        // and amendments keep working on the heap
+        let mut map = map;
+        map.insert(Range::new(599 * MIB, 700 * MIB), RESERVED).unwrap();
+        map.remove(Range::new(0, 4 * MIB)).unwrap();
+        assert_eq!(map.regions().len(), 300 + 1 - 2);
+    }
+
+    #[test]
+    fn a_map_that_fits_the_zero_page_stays_off_the_heap() {
+        let map = MemoryMap::from_qemu(&qemu_e820(&many(128))).unwrap();
+        assert!(!map.on_heap());
+        let mut table = [E820Entry::default(); 128];
+        assert_eq!(map.write_zero_page(&mut table), 128);
+        assert!(map.extended().is_empty());
+        assert_eq!(map.write_ext_node(&mut [0; 64], 0), None);
+    }
+
+    #[test]
+    fn a_map_beyond_the_heap_is_an_error_not_a_truncation() {
+        let n = crate::heap::HEAP_SIZE / core::mem::size_of::<Region>() + 1;
+        let entries = many(n as u64);
+        assert!(matches!(
             MemoryMap::from_qemu(&qemu_e820(&entries)).err(),
-            Some(E820Error::TooManyEntries)
-        );
+            Some(E820Error::OutOfHeap(_))
+        ));
+        assert!(matches!(
+            Error::from(E820Error::OutOfHeap(1)),
+            Error::OutOfHeap { .. }
+        ));
     }
 
     #[test]

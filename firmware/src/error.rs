@@ -5,6 +5,7 @@ use core::fmt;
 
 use crate::acpi::LoaderError;
 use crate::e820::E820Error;
+use crate::heap::{HEAP_SIZE, OutOfHeap};
 use crate::pci::PciError;
 
 /// Port of the "firmware done" marker, also used for error statuses so that one
@@ -18,6 +19,8 @@ pub enum Error {
     NoFwCfg,
     /// fw_cfg reported a DMA error (or never completed a transfer).
     FwCfgDma { selector: u16 },
+    /// The fw_cfg file directory lists more files than fw_cfg has selectors.
+    BadFileDirectory { count: usize },
     /// A fw_cfg file the boot needs is missing.
     MissingFile(&'static str),
     /// A fw_cfg file is larger than ferrite reads (it is never cut short).
@@ -58,6 +61,8 @@ pub enum Error {
     SegmentsOverlapFirmware { start: u64, end: u64 },
     /// A multiboot header ferrite cannot honour.
     BadMultiboot(&'static str),
+    /// ferrite's heap cannot hold what QEMU handed over (`what`, `bytes` in all).
+    OutOfHeap { what: &'static str, bytes: usize },
 }
 
 /// Status of a Rust panic inside ferrite.
@@ -68,7 +73,10 @@ impl Error {
     pub fn status(&self) -> u8 {
         match self {
             Error::NoFwCfg => 0x20,
-            Error::FwCfgDma { .. } | Error::MissingFile(_) | Error::FileTooLarge { .. } => 0x21,
+            Error::FwCfgDma { .. }
+            | Error::BadFileDirectory { .. }
+            | Error::MissingFile(_)
+            | Error::FileTooLarge { .. } => 0x21,
             Error::NoKernel => 0x22,
             Error::NotBzImage => 0x23,
             Error::ProtocolTooOld { .. } | Error::BadHeader(_) => 0x24,
@@ -84,6 +92,7 @@ impl Error {
             Error::PvhEntryOutside { .. } => 0x2E,
             Error::SegmentsOverlapFirmware { .. } => 0x30,
             Error::BadMultiboot(_) => 0x31,
+            Error::OutOfHeap { .. } => 0x32,
         }
     }
 }
@@ -100,6 +109,10 @@ impl fmt::Display for Error {
             Error::FwCfgDma { selector } => write!(
                 f,
                 "fw_cfg DMA transfer of item {selector:#06x} failed; check the QEMU version (2.9 or newer)"
+            ),
+            Error::BadFileDirectory { count } => write!(
+                f,
+                "the fw_cfg file directory lists {count} files, more than fw_cfg can hold; check the QEMU version"
             ),
             Error::MissingFile(name) => {
                 write!(f, "fw_cfg has no file \"{name}\"; use QEMU 2.9 or newer")
@@ -158,6 +171,11 @@ impl fmt::Display for Error {
                 "the kernel's segments {start:#x}..{end:#x} overlap ferrite's memory below 1 MiB; link the kernel at 1 MiB or higher"
             ),
             Error::BadMultiboot(what) => write!(f, "the multiboot kernel cannot be booted: {what}"),
+            Error::OutOfHeap { what, bytes } => write!(
+                f,
+                "{what} needs {bytes} bytes, more than ferrite's {} KiB heap holds; give the VM fewer devices, files or memory ranges",
+                HEAP_SIZE / 1024
+            ),
             Error::OutOfFirmwareMemory(what) => {
                 write!(
                     f,
@@ -170,7 +188,23 @@ impl fmt::Display for Error {
 
 impl From<E820Error> for Error {
     fn from(e: E820Error) -> Self {
-        Error::MemoryMap(e)
+        match e {
+            E820Error::OutOfHeap(bytes) => Error::OutOfHeap {
+                what: "the e820 map",
+                bytes,
+            },
+            e => Error::MemoryMap(e),
+        }
+    }
+}
+
+impl Error {
+    /// The error for `what` when the heap is out of room.
+    pub fn out_of_heap(what: &'static str) -> impl FnOnce(OutOfHeap) -> Error {
+        move |e| Error::OutOfHeap {
+            what,
+            bytes: e.bytes,
+        }
     }
 }
 
@@ -212,6 +246,10 @@ mod tests {
             Error::PvhEntryOutside { entry: 1 << 32 },
             Error::SegmentsOverlapFirmware { start: 0, end: 1 },
             Error::BadMultiboot("x"),
+            Error::OutOfHeap {
+                what: "x",
+                bytes: 1,
+            },
         ];
         let statuses: HashSet<u8> = all.iter().map(Error::status).collect();
         assert_eq!(statuses.len(), all.len());

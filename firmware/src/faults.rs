@@ -91,19 +91,61 @@ fn truncated_e820_is_a_malformed_map() {
     }
 }
 
-/// `read_e820` used to read 128 entries and drop the rest silently.
+/// `read_e820` used to refuse more than 128 entries, and the fw_cfg
+/// directory was cut at 96 files: a VM with many memory ranges and files now
+/// boots. boot()'s first two steps (`FwCfg::probe`, `MemoryMap::read_from`)
+/// take a 300-entry map and a 500-file directory whole, with and without DMA.
 #[test]
-fn e820_longer_than_the_zero_page_is_an_error_not_a_shorter_map() {
-    let entries: Vec<_> = (0..129u64)
+fn a_300_entry_e820_and_a_500_file_directory_are_taken_whole() {
+    use crate::bootparams::{E820Entry, e820_type::NVS};
+    let entries: Vec<_> = (0..300u64)
+        .map(|i| (i * 2 * MIB, MIB, if i % 2 == 0 { RAM } else { NVS }))
+        .collect();
+    for dma in [true, false] {
+        let mut dev = FakeDevice::new(dma);
+        for i in 0..250 {
+            dev.add_file(&std::format!("opt/x/{i}"), b"x");
+        }
+        dev.add_file("etc/e820", &e820(&entries));
+        for i in 250..499 {
+            dev.add_file(&std::format!("opt/x/{i}"), b"x");
+        }
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        assert_eq!(fw.file_count(), 500);
+        assert!(fw.find(b"opt/x/0").is_some() && fw.find(b"opt/x/498").is_some());
+        let mut map = MemoryMap::new();
+        map.read_from(&mut fw).unwrap();
+        assert_eq!(map.regions().len(), 300);
+        let got: Vec<_> = map
+            .regions()
+            .iter()
+            .map(|r| (r.range.start, r.range.len(), r.typ))
+            .collect();
+        assert_eq!(got, entries);
+        // 128 for the zero page, 172 for SETUP_E820_EXT
+        let mut table = [E820Entry::default(); 128];
+        assert_eq!(map.write_zero_page(&mut table), 128);
+        assert_eq!(map.extended().len(), 172);
+    }
+}
+
+/// An `etc/e820` larger than the heap can hold: the heap's error, not a shorter map.
+#[test]
+fn e820_beyond_the_heap_is_an_error_not_a_shorter_map() {
+    let n = crate::heap::HEAP_SIZE / 20 + 1;
+    let entries: Vec<_> = (0..n as u64)
         .map(|i| (i * 2 * MIB, MIB, if i == 0 { RAM } else { RESERVED }))
         .collect();
     let e = read_map(&mut machine(true, Some(&e820(&entries))))
         .err()
         .unwrap();
-    assert_fault(e, 0x28, "TooManyEntries");
-    // 128 entries are still read whole
-    let map = read_map(&mut machine(true, Some(&e820(&entries[..128])))).unwrap();
-    assert_eq!(map.regions().len(), 128);
+    assert_fault(e, 0x32, "more than ferrite's 256 KiB heap holds");
+    // a file of 4 GiB - 1 (a huge count): refused before any transfer
+    let mut dev = machine(true, Some(&[0u8; 20]));
+    let dir = dev.items.get_mut(&(Item::FileDir as u16)).unwrap();
+    dir[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    let e = read_map(&mut dev).err().unwrap();
+    assert_fault(e, 0x32, "QEMU's e820 map needs 4294967295 bytes");
 }
 
 /// `phys::read_file` used to cut a file to its buffer.

@@ -342,7 +342,18 @@ fn e820_strategy(max: usize) -> BoxedStrategy<Vec<u8>> {
             v.extend(tail);
             v
         });
-    prop_oneof![3 => hostile, 4 => realistic, 1 => junk].boxed()
+    // Many small ranges of alternating types, sorted: more than the zero
+    // page's 128 entries, taken whole on the heap.
+    let many = (129..400usize, 1..0x100u64, any::<u64>()).prop_map(|(n, step, seed)| {
+        let e: Vec<_> = (0..n as u64)
+            .map(|i| {
+                let typ = if i % 2 == 0 { 1 } else { 2 + (seed >> (i % 60)) as u32 % 3 };
+                ((i + 1) * step << 20, step << 20, typ)
+            })
+            .collect();
+        e820_bytes(&e)
+    });
+    prop_oneof![3 => hostile, 4 => realistic, 1 => junk, 1 => many].boxed()
 }
 
 // ---------------------------------------------------------------------------
@@ -468,15 +479,34 @@ fn check_e820(input: &[u8]) -> String {
             assert_eq!(type_at(&map, range.start), None);
         }
     }
+    // The zero page's table and the SETUP_E820_EXT node hold every entry,
+    // in order, and nothing else.
     let mut table = [E820Entry::default(); E820_MAX_ENTRIES_ZEROPAGE];
-    match map.write_zero_page(&mut table) {
-        Ok(n) => {
-            assert_eq!(n as usize, map.regions().len());
-            result
-        }
-        Err(_) => "zero-page-too-many",
+    let n = map.write_zero_page(&mut table) as usize;
+    let all = map.regions();
+    assert_eq!(n, all.len().min(E820_MAX_ENTRIES_ZEROPAGE));
+    for (entry, r) in table.iter().zip(&all[..n]) {
+        assert_eq!(*entry, r.entry());
     }
-    .to_string()
+    let extra = all.len() - n;
+    let mut node = vec![0xA5u8; crate::e820::ext_node_len(extra) + 8];
+    match map.write_ext_node(&mut node, 0x1234) {
+        None => assert_eq!(extra, 0),
+        Some(len) => {
+            assert_eq!(len, crate::e820::ext_node_len(extra));
+            assert!(node[len..].iter().all(|&b| b == 0xA5), "wrote past the node");
+            assert_eq!(le64(&node, 0), 0x1234);
+            assert_eq!(&node[8..12], &1u32.to_le_bytes());
+            assert_eq!(&node[12..16], &((extra * RECORD_SIZE) as u32).to_le_bytes());
+            for (rec, r) in node[16..len].chunks_exact(RECORD_SIZE).zip(&all[n..]) {
+                assert_eq!(rec, r.entry().to_bytes());
+            }
+            // one byte short: refused, not cut
+            assert_eq!(map.write_ext_node(&mut node[..len - 1], 0), None);
+            result = if result == "ok" { "ok-ext" } else { result };
+        }
+    }
+    result.to_string()
 }
 
 // ---------------------------------------------------------------------------
@@ -640,7 +670,7 @@ fn gen_fwcfg_dir() -> BoxedStrategy<Vec<u8>> {
             Just(Some(u32::MAX)),
             any::<u32>().prop_map(Some)
         ],
-        prop::collection::vec((value32(), any::<u16>(), name), 0..110),
+        prop::collection::vec((value32(), any::<u16>(), name), 0..300),
     )
         .prop_map(|(dma, count, files)| {
             let mut dir = count.unwrap_or(files.len() as u32).to_be_bytes().to_vec();
@@ -662,7 +692,6 @@ fn check_fwcfg_dir(input: &[u8]) -> String {
     let [flags, dir] = unframe::<2>(input);
     let mut dev = FakeDevice::new(flags.first().is_some_and(|f| f & 1 != 0));
     dev.items.insert(Item::FileDir as u16, dir.to_vec());
-    let fw = FwCfg::probe(&mut dev).expect("a well-behaved device with any directory");
     let count = le64(
         &dir.get(..4)
             .unwrap_or(&[])
@@ -672,9 +701,23 @@ fn check_fwcfg_dir(input: &[u8]) -> String {
             .collect::<Vec<_>>(),
         0,
     ) as usize;
-    let n = count.min(crate::fwcfg::MAX_FILES);
+    let fw = match FwCfg::probe(&mut dev) {
+        Ok(fw) => fw,
+        // A count no fw_cfg can have, or one beyond the heap: refused.
+        Err(e @ crate::error::Error::BadFileDirectory { .. }) => {
+            assert!(count > crate::fwcfg::MAX_FILES, "{e:?}");
+            return "impossible-count".into();
+        }
+        Err(e @ crate::error::Error::OutOfHeap { .. }) => {
+            assert!(count * 64 > crate::heap::HEAP_SIZE, "{e:?}");
+            return "out-of-heap".into();
+        }
+        Err(e) => panic!("a well-behaved device with any directory: {e:?}"),
+    };
+    assert_eq!(fw.file_count(), count);
+    let n = count;
     // Each entry the directory holds is found under its name, as its first
-    // occurrence; nothing past the first MAX_FILES entries is.
+    // occurrence: the whole directory is looked at.
     let entries: Vec<[u8; 64]> = (0..n.min(200))
         .map(|i| {
             let mut e = [0u8; 64];
@@ -700,8 +743,8 @@ fn check_fwcfg_dir(input: &[u8]) -> String {
         assert_eq!(f.select, u16::from_be_bytes(want[4..6].try_into().unwrap()));
     }
     assert!(fw.find(&[b'x'; 56]).is_none());
-    if count > crate::fwcfg::MAX_FILES {
-        "truncated"
+    if count > crate::fwcfg::INLINE_FILES {
+        "whole-heap"
     } else {
         "whole"
     }

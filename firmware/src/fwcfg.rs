@@ -9,9 +9,11 @@ use core::cell::UnsafeCell;
 use core::mem::{MaybeUninit, size_of};
 use core::sync::atomic::{Ordering, compiler_fence};
 
+use alloc::vec::Vec;
 use bitflags::bitflags;
 
 use crate::error::Error;
+use crate::heap;
 use crate::io::PortIo;
 
 pub const PORT_SELECTOR: u16 = 0x510;
@@ -112,8 +114,12 @@ struct RawFile {
 }
 const _: () = assert!(size_of::<RawFile>() == 64);
 
-/// How many directory entries ferrite looks at (QEMU's default is 32 slots).
-pub const MAX_FILES: usize = 96;
+/// Directory entries kept inline (QEMU's default is 32 slots); a larger
+/// directory is read whole into the heap.
+pub const INLINE_FILES: usize = 96;
+/// The most files a directory can list: selectors are 14 bits
+/// (`FW_CFG_ENTRY_MASK`) and files start at `FW_CFG_FILE_FIRST` (0x20).
+pub const MAX_FILES: usize = 0x4000 - 0x20;
 
 /// A file in the directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,8 +138,11 @@ pub struct Stats {
 pub struct FwCfg<IO: PortIo> {
     io: IO,
     dma: bool,
-    files: [MaybeUninit<RawFile>; MAX_FILES],
+    files: [MaybeUninit<RawFile>; INLINE_FILES],
     nfiles: usize,
+    /// The whole directory when it has more than [`INLINE_FILES`] entries:
+    /// on the heap for good (ferrite never gives it back; nothing to drop).
+    spilled: &'static [RawFile],
     pub stats: Stats,
 }
 
@@ -147,8 +156,9 @@ impl<IO: PortIo> FwCfg<IO> {
         let mut fw = FwCfg {
             io,
             dma: sig == DMA_SIGNATURE,
-            files: [MaybeUninit::uninit(); MAX_FILES],
+            files: [MaybeUninit::uninit(); INLINE_FILES],
             nfiles: 0,
+            spilled: &[],
             stats: Stats::default(),
         };
         if !fw.dma {
@@ -178,29 +188,62 @@ impl<IO: PortIo> FwCfg<IO> {
         let mut count = [0u8; 4];
         self.read_into(Item::FileDir as u16, &mut count)?;
         let count = u32::from_be_bytes(count) as usize;
-        if count > MAX_FILES {
-            log::warn!("fw_cfg: {count} files, only the first {MAX_FILES} are looked at");
+        if count > INLINE_FILES {
+            return self.read_large_directory(count);
         }
-        let n = count.min(MAX_FILES);
-        // SAFETY: the first `n` entries are our own memory; the slice over them
-        // (not yet initialised) is only written, by the device (DMA) or by
+        // SAFETY: the first `count` entries are our own memory; the slice over
+        // them (not yet initialised) is only written, by the device (DMA) or by
         // `rep insb`, never read before the transfer fills it; any bit pattern
         // is a valid RawFile afterwards.
         let bytes = unsafe {
             core::slice::from_raw_parts_mut(
                 self.files.as_mut_ptr().cast::<u8>(),
-                n * size_of::<RawFile>(),
+                count * size_of::<RawFile>(),
             )
         };
         // Continue the same item: the directory entries follow the count.
         self.transfer_into(None, bytes, Item::FileDir as u16)?;
-        self.nfiles = n;
+        self.nfiles = count;
+        Ok(())
+    }
+
+    /// A directory of more than [`INLINE_FILES`] files, read whole into the heap.
+    #[cold]
+    #[inline(never)]
+    fn read_large_directory(&mut self, count: usize) -> Result<(), Error> {
+        if count > MAX_FILES {
+            return Err(Error::BadFileDirectory { count });
+        }
+        let mut files: Vec<RawFile> =
+            heap::with_capacity(count).map_err(Error::out_of_heap("the fw_cfg file directory"))?;
+        let spare = &mut files.spare_capacity_mut()[..count];
+        // SAFETY: `spare` is the Vec's own, unused capacity of `count` entries,
+        // only written by the transfer (never read before it); any bit pattern
+        // is a valid RawFile.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(
+                spare.as_mut_ptr().cast::<u8>(),
+                count * size_of::<RawFile>(),
+            )
+        };
+        self.transfer_into(None, bytes, Item::FileDir as u16)?;
+        // SAFETY: the transfer above wrote all `count` entries.
+        unsafe { files.set_len(count) };
+        self.spilled = files.leak();
         Ok(())
     }
 
     fn entries(&self) -> &[RawFile] {
+        if !self.spilled.is_empty() {
+            return self.spilled;
+        }
         // SAFETY: the first `nfiles` entries were filled by read_directory.
         unsafe { core::slice::from_raw_parts(self.files.as_ptr().cast::<RawFile>(), self.nfiles) }
+    }
+
+    /// How many files the directory lists (all of them are looked at).
+    pub fn file_count(&self) -> usize {
+        self.entries().len()
     }
 
     /// Looks a file up by name (selectors change between QEMU versions and
@@ -681,17 +724,60 @@ mod tests {
     }
 
     #[test]
-    fn oversized_directory_is_truncated_not_overflowed() {
+    fn a_directory_of_500_files_is_taken_whole() {
+        for dma in [true, false] {
+            let mut dev = FakeDevice::new(dma);
+            for i in 0..500 {
+                dev.add_file(&format!("opt/f{i}"), &(i as u32).to_le_bytes());
+            }
+            let mut fw = FwCfg::probe(&mut dev).unwrap();
+            assert_eq!(fw.file_count(), 500);
+            for i in [0, INLINE_FILES - 1, INLINE_FILES, 499] {
+                let f = fw.find(format!("opt/f{i}").as_bytes()).unwrap();
+                assert_eq!(f.size, 4);
+                assert_eq!(f.select, 0x20 + i as u16);
+                assert_eq!(fw.read_u32(f.select).unwrap(), i as u32, "dma {dma}");
+            }
+            assert!(fw.find(b"opt/f500").is_none());
+        }
+        // exactly the inline array's size stays off the heap
         let mut dev = FakeDevice::new(true);
-        for i in 0..(MAX_FILES + 10) {
+        for i in 0..INLINE_FILES {
             dev.add_file(&format!("opt/f{i}"), &[0u8; 1]);
         }
         let fw = FwCfg::probe(&mut dev).unwrap();
-        assert!(fw.find(b"opt/f0").is_some());
-        assert!(
-            fw.find(format!("opt/f{}", MAX_FILES - 1).as_bytes())
-                .is_some()
+        assert!(fw.spilled.is_empty());
+        assert_eq!(fw.file_count(), INLINE_FILES);
+    }
+
+    #[test]
+    fn impossible_or_oversized_directories_are_refused() {
+        // a count no fw_cfg can have: more files than selectors
+        let mut dev = FakeDevice::new(true);
+        let mut dir = dev.items[&(Item::FileDir as u16)].clone();
+        dir[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        dev.items.insert(Item::FileDir as u16, dir.clone());
+        assert_eq!(
+            FwCfg::probe(&mut dev).err(),
+            Some(Error::BadFileDirectory {
+                count: u32::MAX as usize
+            })
         );
-        assert!(fw.find(format!("opt/f{}", MAX_FILES).as_bytes()).is_none());
+        // a possible count beyond the heap: the heap's own error
+        dir[..4].copy_from_slice(&(MAX_FILES as u32).to_be_bytes());
+        dev.items.insert(Item::FileDir as u16, dir);
+        assert_eq!(
+            FwCfg::probe(&mut dev).err().map(|e| e.status()),
+            Some(Error::OutOfHeap { what: "", bytes: 0 }.status())
+        );
+        // a directory shorter than its count reads as empty names: nothing found
+        let mut dev = FakeDevice::new(true);
+        dev.add_file("etc/e820", &[0u8; 20]);
+        let mut dir = dev.items[&(Item::FileDir as u16)].clone();
+        dir[..4].copy_from_slice(&200u32.to_be_bytes());
+        dev.items.insert(Item::FileDir as u16, dir);
+        let fw = FwCfg::probe(&mut dev).unwrap();
+        assert_eq!(fw.file_count(), 200);
+        assert!(fw.find(b"etc/e820").is_some());
     }
 }

@@ -3,8 +3,10 @@
 
 use core::mem::MaybeUninit;
 
-use ferrite::bootparams::{BootParams, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader};
-use ferrite::e820::{MemoryMap, Range};
+use ferrite::bootparams::{
+    BootParams, E820_MAX_ENTRIES_ZEROPAGE, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader,
+};
+use ferrite::e820::{self, MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::{FwCfg, Item};
 use ferrite::layout::{self, HighZone};
@@ -156,12 +158,15 @@ impl Kernel {
         load_cmdline(fw_cfg, self.cmdline_size)
     }
 
-    /// Builds the zero page at its fixed place and returns its address.
+    /// Builds the zero page at its fixed place and returns its address. The
+    /// map's entries beyond the zero page's 128 go into `e820_ext` (from
+    /// [`reserve_e820_ext`]), linked first in the `setup_data` list.
     pub fn build_zero_page(
         &self,
         kernel: Range,
         initrd: Option<Range>,
         setup_data: u64,
+        e820_ext: Option<Range>,
         rsdp: Option<u64>,
         memory: &MemoryMap,
     ) -> Result<u64, Error> {
@@ -180,11 +185,11 @@ impl Kernel {
         hdr.cmd_line_ptr = layout::CMDLINE as u32;
         hdr.ramdisk_image = image as u32;
         hdr.ramdisk_size = size as u32;
-        hdr.setup_data = setup_data;
+        hdr.setup_data = link_e820_ext(memory, e820_ext, setup_data)?;
         zp.ext_ramdisk_image = (image >> 32) as u32;
         zp.ext_ramdisk_size = (size >> 32) as u32;
         zp.acpi_rsdp_addr = rsdp.unwrap_or(0);
-        zp.e820_entries = memory.write_zero_page(&mut zp.e820_table)?;
+        zp.e820_entries = memory.write_zero_page(&mut zp.e820_table);
         Ok(layout::ZERO_PAGE)
     }
 
@@ -195,6 +200,52 @@ impl Kernel {
             Entry::Bits32 => (Entry::Bits32, kernel.start),
         }
     }
+}
+
+/// Room in the high zone for a `SETUP_E820_EXT` node, when the final map may
+/// have more entries than the zero page's 128: the `memory` of now plus at
+/// most `growth` that ferrite's own reservations add. None on an ordinary VM.
+/// Taken before the initrd is placed below the zone, clear of `kernel`.
+pub fn reserve_e820_ext(
+    memory: &MemoryMap,
+    zone: &mut HighZone,
+    kernel: Range,
+    growth: usize,
+) -> Result<Option<Range>, Error> {
+    let most = memory.regions().len() + growth;
+    if most <= E820_MAX_ENTRIES_ZEROPAGE {
+        return Ok(None);
+    }
+    let len = e820::ext_node_len(most - E820_MAX_ENTRIES_ZEROPAGE) as u64;
+    let node = zone
+        .alloc(len, 8)
+        .map(|at| Range::new(at, at + len))
+        .filter(|node| !kernel.overlaps(node))
+        .ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+    Ok(Some(node))
+}
+
+/// Writes the final map's entries beyond the zero page's 128 into `node` and
+/// returns the new head of the `setup_data` list (`next` when the map fits
+/// the zero page).
+fn link_e820_ext(memory: &MemoryMap, node: Option<Range>, next: u64) -> Result<u64, Error> {
+    if memory.extended().is_empty() {
+        return Ok(next);
+    }
+    let node = node.ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+    // SAFETY: `node` is high-zone RAM reserve_e820_ext took for this, reserved
+    // in the final map, identity-mapped, used by nothing else.
+    let bytes = unsafe { phys::slice_mut(node.start, node.len() as usize) };
+    memory
+        .write_ext_node(bytes, next)
+        .ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+    log::debug!(
+        "e820: {} entries in the zero page, {} in SETUP_E820_EXT at {:#x}",
+        E820_MAX_ENTRIES_ZEROPAGE,
+        memory.extended().len(),
+        node.start
+    );
+    Ok(node.start)
 }
 
 /// Loads the initrd (if any) into `range` (chosen by `linux::place_initrd*`).

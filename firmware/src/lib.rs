@@ -3,6 +3,7 @@
 //! table loader. The firmware binary (`main.rs`) adds the CPU and port I/O.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -17,6 +18,7 @@ mod faults;
 #[cfg(test)]
 mod fuzz;
 pub mod fwcfg;
+pub mod heap;
 pub mod io;
 pub mod layout;
 pub mod linux;

@@ -13,6 +13,8 @@ mod cpus;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
+mod arena;
+#[cfg(target_os = "none")]
 mod kernel;
 #[cfg(target_os = "none")]
 mod logger;
@@ -209,6 +211,8 @@ mod firmware {
         let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
         kernel.load(&mut b.fw_cfg, kernel_range)?;
         let setup_data = kernel.move_setup_data(&mut b.fw_cfg, kernel_range, &mut b.zone)?;
+        let e820_ext =
+            kernel::reserve_e820_ext(b.memory, &mut b.zone, kernel_range, FINAL_MAP_GROWTH)?;
         b.time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
@@ -238,7 +242,8 @@ mod firmware {
         let r = b.finish(rsdp)?;
 
         // 9. The zero page.
-        let zero_page = kernel.build_zero_page(kernel_range, initrd, setup_data, rsdp, r.memory)?;
+        let zero_page =
+            kernel.build_zero_page(kernel_range, initrd, setup_data, e820_ext, rsdp, r.memory)?;
         let (entry, address) = kernel.entry_point(kernel_range);
         let kind = match entry {
             Entry::Bits64 => Kind::Linux64,
@@ -301,6 +306,11 @@ mod firmware {
 
     /// The memory map lives in .bss: cleared by boot.s's one `rep stosq`.
     static MEMORY: spin::Mutex<MemoryMap> = spin::Mutex::new(MemoryMap::new());
+
+    /// The most entries [`reserve_firmware_memory`] adds to a map: a range
+    /// cut out of one entry or laid inside it adds two at most (the hole one),
+    /// and it lays seven ranges.
+    const FINAL_MAP_GROWTH: usize = 1 + 2 * 7;
 
     /// What the kernel must not use: the legacy hole (QEMU's first RAM entry spans
     /// it), the BIOS segment, ferrite's tables, the chipset's ranges (EBDA,

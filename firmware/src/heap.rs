@@ -1,0 +1,306 @@
+//! ferrite's heap: for what QEMU hands over without a bound (the e820 map, the
+//! fw_cfg directory, the table loader's files), and for nothing else.
+//!
+//! The heap is `linked_list_allocator` over a region of ferrite's own RAM
+//! (`.heap` in linker.ld), free RAM for Linux once it runs, like the rest of
+//! that RAM: nothing on the heap outlives the handoff. A small VM never
+//! touches it: each of those lists keeps a fixed inline array ([`SpillVec`])
+//! and moves to the heap only when QEMU hands over more than that holds.
+//!
+//! Every allocation is fallible ([`OutOfHeap`], a distinct error status):
+//! nothing here calls an infallible `Vec` growth, so an exhausted heap is one
+//! error line, never Rust's allocation-failure panic.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::alloc::{GlobalAlloc, Layout};
+use core::mem::{MaybeUninit, size_of};
+use core::ptr::{self, NonNull};
+
+use linked_list_allocator::Heap;
+
+/// The heap's size. Room for a fw_cfg directory of about 3,000 files, or an
+/// e820 map of about 8,000 entries, with the copies growth makes.
+pub const HEAP_SIZE: usize = 256 * 1024;
+
+/// A request the heap cannot satisfy: `bytes` asked for in all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfHeap {
+    pub bytes: usize,
+}
+
+/// The global allocator: `linked_list_allocator`'s first-fit heap behind a
+/// spin lock (ferrite runs on one CPU; the lock only makes the static `Sync`),
+/// set up at the first allocation, so that a boot that allocates nothing
+/// runs none of its code.
+pub struct Arena {
+    heap: spin::Mutex<Heap>,
+    /// The heap's memory, taken once, at the first allocation.
+    memory: fn() -> &'static mut [MaybeUninit<u8>],
+}
+
+impl Arena {
+    /// An allocator over what `memory` returns; it is called once.
+    pub const fn new(memory: fn() -> &'static mut [MaybeUninit<u8>]) -> Arena {
+        Arena {
+            heap: spin::Mutex::new(Heap::empty()),
+            memory,
+        }
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> usize {
+        self.heap.lock().used()
+    }
+}
+
+// SAFETY: `allocate_first_fit` returns blocks of at least `layout.size()` bytes
+// at `layout.align()`, disjoint from every live block, or fails (null);
+// `deallocate` gets back exactly what `alloc` handed out, with its layout.
+unsafe impl GlobalAlloc for Arena {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let mut heap = self.heap.lock();
+        if heap.size() == 0 {
+            heap.init_from_slice((self.memory)());
+        }
+        heap.allocate_first_fit(layout)
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the caller passes a block `alloc` returned, with its layout.
+            unsafe { self.heap.lock().deallocate(p, layout) }
+        }
+    }
+}
+
+/// Makes room in `v` for `additional` more elements, or fails: beyond
+/// [`HEAP_SIZE`] at once (the same answer on the host as in the firmware), or
+/// when the allocator has no block that large.
+pub fn reserve<T>(v: &mut Vec<T>, additional: usize) -> Result<(), OutOfHeap> {
+    let fail = OutOfHeap {
+        bytes: v
+            .len()
+            .saturating_add(additional)
+            .saturating_mul(size_of::<T>()),
+    };
+    if fail.bytes > HEAP_SIZE {
+        return Err(fail);
+    }
+    v.try_reserve(additional).map_err(|_| fail)
+}
+
+/// An empty `Vec` with room for `n` elements.
+pub fn with_capacity<T>(n: usize) -> Result<Vec<T>, OutOfHeap> {
+    let mut v = Vec::new();
+    reserve(&mut v, n)?;
+    Ok(v)
+}
+
+/// Appends `x` to `v`, growing it on the heap, or fails.
+pub fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), OutOfHeap> {
+    if v.len() == v.capacity() {
+        reserve(v, v.len().max(4))?;
+    }
+    v.push(x);
+    Ok(())
+}
+
+/// `v` in a box, or fails (`Box::new` would abort instead).
+fn boxed<T>(v: Vec<T>) -> Result<Box<Vec<T>>, OutOfHeap> {
+    let layout = Layout::new::<Vec<T>>();
+    // SAFETY: a Vec is not zero-sized, as `alloc` requires.
+    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<Vec<T>>();
+    if p.is_null() {
+        return Err(OutOfHeap {
+            bytes: layout.size(),
+        });
+    }
+    // SAFETY: `p` is a fresh block of the global allocator with a Vec's
+    // layout: written once, then owned by the Box, as `Box::from_raw` takes.
+    unsafe {
+        p.write(v);
+        Ok(Box::from_raw(p))
+    }
+}
+
+/// A list that lives in a fixed array of `N` until it needs more, and then,
+/// all of it, on the heap: a small VM costs no allocation (nor the
+/// allocator's code, translated once under TCG), a large one is taken whole.
+#[derive(Clone)]
+pub struct SpillVec<T: Copy, const N: usize> {
+    inline: [T; N],
+    len: usize,
+    /// Every element once the list has outgrown `inline` (then `len` is
+    /// unused). Boxed so that an empty list is all zeros (a `static` of one
+    /// stays in `.bss`, out of the ROM).
+    spilled: Option<Box<Vec<T>>>,
+}
+
+impl<T: Copy, const N: usize> SpillVec<T, N> {
+    /// An empty list; `fill` only initialises the inline array.
+    pub const fn new(fill: T) -> Self {
+        SpillVec {
+            inline: [fill; N],
+            len: 0,
+            spilled: None,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        match &self.spilled {
+            Some(v) => v,
+            None => &self.inline[..self.len],
+        }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        match &mut self.spilled {
+            Some(v) => v,
+            None => &mut self.inline[..self.len],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the list lives on the heap.
+    pub fn on_heap(&self) -> bool {
+        self.spilled.is_some()
+    }
+
+    pub fn push(&mut self, x: T) -> Result<(), OutOfHeap> {
+        if let Some(v) = &mut self.spilled {
+            push(v, x)
+        } else if self.len < N {
+            self.inline[self.len] = x;
+            self.len += 1;
+            Ok(())
+        } else {
+            self.spill(x)
+        }
+    }
+
+    /// The inline array is full: everything moves to the heap, with room to grow.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, x: T) -> Result<(), OutOfHeap> {
+        let mut v = with_capacity(2 * N.max(4))?;
+        v.extend_from_slice(&self.inline[..self.len]);
+        v.push(x);
+        self.spilled = Some(boxed(v)?);
+        Ok(())
+    }
+
+    /// Keeps the first `n` elements.
+    pub fn truncate(&mut self, n: usize) {
+        match &mut self.spilled {
+            Some(v) => v.truncate(n),
+            None => self.len = self.len.min(n),
+        }
+    }
+
+    /// Removes element `i`, moving the last one into its place.
+    pub fn swap_remove(&mut self, i: usize) -> T {
+        if let Some(v) = &mut self.spilled {
+            v.swap_remove(i)
+        } else {
+            let x = self.inline[i];
+            self.inline[i] = self.inline[self.len - 1];
+            self.len -= 1;
+            x
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spill_vec_stays_inline_then_moves_whole_to_the_heap() {
+        let mut v: SpillVec<u32, 4> = SpillVec::new(0);
+        for i in 0..4 {
+            v.push(i).unwrap();
+        }
+        assert!(!v.on_heap());
+        assert_eq!(v.as_slice(), [0, 1, 2, 3]);
+        v.push(4).unwrap();
+        assert!(v.on_heap());
+        for i in 5..100 {
+            v.push(i).unwrap();
+        }
+        assert_eq!(v.len(), 100);
+        assert!(v.as_slice().iter().copied().eq(0..100));
+        assert_eq!(v.swap_remove(0), 0);
+        assert_eq!(v.as_slice()[0], 99);
+        v.truncate(3);
+        assert_eq!(v.as_slice(), [99, 1, 2]);
+        v.clear();
+        assert!(v.is_empty());
+        // inline swap_remove and truncate
+        let mut w: SpillVec<u8, 8> = SpillVec::new(0);
+        for i in 0..5 {
+            w.push(i).unwrap();
+        }
+        assert_eq!(w.swap_remove(1), 1);
+        assert_eq!(w.as_slice(), [0, 4, 2, 3]);
+        w.as_mut_slice()[0] = 7;
+        w.truncate(2);
+        assert_eq!(w.as_slice(), [7, 4]);
+    }
+
+    #[test]
+    fn requests_beyond_the_heap_fail_cleanly() {
+        let mut v: Vec<u64> = Vec::new();
+        let n = HEAP_SIZE / 8 + 1;
+        assert_eq!(reserve(&mut v, n), Err(OutOfHeap { bytes: n * 8 }));
+        assert_eq!(
+            with_capacity::<u8>(usize::MAX).err(),
+            Some(OutOfHeap { bytes: usize::MAX })
+        );
+        // a list that outgrows the heap stops with an error, keeping its elements
+        let mut s: SpillVec<[u8; 1024], 8> = SpillVec::new([0; 1024]);
+        let err = (0..HEAP_SIZE / 1024 + 1)
+            .map(|_| s.push([1; 1024]))
+            .find_map(Result::err);
+        assert!(err.is_some());
+        assert!(s.len() <= HEAP_SIZE / 1024);
+        assert!(s.as_slice().iter().all(|b| b[0] == 1));
+    }
+
+    #[test]
+    fn the_arena_allocates_frees_and_reports_exhaustion_as_null() {
+        fn memory() -> &'static mut [MaybeUninit<u8>] {
+            std::boxed::Box::leak(std::vec![MaybeUninit::uninit(); 4096].into_boxed_slice())
+        }
+        let arena = Arena::new(memory);
+        assert_eq!(arena.used(), 0);
+        let layout = Layout::from_size_align(1024, 16).unwrap();
+        // SAFETY: the arena owns its memory; every block is freed with its layout.
+        unsafe {
+            let a = arena.alloc(layout);
+            assert!(!a.is_null() && a as usize % 16 == 0);
+            let b = arena.alloc(layout);
+            assert!(!b.is_null() && b != a);
+            assert!(arena.alloc(Layout::from_size_align(4096, 8).unwrap()).is_null());
+            assert!(arena.used() >= 2048);
+            arena.dealloc(a, layout);
+            arena.dealloc(b, layout);
+            assert_eq!(arena.used(), 0);
+            let c = arena.alloc(Layout::from_size_align(3072, 8).unwrap());
+            assert!(!c.is_null());
+            arena.dealloc(c, Layout::from_size_align(3072, 8).unwrap());
+        }
+    }
+}
