@@ -11,7 +11,11 @@ use core::fmt;
 pub const COMMAND_SIZE: usize = 128;
 /// `FW_CFG_MAX_FILE_PATH`.
 pub const FILE_NAME_LEN: usize = 56;
-/// How many distinct files a script may allocate.
+/// How many distinct files a script may allocate. QEMU's scripts allocate a
+/// fixed handful (RSDP, tables, TPM log, VM generation ID, hardware errors),
+/// whatever the VM's configuration: a fixed array, not the heap. The script
+/// itself grows with the VM (`-acpitable`) and is read into the heap when
+/// large (tables.rs).
 pub const MAX_FILES: usize = 32;
 /// The file QEMU puts the RSDP in.
 pub const RSDP_FILE: &[u8] = b"etc/acpi/rsdp";

@@ -13,6 +13,9 @@ mod cpus;
 #[cfg(target_os = "none")]
 mod gdt;
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
 mod arena;
 #[cfg(target_os = "none")]
 mod kernel;

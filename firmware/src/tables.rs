@@ -1,18 +1,21 @@
 //! Running QEMU's ACPI table-loader script against fw_cfg and the high zone.
 
+use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
 use ferrite::acpi::{self, LoaderEnv, LoaderError, Outcome, Zone};
 use ferrite::error::Error;
-use ferrite::fwcfg::FwCfg;
+use ferrite::fwcfg::{File, FwCfg};
+use ferrite::heap;
 use ferrite::layout::HighZone;
 
 use crate::bios::BiosArea;
 use crate::phys;
 use crate::pio::Pio;
 
-/// Scripts are a few KiB (QEMU emits a few dozen 128-byte commands).
-const MAX_SCRIPT: usize = 16 * 1024;
+/// Scripts are a few KiB (QEMU emits a few dozen 128-byte commands): read
+/// on the stack up to this, into the heap beyond.
+const INLINE_SCRIPT: usize = 16 * 1024;
 
 struct Env<'a> {
     fw_cfg: &'a mut FwCfg<Pio>,
@@ -56,6 +59,18 @@ impl LoaderEnv for Env<'_> {
     }
 }
 
+/// A script larger than [`INLINE_SCRIPT`], read into the heap (and left
+/// there: ferrite's heap is given up whole at the handoff).
+#[cold]
+#[inline(never)]
+fn read_large(fw_cfg: &mut FwCfg<Pio>, file: File) -> Result<&'static [u8], Error> {
+    let len = file.size as usize;
+    let mut buf: Vec<MaybeUninit<u8>> =
+        heap::with_capacity(len).map_err(Error::out_of_heap("etc/table-loader"))?;
+    buf.resize(len, MaybeUninit::uninit()); // within the capacity: no allocation
+    fw_cfg.read_file("etc/table-loader", file, buf.leak())
+}
+
 /// Installs QEMU's ACPI tables; returns the RSDP's address, if the machine has ACPI.
 pub fn install(
     fw_cfg: &mut FwCfg<Pio>,
@@ -66,12 +81,12 @@ pub fn install(
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
         return Ok(None);
     };
-    let len = file.size as usize;
-    if len > MAX_SCRIPT {
-        return Err(Error::Acpi(LoaderError::BadScriptLength(len)));
-    }
-    let mut buf = [MaybeUninit::<u8>::uninit(); MAX_SCRIPT];
-    let script = fw_cfg.read_file("etc/table-loader", file, &mut buf)?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); INLINE_SCRIPT];
+    let script = if file.size as usize > INLINE_SCRIPT {
+        read_large(fw_cfg, file)?
+    } else {
+        fw_cfg.read_file("etc/table-loader", file, &mut buf)?
+    };
     let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");
