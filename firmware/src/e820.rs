@@ -9,7 +9,9 @@ use core::mem::MaybeUninit;
 
 use alloc::vec::Vec;
 
-use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, SetupData, e820_type, setup_data_type};
+use crate::bootparams::{
+    E820_MAX_ENTRIES_ZEROPAGE, E820Entry, SetupData, e820_type, setup_data_type,
+};
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::heap::{self, OutOfHeap, SpillVec};
@@ -347,7 +349,9 @@ impl MemoryMap {
 
     /// The entries beyond the zero page's 128 (empty on an ordinary VM).
     pub fn extended(&self) -> &[Region] {
-        self.regions().get(E820_MAX_ENTRIES_ZEROPAGE..).unwrap_or(&[])
+        self.regions()
+            .get(E820_MAX_ENTRIES_ZEROPAGE..)
+            .unwrap_or(&[])
     }
 
     /// Writes the entries beyond the zero page's 128 as a `SETUP_E820_EXT`
@@ -383,7 +387,6 @@ pub fn ext_node_len(entries: usize) -> usize {
 }
 
 impl MemoryMap {
-
     /// The highest `align`-aligned start of a `size`-byte block that is RAM, lies
     /// within `[floor, ceiling)` and overlaps none of `busy`.
     pub fn highest_fit(
@@ -594,12 +597,22 @@ mod tests {
         let mut table = [E820Entry::default(); 128];
         assert_eq!(map.write_zero_page(&mut table), 128);
         for (e, &(a, s, t)) in table.iter().zip(&entries) {
-            assert_eq!(*e, E820Entry { addr: a, size: s, typ: t });
+            assert_eq!(
+                *e,
+                E820Entry {
+                    addr: a,
+                    size: s,
+                    typ: t
+                }
+            );
         }
         // ... and SETUP_E820_EXT the other 172, linked to the list's old head
         assert_eq!(map.extended().len(), 172);
         let mut node = std::vec![0u8; ext_node_len(172)];
-        assert_eq!(map.write_ext_node(&mut node, 0xABCD_0000), Some(16 + 172 * 20));
+        assert_eq!(
+            map.write_ext_node(&mut node, 0xABCD_0000),
+            Some(16 + 172 * 20)
+        );
         assert_eq!(node[0..8], 0xABCD_0000u64.to_le_bytes());
         assert_eq!(node[8..12], setup_data_type::E820_EXT.to_le_bytes());
         assert_eq!(node[12..16], (172u32 * 20).to_le_bytes());
@@ -609,10 +622,14 @@ mod tests {
         // unsorted, the same map (the slow path grows on the heap too)
         let mut shuffled = entries.clone();
         shuffled.reverse();
-        assert_eq!(list(&MemoryMap::from_qemu(&qemu_e820(&shuffled)).unwrap()), list(&map));
+        assert_eq!(
+            list(&MemoryMap::from_qemu(&qemu_e820(&shuffled)).unwrap()),
+            list(&map)
+        );
         // and amendments keep working on the heap
         let mut map = map;
-        map.insert(Range::new(599 * MIB, 700 * MIB), RESERVED).unwrap();
+        map.insert(Range::new(599 * MIB, 700 * MIB), RESERVED)
+            .unwrap();
         map.remove(Range::new(0, 4 * MIB)).unwrap();
         assert_eq!(map.regions().len(), 300 + 1 - 2);
     }

@@ -347,8 +347,12 @@ fn e820_strategy(max: usize) -> BoxedStrategy<Vec<u8>> {
     let many = (129..400usize, 1..0x100u64, any::<u64>()).prop_map(|(n, step, seed)| {
         let e: Vec<_> = (0..n as u64)
             .map(|i| {
-                let typ = if i % 2 == 0 { 1 } else { 2 + (seed >> (i % 60)) as u32 % 3 };
-                ((i + 1) * step << 20, step << 20, typ)
+                let typ = if i % 2 == 0 {
+                    1
+                } else {
+                    2 + (seed >> (i % 60)) as u32 % 3
+                };
+                (((i + 1) * step) << 20, step << 20, typ)
             })
             .collect();
         e820_bytes(&e)
@@ -494,7 +498,10 @@ fn check_e820(input: &[u8]) -> String {
         None => assert_eq!(extra, 0),
         Some(len) => {
             assert_eq!(len, crate::e820::ext_node_len(extra));
-            assert!(node[len..].iter().all(|&b| b == 0xA5), "wrote past the node");
+            assert!(
+                node[len..].iter().all(|&b| b == 0xA5),
+                "wrote past the node"
+            );
             assert_eq!(le64(&node, 0), 0x1234);
             assert_eq!(&node[8..12], &1u32.to_le_bytes());
             assert_eq!(&node[12..16], &((extra * RECORD_SIZE) as u32).to_le_bytes());

@@ -108,6 +108,7 @@ pub fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), OutOfHeap> {
 }
 
 /// `v` in a box, or fails (`Box::new` would abort instead).
+#[allow(clippy::box_collection)] // the box keeps an empty SpillVec all zeros
 fn boxed<T>(v: Vec<T>) -> Result<Box<Vec<T>>, OutOfHeap> {
     let layout = Layout::new::<Vec<T>>();
     // SAFETY: a Vec is not zero-sized, as `alloc` requires.
@@ -135,6 +136,7 @@ pub struct SpillVec<T: Copy, const N: usize> {
     /// Every element once the list has outgrown `inline` (then `len` is
     /// unused). Boxed so that an empty list is all zeros (a `static` of one
     /// stays in `.bss`, out of the ROM).
+    #[allow(clippy::box_collection)]
     spilled: Option<Box<Vec<T>>>,
 }
 
@@ -290,10 +292,14 @@ mod tests {
         // SAFETY: the arena owns its memory; every block is freed with its layout.
         unsafe {
             let a = arena.alloc(layout);
-            assert!(!a.is_null() && a as usize % 16 == 0);
+            assert!(!a.is_null() && (a as usize).is_multiple_of(16));
             let b = arena.alloc(layout);
             assert!(!b.is_null() && b != a);
-            assert!(arena.alloc(Layout::from_size_align(4096, 8).unwrap()).is_null());
+            assert!(
+                arena
+                    .alloc(Layout::from_size_align(4096, 8).unwrap())
+                    .is_null()
+            );
             assert!(arena.used() >= 2048);
             arena.dealloc(a, layout);
             arena.dealloc(b, layout);

@@ -221,7 +221,9 @@ pub fn reserve_e820_ext(
         .alloc(len, 8)
         .map(|at| Range::new(at, at + len))
         .filter(|node| !kernel.overlaps(node))
-        .ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+        .ok_or(Error::OutOfFirmwareMemory(
+            "the e820 map's SETUP_E820_EXT node",
+        ))?;
     Ok(Some(node))
 }
 
@@ -232,13 +234,17 @@ fn link_e820_ext(memory: &MemoryMap, node: Option<Range>, next: u64) -> Result<u
     if memory.extended().is_empty() {
         return Ok(next);
     }
-    let node = node.ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+    let node = node.ok_or(Error::OutOfFirmwareMemory(
+        "the e820 map's SETUP_E820_EXT node",
+    ))?;
     // SAFETY: `node` is high-zone RAM reserve_e820_ext took for this, reserved
     // in the final map, identity-mapped, used by nothing else.
     let bytes = unsafe { phys::slice_mut(node.start, node.len() as usize) };
     memory
         .write_ext_node(bytes, next)
-        .ok_or(Error::OutOfFirmwareMemory("the e820 map's SETUP_E820_EXT node"))?;
+        .ok_or(Error::OutOfFirmwareMemory(
+            "the e820 map's SETUP_E820_EXT node",
+        ))?;
     log::debug!(
         "e820: {} entries in the zero page, {} in SETUP_E820_EXT at {:#x}",
         E820_MAX_ENTRIES_ZEROPAGE,

@@ -184,6 +184,34 @@ fn silent_by_default_and_verbose_on_request() {
     );
 }
 
+/// A VM with more fw_cfg files than ferrite's inline directory (96) boots,
+/// and a file sorted after all of them is found: QEMU lists files by name, so
+/// `opt/ferrite/log-level` comes after 200 `opt/a/N` files (QEMU's default
+/// of 32 file slots is raised with `x-file-slots`).
+#[test]
+fn many_fw_cfg_files_are_all_looked_at() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    for machine in Machine::ALL {
+        let mut q = qemu(machine, &k);
+        q.append = Some(with_check("x"));
+        // microvm's fw_cfg is at the same I/O ports: fw_cfg_io too
+        q.extra = vec!["-global".into(), "fw_cfg_io.x-file-slots=512".into()];
+        for i in 0..200 {
+            q.extra.push("-fw_cfg".into());
+            q.extra.push(format!("name=opt/a/{i},string={i}"));
+        }
+        q.extra.push("-fw_cfg".into());
+        q.extra
+            .push("name=opt/ferrite/log-level,string=debug".into());
+        let out = expect_exit(&q, PASS_64);
+        assert!(
+            out.serial.contains("ferrite: debug: machine:"),
+            "{machine:?}: the log level, file 2xx of the directory, was not read:\n{}",
+            out.serial
+        );
+    }
+}
+
 #[test]
 fn timeline_on_the_debug_console_on_request() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
