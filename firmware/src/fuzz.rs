@@ -26,9 +26,8 @@
 //! `FERRITE_FUZZ_SAVE` (add to the corpus the first input of every outcome not
 //! seen in it yet, and a failing input, shrunk).
 //!
-//! To add a parser (the ELF/PVH notes and multiboot headers are next): write a
-//! `check_*` function over `&[u8]` that returns the outcome's name, a generator,
-//! and one line in [`TARGETS`].
+//! To add a parser: write a `check_*` function over `&[u8]` that returns the
+//! outcome's name, a generator, and one line in [`TARGETS`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::format;
@@ -63,6 +62,8 @@ const TARGETS: &[(&str, Check, Gen)] = &[
     ("smbios", check_smbios, gen_smbios),
     ("pci", check_pci, gen_pci),
     ("mptable", check_mptable, gen_mptable),
+    ("pvh", check_pvh, gen_pvh),
+    ("multiboot", check_multiboot, gen_multiboot),
 ];
 
 /// Cases per target in the quick pass of `cargo test`.
@@ -677,7 +678,7 @@ fn gen_fwcfg_dir() -> BoxedStrategy<Vec<u8>> {
             Just(Some(u32::MAX)),
             any::<u32>().prop_map(Some)
         ],
-        prop::collection::vec((value32(), any::<u16>(), name), 0..300),
+        prop::collection::vec((value32(), any::<u16>(), name), 0..130),
     )
         .prop_map(|(dma, count, files)| {
             let mut dir = count.unwrap_or(files.len() as u32).to_be_bytes().to_vec();
@@ -699,15 +700,9 @@ fn check_fwcfg_dir(input: &[u8]) -> String {
     let [flags, dir] = unframe::<2>(input);
     let mut dev = FakeDevice::new(flags.first().is_some_and(|f| f & 1 != 0));
     dev.items.insert(Item::FileDir as u16, dir.to_vec());
-    let count = le64(
-        &dir.get(..4)
-            .unwrap_or(&[])
-            .iter()
-            .rev()
-            .copied()
-            .collect::<Vec<_>>(),
-        0,
-    ) as usize;
+    // Big-endian, and a directory shorter than 4 bytes reads on as zeros.
+    let count =
+        u32::from_be_bytes(std::array::from_fn(|i| dir.get(i).copied().unwrap_or(0))) as usize;
     let fw = match FwCfg::probe(&mut dev) {
         Ok(fw) => fw,
         // A count no fw_cfg can have, or one beyond the heap: refused.
@@ -1533,5 +1528,246 @@ fn check_mptable(input: &[u8]) -> String {
             "ok".into()
         }
         None => "too-large".into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// pvh: the ELF header, program headers and PVH entry note (pvh::find_entry),
+// from the file's first 8 KiB and, for a note further in, from loaded memory.
+
+/// An ELF (either class) with a PT_LOAD at `load` and a PT_NOTE holding the
+/// PVH entry note, in the head or in loaded memory; fields fuzzed.
+fn gen_pvh() -> BoxedStrategy<Vec<u8>> {
+    (
+        any::<bool>(),
+        prop_oneof![3 => Just(18u32), 1 => any::<u32>()],
+        prop_oneof![3 => Just(4usize), 1 => Just(8usize), 1 => 0..16usize],
+        value64(),
+        (value64(), value64(), value64(), value64()),
+        (
+            any::<bool>(),
+            0..3u16,
+            prop::collection::vec(any::<u8>(), 0..64),
+        ),
+    )
+        .prop_map(
+            |(
+                wide,
+                typ,
+                descsz,
+                entry,
+                (load, memsz, note_off, loaded_len),
+                (in_head, extra, junk),
+            )| {
+                let (ehsize, phsize) = if wide { (64, 56) } else { (52, 32) };
+                let phnum = 2 + extra;
+                let mut h = vec![0u8; ehsize];
+                h[..4].copy_from_slice(b"\x7fELF");
+                h[4] = if wide { 2 } else { 1 };
+                h[5] = 1;
+                let phoff = ehsize as u64;
+                if wide {
+                    h[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+                    h[0x36..0x38].copy_from_slice(&(phsize as u16).to_le_bytes());
+                    h[0x38..0x3A].copy_from_slice(&phnum.to_le_bytes());
+                } else {
+                    h[0x1C..0x20].copy_from_slice(&(phoff as u32).to_le_bytes());
+                    h[0x2A..0x2C].copy_from_slice(&(phsize as u16).to_le_bytes());
+                    h[0x2C..0x2E].copy_from_slice(&phnum.to_le_bytes());
+                }
+                let mut note = Vec::new();
+                note.extend_from_slice(&4u32.to_le_bytes());
+                note.extend_from_slice(&(descsz as u32).to_le_bytes());
+                note.extend_from_slice(&typ.to_le_bytes());
+                note.extend_from_slice(b"Xen\0");
+                let mut desc = entry.to_le_bytes().to_vec();
+                desc.resize(descsz.div_ceil(4) * 4, 0);
+                note.extend_from_slice(&desc);
+                let notes_at = ehsize + phsize * phnum as usize;
+                let note_offset = if in_head { notes_at as u64 } else { note_off };
+                let seg = |typ: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
+                    let mut p = vec![0u8; phsize];
+                    p[..4].copy_from_slice(&typ.to_le_bytes());
+                    if wide {
+                        p[0x08..0x10].copy_from_slice(&off.to_le_bytes());
+                        p[0x18..0x20].copy_from_slice(&paddr.to_le_bytes());
+                        p[0x20..0x28].copy_from_slice(&filesz.to_le_bytes());
+                        p[0x28..0x30].copy_from_slice(&memsz.to_le_bytes());
+                    } else {
+                        p[0x04..0x08].copy_from_slice(&(off as u32).to_le_bytes());
+                        p[0x0C..0x10].copy_from_slice(&(paddr as u32).to_le_bytes());
+                        p[0x10..0x14].copy_from_slice(&(filesz as u32).to_le_bytes());
+                        p[0x14..0x18].copy_from_slice(&(memsz as u32).to_le_bytes());
+                    }
+                    p
+                };
+                h.extend(seg(1, 0, load, memsz, memsz));
+                h.extend(seg(
+                    4,
+                    note_offset,
+                    load.wrapping_add(0x100),
+                    note.len() as u64,
+                    0,
+                ));
+                for _ in 2..phnum {
+                    h.extend(seg(4, note_off, note_off, loaded_len & 0x1FFF, 0));
+                }
+                h.extend_from_slice(&note);
+                h.extend_from_slice(&junk);
+                let mut memory = vec![0u8; 0x100];
+                memory.extend_from_slice(&note);
+                let loaded =
+                    [load.to_le_bytes(), (loaded_len & 0xFFFF_FFFF).to_le_bytes()].concat();
+                frames(&[&h, &loaded, &memory])
+            },
+        )
+        .boxed()
+}
+
+/// Guest memory for `find_entry`: `bytes` from `base`, every read inside the
+/// loaded segments (asserted), zeros beyond the bytes given.
+struct LoadedMemory<'a> {
+    base: u64,
+    loaded: Range,
+    bytes: &'a [u8],
+}
+
+impl crate::pvh::Memory for LoadedMemory<'_> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) {
+        let end = addr
+            .checked_add(buf.len() as u64)
+            .expect("a read that wraps");
+        assert!(
+            self.loaded.contains(&Range::new(addr, end)),
+            "read {addr:#x}+{} outside the segments {:x?}",
+            buf.len(),
+            self.loaded
+        );
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = (addr - self.base) as usize + i;
+            *b = self.bytes.get(at).copied().unwrap_or(0);
+        }
+    }
+}
+
+fn check_pvh(input: &[u8]) -> String {
+    let [head, loaded, memory] = unframe::<3>(input);
+    let head = &head[..head.len().min(crate::pvh::HEAD_BYTES)];
+    let start = le64(loaded, 0);
+    let loaded = Range::new(start, start.saturating_add(le64(loaded, 8)));
+    let mut mem = LoadedMemory {
+        base: start,
+        loaded,
+        bytes: memory,
+    };
+    match crate::pvh::find_entry(head, loaded, &mut mem) {
+        Ok(entry) => {
+            let entry = entry as u64;
+            assert!(
+                loaded.contains(&Range::new(entry, entry + 1)),
+                "entry {entry:#x} outside {loaded:x?}"
+            );
+            "ok".into()
+        }
+        Err(e) => format!("{:#x}", e.status()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// multiboot: the multiboot v1 header in the image's first 8 KiB
+// (multiboot::check, multiboot::find_header).
+
+fn gen_multiboot() -> BoxedStrategy<Vec<u8>> {
+    (
+        (0..2100usize).prop_map(|w| w * 4),
+        prop_oneof![
+            2 => Just(crate::multiboot::header_flags::MEMORY_INFO),
+            2 => Just(crate::multiboot::header_flags::AOUT_KLUDGE | 3),
+            1 => any::<u32>(),
+        ],
+        any::<bool>(),
+        (value32(), value32(), value32(), value32(), value32()),
+        (0x10_0000..0x20_0000u64, 0..0x4_0000u64, value32()),
+        prop::collection::vec(any::<u8>(), 0..32),
+    )
+        .prop_map(
+            |(
+                at,
+                flags,
+                good_sum,
+                (header_addr, load, load_end, bss_end, entry_addr),
+                (start, len, entry),
+                junk,
+            )| {
+                let mut img = vec![0u8; at];
+                let magic = 0x1BAD_B002u32;
+                let sum = if good_sum {
+                    0u32.wrapping_sub(magic).wrapping_sub(flags)
+                } else {
+                    flags
+                };
+                // a consistent a.out kludge now and then
+                let (header_addr, load, entry_addr) = if good_sum && header_addr % 2 == 0 {
+                    (
+                        start as u32 + at as u32,
+                        start as u32,
+                        start as u32 + (entry_addr % 64),
+                    )
+                } else {
+                    (header_addr, load, entry_addr)
+                };
+                for w in [
+                    magic,
+                    flags,
+                    sum,
+                    header_addr,
+                    load,
+                    load_end,
+                    bss_end,
+                    entry_addr,
+                    0,
+                    0,
+                    0,
+                    0,
+                ] {
+                    img.extend_from_slice(&w.to_le_bytes());
+                }
+                img.extend_from_slice(&junk);
+                let image = [start.to_le_bytes(), len.to_le_bytes()].concat();
+                let entry = if entry % 2 == 0 { entry_addr } else { entry };
+                frames(&[&img, &image, &entry.to_le_bytes()])
+            },
+        )
+        .boxed()
+}
+
+fn check_multiboot(input: &[u8]) -> String {
+    use crate::multiboot::{self, header_flags};
+    let [head, image, entry] = unframe::<3>(input);
+    let start = le64(image, 0);
+    let image = Range::new(start, start.saturating_add(le64(image, 8)));
+    let entry = le64(entry, 0) as u32;
+    if let Some((at, h)) = multiboot::find_header(head) {
+        assert!(
+            at % 4 == 0 && at < multiboot::SEARCH_BYTES,
+            "header at {at}"
+        );
+        assert_eq!(h.magic.wrapping_add(h.flags).wrapping_add(h.checksum), 0);
+    }
+    match multiboot::check(head, image, entry) {
+        Ok(header) => {
+            assert!(image.start <= entry as u64 && (entry as u64) < image.end);
+            if let Some(h) = header {
+                assert_eq!(h.flags & header_flags::VIDEO_MODE, 0);
+                if h.flags & header_flags::AOUT_KLUDGE != 0 {
+                    assert_eq!(h.entry_addr, entry);
+                    assert_eq!(h.load_addr as u64, image.start);
+                    return "ok-aout".into();
+                }
+                return "ok-header".into();
+            }
+            "ok-no-header".into()
+        }
+        Err(e) => format!("{:#x}", e.status()),
     }
 }

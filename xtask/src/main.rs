@@ -103,7 +103,7 @@ enum Task {
         #[arg(long, default_value_t = 1_000_000)]
         cases: u64,
         /// Only this parser (e820, kernel, fwcfg_dir, fwcfg_read, table_loader,
-        /// setup_data, smbios, pci, mptable).
+        /// setup_data, smbios, pci, mptable, pvh, multiboot).
         #[arg(long)]
         parser: Option<String>,
         /// Random seed (default: from the clock; printed, to repeat a run).
