@@ -90,7 +90,6 @@ impl From<OutOfHeap> for E820Error {
     }
 }
 
-#[derive(Clone)]
 pub struct MemoryMap {
     regions: SpillVec<Region, INLINE>,
 }

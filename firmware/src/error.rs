@@ -210,7 +210,13 @@ impl Error {
 
 impl From<PciError> for Error {
     fn from(e: PciError) -> Self {
-        Error::Pci(e)
+        match e {
+            PciError::OutOfHeap(bytes) => Error::OutOfHeap {
+                what: "the PCI functions and BARs",
+                bytes,
+            },
+            e => Error::Pci(e),
+        }
     }
 }
 

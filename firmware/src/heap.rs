@@ -11,7 +11,6 @@
 //! nothing here calls an infallible `Vec` growth, so an exhausted heap is one
 //! error line, never Rust's allocation-failure panic.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::{GlobalAlloc, Layout};
 use core::mem::{MaybeUninit, size_of};
@@ -107,38 +106,27 @@ pub fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), OutOfHeap> {
     Ok(())
 }
 
-/// `v` in a box, or fails (`Box::new` would abort instead).
-#[allow(clippy::box_collection)] // the box keeps an empty SpillVec all zeros
-fn boxed<T>(v: Vec<T>) -> Result<Box<Vec<T>>, OutOfHeap> {
-    let layout = Layout::new::<Vec<T>>();
-    // SAFETY: a Vec is not zero-sized, as `alloc` requires.
-    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<Vec<T>>();
-    if p.is_null() {
-        return Err(OutOfHeap {
-            bytes: layout.size(),
-        });
-    }
-    // SAFETY: `p` is a fresh block of the global allocator with a Vec's
-    // layout: written once, then owned by the Box, as `Box::from_raw` takes.
-    unsafe {
-        p.write(v);
-        Ok(Box::from_raw(p))
-    }
-}
-
 /// A list that lives in a fixed array of `N` until it needs more, and then,
 /// all of it, on the heap: a small VM costs no allocation (nor the
 /// allocator's code, translated once under TCG), a large one is taken whole.
-#[derive(Clone)]
+///
+/// A `Vec` taken apart: the heap block's pointer is null while the list is
+/// inline, so an empty list is all zeros (a `static` of one stays in `.bss`,
+/// out of the ROM), and finding the elements is a select, not a branch.
 pub struct SpillVec<T: Copy, const N: usize> {
     inline: [T; N],
     len: usize,
-    /// Every element once the list has outgrown `inline` (then `len` is
-    /// unused). Boxed so that an empty list is all zeros (a `static` of one
-    /// stays in `.bss`, out of the ROM).
-    #[allow(clippy::box_collection)]
-    spilled: Option<Box<Vec<T>>>,
+    /// The heap block holding every element once the list has outgrown
+    /// `inline` (allocated as a `Vec<T>` of capacity `cap`), or null.
+    heap: *mut T,
+    cap: usize,
 }
+
+// SAFETY: a SpillVec owns its heap block as a Vec owns its buffer; nothing
+// else points into it.
+unsafe impl<T: Copy + Send, const N: usize> Send for SpillVec<T, N> {}
+// SAFETY: as above; shared references only read.
+unsafe impl<T: Copy + Sync, const N: usize> Sync for SpillVec<T, N> {}
 
 impl<T: Copy, const N: usize> SpillVec<T, N> {
     /// An empty list; `fill` only initialises the inline array.
@@ -146,82 +134,127 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
         SpillVec {
             inline: [fill; N],
             len: 0,
-            spilled: None,
+            heap: ptr::null_mut(),
+            cap: 0,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        if self.heap.is_null() { N } else { self.cap }
+    }
+
+    fn base(&self) -> *const T {
+        if self.heap.is_null() {
+            self.inline.as_ptr()
+        } else {
+            self.heap
+        }
+    }
+
+    fn base_mut(&mut self) -> *mut T {
+        if self.heap.is_null() {
+            self.inline.as_mut_ptr()
+        } else {
+            self.heap
         }
     }
 
     pub fn as_slice(&self) -> &[T] {
-        match &self.spilled {
-            Some(v) => v,
-            None => &self.inline[..self.len],
-        }
+        // SAFETY: the first `len` elements of the storage in use are
+        // initialised (the inline array wholly, the heap block by `push`).
+        unsafe { core::slice::from_raw_parts(self.base(), self.len) }
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        match &mut self.spilled {
-            Some(v) => v,
-            None => &mut self.inline[..self.len],
-        }
+        // SAFETY: as in as_slice, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.base_mut(), self.len) }
     }
 
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Whether the list lives on the heap.
     pub fn on_heap(&self) -> bool {
-        self.spilled.is_some()
+        !self.heap.is_null()
     }
 
     pub fn push(&mut self, x: T) -> Result<(), OutOfHeap> {
-        if let Some(v) = &mut self.spilled {
-            push(v, x)
-        } else if self.len < N {
-            self.inline[self.len] = x;
-            self.len += 1;
-            Ok(())
-        } else {
-            self.spill(x)
+        if self.len == self.capacity() {
+            return self.grow(x);
         }
+        // SAFETY: `len` < the capacity of the storage in use.
+        unsafe { self.base_mut().add(self.len).write(x) };
+        self.len += 1;
+        Ok(())
     }
 
-    /// The inline array is full: everything moves to the heap, with room to grow.
+    /// The storage is full: everything moves to a heap block twice as large.
     #[cold]
     #[inline(never)]
-    fn spill(&mut self, x: T) -> Result<(), OutOfHeap> {
-        let mut v = with_capacity(2 * N.max(4))?;
-        v.extend_from_slice(&self.inline[..self.len]);
+    fn grow(&mut self, x: T) -> Result<(), OutOfHeap> {
+        let mut v: Vec<T> = with_capacity(2 * self.capacity().max(4))?;
+        v.extend_from_slice(self.as_slice());
         v.push(x);
-        self.spilled = Some(boxed(v)?);
+        self.free();
+        let mut v = core::mem::ManuallyDrop::new(v);
+        self.heap = v.as_mut_ptr();
+        self.cap = v.capacity();
+        self.len = v.len();
         Ok(())
+    }
+
+    /// Gives the heap block back, if any (the list is then inline and empty).
+    fn free(&mut self) {
+        if !self.heap.is_null() {
+            // SAFETY: `heap` and `cap` are those of a Vec<T> taken apart in
+            // `grow`; length 0, as T is Copy and needs no drop.
+            drop(unsafe { Vec::from_raw_parts(self.heap, 0, self.cap) });
+            self.heap = ptr::null_mut();
+            self.cap = 0;
+            self.len = 0;
+        }
     }
 
     /// Keeps the first `n` elements.
     pub fn truncate(&mut self, n: usize) {
-        match &mut self.spilled {
-            Some(v) => v.truncate(n),
-            None => self.len = self.len.min(n),
-        }
+        self.len = self.len.min(n);
     }
 
     /// Removes element `i`, moving the last one into its place.
     pub fn swap_remove(&mut self, i: usize) -> T {
-        if let Some(v) = &mut self.spilled {
-            v.swap_remove(i)
-        } else {
-            let x = self.inline[i];
-            self.inline[i] = self.inline[self.len - 1];
-            self.len -= 1;
-            x
-        }
+        let s = self.as_mut_slice();
+        let x = s[i];
+        s[i] = s[s.len() - 1];
+        self.len -= 1;
+        x
     }
 
     pub fn clear(&mut self) {
-        self.truncate(0);
+        self.len = 0;
+    }
+}
+
+impl<T: Copy, const N: usize> Drop for SpillVec<T, N> {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+impl<T: Copy, const N: usize> core::ops::Index<usize> for SpillVec<T, N> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.as_slice()[i]
+    }
+}
+
+impl<T: Copy, const N: usize> core::ops::IndexMut<usize> for SpillVec<T, N> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.as_mut_slice()[i]
     }
 }
 

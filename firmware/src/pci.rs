@@ -17,7 +17,12 @@
 //! what it needs once.
 
 use crate::e820::Range;
+use crate::heap::{OutOfHeap, SpillVec};
 use crate::io::{Mmio, PortIo};
+
+fn heap(e: OutOfHeap) -> PciError {
+    PciError::OutOfHeap(e.bytes)
+}
 
 pub const CONFIG_ADDRESS: u16 = 0xCF8;
 pub const CONFIG_DATA: u16 = 0xCFC;
@@ -325,8 +330,19 @@ const BRIDGE_MEM_MIN: u64 = 1 << 21;
 const BRIDGE_IO_MIN: u64 = 0x1000;
 const GIB: u64 = 1 << 30;
 
+/// Functions kept inline (a VM has a few dozen); more move to the heap.
 pub const MAX_DEVICES: usize = 256;
+/// BARs kept inline; more move to the heap.
 const MAX_ENTRIES: usize = 4 * MAX_DEVICES;
+
+// Functions and BARs are linked by u16 indices (NONE = 0xFFFF): the heap
+// runs out long before a list reaches that many.
+const _: () = {
+    use core::mem::size_of;
+    assert!(crate::heap::HEAP_SIZE / size_of::<Device>() < NONE as usize);
+    assert!(crate::heap::HEAP_SIZE / size_of::<Entry>() < NONE as usize);
+    assert!(crate::heap::HEAP_SIZE / size_of::<Found>() < NONE as usize);
+};
 const NONE: u16 = u16::MAX;
 
 /// The two host bridges ferrite sets up.
@@ -369,7 +385,8 @@ pub struct Layout {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PciError {
-    TooManyDevices,
+    /// The heap cannot hold the functions or BARs (`bytes` asked for).
+    OutOfHeap(usize),
     OutOfIoSpace,
     OutOfMemorySpace,
 }
@@ -377,7 +394,7 @@ pub enum PciError {
 impl PciError {
     pub fn message(self) -> &'static str {
         match self {
-            PciError::TooManyDevices => "more PCI functions than ferrite's tables hold",
+            PciError::OutOfHeap(_) => "more PCI functions and BARs than ferrite's heap holds",
             PciError::OutOfIoSpace => "the PCI devices need more I/O space than 0x1000-0xffff",
             PciError::OutOfMemorySpace => "the PCI devices' BARs do not fit in the address space",
         }
@@ -444,10 +461,8 @@ const EMPTY_LIST: List = List { head: NONE };
 
 /// Everything the set-up tracks: in the firmware's .bss, about 48 KiB.
 pub struct Pci {
-    devices: [Device; MAX_DEVICES],
-    count: usize,
-    entries: [Entry; MAX_ENTRIES],
-    used: usize,
+    devices: SpillVec<Device, MAX_DEVICES>,
+    entries: SpillVec<Entry, MAX_ENTRIES>,
     /// Per bus: the bridge leading to it, its lists and their bases.
     bus_dev: [u16; 256],
     lists: [[List; 3]; 256],
@@ -456,8 +471,7 @@ pub struct Pci {
     /// Every function the bus numbering found, in scan order, and per bus where
     /// its functions start and end in that list: the listing reuses them rather
     /// than scanning each bus again.
-    found: [Found; MAX_DEVICES],
-    found_count: usize,
+    found: SpillVec<Found, MAX_DEVICES>,
     bus_found: [(u16, u16); 256],
 }
 
@@ -497,21 +511,18 @@ impl Pci {
             ..EMPTY_ENTRY
         };
         Pci {
-            devices: [ZERO_DEVICE; MAX_DEVICES],
-            count: 0,
-            entries: [ZERO_ENTRY; MAX_ENTRIES],
-            used: 0,
+            devices: SpillVec::new(ZERO_DEVICE),
+            entries: SpillVec::new(ZERO_ENTRY),
             bus_dev: [0; 256],
             lists: [[List { head: 0 }; 3]; 256],
             bases: [[0; 3]; 256],
             max_bus: 0,
-            found: [Found {
+            found: SpillVec::new(Found {
                 bdf: Bdf(0, 0, 0),
                 id: 0,
                 class: 0,
                 header_type: 0,
-            }; MAX_DEVICES],
-            found_count: 0,
+            }),
             bus_found: [(0, 0); 256],
         }
     }
@@ -525,10 +536,10 @@ impl Pci {
         platform: &Platform,
     ) -> Result<Layout, PciError> {
         let io = &mut ConfigAccess::new(io, mmio);
-        self.count = 0;
-        self.used = 0;
+        self.devices.clear();
+        self.entries.clear();
         self.max_bus = 0;
-        self.found_count = 0;
+        self.found.clear();
         self.bus_found = [(0, 0); 256];
         self.bus_dev = [NONE; 256];
         self.lists = [[EMPTY_LIST; 3]; 256];
@@ -544,7 +555,7 @@ impl Pci {
         layout.mem64 = self.map(io, platform, layout.mem32_start)?;
         self.init_devices(io, platform);
         self.enable_default_vga(io);
-        layout.functions = self.count;
+        layout.functions = self.devices.len();
         layout.max_bus = self.max_bus;
         Ok(layout)
     }
@@ -552,7 +563,7 @@ impl Pci {
     /// Functions on bus 0 with an interrupt pin: (device, pin 1-4, IRQ) for the
     /// MP table, as the set-up left them (no configuration access).
     pub fn bus0_interrupts(&self, mut f: impl FnMut(u8, u8, u8)) {
-        for d in &self.devices[..self.count] {
+        for d in self.devices.as_slice() {
             if d.bdf.0 != 0 {
                 break;
             }
@@ -572,9 +583,6 @@ impl Pci {
             let b = bus as u8;
             let (start, end) = self.bus_found[b as usize];
             for k in start as usize..end as usize {
-                if self.count == MAX_DEVICES {
-                    return Err(PciError::TooManyDevices);
-                }
                 let Found {
                     bdf,
                     id,
@@ -596,12 +604,11 @@ impl Pci {
                     let secondary = read8(io, bdf, reg::SECONDARY_BUS);
                     dev.secondary_bus = secondary;
                     if secondary > b && bus_parent[secondary as usize] == NONE {
-                        bus_parent[secondary as usize] = self.count as u16;
+                        bus_parent[secondary as usize] = self.devices.len() as u16;
                     }
                     self.max_bus = self.max_bus.max(secondary);
                 }
-                self.devices[self.count] = dev;
-                self.count += 1;
+                self.devices.push(dev).map_err(heap)?;
             }
             bus += 1;
         }
@@ -638,14 +645,15 @@ impl Pci {
     }
 
     fn find(&self, vendor: u16, device: u16) -> Option<&Device> {
-        self.devices[..self.count]
+        self.devices
+            .as_slice()
             .iter()
             .find(|d| d.vendor == vendor && d.device == device)
     }
 
     /// Step 3a (pci_bios_check_devices, first half): every BAR of every function.
     fn size_devices(&mut self, io: &mut impl PortIo) -> Result<(), PciError> {
-        for i in 0..self.count {
+        for i in 0..self.devices.len() {
             let d = self.devices[i];
             if d.is_bridge() {
                 self.bus_dev[d.secondary_bus as usize] = i as u16;
@@ -738,20 +746,18 @@ impl Pci {
         kind: Kind,
         is64: bool,
     ) -> Result<(), PciError> {
-        if self.used == MAX_ENTRIES {
-            return Err(PciError::TooManyDevices);
-        }
-        let new = self.used as u16;
-        self.used += 1;
-        self.entries[new as usize] = Entry {
-            dev,
-            bar,
-            size,
-            align,
-            is64,
-            kind,
-            next: NONE,
-        };
+        let new = self.entries.len() as u16;
+        self.entries
+            .push(Entry {
+                dev,
+                bar,
+                size,
+                align,
+                is64,
+                kind,
+                next: NONE,
+            })
+            .map_err(heap)?;
         let head = &mut self.lists[bus as usize][kind as usize].head;
         let mut prev: Option<u16> = None;
         let mut cur = *head;
@@ -924,7 +930,7 @@ impl Pci {
 
     /// Step 6 (pci_bios_init_device): interrupt line, quirks, decoding.
     fn init_devices(&mut self, io: &mut impl PortIo, p: &Platform) {
-        for i in 0..self.count {
+        for i in 0..self.devices.len() {
             let mut d = self.devices[i];
             d.pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
             if d.pin != 0 {
@@ -967,7 +973,9 @@ impl Pci {
     /// pci_enable_default_vga: a VGA device behind bridges gets the bridges' VGA
     /// forwarding (one on bus 0 already decodes after init_devices).
     fn enable_default_vga(&mut self, io: &mut impl PortIo) {
-        let Some(mut i) = self.devices[..self.count]
+        let Some(mut i) = self
+            .devices
+            .as_slice()
             .iter()
             .position(|d| d.class == CLASS_DISPLAY_VGA)
         else {
@@ -1056,7 +1064,7 @@ impl Pci {
         if end > start {
             return Ok((start as usize, end as usize));
         }
-        let start = self.found_count;
+        let start = self.found.len();
         let mut devfn: u16 = 0;
         while devfn < 0x100 {
             let bdf = Bdf::from_devfn(bus, devfn as u8);
@@ -1067,26 +1075,25 @@ impl Pci {
                 devfn += if function0 { 8 } else { 1 };
                 continue;
             }
-            if self.found_count == MAX_DEVICES {
-                return Err(PciError::TooManyDevices);
-            }
             let class = (read32(io, bdf, reg::CLASS_REVISION) >> 16) as u16;
             let header_type = read8(io, bdf, reg::HEADER_TYPE);
-            self.found[self.found_count] = Found {
-                bdf,
-                id,
-                class,
-                header_type,
-            };
-            self.found_count += 1;
+            self.found
+                .push(Found {
+                    bdf,
+                    id,
+                    class,
+                    header_type,
+                })
+                .map_err(heap)?;
             devfn += if function0 && header_type & 0x80 == 0 {
                 8
             } else {
                 1
             };
         }
-        self.bus_found[bus as usize] = (start as u16, self.found_count as u16);
-        Ok((start, self.found_count))
+        let end = self.found.len();
+        self.bus_found[bus as usize] = (start as u16, end as u16);
+        Ok((start, end))
     }
 
     /// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.

@@ -676,6 +676,39 @@ fn a_bus_full_of_functions_is_refused_cleanly() {
 }
 
 #[test]
+fn more_functions_and_bars_than_the_inline_arrays_hold_are_all_set_up() {
+    // bus 0: host bridge, a PCI bridge, 30 slots of 8 functions; behind the
+    // bridge 8 slots of 8: 306 functions with 4 BARs each (1,216 > 1,024)
+    let mut funcs = vec![
+        Func::new(0x8086, 0x1237, 0x0600, 0).at(None, 0, 0),
+        Func::new(0x1B36, 0x0001, 0x0604, 1).at(None, 1, 0),
+    ];
+    let with_bars = |f: Func| f.mem(0, 4096).mem(1, 4096).mem(2, 4096).mem(3, 4096);
+    for dev in 2..32u8 {
+        for f in 0..8u8 {
+            funcs.push(with_bars(Func::new(0x1234, 0x3333, 0x0200, 0x80)).at(None, dev, f));
+        }
+    }
+    for dev in 0..8u8 {
+        for f in 0..8u8 {
+            funcs.push(with_bars(Func::new(0x1234, 0x4444, 0x0200, 0x80)).at(Some(1), dev, f));
+        }
+    }
+    let mut m = Model::new(funcs);
+    let mut pci = std::boxed::Box::new(Pci::new());
+    let layout = setup(&mut pci, &mut m, &pc(1 << 30)).unwrap();
+    assert_eq!(layout.functions, 306);
+    assert!(pci.devices.on_heap() && pci.entries.on_heap() && pci.found.on_heap());
+    assert_eq!(assigned(&m).len(), 304 * 4);
+    assert_no_overlap(&m);
+    // the heap's error is the heap's status
+    assert!(matches!(
+        crate::error::Error::from(PciError::OutOfHeap(1)),
+        crate::error::Error::OutOfHeap { .. }
+    ));
+}
+
+#[test]
 fn an_empty_bus_costs_one_scan() {
     // no host bridge answers: nothing is written
     let mut m = Model::new(Vec::new());
