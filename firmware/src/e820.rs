@@ -210,6 +210,15 @@ impl MemoryMap {
         self.regions.as_slice()
     }
 
+    /// How many entries the map has.
+    pub fn len(&self) -> usize {
+        self.regions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.regions.is_empty()
+    }
+
     /// Whether the map outgrew its inline array and lives on the heap.
     pub fn on_heap(&self) -> bool {
         self.regions.on_heap()

@@ -1,5 +1,6 @@
 //! ferrite's heap: for what QEMU hands over without a bound (the e820 map, the
-//! fw_cfg directory, the table loader's files), and for nothing else.
+//! fw_cfg directory, the table-loader script, PCI's functions and BARs), and
+//! for nothing else.
 //!
 //! The heap is `linked_list_allocator` over a region of ferrite's own RAM
 //! (`.heap` in linker.ld), free RAM for Linux once it runs, like the rest of
@@ -18,8 +19,8 @@ use core::ptr::{self, NonNull};
 
 use linked_list_allocator::Heap;
 
-/// The heap's size. Room for a fw_cfg directory of about 3,000 files, or an
-/// e820 map of about 8,000 entries, with the copies growth makes.
+/// The heap's size. Room for a fw_cfg directory of 4,000 files, or an e820
+/// map or PCI list of several thousand entries, with the copies growth makes.
 pub const HEAP_SIZE: usize = 256 * 1024;
 
 /// A request the heap cannot satisfy: `bytes` asked for in all.

@@ -212,7 +212,7 @@ pub fn reserve_e820_ext(
     kernel: Range,
     growth: usize,
 ) -> Result<Option<Range>, Error> {
-    let most = memory.regions().len() + growth;
+    let most = memory.len() + growth;
     if most <= E820_MAX_ENTRIES_ZEROPAGE {
         return Ok(None);
     }
@@ -231,7 +231,7 @@ pub fn reserve_e820_ext(
 /// returns the new head of the `setup_data` list (`next` when the map fits
 /// the zero page).
 fn link_e820_ext(memory: &MemoryMap, node: Option<Range>, next: u64) -> Result<u64, Error> {
-    if memory.extended().is_empty() {
+    if memory.len() <= E820_MAX_ENTRIES_ZEROPAGE {
         return Ok(next);
     }
     let node = node.ok_or(Error::OutOfFirmwareMemory(

@@ -5,7 +5,7 @@
 //! 0x0000_1000  zero page (boot_params)           4 KiB     } Linux keeps its first 64 KiB
 //! 0x0000_2000  kernel command line               56 KiB    } to itself and copies these early
 //! 0x0001_0000  ferrite in RAM: code, data, bss,  572 KiB   free RAM once the kernel runs
-//!              stack (see linker.ld)
+//!              stack, heap (see linker.ld)
 //! 0x0009_FC00  extended BIOS data area (pc, q35) 1 KiB     e820 reserved
 //! 0x000A_0000  legacy VGA / option ROM / BIOS    not RAM in the e820 map
 //! 0x000F_0000  BIOS segment (pc, q35): the other CPUs' start page, RSDP,
@@ -25,7 +25,7 @@ pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
 /// Room for the command line including its NUL.
 pub const CMDLINE_ROOM: u64 = FIRMWARE_RAM.start - CMDLINE;
-/// ferrite's RAM image, bss and stack; must match `RAM` in linker.ld.
+/// ferrite's RAM image, bss, stack and heap; must match `RAM` in linker.ld.
 pub const FIRMWARE_RAM: Range = Range::new(0x1_0000, 0x9_F000);
 /// The legacy hole, never RAM.
 pub const LEGACY_HOLE: Range = Range::new(0xA_0000, 0x10_0000);
