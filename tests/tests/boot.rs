@@ -212,6 +212,37 @@ fn many_fw_cfg_files_are_all_looked_at() {
     }
 }
 
+/// A VM with more PCI functions than ferrite's inline arrays hold (256)
+/// boots, every function set up: 272 `edu` functions (a memory BAR each) on
+/// bus 0 and behind a bridge, multi-function, besides the chipset's.
+#[test]
+fn more_than_256_pci_functions_are_all_set_up() {
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Pc, &k);
+    q.append = Some(with_check("x"));
+    q.extra = vec![
+        "-device".into(),
+        "pci-bridge,id=br1,chassis_nr=1,addr=2".into(),
+    ];
+    let slots = (3..32u8)
+        .map(|s| (None, s))
+        .chain((1..6u8).map(|s| (Some("br1"), s)));
+    for (bus, slot) in slots {
+        for f in 0..8 {
+            let bus = bus.map_or(String::new(), |b| format!(",bus={b}"));
+            let multi = if f == 0 { ",multifunction=on" } else { "" };
+            q.extra.push("-device".into());
+            q.extra.push(format!("edu{bus},addr={slot:x}.{f}{multi}"));
+        }
+    }
+    q.extra.push("-fw_cfg".into());
+    q.extra
+        .push("name=opt/ferrite/log-level,string=debug".into());
+    let out = expect_exit(&q, PASS_64);
+    // the set-up's layout, in hex: 277 functions (the chipset's 4, the bridge)
+    assert!(out.serial.contains("functions: 115,"), "{}", out.serial);
+}
+
 #[test]
 fn timeline_on_the_debug_console_on_request() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
