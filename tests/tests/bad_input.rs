@@ -175,3 +175,21 @@ fn oversized_fw_cfg_file_is_an_error_not_cut_short() {
         "fw_cfg file \"opt/ferrite/log-level\" is 19 bytes, more than the 16 ferrite reads",
     );
 }
+
+#[test]
+fn a_directory_larger_than_the_heap_is_one_error_line() {
+    // 4,200 fw_cfg files (64 bytes each in the directory) need more than the
+    // 256 KiB heap: the heap's status, never a hang or a panic.
+    let k = kernel("default.bzImage", &BzImageSpec::default());
+    let mut q = qemu(Machine::Pc, &k);
+    q.extra = vec!["-global".into(), "fw_cfg_io.x-file-slots=8192".into()];
+    for i in 0..4200 {
+        q.extra.push("-fw_cfg".into());
+        q.extra.push(format!("name=opt/a/{i},string={i}"));
+    }
+    expect_error(
+        &mut q,
+        0x32,
+        "the fw_cfg file directory needs 269632 bytes, more than ferrite's 256 KiB heap holds",
+    );
+}
