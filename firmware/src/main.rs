@@ -119,7 +119,7 @@ mod firmware {
         time.mark(Step::KernelHeader);
         let booting = Booting {
             io,
-            fw_cfg,
+            fw_cfg: &mut fw_cfg,
             memory: &mut memory,
             zone,
             pc,
@@ -136,7 +136,8 @@ mod firmware {
     /// What every kind of kernel's steps work with.
     struct Booting<'m> {
         io: Pio,
-        fw_cfg: FwCfg<Pio>,
+        /// Borrowed: moved by value, its file directory is kilobytes of copies.
+        fw_cfg: &'m mut FwCfg<Pio>,
         memory: &'m mut MemoryMap,
         zone: HighZone,
         pc: Pc,
@@ -147,8 +148,8 @@ mod firmware {
     impl<'m> Booting<'m> {
         /// ACPI tables, through QEMU's table-loader script, and SMBIOS.
         fn install_tables(&mut self) -> Result<Option<u64>, Error> {
-            let rsdp = tables::install(&mut self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
-            self.pc.install_smbios(&mut self.fw_cfg, &mut self.zone)?;
+            let rsdp = tables::install(self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
+            self.pc.install_smbios(self.fw_cfg, &mut self.zone)?;
             Ok(rsdp)
         }
 
@@ -159,8 +160,8 @@ mod firmware {
             let machine = self.pc.machine;
             let microvm_mp = self
                 .pc
-                .microvm_mptable(&mut self.fw_cfg, &mut self.zone, rsdp)?;
-            let [a, b, c] = self.pc.finish(&mut self.io, &mut self.fw_cfg)?;
+                .microvm_mptable(self.fw_cfg, &mut self.zone, rsdp)?;
+            let [a, b, c] = self.pc.finish(&mut self.io, self.fw_cfg)?;
             resume::arm(machine, rsdp, self.zone.used());
             self.time.mark(Step::Cpus);
             reserve_firmware_memory(self.memory, self.zone.used(), &[a, b, c, microvm_mp])?;
@@ -207,8 +208,8 @@ mod firmware {
         let [c0, c1, c2] = b.pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
         let busy = [b.zone.used(), layout::BIOS_AREA, ROM, c0, c1, c2];
         let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
-        kernel.load(&mut b.fw_cfg, kernel_range)?;
-        let setup_data = kernel.move_setup_data(&mut b.fw_cfg, kernel_range, &mut b.zone)?;
+        kernel.load(b.fw_cfg, kernel_range)?;
+        let setup_data = kernel.move_setup_data(b.fw_cfg, kernel_range, &mut b.zone)?;
         b.time.mark(Step::KernelLoaded);
 
         // 7. The initrd, as high as the kernel allows, and the command line.
@@ -222,8 +223,8 @@ mod firmware {
             c2,
         ];
         let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
-        kernel.load_initrd(&mut b.fw_cfg, initrd)?;
-        kernel.load_cmdline(&mut b.fw_cfg)?;
+        kernel.load_initrd(b.fw_cfg, initrd)?;
+        kernel.load_cmdline(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
@@ -269,8 +270,8 @@ mod firmware {
             c2,
         ];
         let initrd = kernel.place_initrd(b.memory, &busy)?;
-        kernel::load_initrd(&mut b.fw_cfg, initrd)?;
-        kernel.load_cmdline(&mut b.fw_cfg)?;
+        kernel::load_initrd(b.fw_cfg, initrd)?;
+        kernel.load_cmdline(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "pvh: segments {:#x}..{:#x}, entry {:#x}, initrd {initrd:x?}, {} DMA requests",
@@ -331,11 +332,11 @@ mod firmware {
 
         // 7. The image (kernel, modules, command lines) in one transfer, and
         //    the kernel's multiboot header checked.
-        kernel.load(&mut b.fw_cfg)?;
+        kernel.load(b.fw_cfg)?;
         b.time.mark(Step::KernelLoaded);
 
         // 8. QEMU's information block.
-        kernel.load_info(&mut b.fw_cfg)?;
+        kernel.load_info(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "multiboot: image {:#x}..{:#x}, entry {:#x}, {} DMA requests",
