@@ -15,6 +15,9 @@ pub const FILE_NAME_LEN: usize = 56;
 pub const MAX_FILES: usize = 32;
 /// The file QEMU puts the RSDP in.
 pub const RSDP_FILE: &[u8] = b"etc/acpi/rsdp";
+/// The blob holding QEMU's tables other than the RSDP; the FACS comes first in
+/// it (QEMU's acpi_build places it first for its 64-byte alignment).
+pub const TABLES_FILE: &[u8] = b"etc/acpi/tables";
 /// The loader script; QEMU gives none when the machine's ACPI is off.
 pub const LOADER_FILE: &[u8] = b"etc/table-loader";
 
@@ -108,6 +111,8 @@ struct File {
 pub struct Outcome {
     /// Address of the RSDP, if the script allocated `etc/acpi/rsdp`.
     pub rsdp: Option<u64>,
+    /// Address of [`TABLES_FILE`], if the script allocated it.
+    pub tables: Option<u64>,
     /// Commands of kinds ferrite does not implement (skipped, logged).
     pub skipped: u32,
 }
@@ -167,6 +172,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 nfiles += 1;
                 if name == RSDP_FILE {
                     outcome.rsdp = Some(addr);
+                } else if name == TABLES_FILE {
+                    outcome.tables = Some(addr);
                 }
                 log::debug!(
                     "acpi: {} ({size} bytes) at {addr:#x}",
@@ -477,6 +484,8 @@ mod tests {
         let (mut env, s) = qemu_like();
         let out = run(&s, &mut env).unwrap();
         assert_eq!(out.rsdp, Some(FSEG));
+        // where the S3 set-up looks for QEMU's FACS first
+        assert_eq!(out.tables, Some(BASE));
         let rsdp = env.at(FSEG, 20).to_vec();
         assert_eq!(&rsdp[..8], b"RSD PTR ");
         let rsdt = u32::from_le_bytes(rsdp[16..20].try_into().unwrap()) as u64;

@@ -125,6 +125,7 @@ mod firmware {
             pc,
             time,
             report_timeline,
+            acpi: tables::Installed::default(),
         };
         match payload {
             Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
@@ -143,14 +144,17 @@ mod firmware {
         pc: Pc,
         time: Timeline,
         report_timeline: bool,
+        /// What the ACPI step left for the S3 resume data.
+        acpi: tables::Installed,
     }
 
     impl<'m> Booting<'m> {
         /// ACPI tables, through QEMU's table-loader script, and SMBIOS.
+        /// Returns the RSDP's address.
         fn install_tables(&mut self) -> Result<Option<u64>, Error> {
-            let rsdp = tables::install(self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
+            self.acpi = tables::install(self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
             self.pc.install_smbios(self.fw_cfg, &mut self.zone)?;
-            Ok(rsdp)
+            Ok(self.acpi.rsdp)
         }
 
         /// The other CPUs checked in, the MP table, the BIOS segment locked,
@@ -162,7 +166,7 @@ mod firmware {
                 .pc
                 .microvm_mptable(self.fw_cfg, &mut self.zone, rsdp)?;
             let [a, b, c] = self.pc.finish(&mut self.io, self.fw_cfg)?;
-            resume::arm(machine, rsdp, self.zone.used());
+            resume::arm(machine, rsdp, self.acpi.facs, self.zone.used());
             self.time.mark(Step::Cpus);
             reserve_firmware_memory(self.memory, self.zone.used(), &[a, b, c, microvm_mp])?;
             Ok(Ready {

@@ -26,25 +26,14 @@ pub static Q35_SCRIPT: Script = s3::script(Machine::Q35);
 /// Records the FACS and the machine's script in the EBDA, once ACPI is
 /// installed and the BIOS segment is locked. Machines without a script
 /// (microvm) or without ACPI tables get none, and a wake-up there boots afresh.
-/// `tables` is the high zone holding QEMU's ACPI tables.
-pub fn arm(machine: Machine, rsdp: Option<u64>, tables: Range) {
+/// `facs` is the FACS where QEMU puts it, if the ACPI step found it there;
+/// otherwise it is looked up from the RSDP in `tables`, the high zone holding
+/// QEMU's ACPI tables.
+pub fn arm(machine: Machine, rsdp: Option<u64>, facs: Option<u32>, tables: Range) {
     let (Some(script), Some(rsdp)) = (s3::script_number(machine), rsdp) else {
         return;
     };
-    let inside = |r: Range, at: u64, end: u64| r.start <= at && end <= r.end;
-    let facs = s3::find_facs(rsdp, |at, buf| {
-        let Some(end) = at.checked_add(buf.len() as u64) else {
-            return false;
-        };
-        if !inside(tables, at, end) && !inside(F_SEGMENT, at, end) {
-            return false;
-        }
-        // SAFETY: the range lies in the high zone's tables or the BIOS
-        // segment (read-only shadow RAM now), both identity-mapped and
-        // written by ferrite; nothing else holds a slice of them now.
-        buf.copy_from_slice(unsafe { phys::slice_mut(at, buf.len()) });
-        true
-    });
+    let facs = facs.or_else(|| walk_to_facs(rsdp, tables));
     let Some(facs) = facs else {
         log::info!("s3: no FACS found; a wake-up from S3 will boot afresh");
         return;
@@ -60,4 +49,24 @@ pub fn arm(machine: Machine, rsdp: Option<u64>, tables: Range) {
             jump: 0,
         };
     }
+}
+
+/// The FACS found as SeaBIOS finds it, from the RSDP through the FADT, reading
+/// only ferrite's tables (for tables QEMU laid out otherwise than today).
+#[inline(never)]
+fn walk_to_facs(rsdp: u64, tables: Range) -> Option<u32> {
+    let inside = |r: Range, at: u64, end: u64| r.start <= at && end <= r.end;
+    s3::find_facs(rsdp, |at, buf| {
+        let Some(end) = at.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if !inside(tables, at, end) && !inside(F_SEGMENT, at, end) {
+            return false;
+        }
+        // SAFETY: the range lies in the high zone's tables or the BIOS
+        // segment (read-only shadow RAM now), both identity-mapped and
+        // written by ferrite; nothing else holds a slice of them now.
+        buf.copy_from_slice(unsafe { phys::slice_mut(at, buf.len()) });
+        true
+    })
 }

@@ -56,15 +56,26 @@ impl LoaderEnv for Env<'_> {
     }
 }
 
-/// Installs QEMU's ACPI tables; returns the RSDP's address, if the machine has ACPI.
+/// What the installed tables give the later steps.
+#[derive(Clone, Copy, Default)]
+pub struct Installed {
+    /// The RSDP's address, if the machine has ACPI.
+    pub rsdp: Option<u64>,
+    /// The FACS, when it sits where QEMU puts it (first in `etc/acpi/tables`,
+    /// checked by its signature): the S3 resume path needs it, and finding it
+    /// here spares the cold boot the walk from the RSDP.
+    pub facs: Option<u32>,
+}
+
+/// Installs QEMU's ACPI tables.
 pub fn install(
     fw_cfg: &mut FwCfg<Pio>,
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
-) -> Result<Option<u64>, Error> {
+) -> Result<Installed, Error> {
     let Some(file) = fw_cfg.find(acpi::LOADER_FILE) else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
-        return Ok(None);
+        return Ok(Installed::default());
     };
     let len = file.size as usize;
     if len > MAX_SCRIPT {
@@ -72,10 +83,24 @@ pub fn install(
     }
     let mut buf = [MaybeUninit::<u8>::uninit(); MAX_SCRIPT];
     let script = fw_cfg.read_file("etc/table-loader", file, &mut buf)?;
-    let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
+    let Outcome {
+        rsdp,
+        tables,
+        skipped,
+    } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");
     }
     log::debug!("acpi: RSDP at {:#x}", rsdp.unwrap_or(0));
-    Ok(rsdp)
+    let facs = tables.filter(|&at| {
+        // SAFETY: the loader allocated this file in the high zone (identity-
+        // mapped, below 4 GiB), whose blocks start 16-byte aligned below the
+        // previous one: the 4 bytes lie in this file's block, even a shorter one.
+        let sig = unsafe { phys::slice_mut(at, 4) };
+        u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]) == ferrite::s3::FACS_SIGNATURE
+    });
+    Ok(Installed {
+        rsdp,
+        facs: facs.map(|f| f as u32),
+    })
 }
