@@ -170,9 +170,9 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     size,
                 };
                 nfiles += 1;
-                if name == RSDP_FILE {
+                if key.is(RSDP_FILE) {
                     outcome.rsdp = Some(addr);
-                } else if name == TABLES_FILE {
+                } else if key.is(TABLES_FILE) {
                     outcome.tables = Some(addr);
                 }
                 log::debug!(
@@ -274,7 +274,16 @@ impl Name {
     fn bytes(&self) -> &[u8] {
         &self.padded[..self.len]
     }
+
+    /// Is this `name`, a name of at most 16 bytes? Two word compares: the
+    /// padding after the NUL is zeros.
+    fn is(&self, name: &[u8]) -> bool {
+        let mut want = [0u8; 16];
+        want[..name.len()].copy_from_slice(name);
+        self.len == name.len() && self.padded[..16] == want
+    }
 }
+const _: () = assert!(RSDP_FILE.len() <= 16 && TABLES_FILE.len() <= 16);
 
 /// The name field at `off`, up to its NUL (a short loop: its code is what costs
 /// under TCG, not its iterations).

@@ -166,7 +166,7 @@ mod firmware {
                 .pc
                 .microvm_mptable(self.fw_cfg, &mut self.zone, rsdp)?;
             let [a, b, c] = self.pc.finish(&mut self.io, self.fw_cfg)?;
-            resume::arm(machine, rsdp, self.acpi.facs, self.zone.used());
+            resume::arm(machine, rsdp, self.acpi.tables, self.zone.used());
             self.time.mark(Step::Cpus);
             reserve_firmware_memory(self.memory, self.zone.used(), &[a, b, c, microvm_mp])?;
             Ok(Ready {

@@ -26,14 +26,24 @@ pub static Q35_SCRIPT: Script = s3::script(Machine::Q35);
 /// Records the FACS and the machine's script in the EBDA, once ACPI is
 /// installed and the BIOS segment is locked. Machines without a script
 /// (microvm) or without ACPI tables get none, and a wake-up there boots afresh.
-/// `facs` is the FACS where QEMU puts it, if the ACPI step found it there;
-/// otherwise it is looked up from the RSDP in `tables`, the high zone holding
-/// QEMU's ACPI tables.
-pub fn arm(machine: Machine, rsdp: Option<u64>, facs: Option<u32>, tables: Range) {
+/// The FACS is taken where QEMU puts it, first in `etc/acpi/tables` (at
+/// `qemu_tables`, checked by its signature), or else looked up from the RSDP
+/// in `tables`, the high zone holding QEMU's ACPI tables.
+pub fn arm(machine: Machine, rsdp: Option<u64>, qemu_tables: Option<u64>, tables: Range) {
     let (Some(script), Some(rsdp)) = (s3::script_number(machine), rsdp) else {
         return;
     };
-    let facs = facs.or_else(|| walk_to_facs(rsdp, tables));
+    let facs = qemu_tables
+        .filter(|&at| {
+            // SAFETY: the table loader allocated this file in the high zone
+            // (identity-mapped, below 4 GiB), whose blocks start 16-byte
+            // aligned below the previous one: the 4 bytes lie in the file's
+            // block even if it is shorter; nothing else holds a slice of it.
+            let sig = unsafe { phys::slice_mut(at, 4) };
+            u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]) == s3::FACS_SIGNATURE
+        })
+        .map(|at| at as u32)
+        .or_else(|| walk_to_facs(rsdp, tables));
     let Some(facs) = facs else {
         log::info!("s3: no FACS found; a wake-up from S3 will boot afresh");
         return;

@@ -61,10 +61,9 @@ impl LoaderEnv for Env<'_> {
 pub struct Installed {
     /// The RSDP's address, if the machine has ACPI.
     pub rsdp: Option<u64>,
-    /// The FACS, when it sits where QEMU puts it (first in `etc/acpi/tables`,
-    /// checked by its signature): the S3 resume path needs it, and finding it
-    /// here spares the cold boot the walk from the RSDP.
-    pub facs: Option<u32>,
+    /// Where `etc/acpi/tables` went: QEMU puts the FACS, which the S3
+    /// resume path needs, first in it.
+    pub tables: Option<u64>,
 }
 
 /// Installs QEMU's ACPI tables.
@@ -92,15 +91,5 @@ pub fn install(
         log::warn!("acpi: {skipped} table-loader commands skipped");
     }
     log::debug!("acpi: RSDP at {:#x}", rsdp.unwrap_or(0));
-    let facs = tables.filter(|&at| {
-        // SAFETY: the loader allocated this file in the high zone (identity-
-        // mapped, below 4 GiB), whose blocks start 16-byte aligned below the
-        // previous one: the 4 bytes lie in this file's block, even a shorter one.
-        let sig = unsafe { phys::slice_mut(at, 4) };
-        u32::from_le_bytes([sig[0], sig[1], sig[2], sig[3]]) == ferrite::s3::FACS_SIGNATURE
-    });
-    Ok(Installed {
-        rsdp,
-        facs: facs.map(|f| f as u32),
-    })
+    Ok(Installed { rsdp, tables })
 }
