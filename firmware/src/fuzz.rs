@@ -553,7 +553,7 @@ fn check_kernel(input: &[u8]) -> String {
     let Some(hdr) = SetupHeader::in_image(header) else {
         return "short".into();
     };
-    let info = match KernelInfo::from_header(&hdr) {
+    let info = match KernelInfo::from_header(hdr) {
         Ok(i) => i,
         Err(e) => return format!("{:#x}", e.status()),
     };
