@@ -177,7 +177,8 @@ pub const PIC_INIT: [(u16, u8); 10] = [
 ];
 
 pub fn init_pic(io: &mut impl PortIo) {
-    for (port, value) in PIC_INIT {
+    // By reference: iterating the array by value copies it first.
+    for &(port, value) in &PIC_INIT {
         io.outb(port, value);
     }
 }
