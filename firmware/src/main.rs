@@ -80,14 +80,18 @@ mod firmware {
         if let Some(why) = s3::wake_failure(wake_failure) {
             log::error!("{why}");
         }
-        match boot(Timeline::new(reset_tsc)) {
+        // Borrowed by every step rather than moved along with them: moved by
+        // value, each move of its stamps is a rep movs, a translation block
+        // of its own under TCG.
+        let mut time = Timeline::new(reset_tsc);
+        match boot(&mut time) {
             Ok(handoff) => handoff.enter(),
             Err(error) => fail(error),
         }
     }
 
     /// The boot sequence.
-    fn boot(mut time: Timeline) -> Result<Handoff, Error> {
+    fn boot(time: &mut Timeline) -> Result<Handoff, Error> {
         // SAFETY: this is the boot path, the only code running.
         let mut io = unsafe { Pio::new() };
 
@@ -142,7 +146,7 @@ mod firmware {
         memory: &'m mut MemoryMap,
         zone: HighZone,
         pc: Pc,
-        time: Timeline,
+        time: &'m mut Timeline,
         report_timeline: bool,
         /// What the ACPI step left for the S3 resume data.
         acpi: tables::Installed,
@@ -182,12 +186,12 @@ mod firmware {
     struct Ready<'m> {
         io: Pio,
         memory: &'m MemoryMap,
-        time: Timeline,
+        time: &'m mut Timeline,
         report_timeline: bool,
     }
 
     impl Ready<'_> {
-        fn handoff(mut self, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
+        fn handoff(self, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
             self.time.mark(Step::ZeroPage);
             if self.report_timeline {
                 self.time.report(self.io);
