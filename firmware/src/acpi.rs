@@ -19,6 +19,9 @@ pub const FILE_NAME_LEN: usize = 56;
 pub const MAX_FILES: usize = 32;
 /// The file QEMU puts the RSDP in.
 pub const RSDP_FILE: &[u8] = b"etc/acpi/rsdp";
+/// The blob holding QEMU's tables other than the RSDP; the FACS comes first in
+/// it (QEMU's acpi_build places it first for its 64-byte alignment).
+pub const TABLES_FILE: &[u8] = b"etc/acpi/tables";
 /// The loader script; QEMU gives none when the machine's ACPI is off.
 pub const LOADER_FILE: &[u8] = b"etc/table-loader";
 
@@ -112,6 +115,8 @@ struct File {
 pub struct Outcome {
     /// Address of the RSDP, if the script allocated `etc/acpi/rsdp`.
     pub rsdp: Option<u64>,
+    /// Address of [`TABLES_FILE`], if the script allocated it.
+    pub tables: Option<u64>,
     /// Commands of kinds ferrite does not implement (skipped, logged).
     pub skipped: u32,
 }
@@ -128,6 +133,9 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
     }; MAX_FILES];
     let mut nfiles = 0;
     let mut outcome = Outcome::default();
+    // Filled in place by name_at: returned by value, each name was a copy.
+    let mut key = Name::EMPTY;
+    let mut other = Name::EMPTY;
 
     for cmd in script.chunks_exact(COMMAND_SIZE) {
         let kind = le32(cmd, 0);
@@ -135,7 +143,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
         match kind {
             0 => {} // padding
             CMD_ALLOCATE => {
-                let key = name_at(body, 0)?;
+                name_at(body, 0, &mut key)?;
                 let name = key.bytes();
                 let align = le32(body, 56);
                 let zone = match body[60] {
@@ -169,8 +177,10 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     size,
                 };
                 nfiles += 1;
-                if name == RSDP_FILE {
+                if key.is(RSDP_FILE) {
                     outcome.rsdp = Some(addr);
+                } else if key.is(TABLES_FILE) {
+                    outcome.tables = Some(addr);
                 }
                 log::debug!(
                     "acpi: {} ({size} bytes) at {addr:#x}",
@@ -178,13 +188,13 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 );
             }
             CMD_ADD_POINTER => {
-                let dest =
-                    find(&files[..nfiles], &name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
-                let src =
-                    find(&files[..nfiles], &name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                name_at(body, 0, &mut key)?;
+                name_at(body, 56, &mut other)?;
+                let dest = find(&files[..nfiles], &key).ok_or(LoaderError::NotAllocated)?;
+                let src = find(&files[..nfiles], &other).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 112);
                 let size = body[116];
-                let p = pointer_slot(env, &dest, offset, size)?;
+                let p = pointer_slot(env, dest, offset, size)?;
                 let value = read_le(p).wrapping_add(src.addr);
                 if size < 8 && value >> (size as u32 * 8) != 0 {
                     // The patched pointer would not fit its field.
@@ -193,8 +203,8 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 write_le(p, value);
             }
             CMD_ADD_CHECKSUM => {
-                let file =
-                    find(&files[..nfiles], &name_at(body, 0)?).ok_or(LoaderError::NotAllocated)?;
+                name_at(body, 0, &mut key)?;
+                let file = find(&files[..nfiles], &key).ok_or(LoaderError::NotAllocated)?;
                 let offset = le32(body, 56);
                 let start = le32(body, 60);
                 let length = le32(body, 64);
@@ -207,10 +217,10 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 mem[offset as usize] = mem[offset as usize].wrapping_sub(sum);
             }
             CMD_WRITE_POINTER => {
-                let dest = name_at(body, 0)?;
-                let dest = dest.bytes();
-                let src =
-                    find(&files[..nfiles], &name_at(body, 56)?).ok_or(LoaderError::NotAllocated)?;
+                name_at(body, 0, &mut key)?;
+                let dest = key.bytes();
+                name_at(body, 56, &mut other)?;
+                let src = find(&files[..nfiles], &other).ok_or(LoaderError::NotAllocated)?;
                 let dst_offset = le32(body, 112);
                 let src_offset = le32(body, 116);
                 let size = body[120];
@@ -268,15 +278,29 @@ struct Name {
 }
 
 impl Name {
+    const EMPTY: Name = Name {
+        padded: [0; FILE_NAME_LEN],
+        len: 0,
+    };
+
     fn bytes(&self) -> &[u8] {
         &self.padded[..self.len]
     }
-}
 
-/// The name field at `off`, up to its NUL (a short loop: its code is what costs
-/// under TCG, not its iterations).
+    /// Is this `name`, a name of at most 16 bytes? Two word compares: the
+    /// padding after the NUL is zeros.
+    fn is(&self, name: &[u8]) -> bool {
+        let mut want = [0u8; 16];
+        want[..name.len()].copy_from_slice(name);
+        self.len == name.len() && self.padded[..16] == want
+    }
+}
+const _: () = assert!(RSDP_FILE.len() <= 16 && TABLES_FILE.len() <= 16);
+
+/// The name field at `off`, up to its NUL, into `out` (a short loop: its code
+/// is what costs under TCG, not its iterations).
 #[inline(never)]
-fn name_at(body: &[u8], off: usize) -> Result<Name, LoaderError> {
+fn name_at(body: &[u8], off: usize, out: &mut Name) -> Result<(), LoaderError> {
     let field = &body[off..off + FILE_NAME_LEN];
     let len = field
         .iter()
@@ -285,17 +309,15 @@ fn name_at(body: &[u8], off: usize) -> Result<Name, LoaderError> {
     if len == 0 {
         return Err(LoaderError::BadName);
     }
-    let mut padded = [0u8; FILE_NAME_LEN];
-    padded[..len].copy_from_slice(&field[..len]);
-    Ok(Name { padded, len })
+    out.padded = [0; FILE_NAME_LEN];
+    out.padded[..len].copy_from_slice(&field[..len]);
+    out.len = len;
+    Ok(())
 }
 
 #[inline(never)]
-fn find(files: &[File], name: &Name) -> Option<File> {
-    files
-        .iter()
-        .find(|f| names_equal(&f.name, &name.padded))
-        .copied()
+fn find<'f>(files: &'f [File], name: &Name) -> Option<&'f File> {
+    files.iter().find(|f| names_equal(&f.name, &name.padded))
 }
 
 /// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
@@ -481,6 +503,8 @@ mod tests {
         let (mut env, s) = qemu_like();
         let out = run(&s, &mut env).unwrap();
         assert_eq!(out.rsdp, Some(FSEG));
+        // where the S3 set-up looks for QEMU's FACS first
+        assert_eq!(out.tables, Some(BASE));
         let rsdp = env.at(FSEG, 20).to_vec();
         assert_eq!(&rsdp[..8], b"RSD PTR ");
         let rsdt = u32::from_le_bytes(rsdp[16..20].try_into().unwrap()) as u64;
@@ -632,6 +656,11 @@ mod tests {
         assert_eq!(byte_sum(&[0xFF; 4096]), (4096u32 * 255 % 256) as u8);
     }
 
+    fn parse_name(field: &[u8]) -> Result<Name, LoaderError> {
+        let mut out = Name::EMPTY;
+        name_at(field, 0, &mut out).map(|()| out)
+    }
+
     #[test]
     fn names_end_at_their_first_nul_whatever_follows() {
         for len in 1..FILE_NAME_LEN {
@@ -639,28 +668,28 @@ mod tests {
             for (i, b) in field[..len].iter_mut().enumerate() {
                 *b = b'a' + (i % 26) as u8;
             }
-            let clean = name_at(&field, 0).unwrap();
+            let clean = parse_name(&field).unwrap();
             assert_eq!(clean.len, len);
             assert_eq!(clean.bytes(), &field[..len]);
             // garbage after the NUL (0x01 bytes fool a naive zero-byte test)
             field[len + 1..].fill(0x01);
-            let dirty = name_at(&field, 0).unwrap();
+            let dirty = parse_name(&field).unwrap();
             assert_eq!(dirty.bytes(), clean.bytes());
             assert!(names_equal(&dirty.padded, &clean.padded), "len {len}");
         }
         // no NUL in 56 bytes, or an empty name
         assert!(matches!(
-            name_at(&[b'x'; FILE_NAME_LEN], 0),
+            parse_name(&[b'x'; FILE_NAME_LEN]),
             Err(LoaderError::BadName)
         ));
         assert!(matches!(
-            name_at(&[0; FILE_NAME_LEN], 0),
+            parse_name(&[0; FILE_NAME_LEN]),
             Err(LoaderError::BadName)
         ));
         // a byte 0x80 and above is part of a name, not its end
         let mut high = [0u8; FILE_NAME_LEN];
         high[..3].copy_from_slice(&[0x80, 0xFF, 0x81]);
-        assert_eq!(name_at(&high, 0).unwrap().bytes(), &[0x80, 0xFF, 0x81]);
+        assert_eq!(parse_name(&high).unwrap().bytes(), &[0x80, 0xFF, 0x81]);
     }
 
     #[test]

@@ -53,9 +53,12 @@ impl BiosArea {
         })
     }
 
-    /// `len` bytes, 16-byte aligned (every table scanned for is).
+    /// `len` bytes aligned to `align`, a power of two (the table loader checks
+    /// its alignments), and to 16 bytes at least (every table scanned for is).
     pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
-        let start = self.next.checked_next_multiple_of(align.max(16))?;
+        debug_assert!(align.is_power_of_two());
+        let mask = align.max(16) - 1;
+        let start = self.next.checked_add(mask)? & !mask;
         let end = start.checked_add(len)?;
         if end > F_SEGMENT.end {
             return None;

@@ -207,13 +207,15 @@ const _: () = {
 };
 
 impl SetupHeader {
-    /// Reads the header from the start of a kernel image (or of QEMU's SETUP_DATA item).
-    /// Returns `None` if the image is too short to hold one.
-    pub fn read_from_image(image: &[u8]) -> Option<SetupHeader> {
+    /// The header in place at the start of a kernel image (or of QEMU's
+    /// SETUP_DATA item), borrowed rather than copied: a copy of 0x78 bytes of
+    /// packed fields is code to translate. `None` if the image is too short.
+    pub fn in_image(image: &[u8]) -> Option<&SetupHeader> {
         let bytes = image.get(SETUP_HEADER_OFFSET..SETUP_HEADER_END)?;
         // SAFETY: `bytes` is exactly size_of::<SetupHeader>() long, SetupHeader is
-        // repr(C, packed) (alignment 1) and every bit pattern is a valid value.
-        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SetupHeader>()) })
+        // repr(C, packed) (alignment 1) and every bit pattern is a valid value;
+        // the reference borrows `image`.
+        Some(unsafe { &*bytes.as_ptr().cast::<SetupHeader>() })
     }
 
     /// The number of header bytes the image itself declares: `0x202 + byte[0x201]`,

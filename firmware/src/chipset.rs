@@ -76,29 +76,56 @@ const PAM_F_SEGMENT_RO: u8 = 0x10;
 /// Makes 0xC0000-0xFFFFF writable shadow RAM, as SeaBIOS does before it fills
 /// the BIOS segment. Returns false on machines without PAM.
 pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
-    let Some(pam0) = machine.pam0() else {
-        return false;
+    let (writes, n) = match machine {
+        Machine::I440fx => &I440FX_UNLOCK,
+        Machine::Q35 => &Q35_UNLOCK,
+        Machine::NoPci => return false,
     };
-    // PAM0-6 in the widest aligned writes that cover exactly them: each write
-    // is a VM exit, and QEMU rebuilds its memory map after every one.
+    pci::apply(io, HOST_BRIDGE, &writes[..*n]);
+    true
+}
+
+/// [`unlock_bios_area`]'s writes, worked out at compile time: under TCG the
+/// width search would be code translated for one use.
+const I440FX_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::I440fx);
+const Q35_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::Q35);
+
+/// PAM0-6 set for writable shadow RAM in the widest aligned writes that cover
+/// exactly them: each write is a VM exit, and QEMU rebuilds its memory map
+/// after every one.
+const fn unlock_writes(machine: Machine) -> ([ConfigWrite; 7], usize) {
+    let Some(pam0) = machine.pam0() else {
+        panic!("a machine without PAM");
+    };
     let mut value = [PAM_RAM_RW; 7];
     value[0] = PAM_F_SEGMENT_RW;
-    let mut at = 0;
+    let mut writes = [ConfigWrite {
+        reg: 0,
+        width: 0,
+        value: 0,
+    }; 7];
+    let (mut at, mut n) = (0, 0);
     while at < value.len() {
         let reg = pam0 + at as u8;
-        let width = [4, 2, 1]
-            .into_iter()
-            .find(|&w| (reg as usize).is_multiple_of(w) && at + w <= value.len())
-            .unwrap_or(1);
-        let bytes = &value[at..at + width];
-        match *bytes {
-            [a, b, c, d] => pci::write32(io, HOST_BRIDGE, reg, u32::from_le_bytes([a, b, c, d])),
-            [a, b] => pci::write16(io, HOST_BRIDGE, reg, u16::from_le_bytes([a, b])),
-            _ => pci::write8(io, HOST_BRIDGE, reg, bytes[0]),
+        let mut width = 4;
+        while !((reg as usize).is_multiple_of(width) && at + width <= value.len()) {
+            width /= 2;
         }
+        let mut v = 0u32;
+        let mut i = 0;
+        while i < width {
+            v |= (value[at + i] as u32) << (8 * i);
+            i += 1;
+        }
+        writes[n] = ConfigWrite {
+            reg,
+            width: width as u8,
+            value: v,
+        };
+        n += 1;
         at += width;
     }
-    true
+    (writes, n)
 }
 
 /// Write-protects the BIOS segment (SeaBIOS's make_bios_readonly leaves PAM0 at
@@ -150,7 +177,8 @@ pub const PIC_INIT: [(u16, u8); 10] = [
 ];
 
 pub fn init_pic(io: &mut impl PortIo) {
-    for (port, value) in PIC_INIT {
+    // By reference: iterating the array by value copies it first.
+    for &(port, value) in &PIC_INIT {
         io.outb(port, value);
     }
 }

@@ -588,10 +588,10 @@ fn check_kernel(input: &[u8]) -> String {
     let mut zp = BootParams::zeroed();
     zp.copy_header_from(header);
     assert_eq!(zp.as_bytes()[0x1EF], 0, "the sentinel was copied");
-    let Some(hdr) = SetupHeader::read_from_image(header) else {
+    let Some(hdr) = SetupHeader::in_image(header) else {
         return "short".into();
     };
-    let info = match KernelInfo::from_header(&hdr) {
+    let info = match KernelInfo::from_header(hdr) {
         Ok(i) => i,
         Err(e) => return format!("{:#x}", e.status()),
     };

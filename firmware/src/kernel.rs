@@ -23,11 +23,14 @@ use crate::vmlinux::Vmlinux;
 /// Enough of the setup sectors to hold any setup header (it ends by 0x281).
 const HEADER_BYTES: usize = 0x290;
 
+/// The start of QEMU's SETUP_DATA item, read once per boot by [`identify`].
+static HEADER: spin::Mutex<[u8; HEADER_BYTES]> = spin::Mutex::new([0; HEADER_BYTES]);
+
 /// The kernel QEMU was given, validated.
 pub struct Kernel {
     pub info: KernelInfo,
     /// The start of QEMU's SETUP_DATA item: boot sector and setup header.
-    header: [u8; HEADER_BYTES],
+    header: &'static [u8; HEADER_BYTES],
     pub size: u64,
     pub initrd_size: u64,
     cmdline_size: u64,
@@ -52,9 +55,12 @@ pub fn identify(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Payload, 
     if size == 0 {
         return Err(Error::NoKernel);
     }
-    let mut header = [0u8; HEADER_BYTES];
-    fw_cfg.read_into(Item::SetupData as u16, &mut header)?;
-    if pvh::is_elf(&header) {
+    // In .bss, borrowed for the rest of the boot: moved by value inside the
+    // kernel's description, the header's copies cost more code than its parsing.
+    let header = spin::MutexGuard::leak(HEADER.lock());
+    fw_cfg.read_into(Item::SetupData as u16, header)?;
+    let header: &'static [u8; HEADER_BYTES] = header;
+    if pvh::is_elf(header) {
         return Ok(Payload::Pvh(Vmlinux::from_fw_cfg(fw_cfg, memory)?));
     }
     // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
@@ -71,10 +77,10 @@ impl Kernel {
     fn from_header(
         fw_cfg: &mut FwCfg<Pio>,
         size: u64,
-        header: [u8; HEADER_BYTES],
+        header: &'static [u8; HEADER_BYTES],
     ) -> Result<Kernel, Error> {
-        let hdr = SetupHeader::read_from_image(&header).ok_or(Error::NotBzImage)?;
-        let info = KernelInfo::from_header(&hdr)?;
+        let hdr = SetupHeader::in_image(header).ok_or(Error::NotBzImage)?;
+        let info = KernelInfo::from_header(hdr)?;
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
         // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
         let len = cmdline_size.saturating_sub(1);
@@ -95,7 +101,7 @@ impl Kernel {
     }
 
     fn setup_data_head(&self) -> u64 {
-        SetupHeader::read_from_image(&self.header).map_or(0, |h| h.setup_data)
+        SetupHeader::in_image(self.header).map_or(0, |h| h.setup_data)
     }
 
     /// Loads the protected-mode kernel into `range` (from `linux::place_kernel`).
@@ -177,7 +183,7 @@ impl Kernel {
             p.write_bytes(0, 1);
             phys::object_mut(layout::ZERO_PAGE)
         };
-        zp.copy_header_from(&self.header);
+        zp.copy_header_from(self.header);
         let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
         let hdr = &mut zp.hdr;
         hdr.type_of_loader = LOADER_TYPE_QEMU;

@@ -231,7 +231,7 @@ mod tests {
         let mut img = [0u8; 0x400];
         img[0x1FE..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
         img[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
-        let mut h = SetupHeader::read_from_image(&img).unwrap();
+        let mut h = *SetupHeader::in_image(&img).unwrap();
         h.version = 0x020F;
         h.loadflags = loadflags::LOADED_HIGH;
         h.xloadflags = xloadflags::KERNEL_64 | xloadflags::CAN_BE_LOADED_ABOVE_4G;

@@ -85,14 +85,18 @@ mod firmware {
         if let Some(why) = s3::wake_failure(wake_failure) {
             log::error!("{why}");
         }
-        match boot(Timeline::new(reset_tsc)) {
+        // Borrowed by every step rather than moved along with them: moved by
+        // value, each move of its stamps is a rep movs, a translation block
+        // of its own under TCG.
+        let mut time = Timeline::new(reset_tsc);
+        match boot(&mut time) {
             Ok(handoff) => handoff.enter(),
             Err(error) => fail(error),
         }
     }
 
     /// The boot sequence.
-    fn boot(mut time: Timeline) -> Result<Handoff, Error> {
+    fn boot(time: &mut Timeline) -> Result<Handoff, Error> {
         // SAFETY: this is the boot path, the only code running.
         let mut io = unsafe { Pio::new() };
 
@@ -124,12 +128,13 @@ mod firmware {
         time.mark(Step::KernelHeader);
         let booting = Booting {
             io,
-            fw_cfg,
+            fw_cfg: &mut fw_cfg,
             memory: &mut memory,
             zone,
             pc,
             time,
             report_timeline,
+            acpi: tables::Installed::default(),
         };
         match payload {
             Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
@@ -141,20 +146,24 @@ mod firmware {
     /// What every kind of kernel's steps work with.
     struct Booting<'m> {
         io: Pio,
-        fw_cfg: FwCfg<Pio>,
+        /// Borrowed: moved by value, its file directory is kilobytes of copies.
+        fw_cfg: &'m mut FwCfg<Pio>,
         memory: &'m mut MemoryMap,
         zone: HighZone,
         pc: Pc,
-        time: Timeline,
+        time: &'m mut Timeline,
         report_timeline: bool,
+        /// What the ACPI step left for the S3 resume data.
+        acpi: tables::Installed,
     }
 
     impl<'m> Booting<'m> {
         /// ACPI tables, through QEMU's table-loader script, and SMBIOS.
+        /// Returns the RSDP's address.
         fn install_tables(&mut self) -> Result<Option<u64>, Error> {
-            let rsdp = tables::install(&mut self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
-            self.pc.install_smbios(&mut self.fw_cfg, &mut self.zone)?;
-            Ok(rsdp)
+            self.acpi = tables::install(self.fw_cfg, &mut self.zone, self.pc.bios_area())?;
+            self.pc.install_smbios(self.fw_cfg, &mut self.zone)?;
+            Ok(self.acpi.rsdp)
         }
 
         /// The other CPUs checked in, the MP table, the BIOS segment locked,
@@ -162,11 +171,9 @@ mod firmware {
         /// and the final memory map.
         fn finish(mut self, rsdp: Option<u64>) -> Result<Ready<'m>, Error> {
             let machine = self.pc.machine;
-            let microvm_mp = self
-                .pc
-                .microvm_mptable(&mut self.fw_cfg, &mut self.zone, rsdp)?;
-            let [a, b, c] = self.pc.finish(&mut self.io, &mut self.fw_cfg)?;
-            resume::arm(machine, rsdp, self.zone.used());
+            let microvm_mp = self.pc.microvm_mptable(self.fw_cfg, &mut self.zone, rsdp)?;
+            let [a, b, c] = self.pc.finish(&mut self.io, self.fw_cfg)?;
+            resume::arm(machine, rsdp, self.acpi.tables, self.zone.used());
             self.time.mark(Step::Cpus);
             reserve_firmware_memory(self.memory, self.zone.used(), &[a, b, c, microvm_mp])?;
             Ok(Ready {
@@ -182,12 +189,12 @@ mod firmware {
     struct Ready<'m> {
         io: Pio,
         memory: &'m MemoryMap,
-        time: Timeline,
+        time: &'m mut Timeline,
         report_timeline: bool,
     }
 
     impl Ready<'_> {
-        fn handoff(mut self, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
+        fn handoff(self, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
             self.time.mark(Step::ZeroPage);
             if self.report_timeline {
                 self.time.report(self.io);
@@ -212,8 +219,8 @@ mod firmware {
         let [c0, c1, c2] = b.pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
         let busy = [b.zone.used(), layout::BIOS_AREA, ROM, c0, c1, c2];
         let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
-        kernel.load(&mut b.fw_cfg, kernel_range)?;
-        let setup_data = kernel.move_setup_data(&mut b.fw_cfg, kernel_range, &mut b.zone)?;
+        kernel.load(b.fw_cfg, kernel_range)?;
+        let setup_data = kernel.move_setup_data(b.fw_cfg, kernel_range, &mut b.zone)?;
         let e820_ext =
             kernel::reserve_e820_ext(b.memory, &mut b.zone, kernel_range, FINAL_MAP_GROWTH)?;
         b.time.mark(Step::KernelLoaded);
@@ -229,8 +236,8 @@ mod firmware {
             c2,
         ];
         let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
-        kernel.load_initrd(&mut b.fw_cfg, initrd)?;
-        kernel.load_cmdline(&mut b.fw_cfg)?;
+        kernel.load_initrd(b.fw_cfg, initrd)?;
+        kernel.load_cmdline(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
@@ -277,8 +284,8 @@ mod firmware {
             c2,
         ];
         let initrd = kernel.place_initrd(b.memory, &busy)?;
-        kernel::load_initrd(&mut b.fw_cfg, initrd)?;
-        kernel.load_cmdline(&mut b.fw_cfg)?;
+        kernel::load_initrd(b.fw_cfg, initrd)?;
+        kernel.load_cmdline(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "pvh: segments {:#x}..{:#x}, entry {:#x}, initrd {initrd:x?}, {} DMA requests",
@@ -344,11 +351,11 @@ mod firmware {
 
         // 7. The image (kernel, modules, command lines) in one transfer, and
         //    the kernel's multiboot header checked.
-        kernel.load(&mut b.fw_cfg)?;
+        kernel.load(b.fw_cfg)?;
         b.time.mark(Step::KernelLoaded);
 
         // 8. QEMU's information block.
-        kernel.load_info(&mut b.fw_cfg)?;
+        kernel.load_info(b.fw_cfg)?;
         b.time.mark(Step::InitrdLoaded);
         log::debug!(
             "multiboot: image {:#x}..{:#x}, entry {:#x}, {} DMA requests",

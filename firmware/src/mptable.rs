@@ -90,23 +90,22 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     for id in (0..m.max_cpus as usize).step_by(step) {
         let present = id < 256 && m.present[id / 64] & (1 << (id % 64)) != 0;
         let flags = present as u8 | if id == 0 { 2 } else { 0 };
-        w.bytes(&[0, id as u8, m.apic_version, flags])?;
-        w.bytes(&m.cpu_signature.to_le_bytes())?;
-        w.bytes(&m.cpu_features.to_le_bytes())?;
-        w.bytes(&[0; 8])?;
+        let mut cpu = [0u8; 20];
+        cpu[..4].copy_from_slice(&[0, id as u8, m.apic_version, flags]);
+        cpu[4..8].copy_from_slice(&m.cpu_signature.to_le_bytes());
+        cpu[8..12].copy_from_slice(&m.cpu_features.to_le_bytes());
+        w.bytes(&cpu)?;
         entries += 1;
     }
     if m.has_pci {
-        w.bytes(&[1, 0])?;
-        w.bytes(b"PCI   ")?;
+        w.bytes(b"\x01\x00PCI   ")?;
         entries += 1;
     }
     let isa = m.has_pci as u8;
-    w.bytes(&[1, isa])?;
-    w.bytes(b"ISA   ")?;
+    w.bytes(&[1, isa, b'I', b'S', b'A', b' ', b' ', b' '])?;
     entries += 1;
-    w.bytes(&[2, IOAPIC_ID, 0x11, 1])?;
-    w.bytes(&IOAPIC_ADDRESS.to_le_bytes())?;
+    let [a0, a1, a2, a3] = IOAPIC_ADDRESS.to_le_bytes();
+    w.bytes(&[2, IOAPIC_ID, 0x11, 1, a0, a1, a2, a3])?;
     entries += 1;
 
     // PCI interrupts: one entry per (device, pin), active high, level.

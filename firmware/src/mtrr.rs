@@ -31,6 +31,28 @@ const MASK_VALID: u64 = 1 << 11;
 /// MTRRdefType: E (MTRRs on) | FE (fixed ranges on) | default type.
 const DEF_TYPE_ENABLED_WB: u64 = 0xC00 | WB;
 
+/// How the list starts, as SeaBIOS's mtrr_setup writes it: MTRRs off, the
+/// fixed ranges (below 640 KiB: RAM, write-back; 640-768 KiB: VGA, uncached;
+/// 768 KiB-1 MiB: option ROMs and BIOS, write-protected), then the eight
+/// variable ranges cleared (only as many as the CPU has are used).
+const TEMPLATE: [(u32, u64); TEMPLATE_FIXED + 16] = {
+    let mut t = [(0u32, 0u64); TEMPLATE_FIXED + 16];
+    t[0] = (MTRR_DEF_TYPE, 0);
+    t[1] = (FIX64K_00000, ALL_WB);
+    t[2] = (FIX16K_80000, ALL_WB);
+    t[3] = (FIX16K_A0000, 0);
+    let mut i = 0;
+    while i < 8 {
+        t[4 + i] = (FIX4K_C0000 + i as u32, ALL_WP);
+        t[TEMPLATE_FIXED + 2 * i] = (phys_base(i as u32), 0);
+        t[TEMPLATE_FIXED + 2 * i + 1] = (phys_mask(i as u32), 0);
+        i += 1;
+    }
+    t
+};
+/// Entries of [`TEMPLATE`] before the variable ranges.
+const TEMPLATE_FIXED: usize = 12;
+
 /// MSR writes in order; enough for 8 variable ranges and feature control.
 #[derive(Clone, Copy, Debug)]
 pub struct MsrList {
@@ -82,19 +104,11 @@ pub fn seabios_mtrrs(cpu: &CpuInfo, pci_start: u64, feature_control: u64) -> Msr
     let fixed = cpu.mtrr_cap & 0x100 != 0;
     let usable = cpu.features_edx & CPUID_MTRR != 0 && cpu.features_edx & CPUID_MSR != 0;
     if usable && vcnt != 0 && fixed {
-        list.push(MTRR_DEF_TYPE, 0);
-        // Below 640 KiB and 512-640 KiB: RAM. 640-768 KiB: VGA, uncached.
-        // 768 KiB-1 MiB: option ROMs and BIOS, write-protected.
-        list.push(FIX64K_00000, ALL_WB);
-        list.push(FIX16K_80000, ALL_WB);
-        list.push(FIX16K_A0000, 0);
-        for i in 0..8 {
-            list.push(FIX4K_C0000 + i, ALL_WP);
-        }
-        for i in 0..vcnt.min(8) {
-            list.push(phys_base(i), 0);
-            list.push(phys_mask(i), 0);
-        }
+        // One copy of a constant table rather than a push per entry: under TCG
+        // each push site is code to translate for a single use.
+        let prefix = TEMPLATE_FIXED + 2 * vcnt.min(8) as usize;
+        list.entries[..prefix].copy_from_slice(&TEMPLATE[..prefix]);
+        list.len = prefix;
         // One variable range: the PCI window up to 4 GiB, uncached.
         let phys = (1u64 << cpu.phys_bits.clamp(36, 52)) - 1;
         let size = (1u64 << 32) - pci_start;

@@ -84,14 +84,8 @@ impl Pc {
     /// The chipset's ranges the e820 map reserves (MMCONFIG, RCBA, the EBDA),
     /// known from the set-up on: the kernel and initrd are placed clear of them.
     pub fn reserved(&self) -> [Option<Range>; 3] {
-        let mut reserved = [None; 3];
-        if let Some(layout) = &self.pci {
-            reserved[..2].copy_from_slice(&layout.reserved);
-        }
-        if self.bios.is_some() {
-            reserved[2] = Some(EBDA);
-        }
-        reserved
+        let [mmconfig, rcba] = self.pci.as_ref().map_or([None; 2], |l| l.reserved);
+        [mmconfig, rcba, self.bios.is_some().then_some(EBDA)]
     }
 
     /// The BIOS segment while it is open, for the ACPI table loader's RSDP.

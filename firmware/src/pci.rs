@@ -1041,13 +1041,21 @@ fn drives_for_boot(class: u16) -> bool {
 
 /// Edge/level control: PCI IRQs (10, 11) level-triggered.
 fn write_elcr(io: &mut impl PortIo) {
-    let mut elcr = [0u8; 2];
-    for irq in PCI_IRQS {
-        elcr[irq as usize >> 3] |= 1 << (irq & 7);
-    }
-    io.outb(0x4D0, elcr[0]);
-    io.outb(0x4D1, elcr[1]);
+    io.outb(0x4D0, ELCR[0]);
+    io.outb(0x4D1, ELCR[1]);
 }
+
+/// The ELCR bits of [`PCI_IRQS`], worked out at compile time.
+const ELCR: [u8; 2] = {
+    let mut elcr = [0u8; 2];
+    let mut i = 0;
+    while i < PCI_IRQS.len() {
+        let irq = PCI_IRQS[i];
+        elcr[irq as usize >> 3] |= 1 << (irq & 7);
+        i += 1;
+    }
+    elcr
+};
 
 /// Opens q35's MMCONFIG window (PCIEXBAR, as [`q35_pciexbar_setup`] writes
 /// it) and switches to it.

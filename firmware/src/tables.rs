@@ -71,15 +71,25 @@ fn read_large(fw_cfg: &mut FwCfg<Pio>, file: File) -> Result<&'static [u8], Erro
     fw_cfg.read_file("etc/table-loader", file, buf.leak())
 }
 
-/// Installs QEMU's ACPI tables; returns the RSDP's address, if the machine has ACPI.
+/// What the installed tables give the later steps.
+#[derive(Clone, Copy, Default)]
+pub struct Installed {
+    /// The RSDP's address, if the machine has ACPI.
+    pub rsdp: Option<u64>,
+    /// Where `etc/acpi/tables` went: QEMU puts the FACS, which the S3
+    /// resume path needs, first in it.
+    pub tables: Option<u64>,
+}
+
+/// Installs QEMU's ACPI tables.
 pub fn install(
     fw_cfg: &mut FwCfg<Pio>,
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
-) -> Result<Option<u64>, Error> {
+) -> Result<Installed, Error> {
     let Some(file) = fw_cfg.find(acpi::LOADER_FILE) else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
-        return Ok(None);
+        return Ok(Installed::default());
     };
     let mut buf = [MaybeUninit::<u8>::uninit(); INLINE_SCRIPT];
     let script = if file.size as usize > INLINE_SCRIPT {
@@ -87,10 +97,14 @@ pub fn install(
     } else {
         fw_cfg.read_file("etc/table-loader", file, &mut buf)?
     };
-    let Outcome { rsdp, skipped } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
+    let Outcome {
+        rsdp,
+        tables,
+        skipped,
+    } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");
     }
     log::debug!("acpi: RSDP at {:#x}", rsdp.unwrap_or(0));
-    Ok(rsdp)
+    Ok(Installed { rsdp, tables })
 }
