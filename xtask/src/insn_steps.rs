@@ -22,7 +22,7 @@ use crate::bench::cost::Exits;
 use crate::qemu::{Accel, Qemu};
 
 /// The firmware function that takes a timeline stamp (firmware/src/timeline.rs).
-pub const STAMP_SYMBOL: &str = "ferrite_timeline_stamp";
+pub use ferrite_contract::timeline::STAMP_SYMBOL;
 
 /// Instruction counts of one boot, split at the stamp calls.
 #[derive(Clone, Debug, PartialEq, Eq)]

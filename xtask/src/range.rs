@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use ferrite_contract::qemu_exit;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ use crate::qemu::{Accel, Machine, Qemu};
 use crate::stats::{MannWhitney, mann_whitney};
 
 /// ferrite's first-instruction marker.
-const START_PORT: u16 = 0xF5;
+const START_PORT: u16 = ferrite_contract::marker::START_PORT;
 /// A change is flagged below this p-value.
 pub const ALPHA: f64 = 0.05;
 
@@ -308,7 +309,7 @@ pub fn run(opts: &Options) -> Result<()> {
     ensure!(!cells.is_empty(), "no commit of the range built");
     let entry_codes: Vec<i32> = probe::Entry::ALL
         .iter()
-        .map(|e| e.value() as i32 * 2 + 1)
+        .map(|e| qemu_exit(e.value()))
         .collect();
     let mut rng = rand::rng();
     let total = cells.len() * (opts.runs + 1);

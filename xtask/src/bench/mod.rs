@@ -35,10 +35,10 @@ use run::ferrite_timelines;
 pub use plan::{Options, Sweep, SweepParam};
 pub use stats::{Summary, parse_timeline, summarize};
 
-/// ferrite's start marker port (firmware/src/boot.rs).
-const START_PORT: u16 = 0xF5;
+/// ferrite's start marker port.
+const START_PORT: u16 = ferrite_contract::marker::START_PORT;
 /// The port /init writes 2 to.
-const USER_PORT: u16 = 0xF6;
+const USER_PORT: u16 = ferrite_contract::marker::USER_PORT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Firmware {

@@ -44,12 +44,9 @@ pub(super) fn ferrite_timelines(
         let log = work.join(format!("timeline-{}.txt", cell.machine));
         let _ = std::fs::remove_file(&log);
         let mut q = cell.qemu.clone();
-        q.extra.extend([
-            "-debugcon".into(),
-            format!("file:{}", log.display()),
-            "-fw_cfg".into(),
-            "name=opt/ferrite/timeline,string=1".into(),
-        ]);
+        q.extra
+            .extend(["-debugcon".into(), format!("file:{}", log.display())]);
+        q.fw_cfg_string(ferrite_contract::fw_cfg::TIMELINE, "1");
         if q.run().is_err() {
             continue;
         }

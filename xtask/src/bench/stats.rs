@@ -41,7 +41,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 /// Parses `ferrite-timeline: reset=0 rust=N ...` into per-step shares.
 pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
     let stamps: Vec<(&str, u64)> = line
-        .strip_prefix("ferrite-timeline:")?
+        .strip_prefix(ferrite_contract::timeline::PREFIX)?
         .split_whitespace()
         .map(|kv| {
             let (k, v) = kv.split_once('=')?;
