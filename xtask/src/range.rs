@@ -207,32 +207,16 @@ fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
 fn count(q: &Qemu) -> Option<Counts> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
-    let output = crate::insn_steps::perf_qemu(
+    let values = crate::insn_steps::perf_stat(
         &q,
         &[
-            "stat",
-            "-x,",
-            "-e",
-            "kvm:kvm_emulate_insn",
-            "-e",
-            "kvm:kvm_pio",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x511",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x518",
+            ("kvm:kvm_emulate_insn", None),
+            ("kvm:kvm_pio", None),
+            ("kvm:kvm_pio", Some("port == 0x511")),
+            ("kvm:kvm_pio", Some("port == 0x518")),
         ],
     )
-    .output()
     .ok()?;
-    let values: Vec<u64> = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.contains(",kvm:"))
-        .filter_map(|l| l.split(',').next()?.parse().ok())
-        .collect();
     match values[..] {
         [insns, pio, reads, dma] => Some(Counts {
             guest_instructions: insns,
