@@ -194,13 +194,8 @@ mod tests {
     fn out(code: Option<i32>, timed_out: bool) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
             timed_out,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
-            serial: String::new(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 

@@ -58,7 +58,7 @@ fn markers_timeline_and_serial_arrive_in_order() {
         .filter(|e| e.kind == Kind::FirmwareStep)
         .map(|e| e.host_ms)
         .collect();
-    assert_eq!(steps.len(), 11, "{events:#?}");
+    assert_eq!(steps.len(), timeline::STEPS.len(), "{events:#?}");
     assert_eq!((steps[0], steps[10]), (start, entry));
     let acts = analyze::activities(&events);
     let firmware = acts.iter().find(|a| a.name == "firmware").unwrap();

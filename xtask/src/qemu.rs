@@ -74,7 +74,7 @@ pub struct Qemu {
     pub acpi: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -570,13 +570,7 @@ mod tests {
     fn outcome(code: Option<i32>) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
-            timed_out: false,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
-            serial: String::new(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 

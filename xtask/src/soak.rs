@@ -528,13 +528,9 @@ mod tests {
     fn outcome(code: Option<i32>, serial: &str, timed_out: bool) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
             timed_out,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
             serial: serial.into(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 

@@ -60,6 +60,23 @@ pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
     )
 }
 
+/// ferrite's median tFW on `machine`: the in-process time where there is one,
+/// else the difference of the entry and start medians. One that came out
+/// negative is noise and scales nothing: None.
+pub(super) fn ferrite_tfw(cells: &[Cell], machine: &str) -> Option<f64> {
+    let p = phases(cells, Firmware::Ferrite, machine, None);
+    p.cont
+        .as_ref()
+        .map(|c| c.median)
+        .or_else(|| {
+            p.entry
+                .as_ref()
+                .zip(p.start.as_ref())
+                .map(|(e, s)| e.median - s.median)
+        })
+        .filter(|&t| t > 0.0)
+}
+
 /// Phase figures of one firmware on one machine: (tQEMU, tFW, tKernel) medians.
 pub(super) struct Phases {
     pub start: Option<Summary>,
