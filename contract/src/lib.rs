@@ -283,6 +283,34 @@ mod tests {
         assert_eq!(status::meaning(marker::KERNEL_BZIMAGE), None);
     }
 
+    /// The README's table of error statuses lists exactly these, with QEMU's
+    /// exit status for each.
+    #[test]
+    fn the_readme_lists_every_status() {
+        let readme = include_str!("../../README.md");
+        let mut listed = 0;
+        for line in readme.lines() {
+            let cells: [&str; 3] = {
+                let mut c = line.split('|').map(str::trim).skip(1);
+                [c.next(), c.next(), c.next()].map(Option::unwrap_or_default)
+            };
+            let Some(hex) = cells[0].strip_prefix("0x") else {
+                continue;
+            };
+            let (Ok(value), Ok(exit)) = (u8::from_str_radix(hex, 16), cells[1].parse::<i32>())
+            else {
+                continue;
+            };
+            if !(0x20..0x40).contains(&value) {
+                continue; // the markers' table
+            }
+            assert!(status::meaning(value).is_some(), "{line}");
+            assert_eq!(qemu_exit(value), exit, "{line}");
+            listed += 1;
+        }
+        assert_eq!(listed, status::ALL.len());
+    }
+
     #[test]
     fn steps_compare_as_strings() {
         assert!(timeline::same(timeline::STEPS[0], "reset"));
