@@ -146,6 +146,15 @@ pub mod status {
     };
 }
 
+/// [`timeline::PREFIX`] as a literal, for `write!` format strings (the
+/// firmware's report writes it without formatting anything).
+#[macro_export]
+macro_rules! timeline_prefix {
+    () => {
+        "ferrite-timeline:"
+    };
+}
+
 /// ferrite's own fw_cfg files (`-fw_cfg name=<name>,string=<value>`).
 pub mod fw_cfg {
     /// ferrite's log level on COM1: error, warn, info, debug, trace.
@@ -163,7 +172,7 @@ pub mod timeline {
     /// QEMU's `-debugcon` (isa-debugcon) default port, where the report goes.
     pub const PORT: u16 = 0xE9;
     /// What the report line starts with.
-    pub const PREFIX: &str = "ferrite-timeline:";
+    pub const PREFIX: &str = crate::timeline_prefix!();
     /// The firmware function that takes every stamp, out of line under this
     /// exact symbol name: its entry address splits an instruction trace into steps.
     pub const STAMP_SYMBOL: &str = "ferrite_timeline_stamp";

@@ -137,7 +137,7 @@ impl Timeline {
             len: 0,
         };
         let base = self.stamps[0];
-        let _ = write!(out, "ferrite-timeline:");
+        let _ = write!(out, ferrite_contract::timeline_prefix!());
         for step in STEPS {
             let _ = write!(
                 out,
