@@ -5,7 +5,7 @@ use ferrite_contract::{fw_cfg, marker, qemu_exit, status, timeline};
 use ferrite_tests::{
     expect_exit, firmware, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, scratch,
 };
-use xtask::qemu::Machine;
+use xtask::qemu::{Accel, Machine};
 use xtask::testkernel::{
     BzImageSpec, MultibootSpec, PASS_32, PASS_64, PASS_MULTIBOOT, PASS_PVH, PvhSpec, with_check,
 };
@@ -298,6 +298,21 @@ fn instructions_per_step_under_kvm() {
         // the markers alone are two port writes that QEMU handles
         assert!(total >= 2, "{machine:?}: {:?}", seg.exits);
         exits.push((total, seg.exits[3].pio));
+        // perf stat (the bench's cost model) counts the same boot's
+        // instructions and port exits as the trace
+        let mut kvm = q.clone();
+        kvm.accel = Accel::Kvm;
+        let stat = xtask::insn_steps::perf_stat(
+            &kvm,
+            &[("kvm:kvm_emulate_insn", None), ("kvm:kvm_pio", None)],
+        )
+        .expect("perf stat of a boot");
+        let pio: u64 = seg.exits.iter().map(|e| e.pio).sum();
+        assert!(
+            stat[0].abs_diff(seg.total()) * 100 <= seg.total() && stat[1].abs_diff(pio) <= 2,
+            "{machine:?}: perf stat {stat:?}, trace {} instructions and {pio} port exits",
+            seg.total()
+        );
     }
     let [
         (pc_exits, pc_pci),
