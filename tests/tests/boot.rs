@@ -304,7 +304,10 @@ fn instructions_per_step_under_kvm() {
         kvm.accel = Accel::Kvm;
         let stat = xtask::insn_steps::perf_stat(
             &kvm,
-            &[("kvm:kvm_emulate_insn", None), ("kvm:kvm_pio", None)],
+            &[
+                xtask::insn_steps::GUEST_INSTRUCTIONS,
+                xtask::insn_steps::PORT_EXITS,
+            ],
         )
         .expect("perf stat of a boot");
         let pio: u64 = seg.exits.iter().map(|e| e.pio).sum();

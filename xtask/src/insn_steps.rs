@@ -115,9 +115,20 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
     split_at_stamps(&script[..], stamp)
 }
 
+/// A perf event with its `--filter`, if any.
+pub type Event<'a> = (&'a str, Option<&'a str>);
+/// Guest instructions (KVM emulates every one on this machine type).
+pub const GUEST_INSTRUCTIONS: Event = ("kvm:kvm_emulate_insn", None);
+/// Port I/O exits to QEMU.
+pub const PORT_EXITS: Event = ("kvm:kvm_pio", None);
+/// fw_cfg's data port, read once per byte without DMA.
+pub const FW_CFG_PORT_READS: Event = ("kvm:kvm_pio", Some("port == 0x511"));
+/// fw_cfg's DMA address port (its low half starts a transfer).
+pub const FW_CFG_DMA_REQUESTS: Event = ("kvm:kvm_pio", Some("port == 0x518"));
+
 /// `perf stat -x,` of `events` (each with its `--filter`, if any) over one
 /// boot of `q`: the counts, in the order asked for.
-pub fn perf_stat(q: &Qemu, events: &[(&str, Option<&str>)]) -> Result<Vec<u64>> {
+pub fn perf_stat(q: &Qemu, events: &[Event]) -> Result<Vec<u64>> {
     let mut args = vec!["stat", "-x,"];
     for &(event, filter) in events {
         args.extend(["-e", event]);

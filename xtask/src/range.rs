@@ -207,13 +207,16 @@ fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
 fn count(q: &Qemu) -> Option<Counts> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
-    let values = crate::insn_steps::perf_stat(
+    use crate::insn_steps::{
+        FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_stat,
+    };
+    let values = perf_stat(
         &q,
         &[
-            ("kvm:kvm_emulate_insn", None),
-            ("kvm:kvm_pio", None),
-            ("kvm:kvm_pio", Some("port == 0x511")),
-            ("kvm:kvm_pio", Some("port == 0x518")),
+            GUEST_INSTRUCTIONS,
+            PORT_EXITS,
+            FW_CFG_PORT_READS,
+            FW_CFG_DMA_REQUESTS,
         ],
     )
     .ok()?;

@@ -21,7 +21,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
 use super::{Cell, Firmware, Phase};
-use crate::insn_steps::{perf_record, perf_stat};
+use crate::insn_steps::{
+    FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_record, perf_stat,
+};
 use crate::qemu::{Accel, Qemu};
 
 /// The counts of one firmware on one machine, to the kernel entry (the probe's
@@ -150,11 +152,11 @@ fn kvm_counts(q: &Qemu) -> Result<Counts> {
     let [insns, pio_reads, dma, userspace, pio, mmio] = perf_stat(
         &q,
         &[
-            ("kvm:kvm_emulate_insn", None),
-            ("kvm:kvm_pio", Some("port == 0x511")),
-            ("kvm:kvm_pio", Some("port == 0x518")),
+            GUEST_INSTRUCTIONS,
+            FW_CFG_PORT_READS,
+            FW_CFG_DMA_REQUESTS,
             ("kvm:kvm_userspace_exit", None),
-            ("kvm:kvm_pio", None),
+            PORT_EXITS,
             ("kvm:kvm_mmio", None),
         ],
     )?[..] else {
