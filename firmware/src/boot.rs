@@ -6,6 +6,7 @@ use x86_64::registers::model_specific::EferFlags;
 
 use ferrite::chipset;
 use ferrite::s3;
+use ferrite_contract::marker;
 
 use crate::bios::EBDA;
 use crate::gdt;
@@ -15,16 +16,17 @@ use crate::resume::{self, RESUME_BLOCK};
 pub const ROM_SIZE: u64 = parse(env!("FERRITE_ROM_SIZE"));
 pub const ROM_BASE: u64 = (1 << 32) - ROM_SIZE;
 
-/// Boot markers (the convention of qboot's benchmark build and NEMU).
-pub const MARKER_START_PORT: u16 = 0xF5;
-pub const MARKER_START: u8 = 1;
-pub const MARKER_KERNEL_PORT: u16 = 0xF4;
+/// Boot markers (the convention of qboot's benchmark build and NEMU), as the
+/// contract with the host defines them.
+pub const MARKER_START_PORT: u16 = marker::START_PORT;
+pub const MARKER_START: u8 = marker::START;
+pub const MARKER_KERNEL_PORT: u16 = marker::KERNEL_PORT;
 /// Written right before jumping to a bzImage kernel.
-pub const MARKER_KERNEL_BZIMAGE: u8 = 3;
+pub const MARKER_KERNEL_BZIMAGE: u8 = marker::KERNEL_BZIMAGE;
 /// Written right before jumping to a kernel's PVH entry.
-pub const MARKER_KERNEL_PVH: u8 = 4;
+pub const MARKER_KERNEL_PVH: u8 = marker::KERNEL_PVH;
 /// Written right before jumping to a multiboot kernel.
-pub const MARKER_KERNEL_MULTIBOOT: u8 = 2;
+pub const MARKER_KERNEL_MULTIBOOT: u8 = marker::KERNEL_MULTIBOOT;
 
 const EFER_MSR: u32 = 0xC000_0080;
 

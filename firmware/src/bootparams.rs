@@ -7,17 +7,19 @@
 
 use core::mem::{offset_of, size_of};
 
+use ferrite_contract::setup_header as at;
+
 /// "HdrS", the setup header magic at 0x202.
-pub const HDRS_MAGIC: u32 = 0x5372_6448;
+pub const HDRS_MAGIC: u32 = at::MAGIC;
 /// 0xAA55 at 0x1FE.
-pub const BOOT_FLAG: u16 = 0xAA55;
+pub const BOOT_FLAG: u16 = at::BOOT_FLAG_VALUE;
 /// The type_of_loader QEMU itself uses; keeps kernel messages identical to a QEMU `-kernel` boot.
 pub const LOADER_TYPE_QEMU: u8 = 0xB0;
 
 /// `loadflags` (0x211) bits.
 pub mod loadflags {
     /// The protected-mode code is loaded at 0x100000 (a bzImage).
-    pub const LOADED_HIGH: u8 = 1 << 0;
+    pub const LOADED_HIGH: u8 = ferrite_contract::setup_header::LOADED_HIGH;
     /// `heap_end_ptr` is valid (16-bit entry only).
     pub const CAN_USE_HEAP: u8 = 1 << 7;
 }
@@ -25,9 +27,10 @@ pub mod loadflags {
 /// `xloadflags` (0x236) bits.
 pub mod xloadflags {
     /// The kernel has the 64-bit entry point at load address + 0x200.
-    pub const KERNEL_64: u16 = 1 << 0;
+    pub const KERNEL_64: u16 = ferrite_contract::setup_header::XLF_KERNEL_64;
     /// Kernel, initrd, zero page and command line may live above 4 GiB.
-    pub const CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
+    pub const CAN_BE_LOADED_ABOVE_4G: u16 =
+        ferrite_contract::setup_header::XLF_CAN_BE_LOADED_ABOVE_4G;
 }
 
 /// `setup_data` types (arch/x86/include/uapi/asm/setup_data.h).
@@ -105,7 +108,7 @@ pub struct SetupHeader {
 }
 
 /// Offset of the setup header inside the image and inside `boot_params`.
-pub const SETUP_HEADER_OFFSET: usize = 0x1F1;
+pub const SETUP_HEADER_OFFSET: usize = at::START;
 /// One past the last header byte we know of (protocol 2.15).
 pub const SETUP_HEADER_END: usize = SETUP_HEADER_OFFSET + size_of::<SetupHeader>();
 
@@ -182,16 +185,29 @@ impl E820Entry {
 }
 
 const _: () = {
-    assert!(size_of::<SetupHeader>() == 0x26C - 0x1F1);
-    assert!(offset_of!(SetupHeader, boot_flag) == 0x1FE - 0x1F1);
-    assert!(offset_of!(SetupHeader, header) == 0x202 - 0x1F1);
-    assert!(offset_of!(SetupHeader, type_of_loader) == 0x210 - 0x1F1);
-    assert!(offset_of!(SetupHeader, code32_start) == 0x214 - 0x1F1);
-    assert!(offset_of!(SetupHeader, cmd_line_ptr) == 0x228 - 0x1F1);
-    assert!(offset_of!(SetupHeader, xloadflags) == 0x236 - 0x1F1);
-    assert!(offset_of!(SetupHeader, setup_data) == 0x250 - 0x1F1);
-    assert!(offset_of!(SetupHeader, pref_address) == 0x258 - 0x1F1);
-    assert!(offset_of!(SetupHeader, kernel_info_offset) == 0x268 - 0x1F1);
+    // the contract's offsets, which the xtask's bzImage writer uses
+    assert!(size_of::<SetupHeader>() == at::END - at::START);
+    assert!(offset_of!(SetupHeader, setup_sects) == at::SETUP_SECTS - at::START);
+    assert!(offset_of!(SetupHeader, syssize) == at::SYSSIZE - at::START);
+    assert!(offset_of!(SetupHeader, boot_flag) == at::BOOT_FLAG - at::START);
+    assert!(offset_of!(SetupHeader, jump) == at::JUMP - at::START);
+    assert!(offset_of!(SetupHeader, header) == at::HEADER - at::START);
+    assert!(offset_of!(SetupHeader, version) == at::VERSION - at::START);
+    assert!(offset_of!(SetupHeader, type_of_loader) == at::TYPE_OF_LOADER - at::START);
+    assert!(offset_of!(SetupHeader, loadflags) == at::LOADFLAGS - at::START);
+    assert!(offset_of!(SetupHeader, code32_start) == at::CODE32_START - at::START);
+    assert!(offset_of!(SetupHeader, cmd_line_ptr) == at::CMD_LINE_PTR - at::START);
+    assert!(offset_of!(SetupHeader, initrd_addr_max) == at::INITRD_ADDR_MAX - at::START);
+    assert!(offset_of!(SetupHeader, kernel_alignment) == at::KERNEL_ALIGNMENT - at::START);
+    assert!(offset_of!(SetupHeader, relocatable_kernel) == at::RELOCATABLE_KERNEL - at::START);
+    assert!(offset_of!(SetupHeader, min_alignment) == at::MIN_ALIGNMENT - at::START);
+    assert!(offset_of!(SetupHeader, xloadflags) == at::XLOADFLAGS - at::START);
+    assert!(offset_of!(SetupHeader, cmdline_size) == at::CMDLINE_SIZE - at::START);
+    assert!(offset_of!(SetupHeader, setup_data) == at::SETUP_DATA - at::START);
+    assert!(offset_of!(SetupHeader, pref_address) == at::PREF_ADDRESS - at::START);
+    assert!(offset_of!(SetupHeader, init_size) == at::INIT_SIZE - at::START);
+    assert!(offset_of!(SetupHeader, handover_offset) == at::HANDOVER_OFFSET - at::START);
+    assert!(offset_of!(SetupHeader, kernel_info_offset) == at::KERNEL_INFO_OFFSET - at::START);
     assert!(size_of::<BootParams>() == 4096);
     assert!(offset_of!(BootParams, acpi_rsdp_addr) == 0x070);
     assert!(offset_of!(BootParams, ext_ramdisk_image) == 0x0C0);

@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use ferrite_contract::status;
+
 use crate::acpi::LoaderError;
 use crate::e820::E820Error;
 use crate::heap::{HEAP_SIZE, OutOfHeap};
@@ -11,7 +13,7 @@ use crate::pci::PciError;
 /// Port of the "firmware done" marker, also used for error statuses so that one
 /// `-device isa-debug-exit,iobase=0xf4,iosize=1` sees either 3 (kernel entered) or
 /// an error status.
-pub const STATUS_PORT: u16 = 0xF4;
+pub const STATUS_PORT: u16 = status::PORT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -66,33 +68,33 @@ pub enum Error {
 }
 
 /// Status of a Rust panic inside ferrite.
-pub const STATUS_PANIC: u8 = 0x2F;
+pub const STATUS_PANIC: u8 = status::PANIC;
 
 impl Error {
     /// The value written to [`STATUS_PORT`]; QEMU's exit status is `value * 2 + 1`.
     pub fn status(&self) -> u8 {
         match self {
-            Error::NoFwCfg => 0x20,
+            Error::NoFwCfg => status::NO_FW_CFG,
             Error::FwCfgDma { .. }
             | Error::BadFileDirectory { .. }
             | Error::MissingFile(_)
-            | Error::FileTooLarge { .. } => 0x21,
-            Error::NoKernel => 0x22,
-            Error::NotBzImage => 0x23,
-            Error::ProtocolTooOld { .. } | Error::BadHeader(_) => 0x24,
-            Error::KernelDoesNotFit { .. } => 0x25,
-            Error::InitrdDoesNotFit { .. } => 0x26,
-            Error::CmdlineTooLong { .. } => 0x27,
-            Error::MemoryMap(_) => 0x28,
-            Error::Acpi(_) => 0x29,
-            Error::SetupData(_) => 0x2A,
-            Error::OutOfFirmwareMemory(_) => 0x2B,
-            Error::Pci(_) => 0x2C,
-            Error::NoPvhEntry(_) => 0x2D,
-            Error::PvhEntryOutside { .. } => 0x2E,
-            Error::SegmentsOverlapFirmware { .. } => 0x30,
-            Error::BadMultiboot(_) => 0x31,
-            Error::OutOfHeap { .. } => 0x32,
+            | Error::FileTooLarge { .. } => status::FW_CFG,
+            Error::NoKernel => status::NO_KERNEL,
+            Error::NotBzImage => status::NOT_BZIMAGE,
+            Error::ProtocolTooOld { .. } | Error::BadHeader(_) => status::BAD_HEADER,
+            Error::KernelDoesNotFit { .. } => status::KERNEL_DOES_NOT_FIT,
+            Error::InitrdDoesNotFit { .. } => status::INITRD_DOES_NOT_FIT,
+            Error::CmdlineTooLong { .. } => status::CMDLINE_TOO_LONG,
+            Error::MemoryMap(_) => status::MEMORY_MAP,
+            Error::Acpi(_) => status::ACPI,
+            Error::SetupData(_) => status::SETUP_DATA,
+            Error::OutOfFirmwareMemory(_) => status::OUT_OF_FIRMWARE_MEMORY,
+            Error::Pci(_) => status::PCI,
+            Error::NoPvhEntry(_) => status::NO_PVH_ENTRY,
+            Error::PvhEntryOutside { .. } => status::PVH_ENTRY_OUTSIDE,
+            Error::SegmentsOverlapFirmware { .. } => status::SEGMENTS_OVERLAP_FIRMWARE,
+            Error::BadMultiboot(_) => status::BAD_MULTIBOOT,
+            Error::OutOfHeap { .. } => status::OUT_OF_HEAP,
         }
     }
 }
@@ -262,6 +264,11 @@ mod tests {
         assert!(!statuses.contains(&STATUS_PANIC));
         // never collide with the boot markers (1..=4) or the usual test codes
         assert!(statuses.iter().all(|&s| (0x20..0x40).contains(&s)));
+        // every status the contract lists is one of these (or the panic's)
+        for (s, _) in status::ALL {
+            assert!(statuses.contains(&s) || s == STATUS_PANIC, "{s:#x}");
+        }
+        assert_eq!(statuses.len() + 1, status::ALL.len());
     }
 
     #[test]

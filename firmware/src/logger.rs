@@ -19,8 +19,8 @@ static LOGGER: SerialLogger = SerialLogger {
 };
 
 /// The fw_cfg file that sets the level.
-pub const LEVEL_FILE: &[u8] = b"opt/ferrite/log-level";
-pub const LEVEL_NAME: &str = "opt/ferrite/log-level";
+pub const LEVEL_FILE: &[u8] = LEVEL_NAME.as_bytes();
+pub const LEVEL_NAME: &str = ferrite_contract::fw_cfg::LOG_LEVEL;
 
 /// Installs the logger at `Error` (errors always reach the console).
 pub fn init() {

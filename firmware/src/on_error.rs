@@ -24,7 +24,7 @@ use crate::io::PortIo;
 use crate::pci::{self, Bdf};
 
 /// The fw_cfg file that chooses the policy.
-pub const FILE: &[u8] = b"opt/ferrite/on-error";
+pub const FILE: &[u8] = ferrite_contract::fw_cfg::ON_ERROR.as_bytes();
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

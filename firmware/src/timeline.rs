@@ -18,11 +18,12 @@ use ferrite::config::parse_switch;
 use ferrite::error::Error;
 use ferrite::fwcfg::FwCfg;
 use ferrite::io::PortIo;
+use ferrite_contract::timeline;
 
 use crate::pio::Pio;
 
 /// The fw_cfg file that turns the report on (its value: "1", "on", "true").
-pub const TIMELINE_FILE: &[u8] = b"opt/ferrite/timeline";
+pub const TIMELINE_FILE: &[u8] = ferrite_contract::fw_cfg::TIMELINE.as_bytes();
 
 /// Whether `-fw_cfg name=opt/ferrite/timeline,string=...` asks for the report:
 /// its value, not its mere presence, decides; a value that is neither on nor
@@ -44,7 +45,7 @@ pub fn requested(fw_cfg: &mut FwCfg<Pio>) -> Result<bool, Error> {
     }
 }
 /// QEMU's `-debugcon` (isa-debugcon) default port.
-const DEBUGCON: u16 = 0xE9;
+const DEBUGCON: u16 = timeline::PORT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -81,22 +82,33 @@ const STEPS: [Step; 11] = [
 ];
 
 impl Step {
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
-            Step::Reset => "reset",
-            Step::Rust => "rust",
-            Step::FwCfg => "fw_cfg",
-            Step::MemoryMap => "e820",
-            Step::Hardware => "pci_hardware",
-            Step::KernelHeader => "kernel_header",
-            Step::Acpi => "acpi_smbios",
-            Step::KernelLoaded => "kernel",
-            Step::InitrdLoaded => "initrd_cmdline",
-            Step::Cpus => "cpus_mptable",
-            Step::ZeroPage => "zero_page",
+            Step::Reset => timeline::RESET,
+            Step::Rust => timeline::RUST,
+            Step::FwCfg => timeline::FW_CFG,
+            Step::MemoryMap => timeline::MEMORY_MAP,
+            Step::Hardware => timeline::HARDWARE,
+            Step::KernelHeader => timeline::KERNEL_HEADER,
+            Step::Acpi => timeline::ACPI,
+            Step::KernelLoaded => timeline::KERNEL,
+            Step::InitrdLoaded => timeline::INITRD,
+            Step::Cpus => timeline::CPUS,
+            Step::ZeroPage => timeline::ZERO_PAGE,
         }
     }
 }
+
+// The report's steps are the contract's, in its order.
+const _: () = {
+    assert!(STEPS.len() == timeline::STEPS.len());
+    let mut i = 0;
+    while i < STEPS.len() {
+        assert!(STEPS[i] as usize == i);
+        assert!(timeline::same(STEPS[i].name(), timeline::STEPS[i]));
+        i += 1;
+    }
+};
 
 pub struct Timeline {
     stamps: [u64; STEPS.len()],
@@ -125,7 +137,7 @@ impl Timeline {
             len: 0,
         };
         let base = self.stamps[0];
-        let _ = write!(out, "ferrite-timeline:");
+        let _ = write!(out, ferrite_contract::timeline_prefix!());
         for step in STEPS {
             let _ = write!(
                 out,
@@ -140,7 +152,7 @@ impl Timeline {
 }
 
 /// Reads the time-stamp counter. Out of line and under this exact name (the
-/// bench's `xtask::insn_steps::STAMP_SYMBOL`): its entry address marks a step
+/// contract's `timeline::STAMP_SYMBOL`, which the bench looks up): its entry address marks a step
 /// boundary in an instruction trace. Called once per step, in [`STEPS`] order
 /// from [`Step::Rust`] on.
 #[inline(never)]

@@ -1,11 +1,13 @@
 //! Shared helpers of the QEMU integration tests: the ROM and test kernels built
 //! once per test binary, random initrds, command lines with their check token,
-//! and one way to judge a QEMU run.
+//! real Linux boots with a checking initramfs, and one way to judge a QEMU run.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use xtask::bench::tsc_khz;
+use xtask::linux_assets::{self, InitramfsSpec};
 use xtask::qemu::{Machine, Outcome, Qemu};
 use xtask::testkernel::{self, BzImageSpec, MultibootSpec, PvhSpec};
 
@@ -92,6 +94,67 @@ pub fn qemu(machine: Machine, kernel: &Path) -> Qemu {
     q
 }
 
+/// A real Linux kernel booted under TCG with the checking initramfs: its /init
+/// checks the command line's `token`, the initrd's `payload_len` bytes, MemTotal
+/// and the CPUs online, writes the userspace marker and powers off.
+pub struct Linux {
+    pub kernel: PathBuf,
+    /// The command-line word /init looks for (also names the initramfs files).
+    pub token: &'static str,
+    pub payload_len: usize,
+}
+
+impl Linux {
+    /// The QEMU run of this kernel on `machine` (console on COM1, the host's
+    /// TSC frequency on microvm), with no exit device: callers add theirs.
+    pub fn qemu(&self, machine: Machine, memory_mib: u64, cpus: u32) -> Qemu {
+        let spec = InitramfsSpec {
+            expect_cpus: cpus,
+            expect_mem_mib: memory_mib,
+            cmdline_token: self.token.into(),
+            payload_len: self.payload_len,
+            poweroff: true,
+        };
+        let tag = self.token.rsplit('=').next().unwrap_or(self.token);
+        let name = format!(
+            "initramfs-{tag}-{}-{memory_mib}-{cpus}.cpio",
+            machine.name()
+        );
+        let initrd = linux_assets::build_initramfs(&spec, &scratch().join(name)).unwrap();
+        let mut q = Qemu::new(machine, rom());
+        q.memory_mib = memory_mib;
+        q.cpus = cpus;
+        q.kernel = Some(self.kernel.clone());
+        q.initrd = Some(initrd.path);
+        let mut append = format!("console=ttyS0 panic=-1 {}", self.token);
+        if machine == Machine::Microvm {
+            append += &format!(" tsc_early_khz={}", tsc_khz().expect("host TSC frequency"));
+        }
+        q.append = Some(append);
+        q
+    }
+}
+
+/// Runs `q` (without an exit device) and checks that /init passed and the
+/// kernel powered the machine off. Exit 0 alone is never enough (a triple fault
+/// gives it too): the kernel must have said it powered down, after /init passed.
+pub fn expect_power_off(q: &Qemu, what: &str) -> Outcome {
+    let out = q.run().expect("running QEMU");
+    let ok = !out.timed_out
+        && out.exit_code == Some(0)
+        && out.serial.contains("ferrite-init: PASS")
+        && out.serial.contains("reboot: Power down");
+    assert!(
+        ok,
+        "{what}: no clean power-off after /init passed: exit {:?}, timed out {}\ncommand: {}\nserial:\n{}",
+        out.exit_code,
+        out.timed_out,
+        q.command_line(),
+        out.serial
+    );
+    out
+}
+
 /// Runs `q` and checks it exited with `want` (an odd QEMU exit status written by
 /// a guest through isa-debug-exit). Exit 0 (a triple fault under -no-reboot),
 /// timeouts and any other status fail, with everything needed to reproduce.
@@ -131,13 +194,8 @@ mod tests {
     fn out(code: Option<i32>, timed_out: bool) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
             timed_out,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
-            serial: String::new(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 

@@ -2,6 +2,7 @@
 //! are read through FIFOs while it is timed, every line and marker stamped on
 //! arrival, and the firmware's activities derived from them.
 
+use ferrite_contract::{fw_cfg, marker, timeline};
 use ferrite_tests::{judge, kernel, qemu};
 use xtask::analyze::{self, Kind};
 use xtask::qemu::{Channel, Machine};
@@ -13,11 +14,10 @@ fn markers_timeline_and_serial_arrive_in_order() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
     let mut q = qemu(Machine::Q35, &k);
     q.append = Some(with_check("console=ttyS0"));
-    q.extra = vec![
-        "-fw_cfg".into(),
-        "name=opt/ferrite/timeline,string=1".into(),
-    ];
-    let (out, arrivals) = q.run_with_arrivals(&[0xE9, 0xF4, 0xF5]).unwrap();
+    q.fw_cfg_string(fw_cfg::TIMELINE, "1");
+    let (out, arrivals) = q
+        .run_with_arrivals(&[timeline::PORT, marker::KERNEL_PORT, marker::START_PORT])
+        .unwrap();
     judge(&out, PASS_64).unwrap();
     let at = |channel: Channel, text: &str| {
         arrivals
@@ -26,9 +26,18 @@ fn markers_timeline_and_serial_arrive_in_order() {
             .unwrap_or_else(|| panic!("no {text:?} on {channel:?} in {arrivals:#?}"))
             .host_ms
     };
-    let start = at(Channel::Debugcon(0xF5), "1");
-    let report = at(Channel::Debugcon(0xE9), "ferrite-timeline: reset=0 ");
-    let entry = at(Channel::Debugcon(0xF4), "3");
+    let start = at(
+        Channel::Debugcon(marker::START_PORT),
+        &marker::START.to_string(),
+    );
+    let report = at(
+        Channel::Debugcon(timeline::PORT),
+        &format!("{} {}=0 ", timeline::PREFIX, timeline::RESET),
+    );
+    let entry = at(
+        Channel::Debugcon(marker::KERNEL_PORT),
+        &marker::KERNEL_BZIMAGE.to_string(),
+    );
     let pass = at(Channel::Serial, "testkernel: PASS");
     assert!(
         0.0 < start && start <= report && report <= entry && entry <= pass,
@@ -49,7 +58,7 @@ fn markers_timeline_and_serial_arrive_in_order() {
         .filter(|e| e.kind == Kind::FirmwareStep)
         .map(|e| e.host_ms)
         .collect();
-    assert_eq!(steps.len(), 11, "{events:#?}");
+    assert_eq!(steps.len(), timeline::STEPS.len(), "{events:#?}");
     assert_eq!((steps[0], steps[10]), (start, entry));
     let acts = analyze::activities(&events);
     let firmware = acts.iter().find(|a| a.name == "firmware").unwrap();

@@ -1,15 +1,16 @@
 //! Bad input never hangs or boots wrong: one `ferrite: error:` line on COM1 and a
 //! distinct status on port 0xf4 (QEMU exit = 2 * status + 1).
 
+use ferrite_contract::{fw_cfg, qemu_exit, status};
 use ferrite_tests::{
     expect_exit, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, rom, scratch,
 };
 use xtask::qemu::{Machine, Qemu};
 use xtask::testkernel::{BzImageSpec, MULTIBOOT_FLAGS, MultibootSpec, PVH_ENTRY, PvhSpec};
 
-fn expect_error(q: &mut Qemu, status: i32, message: &str) {
-    q.exit_ports = vec![0xF4];
-    let out = expect_exit(q, status * 2 + 1);
+fn expect_error(q: &mut Qemu, want: u8, message: &str) {
+    q.exit_ports = vec![status::PORT];
+    let out = expect_exit(q, qemu_exit(want));
     let lines: Vec<&str> = out
         .serial
         .lines()
@@ -27,7 +28,7 @@ fn expect_error(q: &mut Qemu, status: i32, message: &str) {
 fn no_kernel() {
     for machine in Machine::ALL {
         let mut q = Qemu::new(machine, rom());
-        expect_error(&mut q, 0x22, "start QEMU with -kernel");
+        expect_error(&mut q, status::NO_KERNEL, "start QEMU with -kernel");
     }
 }
 
@@ -36,7 +37,7 @@ fn not_a_bzimage() {
     // Random bytes: QEMU itself loads anything as a (very old) zImage.
     let (junk, _) = random_file("junk.img", 100_000, 5);
     let mut q = qemu(Machine::Q35, &junk);
-    expect_error(&mut q, 0x23, "not a Linux bzImage");
+    expect_error(&mut q, status::NOT_BZIMAGE, "not a Linux bzImage");
     // A header whose magic is wrong.
     let k = kernel(
         "bad-magic.bzImage",
@@ -45,7 +46,11 @@ fn not_a_bzimage() {
             ..BzImageSpec::default()
         },
     );
-    expect_error(&mut qemu(Machine::Pc, &k), 0x23, "not a Linux bzImage");
+    expect_error(
+        &mut qemu(Machine::Pc, &k),
+        status::NOT_BZIMAGE,
+        "not a Linux bzImage",
+    );
 }
 
 #[test]
@@ -57,7 +62,11 @@ fn protocol_too_old() {
             ..BzImageSpec::default()
         },
     );
-    expect_error(&mut qemu(Machine::Q35, &k), 0x24, "boot protocol 2.04");
+    expect_error(
+        &mut qemu(Machine::Q35, &k),
+        status::BAD_HEADER,
+        "boot protocol 2.04",
+    );
 }
 
 #[test]
@@ -69,7 +78,11 @@ fn kernel_does_not_fit() {
     let k = kernel("huge-init-size.bzImage", &spec);
     let mut q = qemu(Machine::Pc, &k);
     q.memory_mib = 128;
-    expect_error(&mut q, 0x25, "the kernel needs 512 MiB");
+    expect_error(
+        &mut q,
+        status::KERNEL_DOES_NOT_FIT,
+        "the kernel needs 512 MiB",
+    );
 }
 
 #[test]
@@ -82,7 +95,11 @@ fn initrd_does_not_fit() {
     let mut q = qemu(Machine::Q35, &k);
     q.memory_mib = 128;
     q.initrd = Some(path);
-    expect_error(&mut q, 0x26, "does not fit in free RAM");
+    expect_error(
+        &mut q,
+        status::INITRD_DOES_NOT_FIT,
+        "does not fit in free RAM",
+    );
 }
 
 #[test]
@@ -96,7 +113,7 @@ fn command_line_too_long() {
     );
     let mut q = qemu(Machine::Microvm, &k);
     q.append = Some("x".repeat(300));
-    expect_error(&mut q, 0x27, "accepts at most 255");
+    expect_error(&mut q, status::CMDLINE_TOO_LONG, "accepts at most 255");
 }
 
 #[test]
@@ -111,7 +128,7 @@ fn pvh_entry_above_4g() {
     for machine in [Machine::Q35, Machine::Microvm] {
         expect_error(
             &mut qemu(machine, &k),
-            0x2E,
+            status::PVH_ENTRY_OUTSIDE,
             "PVH entry 0x101000400 is above 4 GiB",
         );
     }
@@ -128,7 +145,7 @@ fn pvh_segments_over_ferrite() {
     let k = pvh_kernel("low-segment.vmlinux", &spec);
     expect_error(
         &mut qemu(Machine::Pc, &k),
-        0x30,
+        status::SEGMENTS_OVERLAP_FIRMWARE,
         "overlap ferrite's memory below 1 MiB",
     );
 }
@@ -141,7 +158,11 @@ fn multiboot_video_mode() {
         ..MultibootSpec::default()
     };
     let k = multiboot_kernel("video.multiboot", &spec);
-    expect_error(&mut qemu(Machine::Q35, &k), 0x31, "asks for a video mode");
+    expect_error(
+        &mut qemu(Machine::Q35, &k),
+        status::BAD_MULTIBOOT,
+        "asks for a video mode",
+    );
 }
 
 #[test]
@@ -154,7 +175,7 @@ fn multiboot_entry_outside_the_image() {
     let k = multiboot_kernel("far-entry.multiboot", &spec);
     expect_error(
         &mut qemu(Machine::Microvm, &k),
-        0x31,
+        status::BAD_MULTIBOOT,
         "entry point lies outside the image",
     );
 }
@@ -165,14 +186,14 @@ fn multiboot_entry_outside_the_image() {
 fn oversized_fw_cfg_file_is_an_error_not_cut_short() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
     let mut q = qemu(Machine::Q35, &k);
-    q.extra = vec![
-        "-fw_cfg".into(),
-        "name=opt/ferrite/log-level,string=debug-and-then-some".into(),
-    ];
+    q.fw_cfg_string(fw_cfg::LOG_LEVEL, "debug-and-then-some");
     expect_error(
         &mut q,
-        0x21,
-        "fw_cfg file \"opt/ferrite/log-level\" is 19 bytes, more than the 16 ferrite reads",
+        status::FW_CFG,
+        &format!(
+            "fw_cfg file \"{}\" is 19 bytes, more than the 16 ferrite reads",
+            fw_cfg::LOG_LEVEL
+        ),
     );
 }
 
@@ -184,12 +205,11 @@ fn a_directory_larger_than_the_heap_is_one_error_line() {
     let mut q = qemu(Machine::Pc, &k);
     q.extra = vec!["-global".into(), "fw_cfg_io.x-file-slots=8192".into()];
     for i in 0..4200 {
-        q.extra.push("-fw_cfg".into());
-        q.extra.push(format!("name=opt/a/{i},string={i}"));
+        q.fw_cfg_string(&format!("opt/a/{i}"), &i.to_string());
     }
     expect_error(
         &mut q,
-        0x32,
+        status::OUT_OF_HEAP,
         "the fw_cfg file directory needs 269632 bytes, more than ferrite's 256 KiB heap holds",
     );
 }

@@ -1,10 +1,11 @@
 //! ferrite boots the test kernel, which checks the zero page, command line,
 //! initrd, e820 map, ACPI tables and CPU state it was handed.
 
+use ferrite_contract::{fw_cfg, marker, qemu_exit, status, timeline};
 use ferrite_tests::{
     expect_exit, firmware, kernel, multiboot_kernel, pvh_kernel, qemu, random_file, scratch,
 };
-use xtask::qemu::Machine;
+use xtask::qemu::{Accel, Machine};
 use xtask::testkernel::{
     BzImageSpec, MultibootSpec, PASS_32, PASS_64, PASS_MULTIBOOT, PASS_PVH, PvhSpec, with_check,
 };
@@ -110,9 +111,9 @@ fn initrd_goes_above_4g_when_it_fits_nowhere_below() {
     let mut q = qemu(Machine::Q35, &k);
     q.memory_mib = 6144;
     q.initrd = Some(initrd);
-    q.exit_ports = vec![0xF4];
+    q.exit_ports = vec![status::PORT];
     q.append = Some("x".into());
-    let out = expect_exit(&q, 0x26 * 2 + 1);
+    let out = expect_exit(&q, qemu_exit(status::INITRD_DOES_NOT_FIT));
     assert!(
         out.serial.contains("ferrite: error: the initrd"),
         "{}",
@@ -149,10 +150,10 @@ fn markers_on_0xf5_and_0xf4() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
     for machine in Machine::ALL {
         let mut q = qemu(machine, &k);
-        q.exit_ports = vec![0xF5];
-        expect_exit(&q, 3); // value 1
-        q.exit_ports = vec![0xF4];
-        expect_exit(&q, 3 * 2 + 1);
+        q.exit_ports = vec![marker::START_PORT];
+        expect_exit(&q, qemu_exit(marker::START));
+        q.exit_ports = vec![marker::KERNEL_PORT];
+        expect_exit(&q, qemu_exit(marker::KERNEL_BZIMAGE));
     }
 }
 
@@ -167,10 +168,7 @@ fn silent_by_default_and_verbose_on_request() {
         "ferrite printed something:\n{}",
         out.serial
     );
-    q.extra = vec![
-        "-fw_cfg".into(),
-        "name=opt/ferrite/log-level,string=debug".into(),
-    ];
+    q.fw_cfg_string(fw_cfg::LOG_LEVEL, "debug");
     let out = expect_exit(&q, PASS_64);
     assert!(
         out.serial.contains("ferrite: debug: machine: Q35"),
@@ -197,12 +195,9 @@ fn many_fw_cfg_files_are_all_looked_at() {
         // microvm's fw_cfg is at the same I/O ports: fw_cfg_io too
         q.extra = vec!["-global".into(), "fw_cfg_io.x-file-slots=512".into()];
         for i in 0..200 {
-            q.extra.push("-fw_cfg".into());
-            q.extra.push(format!("name=opt/a/{i},string={i}"));
+            q.fw_cfg_string(&format!("opt/a/{i}"), &i.to_string());
         }
-        q.extra.push("-fw_cfg".into());
-        q.extra
-            .push("name=opt/ferrite/log-level,string=debug".into());
+        q.fw_cfg_string(fw_cfg::LOG_LEVEL, "debug");
         let out = expect_exit(&q, PASS_64);
         assert!(
             out.serial.contains("ferrite: debug: machine:"),
@@ -235,9 +230,7 @@ fn more_than_256_pci_functions_are_all_set_up() {
             q.extra.push(format!("edu{bus},addr={slot:x}.{f}{multi}"));
         }
     }
-    q.extra.push("-fw_cfg".into());
-    q.extra
-        .push("name=opt/ferrite/log-level,string=debug".into());
+    q.fw_cfg_string(fw_cfg::LOG_LEVEL, "debug");
     let out = expect_exit(&q, PASS_64);
     // the set-up's layout, in hex: 277 functions (the chipset's 4, the bridge)
     assert!(out.serial.contains("functions: 115,"), "{}", out.serial);
@@ -249,16 +242,17 @@ fn timeline_on_the_debug_console_on_request() {
     let log = scratch().join("debugcon.txt");
     let mut q = qemu(Machine::Pc, &k);
     q.append = Some(with_check("x"));
-    q.extra = vec![
-        "-debugcon".into(),
-        format!("file:{}", log.display()),
-        "-fw_cfg".into(),
-        "name=opt/ferrite/timeline,string=1".into(),
-    ];
+    q.extra = vec!["-debugcon".into(), format!("file:{}", log.display())];
+    q.fw_cfg_string(fw_cfg::TIMELINE, "1");
     expect_exit(&q, PASS_64);
     let line = std::fs::read_to_string(&log).unwrap();
     assert!(
-        line.starts_with("ferrite-timeline: reset=0 rust="),
+        line.starts_with(&format!(
+            "{} {}=0 {}=",
+            timeline::PREFIX,
+            timeline::RESET,
+            timeline::RUST
+        )),
         "{line}"
     );
     let stamps: Vec<u64> = line
@@ -266,7 +260,7 @@ fn timeline_on_the_debug_console_on_request() {
         .skip(1)
         .map(|kv| kv.split('=').nth(1).unwrap().parse().unwrap())
         .collect();
-    assert_eq!(stamps.len(), 11, "{line}");
+    assert_eq!(stamps.len(), timeline::STEPS.len(), "{line}");
     assert!(
         stamps.windows(2).all(|w| w[0] <= w[1]),
         "stamps not increasing: {line}"
@@ -274,10 +268,11 @@ fn timeline_on_the_debug_console_on_request() {
 
     // The file's value decides, not its presence: `string=0` is off.
     std::fs::remove_file(&log).unwrap();
-    q.extra[3] = "name=opt/ferrite/timeline,string=0".into();
+    q.extra.truncate(2);
+    q.fw_cfg_string(fw_cfg::TIMELINE, "0");
     expect_exit(&q, PASS_64);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!text.contains("ferrite-timeline"), "{text}");
+    assert!(!text.contains(timeline::PREFIX), "{text}");
 }
 
 /// The waking vector's report (tests/testkernel): CS:IP and the ACPI PM timer
@@ -338,7 +333,7 @@ fn instructions_per_step_under_kvm() {
     let mut exits = Vec::new();
     for machine in Machine::ALL {
         let mut q = qemu(machine, &k);
-        q.exit_ports = vec![0xF4]; // ferrite's last marker, right before the jump
+        q.exit_ports = vec![marker::KERNEL_PORT]; // ferrite's last marker, right before the jump
         let dir = scratch().join(format!("trace-{}", machine.name()));
         std::fs::create_dir_all(&dir).unwrap();
         let seg = xtask::insn_steps::record(&q, &firmware().elf, &dir).expect("tracing a boot");
@@ -357,6 +352,24 @@ fn instructions_per_step_under_kvm() {
         // the markers alone are two port writes that QEMU handles
         assert!(total >= 2, "{machine:?}: {:?}", seg.exits);
         exits.push((total, seg.exits[3].pio));
+        // perf stat (the bench's cost model) counts the same boot's
+        // instructions and port exits as the trace
+        let mut kvm = q.clone();
+        kvm.accel = Accel::Kvm;
+        let stat = xtask::insn_steps::perf_stat(
+            &kvm,
+            &[
+                xtask::insn_steps::GUEST_INSTRUCTIONS,
+                xtask::insn_steps::PORT_EXITS,
+            ],
+        )
+        .expect("perf stat of a boot");
+        let pio: u64 = seg.exits.iter().map(|e| e.pio).sum();
+        assert!(
+            stat[0].abs_diff(seg.total()) * 100 <= seg.total() && stat[1].abs_diff(pio) <= 2,
+            "{machine:?}: perf stat {stat:?}, trace {} instructions and {pio} port exits",
+            seg.total()
+        );
     }
     let [
         (pc_exits, pc_pci),
@@ -417,8 +430,8 @@ fn pvh_entry_on_every_machine() {
     expect_exit(&q, PASS_PVH);
     q.extra.clear();
     // The marker before the PVH jump.
-    q.exit_ports = vec![0xF4];
-    expect_exit(&q, 4 * 2 + 1);
+    q.exit_ports = vec![marker::KERNEL_PORT];
+    expect_exit(&q, qemu_exit(marker::KERNEL_PVH));
 }
 
 /// The test kernel as a multiboot kernel: ferrite loads QEMU's image and
@@ -461,8 +474,8 @@ fn multiboot_on_every_machine() {
     q.extra = vec!["-global".into(), "fw_cfg_io.dma_enabled=off".into()];
     expect_exit(&q, PASS_MULTIBOOT);
     q.extra.clear();
-    q.exit_ports = vec![0xF4];
-    expect_exit(&q, 2 * 2 + 1);
+    q.exit_ports = vec![marker::KERNEL_PORT];
+    expect_exit(&q, qemu_exit(marker::KERNEL_MULTIBOOT));
 }
 
 /// The bench's translated code per step: under TCG, the log of translations
@@ -479,7 +492,7 @@ fn translated_code_per_step_under_tcg() {
     let mut pci = Vec::new();
     for machine in [Machine::Q35, Machine::Microvm] {
         let mut q = qemu(machine, &k);
-        q.exit_ports = vec![0xF4];
+        q.exit_ports = vec![marker::KERNEL_PORT];
         let dir = scratch().join(format!("tcg-{}", machine.name()));
         std::fs::create_dir_all(&dir).unwrap();
         let steps = xtask::bench::cost::translated_steps(&q, &dir, stamp).expect("exec log");
@@ -512,9 +525,14 @@ fn translated_code_per_step_under_tcg() {
 fn timed_from_qmp_cont() {
     let k = kernel("default.bzImage", &BzImageSpec::default());
     let mut q = qemu(Machine::Microvm, &k);
-    q.exit_ports = vec![0xF4];
+    q.exit_ports = vec![marker::KERNEL_PORT];
     let out = q.run_from_cont().expect("running QEMU paused");
-    assert_eq!(out.exit_code, Some(7), "{}", out.stderr);
+    assert_eq!(
+        out.exit_code,
+        Some(qemu_exit(marker::KERNEL_BZIMAGE)),
+        "{}",
+        out.stderr
+    );
     let from_cont = out.from_cont.expect("QMP negotiated and cont sent");
     assert!(from_cont < out.wall, "{from_cont:?} vs {:?}", out.wall);
 }

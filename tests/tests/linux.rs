@@ -8,12 +8,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ferrite_tests::{expect_exit, rom, scratch};
-use xtask::bench::tsc_khz;
-use xtask::linux_assets::{self, InitramfsSpec};
+use ferrite_contract::{fw_cfg, marker, qemu_exit};
+use ferrite_tests::{Linux, expect_exit, expect_power_off};
+use xtask::linux_assets;
 use xtask::qemu::{Machine, Qemu};
-
-const TOKEN: &str = "ferrite.test=linux";
 
 fn stock_kernel() -> PathBuf {
     static K: OnceLock<PathBuf> = OnceLock::new();
@@ -24,33 +22,24 @@ fn stock_kernel() -> PathBuf {
 }
 
 fn boot(machine: Machine, memory_mib: u64, cpus: u32) -> Qemu {
-    let spec = InitramfsSpec {
-        expect_cpus: cpus,
-        expect_mem_mib: memory_mib,
-        cmdline_token: TOKEN.into(),
+    let linux = Linux {
+        kernel: stock_kernel(),
+        token: "ferrite.test=linux",
         payload_len: 3 << 20,
-        poweroff: true,
     };
-    let name = format!("initramfs-{}-{memory_mib}-{cpus}.cpio", machine.name());
-    let initrd = linux_assets::build_initramfs(&spec, &scratch().join(name)).unwrap();
-    let mut q = Qemu::new(machine, rom());
-    q.memory_mib = memory_mib;
-    q.cpus = cpus;
-    q.kernel = Some(stock_kernel());
-    q.initrd = Some(initrd.path);
-    let mut append = format!("console=ttyS0 panic=-1 {TOKEN}");
-    if machine == Machine::Microvm {
-        append += &format!(" tsc_early_khz={}", tsc_khz().expect("host TSC frequency"));
-    }
-    q.append = Some(append);
+    let mut q = linux.qemu(machine, memory_mib, cpus);
     q.timeout = Duration::from_secs(180);
     q
 }
 
+/// /init passed: it writes the userspace marker only after its checks.
+fn expect_init_passed(q: &mut Qemu) -> xtask::qemu::Outcome {
+    q.exit_ports = vec![marker::USER_PORT];
+    expect_exit(q, qemu_exit(marker::USER))
+}
+
 fn reaches_userspace(machine: Machine, memory_mib: u64, cpus: u32) {
-    let mut q = boot(machine, memory_mib, cpus);
-    q.exit_ports = vec![0xF6];
-    let out = expect_exit(&q, 2 * 2 + 1);
+    let out = expect_init_passed(&mut boot(machine, memory_mib, cpus));
     assert!(out.serial.contains("ferrite-init: PASS"), "{}", out.serial);
 }
 
@@ -77,8 +66,7 @@ fn reboot_comes_back_through_ferrite() {
         let mut q = boot(machine, 512, 2);
         q.append = q.append.map(|a| a + " ferrite.reboot=1");
         q.allow_reboot = true;
-        q.exit_ports = vec![0xF6];
-        let out = expect_exit(&q, 2 * 2 + 1);
+        let out = expect_init_passed(&mut q);
         assert!(
             out.serial.contains("ferrite-init: rebooting"),
             "{}",
@@ -105,19 +93,15 @@ fn reboot_comes_back_through_ferrite() {
 /// kernel reports the S3 wake-up, and it and ferrite booted once.
 fn resumes_from_s3(machine: Machine) {
     // 384 MiB: an initramfs file of its own (tests run in parallel, and
-    // linux_on_pc and the reboot test write initramfs-pc-512-2.cpio).
+    // linux_on_pc and the reboot test write initramfs-linux-pc-512-2.cpio).
     let mut q = boot(machine, 384, 2);
     // no_timer_check: on a loaded host, TCG now and then fails the kernel's
     // boot-time check of the IO-APIC timer (a panic long before /init; seen
     // once in about 20 boots here), which has nothing to do with S3.
     q.append = q.append.map(|a| a + " ferrite.suspend=1 no_timer_check");
-    q.exit_ports = vec![0xF6];
     // ferrite's own lines show every boot it makes
-    q.extra.extend([
-        "-fw_cfg".into(),
-        "name=opt/ferrite/log-level,string=debug".into(),
-    ]);
-    let out = expect_exit(&q, 2 * 2 + 1);
+    q.fw_cfg_string(fw_cfg::LOG_LEVEL, "debug");
+    let out = expect_init_passed(&mut q);
     let s = &out.serial;
     assert_eq!(s.matches("ferrite: debug: machine:").count(), 1, "{s}");
     for line in [
@@ -151,21 +135,6 @@ fn linux_with_ram_above_4g() {
 fn linux_powers_off_through_acpi() {
     for machine in [Machine::Q35, Machine::Microvm] {
         let q = boot(machine, 512, 1);
-        let out = q.run().unwrap();
-        let ok = !out.timed_out
-            && out.exit_code == Some(0)
-            && out.serial.contains("ferrite-init: PASS")
-            && out.serial.contains("reboot: Power down");
-        // Exit 0 alone is never enough (a triple fault gives it too): the kernel
-        // must have said it powered down, after /init passed.
-        assert!(
-            ok,
-            "no clean ACPI power-off on {}: exit {:?}, timed out {}\ncommand: {}\nserial:\n{}",
-            machine.name(),
-            out.exit_code,
-            out.timed_out,
-            q.command_line(),
-            out.serial
-        );
+        expect_power_off(&q, &format!("ACPI power-off on {}", machine.name()));
     }
 }

@@ -15,10 +15,7 @@ const EXITS_WITHIN: Duration = Duration::from_secs(30);
 fn no_kernel(machine: Machine, policy: Option<&str>) -> Qemu {
     let mut q = Qemu::new(machine, rom());
     if let Some(p) = policy {
-        q.extra = vec![
-            "-fw_cfg".into(),
-            format!("name=opt/ferrite/on-error,string={p}"),
-        ];
+        q.fw_cfg_string(ferrite_contract::fw_cfg::ON_ERROR, p);
     }
     assert!(q.exit_ports.is_empty());
     q
@@ -144,7 +141,7 @@ fn unknown_policy_warns_and_powers_off() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", out.serial);
     assert!(
-        warnings[0].contains("opt/ferrite/on-error"),
+        warnings[0].contains(ferrite_contract::fw_cfg::ON_ERROR),
         "{}",
         warnings[0]
     );

@@ -11,13 +11,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ferrite_tests::{rom, scratch};
-use xtask::bench::tsc_khz;
-use xtask::linux_assets::{self, InitramfsSpec};
-use xtask::qemu::{Machine, Qemu};
+use ferrite_tests::{Linux, expect_power_off};
+use xtask::qemu::Machine;
 use xtask::small_kernel;
-
-const TOKEN: &str = "ferrite.test=pvh";
 
 fn vmlinux() -> PathBuf {
     static K: OnceLock<PathBuf> = OnceLock::new();
@@ -29,42 +25,14 @@ fn vmlinux() -> PathBuf {
 }
 
 fn reaches_init(machine: Machine, memory_mib: u64, cpus: u32) {
-    let spec = InitramfsSpec {
-        expect_cpus: cpus,
-        expect_mem_mib: memory_mib,
-        cmdline_token: TOKEN.into(),
+    let linux = Linux {
+        kernel: vmlinux(),
+        token: "ferrite.test=pvh",
         payload_len: 1 << 20,
-        poweroff: true,
     };
-    let name = format!("initramfs-pvh-{}-{memory_mib}-{cpus}.cpio", machine.name());
-    let initrd = linux_assets::build_initramfs(&spec, &scratch().join(name)).unwrap();
-    let mut q = Qemu::new(machine, rom());
-    q.memory_mib = memory_mib;
-    q.cpus = cpus;
-    q.kernel = Some(vmlinux());
-    q.initrd = Some(initrd.path);
-    let mut append = format!("console=ttyS0 panic=-1 {TOKEN}");
-    if machine == Machine::Microvm {
-        append += &format!(" tsc_early_khz={}", tsc_khz().expect("host TSC frequency"));
-    }
-    q.append = Some(append);
+    let mut q = linux.qemu(machine, memory_mib, cpus);
     q.timeout = Duration::from_secs(120);
-    let out = q.run().unwrap();
-    let ok = !out.timed_out
-        && out.exit_code == Some(0)
-        && out.serial.contains("ferrite-init: PASS")
-        && out.serial.contains("reboot: Power down");
-    // Exit 0 alone is never enough (a triple fault gives it too): /init must
-    // have passed and the kernel must have said it powered down.
-    assert!(
-        ok,
-        "the PVH vmlinux did not reach /init on {}: exit {:?}, timed out {}\ncommand: {}\nserial:\n{}",
-        machine.name(),
-        out.exit_code,
-        out.timed_out,
-        q.command_line(),
-        out.serial
-    );
+    expect_power_off(&q, &format!("the PVH vmlinux on {}", machine.name()));
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ferrite_contract::{fw_cfg, marker, timeline};
 use rand::seq::SliceRandom;
 use regex::Regex;
 use serde::Serialize;
@@ -32,11 +33,11 @@ use crate::symbols::Symbols;
 /// ferrite's first-instruction marker and the kernel-entry marker (value 3
 /// for a bzImage), and the userspace marker (/init, or the small kernel's
 /// `kernel_init`, writes 2).
-const START_PORT: u16 = 0xF5;
-const ENTRY_PORT: u16 = 0xF4;
-const USER_PORT: u16 = 0xF6;
+const START_PORT: u16 = marker::START_PORT;
+const ENTRY_PORT: u16 = marker::KERNEL_PORT;
+const USER_PORT: u16 = marker::USER_PORT;
 /// ferrite's timeline report (QEMU's default debug console port).
-const TIMELINE_PORT: u16 = 0xE9;
+const TIMELINE_PORT: u16 = timeline::PORT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,7 +129,7 @@ fn initcall_name(printed: &str, symbols: &Symbols) -> String {
 pub fn parse_timeline_ticks(line: &str) -> Option<Vec<(String, u64)>> {
     let steps: Vec<(String, u64)> = line
         .trim()
-        .strip_prefix("ferrite-timeline:")?
+        .strip_prefix(timeline::PREFIX)?
         .split_whitespace()
         .map(|kv| {
             let (k, v) = kv.split_once('=')?;
@@ -736,10 +737,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
                 120
             });
             if fw == Firmware::Ferrite {
-                q.extra.extend([
-                    "-fw_cfg".into(),
-                    "name=opt/ferrite/timeline,string=1".into(),
-                ]);
+                q.fw_cfg_string(fw_cfg::TIMELINE, "1");
             }
             cells.push(Cell {
                 firmware: fw,
@@ -996,13 +994,13 @@ mod tests {
     /// two initcalls, /init at 400 ms, its marker at 450 ms, exit at 460 ms.
     fn boot() -> Vec<Arrival> {
         vec![
-            debugcon(50.0, 0xF5, "1"),
+            debugcon(50.0, START_PORT, "1"),
             debugcon(
                 69.5,
-                0xE9,
+                TIMELINE_PORT,
                 "ferrite-timeline: reset=0 rust=1000 zero_page=19000",
             ),
-            debugcon(70.0, 0xF4, "3"),
+            debugcon(70.0, ENTRY_PORT, "3"),
             // replayed when the console registered: late
             serial(300.0, "[    0.000000] Linux version 6.1"),
             serial(301.0, "[    0.010000] early message"),
@@ -1019,7 +1017,7 @@ mod tests {
             ),
             serial(400.1, "[    0.300000] Run /init as init process"),
             serial(420.0, "ferrite-init: PASS cpus=1"),
-            debugcon(450.0, 0xF6, "2"),
+            debugcon(450.0, USER_PORT, "2"),
         ]
     }
 
@@ -1122,7 +1120,7 @@ mod tests {
             &[
                 serial(10.0, "garbage without a time"),
                 serial(20.0, "[  281.0] garbled"),
-                debugcon(500.0, 0xF6, "2"),
+                debugcon(500.0, USER_PORT, "2"),
             ],
             510.0,
             None,
@@ -1134,7 +1132,11 @@ mod tests {
         assert_eq!(names, [TOTAL, "power-off and QEMU exit"]);
         // a timeline report without a TSC frequency is not placed
         let ev = events(
-            &[debugcon(5.0, 0xE9, "ferrite-timeline: reset=0 rust=10")],
+            &[debugcon(
+                5.0,
+                TIMELINE_PORT,
+                "ferrite-timeline: reset=0 rust=10",
+            )],
             6.0,
             None,
             None,
@@ -1144,8 +1146,8 @@ mod tests {
         // with it but no entry marker: at the TSC rate from the 0xf5 marker
         let ev = events(
             &[
-                debugcon(5.0, 0xF5, "1"),
-                debugcon(9.0, 0xE9, "ferrite-timeline: reset=0 rust=2000"),
+                debugcon(5.0, START_PORT, "1"),
+                debugcon(9.0, TIMELINE_PORT, "ferrite-timeline: reset=0 rust=2000"),
             ],
             10.0,
             Some(1000.0),

@@ -6,19 +6,20 @@
 //! boot sector before the setup header, which UEFI firmware such as OVMF needs
 //! before it starts a `-kernel`.
 
+use ferrite_contract::setup_header as at;
 use object::pe;
 use object::write::pe::{NtHeaders, Writer};
 
 /// xloadflags bits (Documentation/arch/x86/boot.rst).
-pub const XLF_KERNEL_64: u16 = 0x01;
-pub const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 0x02;
-pub const XLF_EFI_HANDOVER_64: u16 = 0x08;
+pub use ferrite_contract::setup_header::{
+    XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_HANDOVER_64, XLF_KERNEL_64,
+};
 
 /// A sector. Also the PE file and section alignment, so that every PE
 /// section's address equals its offset in the file, as in the bzImage.
 pub const SECTOR: usize = 512;
 /// Where the setup header starts: the PE headers must end before it.
-const SETUP_HEADER: usize = 0x1F1;
+const SETUP_HEADER: usize = at::START;
 /// Data directories in the optional header (up to the base relocation table, as Linux).
 const PE_DATA_DIRECTORIES: usize = 6;
 /// `.setup`: the setup sectors after the boot sector, read-only data.
@@ -53,9 +54,9 @@ impl Default for Header {
     fn default() -> Self {
         Header {
             setup_sects: 4,
-            magic: *b"HdrS",
+            magic: at::MAGIC.to_le_bytes(),
             version: 0x020F,
-            loadflags: 0x01, // LOADED_HIGH
+            loadflags: at::LOADED_HIGH,
             xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G,
             relocatable: false,
             kernel_alignment: 0x20_0000,
@@ -64,7 +65,7 @@ impl Default for Header {
             cmdline_size: 2047,
             initrd_addr_max: 0x7FFF_FFFF,
             handover_offset: 0,
-            header_end: 0x26C,
+            header_end: at::END,
             pe_entry: None,
         }
     }
@@ -94,24 +95,25 @@ impl Header {
             |img: &mut Vec<u8>, o: usize, v: u16| img[o..o + 2].copy_from_slice(&v.to_le_bytes());
         let put32 =
             |img: &mut Vec<u8>, o: usize, v: u32| img[o..o + 4].copy_from_slice(&v.to_le_bytes());
-        img[0x1F1] = self.setup_sects;
-        put32(&mut img, 0x1F4, pm_len.div_ceil(16) as u32); // syssize
-        put16(&mut img, 0x1FE, 0xAA55);
-        img[0x200] = 0xEB; // jmp short
-        img[0x201] = (self.header_end - 0x202) as u8;
-        img[0x202..0x206].copy_from_slice(&self.magic);
-        put16(&mut img, 0x206, self.version);
-        img[0x211] = self.loadflags;
-        put32(&mut img, 0x214, 0x10_0000); // code32_start
-        put32(&mut img, 0x22C, self.initrd_addr_max);
-        put32(&mut img, 0x230, self.kernel_alignment);
-        img[0x234] = self.relocatable as u8;
-        img[0x235] = 21; // min_alignment: 2 MiB
-        put16(&mut img, 0x236, self.xloadflags);
-        put32(&mut img, 0x238, self.cmdline_size);
-        img[0x258..0x260].copy_from_slice(&self.pref_address.to_le_bytes());
-        put32(&mut img, 0x260, self.init_size);
-        put32(&mut img, 0x264, self.handover_offset);
+        img[at::SETUP_SECTS] = self.setup_sects;
+        put32(&mut img, at::SYSSIZE, pm_len.div_ceil(16) as u32);
+        put16(&mut img, at::BOOT_FLAG, at::BOOT_FLAG_VALUE);
+        img[at::JUMP] = 0xEB; // jmp short
+        img[at::JUMP + 1] = (self.header_end - at::HEADER) as u8;
+        img[at::HEADER..at::HEADER + 4].copy_from_slice(&self.magic);
+        put16(&mut img, at::VERSION, self.version);
+        img[at::LOADFLAGS] = self.loadflags;
+        put32(&mut img, at::CODE32_START, 0x10_0000);
+        put32(&mut img, at::INITRD_ADDR_MAX, self.initrd_addr_max);
+        put32(&mut img, at::KERNEL_ALIGNMENT, self.kernel_alignment);
+        img[at::RELOCATABLE_KERNEL] = self.relocatable as u8;
+        img[at::MIN_ALIGNMENT] = 21; // 2 MiB
+        put16(&mut img, at::XLOADFLAGS, self.xloadflags);
+        put32(&mut img, at::CMDLINE_SIZE, self.cmdline_size);
+        img[at::PREF_ADDRESS..at::PREF_ADDRESS + 8]
+            .copy_from_slice(&self.pref_address.to_le_bytes());
+        put32(&mut img, at::INIT_SIZE, self.init_size);
+        put32(&mut img, at::HANDOVER_OFFSET, self.handover_offset);
         img
     }
 }

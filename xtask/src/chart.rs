@@ -42,14 +42,7 @@ pub fn write_svg(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(bars.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.01 && i < bars.len() {
-                bars[i].label.clone()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| bar_label(bars, *x))
         .y_desc("ms from QEMU start")
         .draw()
         .map_err(|e| err(&e))?;
@@ -86,6 +79,16 @@ pub fn write_svg(path: &Path, title: &str, bars: &[Bar]) -> Result<()> {
     Ok(())
 }
 
+/// The label under the bar whose middle is at `x` (bars stand at 0.5, 1.5, ...).
+fn bar_label(bars: &[Bar], x: f64) -> String {
+    let i = x.floor() as usize;
+    if (x - i as f64 - 0.5).abs() < 0.01 && i < bars.len() {
+        bars[i].label.clone()
+    } else {
+        String::new()
+    }
+}
+
 /// The firmware's own time per bar, on a millisecond scale of its own.
 fn firmware_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -103,14 +106,7 @@ fn firmware_panel<DB: DrawingBackend>(
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(bars.len() * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.01 && i < bars.len() {
-                bars[i].label.clone()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|x| bar_label(bars, *x))
         .y_desc("ms (QMP cont to kernel entry)")
         .draw()?;
     let color = RGBColor(230, 120, 30);

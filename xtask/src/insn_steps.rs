@@ -22,7 +22,7 @@ use crate::bench::cost::Exits;
 use crate::qemu::{Accel, Qemu};
 
 /// The firmware function that takes a timeline stamp (firmware/src/timeline.rs).
-pub const STAMP_SYMBOL: &str = "ferrite_timeline_stamp";
+pub use ferrite_contract::timeline::STAMP_SYMBOL;
 
 /// Instruction counts of one boot, split at the stamp calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,40 +97,88 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
     let image = std::fs::read(elf).with_context(|| elf.display().to_string())?;
     let stamp = crate::rom::symbol_address(&image, STAMP_SYMBOL)?
         .with_context(|| format!("{} has no symbol {STAMP_SYMBOL}", elf.display()))?;
-    let data = work.join("insn-trace.data");
     let mut q = q.clone();
     q.accel = Accel::Kvm;
-    let data_arg = data.to_string_lossy();
-    // A large buffer (16 MiB): with the default, perf drops events of a
-    // q35 boot, and a step's count would come out short.
-    let out = perf_qemu(
+    let script = perf_record(
         &q,
+        // 32 MiB of ring buffer: a boot is ~40k events, and with the default
+        // 512 KiB a loaded host drops some (steps then merge).
+        &["-q", "-m", "8192"],
         &[
-            "record",
-            "-q",
-            // 32 MiB of ring buffer: a boot is ~40k events, and with the default
-            // 512 KiB a loaded host drops some (steps then merge).
-            "-m",
-            "8192",
-            "-e",
             "kvm:kvm_emulate_insn",
-            "-e",
             "kvm:kvm_pio",
-            "-e",
             "kvm:kvm_mmio",
-            "-e",
             "kvm:kvm_userspace_exit",
-            "-o",
-            &data_arg,
         ],
-    )
-    .stdout(Stdio::null())
-    .output()
-    .context("running perf record")?;
+        &work.join("insn-trace.data"),
+    )?;
+    split_at_stamps(&script[..], stamp)
+}
+
+/// A perf event with its `--filter`, if any.
+pub type Event<'a> = (&'a str, Option<&'a str>);
+/// Guest instructions (KVM emulates every one on this machine type).
+pub const GUEST_INSTRUCTIONS: Event = ("kvm:kvm_emulate_insn", None);
+/// Port I/O exits to QEMU.
+pub const PORT_EXITS: Event = ("kvm:kvm_pio", None);
+/// fw_cfg's data port, read once per byte without DMA.
+pub const FW_CFG_PORT_READS: Event = ("kvm:kvm_pio", Some("port == 0x511"));
+/// fw_cfg's DMA address port (its low half starts a transfer).
+pub const FW_CFG_DMA_REQUESTS: Event = ("kvm:kvm_pio", Some("port == 0x518"));
+
+/// `perf stat -x,` of `events` (each with its `--filter`, if any) over one
+/// boot of `q`: the counts, in the order asked for.
+pub fn perf_stat(q: &Qemu, events: &[Event]) -> Result<Vec<u64>> {
+    let mut args = vec!["stat", "-x,"];
+    for &(event, filter) in events {
+        args.extend(["-e", event]);
+        if let Some(filter) = filter {
+            args.extend(["--filter", filter]);
+        }
+    }
+    let output = perf_qemu(q, &args)
+        .stdout(Stdio::null())
+        .output()
+        .context("running perf stat")?;
+    let text = String::from_utf8_lossy(&output.stderr);
+    let values = parse_perf_stat(&text);
+    ensure!(values.len() == events.len(), "perf said {text}");
+    Ok(values)
+}
+
+/// The `perf stat -x,` values, in the order of the events asked for.
+pub fn parse_perf_stat(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let value = f.next()?.trim().parse().ok()?;
+            f.next()?; // unit
+            let event = f.next()?;
+            (!event.is_empty()).then_some(value)
+        })
+        .collect()
+}
+
+/// `perf record <options>` of `events` over one boot of `q` into `data`, then
+/// `perf script -F event,trace` of the recording (its output). Fails when the
+/// boot never reached its marker or perf lost events: a count built on part of
+/// a trace is worse than none.
+pub fn perf_record(q: &Qemu, options: &[&str], events: &[&str], data: &Path) -> Result<Vec<u8>> {
+    let data_arg = data.to_string_lossy();
+    let mut args = vec!["record"];
+    args.extend(options);
+    for event in events {
+        args.extend(["-e", event]);
+    }
+    args.extend(["-o", &data_arg]);
+    let out = perf_qemu(q, &args)
+        .stdout(Stdio::null())
+        .output()
+        .context("running perf record")?;
     // QEMU's exit status is the marker's; perf passes it on. `timeout` says 124.
     ensure!(
         out.status.code() != Some(124),
-        "the traced boot did not reach its marker"
+        "the recorded boot did not reach its marker"
     );
     let said = String::from_utf8_lossy(&out.stderr);
     ensure!(
@@ -140,12 +188,12 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
     );
     let script = Command::new("perf")
         .args(["script", "-F", "event,trace", "-i"])
-        .arg(&data)
+        .arg(data)
         .stderr(Stdio::null())
         .output()
         .context("running perf script")?;
     ensure!(script.status.success(), "perf script failed");
-    split_at_stamps(&script.stdout[..], stamp)
+    Ok(script.stdout)
 }
 
 /// `timeout 120 perf <perf_args> -- qemu-system-x86_64 <q's arguments>`: a
@@ -211,6 +259,19 @@ kvm:kvm_userspace_exit: reason KVM_EXIT_UNKNOWN (0)
         let s = split_at_stamps(TRACE.as_bytes(), 0x99999).unwrap();
         assert_eq!(s.counts, [8]);
         assert_eq!(split_at_stamps(&b""[..], 1).unwrap().counts, [0]);
+    }
+
+    #[test]
+    fn parses_perf_stat() {
+        let text = "\
+qemu-system-x86_64: warning: host doesn't support requested feature
+11166,,kvm:kvm_emulate_insn,36835141,100.00,,
+0,,kvm:kvm_pio,36835141,100.00,,
+15,,kvm:kvm_pio,36835141,100.00,,
+<not counted>,,kvm:kvm_mmio,0,100.00,,
+";
+        assert_eq!(parse_perf_stat(text), [11166, 0, 15]);
+        assert!(parse_perf_stat("").is_empty());
     }
 
     #[test]

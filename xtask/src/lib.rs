@@ -19,6 +19,7 @@ pub mod small_kernel;
 pub mod soak;
 pub mod stats;
 pub mod symbols;
+pub mod task;
 pub mod testkernel;
 
 use std::path::PathBuf;

@@ -355,12 +355,14 @@ pub fn harmless(section: &str, line: &str) -> Option<&'static Harmless> {
 /// few come (seen under both firmwares, with ACPI on and off); it then reports
 /// an "MP-BIOS bug" and routes the timer through the 8259 or the local APIC's
 /// virtual wire. Which pin it tried is in the `..TIMER:` line, compared as
-/// always. A comparison whose unexplained lines are all of this kind is worth
+/// always. The local APIC timer's own check (against the PM timer or jiffies)
+/// fails the same way now and then, under SeaBIOS too: "APIC timer disabled
+/// due to verification failure". A comparison whose unexplained lines are all of this kind is worth
 /// a second boot: a difference the firmware causes comes back.
 pub fn load_dependent(section: &str, line: &str) -> bool {
     static TIMER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(
-            r"^(\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC|\.\.\.trying to set up timer \(IRQ0\) through the 8259A \.\.\.)$",
+            r"^(\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC|\.\.\.trying to set up timer \(IRQ0\) through the 8259A \.\.\.|APIC timer disabled due to verification failure)$",
         )
         .unwrap()
     });
@@ -904,6 +906,11 @@ mod tests {
             ),
             ("interrupts", "0: IO-APIC 2-edge timer", true),
             ("interrupts", "0: local-APIC 2-edge timer", true),
+            (
+                "messages",
+                "APIC timer disabled due to verification failure",
+                true,
+            ),
             // the pin Linux tried comes from the firmware's table
             (
                 "messages",

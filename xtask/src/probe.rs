@@ -60,7 +60,7 @@ impl Entry {
     pub fn from_exit_code(code: i32) -> Option<Entry> {
         Entry::ALL
             .into_iter()
-            .find(|e| (e.value() as i32) * 2 + 1 == code)
+            .find(|e| ferrite_contract::qemu_exit(e.value()) == code)
     }
 
     pub fn name(self) -> &'static str {
@@ -119,15 +119,17 @@ pub fn build(pm_size: usize, init_size: u32) -> Vec<u8> {
 /// A probe the size of `kernel` (a real bzImage, to the sector), with its init_size.
 pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
     let k = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;
-    if k.len() < 0x264 || &k[0x202..0x206] != b"HdrS" {
+    use ferrite_contract::setup_header as at;
+    let u32_at = |o: usize| u32::from_le_bytes(k[o..o + 4].try_into().unwrap());
+    if k.len() < at::INIT_SIZE + 4 || u32_at(at::HEADER) != at::MAGIC {
         bail!("{} is not a bzImage", kernel.display());
     }
-    let sects = match k[0x1F1] {
+    let sects = match k[at::SETUP_SECTS] {
         0 => 4,
         n => n as usize,
     };
     let pm = k.len().saturating_sub((sects + 1) * 512);
-    let init_size = u32::from_le_bytes(k[0x260..0x264].try_into().unwrap());
+    let init_size = u32_at(at::INIT_SIZE);
     Ok(build(pm, init_size))
 }
 
@@ -209,7 +211,10 @@ mod tests {
     #[test]
     fn exit_codes_map_back_to_entries() {
         for e in Entry::ALL {
-            assert_eq!(Entry::from_exit_code(e.value() as i32 * 2 + 1), Some(e));
+            assert_eq!(
+                Entry::from_exit_code(ferrite_contract::qemu_exit(e.value())),
+                Some(e)
+            );
         }
         assert_eq!(Entry::from_exit_code(0), None);
         assert_eq!(Entry::from_exit_code(7), None); // ferrite's own marker

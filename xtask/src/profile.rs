@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use ferrite_contract::{marker, qemu_exit};
 use serde::Serialize;
 
 use crate::bench::Firmware;
@@ -122,14 +123,15 @@ pub struct Resolver {
 /// `pref_address` … `+ init_size` from a bzImage's setup header (protocol
 /// 2.10 on), where the kernel's decompressor runs.
 pub fn bzimage_run_range(image: &[u8]) -> Option<(u64, u64)> {
+    use ferrite_contract::setup_header as at;
     let u16_at = |o: usize| Some(u16::from_le_bytes(image.get(o..o + 2)?.try_into().ok()?));
     let u32_at = |o: usize| Some(u32::from_le_bytes(image.get(o..o + 4)?.try_into().ok()?));
     let u64_at = |o: usize| Some(u64::from_le_bytes(image.get(o..o + 8)?.try_into().ok()?));
-    if image.get(0x202..0x206)? != b"HdrS" || u16_at(0x206)? < 0x020A {
+    if u32_at(at::HEADER)? != at::MAGIC || u16_at(at::VERSION)? < 0x020A {
         return None;
     }
-    let start = u64_at(0x258)?;
-    Some((start, start.checked_add(u32_at(0x260)? as u64)?))
+    let start = u64_at(at::PREF_ADDRESS)?;
+    Some((start, start.checked_add(u32_at(at::INIT_SIZE)? as u64)?))
 }
 
 impl Resolver {
@@ -303,7 +305,7 @@ pub fn run(opts: &Options, ferrite: &crate::rom::Rom) -> Result<()> {
     }
     q.append = Some(append);
     // The small kernel writes 2 to 0xf6 in kernel_init, /init does too.
-    q.exit_ports = vec![0xF6];
+    q.exit_ports = vec![marker::USER_PORT];
     q.timeout = Duration::from_secs(3600);
     q.extra.extend([
         "-d".into(),
@@ -334,7 +336,7 @@ pub fn run(opts: &Options, ferrite: &crate::rom::Rom) -> Result<()> {
     let _ = std::fs::remove_file(&fifo);
     let outcome = outcome?;
     ensure!(
-        outcome.exit_code == Some(5),
+        outcome.exit_code == Some(qemu_exit(marker::USER)),
         "the profiled boot did not reach its marker (exit {:?}{}): {}",
         outcome.exit_code,
         if outcome.timed_out { ", timed out" } else { "" },

@@ -74,7 +74,7 @@ pub struct Qemu {
     pub acpi: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -115,6 +115,13 @@ impl Qemu {
             allow_reboot: false,
             acpi: true,
         }
+    }
+
+    /// One of ferrite's own options (`ferrite_contract::fw_cfg`):
+    /// `-fw_cfg name=<name>,string=<value>`.
+    pub fn fw_cfg_string(&mut self, name: &str, value: &str) {
+        self.extra
+            .extend(["-fw_cfg".into(), format!("name={name},string={value}")]);
     }
 
     /// The `-M` argument, with `acpi=off` when asked.
@@ -563,13 +570,7 @@ mod tests {
     fn outcome(code: Option<i32>) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
-            timed_out: false,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
-            serial: String::new(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 
@@ -588,11 +589,13 @@ mod tests {
     fn command_line_has_the_fixed_arguments() {
         let mut q = Qemu::new(Machine::Microvm, "/x/ferrite.rom".into());
         q.append = Some("console=ttyS0 quiet".into());
-        q.exit_ports = vec![0xF4];
+        q.exit_ports = vec![ferrite_contract::marker::KERNEL_PORT];
+        q.fw_cfg_string(ferrite_contract::fw_cfg::LOG_LEVEL, "debug");
         let c = q.command_line();
         assert!(c.contains("-M microvm,pit=on"));
         assert!(c.contains("-nodefaults -no-reboot"));
         assert!(c.contains("isa-debug-exit,iobase=0xf4,iosize=1"));
+        assert!(c.contains("-fw_cfg name=opt/ferrite/log-level,string=debug"));
         assert!(c.contains("'console=ttyS0 quiet'"));
         q.acpi = false;
         assert!(q.command_line().contains("-M microvm,pit=on,acpi=off "));

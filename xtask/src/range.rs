@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use ferrite_contract::qemu_exit;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
@@ -25,7 +26,7 @@ use crate::qemu::{Accel, Machine, Qemu};
 use crate::stats::{MannWhitney, mann_whitney};
 
 /// ferrite's first-instruction marker.
-const START_PORT: u16 = 0xF5;
+const START_PORT: u16 = ferrite_contract::marker::START_PORT;
 /// A change is flagged below this p-value.
 pub const ALPHA: f64 = 0.05;
 
@@ -206,32 +207,19 @@ fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
 fn count(q: &Qemu) -> Option<Counts> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
-    let output = crate::insn_steps::perf_qemu(
+    use crate::insn_steps::{
+        FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_stat,
+    };
+    let values = perf_stat(
         &q,
         &[
-            "stat",
-            "-x,",
-            "-e",
-            "kvm:kvm_emulate_insn",
-            "-e",
-            "kvm:kvm_pio",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x511",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x518",
+            GUEST_INSTRUCTIONS,
+            PORT_EXITS,
+            FW_CFG_PORT_READS,
+            FW_CFG_DMA_REQUESTS,
         ],
     )
-    .output()
     .ok()?;
-    let values: Vec<u64> = String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.contains(",kvm:"))
-        .filter_map(|l| l.split(',').next()?.parse().ok())
-        .collect();
     match values[..] {
         [insns, pio, reads, dma] => Some(Counts {
             guest_instructions: insns,
@@ -308,7 +296,7 @@ pub fn run(opts: &Options) -> Result<()> {
     ensure!(!cells.is_empty(), "no commit of the range built");
     let entry_codes: Vec<i32> = probe::Entry::ALL
         .iter()
-        .map(|e| e.value() as i32 * 2 + 1)
+        .map(|e| qemu_exit(e.value()))
         .collect();
     let mut rng = rand::rng();
     let total = cells.len() * (opts.runs + 1);

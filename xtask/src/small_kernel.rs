@@ -51,8 +51,14 @@ const OPTIONS: &[&str] = &[
 
 /// The marker patch: after this line of init/main.c...
 const ANCHOR: &str = "\trcu_end_inkernel_boot();\n";
-/// ...this one goes in.
-const MARKER: &str = "\toutb(2, 0xf6); /* ferrite bench: first userspace instruction is next */\n";
+/// ...this one goes in: the contract's userspace marker.
+fn marker() -> String {
+    format!(
+        "\toutb({}, {:#x}); /* ferrite bench: first userspace instruction is next */\n",
+        ferrite_contract::marker::USER,
+        ferrite_contract::marker::USER_PORT
+    )
+}
 
 pub fn path() -> PathBuf {
     cache_dir().join("bzImage-small")
@@ -150,17 +156,18 @@ fn install_build_dependencies() -> Result<()> {
 
 /// Inserts the marker after `rcu_end_inkernel_boot();` (once).
 pub fn patch_source(source: &str) -> Result<String> {
-    if source.contains(MARKER) {
+    let marker = marker();
+    if source.contains(&marker) {
         return Ok(source.to_string());
     }
     let at = source
         .find(ANCHOR)
         .context("init/main.c has no rcu_end_inkernel_boot() call to put the marker after")?
         + ANCHOR.len();
-    let mut out = String::with_capacity(source.len() + MARKER.len() + 32);
+    let mut out = String::with_capacity(source.len() + marker.len() + 32);
     out.push_str("#include <asm/io.h>\n");
     out.push_str(&source[..at]);
-    out.push_str(MARKER);
+    out.push_str(&marker);
     out.push_str(&source[at..]);
     Ok(out)
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use ferrite_contract::{marker, qemu_exit};
 
 use crate::linux_assets::{self, InitramfsSpec};
 use crate::qemu::{Machine, Outcome, Qemu};
@@ -335,8 +336,8 @@ pub fn run_case(case: &Case, assets: &mut Assets) -> Result<Verdict> {
                 append += &format!(" tsc_early_khz={khz}");
             }
             q.append = Some(append);
-            q.exit_ports = vec![0xF6];
-            expect_code = 2 * 2 + 1;
+            q.exit_ports = vec![marker::USER_PORT];
+            expect_code = qemu_exit(marker::USER);
             // /init writes the marker only after its checks passed; its PASS
             // line goes through the kernel's tty and may still be in the
             // UART's queue when the marker ends QEMU.
@@ -443,6 +444,7 @@ pub fn run_all(cases: &[Case], assets: &mut Assets) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrite_contract::status;
 
     #[test]
     fn the_matrix_covers_every_dimension_on_every_machine() {
@@ -526,13 +528,9 @@ mod tests {
     fn outcome(code: Option<i32>, serial: &str, timed_out: bool) -> Outcome {
         Outcome {
             exit_code: code,
-            signal: None,
             timed_out,
-            wall: Duration::ZERO,
-            max_rss_kib: 0,
             serial: serial.into(),
-            stderr: String::new(),
-            from_cont: None,
+            ..Outcome::default()
         }
     }
 
@@ -543,7 +541,12 @@ mod tests {
         assert!(judge(&outcome(Some(33), "", false), 33, pass).is_err());
         assert!(judge(&outcome(Some(0), pass, false), 33, pass).is_err());
         assert!(judge(&outcome(Some(33), pass, true), 33, pass).is_err());
-        let e = judge(&outcome(Some(0x25 * 2 + 1), "", false), 33, pass).unwrap_err();
+        let e = judge(
+            &outcome(Some(qemu_exit(status::KERNEL_DOES_NOT_FIT)), "", false),
+            33,
+            pass,
+        )
+        .unwrap_err();
         assert!(e.contains("0x25"), "{e}");
     }
 }

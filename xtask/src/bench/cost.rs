@@ -21,7 +21,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
 use super::{Cell, Firmware, Phase};
-use crate::insn_steps::perf_qemu;
+use crate::insn_steps::{
+    FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_record, perf_stat,
+};
 use crate::qemu::{Accel, Qemu};
 
 /// The counts of one firmware on one machine, to the kernel entry (the probe's
@@ -143,51 +145,22 @@ pub(super) fn measure(
     out
 }
 
-/// The `perf stat -x,` values, in the order of the events asked for.
-pub fn parse_perf_stat(text: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(',');
-            let value = f.next()?.trim().parse().ok()?;
-            f.next()?; // unit
-            let event = f.next()?;
-            (!event.is_empty()).then_some(value)
-        })
-        .collect()
-}
-
 /// Guest instructions, fw_cfg traffic and exits: one boot under KVM with `perf stat`.
 fn kvm_counts(q: &Qemu) -> Result<Counts> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
-    let output = perf_qemu(
+    let [insns, pio_reads, dma, userspace, pio, mmio] = perf_stat(
         &q,
         &[
-            "stat",
-            "-x,",
-            "-e",
-            "kvm:kvm_emulate_insn",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x511",
-            "-e",
-            "kvm:kvm_pio",
-            "--filter",
-            "port == 0x518",
-            "-e",
-            "kvm:kvm_userspace_exit",
-            "-e",
-            "kvm:kvm_pio",
-            "-e",
-            "kvm:kvm_mmio",
+            GUEST_INSTRUCTIONS,
+            FW_CFG_PORT_READS,
+            FW_CFG_DMA_REQUESTS,
+            ("kvm:kvm_userspace_exit", None),
+            PORT_EXITS,
+            ("kvm:kvm_mmio", None),
         ],
-    )
-    .output()
-    .context("running perf stat")?;
-    let text = String::from_utf8_lossy(&output.stderr);
-    let [insns, pio_reads, dma, userspace, pio, mmio] = parse_perf_stat(&text)[..] else {
-        bail!("perf said {text}");
+    )?[..] else {
+        unreachable!("perf_stat checks the count of values")
     };
     Ok(Counts {
         guest_instructions: insns,
@@ -381,44 +354,12 @@ fn host_counts(q: &Qemu, work: &Path) -> Result<HostCounts> {
     // instrumentation is inside another's. The commit count is not exactly
     // repeatable: QEMU also commits on its own timing (the floor on microvm
     // gave 48 to 196 commits from one boot to the next).
-    let count = |event: &str| -> Result<u64> {
-        let stat = perf_qemu(&q, &["stat", "-x,", "-e", event])
-            .stdout(Stdio::null())
-            .output()
-            .context("running perf stat")?;
-        let text = String::from_utf8_lossy(&stat.stderr);
-        match parse_perf_stat(&text)[..] {
-            [n] => Ok(n),
-            _ => bail!("perf said {text}"),
-        }
-    };
+    let count = |event: &str| -> Result<u64> { Ok(perf_stat(&q, &[(event, None)])?[0]) };
     let page_faults = count("page-faults")?;
     let map_commits = count(&format!("probe_qemu:{COMMIT_PROBE}"))?;
-    let data = work.join("host.data");
-    let data_arg = data.to_string_lossy();
     let dma = format!("probe_qemu:{DMA_PROBE}");
-    let out = perf_qemu(&q, &["record", "-m", "1024", "-e", &dma, "-o", &data_arg])
-        .stdout(Stdio::null())
-        .output()
-        .context("running perf record")?;
-    ensure!(
-        out.status.code() != Some(124),
-        "the recorded boot did not reach its marker"
-    );
-    let said = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        !said.contains("lost"),
-        "perf lost events: {}",
-        said.lines().find(|l| l.contains("lost")).unwrap_or("")
-    );
-    let script = Command::new("perf")
-        .args(["script", "-F", "event,trace", "-i"])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .context("running perf script")?;
-    ensure!(script.status.success(), "perf script failed");
-    let recorded = parse_host_script(&String::from_utf8_lossy(&script.stdout))?;
+    let script = perf_record(&q, &["-m", "1024"], &[&dma], &work.join("host.data"))?;
+    let recorded = parse_host_script(&String::from_utf8_lossy(&script))?;
     Ok(HostCounts {
         page_faults,
         map_commits,
@@ -483,19 +424,6 @@ Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200]
         // a log without exec lines cannot be split; a malformed exec line is refused
         assert!(translated_per_step("IN: \n0x1:  90  nop\n".as_bytes(), 1).is_err());
         assert!(translated_per_step("Trace 0: garbage\n".as_bytes(), 1).is_err());
-    }
-
-    #[test]
-    fn parses_perf_stat() {
-        let text = "\
-qemu-system-x86_64: warning: host doesn't support requested feature
-11166,,kvm:kvm_emulate_insn,36835141,100.00,,
-0,,kvm:kvm_pio,36835141,100.00,,
-15,,kvm:kvm_pio,36835141,100.00,,
-<not counted>,,kvm:kvm_mmio,0,100.00,,
-";
-        assert_eq!(parse_perf_stat(text), [11166, 0, 15]);
-        assert!(parse_perf_stat("").is_empty());
     }
 
     #[test]

@@ -19,26 +19,23 @@ mod report;
 mod run;
 mod stats;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::linux_assets;
 use crate::qemu::{Machine, Qemu};
-use cost::perf_available;
-use report::{Report, chart_bars, markdown, render};
-use run::ferrite_timelines;
+use report::Report;
 
 pub use plan::{Options, Sweep, SweepParam};
 pub use stats::{Summary, parse_timeline, summarize};
 
-/// ferrite's start marker port (firmware/src/boot.rs).
-const START_PORT: u16 = 0xF5;
+/// ferrite's start marker port.
+const START_PORT: u16 = ferrite_contract::marker::START_PORT;
 /// The port /init writes 2 to.
-const USER_PORT: u16 = 0xF6;
+const USER_PORT: u16 = ferrite_contract::marker::USER_PORT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Firmware {
@@ -182,7 +179,6 @@ pub fn tsc_khz() -> Option<u64> {
 }
 
 pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
-    let (ferrite_rom, elf) = (rom.path.as_path(), rom.elf.as_path());
     let kernel = match &opts.kernel {
         Some(k) => k.clone(),
         None => linux_assets::stock_kernel()?,
@@ -190,103 +186,22 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     let work = linux_assets::cache_dir().join("bench");
     std::fs::create_dir_all(&work)?;
     let mut skipped = Vec::new();
-    let mut cells = plan::cells(opts, ferrite_rom, &kernel, &work, &mut skipped)?;
+    // plan: every cell (firmware, machine, phase) and its QEMU command
+    let mut cells = plan::cells(opts, &rom.path, &kernel, &work, &mut skipped)?;
+    // execution: interleaved rounds, then the counts, timelines and density
     run::rounds(&mut cells, opts.runs)?;
-    // logs and recordings of this run only
-    let scratch = work.join(format!("run-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-
-    let perf = opts.count_instructions && perf_available(&mut skipped);
-    let instructions = if opts.count_instructions {
-        cost::measure(&cells, &scratch, perf, &mut skipped)
-    } else {
-        BTreeMap::new()
-    };
-    let timelines = ferrite_timelines(&cells, &scratch, elf, perf, &mut skipped);
-    let _ = std::fs::remove_dir_all(&scratch);
-    let density = if opts.density.is_empty() {
-        Vec::new()
-    } else {
-        run::density(&cells, opts)
-    };
+    let extras = run::extras(&cells, opts, &work, &rom.elf, &mut skipped)?;
+    // statistics
     let machines: Vec<String> = opts
         .machines
         .iter()
         .map(|&m| machine_name(m).to_string())
         .collect();
     let derived = stats::derive(&cells, &machines, &opts.sweep_values(), &opts.firmwares);
-    if opts.summary {
-        for line in derived.iter().filter_map(stats::summary_line) {
-            println!("{line}");
-        }
-    } else {
-        println!("{}", render(&cells, &instructions, opts));
-        for grid in [
-            report::in_process_grid(&derived),
-            report::end_to_end_grid(&derived, &cells),
-            report::density_grid(&density),
-            report::cost_grid(&instructions, opts),
-        ] {
-            if !grid.rows.is_empty() {
-                println!("{}", grid.table());
-            }
-        }
-        for (machine, steps) in &timelines {
-            println!("{}", report::timeline_grid(machine, steps).table());
-        }
-    }
-    for s in &skipped {
-        eprintln!("skipped: {s}");
-    }
-    for c in cells.iter().filter(|c| !c.failures.is_empty()) {
-        eprintln!(
-            "failed runs: {} {} {:?}: {} ({})",
-            c.firmware.name(),
-            c.machine,
-            c.phase,
-            c.failures.len(),
-            c.failures.join(", ")
-        );
-    }
-    let report = Report {
-        date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
-        host: command_output("uname", &["-srm"]),
-        qemu: command_output("qemu-system-x86_64", &["--version"])
-            .lines()
-            .next()
-            .unwrap_or("")
-            .into(),
-        kernel: relative(&kernel.display().to_string()),
-        cells: &cells,
-        instructions,
-        timelines,
-        skipped,
-        derived,
-        density,
-    };
-    if let Some(path) = &opts.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("raw samples: {}", path.display());
-    }
-    let svg = match &opts.json {
-        Some(json) => json.with_extension("svg"),
-        None => crate::root().join("target/bench.svg"),
-    };
-    let bars = chart_bars(&cells, opts);
-    if !bars.is_empty() {
-        let title = format!(
-            "Boot phases, median of {} runs ({})",
-            opts.runs, report.qemu
-        );
-        crate::chart::write_svg(&svg, &title, &bars)?;
-        eprintln!("chart: {}", svg.display());
-    }
-    if let Some(path) = &opts.markdown {
-        std::fs::write(path, markdown(&cells, &report.instructions, opts, &report))?;
-        eprintln!("markdown table: {}", path.display());
-    }
-    Ok(())
+    // report
+    let report = Report::new(&cells, &kernel, extras, skipped, derived);
+    report.print(opts);
+    report.write_files(opts)
 }
 
 /// Paths inside the workspace, relative to it: results are committed and shared.

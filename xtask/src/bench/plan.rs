@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use ferrite_contract::{marker, qemu_exit};
 use serde::Serialize;
 
 use super::{Cell, Firmware, Phase, START_PORT, USER_PORT, machine_name, relative, tsc_khz};
@@ -234,9 +235,9 @@ pub(super) fn cells(
                     Phase::Entry | Phase::FromCont if fw == Firmware::Floor => vec![7],
                     Phase::Entry | Phase::FromCont => probe::Entry::ALL
                         .iter()
-                        .map(|e| e.value() as i32 * 2 + 1)
+                        .map(|e| qemu_exit(e.value()))
                         .collect(),
-                    Phase::User | Phase::KernelInit => vec![5],
+                    Phase::User | Phase::KernelInit => vec![qemu_exit(marker::USER)],
                 };
                 cells.push(Cell {
                     firmware: fw,

@@ -3,13 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anyhow::{Context, Result};
 use comfy_table::Table;
 use serde::Serialize;
 
 use super::cost::{Counts, Exits, Translated};
-use super::run::DensityRow;
-use super::stats::{Derived, phases};
-use super::{Cell, Firmware, Options, Phase, Summary, TimelineStep, machine_name};
+use super::run::{DensityRow, Extras};
+use super::stats::{Derived, phases, summary_line};
+use super::{
+    Cell, Firmware, Options, Phase, Summary, TimelineStep, command_output, machine_name, relative,
+};
 
 #[derive(Serialize)]
 pub(super) struct Report<'a> {
@@ -24,6 +27,97 @@ pub(super) struct Report<'a> {
     /// Medians, spreads and ratios, so that a script need not recompute them.
     pub derived: Vec<Derived>,
     pub density: Vec<DensityRow>,
+}
+
+impl<'a> Report<'a> {
+    /// The results with the run's date, host, QEMU version and kernel.
+    pub fn new(
+        cells: &'a [Cell],
+        kernel: &Path,
+        extras: Extras,
+        skipped: Vec<String>,
+        derived: Vec<Derived>,
+    ) -> Report<'a> {
+        Report {
+            date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            host: command_output("uname", &["-srm"]),
+            qemu: command_output("qemu-system-x86_64", &["--version"])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .into(),
+            kernel: relative(&kernel.display().to_string()),
+            cells,
+            instructions: extras.instructions,
+            timelines: extras.timelines,
+            skipped,
+            derived,
+            density: extras.density,
+        }
+    }
+
+    /// The terminal: one summary line per firmware and machine (`--summary`)
+    /// or every table; then what was skipped and which runs failed.
+    pub fn print(&self, opts: &Options) {
+        if opts.summary {
+            for line in self.derived.iter().filter_map(summary_line) {
+                println!("{line}");
+            }
+        } else {
+            println!("{}", render(self.cells, &self.instructions, opts));
+            for grid in [
+                in_process_grid(&self.derived),
+                end_to_end_grid(&self.derived, self.cells),
+                density_grid(&self.density),
+                cost_grid(&self.instructions, opts),
+            ] {
+                if !grid.rows.is_empty() {
+                    println!("{}", grid.table());
+                }
+            }
+            for (machine, steps) in &self.timelines {
+                println!("{}", timeline_grid(machine, steps).table());
+            }
+        }
+        for s in &self.skipped {
+            eprintln!("skipped: {s}");
+        }
+        for c in self.cells.iter().filter(|c| !c.failures.is_empty()) {
+            eprintln!(
+                "failed runs: {} {} {:?}: {} ({})",
+                c.firmware.name(),
+                c.machine,
+                c.phase,
+                c.failures.len(),
+                c.failures.join(", ")
+            );
+        }
+    }
+
+    /// The JSON (`--json`), the chart beside it (or target/bench.svg) and the
+    /// Markdown table (`--markdown`).
+    pub fn write_files(&self, opts: &Options) -> Result<()> {
+        if let Some(path) = &opts.json {
+            std::fs::write(path, serde_json::to_string_pretty(self)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("raw samples: {}", path.display());
+        }
+        let svg = match &opts.json {
+            Some(json) => json.with_extension("svg"),
+            None => crate::root().join("target/bench.svg"),
+        };
+        let bars = chart_bars(self.cells, opts);
+        if !bars.is_empty() {
+            let title = format!("Boot phases, median of {} runs ({})", opts.runs, self.qemu);
+            crate::chart::write_svg(&svg, &title, &bars)?;
+            eprintln!("chart: {}", svg.display());
+        }
+        if let Some(path) = &opts.markdown {
+            std::fs::write(path, markdown(self.cells, &self.instructions, opts, self))?;
+            eprintln!("markdown table: {}", path.display());
+        }
+        Ok(())
+    }
 }
 
 /// A table for the terminal and for Markdown alike.

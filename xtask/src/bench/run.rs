@@ -1,4 +1,5 @@
-//! Running the cells: interleaved shuffled rounds, and ferrite's own timeline.
+//! Running the cells: interleaved shuffled rounds, then what is measured beside
+//! them (the cost model, ferrite's own timeline, the density runs).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,14 +11,55 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::cost;
-use super::stats::{parse_timeline, phases};
+use super::cost::{self, Counts};
+use super::stats::{ferrite_tfw, parse_timeline};
 use super::{
     Cell, Firmware, HANDOFF_STEP, Options, Phase, Sample, Summary, TimelineStep, summarize,
 };
 use crate::insn_steps::STAMP_SYMBOL;
 use crate::probe;
 use crate::qemu::{Outcome, Qemu};
+
+/// What the bench measures beside the timed rounds.
+pub(super) struct Extras {
+    /// The cost model's counts per firmware and machine.
+    pub instructions: BTreeMap<String, Counts>,
+    /// ferrite's steps per machine.
+    pub timelines: BTreeMap<String, Vec<TimelineStep>>,
+    pub density: Vec<DensityRow>,
+}
+
+/// The cost model's counts, ferrite's timelines and the density runs `opts`
+/// ask for; what cannot be measured here goes to `skipped`.
+pub(super) fn extras(
+    cells: &[Cell],
+    opts: &Options,
+    work: &Path,
+    elf: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<Extras> {
+    // logs and recordings of this run only
+    let scratch = work.join(format!("run-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let perf = opts.count_instructions && cost::perf_available(skipped);
+    let instructions = if opts.count_instructions {
+        cost::measure(cells, &scratch, perf, skipped)
+    } else {
+        BTreeMap::new()
+    };
+    let timelines = ferrite_timelines(cells, &scratch, elf, perf, skipped);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let density = if opts.density.is_empty() {
+        Vec::new()
+    } else {
+        density(cells, opts)
+    };
+    Ok(Extras {
+        instructions,
+        timelines,
+        density,
+    })
+}
 
 /// One extra boot of ferrite per machine with its timeline report switched on
 /// (time per step under TCG), one with QEMU's translation and execution log
@@ -44,12 +86,9 @@ pub(super) fn ferrite_timelines(
         let log = work.join(format!("timeline-{}.txt", cell.machine));
         let _ = std::fs::remove_file(&log);
         let mut q = cell.qemu.clone();
-        q.extra.extend([
-            "-debugcon".into(),
-            format!("file:{}", log.display()),
-            "-fw_cfg".into(),
-            "name=opt/ferrite/timeline,string=1".into(),
-        ]);
+        q.extra
+            .extend(["-debugcon".into(), format!("file:{}", log.display())]);
+        q.fw_cfg_string(ferrite_contract::fw_cfg::TIMELINE, "1");
         if q.run().is_err() {
             continue;
         }
@@ -59,20 +98,7 @@ pub(super) fn ferrite_timelines(
         else {
             continue;
         };
-        let p = phases(cells, Firmware::Ferrite, &cell.machine, None);
-        // the in-process time where there is one; a difference of medians
-        // that came out negative is noise and scales nothing
-        let tfw = p
-            .cont
-            .as_ref()
-            .map(|c| c.median)
-            .or_else(|| {
-                p.entry
-                    .as_ref()
-                    .zip(p.start.as_ref())
-                    .map(|(e, s)| e.median - s.median)
-            })
-            .filter(|&t| t > 0.0);
+        let tfw = ferrite_tfw(cells, &cell.machine);
         let mut steps: Vec<TimelineStep> = shares
             .into_iter()
             .map(|(step, share)| TimelineStep {

@@ -41,7 +41,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
 /// Parses `ferrite-timeline: reset=0 rust=N ...` into per-step shares.
 pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
     let stamps: Vec<(&str, u64)> = line
-        .strip_prefix("ferrite-timeline:")?
+        .strip_prefix(ferrite_contract::timeline::PREFIX)?
         .split_whitespace()
         .map(|kv| {
             let (k, v) = kv.split_once('=')?;
@@ -58,6 +58,23 @@ pub fn parse_timeline(line: &str) -> Option<Vec<(String, f64)>> {
             .map(|w| (w[1].0.to_string(), (w[1].1 - w[0].1) as f64 / total))
             .collect(),
     )
+}
+
+/// ferrite's median tFW on `machine`: the in-process time where there is one,
+/// else the difference of the entry and start medians. One that came out
+/// negative is noise and scales nothing: None.
+pub(super) fn ferrite_tfw(cells: &[Cell], machine: &str) -> Option<f64> {
+    let p = phases(cells, Firmware::Ferrite, machine, None);
+    p.cont
+        .as_ref()
+        .map(|c| c.median)
+        .or_else(|| {
+            p.entry
+                .as_ref()
+                .zip(p.start.as_ref())
+                .map(|(e, s)| e.median - s.median)
+        })
+        .filter(|&t| t > 0.0)
 }
 
 /// Phase figures of one firmware on one machine: (tQEMU, tFW, tKernel) medians.

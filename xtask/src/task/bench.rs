@@ -1,0 +1,118 @@
+//! `cargo xtask bench`: tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS, the
+//! floor ROM (and OVMF), with the cost model (`crate::bench`).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+use crate::bench::{self, Firmware};
+use crate::qemu::Machine;
+use crate::{rom, small_kernel};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Measured runs per cell (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// A useful answer in under two minutes: 3 runs, q35 only (unless
+    /// --machines names others), tKernel after ferrite only.
+    #[arg(long)]
+    quick: bool,
+    /// Machines to boot [default: pc,q35,microvm].
+    #[arg(long, value_delimiter = ',')]
+    machines: Option<Vec<Machine>>,
+    /// Also run OVMF (takes seconds per boot).
+    #[arg(long)]
+    ovmf: bool,
+    /// Kernel to boot: a path (a bzImage, or an ELF vmlinux booted through
+    /// PVH), "stock" (Debian's), "small" (cargo xtask kernel) or
+    /// "small-vmlinux" (the same kernel's vmlinux, PVH entry).
+    #[arg(long, default_value = "stock")]
+    kernel: String,
+    #[arg(long, default_value_t = 512)]
+    memory: u64,
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// Write every raw sample, command line, QEMU version, host and date here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the results as a Markdown table here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Skip the cost model (translated code, KVM exits and instructions, host counts).
+    #[arg(long)]
+    no_counts: bool,
+    /// Vary one parameter: memory=128,512,2048 | cpus=1,2,4 | kernel-size=2,8,32 (MiB).
+    #[arg(long)]
+    sweep: Option<bench::Sweep>,
+    /// Also time every firmware to the small kernel's kernel_init marker
+    /// (cargo xtask kernel), beside the bench kernel's /init.
+    #[arg(long)]
+    end_to_end: bool,
+    /// Start N VMs together per firmware and machine (e.g. 1,4,16): median
+    /// and p95 to the kernel entry and to the small kernel's marker, peak RSS.
+    #[arg(long, value_delimiter = ',')]
+    density: Vec<usize>,
+    /// Print only one "Result: tFW ..." line per firmware and machine.
+    #[arg(long)]
+    summary: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.density.contains(&0) {
+        bail!("--density takes positive numbers of VMs");
+    }
+    let rom = rom::build_firmware(true)?;
+    let kernel = kernel(&args.kernel)?;
+    let mut firmwares = vec![
+        Firmware::Ferrite,
+        Firmware::Qboot,
+        Firmware::Seabios,
+        Firmware::Floor,
+    ];
+    if args.ovmf {
+        firmwares.push(Firmware::Ovmf);
+    }
+    let quick = args.quick;
+    let opts = bench::Options {
+        runs: if quick { 3 } else { args.runs },
+        machines: args.machines.unwrap_or_else(|| match quick {
+            true => vec![Machine::Q35],
+            false => vec![Machine::Pc, Machine::Q35, Machine::Microvm],
+        }),
+        firmwares,
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        kernel,
+        json: args.json,
+        markdown: args.markdown,
+        count_instructions: !args.no_counts,
+        sweep: args.sweep,
+        tkernel_ferrite_only: quick,
+        small_kernel: (args.end_to_end || !args.density.is_empty())
+            .then(small_kernel::build)
+            .transpose()?,
+        density: args.density,
+        summary: args.summary,
+    };
+    bench::run(&opts, &rom)
+}
+
+/// The kernel `--kernel` names: None for Debian's stock kernel.
+fn kernel(name: &str) -> Result<Option<PathBuf>> {
+    Ok(match name {
+        "stock" => None,
+        "small" => Some(small_kernel::build()?),
+        "small-vmlinux" => {
+            small_kernel::build()?;
+            Some(small_kernel::vmlinux_path())
+        }
+        path => {
+            let p = PathBuf::from(path);
+            if !p.exists() {
+                bail!("no kernel at {path}");
+            }
+            Some(p)
+        }
+    })
+}
