@@ -357,12 +357,13 @@ pub fn harmless(section: &str, line: &str) -> Option<&'static Harmless> {
 /// virtual wire. Which pin it tried is in the `..TIMER:` line, compared as
 /// always. The local APIC timer's own check (against the PM timer or jiffies)
 /// fails the same way now and then, under SeaBIOS too: "APIC timer disabled
-/// due to verification failure". A comparison whose unexplained lines are all of this kind is worth
+/// due to verification failure". And when host load makes the TSC look
+/// unstable, tracing says it switches clocks. A comparison whose unexplained lines are all of this kind is worth
 /// a second boot: a difference the firmware causes comes back.
 pub fn load_dependent(section: &str, line: &str) -> bool {
     static TIMER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(
-            r"^(\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC|\.\.\.trying to set up timer \(IRQ0\) through the 8259A \.\.\.|APIC timer disabled due to verification failure)$",
+            r#"^(\.\.MP-BIOS bug: 8254 timer not connected to IO-APIC|\.\.\.trying to set up timer \(IRQ0\) through the 8259A \.\.\.|APIC timer disabled due to verification failure|Unstable clock detected, switching default tracing clock to "global")$"#,
         )
         .unwrap()
     });
@@ -909,6 +910,11 @@ mod tests {
             (
                 "messages",
                 "APIC timer disabled due to verification failure",
+                true,
+            ),
+            (
+                "messages",
+                "Unstable clock detected, switching default tracing clock to \"global\"",
                 true,
             ),
             // the pin Linux tried comes from the firmware's table
