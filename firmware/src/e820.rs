@@ -154,7 +154,7 @@ impl MemoryMap {
             return Err(E820Error::BadLength(bytes.len()));
         }
         self.regions.clear();
-        if !self.load_sorted(bytes)? {
+        if !self.load_disjoint(bytes)? {
             self.regions.clear();
             self.insert_all(bytes)?;
         }
@@ -164,11 +164,11 @@ impl MemoryMap {
         Ok(())
     }
 
-    /// The common case: QEMU's entries are already sorted and disjoint. Returns
-    /// false (leaving junk behind) if they are not.
-    fn load_sorted(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
-        let map = self;
-        let mut prev_end = 0;
+    /// The common case: QEMU's entries do not overlap (they need not be in
+    /// order: pc and q35 list the reserved range above 1 TiB first). Each goes
+    /// to its place in the sorted map, no sort run. Returns false (leaving
+    /// junk behind) when they do overlap, or one is empty or wraps.
+    fn load_disjoint(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
         for rec in bytes.chunks_exact(RECORD_SIZE) {
             let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
             let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
@@ -176,16 +176,25 @@ impl MemoryMap {
             let Some(end) = addr.checked_add(size) else {
                 return Ok(false);
             };
-            if size == 0 || addr < prev_end {
+            let regions = self.regions();
+            let i = regions
+                .iter()
+                .position(|r| r.range.start >= addr)
+                .unwrap_or(regions.len());
+            let clear_below = i == 0 || regions[i - 1].range.end <= addr;
+            let clear_above = regions.get(i).is_none_or(|r| end <= r.range.start);
+            if size == 0 || !clear_below || !clear_above {
                 return Ok(false);
             }
-            prev_end = end;
-            map.push(Region {
-                range: Range::new(addr, end),
-                typ,
-            })?;
+            self.insert_at(
+                i,
+                Region {
+                    range: Range::new(addr, end),
+                    typ,
+                },
+            )?;
         }
-        map.normalize();
+        self.merge();
         Ok(true)
     }
 
@@ -281,43 +290,75 @@ impl MemoryMap {
                 let gap = Range::new(cursor, range.end);
                 self.push(Region { range: gap, typ })?;
             }
+            self.normalize();
+            Ok(())
         } else {
-            self.cut(range)?;
-            self.push(Region { range, typ })?;
+            self.overwrite(range, Some(typ))
         }
-        self.normalize();
-        Ok(())
     }
 
     /// Removes `range` from the map, whatever its type (a hole, as [0xA0000, 0xF0000)).
     pub fn remove(&mut self, range: Range) -> Result<(), E820Error> {
-        self.cut(range)?;
-        self.normalize();
+        if range.is_empty() {
+            return Ok(());
+        }
+        self.overwrite(range, None)
+    }
+
+    /// Clears (non-empty) `range` out of the map and, with a type, puts it back
+    /// as one entry of that type: one pass over the sorted map, the entries
+    /// around it trimmed or split, and no sort (its code is what the
+    /// reservations would otherwise make TCG translate on every boot).
+    fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<(), E820Error> {
+        let len = self.regions.len();
+        let mut i = 0;
+        while i < len && self.regions[i].range.end <= range.start {
+            i += 1;
+        }
+        if i < len && self.regions[i].range.start < range.start {
+            // The entry reaching into `range` from below keeps its left part,
+            // and its right part too if `range` lies inside it.
+            let r = self.regions[i];
+            self.regions[i].range.end = range.start;
+            i += 1;
+            if r.range.end > range.end {
+                let right = Range::new(range.end, r.range.end);
+                self.insert_at(
+                    i,
+                    Region {
+                        range: right,
+                        typ: r.typ,
+                    },
+                )?;
+            }
+        }
+        // Entries inside `range` go; the one reaching past its end is trimmed.
+        let len = self.regions.len();
+        let mut j = i;
+        while j < len && self.regions[j].range.end <= range.end {
+            j += 1;
+        }
+        if j < len && self.regions[j].range.start < range.end {
+            self.regions[j].range.start = range.end;
+        }
+        if j > i {
+            self.regions.as_mut_slice().copy_within(j.., i);
+            self.regions.truncate(len - (j - i));
+        }
+        if let Some(typ) = typ {
+            self.insert_at(i, Region { range, typ })?;
+        }
+        self.merge();
         Ok(())
     }
 
-    /// [`MemoryMap::remove`] without restoring the order (callers normalize once).
-    fn cut(&mut self, range: Range) -> Result<(), E820Error> {
-        let mut i = 0;
-        while i < self.regions.len() {
-            let r = self.regions.as_slice()[i];
-            if !r.range.overlaps(&range) {
-                i += 1;
-                continue;
-            }
-            let left = Range::new(r.range.start, range.start);
-            let right = Range::new(range.end, r.range.end);
-            // Replace r by its remnants.
-            self.regions.swap_remove(i);
-            for part in [left, right] {
-                if part.start < part.end && r.range.contains(&part) {
-                    self.push(Region {
-                        range: part,
-                        typ: r.typ,
-                    })?;
-                }
-            }
-        }
+    /// Puts `region` at index `i`, moving the entries from there up by one.
+    fn insert_at(&mut self, i: usize, region: Region) -> Result<(), E820Error> {
+        self.push(region)?;
+        let regions = self.regions.as_mut_slice();
+        let last = regions.len() - 1;
+        regions.copy_within(i..last, i + 1);
+        regions[i] = region;
         Ok(())
     }
 
@@ -327,8 +368,15 @@ impl MemoryMap {
 
     /// Sorts by start and merges touching entries of the same type.
     fn normalize(&mut self) {
+        self.regions
+            .as_mut_slice()
+            .sort_unstable_by_key(|r| r.range.start);
+        self.merge();
+    }
+
+    /// Merges touching entries of the same type of the sorted map.
+    fn merge(&mut self) {
         let regions = self.regions.as_mut_slice();
-        regions.sort_unstable_by_key(|r| r.range.start);
         let mut out = 0;
         for i in 0..regions.len() {
             let r = regions[i];
@@ -512,6 +560,27 @@ mod tests {
         assert_eq!(map.low_ram_top().unwrap(), 3 * GIB);
         assert_eq!(map.ram_bytes(), 6 * GIB);
         assert_eq!(map.regions().len(), 3);
+    }
+
+    #[test]
+    fn takes_qemu_7_2s_pc_map_in_its_own_order() {
+        // QEMU 7.2's pc and q35 list the reserved range above 1 TiB first.
+        let bytes = qemu_e820(&[
+            (0xFD_0000_0000, 0x3_0000_0000, RESERVED),
+            (0, 0x2000_0000, RAM),
+        ]);
+        let map = MemoryMap::from_qemu(&bytes).unwrap();
+        assert_eq!(
+            list(&map),
+            [
+                (0, 0x2000_0000, RAM),
+                (0xFD_0000_0000, 0x100_0000_0000, RESERVED)
+            ]
+        );
+        // touching entries of one type merge, whatever their order
+        let bytes = qemu_e820(&[(MIB, MIB, RAM), (0, MIB, RAM), (4 * MIB, MIB, RAM)]);
+        let map = MemoryMap::from_qemu(&bytes).unwrap();
+        assert_eq!(list(&map), [(0, 2 * MIB, RAM), (4 * MIB, 5 * MIB, RAM)]);
     }
 
     #[test]

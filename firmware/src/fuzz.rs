@@ -467,6 +467,7 @@ fn check_e820(input: &[u8]) -> String {
         amendments.push((Range::new(a, a.saturating_add(s)), r[16] as u32 % 4));
     }
     for (range, typ) in amendments {
+        let before = map.regions().to_vec();
         let done = if typ == 0 {
             map.remove(range)
         } else {
@@ -477,6 +478,32 @@ fn check_e820(input: &[u8]) -> String {
             break;
         }
         assert_map_invariants(&map);
+        // Every byte at an edge of the old map or of `range` (and its
+        // neighbour) has the type the amendment gives it: outside `range`
+        // nothing changes; inside, a reservation or hole overrides, RAM only
+        // fills holes.
+        let edges = before
+            .iter()
+            .flat_map(|r| [r.range.start, r.range.end])
+            .chain([range.start, range.end]);
+        for e in edges {
+            for p in [e.wrapping_sub(1), e] {
+                let old = before
+                    .iter()
+                    .find(|r| r.range.start <= p && p < r.range.end)
+                    .map(|r| r.typ);
+                let want = if range.start <= p && p < range.end {
+                    match typ {
+                        0 => None,
+                        1 => old.or(Some(1)),
+                        t => Some(t),
+                    }
+                } else {
+                    old
+                };
+                assert_eq!(type_at(&map, p), want, "{p:#x} after {range:x?} as {typ}");
+            }
+        }
         if typ > 1 && !range.is_empty() {
             assert_eq!(type_at(&map, range.start), Some(typ));
             assert_eq!(type_at(&map, range.end - 1), Some(typ));
