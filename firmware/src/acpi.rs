@@ -7,10 +7,10 @@
 
 use core::fmt;
 
+use crate::fwcfg::{FILE_NAME_LEN, names_equal};
+
 /// One command record.
 pub const COMMAND_SIZE: usize = 128;
-/// `FW_CFG_MAX_FILE_PATH`.
-pub const FILE_NAME_LEN: usize = 56;
 /// How many distinct files a script may allocate. QEMU's scripts allocate a
 /// fixed handful (RSDP, tables, TPM log, VM generation ID, hardware errors),
 /// whatever the VM's configuration: a fixed array, not the heap. The script
@@ -318,23 +318,6 @@ fn name_at(body: &[u8], off: usize, out: &mut Name) -> Result<(), LoaderError> {
 #[inline(never)]
 fn find<'f>(files: &'f [File], name: &Name) -> Option<&'f File> {
     files.iter().find(|f| names_equal(&f.name, &name.padded))
-}
-
-/// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
-pub fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
-    let mut key = [0u8; FILE_NAME_LEN];
-    let n = name.len().min(FILE_NAME_LEN);
-    key[..n].copy_from_slice(&name[..n]);
-    key
-}
-
-/// Compares two NUL-padded names eight bytes at a time (most differ in the
-/// first word).
-pub fn names_equal(a: &[u8; FILE_NAME_LEN], b: &[u8; FILE_NAME_LEN]) -> bool {
-    let word = |n: &[u8; FILE_NAME_LEN], i: usize| {
-        u64::from_ne_bytes(n[i * 8..i * 8 + 8].try_into().unwrap())
-    };
-    (0..FILE_NAME_LEN / 8).all(|i| word(a, i) == word(b, i))
 }
 
 fn pointer_slot<'a>(

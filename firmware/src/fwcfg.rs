@@ -16,6 +16,9 @@ use crate::error::Error;
 use crate::heap;
 use crate::io::PortIo;
 
+/// `FW_CFG_MAX_FILE_PATH`: a file name with its NUL padding.
+pub const FILE_NAME_LEN: usize = 56;
+
 pub const PORT_SELECTOR: u16 = 0x510;
 pub const PORT_DATA: u16 = 0x511;
 /// DMA address register: high 32 bits at 0x514, low 32 bits (the trigger) at 0x518.
@@ -249,13 +252,13 @@ impl<IO: PortIo> FwCfg<IO> {
     /// Looks a file up by name (selectors change between QEMU versions and
     /// machine types, names do not).
     pub fn find(&self, name: &[u8]) -> Option<File> {
-        if name.len() >= crate::acpi::FILE_NAME_LEN {
+        if name.len() >= FILE_NAME_LEN {
             return None;
         }
-        let key = crate::acpi::padded_name(name);
+        let key = padded_name(name);
         self.entries()
             .iter()
-            .find(|f| crate::acpi::names_equal(&f.name, &key))
+            .find(|f| names_equal(&f.name, &key))
             .map(|f| File {
                 select: u16::from_be(f.select),
                 size: u32::from_be(f.size),
@@ -421,6 +424,23 @@ impl<IO: PortIo> FwCfg<IO> {
         }
         Err(Error::FwCfgDma { selector })
     }
+}
+
+/// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
+pub fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
+    let mut key = [0u8; FILE_NAME_LEN];
+    let n = name.len().min(FILE_NAME_LEN);
+    key[..n].copy_from_slice(&name[..n]);
+    key
+}
+
+/// Compares two NUL-padded names eight bytes at a time (most differ in the
+/// first word).
+pub fn names_equal(a: &[u8; FILE_NAME_LEN], b: &[u8; FILE_NAME_LEN]) -> bool {
+    let word = |n: &[u8; FILE_NAME_LEN], i: usize| {
+        u64::from_ne_bytes(n[i * 8..i * 8 + 8].try_into().unwrap())
+    };
+    (0..FILE_NAME_LEN / 8).all(|i| word(a, i) == word(b, i))
 }
 
 #[cfg(test)]
