@@ -233,6 +233,31 @@ pub fn reserve_e820_ext(
     Ok(Some(node))
 }
 
+/// Room in the high zone for a PVH or multiboot memory map of `entry`-byte
+/// entries, when the final map may have more entries than the fixed table
+/// for it holds (`inline`): the map of now plus `growth`. None on an ordinary
+/// VM. Taken clear of `keep_clear` (the kernel's segments or image).
+pub fn reserve_map_room(
+    memory: &MemoryMap,
+    zone: &mut HighZone,
+    inline: usize,
+    entry: usize,
+    growth: usize,
+    keep_clear: Range,
+    what: &'static str,
+) -> Result<Option<Range>, Error> {
+    let most = memory.len() + growth;
+    if most <= inline {
+        return Ok(None);
+    }
+    let len = (most * entry) as u64;
+    zone.alloc(len, 8)
+        .map(|at| Range::new(at, at + len))
+        .filter(|room| !keep_clear.overlaps(room) && room.end <= 1 << 32)
+        .map(Some)
+        .ok_or(Error::OutOfFirmwareMemory(what))
+}
+
 /// Writes the final map's entries beyond the zero page's 128 into `node` and
 /// returns the new head of the `setup_data` list (`next` when the map fits
 /// the zero page).

@@ -53,8 +53,9 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod firmware {
-    use core::mem::MaybeUninit;
+    use core::mem::{MaybeUninit, size_of};
 
+    use ferrite::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
     use ferrite::bootparams::e820_type::RESERVED;
     use ferrite::chipset;
     use ferrite::e820::{MemoryMap, Range};
@@ -63,7 +64,8 @@ mod firmware {
     use ferrite::io::PortIo;
     use ferrite::layout::{self, HighZone};
     use ferrite::linux::{self, Entry};
-    use ferrite::multiboot;
+    use ferrite::multiboot::{self, MmapEntry};
+    use ferrite::pvh::MemmapEntry;
     use ferrite::s3;
 
     use crate::boot::{self, ROM_BASE};
@@ -272,7 +274,18 @@ mod firmware {
         b.time.mark(Step::Acpi);
         b.time.mark(Step::KernelLoaded);
 
-        // 7. The initrd, placed as for a bzImage, and the command line.
+        // 7. Room for a memory map longer than the start info's own table
+        //    (taken before the initrd is placed below the zone), the initrd,
+        //    placed as for a bzImage, and the command line.
+        let memmap_room = kernel::reserve_map_room(
+            b.memory,
+            &mut b.zone,
+            E820_MAX_ENTRIES_ZEROPAGE,
+            size_of::<MemmapEntry>(),
+            FINAL_MAP_GROWTH,
+            kernel.segments,
+            "the PVH memory map",
+        )?;
         let [c0, c1, c2] = b.pc.reserved().map(|r| r.unwrap_or(Range::new(0, 0)));
         let busy = [
             b.zone.used(),
@@ -299,7 +312,7 @@ mod firmware {
         let r = b.finish(rsdp)?;
 
         // 9. The start info: memory map, command line, initrd module, RSDP.
-        let start_info = kernel.build_start_info(initrd, rsdp, r.memory)?;
+        let start_info = kernel.build_start_info(initrd, rsdp, r.memory, memmap_room)?;
         Ok(r.handoff(Kind::Pvh, kernel.entry as u64, start_info))
     }
 
@@ -365,11 +378,22 @@ mod firmware {
             b.fw_cfg.stats.dma_requests
         );
 
-        // 9. The other CPUs, the MP table, the S3 resume data, the final memory map.
+        // 9. The other CPUs, the MP table, the S3 resume data, the final
+        //    memory map (with room for it when it is longer than the fixed
+        //    table).
+        let mmap_room = kernel::reserve_map_room(
+            b.memory,
+            &mut b.zone,
+            E820_MAX_ENTRIES_ZEROPAGE,
+            size_of::<MmapEntry>(),
+            FINAL_MAP_GROWTH,
+            kernel.image,
+            "the multiboot memory map",
+        )?;
         let r = b.finish(rsdp)?;
 
         // 10. What QEMU leaves to the firmware: mem_lower/upper, the memory map.
-        let info = kernel.finish_info(r.memory)?;
+        let info = kernel.finish_info(r.memory, mmap_room)?;
         Ok(r.handoff(Kind::Multiboot, kernel.entry as u64, info))
     }
 

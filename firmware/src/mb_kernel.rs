@@ -8,7 +8,7 @@ use ferrite::e820::{MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::{FwCfg, Item};
 use ferrite::layout::{self, HighZone};
-use ferrite::multiboot::{self, Info, Mmap};
+use ferrite::multiboot::{self, Info, Mmap, MmapEntry};
 use ferrite::pvh;
 
 use crate::paging;
@@ -109,17 +109,24 @@ impl MultibootKernel {
     }
 
     /// Fills in the memory fields and the memory map; returns the block's address.
-    pub fn finish_info(&self, memory: &MemoryMap) -> Result<u64, Error> {
+    /// `room`: from [`crate::kernel::reserve_map_room`], for a memory map
+    /// longer than the fixed table below the information block.
+    pub fn finish_info(&self, memory: &MemoryMap, room: Option<Range>) -> Result<u64, Error> {
         // SAFETY: the block was loaded at `info` (at least size_of::<Info>()
-        // bytes) and the memory map's area lies below it, both in ferrite's
-        // boot-information area; Info and Mmap are plain data.
-        let (info, mmap) = unsafe {
-            (
-                phys::object_mut::<Info>(self.info.start),
-                phys::object_mut::<Mmap>(MMAP),
-            )
+        // bytes) in ferrite's boot-information area; Info is plain data.
+        let info = unsafe { phys::object_mut::<Info>(self.info.start) };
+        let (mmap, at): (&mut [MmapEntry], u64) = match room {
+            // SAFETY: fresh high-zone RAM reserved for this table (identity-
+            // mapped, below 4 GiB, nothing else in it); MmapEntry is plain data.
+            Some(r) => (
+                unsafe { phys::slice_mut_of(r.start, r.len() as usize / size_of::<MmapEntry>()) },
+                r.start,
+            ),
+            // SAFETY: the fixed table lies below the information block in
+            // ferrite's boot-information area; Mmap is plain data.
+            None => (unsafe { phys::object_mut::<Mmap>(MMAP) }, MMAP),
         };
-        multiboot::finish_info(info, memory, mmap, MMAP)?;
+        multiboot::finish_info(info, memory, mmap, at)?;
         Ok(self.info.start)
     }
 }

@@ -206,11 +206,11 @@ pub fn check(head: &[u8], image: Range, entry: u32) -> Result<Option<Header>, Er
 
 /// Fills in what QEMU leaves to the firmware: `mem_lower` and `mem_upper` (KiB
 /// of RAM from 0 and from 1 MiB up to the first hole) and the memory map,
-/// written to `mmap` at physical address `mmap_addr`.
+/// written to `mmap` (any length) at physical address `mmap_addr`.
 pub fn finish_info(
     info: &mut Info,
     memory: &MemoryMap,
-    mmap: &mut Mmap,
+    mmap: &mut [MmapEntry],
     mmap_addr: u64,
 ) -> Result<(), Error> {
     let regions = memory.regions();
@@ -392,5 +392,29 @@ mod tests {
         map.insert(Range::new(0x20_0000, 0x800_0000), RAM).unwrap();
         finish_info(&mut info, &map, &mut mmap, 0x2000).unwrap();
         assert_eq!((info.mem_lower, info.mem_upper), (0, 0));
+    }
+
+    #[test]
+    fn a_map_of_300_entries_is_written_whole_where_it_fits() {
+        let mut map = MemoryMap::new();
+        for i in 0..300u64 {
+            let typ = if i % 2 == 0 { RAM } else { RESERVED };
+            map.insert(Range::new(i << 21, (i << 21) + (1 << 20)), typ)
+                .unwrap();
+        }
+        let mut info = Info::default();
+        let mut mmap = std::vec![MmapEntry::default(); 300];
+        finish_info(&mut info, &map, &mut mmap, 0x80_0000).unwrap();
+        assert_eq!((info.mmap_addr, info.mmap_length), (0x80_0000, 300 * 24));
+        let last = mmap[299];
+        assert_eq!(
+            (last.addr, last.len, last.typ),
+            (299 << 21, 1 << 20, RESERVED)
+        );
+        let mut short = [MmapEntry::default(); E820_MAX_ENTRIES_ZEROPAGE];
+        assert_eq!(
+            finish_info(&mut info, &map, &mut short, 0x2000),
+            Err(Error::MemoryMap(crate::e820::E820Error::TooManyEntries))
+        );
     }
 }

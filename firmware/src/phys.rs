@@ -25,6 +25,16 @@ pub unsafe fn object_mut<'a, T>(addr: u64) -> &'a mut T {
     unsafe { &mut *(addr as *mut T) }
 }
 
+/// A slice of `len` typed entries over physical memory, for as long as the
+/// caller's `'a`.
+///
+/// # Safety
+/// As for [`object_mut`], with `len * size_of::<T>()` bytes.
+pub unsafe fn slice_mut_of<'a, T>(addr: u64, len: usize) -> &'a mut [T] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts_mut(addr as *mut T, len) }
+}
+
 /// A shared view of memory that other agents (CPUs) change concurrently; T is
 /// an atomic type (or an array of them), so every access is atomic.
 ///

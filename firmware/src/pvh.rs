@@ -128,7 +128,9 @@ impl StartBlock {
         }
     }
 
-    /// Fills the block, which lives at physical address `base`.
+    /// Fills the block, which lives at physical address `base`. A memory map
+    /// of more entries than the block holds goes to `room`, a table elsewhere
+    /// and its address.
     pub fn build(
         &mut self,
         base: u64,
@@ -136,13 +138,21 @@ impl StartBlock {
         initrd: Option<Range>,
         rsdp: Option<u64>,
         memory: &MemoryMap,
+        room: Option<(&mut [MemmapEntry], u64)>,
     ) -> Result<(), Error> {
         let regions = memory.regions();
-        if regions.len() > self.memmap.len() {
+        *self = StartBlock::zeroed();
+        let (table, memmap_paddr) = match room {
+            Some((table, at)) if regions.len() > self.memmap.len() => (table, at),
+            _ => (
+                &mut self.memmap[..],
+                base + offset_of!(StartBlock, memmap) as u64,
+            ),
+        };
+        if regions.len() > table.len() {
             return Err(Error::MemoryMap(crate::e820::E820Error::TooManyEntries));
         }
-        *self = StartBlock::zeroed();
-        for (slot, r) in self.memmap.iter_mut().zip(regions) {
+        for (slot, r) in table.iter_mut().zip(regions) {
             *slot = MemmapEntry {
                 addr: r.range.start,
                 size: r.range.len(),
@@ -170,7 +180,7 @@ impl StartBlock {
             },
             cmdline_paddr: cmdline,
             rsdp_paddr: rsdp.unwrap_or(0),
-            memmap_paddr: base + offset_of!(StartBlock, memmap) as u64,
+            memmap_paddr,
             memmap_entries: regions.len() as u32,
             reserved: 0,
         };
@@ -630,7 +640,7 @@ mod tests {
             .unwrap();
         let mut b = StartBlock::zeroed();
         let initrd = Range::new(100 << 20, (100 << 20) + 12345);
-        b.build(0x1000, 0x2000, Some(initrd), Some(0xF_5000), &map)
+        b.build(0x1000, 0x2000, Some(initrd), Some(0xF_5000), &map, None)
             .unwrap();
         assert_eq!(b.info.magic, START_INFO_MAGIC);
         assert_eq!(b.info.version, 1);
@@ -652,11 +662,77 @@ mod tests {
             }
         );
         // no initrd, no ACPI: no module, no RSDP
-        b.build(0x1000, 0x2000, None, None, &map).unwrap();
+        b.build(0x1000, 0x2000, None, None, &map, None).unwrap();
         assert_eq!(
             (b.info.nr_modules, b.info.modlist_paddr, b.info.rsdp_paddr),
             (0, 0, 0)
         );
         assert_eq!(b.module, ModlistEntry::default());
+    }
+
+    /// 300 entries, as QEMU never lists but the heap takes: beyond the
+    /// block's 128 they go to the room handed in, whole; without room, or
+    /// with too little, the boot stops rather than cut the map.
+    fn many_ranges(n: u64) -> MemoryMap {
+        let mut map = MemoryMap::new();
+        for i in 0..n {
+            let typ = if i % 2 == 0 { RAM } else { RESERVED };
+            map.insert(Range::new(i << 21, (i << 21) + (1 << 20)), typ)
+                .unwrap();
+        }
+        map
+    }
+
+    #[test]
+    fn a_map_longer_than_the_block_goes_to_the_room_handed_in() {
+        let map = many_ranges(300);
+        assert_eq!(map.regions().len(), 300);
+        let mut b = StartBlock::zeroed();
+        let mut room = std::vec![MemmapEntry::default(); 310];
+        b.build(
+            0x1000,
+            0x2000,
+            None,
+            None,
+            &map,
+            Some((&mut room, 0x80_0000)),
+        )
+        .unwrap();
+        assert_eq!(
+            (b.info.memmap_paddr, b.info.memmap_entries),
+            (0x80_0000, 300)
+        );
+        for (e, r) in room.iter().zip(map.regions()) {
+            assert_eq!(
+                (e.addr, e.size, e.typ),
+                (r.range.start, r.range.len(), r.typ)
+            );
+        }
+        // a short map stays in the block even with room offered
+        let short = many_ranges(5);
+        b.build(
+            0x1000,
+            0x2000,
+            None,
+            None,
+            &short,
+            Some((&mut room, 0x80_0000)),
+        )
+        .unwrap();
+        assert_eq!((b.info.memmap_paddr, b.info.memmap_entries), (0x1058, 5));
+        let too_many = Err(Error::MemoryMap(crate::e820::E820Error::TooManyEntries));
+        assert_eq!(b.build(0x1000, 0x2000, None, None, &map, None), too_many);
+        let mut small = std::vec![MemmapEntry::default(); 200];
+        assert_eq!(
+            b.build(
+                0x1000,
+                0x2000,
+                None,
+                None,
+                &map,
+                Some((&mut small, 0x80_0000))
+            ),
+            too_many
+        );
     }
 }

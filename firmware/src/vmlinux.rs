@@ -9,7 +9,7 @@ use ferrite::e820::{MemoryMap, Range};
 use ferrite::error::Error;
 use ferrite::fwcfg::{FwCfg, Item};
 use ferrite::layout::{self, HighZone};
-use ferrite::pvh::{self, StartBlock};
+use ferrite::pvh::{self, MemmapEntry, StartBlock};
 
 use crate::phys;
 use crate::pio::Pio;
@@ -88,11 +88,14 @@ impl Vmlinux {
 
     /// Builds the start info, module list and memory map where the zero page
     /// goes on the bzImage path; returns its address.
+    /// `room`: from [`crate::kernel::reserve_map_room`], for a memory map
+    /// longer than the block's own table.
     pub fn build_start_info(
         &self,
         initrd: Option<Range>,
         rsdp: Option<u64>,
         memory: &MemoryMap,
+        room: Option<Range>,
     ) -> Result<u64, Error> {
         // SAFETY: the zero-page area is reserved for this (layout.rs), identity-
         // mapped, and StartBlock is plain data, valid for any bytes.
@@ -101,7 +104,24 @@ impl Vmlinux {
             p.write_bytes(0, 1);
             phys::object_mut(layout::ZERO_PAGE)
         };
-        block.build(layout::ZERO_PAGE, layout::CMDLINE, initrd, rsdp, memory)?;
+        let room = room.map(|r| {
+            let n = r.len() as usize / size_of::<MemmapEntry>();
+            // SAFETY: fresh high-zone RAM reserved for this table (identity-
+            // mapped, 8-byte aligned, nothing else in it); any bytes are a
+            // valid MemmapEntry.
+            (
+                unsafe { phys::slice_mut_of::<MemmapEntry>(r.start, n) },
+                r.start,
+            )
+        });
+        block.build(
+            layout::ZERO_PAGE,
+            layout::CMDLINE,
+            initrd,
+            rsdp,
+            memory,
+            room,
+        )?;
         Ok(layout::ZERO_PAGE)
     }
 }
