@@ -114,6 +114,7 @@ impl Linux {
             cmdline_token: self.token.into(),
             payload_len: self.payload_len,
             poweroff: true,
+            kernel_reserves_mib: 0,
         };
         let tag = self.token.rsplit('=').next().unwrap_or(self.token);
         let name = format!(

@@ -697,6 +697,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             cmdline_token: token.into(),
             payload_len: 4096,
             poweroff: true,
+            kernel_reserves_mib: 0,
         },
         &work.join(format!(
             "initramfs-{}cpu-{}M.cpio",

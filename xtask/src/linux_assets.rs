@@ -112,6 +112,10 @@ pub struct InitramfsSpec {
     pub payload_len: usize,
     /// Kept for callers; /init always powers off after reporting.
     pub poweroff: bool,
+    /// MiB the kernel itself takes out of MemTotal beyond its usual share:
+    /// 64 for the swiotlb bounce buffers it sets up when memory may reach
+    /// above 4 GiB (`maxmem=64G`), however little RAM is plugged in.
+    pub kernel_reserves_mib: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -147,7 +151,7 @@ pub fn build_initramfs(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsInfo
         "EXPECT_TOKEN='{}'\nEXPECT_SHA256={sha}\nEXPECT_CPUS={}\nEXPECT_MEM_MIN_KB={}\nEXPECT_MEM_MAX_KB={}\n",
         spec.cmdline_token,
         spec.expect_cpus,
-        mem_kb * 8 / 10,
+        (mem_kb * 8 / 10).saturating_sub(spec.kernel_reserves_mib * 1024),
         mem_kb
     );
     write_archive(
@@ -233,6 +237,7 @@ mod tests {
             cmdline_token: "ferrite.test=7".into(),
             payload_len: 1000,
             poweroff: true,
+            kernel_reserves_mib: 0,
         };
         let info = build_initramfs(&spec, &dir.join("i.cpio")).unwrap();
         let mut data = Cursor::new(std::fs::read(&info.path).unwrap());

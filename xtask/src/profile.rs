@@ -290,6 +290,7 @@ pub fn run(opts: &Options, ferrite: &crate::rom::Rom) -> Result<()> {
             cmdline_token: token.into(),
             payload_len: 4096,
             poweroff: true,
+            kernel_reserves_mib: 0,
         },
         &work.join("initramfs.cpio"),
     )?;

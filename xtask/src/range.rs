@@ -247,6 +247,7 @@ pub fn run(opts: &Options) -> Result<()> {
             cmdline_token: token.into(),
             payload_len: 4096,
             poweroff: true,
+            kernel_reserves_mib: 0,
         },
         &work.join("initramfs.cpio"),
     )?;

@@ -173,6 +173,7 @@ pub(super) fn cells(
                 cmdline_token: token.into(),
                 payload_len: 4096,
                 poweroff: true,
+                kernel_reserves_mib: 0,
             },
             &work.join(format!("initramfs-{cpus}cpu-{memory}M.cpio")),
         )

@@ -101,6 +101,7 @@ fn checking_initramfs(cpus: u32, memory_mib: u64) -> Result<PathBuf> {
         cmdline_token: TOKEN.into(),
         payload_len: 1 << 20,
         poweroff: true,
+        kernel_reserves_mib: 0,
     };
     std::fs::create_dir_all(linux_assets::cache_dir())?;
     let path = linux_assets::cache_dir().join("run-initramfs.cpio");
