@@ -65,6 +65,9 @@ pub enum Error {
     BadMultiboot(&'static str),
     /// ferrite's heap cannot hold what QEMU handed over (`what`, `bytes` in all).
     OutOfHeap { what: &'static str, bytes: usize },
+    /// ferrite addressed guest memory outside what it may write: a bug in
+    /// ferrite (every range is checked before it is used), never the guest's.
+    GuestMemory { at: u64, len: u64 },
 }
 
 /// Status of a Rust panic inside ferrite.
@@ -95,6 +98,7 @@ impl Error {
             Error::SegmentsOverlapFirmware { .. } => status::SEGMENTS_OVERLAP_FIRMWARE,
             Error::BadMultiboot(_) => status::BAD_MULTIBOOT,
             Error::OutOfHeap { .. } => status::OUT_OF_HEAP,
+            Error::GuestMemory { .. } => status::PANIC,
         }
     }
 }
@@ -184,6 +188,10 @@ impl fmt::Display for Error {
                     "ferrite ran out of room for {what}; give the guest more memory (-m)"
                 )
             }
+            Error::GuestMemory { at, len } => write!(
+                f,
+                "internal error: ferrite addressed {len:#x} bytes at {at:#x}, outside the RAM it may write; please report this"
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ use core::sync::atomic::{Ordering, compiler_fence};
 use alloc::vec::Vec;
 use bitflags::bitflags;
 
+use crate::board::GuestMemory;
 use crate::error::Error;
 use crate::heap;
 use crate::io::PortIo;
@@ -296,6 +297,21 @@ impl<IO: PortIo> FwCfg<IO> {
             let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
             self.transfer_into(Some(selector), buf, selector)
         }
+    }
+
+    /// Reads the first `len` bytes of an item to guest memory at `at`, straight
+    /// there by DMA: the kernel, the initrd, tables.
+    pub fn read_to_guest(
+        &mut self,
+        memory: &mut impl GuestMemory,
+        selector: u16,
+        at: u64,
+        len: u32,
+    ) -> Result<(), Error> {
+        let addr = memory.dma_address(at, len as usize)?;
+        // SAFETY: GuestMemory's contract: `addr` is where `[at, at + len)` is
+        // written, memory no Rust object occupies.
+        unsafe { self.read_to_phys(selector, addr, len) }
     }
 
     /// Reads a whole file into `buf`, uninitialised (every byte is written by

@@ -93,6 +93,61 @@ impl HighZone {
     }
 }
 
+/// The ranges the final memory map reserves beside the high zone, laid there
+/// by the parts that use them: the BIOS segment and the ROM from the start,
+/// the chipset's (EBDA, MMCONFIG, RCBA) as the set-up claims them. The
+/// kernel, the initrd and the tables are placed clear of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Reservations {
+    /// The BIOS segment first, the ROM last, the chipset's between them from
+    /// the second slot on; unused slots are empty ranges.
+    ranges: [Range; Reservations::CAPACITY],
+    chipset: usize,
+}
+
+impl Reservations {
+    /// The BIOS segment, the ROM, and three of the chipset's.
+    pub const CAPACITY: usize = 5;
+    const CHIPSET: usize = Reservations::CAPACITY - 2;
+
+    pub fn new(rom: Range) -> Reservations {
+        let mut ranges = [Range::new(0, 0); Reservations::CAPACITY];
+        ranges[0] = BIOS_AREA;
+        ranges[Reservations::CAPACITY - 1] = rom;
+        Reservations { ranges, chipset: 0 }
+    }
+
+    /// Reserves one of the chipset's ranges. More than three is a bug in
+    /// ferrite (the parts that reserve are fixed), and panics.
+    pub fn add(&mut self, range: Range) {
+        assert!(
+            self.chipset < Reservations::CHIPSET,
+            "too many reservations"
+        );
+        self.chipset += 1;
+        self.ranges[self.chipset] = range;
+    }
+
+    pub fn bios_area(&self) -> Range {
+        self.ranges[0]
+    }
+
+    pub fn rom(&self) -> Range {
+        self.ranges[Reservations::CAPACITY - 1]
+    }
+
+    /// The chipset's ranges, in the order they were reserved.
+    pub fn chipset(&self) -> &[Range] {
+        &self.ranges[1..1 + self.chipset]
+    }
+
+    /// All the slots, the unused ones empty ranges: a fixed-size list for
+    /// the placement code.
+    pub fn all(&self) -> &[Range; Reservations::CAPACITY] {
+        &self.ranges
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

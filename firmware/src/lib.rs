@@ -8,6 +8,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod acpi;
+pub mod board;
+pub mod boot;
 pub mod bootparams;
 pub mod chipset;
 pub mod config;

@@ -15,7 +15,7 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTableFlags as Flags, PhysFrame};
 
-use crate::boot::ROM_BASE;
+use crate::entry::ROM_BASE;
 
 const ENTRIES: usize = 512;
 const TWO_MIB: u64 = 2 << 20;

@@ -1,38 +1,70 @@
-//! Access to guest-physical memory through the identity map.
-//!
-//! Nothing here hands out `&'static mut`: a mutable view lives as long as the
-//! borrow its caller ties it to, and memory that other CPUs write (the
-//! trampoline page's counter and APIC-ID bitmap) is only seen through atomics.
+//! Guest-physical memory on the real machine, through the identity map: the
+//! [`GuestMemory`] the boot writes through, and the shared view of the words
+//! the other CPUs change.
 
-/// A byte slice over physical memory, for as long as the caller's `'a`.
-///
-/// # Safety
-/// `[addr, addr + len)` must be identity-mapped RAM that no Rust object occupies
-/// and that no other live reference covers during `'a`.
-pub unsafe fn slice_mut<'a>(addr: u64, len: usize) -> &'a mut [u8] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) }
+use ferrite::board::GuestMemory;
+use ferrite::e820::Range;
+use ferrite::error::Error;
+use ferrite::layout::FIRMWARE_RAM;
+
+use crate::paging;
+
+/// RAM the boot may write: anything but ferrite's own image (code, data,
+/// stack, heap, page tables: all in [`FIRMWARE_RAM`]) and address 0.
+pub struct PhysMemory(());
+
+impl PhysMemory {
+    /// # Safety
+    /// One per boot, on the boot path: the ranges it hands out must not be
+    /// written by anything else meanwhile (no other CPU runs ferrite's code).
+    pub const unsafe fn new() -> PhysMemory {
+        PhysMemory(())
+    }
 }
 
-/// A typed object over physical memory, for as long as the caller's `'a`.
-///
-/// # Safety
-/// As for [`slice_mut`], with `size_of::<T>()` bytes at an address aligned for
-/// T, and T valid for any bytes the memory may hold (the callers only use
-/// plain-data spec structures).
-pub unsafe fn object_mut<'a, T>(addr: u64) -> &'a mut T {
-    // SAFETY: guaranteed by the caller.
-    unsafe { &mut *(addr as *mut T) }
+/// `[at, at + len)` is not ferrite's own RAM and does not wrap or start at 0.
+/// One branch: the conditions are combined without short-circuits, so that
+/// each access costs one conditional jump (a translation block under TCG).
+#[inline(always)]
+fn check(at: u64, len: usize) -> Result<(), Error> {
+    let end = at.wrapping_add(len as u64);
+    let outside = (end <= FIRMWARE_RAM.start) | (at >= FIRMWARE_RAM.end);
+    if (end >= at) & (at != 0) & outside {
+        Ok(())
+    } else {
+        Err(Error::GuestMemory {
+            at,
+            len: len as u64,
+        })
+    }
 }
 
-/// A slice of `len` typed entries over physical memory, for as long as the
-/// caller's `'a`.
-///
-/// # Safety
-/// As for [`object_mut`], with `len * size_of::<T>()` bytes.
-pub unsafe fn slice_mut_of<'a, T>(addr: u64, len: usize) -> &'a mut [T] {
-    // SAFETY: guaranteed by the caller.
-    unsafe { core::slice::from_raw_parts_mut(addr as *mut T, len) }
+// SAFETY: `check` keeps every range off ferrite's RAM image, where all of its
+// Rust objects live (.data, .bss, the stack, the heap, the page tables); the
+// low 4 GiB are identity-mapped from the start and `map` maps the rest before
+// the boot puts anything there; a slice of `[at, at + len)` is built from
+// that very address, so disjoint ranges give disjoint slices.
+unsafe impl GuestMemory for PhysMemory {
+    fn bytes(&mut self, at: u64, len: usize) -> Result<&mut [u8], Error> {
+        check(at, len)?;
+        // SAFETY: as for the impl: RAM outside every Rust object, identity-
+        // mapped, borrowed from `self` for the slice's life.
+        Ok(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
+    }
+
+    unsafe fn bytes_unchecked(&mut self, at: u64, len: usize) -> &mut [u8] {
+        // SAFETY: `bytes` accepted the range (the caller's contract): as there.
+        unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) }
+    }
+
+    fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error> {
+        check(at, len)?;
+        Ok(at)
+    }
+
+    fn map(&mut self, range: Range) -> Result<(), Error> {
+        paging::identity_map(range)
+    }
 }
 
 /// A shared view of memory that other agents (CPUs) change concurrently; T is

@@ -14,6 +14,7 @@ use core::fmt::{self, Write};
 
 use core::mem::MaybeUninit;
 
+use ferrite::board::Step;
 use ferrite::config::parse_switch;
 use ferrite::error::Error;
 use ferrite::fwcfg::FwCfg;
@@ -47,26 +48,6 @@ pub fn requested(fw_cfg: &mut FwCfg<Pio>) -> Result<bool, Error> {
 /// QEMU's `-debugcon` (isa-debugcon) default port.
 const DEBUGCON: u16 = timeline::PORT;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// The reset vector ran (stamp taken in boot.s).
-    Reset,
-    /// Rust entered, RAM image copied.
-    Rust,
-    FwCfg,
-    MemoryMap,
-    /// PCI, BIOS segment, legacy devices, MTRRs, other CPUs woken (pc, q35).
-    Hardware,
-    KernelHeader,
-    /// ACPI and SMBIOS tables.
-    Acpi,
-    KernelLoaded,
-    InitrdLoaded,
-    /// Waiting for the other CPUs, the MP table.
-    Cpus,
-    ZeroPage,
-}
-
 const STEPS: [Step; 11] = [
     Step::Reset,
     Step::Rust,
@@ -81,21 +62,20 @@ const STEPS: [Step; 11] = [
     Step::ZeroPage,
 ];
 
-impl Step {
-    const fn name(self) -> &'static str {
-        match self {
-            Step::Reset => timeline::RESET,
-            Step::Rust => timeline::RUST,
-            Step::FwCfg => timeline::FW_CFG,
-            Step::MemoryMap => timeline::MEMORY_MAP,
-            Step::Hardware => timeline::HARDWARE,
-            Step::KernelHeader => timeline::KERNEL_HEADER,
-            Step::Acpi => timeline::ACPI,
-            Step::KernelLoaded => timeline::KERNEL,
-            Step::InitrdLoaded => timeline::INITRD,
-            Step::Cpus => timeline::CPUS,
-            Step::ZeroPage => timeline::ZERO_PAGE,
-        }
+/// The step's name in the report: the contract's.
+const fn name(step: Step) -> &'static str {
+    match step {
+        Step::Reset => timeline::RESET,
+        Step::Rust => timeline::RUST,
+        Step::FwCfg => timeline::FW_CFG,
+        Step::MemoryMap => timeline::MEMORY_MAP,
+        Step::Hardware => timeline::HARDWARE,
+        Step::KernelHeader => timeline::KERNEL_HEADER,
+        Step::Acpi => timeline::ACPI,
+        Step::KernelLoaded => timeline::KERNEL,
+        Step::InitrdLoaded => timeline::INITRD,
+        Step::Cpus => timeline::CPUS,
+        Step::ZeroPage => timeline::ZERO_PAGE,
     }
 }
 
@@ -105,7 +85,7 @@ const _: () = {
     let mut i = 0;
     while i < STEPS.len() {
         assert!(STEPS[i] as usize == i);
-        assert!(timeline::same(STEPS[i].name(), timeline::STEPS[i]));
+        assert!(timeline::same(name(STEPS[i]), timeline::STEPS[i]));
         i += 1;
     }
 };
@@ -142,7 +122,7 @@ impl Timeline {
             let _ = write!(
                 out,
                 " {}={}",
-                step.name(),
+                name(step),
                 self.stamps[step as usize].wrapping_sub(base)
             );
         }

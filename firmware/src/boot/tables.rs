@@ -3,27 +3,31 @@
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 
-use ferrite::acpi::{self, LoaderEnv, LoaderError, Outcome, Zone};
-use ferrite::error::Error;
-use ferrite::fwcfg::{File, FwCfg};
-use ferrite::heap;
-use ferrite::layout::HighZone;
+use crate::acpi::{self, LoaderEnv, LoaderError, Outcome, Zone};
+use crate::board::GuestMemory;
+use crate::error::Error;
+use crate::fwcfg::{File, FwCfg};
+use crate::heap;
+use crate::io::PortIo;
+use crate::layout::HighZone;
 
-use crate::bios::BiosArea;
-use crate::phys;
-use crate::pio::Pio;
+use super::bios::BiosArea;
 
 /// Scripts are a few KiB (QEMU emits a few dozen 128-byte commands): read
 /// on the stack up to this, into the heap beyond.
 const INLINE_SCRIPT: usize = 16 * 1024;
 
-struct Env<'a> {
-    fw_cfg: &'a mut FwCfg<Pio>,
+struct Env<'a, IO: PortIo, M: GuestMemory> {
+    fw_cfg: &'a mut FwCfg<IO>,
+    mem: &'a mut M,
     zone: &'a mut HighZone,
     bios: Option<&'a mut BiosArea>,
+    /// The last range `memory` checked: the script patches one file with
+    /// many commands in a row.
+    checked: Option<(u64, u32)>,
 }
 
-impl LoaderEnv for Env<'_> {
+impl<IO: PortIo, M: GuestMemory> LoaderEnv for Env<'_, IO, M> {
     fn file_size(&mut self, name: &[u8]) -> Option<u32> {
         self.fw_cfg.find(name).map(|f| f.size)
     }
@@ -39,16 +43,23 @@ impl LoaderEnv for Env<'_> {
 
     fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
         let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
-        // SAFETY: `addr` comes from `allocate`: high-zone RAM below 4 GiB or the
-        // open BIOS segment, that nothing else uses, identity-mapped.
-        unsafe { self.fw_cfg.read_to_phys(f.select, addr, len) }.map_err(|_| LoaderError::Transfer)
+        // `addr` comes from `allocate`: high-zone RAM below 4 GiB or the open
+        // BIOS segment, that nothing else uses.
+        self.fw_cfg
+            .read_to_guest(self.mem, f.select, addr, len)
+            .map_err(|_| LoaderError::Transfer)
     }
 
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
-        // SAFETY: as in read_file (high zone or open BIOS segment); the slice
-        // lives as long as this borrow of the environment, so the loader holds
-        // one at a time.
-        unsafe { phys::slice_mut(addr, len as usize) }
+        // As in read_file; the loader only asks for what `allocate` gave it.
+        if self.checked != Some((addr, len)) {
+            if self.mem.bytes(addr, len as usize).is_err() {
+                return &mut [];
+            }
+            self.checked = Some((addr, len));
+        }
+        // SAFETY: `bytes` accepted this range, now or for an earlier command.
+        unsafe { self.mem.bytes_unchecked(addr, len as usize) }
     }
 
     fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
@@ -63,7 +74,7 @@ impl LoaderEnv for Env<'_> {
 /// there: ferrite's heap is given up whole at the handoff).
 #[cold]
 #[inline(never)]
-fn read_large(fw_cfg: &mut FwCfg<Pio>, file: File) -> Result<&'static [u8], Error> {
+fn read_large(fw_cfg: &mut FwCfg<impl PortIo>, file: File) -> Result<&'static [u8], Error> {
     let len = file.size as usize;
     let mut buf: Vec<MaybeUninit<u8>> =
         heap::with_capacity(len).map_err(Error::out_of_heap("etc/table-loader"))?;
@@ -83,7 +94,8 @@ pub struct Installed {
 
 /// Installs QEMU's ACPI tables.
 pub fn install(
-    fw_cfg: &mut FwCfg<Pio>,
+    fw_cfg: &mut FwCfg<impl PortIo>,
+    mem: &mut impl GuestMemory,
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
 ) -> Result<Installed, Error> {
@@ -101,7 +113,16 @@ pub fn install(
         rsdp,
         tables,
         skipped,
-    } = acpi::run(script, &mut Env { fw_cfg, zone, bios })?;
+    } = acpi::run(
+        script,
+        &mut Env {
+            fw_cfg,
+            mem,
+            zone,
+            bios,
+            checked: None,
+        },
+    )?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");
     }

@@ -8,9 +8,10 @@ use ferrite::chipset;
 use ferrite::s3;
 use ferrite_contract::marker;
 
-use crate::bios::EBDA;
+use ferrite::boot::{EBDA, RESUME_BLOCK};
+
 use crate::gdt;
-use crate::resume::{self, RESUME_BLOCK};
+use crate::s3_scripts;
 
 /// The ROM's size (firmware/build.rs) and where QEMU maps it.
 pub const ROM_SIZE: u64 = parse(env!("FERRITE_ROM_SIZE"));
@@ -62,8 +63,8 @@ core::arch::global_asm!(
     block_jump = const s3::RESUME_BLOCK_JUMP,
     script_pc = const s3::SCRIPT_PC,
     script_q35 = const s3::SCRIPT_Q35,
-    pc_script = sym resume::PC_SCRIPT,
-    q35_script = sym resume::Q35_SCRIPT,
+    pc_script = sym s3_scripts::PC_SCRIPT,
+    q35_script = sym s3_scripts::Q35_SCRIPT,
     pw_port = const s3::PORT_WRITE_PORT,
     pw_width = const s3::PORT_WRITE_WIDTH,
     pw_value = const s3::PORT_WRITE_VALUE,

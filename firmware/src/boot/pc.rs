@@ -5,29 +5,25 @@
 
 use core::mem::MaybeUninit;
 
-use ferrite::chipset::{self, Machine, Q35_MMCONFIG};
-use ferrite::e820::{MemoryMap, Range};
-use ferrite::error::Error;
-use ferrite::fwcfg::FwCfg;
-use ferrite::layout::HighZone;
-use ferrite::pci::{Layout, Pci, Platform};
-use ferrite::{acpi, mptable, smbios};
+use crate::board::{Board, Cpu, GuestMemory};
+use crate::chipset::{self, Machine, Q35_MMCONFIG};
+use crate::e820::MemoryMap;
+use crate::error::Error;
+use crate::fwcfg::FwCfg;
+use crate::io::PortIo;
+use crate::layout::{HighZone, Reservations};
+use crate::pci::{Pci, Platform};
+use crate::{acpi, mptable, smbios};
 
-use crate::bios::{BiosArea, EBDA};
-use crate::cpus::{self, Cpus};
-use crate::phys;
-use crate::pio::{PhysMmio, Pio};
+use super::bios::{BiosArea, EBDA};
+use super::cpus::{self, Cpus};
 
 /// fw_cfg items: CPUs started, and possible (QEMU's FW_CFG_NB_CPUS, FW_CFG_MAX_CPUS).
 const FW_CFG_NB_CPUS: u16 = 0x05;
 const FW_CFG_MAX_CPUS: u16 = 0x0F;
 
-/// The PCI set-up's state, in .bss (about 50 KiB).
-static PCI: spin::Mutex<Pci> = spin::Mutex::new(Pci::new());
-
 pub struct Pc {
     pub machine: Machine,
-    pub pci: Option<Layout>,
     bios: Option<BiosArea>,
     cpus: Option<Cpus>,
 }
@@ -35,13 +31,21 @@ pub struct Pc {
 impl Pc {
     /// PCI (before QEMU builds the ACPI tables, which describe what the
     /// firmware programmed), the BIOS segment opened, the legacy devices, and
-    /// the MTRRs written here and sent to the other CPUs.
-    pub fn setup(io: &mut Pio, fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Pc, Error> {
+    /// the MTRRs written here and sent to the other CPUs. The chipset's
+    /// ranges (MMCONFIG, RCBA, the EBDA) go to `reserved`.
+    pub fn setup<B: Board>(
+        board: &mut B,
+        fw_cfg: &mut FwCfg<B::Io>,
+        memory: &MemoryMap,
+        pci: &mut Pci,
+        reserved: &mut Reservations,
+    ) -> Result<Pc, Error> {
+        let mut io = board.io();
+        let io = &mut io;
         let machine = chipset::identify(io);
         let Some(host) = machine.host_bridge() else {
             return Ok(Pc {
                 machine,
-                pci: None,
                 bios: None,
                 cpus: None,
             });
@@ -54,38 +58,44 @@ impl Pc {
             pm_base: chipset::pm_base(fw_cfg.find(acpi::LOADER_FILE).is_some()),
             mmconfig: Q35_MMCONFIG,
         };
-        // SAFETY: the boot path; the PCI set-up uses it for the MMCONFIG window it opens.
-        let mut mmio = unsafe { PhysMmio::new() };
-        let layout = PCI.lock().setup(io, &mut mmio, &platform)?;
+        let layout = pci.setup(io, board.mmio(), &platform)?;
         log::debug!("pci: {layout:x?}");
+        for range in layout.reserved.into_iter().flatten() {
+            reserved.add(range);
+        }
 
-        let bios = BiosArea::open(io, machine);
+        let bios = BiosArea::open(io, board.memory(), machine)?;
+        if bios.is_some() {
+            reserved.add(EBDA);
+        }
         chipset::init_pic(io);
         chipset::init_rtc(io);
         if !chipset::init_i8042(io) {
             log::info!("no i8042 keyboard controller");
         }
-        let cpus = bios.is_some().then(|| {
-            let count = fw_cfg
-                .read_u32(FW_CFG_NB_CPUS)
-                .map_or(1, |n| n as u16)
-                .max(1);
-            let feature_control = read_int(fw_cfg, b"etc/msr_feature_control").unwrap_or(0);
-            cpus::start(count, layout.mem32_start, feature_control)
-        });
+        let cpus = match bios {
+            Some(_) => {
+                let count = fw_cfg
+                    .read_u32(FW_CFG_NB_CPUS)
+                    .map_or(1, |n| n as u16)
+                    .max(1);
+                let feature_control = read_int(fw_cfg, b"etc/msr_feature_control").unwrap_or(0);
+                let (cpu, mem) = board.cpu_and_memory();
+                Some(cpus::start(
+                    cpu,
+                    mem,
+                    count,
+                    layout.mem32_start,
+                    feature_control,
+                )?)
+            }
+            None => None,
+        };
         Ok(Pc {
             machine,
-            pci: Some(layout),
             bios,
             cpus,
         })
-    }
-
-    /// The chipset's ranges the e820 map reserves (MMCONFIG, RCBA, the EBDA),
-    /// known from the set-up on: the kernel and initrd are placed clear of them.
-    pub fn reserved(&self) -> [Option<Range>; 3] {
-        let [mmconfig, rcba] = self.pci.as_ref().map_or([None; 2], |l| l.reserved);
-        [mmconfig, rcba, self.bios.is_some().then_some(EBDA)]
     }
 
     /// The BIOS segment while it is open, for the ACPI table loader's RSDP.
@@ -97,7 +107,8 @@ impl Pc {
     /// high zone, the entry point in the BIOS segment.
     pub fn install_smbios(
         &mut self,
-        fw_cfg: &mut FwCfg<Pio>,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
         zone: &mut HighZone,
     ) -> Result<(), Error> {
         let Some(bios) = self.bios.as_mut() else {
@@ -124,17 +135,16 @@ impl Pc {
         let base = zone
             .alloc(len, 16)
             .ok_or(Error::OutOfFirmwareMemory("SMBIOS tables"))?;
-        // SAFETY: `base` is fresh high-zone RAM, identity-mapped, ours alone.
-        unsafe {
-            fw_cfg.read_to_phys(tables.select, base + smbios::TYPE0_ROOM as u64, tables.size)?
-        };
-        // SAFETY: as above; the transfer filled the tail, the room is ours.
-        let blob = unsafe { phys::slice_mut(base, len as usize) };
+        // `base` is fresh high-zone RAM, ours alone.
+        let tail = base + smbios::TYPE0_ROOM as u64;
+        fw_cfg.read_to_guest(mem, tables.select, tail, tables.size)?;
+        // The transfer filled the tail, the room is ours.
+        let blob = mem.bytes(base, len as usize)?;
         match smbios::finish(anchor, blob, base) {
             Ok((done, _)) => {
                 // A boot whose guest finds no SMBIOS must not look like one that does.
                 let at = bios
-                    .place(&done.entry[..done.entry_len])
+                    .place(mem, &done.entry[..done.entry_len])
                     .ok_or(Error::OutOfFirmwareMemory("the SMBIOS entry point"))?;
                 log::debug!(
                     "smbios: entry point at {at:x?}, {} bytes of tables",
@@ -152,15 +162,17 @@ impl Pc {
     /// floating pointer goes to the last KiB of base memory, where Linux scans
     /// (microvm has no BIOS segment RAM), the table itself to the high zone, so
     /// that any CPU count fits. QEMU numbers microvm's CPUs 0..n. Returns the KiB
-    /// the e820 map must reserve.
-    pub fn microvm_mptable(
+    /// the e820 map must reserve to `reserved`.
+    pub fn microvm_mptable<B: Board>(
         &self,
-        fw_cfg: &mut FwCfg<Pio>,
+        board: &mut B,
+        fw_cfg: &mut FwCfg<B::Io>,
         zone: &mut HighZone,
         rsdp: Option<u64>,
-    ) -> Result<Option<Range>, Error> {
+        reserved: &mut Reservations,
+    ) -> Result<(), Error> {
         if self.machine != Machine::NoPci || rsdp.is_some() {
-            return Ok(None);
+            return Ok(());
         }
         let count = fw_cfg.read_u32(FW_CFG_NB_CPUS)?.clamp(1, 256) as usize;
         let max_cpus = (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as usize).clamp(count, 256);
@@ -168,13 +180,13 @@ impl Pc {
         for id in 0..count {
             present[id / 64] |= 1 << (id % 64);
         }
-        let (signature, _, features) = cpus::cpuid1();
+        let (signature, _, features) = cpus::cpuid1(board.cpu());
         let machine = mptable::Machine {
             max_cpus: max_cpus as u16,
             present: &present,
             cpu_signature: signature,
             cpu_features: features,
-            apic_version: cpus::lapic_version(),
+            apic_version: cpus::lapic_version(board.cpu()),
             package_cpus: 1,
             has_pci: false,
             pci_interrupts: &[],
@@ -184,53 +196,59 @@ impl Pc {
         let at = zone
             .alloc(len as u64, 16)
             .ok_or(Error::OutOfFirmwareMemory("MP table"))?;
-        // SAFETY: fresh high-zone RAM of `len` bytes, ours alone.
-        let table = unsafe { phys::slice_mut(at, len) };
+        // Fresh high-zone RAM of `len` bytes, ours alone.
+        let table = board.memory().bytes(at, len)?;
         let Some(_) = mptable::build_within(&machine, at as u32, table, len) else {
             return Err(Error::OutOfFirmwareMemory("MP table"));
         };
-        // SAFETY: the last KiB of base memory is below 640 KiB, above ferrite's
-        // RAM image (linker.ld), and reserved in e820 for this.
-        unsafe { phys::slice_mut(EBDA.start, 16) }.copy_from_slice(&table[..16]);
+        let mut pointer = [0u8; 16];
+        pointer.copy_from_slice(&table[..16]);
+        // The last KiB of base memory is below 640 KiB, above ferrite's RAM
+        // image (linker.ld), and reserved in e820 for this.
+        board
+            .memory()
+            .bytes(EBDA.start, 16)?
+            .copy_from_slice(&pointer);
+        reserved.add(EBDA);
         log::debug!("mptable: {count} of {max_cpus} CPUs, table at {at:#x}");
-        Ok(Some(EBDA))
+        Ok(())
     }
 
     /// Waits for the other CPUs, writes the MP table, write-protects the BIOS
-    /// segment. Returns the ranges the e820 map must reserve.
-    pub fn finish(
+    /// segment.
+    pub fn finish<B: Board>(
         self,
-        io: &mut Pio,
-        fw_cfg: &mut FwCfg<Pio>,
-    ) -> Result<[Option<Range>; 3], Error> {
-        let reserved = self.reserved();
+        board: &mut B,
+        fw_cfg: &mut FwCfg<B::Io>,
+        pci: &Pci,
+    ) -> Result<(), Error> {
         let (Some(mut bios), Some(cpus)) = (self.bios, self.cpus) else {
-            return Ok(reserved);
+            return Ok(());
         };
-        if !cpus.wait() {
+        if !cpus.wait(board.cpu()) {
             log::warn!("not every CPU started: their MTRRs may differ from CPU 0's");
         }
         let mut ints = [(0u8, 0u8, 0u8); 256];
         let mut n = 0;
-        PCI.lock().bus0_interrupts(|dev, pin, irq| {
+        pci.bus0_interrupts(|dev, pin, irq| {
             if n < ints.len() {
                 ints[n] = (dev, pin, irq);
                 n += 1;
             }
         });
-        let (signature, ebx, features) = cpus::cpuid1();
+        let (signature, ebx, features) = cpus::cpuid1(board.cpu());
         let package_cpus = if features & (1 << 28) != 0 {
             (((ebx >> 16) & 0xFF) as u16).max(1).next_power_of_two()
         } else {
             1
         };
-        let present = cpus.present();
+        let present = board.cpu().present();
         let machine = mptable::Machine {
             max_cpus: (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as u16).max(cpus.count),
             present: &present,
             cpu_signature: signature,
             cpu_features: features,
-            apic_version: cpus.apic_version(),
+            apic_version: cpus::lapic_version(board.cpu()),
             package_cpus,
             has_pci: true,
             pci_interrupts: &ints[..n],
@@ -243,7 +261,7 @@ impl Pc {
         {
             match mptable::build(&machine, at as u32, &mut table) {
                 Some(len) => {
-                    bios.place(&table[..len])
+                    bios.place(board.memory(), &table[..len])
                         .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
                 }
                 // More CPUs than 600 bytes describe: SeaBIOS leaves the table out
@@ -251,14 +269,14 @@ impl Pc {
                 None => log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)"),
             }
         }
-        bios.close(io);
-        Ok(reserved)
+        bios.close(&mut board.io());
+        Ok(())
     }
 }
 
 /// A small fw_cfg file holding a little-endian integer (SeaBIOS's
 /// romfile_loadint); 0 when absent.
-fn read_int(fw_cfg: &mut FwCfg<Pio>, name: &'static [u8]) -> Result<u64, Error> {
+fn read_int(fw_cfg: &mut FwCfg<impl PortIo>, name: &'static [u8]) -> Result<u64, Error> {
     let Some(file) = fw_cfg.find(name) else {
         return Ok(0);
     };

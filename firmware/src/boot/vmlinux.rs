@@ -3,16 +3,15 @@
 //! QEMU has already put the segments in RAM: nothing is loaded but the initrd
 //! and the command line.
 
-use core::mem::MaybeUninit;
+use core::mem::size_of;
 
-use ferrite::e820::{MemoryMap, Range};
-use ferrite::error::Error;
-use ferrite::fwcfg::{FwCfg, Item};
-use ferrite::layout::{self, HighZone};
-use ferrite::pvh::{self, MemmapEntry, StartBlock};
-
-use crate::phys;
-use crate::pio::Pio;
+use crate::board::GuestMemory;
+use crate::e820::{MemoryMap, Range};
+use crate::error::Error;
+use crate::fwcfg::{FwCfg, Item};
+use crate::io::PortIo;
+use crate::layout::{self, HighZone};
+use crate::pvh::{self, MemmapEntry, StartBlock};
 
 /// The highest address the initrd may end at: what 64-bit Linux bzImages
 /// declare (`initrd_addr_max`); above 4 GiB when it fits nowhere below, as
@@ -33,7 +32,11 @@ impl Vmlinux {
     /// Reads what QEMU says about the kernel, checks where the segments are
     /// (RAM, clear of ferrite's first MiB) and finds the PVH entry in the ELF's
     /// note. Nothing has been written above 1 MiB yet.
-    pub fn from_fw_cfg(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Vmlinux, Error> {
+    pub fn from_fw_cfg(
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+        memory: &MemoryMap,
+    ) -> Result<Vmlinux, Error> {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
         let segments = Range::new(addr, addr + size);
@@ -42,7 +45,7 @@ impl Vmlinux {
         let head_len = (fw_cfg.read_u32(Item::SetupSize as u16)? as usize).min(pvh::HEAD_BYTES);
         let mut head = [0u8; pvh::HEAD_BYTES];
         fw_cfg.read_into(Item::SetupData as u16, &mut head[..head_len])?;
-        let entry = pvh::find_entry(&head[..head_len], segments, &mut LoadedRam)?;
+        let entry = pvh::find_entry(&head[..head_len], segments, &mut LoadedRam(mem))?;
         let qemu_entry = fw_cfg.read_u32(Item::KernelEntry as u16)?;
         if entry != qemu_entry {
             log::warn!(
@@ -79,41 +82,39 @@ impl Vmlinux {
 
     /// Where the initrd goes: as for a bzImage, clear of the segments and tables.
     pub fn place_initrd(&self, memory: &MemoryMap, busy: &[Range]) -> Result<Option<Range>, Error> {
-        ferrite::linux::place_initrd_below(self.initrd_size, INITRD_ADDR_MAX, true, memory, busy)
+        crate::linux::place_initrd_below(self.initrd_size, INITRD_ADDR_MAX, true, memory, busy)
     }
 
-    pub fn load_cmdline(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-        crate::kernel::load_cmdline(fw_cfg, self.cmdline_size)
+    pub fn load_cmdline(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+    ) -> Result<(), Error> {
+        super::bzimage::load_cmdline(fw_cfg, mem, self.cmdline_size)
     }
 
     /// Builds the start info, module list and memory map where the zero page
     /// goes on the bzImage path; returns its address.
-    /// `room`: from [`crate::kernel::reserve_map_room`], for a memory map
+    /// `room`: from [`super::bzimage::reserve_map_room`], for a memory map
     /// longer than the block's own table.
     pub fn build_start_info(
         &self,
+        mem: &mut impl GuestMemory,
         initrd: Option<Range>,
         rsdp: Option<u64>,
         memory: &MemoryMap,
         room: Option<Range>,
     ) -> Result<u64, Error> {
-        // SAFETY: the zero-page area is reserved for this (layout.rs), identity-
-        // mapped, and StartBlock is plain data, valid for any bytes.
-        let block: &mut StartBlock = unsafe {
-            let p = layout::ZERO_PAGE as *mut MaybeUninit<StartBlock>;
-            p.write_bytes(0, 1);
-            phys::object_mut(layout::ZERO_PAGE)
+        // The zero-page area is reserved for this (layout.rs).
+        let (block, room) = match room {
+            Some(r) => {
+                let n = r.len() as usize / size_of::<MemmapEntry>();
+                let (block, table) =
+                    mem.object_and_slice::<StartBlock, MemmapEntry>(layout::ZERO_PAGE, r.start, n)?;
+                (block, Some((table, r.start)))
+            }
+            None => (mem.object::<StartBlock>(layout::ZERO_PAGE)?, None),
         };
-        let room = room.map(|r| {
-            let n = r.len() as usize / size_of::<MemmapEntry>();
-            // SAFETY: fresh high-zone RAM reserved for this table (identity-
-            // mapped, 8-byte aligned, nothing else in it); any bytes are a
-            // valid MemmapEntry.
-            (
-                unsafe { phys::slice_mut_of::<MemmapEntry>(r.start, n) },
-                r.start,
-            )
-        });
         block.build(
             layout::ZERO_PAGE,
             layout::CMDLINE,
@@ -126,16 +127,16 @@ impl Vmlinux {
     }
 }
 
-/// The kernel's segments in guest RAM, through the identity map.
-struct LoadedRam;
+/// The kernel's segments in guest RAM.
+struct LoadedRam<'a, M: GuestMemory>(&'a mut M);
 
-impl pvh::Memory for LoadedRam {
+impl<M: GuestMemory> pvh::Memory for LoadedRam<'_, M> {
     fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        // SAFETY: `find_entry` reads only inside the segments, which
-        // `check_segments` found to be RAM below QEMU's limits; the low 4 GiB
-        // are identity-mapped and no Rust object lives there (they are above
-        // ferrite's first MiB and clear of the high zone).
-        let src = unsafe { core::slice::from_raw_parts(addr as *const u8, buf.len()) };
-        buf.copy_from_slice(src);
+        // `find_entry` reads only inside the segments, which `check_segments`
+        // found to be RAM; a read it could not make reads as zeros.
+        match self.0.bytes(addr, buf.len()) {
+            Ok(src) => buf.copy_from_slice(src),
+            Err(_) => buf.fill(0),
+        }
     }
 }

@@ -7,12 +7,13 @@
 //! segment into shadow RAM while ferrite writes it, and write-protect it after,
 //! as SeaBIOS does. Machines without PAM (microvm) skip all of this.
 
-use ferrite::chipset::{self, Machine};
-use ferrite::e820::Range;
-use ferrite::io::PortIo;
+use crate::board::GuestMemory;
+use crate::chipset::{self, Machine};
+use crate::e820::Range;
+use crate::error::Error;
+use crate::io::PortIo;
 
-use crate::cpus;
-use crate::phys;
+use super::cpus;
 
 pub const F_SEGMENT: Range = Range::new(0xF_0000, 0x10_0000);
 /// One KiB of extended BIOS data area below 640 KiB, as SeaBIOS reserves.
@@ -32,25 +33,32 @@ pub struct BiosArea {
 impl BiosArea {
     /// Makes the BIOS segment writable RAM and clears it (a reboot finds the
     /// previous boot's tables there), and sets up the EBDA. None without PAM.
-    pub fn open(io: &mut impl PortIo, machine: Machine) -> Option<BiosArea> {
+    pub fn open(
+        io: &mut impl PortIo,
+        mem: &mut impl GuestMemory,
+        machine: Machine,
+    ) -> Result<Option<BiosArea>, Error> {
         if !chipset::unlock_bios_area(io, machine) {
-            return None;
+            return Ok(None);
         }
-        // SAFETY: the segment is now RAM that only ferrite uses; no Rust object
-        // lives there.
-        unsafe { phys::slice_mut(F_SEGMENT.start, F_SEGMENT.len() as usize) }.fill(0);
-        // SAFETY: the BDA and the EBDA are below ferrite's RAM image and used by
-        // nothing else; the kernel reads them later.
-        unsafe {
-            phys::slice_mut(EBDA.start, EBDA.len() as usize).fill(0);
-            *phys::object_mut::<u8>(EBDA.start) = (EBDA.len() / 1024) as u8;
-            core::ptr::write_unaligned(BDA_EBDA_SEGMENT as *mut u16, (EBDA.start >> 4) as u16);
-            core::ptr::write_unaligned(BDA_BASE_MEMORY_KB as *mut u16, (EBDA.start / 1024) as u16);
-        }
-        Some(BiosArea {
+        // The segment is now RAM that only ferrite uses; the BDA and the EBDA
+        // are below ferrite's RAM image and used by nothing else (the kernel
+        // reads them later).
+        mem.bytes(F_SEGMENT.start, F_SEGMENT.len() as usize)?
+            .fill(0);
+        let ebda = mem.bytes(EBDA.start, EBDA.len() as usize)?;
+        ebda.fill(0);
+        ebda[0] = (EBDA.len() / 1024) as u8;
+        let segment = (EBDA.start >> 4) as u16;
+        mem.bytes(BDA_EBDA_SEGMENT, 2)?
+            .copy_from_slice(&segment.to_le_bytes());
+        let base_kb = (EBDA.start / 1024) as u16;
+        mem.bytes(BDA_BASE_MEMORY_KB, 2)?
+            .copy_from_slice(&base_kb.to_le_bytes());
+        Ok(Some(BiosArea {
             machine,
             next: cpus::TRAMPOLINE + 4096,
-        })
+        }))
     }
 
     /// `len` bytes aligned to `align`, a power of two (the table loader checks
@@ -68,10 +76,10 @@ impl BiosArea {
     }
 
     /// Copies `bytes` into the segment; returns their address.
-    pub fn place(&mut self, bytes: &[u8]) -> Option<u64> {
+    pub fn place(&mut self, mem: &mut impl GuestMemory, bytes: &[u8]) -> Option<u64> {
         let at = self.alloc(bytes.len() as u64, 16)?;
-        // SAFETY: `alloc` handed out this range of the open segment to us alone.
-        unsafe { phys::slice_mut(at, bytes.len()) }.copy_from_slice(bytes);
+        // `alloc` handed out this range of the open segment to us alone.
+        mem.bytes(at, bytes.len()).ok()?.copy_from_slice(bytes);
         Some(at)
     }
 

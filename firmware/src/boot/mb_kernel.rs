@@ -4,16 +4,14 @@
 
 use core::mem::size_of;
 
-use ferrite::e820::{MemoryMap, Range};
-use ferrite::error::Error;
-use ferrite::fwcfg::{FwCfg, Item};
-use ferrite::layout::{self, HighZone};
-use ferrite::multiboot::{self, Info, Mmap, MmapEntry};
-use ferrite::pvh;
-
-use crate::paging;
-use crate::phys;
-use crate::pio::Pio;
+use crate::board::GuestMemory;
+use crate::e820::{MemoryMap, Range};
+use crate::error::Error;
+use crate::fwcfg::{FwCfg, Item};
+use crate::io::PortIo;
+use crate::layout::{self, HighZone};
+use crate::multiboot::{self, Info, Mmap, MmapEntry};
+use crate::pvh;
 
 /// Where ferrite writes the multiboot memory map: the start of the area that
 /// holds the Linux command line on the bzImage path (multiboot command lines
@@ -39,7 +37,7 @@ impl MultibootKernel {
     /// RAM clear of ferrite's first MiB, the information block where ferrite
     /// leaves room for it.
     pub fn from_fw_cfg(
-        fw_cfg: &mut FwCfg<Pio>,
+        fw_cfg: &mut FwCfg<impl PortIo>,
         memory: &MemoryMap,
     ) -> Result<MultibootKernel, Error> {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
@@ -74,20 +72,21 @@ impl MultibootKernel {
     }
 
     /// Loads the image (one transfer) and checks the kernel's multiboot header.
-    pub fn load(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-        paging::identity_map(self.image)?;
-        // SAFETY: RAM checked by from_fw_cfg, clear of ferrite and its tables,
-        // identity-mapped.
-        unsafe {
-            fw_cfg.read_to_phys(
-                Item::KernelData as u16,
-                self.image.start,
-                self.image.len() as u32,
-            )?
-        };
+    pub fn load(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+    ) -> Result<(), Error> {
+        // RAM checked by from_fw_cfg, clear of ferrite and its tables.
+        mem.map(self.image)?;
+        fw_cfg.read_to_guest(
+            mem,
+            Item::KernelData as u16,
+            self.image.start,
+            self.image.len() as u32,
+        )?;
         let head_len = self.image.len().min(multiboot::SEARCH_BYTES as u64) as usize;
-        // SAFETY: the image was just loaded there; nothing else refers to it.
-        let head = unsafe { phys::slice_mut(self.image.start, head_len) };
+        let head = mem.bytes(self.image.start, head_len)?;
         match multiboot::check(head, self.image, self.entry)? {
             Some(h) => log::debug!("multiboot: header flags {:#x}", h.flags),
             None => log::info!("multiboot: no header in the image's first 8 KiB to check"),
@@ -96,36 +95,37 @@ impl MultibootKernel {
     }
 
     /// Loads QEMU's information block to its place.
-    pub fn load_info(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-        // SAFETY: INFO_AREA (checked) is ferrite's boot-information area below
-        // its own RAM image, identity-mapped, used by nothing else.
-        unsafe {
-            fw_cfg.read_to_phys(
-                Item::InitrdData as u16,
-                self.info.start,
-                self.info.len() as u32,
-            )
-        }
+    pub fn load_info(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+    ) -> Result<(), Error> {
+        // INFO_AREA (checked) is ferrite's boot-information area below its
+        // own RAM image.
+        fw_cfg.read_to_guest(
+            mem,
+            Item::InitrdData as u16,
+            self.info.start,
+            self.info.len() as u32,
+        )
     }
 
     /// Fills in the memory fields and the memory map; returns the block's address.
-    /// `room`: from [`crate::kernel::reserve_map_room`], for a memory map
+    /// `room`: from [`super::bzimage::reserve_map_room`], for a memory map
     /// longer than the fixed table below the information block.
-    pub fn finish_info(&self, memory: &MemoryMap, room: Option<Range>) -> Result<u64, Error> {
-        // SAFETY: the block was loaded at `info` (at least size_of::<Info>()
-        // bytes) in ferrite's boot-information area; Info is plain data.
-        let info = unsafe { phys::object_mut::<Info>(self.info.start) };
-        let (mmap, at): (&mut [MmapEntry], u64) = match room {
-            // SAFETY: fresh high-zone RAM reserved for this table (identity-
-            // mapped, below 4 GiB, nothing else in it); MmapEntry is plain data.
-            Some(r) => (
-                unsafe { phys::slice_mut_of(r.start, r.len() as usize / size_of::<MmapEntry>()) },
-                r.start,
-            ),
-            // SAFETY: the fixed table lies below the information block in
-            // ferrite's boot-information area; Mmap is plain data.
-            None => (unsafe { phys::object_mut::<Mmap>(MMAP) }, MMAP),
+    pub fn finish_info(
+        &self,
+        mem: &mut impl GuestMemory,
+        memory: &MemoryMap,
+        room: Option<Range>,
+    ) -> Result<u64, Error> {
+        // The block was loaded at `info` (at least size_of::<Info>() bytes);
+        // the fixed table lies below it, the room in the high zone.
+        let (at, n) = match room {
+            Some(r) => (r.start, r.len() as usize / size_of::<MmapEntry>()),
+            None => (MMAP, size_of::<Mmap>() / size_of::<MmapEntry>()),
         };
+        let (info, mmap) = mem.object_and_slice::<Info, MmapEntry>(self.info.start, at, n)?;
         multiboot::finish_info(info, memory, mmap, at)?;
         Ok(self.info.start)
     }

@@ -1,36 +1,36 @@
 //! Loading the kernel, its initrd and command line from fw_cfg, and building the
 //! zero page. Each blob is one fw_cfg transfer straight to its final address.
 
-use core::mem::MaybeUninit;
+use core::mem::size_of;
 
-use ferrite::bootparams::{
+use crate::board::{Board, GuestMemory};
+use crate::bootparams::{
     BootParams, E820_MAX_ENTRIES_ZEROPAGE, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader,
 };
-use ferrite::e820::{self, MemoryMap, Range};
-use ferrite::error::Error;
-use ferrite::fwcfg::{FwCfg, Item};
-use ferrite::layout::{self, HighZone};
-use ferrite::linux::{Entry, KernelInfo};
-use ferrite::pvh;
-use ferrite::setup_data::{self, MAX_NODES, Node};
+use crate::e820::{self, MemoryMap, Range};
+use crate::error::Error;
+use crate::fwcfg::{FwCfg, Item};
+use crate::io::PortIo;
+use crate::layout::{self, HighZone};
+use crate::linux::{Entry, KernelInfo};
+use crate::pvh;
+use crate::setup_data::{self, MAX_NODES, Node};
 
-use crate::mb_kernel::MultibootKernel;
-use crate::paging;
-use crate::phys;
-use crate::pio::Pio;
-use crate::vmlinux::Vmlinux;
+use super::mb_kernel::MultibootKernel;
+use super::vmlinux::Vmlinux;
 
 /// Enough of the setup sectors to hold any setup header (it ends by 0x281).
-const HEADER_BYTES: usize = 0x290;
+pub const HEADER_BYTES: usize = 0x290;
 
-/// The start of QEMU's SETUP_DATA item, read once per boot by [`identify`].
-static HEADER: spin::Mutex<[u8; HEADER_BYTES]> = spin::Mutex::new([0; HEADER_BYTES]);
+/// The start of QEMU's SETUP_DATA item, read once per boot by [`identify`]
+/// into the boot's [`Storage`](super::Storage).
+pub type Header = [u8; HEADER_BYTES];
 
 /// The kernel QEMU was given, validated.
-pub struct Kernel {
+pub struct Kernel<'s> {
     pub info: KernelInfo,
     /// The start of QEMU's SETUP_DATA item: boot sector and setup header.
-    header: &'static [u8; HEADER_BYTES],
+    header: &'s Header,
     pub size: u64,
     pub initrd_size: u64,
     cmdline_size: u64,
@@ -39,9 +39,9 @@ pub struct Kernel {
 /// What QEMU was given with `-kernel`.
 // One value per boot, moved once; there is no heap to box the setup header in.
 #[allow(clippy::large_enum_variant)]
-pub enum Payload {
+pub enum Payload<'s> {
     /// A bzImage, booted through the Linux boot protocol.
-    BzImage(Kernel),
+    BzImage(Kernel<'s>),
     /// An ELF kernel QEMU loaded itself, booted through its PVH entry.
     Pvh(Vmlinux),
     /// A multiboot kernel QEMU prepared, with its information block.
@@ -50,18 +50,24 @@ pub enum Payload {
 
 /// Tells the kinds of kernel apart by the start of QEMU's SETUP_DATA item and
 /// validates the kernel: fails on anything ferrite cannot boot.
-pub fn identify(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Payload, Error> {
+pub fn identify<'s, B: Board>(
+    board: &mut B,
+    fw_cfg: &mut FwCfg<B::Io>,
+    memory: &MemoryMap,
+    header: &'s mut Header,
+) -> Result<Payload<'s>, Error> {
     let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
     if size == 0 {
         return Err(Error::NoKernel);
     }
-    // In .bss, borrowed for the rest of the boot: moved by value inside the
-    // kernel's description, the header's copies cost more code than its parsing.
-    let header = spin::MutexGuard::leak(HEADER.lock());
+    // Borrowed from the boot's storage for the rest of the boot: moved by value
+    // inside the kernel's description, the header's copies cost more code than
+    // its parsing.
     fw_cfg.read_into(Item::SetupData as u16, header)?;
-    let header: &'static [u8; HEADER_BYTES] = header;
+    let header: &'s Header = header;
     if pvh::is_elf(header) {
-        return Ok(Payload::Pvh(Vmlinux::from_fw_cfg(fw_cfg, memory)?));
+        let vmlinux = Vmlinux::from_fw_cfg(fw_cfg, board.memory(), memory)?;
+        return Ok(Payload::Pvh(vmlinux));
     }
     // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
@@ -72,13 +78,13 @@ pub fn identify(fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Payload, 
     Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
 }
 
-impl Kernel {
+impl<'s> Kernel<'s> {
     /// Validates the setup header and reads the other sizes.
     fn from_header(
-        fw_cfg: &mut FwCfg<Pio>,
+        fw_cfg: &mut FwCfg<impl PortIo>,
         size: u64,
-        header: &'static [u8; HEADER_BYTES],
-    ) -> Result<Kernel, Error> {
+        header: &'s Header,
+    ) -> Result<Kernel<'s>, Error> {
         let hdr = SetupHeader::in_image(header).ok_or(Error::NotBzImage)?;
         let info = KernelInfo::from_header(hdr)?;
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
@@ -105,10 +111,14 @@ impl Kernel {
     }
 
     /// Loads the protected-mode kernel into `range` (from `linux::place_kernel`).
-    pub fn load(&self, fw_cfg: &mut FwCfg<Pio>, range: Range) -> Result<(), Error> {
-        paging::identity_map(range)?;
-        // SAFETY: `range` is free RAM chosen by place_kernel, now identity-mapped.
-        unsafe { fw_cfg.read_to_phys(Item::KernelData as u16, range.start, self.size as u32) }
+    pub fn load(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+        range: Range,
+    ) -> Result<(), Error> {
+        mem.map(range)?;
+        fw_cfg.read_to_guest(mem, Item::KernelData as u16, range.start, self.size as u32)
     }
 
     /// Copies QEMU's setup_data nodes out of the loaded kernel image into the
@@ -116,7 +126,8 @@ impl Kernel {
     /// Returns the new list head, or 0.
     pub fn move_setup_data(
         &self,
-        fw_cfg: &mut FwCfg<Pio>,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
         range: Range,
         zone: &mut HighZone,
     ) -> Result<u64, Error> {
@@ -126,9 +137,8 @@ impl Kernel {
         }
         let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let setup_size = fw_cfg.read_u32(Item::SetupSize as u16)? as u64;
-        // SAFETY: the kernel image was just loaded there and is identity-mapped.
-        let image = unsafe { phys::slice_mut(range.start, self.size as usize) };
         let mut nodes = [Node::default(); MAX_NODES];
+        let image = mem.bytes(range.start, self.size as usize)?;
         let n = setup_data::locate(head, kernel_addr, setup_size, image, &mut nodes)?;
         let mut next = 0u64;
         for node in nodes[..n].iter().rev() {
@@ -139,11 +149,8 @@ impl Kernel {
                 .alloc(node.len as u64, 8)
                 .filter(|&c| !range.overlaps(&Range::new(c, c + node.len as u64)))
                 .ok_or(Error::OutOfFirmwareMemory("setup_data"))?;
-            // SAFETY: `copy` is fresh high-zone RAM of node.len bytes, outside the
-            // kernel's range (checked above) that `image` covers.
-            let dst = unsafe { phys::slice_mut(copy, node.len) };
-            dst.copy_from_slice(&image[node.offset..node.offset + node.len]);
-            dst[..8].copy_from_slice(&next.to_le_bytes());
+            mem.copy(range.start + node.offset as u64, copy, node.len)?;
+            mem.bytes(copy, 8)?.copy_from_slice(&next.to_le_bytes());
             log::debug!(
                 "setup_data: type {} ({} bytes) at {copy:#x}",
                 node.typ,
@@ -154,21 +161,22 @@ impl Kernel {
         Ok(next)
     }
 
-    /// Loads the initrd (if any) into `range`.
-    pub fn load_initrd(&self, fw_cfg: &mut FwCfg<Pio>, range: Option<Range>) -> Result<(), Error> {
-        load_initrd(fw_cfg, range)
-    }
-
     /// Loads the command line to its fixed place and terminates it.
-    pub fn load_cmdline(&self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-        load_cmdline(fw_cfg, self.cmdline_size)
+    pub fn load_cmdline(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+    ) -> Result<(), Error> {
+        load_cmdline(fw_cfg, mem, self.cmdline_size)
     }
 
     /// Builds the zero page at its fixed place and returns its address. The
     /// map's entries beyond the zero page's 128 go into `e820_ext` (from
     /// [`reserve_e820_ext`]), linked first in the `setup_data` list.
+    #[allow(clippy::too_many_arguments)]
     pub fn build_zero_page(
         &self,
+        mem: &mut impl GuestMemory,
         kernel: Range,
         initrd: Option<Range>,
         setup_data: u64,
@@ -176,13 +184,12 @@ impl Kernel {
         rsdp: Option<u64>,
         memory: &MemoryMap,
     ) -> Result<u64, Error> {
-        // SAFETY: the zero-page area is reserved for this (layout.rs), identity-
-        // mapped, and BootParams is plain data.
-        let zp: &mut BootParams = unsafe {
-            let p = layout::ZERO_PAGE as *mut MaybeUninit<BootParams>;
-            p.write_bytes(0, 1);
-            phys::object_mut(layout::ZERO_PAGE)
-        };
+        // The e820 extension first: the zero page's borrow of `mem` follows.
+        let setup_data = link_e820_ext(mem, memory, e820_ext, setup_data)?;
+        // The zero-page area is reserved for this (layout.rs).
+        mem.bytes(layout::ZERO_PAGE, size_of::<BootParams>())?
+            .fill(0);
+        let zp: &mut BootParams = mem.object(layout::ZERO_PAGE)?;
         zp.copy_header_from(self.header);
         let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
         let hdr = &mut zp.hdr;
@@ -191,7 +198,7 @@ impl Kernel {
         hdr.cmd_line_ptr = layout::CMDLINE as u32;
         hdr.ramdisk_image = image as u32;
         hdr.ramdisk_size = size as u32;
-        hdr.setup_data = link_e820_ext(memory, e820_ext, setup_data)?;
+        hdr.setup_data = setup_data;
         zp.ext_ramdisk_image = (image >> 32) as u32;
         zp.ext_ramdisk_size = (size >> 32) as u32;
         zp.acpi_rsdp_addr = rsdp.unwrap_or(0);
@@ -261,16 +268,21 @@ pub fn reserve_map_room(
 /// Writes the final map's entries beyond the zero page's 128 into `node` and
 /// returns the new head of the `setup_data` list (`next` when the map fits
 /// the zero page).
-fn link_e820_ext(memory: &MemoryMap, node: Option<Range>, next: u64) -> Result<u64, Error> {
+fn link_e820_ext(
+    mem: &mut impl GuestMemory,
+    memory: &MemoryMap,
+    node: Option<Range>,
+    next: u64,
+) -> Result<u64, Error> {
     if memory.len() <= E820_MAX_ENTRIES_ZEROPAGE {
         return Ok(next);
     }
     let node = node.ok_or(Error::OutOfFirmwareMemory(
         "the e820 map's SETUP_E820_EXT node",
     ))?;
-    // SAFETY: `node` is high-zone RAM reserve_e820_ext took for this, reserved
-    // in the final map, identity-mapped, used by nothing else.
-    let bytes = unsafe { phys::slice_mut(node.start, node.len() as usize) };
+    // `node` is high-zone RAM reserve_e820_ext took for this, reserved in
+    // the final map.
+    let bytes = mem.bytes(node.start, node.len() as usize)?;
     memory
         .write_ext_node(bytes, next)
         .ok_or(Error::OutOfFirmwareMemory(
@@ -286,25 +298,34 @@ fn link_e820_ext(memory: &MemoryMap, node: Option<Range>, next: u64) -> Result<u
 }
 
 /// Loads the initrd (if any) into `range` (chosen by `linux::place_initrd*`).
-pub fn load_initrd(fw_cfg: &mut FwCfg<Pio>, range: Option<Range>) -> Result<(), Error> {
+pub fn load_initrd(
+    fw_cfg: &mut FwCfg<impl PortIo>,
+    mem: &mut impl GuestMemory,
+    range: Option<Range>,
+) -> Result<(), Error> {
     let Some(range) = range else { return Ok(()) };
     // Only needed without DMA (the CPU copies), but cheap: one entry per 2 MiB.
-    paging::identity_map(range)?;
-    // SAFETY: free RAM chosen by place_initrd, identity-mapped.
-    unsafe { fw_cfg.read_to_phys(Item::InitrdData as u16, range.start, range.len() as u32) }
+    mem.map(range)?;
+    fw_cfg.read_to_guest(
+        mem,
+        Item::InitrdData as u16,
+        range.start,
+        range.len() as u32,
+    )
 }
 
 /// Loads the command line (`size` bytes with its NUL, checked against
 /// `layout::CMDLINE_ROOM` by the caller) to its fixed place and terminates it.
-pub fn load_cmdline(fw_cfg: &mut FwCfg<Pio>, size: u64) -> Result<(), Error> {
+pub fn load_cmdline(
+    fw_cfg: &mut FwCfg<impl PortIo>,
+    mem: &mut impl GuestMemory,
+    size: u64,
+) -> Result<(), Error> {
     debug_assert!(size <= layout::CMDLINE_ROOM);
-    // SAFETY: the command-line area is reserved for this (layout.rs) and mapped;
-    // the callers checked that `size` fits it.
-    unsafe {
-        fw_cfg.read_to_phys(Item::CmdlineData as u16, layout::CMDLINE, size as u32)?;
-        phys::slice_mut(layout::CMDLINE + size.saturating_sub(1), 1)[0] = 0;
-    }
+    // The command-line area is reserved for this (layout.rs).
+    fw_cfg.read_to_guest(mem, Item::CmdlineData as u16, layout::CMDLINE, size as u32)?;
+    mem.bytes(layout::CMDLINE + size.saturating_sub(1), 1)?[0] = 0;
     Ok(())
 }
 
-const _: () = assert!(core::mem::size_of::<SetupData>() == 16);
+const _: () = assert!(size_of::<SetupData>() == 16);

@@ -1,0 +1,147 @@
+//! The CPUs as SeaBIOS leaves them: the MTRRs programmed on every CPU, the
+//! bootstrap CPU's local APIC in virtual-wire mode, and the application
+//! processors woken once (INIT, then a start-up IPI) to write the same MSRs and
+//! halt again until the kernel starts them.
+//!
+//! The wake-up is sent early and checked just before the kernel's entry, so the
+//! bootstrap CPU does not wait for the other CPUs while it loads the kernel.
+
+use crate::board::{Cpu, GuestMemory};
+use crate::error::Error;
+use crate::mtrr::{self, CpuInfo, MsrList};
+
+/// The page the application processors start in (start-up IPI vector = page
+/// number), in the BIOS segment that bios.rs opens as shadow RAM.
+pub const TRAMPOLINE: u64 = 0xF_0000;
+/// Layout of the trampoline page, shared with the binary's AP start-up code:
+/// the count of CPUs checked in, their APIC-ID bitmap, the MSR list.
+pub const AP_COUNT_OFFSET: usize = 0x80;
+pub const AP_IDS_OFFSET: usize = 0x88;
+pub const AP_MSRS_OFFSET: usize = 0xA8;
+const MSR_ENTRY: usize = 12;
+
+const LAPIC_VERSION: u32 = 0x30;
+const LAPIC_SVR: u32 = 0xF0;
+const LAPIC_ICR_LOW: u32 = 0x300;
+const LAPIC_LINT0: u32 = 0x350;
+const LAPIC_LINT1: u32 = 0x360;
+const SVR_ENABLE: u32 = 1 << 8;
+/// LINT0: ExtINT (the 8259), LINT1: NMI, both level-triggered (SeaBIOS's values).
+const LINT0_EXTINT: u32 = 0x8700;
+const LINT1_NMI: u32 = 0x8400;
+/// All but self, assert: INIT, then start-up with the page number as vector.
+const ICR_INIT_OTHERS: u32 = 0x000C_4500;
+const ICR_STARTUP_OTHERS: u32 = 0x000C_4600;
+
+/// About a second of TSC ticks at QEMU's usual rates: the longest ferrite waits
+/// for the other CPUs before booting without them having checked in.
+const WAIT_TICKS: u64 = 1 << 31;
+
+/// CPUID leaf 1: (signature, EBX, EDX).
+pub fn cpuid1(cpu: &mut impl Cpu) -> (u32, u32, u32) {
+    let [eax, ebx, _, edx] = cpu.cpuid(1);
+    (eax, ebx, edx)
+}
+
+fn cpu_info(cpu: &mut impl Cpu) -> CpuInfo {
+    let max_ext = cpu.cpuid(0x8000_0000)[0];
+    let phys_bits = if max_ext >= 0x8000_0008 {
+        (cpu.cpuid(0x8000_0008)[0] & 0xFF) as u8
+    } else {
+        36
+    };
+    let features_edx = cpuid1(cpu).2;
+    let mtrr_cap = if features_edx & (1 << 12) != 0 {
+        cpu.mtrr_cap()
+    } else {
+        0
+    };
+    CpuInfo {
+        features_edx,
+        mtrr_cap,
+        phys_bits,
+    }
+}
+
+/// The other CPUs, once woken.
+pub struct Cpus {
+    /// How many CPUs QEMU started (fw_cfg), this one included.
+    pub count: u16,
+}
+
+/// Programs the MTRRs (and IA32_FEATURE_CONTROL when QEMU asks) on this CPU,
+/// puts its local APIC in virtual-wire mode and wakes the `count - 1` others to
+/// do the same. The trampoline page must be writable RAM.
+pub fn start(
+    cpu: &mut impl Cpu,
+    mem: &mut impl GuestMemory,
+    count: u16,
+    pci_start: u64,
+    feature_control: u64,
+) -> Result<Cpus, Error> {
+    let msrs = mtrr::seabios_mtrrs(&cpu_info(cpu), pci_start, feature_control);
+    cpu.write_msrs(&msrs);
+    let svr = cpu.lapic_read(LAPIC_SVR);
+    cpu.lapic_write(LAPIC_SVR, svr | SVR_ENABLE);
+    cpu.lapic_write(LAPIC_LINT0, LINT0_EXTINT);
+    cpu.lapic_write(LAPIC_LINT1, LINT1_NMI);
+    let bsp = (cpuid1(cpu).1 >> 24) as usize;
+    write_trampoline(mem, cpu.ap_code(), &msrs, bsp)?;
+    if count > 1 {
+        cpu.lapic_write(LAPIC_ICR_LOW, ICR_INIT_OTHERS);
+        cpu.lapic_write(
+            LAPIC_ICR_LOW,
+            ICR_STARTUP_OTHERS | (TRAMPOLINE >> 12) as u32,
+        );
+    }
+    Ok(Cpus { count })
+}
+
+/// The start-up code, the cleared check-in count, the APIC-ID bitmap with
+/// this CPU's bit, and the MSR list (ended by an empty entry). No other CPU
+/// runs yet.
+fn write_trampoline(
+    mem: &mut impl GuestMemory,
+    code: &[u8],
+    msrs: &MsrList,
+    bsp: usize,
+) -> Result<(), Error> {
+    const _: () = assert!(
+        AP_IDS_OFFSET.is_multiple_of(8)
+            && AP_IDS_OFFSET >= AP_COUNT_OFFSET + 2
+            && AP_MSRS_OFFSET >= AP_IDS_OFFSET + 32
+    );
+    let page = mem.bytes(TRAMPOLINE, 4096)?;
+    assert!(code.len() <= AP_COUNT_OFFSET, "AP trampoline too long");
+    page[..code.len()].copy_from_slice(code);
+    page[AP_COUNT_OFFSET..AP_MSRS_OFFSET].fill(0);
+    page[AP_IDS_OFFSET + bsp / 8] |= 1 << (bsp % 8);
+    let mut at = AP_MSRS_OFFSET;
+    for &(msr, value) in msrs.as_slice() {
+        page[at..at + 4].copy_from_slice(&msr.to_le_bytes());
+        page[at + 4..at + 12].copy_from_slice(&value.to_le_bytes());
+        at += MSR_ENTRY;
+    }
+    page[at..at + MSR_ENTRY].fill(0);
+    Ok(())
+}
+
+impl Cpus {
+    /// Waits until every other CPU has checked in; false after the time-out.
+    pub fn wait(&self, cpu: &mut impl Cpu) -> bool {
+        let expected = self.count.saturating_sub(1);
+        let start = cpu.ticks();
+        while cpu.checked_in() < expected {
+            if cpu.ticks().wrapping_sub(start) > WAIT_TICKS {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+}
+
+/// This CPU's local APIC version register (the MP table's processor entries).
+pub fn lapic_version(cpu: &mut impl Cpu) -> u8 {
+    cpu.lapic_read(LAPIC_VERSION) as u8
+}

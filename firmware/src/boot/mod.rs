@@ -1,0 +1,397 @@
+//! The boot sequence, step by step, on any [`Board`]: the firmware binary runs
+//! it on the machine, the host tests on a model of QEMU's pc, q35 and microvm.
+//!
+//! [`boot`] reads QEMU's configuration, sets up the PC, identifies the kernel
+//! and runs that kind's steps; it returns the [`Handoff`] the binary jumps
+//! through.
+
+mod bios;
+mod bzimage;
+mod cpus;
+mod mb_kernel;
+mod pc;
+mod resume;
+mod tables;
+mod vmlinux;
+
+#[cfg(test)]
+mod tests;
+
+use core::mem::size_of;
+
+pub use bios::{EBDA, F_SEGMENT};
+pub use cpus::{AP_COUNT_OFFSET, AP_IDS_OFFSET, AP_MSRS_OFFSET, TRAMPOLINE};
+pub use resume::RESUME_BLOCK;
+
+use crate::board::{Board, Step};
+use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
+use crate::bootparams::e820_type::RESERVED;
+use crate::e820::{MemoryMap, Range};
+use crate::error::Error;
+use crate::fwcfg::FwCfg;
+use crate::layout::{self, HighZone, Reservations};
+use crate::linux::{self, Entry};
+use crate::multiboot::MmapEntry;
+use crate::pci::Pci;
+use crate::pvh::MemmapEntry;
+
+use bzimage::{Kernel, Payload};
+use mb_kernel::MultibootKernel;
+use pc::Pc;
+use vmlinux::Vmlinux;
+
+/// What the boot keeps for its whole length, too large for the stack: the
+/// binary has it in `.bss`, a host test on the heap.
+pub struct Storage {
+    memory: MemoryMap,
+    pci: Pci,
+    header: bzimage::Header,
+}
+
+impl Storage {
+    pub const fn new() -> Storage {
+        Storage {
+            memory: MemoryMap::new(),
+            pci: Pci::new(),
+            header: [0; bzimage::HEADER_BYTES],
+        }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage::new()
+    }
+}
+
+/// The boot sequence.
+pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, Error> {
+    let Storage {
+        memory,
+        pci,
+        header,
+    } = storage;
+
+    // 1. QEMU's configuration device, and what the user set through it.
+    let mut fw_cfg = FwCfg::probe(board.io())?;
+    board.configure(&mut fw_cfg)?;
+    board.mark(Step::FwCfg);
+
+    // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
+    //    tables handed to the kernel go.
+    memory.read_from(&mut fw_cfg)?;
+    let zone = HighZone::new(memory.low_ram_top()?);
+    board.mark(Step::MemoryMap);
+
+    // 3. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
+    //    microvm): PCI, the BIOS segment, legacy devices, the MTRRs, and the
+    //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
+    //    from what the firmware programmed. What the chipset uses is reserved.
+    let mut reserved = Reservations::new(B::ROM);
+    let pc = Pc::setup(board, &mut fw_cfg, memory, pci, &mut reserved)?;
+    log::debug!("machine: {:?}", pc.machine);
+    board.mark(Step::Hardware);
+
+    // 4. The kernel: which kind, validated. Then that kind's steps.
+    let payload = bzimage::identify(board, &mut fw_cfg, memory, header)?;
+    board.mark(Step::KernelHeader);
+    let booting = Booting {
+        board,
+        fw_cfg: &mut fw_cfg,
+        memory,
+        pci,
+        zone,
+        reserved,
+        pc,
+        acpi: tables::Installed::default(),
+    };
+    match payload {
+        Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
+        Payload::Pvh(vmlinux) => boot_pvh(booting, vmlinux),
+        Payload::Multiboot(kernel) => boot_multiboot(booting, kernel),
+    }
+}
+
+/// What every kind of kernel's steps work with.
+struct Booting<'m, B: Board> {
+    board: &'m mut B,
+    /// Borrowed: moved by value, its file directory is kilobytes of copies.
+    fw_cfg: &'m mut FwCfg<B::Io>,
+    memory: &'m mut MemoryMap,
+    pci: &'m Pci,
+    zone: HighZone,
+    /// What the final map reserves beside the zone: the ROM, the BIOS
+    /// segment, the chipset's ranges. The kernel and initrd go clear of it.
+    reserved: Reservations,
+    pc: Pc,
+    /// What the ACPI step left for the S3 resume data.
+    acpi: tables::Installed,
+}
+
+impl<'m, B: Board> Booting<'m, B> {
+    /// ACPI tables, through QEMU's table-loader script, and SMBIOS; on
+    /// microvm without ACPI, an MP table. All before the kernel and the
+    /// initrd are placed clear of the zone. Returns the RSDP's address.
+    fn install_tables(&mut self) -> Result<Option<u64>, Error> {
+        let memory = self.board.memory();
+        self.acpi = tables::install(self.fw_cfg, memory, &mut self.zone, self.pc.bios_area())?;
+        self.pc
+            .install_smbios(self.fw_cfg, memory, &mut self.zone)?;
+        let rsdp = self.acpi.rsdp;
+        self.pc.microvm_mptable(
+            self.board,
+            self.fw_cfg,
+            &mut self.zone,
+            rsdp,
+            &mut self.reserved,
+        )?;
+        Ok(rsdp)
+    }
+
+    /// Ranges the kernel's blobs go clear of: the zone as it is now, what
+    /// the final map reserves, and `also`.
+    fn busy(&self, also: Range) -> [Range; Reservations::CAPACITY + 2] {
+        let mut busy = [Range::new(0, 0); Reservations::CAPACITY + 2];
+        busy[0] = self.zone.used();
+        busy[1] = also;
+        busy[2..].copy_from_slice(self.reserved.all());
+        busy
+    }
+
+    /// Room in the high zone for a PVH or multiboot memory map of `E`s, when
+    /// the final map may be longer than the fixed table for it (the zero
+    /// page's 128 entries), clear of `keep_clear`. None on an ordinary VM.
+    fn reserve_map_room<E>(
+        &mut self,
+        keep_clear: Range,
+        what: &'static str,
+    ) -> Result<Option<Range>, Error> {
+        bzimage::reserve_map_room(
+            self.memory,
+            &mut self.zone,
+            E820_MAX_ENTRIES_ZEROPAGE,
+            size_of::<E>(),
+            FINAL_MAP_GROWTH,
+            keep_clear,
+            what,
+        )
+    }
+
+    /// The other CPUs checked in, the MP table, the BIOS segment locked,
+    /// where a wake-up from S3 finds the OS's waking vector (from `rsdp`),
+    /// and the final memory map.
+    fn finish(self, rsdp: Option<u64>) -> Result<Ready<'m, B>, Error> {
+        let machine = self.pc.machine;
+        self.pc.finish(self.board, self.fw_cfg, self.pci)?;
+        resume::arm(
+            self.board.memory(),
+            machine,
+            rsdp,
+            self.acpi.tables,
+            self.zone.used(),
+        );
+        self.board.mark(Step::Cpus);
+        reserve_firmware_memory(self.memory, self.zone.used(), &self.reserved)?;
+        Ok(Ready {
+            board: self.board,
+            memory: self.memory,
+        })
+    }
+}
+
+/// Everything set up but the kernel's boot information.
+struct Ready<'m, B: Board> {
+    board: &'m mut B,
+    memory: &'m MemoryMap,
+}
+
+/// The most entries [`reserve_firmware_memory`] adds to a map: a range cut
+/// out of one entry or laid inside it adds two at most (the hole one), and
+/// it lays the zone and up to [`Reservations::CAPACITY`] ranges.
+const FINAL_MAP_GROWTH: usize = 1 + 2 * (1 + Reservations::CAPACITY);
+
+/// What the kernel must not use: the legacy hole (QEMU's first RAM entry
+/// spans it), the BIOS segment, ferrite's tables, the chipset's ranges (EBDA,
+/// MMCONFIG, RCBA) and the ROM.
+fn reserve_firmware_memory(
+    memory: &mut MemoryMap,
+    tables: Range,
+    reserved: &Reservations,
+) -> Result<(), Error> {
+    memory.remove(layout::LEGACY_HOLE)?;
+    memory.insert(reserved.bios_area(), RESERVED)?;
+    memory.insert(tables, RESERVED)?;
+    for &range in reserved.chipset() {
+        memory.insert(range, RESERVED)?;
+    }
+    memory.insert(reserved.rom(), RESERVED)?;
+    Ok(())
+}
+
+/// A bzImage through the Linux boot protocol.
+fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, Error> {
+    // 5. ACPI and SMBIOS.
+    let rsdp = b.install_tables()?;
+    b.board.mark(Step::Acpi);
+
+    // 6. The kernel, straight to its run-time address, and its setup_data,
+    //    clear of every range the final map reserves.
+    let busy = b.busy(Range::new(0, 0));
+    let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
+    kernel.load(b.fw_cfg, b.board.memory(), kernel_range)?;
+    let setup_data =
+        kernel.move_setup_data(b.fw_cfg, b.board.memory(), kernel_range, &mut b.zone)?;
+    let e820_ext =
+        bzimage::reserve_e820_ext(b.memory, &mut b.zone, kernel_range, FINAL_MAP_GROWTH)?;
+    b.board.mark(Step::KernelLoaded);
+
+    // 7. The initrd, as high as the kernel allows, and the command line.
+    let busy = b.busy(kernel_range);
+    let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
+    bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
+    kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
+    b.board.mark(Step::InitrdLoaded);
+    log::debug!(
+        "kernel {:#x}..{:#x}, initrd {:x?}, {:?} entry, {} DMA requests",
+        kernel_range.start,
+        kernel_range.end,
+        initrd,
+        kernel.info.entry,
+        b.fw_cfg.stats.dma_requests
+    );
+
+    // 8. The other CPUs, the MP table, the S3 resume data, the final memory map.
+    let r = b.finish(rsdp)?;
+
+    // 9. The zero page.
+    let zero_page = kernel.build_zero_page(
+        r.board.memory(),
+        kernel_range,
+        initrd,
+        setup_data,
+        e820_ext,
+        rsdp,
+        r.memory,
+    )?;
+    let (entry, address) = kernel.entry_point(kernel_range);
+    let kind = match entry {
+        Entry::Bits64 => Kind::Linux64,
+        Entry::Bits32 => Kind::Linux32,
+    };
+    Ok(Handoff::new(r.board, kind, address, zero_page))
+}
+
+/// An ELF kernel (vmlinux) through its PVH entry. QEMU loaded its segments.
+fn boot_pvh<B: Board>(mut b: Booting<B>, kernel: Vmlinux) -> Result<Handoff, Error> {
+    // 5. The tables kept clear of the segments QEMU loaded.
+    kernel.keep_clear(&mut b.zone)?;
+
+    // 6. ACPI and SMBIOS (nothing to load: the kernel is in place).
+    let rsdp = b.install_tables()?;
+    b.board.mark(Step::Acpi);
+    b.board.mark(Step::KernelLoaded);
+
+    // 7. Room for a memory map longer than the start info's own table
+    //    (taken before the initrd is placed below the zone), the initrd,
+    //    placed as for a bzImage, and the command line.
+    let memmap_room = b.reserve_map_room::<MemmapEntry>(kernel.segments, "the PVH memory map")?;
+    let busy = b.busy(kernel.segments);
+    let initrd = kernel.place_initrd(b.memory, &busy)?;
+    bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
+    kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
+    b.board.mark(Step::InitrdLoaded);
+    log::debug!(
+        "pvh: segments {:#x}..{:#x}, entry {:#x}, initrd {initrd:x?}, {} DMA requests",
+        kernel.segments.start,
+        kernel.segments.end,
+        kernel.entry,
+        b.fw_cfg.stats.dma_requests
+    );
+
+    // 8. The other CPUs, the MP table, the S3 resume data, the final memory map.
+    let r = b.finish(rsdp)?;
+
+    // 9. The start info: memory map, command line, initrd module, RSDP.
+    let start_info =
+        kernel.build_start_info(r.board.memory(), initrd, rsdp, r.memory, memmap_room)?;
+    Ok(Handoff::new(
+        r.board,
+        Kind::Pvh,
+        kernel.entry as u64,
+        start_info,
+    ))
+}
+
+/// A multiboot v1 kernel: QEMU's image and information block, finished.
+fn boot_multiboot<B: Board>(mut b: Booting<B>, kernel: MultibootKernel) -> Result<Handoff, Error> {
+    // 5. The tables kept clear of the image.
+    kernel.keep_clear(&mut b.zone)?;
+
+    // 6. ACPI and SMBIOS.
+    let rsdp = b.install_tables()?;
+    b.board.mark(Step::Acpi);
+
+    // 7. The image (kernel, modules, command lines) in one transfer, and
+    //    the kernel's multiboot header checked.
+    kernel.load(b.fw_cfg, b.board.memory())?;
+    b.board.mark(Step::KernelLoaded);
+
+    // 8. QEMU's information block.
+    kernel.load_info(b.fw_cfg, b.board.memory())?;
+    b.board.mark(Step::InitrdLoaded);
+    log::debug!(
+        "multiboot: image {:#x}..{:#x}, entry {:#x}, {} DMA requests",
+        kernel.image.start,
+        kernel.image.end,
+        kernel.entry,
+        b.fw_cfg.stats.dma_requests
+    );
+
+    // 9. The other CPUs, the MP table, the S3 resume data, the final
+    //    memory map (with room for it when it is longer than the fixed
+    //    table).
+    let mmap_room = b.reserve_map_room::<MmapEntry>(kernel.image, "the multiboot memory map")?;
+    let r = b.finish(rsdp)?;
+
+    // 10. What QEMU leaves to the firmware: mem_lower/upper, the memory map.
+    let info = kernel.finish_info(r.board.memory(), r.memory, mmap_room)?;
+    Ok(Handoff::new(
+        r.board,
+        Kind::Multiboot,
+        kernel.entry as u64,
+        info,
+    ))
+}
+
+/// How the kernel is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A bzImage's 64-bit entry (the zero page in RSI).
+    Linux64,
+    /// A bzImage's 32-bit entry (the zero page in ESI).
+    Linux32,
+    /// The PVH entry (the start info in EBX).
+    Pvh,
+    /// The multiboot entry (EAX: the magic, EBX: the information).
+    Multiboot,
+}
+
+/// Where the boot hands over: the binary writes the marker and jumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub kind: Kind,
+    pub entry: u64,
+    /// The zero page (bzImage), the start info (PVH) or the multiboot information.
+    pub boot_info: u64,
+}
+
+impl Handoff {
+    fn new<B: Board>(board: &mut B, kind: Kind, entry: u64, boot_info: u64) -> Handoff {
+        board.mark(Step::ZeroPage);
+        Handoff {
+            kind,
+            entry,
+            boot_info,
+        }
+    }
+}
