@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::bootparams::e820_type::{RAM, RESERVED};
+use crate::test_support::many_ranges;
 use std::vec::Vec;
 
 const LOAD: u64 = 0x100_0000;
@@ -30,13 +31,20 @@ fn note(name: &[u8], typ: u32, desc: &[u8]) -> Vec<u8> {
     n
 }
 
+/// The first 0x100 bytes of a little-endian ELF file of `class`: its
+/// identification, and zeros for the rest of the header to fill in.
+fn elf_head(class: u8) -> Vec<u8> {
+    let mut h = std::vec![0u8; 0x100];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = class;
+    h[5] = ELFDATA2LSB;
+    h
+}
+
 /// A 64-bit ELF head: one PT_LOAD of `size` at LOAD, one PT_NOTE holding
 /// `notes` at file offset 0x100 (paddr `note_paddr`).
 fn elf64(notes: &[u8], note_paddr: u64, size: u64) -> Vec<u8> {
-    let mut h = std::vec![0u8; 0x100];
-    h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = ELFCLASS64;
-    h[5] = ELFDATA2LSB;
+    let mut h = elf_head(ELFCLASS64);
     h[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
     h[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
     h[0x38..0x3A].copy_from_slice(&2u16.to_le_bytes());
@@ -167,10 +175,7 @@ fn hostile_notes_and_headers_are_refused() {
 #[test]
 fn a_32_bit_elf_works_too() {
     let n = note(b"Xen\0", 18, &(ENTRY as u32).to_le_bytes());
-    let mut h = std::vec![0u8; 0x100];
-    h[..4].copy_from_slice(b"\x7fELF");
-    h[4] = ELFCLASS32;
-    h[5] = ELFDATA2LSB;
+    let mut h = elf_head(ELFCLASS32);
     h[0x1C..0x20].copy_from_slice(&52u32.to_le_bytes());
     h[0x2A..0x2C].copy_from_slice(&32u16.to_le_bytes());
     h[0x2C..0x2E].copy_from_slice(&2u16.to_le_bytes());
@@ -269,16 +274,6 @@ fn start_block_points_at_its_own_parts() {
 /// 300 entries, as QEMU never lists but the heap takes: beyond the
 /// block's 128 they go to the room handed in, whole; without room, or
 /// with too little, the boot stops rather than cut the map.
-fn many_ranges(n: u64) -> MemoryMap {
-    let mut map = MemoryMap::new();
-    for i in 0..n {
-        let typ = if i % 2 == 0 { RAM } else { RESERVED };
-        map.insert(Range::new(i << 21, (i << 21) + (1 << 20)), typ)
-            .unwrap();
-    }
-    map
-}
-
 #[test]
 fn a_map_longer_than_the_block_goes_to_the_room_handed_in() {
     let map = many_ranges(300);
