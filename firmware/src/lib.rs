@@ -33,3 +33,5 @@ pub mod pvh;
 pub mod s3;
 pub mod setup_data;
 pub mod smbios;
+#[cfg(test)]
+mod test_support;

@@ -396,12 +396,7 @@ mod tests {
 
     #[test]
     fn a_map_of_300_entries_is_written_whole_where_it_fits() {
-        let mut map = MemoryMap::new();
-        for i in 0..300u64 {
-            let typ = if i % 2 == 0 { RAM } else { RESERVED };
-            map.insert(Range::new(i << 21, (i << 21) + (1 << 20)), typ)
-                .unwrap();
-        }
+        let map = crate::test_support::many_ranges(300);
         let mut info = Info::default();
         let mut mmap = std::vec![MmapEntry::default(); 300];
         finish_info(&mut info, &map, &mut mmap, 0x80_0000).unwrap();

@@ -89,20 +89,21 @@ mod tests {
         k
     }
 
+    /// The node `blob_with_node(0x1000, 0, b"dtb!")` holds: its 16-byte
+    /// header and the 4-byte payload.
+    const DTB_NODE: Node = Node {
+        offset: 0x1000,
+        len: 20,
+        typ: 2,
+    };
+
     #[test]
     fn finds_qemus_dtb_node() {
         // QEMU 7.2: pointer = KERNEL_ADDR + offset within KERNEL_DATA
         let k = blob_with_node(0x1000, 0, b"dtb!");
         let mut out = [Node::default(); MAX_NODES];
         assert_eq!(locate(KADDR + 0x1000, KADDR, SETUP, &k, &mut out), Ok(1));
-        assert_eq!(
-            out[0],
-            Node {
-                offset: 0x1000,
-                len: 20,
-                typ: 2
-            }
-        );
+        assert_eq!(out[0], DTB_NODE);
     }
 
     #[test]
@@ -113,14 +114,7 @@ mod tests {
         let ptr = KADDR + SETUP + 0x1000;
         let mut out = [Node::default(); MAX_NODES];
         assert_eq!(locate(ptr, KADDR, SETUP, &k, &mut out), Ok(1));
-        assert_eq!(
-            out[0],
-            Node {
-                offset: 0x1000,
-                len: 20,
-                typ: 2
-            }
-        );
+        assert_eq!(out[0], DTB_NODE);
     }
 
     #[test]

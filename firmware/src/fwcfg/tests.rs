@@ -1,0 +1,168 @@
+//! Unit tests of the fw_cfg driver, run against [`super::fake::FakeDevice`]:
+//! DMA and port transfers, the directory, write-back and the errors.
+
+use super::fake::FakeDevice;
+use super::*;
+
+fn device(dma: bool) -> FakeDevice {
+    let mut d = FakeDevice::new(dma);
+    d.items
+        .insert(Item::KernelSize as u16, 1234u32.to_le_bytes().to_vec());
+    d.add_file("etc/e820", &[7u8; 40]);
+    d.add_file("etc/table-loader", &[1u8; 128]);
+    d.add_file("opt/ferrite/log-level", b"debug");
+    d
+}
+
+#[test]
+fn dma_path_reads_items_and_files_with_few_port_accesses() {
+    let mut dev = device(true);
+    let mut fw = FwCfg::probe(&mut dev).unwrap();
+    assert!(fw.has_dma());
+    assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+    let f = fw.find(b"etc/e820").unwrap();
+    assert_eq!(f.size, 40);
+    let mut buf = [0u8; 40];
+    fw.read_into(f.select, &mut buf).unwrap();
+    assert_eq!(buf, [7u8; 40]);
+    assert!(fw.find(b"etc/e82").is_none());
+    assert!(fw.find(b"etc/e8200").is_none());
+    // 2 signature reads + ID + directory (2) + KernelSize + file = 7 exits,
+    // the host stack address may need the high half too.
+    let stats = fw.stats;
+    assert_eq!(stats.dma_requests, 5);
+    assert!(
+        dev.port_accesses <= 2 + 2 * 5,
+        "{} port accesses",
+        dev.port_accesses
+    );
+}
+
+#[test]
+fn port_io_fallback_gives_the_same_bytes() {
+    let mut dev = device(false);
+    let mut fw = FwCfg::probe(&mut dev).unwrap();
+    assert!(!fw.has_dma());
+    assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+    let f = fw.find(b"opt/ferrite/log-level").unwrap();
+    let mut buf = [0u8; 5];
+    fw.read_into(f.select, &mut buf).unwrap();
+    assert_eq!(&buf, b"debug");
+    assert_eq!(fw.stats.dma_requests, 0);
+    let mut dst = [0u8; 40];
+    // SAFETY: `dst` is a local buffer nothing else uses.
+    unsafe {
+        fw.read_to_phys(
+            fw.find(b"etc/e820").unwrap().select,
+            dst.as_mut_ptr() as u64,
+            40,
+        )
+    }
+    .unwrap();
+    assert_eq!(dst, [7u8; 40]);
+}
+
+#[test]
+fn irq0_override_is_qemus_numbered_item_not_a_file() {
+    for dma in [true, false] {
+        let mut dev = FakeDevice::qemu_x86(dma);
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        // the name exists only inside SeaBIOS (qemu_cfg_legacy)
+        assert!(fw.find(b"etc/irq0-override").is_none());
+        assert!(fw.irq0_override().unwrap(), "dma {dma}");
+        // a QEMU without the item (or with 0 in it): no override
+        let mut dev = FakeDevice::qemu_x86(dma);
+        dev.items.remove(&(Item::Irq0Override as u16));
+        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+        let mut dev = FakeDevice::qemu_x86(dma);
+        dev.items
+            .insert(Item::Irq0Override as u16, 0u32.to_le_bytes().to_vec());
+        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+    }
+}
+
+#[test]
+fn no_device_is_reported_as_such() {
+    let mut dev = device(true);
+    dev.present = false;
+    assert_eq!(FwCfg::probe(&mut dev).err(), Some(Error::NoFwCfg));
+}
+
+#[test]
+fn dma_errors_are_reported() {
+    let mut dev = device(true);
+    dev.fail_dma = true;
+    assert!(matches!(
+        FwCfg::probe(&mut dev).err(),
+        Some(Error::FwCfgDma { .. })
+    ));
+}
+
+#[test]
+fn write_file_patches_the_item_and_checks_bounds() {
+    let mut dev = device(true);
+    dev.add_file("etc/vmgenid_addr", &[0u8; 8]);
+    let mut fw = FwCfg::probe(&mut dev).unwrap();
+    let f = fw.find(b"etc/vmgenid_addr").unwrap();
+    fw.write_file(f.select, 4, &[1, 2, 3, 4]).unwrap();
+    assert!(fw.write_file(f.select, 6, &[1, 2, 3, 4]).is_err());
+    assert_eq!(dev.items[&f.select], [0, 0, 0, 0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn a_directory_of_500_files_is_taken_whole() {
+    for dma in [true, false] {
+        let mut dev = FakeDevice::new(dma);
+        for i in 0..500 {
+            dev.add_file(&format!("opt/f{i}"), &(i as u32).to_le_bytes());
+        }
+        let mut fw = FwCfg::probe(&mut dev).unwrap();
+        assert_eq!(fw.file_count(), 500);
+        for i in [0, INLINE_FILES - 1, INLINE_FILES, 499] {
+            let f = fw.find(format!("opt/f{i}").as_bytes()).unwrap();
+            assert_eq!(f.size, 4);
+            assert_eq!(f.select, 0x20 + i as u16);
+            assert_eq!(fw.read_u32(f.select).unwrap(), i as u32, "dma {dma}");
+        }
+        assert!(fw.find(b"opt/f500").is_none());
+    }
+    // exactly the inline array's size stays off the heap
+    let mut dev = FakeDevice::new(true);
+    for i in 0..INLINE_FILES {
+        dev.add_file(&format!("opt/f{i}"), &[0u8; 1]);
+    }
+    let fw = FwCfg::probe(&mut dev).unwrap();
+    assert!(fw.spilled.is_empty());
+    assert_eq!(fw.file_count(), INLINE_FILES);
+}
+
+#[test]
+fn impossible_or_oversized_directories_are_refused() {
+    // a count no fw_cfg can have: more files than selectors
+    let mut dev = FakeDevice::new(true);
+    let mut dir = dev.items[&(Item::FileDir as u16)].clone();
+    dir[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    dev.items.insert(Item::FileDir as u16, dir.clone());
+    assert_eq!(
+        FwCfg::probe(&mut dev).err(),
+        Some(Error::BadFileDirectory {
+            count: u32::MAX as usize
+        })
+    );
+    // a possible count beyond the heap: the heap's own error
+    dir[..4].copy_from_slice(&(MAX_FILES as u32).to_be_bytes());
+    dev.items.insert(Item::FileDir as u16, dir);
+    assert_eq!(
+        FwCfg::probe(&mut dev).err().map(|e| e.status()),
+        Some(Error::OutOfHeap { what: "", bytes: 0 }.status())
+    );
+    // a directory shorter than its count reads as empty names: nothing found
+    let mut dev = FakeDevice::new(true);
+    dev.add_file("etc/e820", &[0u8; 20]);
+    let mut dir = dev.items[&(Item::FileDir as u16)].clone();
+    dir[..4].copy_from_slice(&200u32.to_be_bytes());
+    dev.items.insert(Item::FileDir as u16, dir);
+    let fw = FwCfg::probe(&mut dev).unwrap();
+    assert_eq!(fw.file_count(), 200);
+    assert!(fw.find(b"etc/e820").is_some());
+}
