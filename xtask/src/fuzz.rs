@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz`: the firmware's fuzz targets (firmware/src/fuzz.rs), run
+//! `cargo xtask fuzz`: the firmware's fuzz targets (firmware/src/fuzz/), run
 //! long in the `fuzz` profile (optimised, overflow checks on), with a case count
 //! per parser at the end.
 

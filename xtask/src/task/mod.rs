@@ -43,7 +43,7 @@ pub enum Task {
     /// ACPI/HPET off, NUMA, memory hot-plug, no DMA), a mixed soak, and guest
     /// reboots in a row; report every failure with its serial log.
     Soak(soak::Args),
-    /// Fuzz every parser of what QEMU or the kernel hands over (firmware/src/fuzz.rs)
+    /// Fuzz every parser of what QEMU or the kernel hands over (firmware/src/fuzz/)
     /// in an optimised build with overflow checks; reports the cases per parser.
     Fuzz(fuzz::Args),
     /// Measure tQEMU, tFW and tKernel for ferrite, qboot, SeaBIOS, the floor ROM
