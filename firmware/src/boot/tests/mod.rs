@@ -1,0 +1,214 @@
+//! The whole boot on the host: [`boot`] against a model of QEMU's pc, q35 and
+//! microvm ([`machine`], [`qemu`]), checked for what the kernel would be
+//! handed: the zero page, the e820 map, the ACPI tables, the MP table, the S3
+//! resume data, and the order of the steps.
+
+mod machine;
+mod qemu;
+
+use super::*;
+use crate::bootparams::{BootParams, LOADER_TYPE_QEMU, e820_type};
+use crate::fwcfg::Item;
+use crate::s3::ResumeBlock;
+use machine::*;
+use qemu::*;
+use std::string::String;
+use std::vec::Vec;
+
+fn sum(bytes: &[u8]) -> u8 {
+    bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b))
+}
+
+/// The final e820 map from the zero page.
+fn e820(zp: &BootParams) -> Vec<(Range, u32)> {
+    zp.e820_table[..zp.e820_entries as usize]
+        .iter()
+        .map(|e| {
+            let (addr, size, typ) = (e.addr, e.size, e.typ);
+            (Range::new(addr, addr + size), typ)
+        })
+        .collect()
+}
+
+fn covered_by(map: &[(Range, u32)], r: Range, typ: u32) -> bool {
+    map.iter()
+        .any(|&(m, t)| t == typ && m.start <= r.start && r.end <= m.end)
+}
+
+/// Boots a bzImage on `kind` and checks everything the kernel is handed.
+fn boot_bzimage_on(kind: Vm) {
+    let kernel = pattern(300 * 1024, 7);
+    let initrd = pattern(200 * 1024, 99);
+    let mut board = board(kind, fw_cfg(kind, &kernel, &initrd));
+    let mut storage = std::boxed::Box::new(Storage::new());
+    let handoff = boot(&mut board, &mut storage).expect("the boot succeeds");
+
+    // the steps, in the timeline's order
+    use Step::*;
+    let expected = [
+        FwCfg,
+        MemoryMap,
+        Hardware,
+        KernelHeader,
+        Acpi,
+        KernelLoaded,
+        InitrdLoaded,
+        Cpus,
+        ZeroPage,
+    ];
+    assert_eq!(board.steps, expected, "{kind:?}");
+
+    // the zero page and what it points at
+    assert_eq!(handoff.kind, Kind::Linux64);
+    assert_eq!(handoff.boot_info, layout::ZERO_PAGE);
+    let page = board.ram.read(layout::ZERO_PAGE, size_of::<BootParams>());
+    // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
+    // with alignment 1.
+    let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
+    let hdr = zp.hdr;
+    let (code32_start, cmd_line_ptr) = (hdr.code32_start, hdr.cmd_line_ptr);
+    let (ramdisk_image, ramdisk_size) = (hdr.ramdisk_image, hdr.ramdisk_size);
+    assert_eq!(hdr.type_of_loader, LOADER_TYPE_QEMU);
+    assert_eq!(
+        code32_start as u64,
+        16 * MIB,
+        "the preferred address is free"
+    );
+    assert_eq!(handoff.entry, 16 * MIB + 0x200);
+    assert!(board.ram.read(code32_start as u64, kernel.len()) == kernel);
+    assert_eq!(ramdisk_size as usize, initrd.len());
+    let loaded = board.ram.read(ramdisk_image as u64, initrd.len());
+    let first_difference = loaded.iter().zip(&initrd).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "initrd at {ramdisk_image:#x}");
+    assert_eq!(
+        board.ram.read(cmd_line_ptr as u64, CMDLINE.len()),
+        CMDLINE,
+        "the command line with its NUL"
+    );
+
+    // the memory map: sorted, disjoint, the legacy hole gone, the firmware's
+    // ranges reserved, the kernel and initrd in RAM that stays RAM
+    let map = e820(&zp);
+    for pair in map.windows(2) {
+        assert!(pair[0].0.end <= pair[1].0.start, "{map:x?}");
+    }
+    assert!(
+        !map.iter()
+            .any(|&(r, t)| t == e820_type::RAM && r.overlaps(&layout::LEGACY_HOLE)),
+        "{map:x?}"
+    );
+    assert!(covered_by(&map, ROM, e820_type::RESERVED), "{map:x?}");
+    assert!(covered_by(&map, layout::BIOS_AREA, e820_type::RESERVED));
+    let kernel_range = Range::new(code32_start as u64, code32_start as u64 + 8 * MIB);
+    assert!(covered_by(&map, kernel_range, e820_type::RAM), "{map:x?}");
+    let initrd_range = Range::new(
+        ramdisk_image as u64,
+        ramdisk_image as u64 + ramdisk_size as u64,
+    );
+    assert!(covered_by(&map, initrd_range, e820_type::RAM), "{map:x?}");
+    assert!(!initrd_range.overlaps(&kernel_range));
+
+    let rsdp = zp.acpi_rsdp_addr;
+    if kind == Vm::Microvm {
+        // no ACPI: the MP table, its floating pointer in the last KiB of
+        // base memory, reserved
+        assert_eq!(rsdp, 0);
+        assert_eq!(board.ram.read(EBDA.start, 4), b"_MP_");
+        assert_eq!(sum(&board.ram.read(EBDA.start, 16)), 0);
+        let table = board.ram.u32_at(EBDA.start + 4) as u64;
+        assert_eq!(board.ram.read(table, 4), b"PCMP");
+        assert!(covered_by(&map, EBDA, e820_type::RESERVED), "{map:x?}");
+        assert!(covered_by(
+            &map,
+            Range::new(table, table + 16),
+            e820_type::RESERVED
+        ));
+        assert!(board.cpu.msrs.is_empty(), "microvm has no MTRR set-up");
+        return;
+    }
+
+    // ACPI: the RSDP in the BIOS segment, checksummed, pointing at the RSDT
+    // in reserved memory; the S3 resume block points at the FACS
+    assert!(
+        F_SEGMENT.contains(&Range::new(rsdp, rsdp + 20)),
+        "{rsdp:#x}"
+    );
+    let rsdp_bytes = board.ram.read(rsdp, 20);
+    assert_eq!(&rsdp_bytes[..8], b"RSD PTR ");
+    assert_eq!(sum(&rsdp_bytes), 0);
+    let rsdt = board.ram.u32_at(rsdp + 16) as u64;
+    let rsdt_bytes = board.ram.read(rsdt, 36);
+    assert_eq!(&rsdt_bytes[..4], b"RSDT");
+    assert_eq!(sum(&rsdt_bytes), 0);
+    assert!(covered_by(
+        &map,
+        Range::new(rsdt, rsdt + 36),
+        e820_type::RESERVED
+    ));
+    let block = board.ram.read(RESUME_BLOCK, size_of::<ResumeBlock>());
+    let facs = u32::from_le_bytes(block[4..8].try_into().unwrap()) as u64;
+    assert_eq!(
+        u32::from_le_bytes(block[..4].try_into().unwrap()),
+        crate::s3::RESUME_MAGIC
+    );
+    assert_eq!(facs, rsdt - 64, "the FACS, first in etc/acpi/tables");
+
+    // the BIOS segment: the EBDA in the BDA, the MP table; MTRRs on every CPU
+    assert_eq!(
+        u16::from_le_bytes(board.ram.read(0x40E, 2).try_into().unwrap()) as u64,
+        EBDA.start >> 4
+    );
+    assert!(covered_by(&map, EBDA, e820_type::RESERVED));
+    let fseg = board.ram.read(F_SEGMENT.start, F_SEGMENT.len() as usize);
+    let mp = fseg
+        .chunks(16)
+        .position(|c| c.starts_with(b"_MP_"))
+        .expect("an MP floating pointer in the BIOS segment");
+    assert_eq!(sum(&fseg[mp * 16..mp * 16 + 16]), 0);
+    assert_eq!(&fseg[..2], &[0xFA, 0xF4], "the start-up code on its page");
+    assert!(
+        board.cpu.msrs.iter().any(|&(msr, _)| msr == 0x2FF),
+        "MTRRdefType written: {:x?}",
+        board.cpu.msrs
+    );
+    assert!(board.cpu.started, "the other CPU was woken");
+
+    // PCI: every BAR assigned, without overlaps; q35's MMCONFIG reserved
+    crate::pci::tests::assert_no_overlap(&board.devices.borrow().pci);
+    if kind == Vm::Q35 {
+        assert!(covered_by(
+            &map,
+            Range::new(MMCONFIG, MMCONFIG + 256 * MIB),
+            e820_type::RESERVED
+        ));
+    }
+    let others: String = std::format!("{:x?}", board.devices.borrow().others);
+    assert!(!others.is_empty());
+}
+
+#[test]
+fn end_to_end_bzimage_on_pc() {
+    boot_bzimage_on(Vm::Pc);
+}
+
+#[test]
+fn end_to_end_bzimage_on_q35() {
+    boot_bzimage_on(Vm::Q35);
+}
+
+#[test]
+fn end_to_end_bzimage_on_microvm() {
+    boot_bzimage_on(Vm::Microvm);
+}
+
+#[test]
+fn end_to_end_without_a_kernel_stops_with_its_status() {
+    let mut fw_cfg = fw_cfg(Vm::Q35, &[], &[]);
+    fw_cfg
+        .items
+        .insert(Item::KernelSize as u16, 0u32.to_le_bytes().to_vec());
+    let mut board = board(Vm::Q35, fw_cfg);
+    let mut storage = std::boxed::Box::new(Storage::new());
+    assert_eq!(boot(&mut board, &mut storage), Err(Error::NoKernel));
+    assert_eq!(board.steps, [Step::FwCfg, Step::MemoryMap, Step::Hardware]);
+}

@@ -1,0 +1,217 @@
+//! What QEMU hands the firmware for `-M pc|q35|microvm -m 128 -kernel bzImage
+//! -initrd ... -append ...`: the PCI functions, the fw_cfg items and files
+//! (e820, the kernel's setup sectors, a miniature ACPI table-loader script).
+
+use super::machine::*;
+use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, e820_type, loadflags, xloadflags};
+use crate::fwcfg::Item;
+use crate::fwcfg::fake::FakeDevice;
+use crate::pci::tests::{Func, Model};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::vec;
+use std::vec::Vec;
+
+/// The functions of QEMU's `-M pc` and `-M q35` with one virtio-net device.
+pub(super) fn pci_functions(kind: Vm) -> Vec<Func> {
+    let net = Func::new(0x1AF4, 0x1000, 0x0200, 0)
+        .at(None, 3, 0)
+        .pin(1)
+        .io(0, 32)
+        .mem(1, 4096)
+        .mem64_pref(4, 16 << 10);
+    match kind {
+        Vm::Pc => vec![
+            Func::new(0x8086, 0x1237, 0x0600, 0).at(None, 0, 0),
+            Func::new(0x8086, 0x7000, 0x0601, 0x80).at(None, 1, 0),
+            Func::new(0x8086, 0x7010, 0x0101, 0)
+                .at(None, 1, 1)
+                .io(4, 16),
+            Func::new(0x8086, 0x7113, 0x0680, 0).at(None, 1, 3).pin(1),
+            net,
+        ],
+        Vm::Q35 => vec![
+            Func::new(0x8086, 0x29C0, 0x0600, 0).at(None, 0, 0),
+            Func::new(0x8086, 0x2918, 0x0601, 0x80).at(None, 0x1F, 0),
+            Func::new(0x8086, 0x2922, 0x0106, 0x80)
+                .at(None, 0x1F, 2)
+                .pin(1)
+                .io(4, 32)
+                .mem(5, 4096),
+            Func::new(0x8086, 0x2930, 0x0C05, 0x80)
+                .at(None, 0x1F, 3)
+                .pin(1)
+                .io(4, 64),
+            net,
+        ],
+        Vm::Microvm => Vec::new(),
+    }
+}
+
+pub(super) fn e820_file(entries: &[(u64, u64, u32)]) -> Vec<u8> {
+    let mut file = Vec::new();
+    for &(start, len, typ) in entries {
+        file.extend_from_slice(&start.to_le_bytes());
+        file.extend_from_slice(&len.to_le_bytes());
+        file.extend_from_slice(&typ.to_le_bytes());
+    }
+    file
+}
+
+/// A bzImage's setup sectors (one) with a 2.15 header: 64-bit entry,
+/// relocatable, 16 MiB preferred.
+pub(super) fn setup_sectors() -> Vec<u8> {
+    let mut img = vec![0u8; 0x400];
+    img[0x1FE..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
+    img[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
+    let mut h = *SetupHeader::in_image(&img).unwrap();
+    h.setup_sects = 1;
+    h.version = 0x020F;
+    h.loadflags = loadflags::LOADED_HIGH;
+    h.xloadflags = xloadflags::KERNEL_64 | xloadflags::CAN_BE_LOADED_ABOVE_4G;
+    h.relocatable_kernel = 1;
+    h.kernel_alignment = 2 * MIB as u32;
+    h.pref_address = 16 * MIB;
+    h.init_size = 8 * MIB as u32;
+    h.cmdline_size = 2047;
+    h.initrd_addr_max = 0x7FFF_FFFF;
+    let len = size_of::<SetupHeader>();
+    // SAFETY: SetupHeader is repr(C, packed) plain data of `len` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts((&raw const h).cast::<u8>(), len) };
+    img[0x1F1..0x1F1 + len].copy_from_slice(bytes);
+    img
+}
+
+pub(super) fn command(cmd: u32, fields: &[(usize, &[u8])]) -> Vec<u8> {
+    let mut c = vec![0u8; 128];
+    c[..4].copy_from_slice(&cmd.to_le_bytes());
+    for &(at, bytes) in fields {
+        c[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    c
+}
+
+pub(super) fn name(n: &[u8]) -> [u8; 56] {
+    let mut b = [0u8; 56];
+    b[..n.len()].copy_from_slice(n);
+    b
+}
+
+/// QEMU's ACPI files in miniature: the RSDP (in the BIOS segment when there
+/// is one), and `etc/acpi/tables` holding the FACS first, then an RSDT.
+pub(super) fn add_acpi(fw_cfg: &mut FakeDevice) {
+    let mut rsdp = vec![0u8; 20];
+    rsdp[..8].copy_from_slice(b"RSD PTR ");
+    rsdp[9..15].copy_from_slice(b"BOCHS ");
+    rsdp[16..20].copy_from_slice(&64u32.to_le_bytes());
+    let mut tables = vec![0u8; 64 + 36];
+    tables[..4].copy_from_slice(b"FACS");
+    tables[4..8].copy_from_slice(&64u32.to_le_bytes());
+    tables[64..68].copy_from_slice(b"RSDT");
+    tables[68..72].copy_from_slice(&36u32.to_le_bytes());
+    tables[72] = 1;
+    let rsdp_name = name(b"etc/acpi/rsdp");
+    let tables_name = name(b"etc/acpi/tables");
+    let script = [
+        command(
+            1,
+            &[(4, &rsdp_name), (60, &16u32.to_le_bytes()), (64, &[2])],
+        ),
+        command(
+            1,
+            &[(4, &tables_name), (60, &64u32.to_le_bytes()), (64, &[1])],
+        ),
+        command(
+            2,
+            &[
+                (4, &rsdp_name),
+                (60, &tables_name),
+                (116, &16u32.to_le_bytes()),
+                (120, &[4]),
+            ],
+        ),
+        command(
+            3,
+            &[
+                (4, &rsdp_name),
+                (60, &8u32.to_le_bytes()),
+                (64, &0u32.to_le_bytes()),
+                (68, &20u32.to_le_bytes()),
+            ],
+        ),
+        command(
+            3,
+            &[
+                (4, &tables_name),
+                (60, &(64u32 + 9).to_le_bytes()),
+                (64, &64u32.to_le_bytes()),
+                (68, &36u32.to_le_bytes()),
+            ],
+        ),
+    ]
+    .concat();
+    fw_cfg.add_file("etc/acpi/rsdp", &rsdp);
+    fw_cfg.add_file("etc/acpi/tables", &tables);
+    fw_cfg.add_file("etc/table-loader", &script);
+}
+
+pub(super) const CMDLINE: &[u8] = b"console=ttyS0 root=/dev/vda quiet\0";
+
+pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// QEMU's fw_cfg for `-M kind -m 128 -kernel bzImage -initrd ... -append ...`.
+pub(super) fn fw_cfg(kind: Vm, kernel: &[u8], initrd: &[u8]) -> FakeDevice {
+    let mut d = FakeDevice::qemu_x86(true);
+    d.items
+        .insert(Item::RamSize as u16, RAM.to_le_bytes().to_vec());
+    let mut map = vec![(0, RAM, e820_type::RAM)];
+    if kind != Vm::Microvm {
+        // QEMU 7.2 lists the reserved range at 1 TiB first
+        map.insert(0, (0xFD_0000_0000, 0x3_0000_0000, e820_type::RESERVED));
+    }
+    let index = d.files.iter().position(|(n, _)| n == "etc/e820").unwrap();
+    let select = d.files[index].1;
+    d.items.insert(select, e820_file(&map));
+    let u32_item = |v: usize| (v as u32).to_le_bytes().to_vec();
+    let setup = setup_sectors();
+    d.items
+        .insert(Item::SetupSize as u16, u32_item(setup.len()));
+    d.items.insert(Item::SetupData as u16, setup);
+    d.items.insert(Item::KernelAddr as u16, u32_item(0x10_0000));
+    d.items
+        .insert(Item::KernelSize as u16, u32_item(kernel.len()));
+    d.items.insert(Item::KernelData as u16, kernel.to_vec());
+    d.items
+        .insert(Item::InitrdSize as u16, u32_item(initrd.len()));
+    d.items.insert(Item::InitrdData as u16, initrd.to_vec());
+    d.items
+        .insert(Item::CmdlineSize as u16, u32_item(CMDLINE.len()));
+    d.items.insert(Item::CmdlineData as u16, CMDLINE.to_vec());
+    if kind != Vm::Microvm {
+        add_acpi(&mut d);
+    }
+    d.files.sort_by(|a, b| a.0.cmp(&b.0));
+    d
+}
+
+pub(super) fn board(kind: Vm, fw_cfg: FakeDevice) -> FakeBoard {
+    let devices = Rc::new(RefCell::new(Devices {
+        fw_cfg,
+        pci: Model::new(pci_functions(kind)),
+        others: Vec::new(),
+    }));
+    FakeBoard {
+        mmio: Mmconfig(devices.clone()),
+        devices,
+        ram: Ram::new(RAM),
+        cpu: FakeCpu {
+            others: 1,
+            ..FakeCpu::default()
+        },
+        steps: Vec::new(),
+    }
+}
