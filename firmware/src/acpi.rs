@@ -91,16 +91,20 @@ impl fmt::Display for LoaderError {
 
 /// What the loader needs from the machine: fw_cfg files and guest memory.
 pub trait LoaderEnv {
-    /// Size of fw_cfg file `name`, if it exists.
-    fn file_size(&mut self, name: &[u8]) -> Option<u32>;
+    /// A fw_cfg file as [`LoaderEnv::file`] found it: each file is looked up
+    /// by name once per command.
+    type File: Copy;
+    /// fw_cfg file `name` and its size, if it exists.
+    fn file(&mut self, name: &[u8]) -> Option<(Self::File, u32)>;
     /// Reserves `size` bytes aligned to `align` in `zone`; returns the address.
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64>;
-    /// Reads fw_cfg file `name` (all of it) to guest address `addr`.
-    fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError>;
+    /// Reads `file` (all of it, `len` bytes) to guest address `addr`.
+    fn read_file(&mut self, file: Self::File, addr: u64, len: u32) -> Result<(), LoaderError>;
     /// The guest memory at `addr`, `len` bytes long (a range `allocate` returned).
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8];
-    /// Writes `data` into fw_cfg file `name` at `offset` (WRITE_POINTER).
-    fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError>;
+    /// Writes `data` into `file` at `offset` (WRITE_POINTER).
+    fn write_file(&mut self, file: Self::File, offset: u32, data: &[u8])
+    -> Result<(), LoaderError>;
 }
 
 #[derive(Clone, Copy)]
@@ -160,7 +164,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 if nfiles == MAX_FILES {
                     return Err(LoaderError::TooManyFiles);
                 }
-                let size = env.file_size(name).ok_or(LoaderError::NoSuchFile)?;
+                let (file, size) = env.file(name).ok_or(LoaderError::NoSuchFile)?;
                 // Found by the fuzzer: a zero-byte allocation gets the address of
                 // the one before it, and an empty RSDP file would point the
                 // kernel at another table.
@@ -170,7 +174,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 let addr = env
                     .allocate(size, align, zone)
                     .ok_or(LoaderError::OutOfMemory)?;
-                env.read_file(name, addr, size)?;
+                env.read_file(file, addr, size)?;
                 files[nfiles] = File {
                     name: key.padded,
                     addr,
@@ -227,7 +231,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 if !matches!(size, 1 | 2 | 4 | 8) {
                     return Err(LoaderError::BadPointerSize);
                 }
-                let dest_size = env.file_size(dest).ok_or(LoaderError::NoSuchFile)?;
+                let (dest_file, dest_size) = env.file(dest).ok_or(LoaderError::NoSuchFile)?;
                 let end = dst_offset
                     .checked_add(size as u32)
                     .ok_or(LoaderError::OutOfBounds)?;
@@ -238,7 +242,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 if size < 8 && value >> (size as u32 * 8) != 0 {
                     return Err(LoaderError::OutOfBounds);
                 }
-                env.write_file(dest, dst_offset, &value.to_le_bytes()[..size as usize])?;
+                env.write_file(dest_file, dst_offset, &value.to_le_bytes()[..size as usize])?;
             }
             other => {
                 log::warn!("acpi: table-loader command {other} is not implemented; skipped");

@@ -107,13 +107,6 @@ pub unsafe trait GuestMemory {
     /// The bytes at `[at, at + len)`, for as long as this borrow.
     fn bytes(&mut self, at: u64, len: usize) -> Result<&mut [u8], Error>;
 
-    /// The bytes at `[at, at + len)` without the check, for a caller that
-    /// reaches the same range many times.
-    ///
-    /// # Safety
-    /// [`bytes`](GuestMemory::bytes) accepted this very range before.
-    unsafe fn bytes_unchecked(&mut self, at: u64, len: usize) -> &mut [u8];
-
     /// The address a DMA device writes `[at, at + len)` at (the same address
     /// on the real machine), checked as [`bytes`](GuestMemory::bytes) is.
     fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error>;

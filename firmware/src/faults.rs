@@ -187,21 +187,22 @@ fn table_loader_pointing_outside_its_file_is_refused() {
         mem: Vec<u8>,
     }
     impl LoaderEnv for Env {
-        fn file_size(&mut self, name: &[u8]) -> Option<u32> {
-            (name == b"etc/acpi/tables").then_some(64)
+        type File = ();
+        fn file(&mut self, name: &[u8]) -> Option<((), u32)> {
+            (name == b"etc/acpi/tables").then_some(((), 64))
         }
         fn allocate(&mut self, size: u32, _: u32, _: Zone) -> Option<u64> {
             self.mem = vec![0; size as usize];
             Some(0x7000_0000)
         }
-        fn read_file(&mut self, _: &[u8], _: u64, _: u32) -> Result<(), LoaderError> {
+        fn read_file(&mut self, _: (), _: u64, _: u32) -> Result<(), LoaderError> {
             Ok(())
         }
         fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
             assert_eq!((addr, len as usize), (0x7000_0000, self.mem.len()));
             &mut self.mem
         }
-        fn write_file(&mut self, _: &[u8], _: u32, _: &[u8]) -> Result<(), LoaderError> {
+        fn write_file(&mut self, _: (), _: u32, _: &[u8]) -> Result<(), LoaderError> {
             Err(LoaderError::Transfer)
         }
     }

@@ -301,6 +301,7 @@ impl<IO: PortIo> FwCfg<IO> {
 
     /// Reads the first `len` bytes of an item to guest memory at `at`, straight
     /// there by DMA: the kernel, the initrd, tables.
+    #[inline]
     pub fn read_to_guest(
         &mut self,
         memory: &mut impl GuestMemory,

@@ -52,11 +52,6 @@ unsafe impl GuestMemory for PhysMemory {
         Ok(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
     }
 
-    unsafe fn bytes_unchecked(&mut self, at: u64, len: usize) -> &mut [u8] {
-        // SAFETY: `bytes` accepted the range (the caller's contract): as there.
-        unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) }
-    }
-
     fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error> {
         check(at, len)?;
         Ok(at)

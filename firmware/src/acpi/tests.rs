@@ -38,8 +38,13 @@ impl Fake {
 }
 
 impl LoaderEnv for Fake {
-    fn file_size(&mut self, name: &[u8]) -> Option<u32> {
-        self.files.get(name).map(|d| d.len() as u32)
+    type File = [u8; 56];
+
+    fn file(&mut self, name: &[u8]) -> Option<([u8; 56], u32)> {
+        let d = self.files.get(name)?;
+        let mut padded = [0u8; 56];
+        padded[..name.len()].copy_from_slice(name);
+        Some((padded, d.len() as u32))
     }
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
         let next = match zone {
@@ -50,19 +55,24 @@ impl LoaderEnv for Fake {
         *next = addr + size as u64;
         Some(addr)
     }
-    fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
-        let data = self.files[name].clone();
+    fn read_file(&mut self, file: [u8; 56], addr: u64, len: u32) -> Result<(), LoaderError> {
+        let data = self.files[unpad(&file)].clone();
         self.at(addr, len as usize).copy_from_slice(&data);
         Ok(())
     }
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
         self.at(addr, len as usize)
     }
-    fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
-        let f = self.files.get_mut(name).unwrap();
+    fn write_file(&mut self, file: [u8; 56], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
+        let f = self.files.get_mut(unpad(&file)).unwrap();
         f[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         Ok(())
     }
+}
+
+/// A padded fw_cfg name up to its first NUL.
+fn unpad(name: &[u8; 56]) -> &[u8] {
+    &name[..name.iter().position(|&b| b == 0).unwrap_or(56)]
 }
 
 fn name(n: &str) -> [u8; 56] {

@@ -76,6 +76,7 @@ impl BiosArea {
     }
 
     /// Copies `bytes` into the segment; returns their address.
+    #[inline]
     pub fn place(&mut self, mem: &mut impl GuestMemory, bytes: &[u8]) -> Option<u64> {
         let at = self.alloc(bytes.len() as u64, 16)?;
         // `alloc` handed out this range of the open segment to us alone.

@@ -22,14 +22,13 @@ struct Env<'a, IO: PortIo, M: GuestMemory> {
     mem: &'a mut M,
     zone: &'a mut HighZone,
     bios: Option<&'a mut BiosArea>,
-    /// The last range `memory` checked: the script patches one file with
-    /// many commands in a row.
-    checked: Option<(u64, u32)>,
 }
 
 impl<IO: PortIo, M: GuestMemory> LoaderEnv for Env<'_, IO, M> {
-    fn file_size(&mut self, name: &[u8]) -> Option<u32> {
-        self.fw_cfg.find(name).map(|f| f.size)
+    type File = File;
+
+    fn file(&mut self, name: &[u8]) -> Option<(File, u32)> {
+        self.fw_cfg.find(name).map(|f| (f, f.size))
     }
 
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
@@ -41,31 +40,25 @@ impl<IO: PortIo, M: GuestMemory> LoaderEnv for Env<'_, IO, M> {
         }
     }
 
-    fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
-        let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
+    fn read_file(&mut self, file: File, addr: u64, len: u32) -> Result<(), LoaderError> {
         // `addr` comes from `allocate`: high-zone RAM below 4 GiB or the open
         // BIOS segment, that nothing else uses.
         self.fw_cfg
-            .read_to_guest(self.mem, f.select, addr, len)
+            .read_to_guest(self.mem, file.select, addr, len)
             .map_err(|_| LoaderError::Transfer)
     }
 
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
         // As in read_file; the loader only asks for what `allocate` gave it.
-        if self.checked != Some((addr, len)) {
-            if self.mem.bytes(addr, len as usize).is_err() {
-                return &mut [];
-            }
-            self.checked = Some((addr, len));
+        match self.mem.bytes(addr, len as usize) {
+            Ok(bytes) => bytes,
+            Err(_) => &mut [],
         }
-        // SAFETY: `bytes` accepted this range, now or for an earlier command.
-        unsafe { self.mem.bytes_unchecked(addr, len as usize) }
     }
 
-    fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
-        let f = self.fw_cfg.find(name).ok_or(LoaderError::NoSuchFile)?;
+    fn write_file(&mut self, file: File, offset: u32, data: &[u8]) -> Result<(), LoaderError> {
         self.fw_cfg
-            .write_file(f.select, offset, data)
+            .write_file(file.select, offset, data)
             .map_err(|_| LoaderError::Transfer)
     }
 }
@@ -120,7 +113,6 @@ pub fn install(
             mem,
             zone,
             bios,
-            checked: None,
         },
     )?;
     if skipped > 0 {

@@ -95,8 +95,12 @@ impl LoaderFake<'_> {
 }
 
 impl LoaderEnv for LoaderFake<'_> {
-    fn file_size(&mut self, name: &[u8]) -> Option<u32> {
-        self.files.get(name).map(|d| d.len() as u32)
+    type File = &'static [u8];
+
+    fn file(&mut self, name: &[u8]) -> Option<(&'static [u8], u32)> {
+        self.files
+            .get_key_value(name)
+            .map(|(&key, data)| (key, data.len() as u32))
     }
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
         let addr = match zone {
@@ -116,7 +120,7 @@ impl LoaderEnv for LoaderFake<'_> {
             .push((addr, vec![0xA5; size as usize], zone));
         Some(addr)
     }
-    fn read_file(&mut self, name: &[u8], addr: u64, len: u32) -> Result<(), LoaderError> {
+    fn read_file(&mut self, name: &'static [u8], addr: u64, len: u32) -> Result<(), LoaderError> {
         let data = *self
             .files
             .get(name)
@@ -128,7 +132,12 @@ impl LoaderEnv for LoaderFake<'_> {
     fn memory(&mut self, addr: u64, len: u32) -> &mut [u8] {
         self.find(addr, len)
     }
-    fn write_file(&mut self, name: &[u8], offset: u32, data: &[u8]) -> Result<(), LoaderError> {
+    fn write_file(
+        &mut self,
+        name: &'static [u8],
+        offset: u32,
+        data: &[u8],
+    ) -> Result<(), LoaderError> {
         let file = self.writable.get_mut(name).ok_or(LoaderError::Transfer)?;
         let at = offset as usize;
         assert!(

@@ -193,11 +193,6 @@ unsafe impl GuestMemory for Ram {
         // SAFETY: as for the impl, borrowed from `self`.
         Ok(unsafe { core::slice::from_raw_parts_mut(self.base.add(at as usize), len) })
     }
-    unsafe fn bytes_unchecked(&mut self, at: u64, len: usize) -> &mut [u8] {
-        assert!(self.check(at, len).is_ok(), "an unchecked range");
-        // SAFETY: inside the allocation (checked above).
-        unsafe { core::slice::from_raw_parts_mut(self.base.add(at as usize), len) }
-    }
     fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error> {
         self.check(at, len)?;
         Ok(self.base as u64 + at)
