@@ -38,16 +38,16 @@ impl Pc {
     /// the MTRRs written here and sent to the other CPUs.
     pub fn setup(io: &mut Pio, fw_cfg: &mut FwCfg<Pio>, memory: &MemoryMap) -> Result<Pc, Error> {
         let machine = chipset::identify(io);
-        let Some(host) = machine.host_bridge() else {
+        if machine == Machine::NoPci {
             return Ok(Pc {
                 machine,
                 pci: None,
                 bios: None,
                 cpus: None,
             });
-        };
+        }
         let platform = Platform {
-            host,
+            host: machine,
             low_ram_end: memory.low_ram_top()?,
             high_ram_end: memory.high_ram_end(),
             reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
@@ -212,9 +212,9 @@ impl Pc {
         }
         let mut ints = [(0u8, 0u8, 0u8); 256];
         let mut n = 0;
-        PCI.lock().bus0_interrupts(|dev, pin, irq| {
+        PCI.lock().bus0_interrupts(|function, pin, irq| {
             if n < ints.len() {
-                ints[n] = (dev, pin, irq);
+                ints[n] = (function.1, pin, irq);
                 n += 1;
             }
         });
