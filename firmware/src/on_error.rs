@@ -111,7 +111,7 @@ const RESET_NOW: u8 = 0x04;
 /// Resets the machine through 0xCF9 on pc and q35. Returns false, having
 /// written nothing, on machines without it.
 pub fn reset_control(io: &mut impl PortIo, machine: Machine) -> bool {
-    if machine.host_bridge().is_none() {
+    if machine == Machine::NoPci {
         return false;
     }
     io.outb(RESET_CONTROL, RESET_HARD);

@@ -13,7 +13,7 @@
 //! does. Anything missing or implausible there, and the boot goes on as a cold
 //! boot, saying why.
 
-use crate::chipset::{self, CMOS_DATA, CMOS_INDEX, Machine};
+use crate::chipset::{self, CMOS_DATA, CMOS_INDEX, HOST_BRIDGE, Machine, i440fx, q35};
 use crate::pci::{self, Bdf, ConfigWrite};
 
 /// CMOS register 0x0F, the shutdown status a BIOS reads at reset.
@@ -190,26 +190,26 @@ pub const fn script(machine: Machine) -> Script {
     let mut i = 0;
     while i < pam.len() {
         if let Some(w) = pam[i] {
-            b.config(pci::HOST_BRIDGE, w);
+            b.config(HOST_BRIDGE, w);
         }
         i += 1;
     }
     match machine {
         Machine::I440fx => {
-            b.configs(pci::PIIX4_PM, &pci::piix4_pm_setup(chipset::ACPI_PM_BASE));
+            b.configs(
+                i440fx::PIIX4_PM,
+                &i440fx::piix4_pm_setup(chipset::ACPI_PM_BASE),
+            );
         }
         Machine::Q35 => {
+            b.configs(HOST_BRIDGE, &q35::pciexbar_setup(chipset::Q35_MMCONFIG));
             b.configs(
-                pci::HOST_BRIDGE,
-                &pci::q35_pciexbar_setup(chipset::Q35_MMCONFIG),
+                q35::ICH9_LPC,
+                &q35::ich9_lpc_acpi_setup(chipset::ACPI_PM_BASE),
             );
             b.configs(
-                pci::ICH9_LPC,
-                &pci::ich9_lpc_acpi_setup(chipset::ACPI_PM_BASE),
-            );
-            b.configs(
-                pci::ICH9_SMBUS,
-                &pci::ich9_smbus_setup(chipset::ACPI_PM_BASE),
+                q35::ICH9_SMBUS,
+                &q35::ich9_smbus_setup(chipset::ACPI_PM_BASE),
             );
         }
         Machine::NoPci => return Builder::new().script,

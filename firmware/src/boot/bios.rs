@@ -3,7 +3,7 @@
 //! guests scan for them, the application processors' start-up page, and an
 //! extended BIOS data area that the BDA points to.
 //!
-//! QEMU maps the ROM there at reset; the PAM registers (chipset.rs) turn the
+//! QEMU maps the ROM there at reset; the PAM registers (`chipset`) turn the
 //! segment into shadow RAM while ferrite writes it, and write-protect it after,
 //! as SeaBIOS does. Machines without PAM (microvm) skip all of this.
 

@@ -43,15 +43,15 @@ impl Pc {
         let mut io = board.io();
         let io = &mut io;
         let machine = chipset::identify(io);
-        let Some(host) = machine.host_bridge() else {
+        if machine == Machine::NoPci {
             return Ok(Pc {
                 machine,
                 bios: None,
                 cpus: None,
             });
-        };
+        }
         let platform = Platform {
-            host,
+            host: machine,
             low_ram_end: memory.low_ram_top()?,
             high_ram_end: memory.high_ram_end(),
             reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
@@ -230,9 +230,9 @@ impl Pc {
         }
         let mut ints = [(0u8, 0u8, 0u8); 256];
         let mut n = 0;
-        pci.bus0_interrupts(|dev, pin, irq| {
+        pci.bus0_interrupts(|function, pin, irq| {
             if n < ints.len() {
-                ints[n] = (dev, pin, irq);
+                ints[n] = (function.1, pin, irq);
                 n += 1;
             }
         });

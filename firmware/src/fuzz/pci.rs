@@ -223,7 +223,8 @@ impl crate::io::PortIo for Noisy {
 }
 
 pub(super) fn check_pci(input: &[u8]) -> String {
-    use crate::pci::{HostBridge, Pci, Platform};
+    use crate::chipset::Machine;
+    use crate::pci::{Pci, Platform};
     let parts = unframe::<330>(input);
     let q35 = parts[0].first().is_some_and(|b| b & 1 != 0);
     // QEMU's low RAM ends by 3.5 GiB on pc, and below MMCONFIG on q35.
@@ -320,11 +321,7 @@ pub(super) fn check_pci(input: &[u8]) -> String {
         reads: 0,
     };
     let platform = Platform {
-        host: if q35 {
-            HostBridge::Q35
-        } else {
-            HostBridge::I440fx
-        },
+        host: if q35 { Machine::Q35 } else { Machine::I440fx },
         low_ram_end: low,
         high_ram_end: if high == 0 {
             1 << 32

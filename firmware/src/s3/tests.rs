@@ -81,7 +81,7 @@ fn pc_script_restores_pam_pm_smbus_pic_and_clears_the_shutdown_status() {
     assert_eq!(n, 2 + 7 * 2 + 5 * 2 + 10);
     // the shutdown status first
     assert_eq!(m.writes[..2], [(0x70, 0x0F), (0x71, 0)]);
-    let pm = pci::PIIX4_PM;
+    let pm = i440fx::PIIX4_PM;
     assert_eq!(m.reg(pm, 0x40, 4), 0x601);
     assert_eq!(m.reg(pm, 0x80, 1), 1);
     assert_eq!(m.reg(pm, 0x90, 4), 0x701);
@@ -95,12 +95,12 @@ fn pc_script_restores_pam_pm_smbus_pic_and_clears_the_shutdown_status() {
     chipset::init_pic(&mut cold);
     for reg in 0x59..=0x5F {
         assert_eq!(
-            m.reg(pci::HOST_BRIDGE, reg, 1),
-            cold.reg(pci::HOST_BRIDGE, reg, 1),
+            m.reg(HOST_BRIDGE, reg, 1),
+            cold.reg(HOST_BRIDGE, reg, 1),
             "PAM {reg:#x}"
         );
     }
-    assert_eq!(m.reg(pci::HOST_BRIDGE, 0x59, 1), 0x10);
+    assert_eq!(m.reg(HOST_BRIDGE, 0x59, 1), 0x10);
     assert_eq!(m.writes[2..], cold.writes[..]);
 }
 
@@ -110,14 +110,14 @@ fn q35_script_restores_mmconfig_lpc_smbus_pam_and_pic() {
     let n = replay(&script(Machine::Q35), &mut m);
     assert_eq!(n, 2 + 7 * 2 + (3 + 3 + 2) * 2 + 10);
     assert_eq!(m.writes[..2], [(0x70, 0x0F), (0x71, 0)]);
-    let host = pci::HOST_BRIDGE;
+    let host = HOST_BRIDGE;
     assert_eq!(m.reg(host, 0x60, 4), 0xB000_0001);
     assert_eq!(m.reg(host, 0x64, 4), 0);
-    assert_eq!(m.reg(pci::ICH9_LPC, 0x40, 4), 0x601);
-    assert_eq!(m.reg(pci::ICH9_LPC, 0x44, 1), 0x80);
-    assert_eq!(m.reg(pci::ICH9_LPC, 0xF0, 4), 0xFED1_C001);
-    assert_eq!(m.reg(pci::ICH9_SMBUS, 0x20, 4), 0x701);
-    assert_eq!(m.reg(pci::ICH9_SMBUS, 0x40, 1), 1);
+    assert_eq!(m.reg(q35::ICH9_LPC, 0x40, 4), 0x601);
+    assert_eq!(m.reg(q35::ICH9_LPC, 0x44, 1), 0x80);
+    assert_eq!(m.reg(q35::ICH9_LPC, 0xF0, 4), 0xFED1_C001);
+    assert_eq!(m.reg(q35::ICH9_SMBUS, 0x20, 4), 0x701);
+    assert_eq!(m.reg(q35::ICH9_SMBUS, 0x40, 1), 1);
     assert_eq!(m.reg(host, 0x90, 1), 0x10);
     for reg in 0x91..=0x96 {
         assert_eq!(m.reg(host, reg, 1), 0x33);
