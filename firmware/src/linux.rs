@@ -48,6 +48,7 @@ pub struct KernelInfo {
 
 impl KernelInfo {
     /// Validates a setup header (as read from QEMU's SETUP_DATA item).
+    #[inline]
     pub fn from_header(hdr: &SetupHeader) -> Result<KernelInfo, Error> {
         let SetupHeader {
             header,

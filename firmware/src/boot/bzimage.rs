@@ -322,9 +322,12 @@ pub fn load_cmdline(
     size: u64,
 ) -> Result<(), Error> {
     debug_assert!(size <= layout::CMDLINE_ROOM);
-    // The command-line area is reserved for this (layout.rs).
-    fw_cfg.read_to_guest(mem, Item::CmdlineData as u16, layout::CMDLINE, size as u32)?;
-    mem.bytes(layout::CMDLINE + size.saturating_sub(1), 1)?[0] = 0;
+    // The command-line area is reserved for this (layout.rs); at least its
+    // first byte is written, the NUL of an empty line.
+    let room = size.max(1) as usize;
+    let line = mem.bytes(layout::CMDLINE, room)?;
+    fw_cfg.read_into(Item::CmdlineData as u16, &mut line[..size as usize])?;
+    line[room - 1] = 0;
     Ok(())
 }
 
