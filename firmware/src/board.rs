@@ -29,9 +29,10 @@ pub enum Step {
     Rust,
     FwCfg,
     MemoryMap,
+    /// The kernel's kind, validated.
+    KernelHeader,
     /// PCI, BIOS segment, legacy devices, MTRRs, other CPUs woken (pc, q35).
     Hardware,
-    KernelHeader,
     /// ACPI and SMBIOS tables.
     Acpi,
     KernelLoaded,

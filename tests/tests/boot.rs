@@ -301,6 +301,18 @@ fn timeline_on_the_debug_console_on_request() {
 /// were right in real mode after the firmware's resume path.
 const S3_RESUMED: i32 = 0x18 * 2 + 1;
 
+/// The trace segment of the PC set-up: segment 0 runs from the reset vector
+/// to Rust's first stamp, then one segment per step in the contract's order.
+const HARDWARE_SEGMENT: usize = hardware_step() - 1;
+
+const fn hardware_step() -> usize {
+    let mut i = 0;
+    while !timeline::same(timeline::STEPS[i], timeline::HARDWARE) {
+        i += 1;
+    }
+    i
+}
+
 /// The test kernel plays a guest waking from S3 (QEMU's "S3 resume" status in
 /// the CMOS, then a reset): ferrite must jump to the real-mode waking vector
 /// the kernel left in the FACS, with the chipset's ACPI I/O decoded again, and
@@ -368,12 +380,12 @@ fn instructions_per_step_under_kvm() {
         );
         // the hand-off is a few instructions up to the 0xf4 marker
         assert!(seg.counts[10] < 100, "{machine:?}: {:?}", seg.counts);
-        hardware.push(seg.counts[3]); // pci_hardware (after rust, fw_cfg, e820)
+        hardware.push(seg.counts[HARDWARE_SEGMENT]);
         assert_eq!(seg.exits.len(), seg.counts.len());
         let total: u64 = seg.exits.iter().map(|e| e.userspace).sum();
         // the markers alone are two port writes that QEMU handles
         assert!(total >= 2, "{machine:?}: {:?}", seg.exits);
-        exits.push((total, seg.exits[3].pio));
+        exits.push((total, seg.exits[HARDWARE_SEGMENT].pio));
         // perf stat (the bench's cost model) counts the same boot's
         // instructions and port exits as the trace
         let mut kvm = q.clone();
@@ -535,7 +547,7 @@ fn translated_code_per_step_under_tcg() {
             total.blocks,
             total.instructions
         );
-        pci.push(steps[3].instructions);
+        pci.push(steps[HARDWARE_SEGMENT].instructions);
     }
     assert!(pci[0] > 500 && pci[1] < 100, "pci_hardware: {pci:?}");
 }

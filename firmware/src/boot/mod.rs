@@ -83,7 +83,12 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     let zone = HighZone::new(memory.low_ram_top()?);
     board.mark(Step::MemoryMap);
 
-    // 3. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
+    // 3. The kernel: which kind, validated, before any hardware is set up
+    //    for it (a kernel that cannot boot costs no PCI set-up).
+    let payload = bzimage::identify(board, &mut fw_cfg, memory, header)?;
+    board.mark(Step::KernelHeader);
+
+    // 4. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
     //    microvm): PCI, the BIOS segment, legacy devices, the MTRRs, and the
     //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
     //    from what the firmware programmed. What the chipset uses is reserved.
@@ -92,9 +97,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     log::debug!("machine: {:?}", pc.machine);
     board.mark(Step::Hardware);
 
-    // 4. The kernel: which kind, validated. Then that kind's steps.
-    let payload = bzimage::identify(board, &mut fw_cfg, memory, header)?;
-    board.mark(Step::KernelHeader);
+    // Then that kind's steps.
     let booting = Booting {
         board,
         fw_cfg: &mut fw_cfg,
