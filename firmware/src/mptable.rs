@@ -17,6 +17,15 @@ const PCI_IRQ_MASK: u16 = 1 << 5 | 1 << 9 | 1 << 10 | 1 << 11;
 const FLOATING_LEN: usize = 16;
 const CONFIG_HEADER_LEN: usize = 44;
 
+/// A bus-0 PCI function's interrupt, as the MP table lists it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PciInterrupt {
+    pub device: u8,
+    /// INTA#..INTD# as 1..4.
+    pub pin: u8,
+    pub irq: u8,
+}
+
 /// What goes into the table.
 pub struct Machine<'a> {
     /// Possible CPUs (fw_cfg max_cpus); APIC IDs 0..max_cpus.
@@ -30,8 +39,8 @@ pub struct Machine<'a> {
     /// Logical CPUs per package to skip between entries (1 without HTT).
     pub package_cpus: u16,
     pub has_pci: bool,
-    /// (device, pin 1-4, IRQ) of bus-0 functions, in bus order.
-    pub pci_interrupts: &'a [(u8, u8, u8)],
+    /// Bus-0 functions' interrupts, in bus order.
+    pub pci_interrupts: &'a [PciInterrupt],
     /// fw_cfg item FW_CFG_IRQ0_OVERRIDE: the PIT is wired to I/O APIC pin 2.
     pub irq0_override: bool,
 }
@@ -111,7 +120,12 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     // PCI interrupts: one entry per (device, pin), active high, level.
     let mut last_dev = None;
     let mut pins = 0u8;
-    for &(dev, pin, irq) in m.pci_interrupts {
+    for &PciInterrupt {
+        device: dev,
+        pin,
+        irq,
+    } in m.pci_interrupts
+    {
         if !(1..=4).contains(&pin) {
             continue;
         }
@@ -197,7 +211,11 @@ mod tests {
         assert!(!ints.iter().any(|e| e[5] == 2));
     }
 
-    fn machine<'a>(present: &'a [u64; 4], ints: &'a [(u8, u8, u8)], cpus: u16) -> Machine<'a> {
+    fn int(device: u8, pin: u8, irq: u8) -> PciInterrupt {
+        PciInterrupt { device, pin, irq }
+    }
+
+    fn machine<'a>(present: &'a [u64; 4], ints: &'a [PciInterrupt], cpus: u16) -> Machine<'a> {
         Machine {
             max_cpus: cpus,
             present,
@@ -215,7 +233,7 @@ mod tests {
     fn four_cpus_on_pc() {
         let present = [0b0111, 0, 0, 0];
         // device 1 pin 1 (PM), device 3 pins 1 and 1 again (two functions)
-        let ints = [(1, 1, 9), (3, 1, 11), (3, 1, 11), (4, 2, 11)];
+        let ints = [int(1, 1, 9), int(3, 1, 11), int(3, 1, 11), int(4, 2, 11)];
         let mut out = [0u8; 1024];
         let len = build(&machine(&present, &ints, 4), 0xF5000, &mut out).unwrap();
         assert_eq!(&out[..4], b"_MP_");

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::io::PortIo;
 use crate::layout::{HighZone, Reservations};
+use crate::mptable::PciInterrupt;
 use crate::pci::{Pci, Platform};
 use crate::{acpi, mptable, smbios};
 
@@ -228,11 +229,15 @@ impl Pc {
         if !cpus.wait(board.cpu()) {
             log::warn!("not every CPU started: their MTRRs may differ from CPU 0's");
         }
-        let mut ints = [(0u8, 0u8, 0u8); 256];
+        let mut ints = [PciInterrupt::default(); 256];
         let mut n = 0;
         pci.bus0_interrupts(|function, pin, irq| {
             if n < ints.len() {
-                ints[n] = (function.1, pin, irq);
+                ints[n] = PciInterrupt {
+                    device: function.1,
+                    pin,
+                    irq,
+                };
                 n += 1;
             }
         });

@@ -41,7 +41,14 @@ pub(super) fn check_mptable(input: &[u8]) -> String {
         le64(head, 18),
         le64(head, 26),
     ];
-    let ints: Vec<(u8, u8, u8)> = ints.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect();
+    let ints: Vec<mptable::PciInterrupt> = ints
+        .chunks_exact(3)
+        .map(|c| mptable::PciInterrupt {
+            device: c[0],
+            pin: c[1],
+            irq: c[2],
+        })
+        .collect();
     let machine = mptable::Machine {
         max_cpus: le64(head, 0) as u16,
         present: &present,
