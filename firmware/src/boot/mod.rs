@@ -148,16 +148,6 @@ impl<'m, B: Board> Booting<'m, B> {
         Ok(rsdp)
     }
 
-    /// Ranges the kernel's blobs go clear of: the zone as it is now, what
-    /// the final map reserves, and `also`.
-    fn busy(&self, also: Range) -> [Range; Reservations::CAPACITY + 2] {
-        let mut busy = [Range::new(0, 0); Reservations::CAPACITY + 2];
-        busy[0] = self.zone.used();
-        busy[1] = also;
-        busy[2..].copy_from_slice(self.reserved.all());
-        busy
-    }
-
     /// Room in the high zone for a PVH or multiboot memory map of `E`s, when
     /// the final map may be longer than the fixed table for it (the zero
     /// page's 128 entries), clear of `keep_clear`. None on an ordinary VM.
@@ -236,8 +226,8 @@ fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, 
 
     // 6. The kernel, straight to its run-time address, and its setup_data,
     //    clear of every range the final map reserves.
-    let busy = b.busy(Range::new(0, 0));
-    let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), Range::new(0, 0));
+    let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, busy)?;
     kernel.load(b.fw_cfg, b.board.memory(), kernel_range)?;
     let setup_data =
         kernel.move_setup_data(b.fw_cfg, b.board.memory(), kernel_range, &mut b.zone)?;
@@ -246,8 +236,8 @@ fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, 
     b.board.mark(Step::KernelLoaded);
 
     // 7. The initrd, as high as the kernel allows, and the command line.
-    let busy = b.busy(kernel_range);
-    let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), kernel_range);
+    let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, busy)?;
     bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
     kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
     b.board.mark(Step::InitrdLoaded);
@@ -295,8 +285,8 @@ fn boot_pvh<B: Board>(mut b: Booting<B>, kernel: Vmlinux) -> Result<Handoff, Err
     //    (taken before the initrd is placed below the zone), the initrd,
     //    placed as for a bzImage, and the command line.
     let memmap_room = b.reserve_map_room::<MemmapEntry>(kernel.segments, "the PVH memory map")?;
-    let busy = b.busy(kernel.segments);
-    let initrd = kernel.place_initrd(b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), kernel.segments);
+    let initrd = kernel.place_initrd(b.memory, busy)?;
     bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
     kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
     b.board.mark(Step::InitrdLoaded);
