@@ -23,6 +23,7 @@ pub use bios::{EBDA, F_SEGMENT};
 pub use cpus::{AP_COUNT_OFFSET, AP_IDS_OFFSET, AP_MSRS_OFFSET, TRAMPOLINE};
 pub use resume::RESUME_BLOCK;
 
+use crate::acpi;
 use crate::board::{Board, Step};
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
 use crate::bootparams::e820_type::RESERVED;
@@ -46,6 +47,8 @@ pub struct Storage {
     memory: MemoryMap,
     pci: Pci,
     header: bzimage::Header,
+    /// The ACPI table loader's list of files.
+    acpi_files: acpi::Files,
 }
 
 impl Storage {
@@ -54,6 +57,7 @@ impl Storage {
             memory: MemoryMap::new(),
             pci: Pci::new(),
             header: [0; bzimage::HEADER_BYTES],
+            acpi_files: acpi::Files::new(),
         }
     }
 }
@@ -70,6 +74,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         memory,
         pci,
         header,
+        acpi_files,
     } = storage;
 
     // 1. QEMU's configuration device, and what the user set through it.
@@ -104,6 +109,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         reserved,
         pc,
         acpi: tables::Installed::default(),
+        acpi_files,
     };
     match payload {
         Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
@@ -126,6 +132,7 @@ struct Booting<'m, B: Board> {
     pc: Pc,
     /// What the ACPI step left for the S3 resume data.
     acpi: tables::Installed,
+    acpi_files: &'m mut acpi::Files,
 }
 
 impl<'m, B: Board> Booting<'m, B> {
@@ -134,7 +141,13 @@ impl<'m, B: Board> Booting<'m, B> {
     /// initrd are placed clear of the zone. Returns the RSDP's address.
     fn install_tables(&mut self) -> Result<Option<u64>, Error> {
         let memory = self.board.memory();
-        self.acpi = tables::install(self.fw_cfg, memory, &mut self.zone, self.pc.bios_area())?;
+        self.acpi = tables::install(
+            self.fw_cfg,
+            memory,
+            &mut self.zone,
+            self.pc.bios_area(),
+            self.acpi_files,
+        )?;
         self.pc
             .install_smbios(self.fw_cfg, memory, &mut self.zone)?;
         let rsdp = self.acpi.rsdp;
