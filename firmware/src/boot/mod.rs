@@ -106,7 +106,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         memory,
         pci,
         zone,
-        reserved,
+        reserved: &mut reserved,
         pc,
         acpi: tables::Installed::default(),
         acpi_files,
@@ -128,7 +128,9 @@ struct Booting<'m, B: Board> {
     zone: HighZone,
     /// What the final map reserves beside the zone: the ROM, the BIOS
     /// segment, the chipset's ranges. The kernel and initrd go clear of it.
-    reserved: Reservations,
+    /// Borrowed: moved in, its copy was a rep movs (a translation block of
+    /// its own under TCG).
+    reserved: &'m mut Reservations,
     pc: Pc,
     /// What the ACPI step left for the S3 resume data.
     acpi: tables::Installed,
@@ -151,13 +153,8 @@ impl<'m, B: Board> Booting<'m, B> {
         self.pc
             .install_smbios(self.fw_cfg, memory, &mut self.zone)?;
         let rsdp = self.acpi.rsdp;
-        self.pc.microvm_mptable(
-            self.board,
-            self.fw_cfg,
-            &mut self.zone,
-            rsdp,
-            &mut self.reserved,
-        )?;
+        self.pc
+            .microvm_mptable(self.board, self.fw_cfg, &mut self.zone, rsdp, self.reserved)?;
         Ok(rsdp)
     }
 
@@ -194,7 +191,7 @@ impl<'m, B: Board> Booting<'m, B> {
             self.zone.used(),
         );
         self.board.mark(Step::Cpus);
-        reserve_firmware_memory(self.memory, self.zone.used(), &self.reserved)?;
+        reserve_firmware_memory(self.memory, self.zone.used(), self.reserved)?;
         Ok(Ready {
             board: self.board,
             memory: self.memory,
