@@ -97,13 +97,13 @@ impl HighZone {
 /// by the parts that use them: the BIOS segment and the ROM from the start,
 /// the chipset's (EBDA, MMCONFIG, RCBA) as the set-up claims them. The
 /// kernel, the initrd and the tables are placed clear of them, and of the
-/// two ranges [`Reservations::busy`] lays in front of them.
+/// two ranges [`Reservations::busy`] lays beside them.
 #[derive(Clone, Copy, Debug)]
 pub struct Reservations {
-    /// The two placement slots first (the zone and one more range), then
-    /// the BIOS segment, the chipset's from the slot after it on, the ROM
-    /// last; unused slots are empty ranges. One array, so that the
-    /// placement code gets the whole list without a copy of it.
+    /// The BIOS segment first, then the zone's slot, the ROM, the chipset's
+    /// in the order they were reserved, and last the slot for one more range
+    /// to go clear of; unused slots are empty ranges. One array, so that
+    /// the placement code and the final map get their lists without a copy.
     ranges: [Range; Reservations::SLOTS],
     chipset: usize,
 }
@@ -112,10 +112,12 @@ impl Reservations {
     /// The BIOS segment, the ROM, and three of the chipset's.
     pub const CAPACITY: usize = 5;
     const CHIPSET: usize = Reservations::CAPACITY - 2;
-    /// The reservations and the two placement slots in front of them.
+    /// The reservations and the two placement slots beside them.
     pub const SLOTS: usize = Reservations::CAPACITY + 2;
-    const BIOS: usize = 2;
-    const ROM: usize = Reservations::SLOTS - 1;
+    const BIOS: usize = 0;
+    const ZONE: usize = 1;
+    const ROM: usize = 2;
+    const ALSO: usize = Reservations::SLOTS - 1;
 
     pub fn new(rom: Range) -> Reservations {
         let mut ranges = [Range::new(0, 0); Reservations::SLOTS];
@@ -131,30 +133,24 @@ impl Reservations {
             self.chipset < Reservations::CHIPSET,
             "too many reservations"
         );
+        self.ranges[Reservations::ROM + 1 + self.chipset] = range;
         self.chipset += 1;
-        self.ranges[Reservations::BIOS + self.chipset] = range;
-    }
-
-    pub fn bios_area(&self) -> Range {
-        self.ranges[Reservations::BIOS]
-    }
-
-    pub fn rom(&self) -> Range {
-        self.ranges[Reservations::ROM]
-    }
-
-    /// The chipset's ranges, in the order they were reserved.
-    pub fn chipset(&self) -> &[Range] {
-        &self.ranges[Reservations::BIOS + 1..Reservations::BIOS + 1 + self.chipset]
     }
 
     /// What a kernel blob goes clear of: `zone` (the high zone as it is
     /// now), `also`, and every reservation; a fixed-size list, the unused
     /// slots empty ranges.
     pub fn busy(&mut self, zone: Range, also: Range) -> &[Range; Reservations::SLOTS] {
-        self.ranges[0] = zone;
-        self.ranges[1] = also;
+        self.ranges[Reservations::ZONE] = zone;
+        self.ranges[Reservations::ALSO] = also;
         &self.ranges
+    }
+
+    /// What the final memory map reserves: `tables` (the high zone) and
+    /// every reservation, no unused slot among them, the BIOS segment first.
+    pub fn reserved(&mut self, tables: Range) -> &[Range] {
+        self.ranges[Reservations::ZONE] = tables;
+        &self.ranges[..Reservations::ROM + 1 + self.chipset]
     }
 }
 

@@ -216,15 +216,15 @@ const FINAL_MAP_GROWTH: usize = 1 + 2 * (1 + Reservations::CAPACITY);
 fn reserve_firmware_memory(
     memory: &mut MemoryMap,
     tables: Range,
-    reserved: &Reservations,
+    reserved: &mut Reservations,
 ) -> Result<(), Error> {
     memory.remove(layout::LEGACY_HOLE)?;
-    memory.insert(reserved.bios_area(), RESERVED)?;
-    memory.insert(tables, RESERVED)?;
-    for &range in reserved.chipset() {
+    // The tables and every reservation: one call in a loop (its code is
+    // what TCG translates, once); the final map does not depend on the
+    // order (each range overrides RAM, touching entries of a type merge).
+    for &range in reserved.reserved(tables) {
         memory.insert(range, RESERVED)?;
     }
-    memory.insert(reserved.rom(), RESERVED)?;
     Ok(())
 }
 
