@@ -109,7 +109,7 @@ pub trait LoaderEnv {
 
 #[derive(Clone, Copy)]
 struct File {
-    name: [u8; FILE_NAME_LEN],
+    name: Name,
     addr: u64,
     size: u32,
 }
@@ -125,16 +125,49 @@ pub struct Outcome {
     pub skipped: u32,
 }
 
+/// The files a script allocated, as [`run_in`] tracks them: the firmware
+/// keeps one in .bss (made on the stack, its zeroing was a rep stos, a
+/// translation block of its own under TCG).
+pub struct Files {
+    /// One slot more than the files: an ALLOCATE names its file in the slot
+    /// after the last, which the file then keeps (copied in, each name was
+    /// a rep movs).
+    slots: [File; MAX_FILES + 1],
+}
+
+impl Files {
+    pub const fn new() -> Files {
+        Files {
+            slots: [File {
+                name: Name::EMPTY,
+                addr: 0,
+                size: 0,
+            }; MAX_FILES + 1],
+        }
+    }
+}
+
+impl Default for Files {
+    fn default() -> Files {
+        Files::new()
+    }
+}
+
 /// Runs a table-loader script.
 pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderError> {
+    run_in(script, env, &mut Files::new())
+}
+
+/// [`run`], tracking the files in `files` (whatever it held before).
+pub fn run_in(
+    script: &[u8],
+    env: &mut impl LoaderEnv,
+    files: &mut Files,
+) -> Result<Outcome, LoaderError> {
     if !script.len().is_multiple_of(COMMAND_SIZE) {
         return Err(LoaderError::BadScriptLength(script.len()));
     }
-    let mut files = [File {
-        name: [0; FILE_NAME_LEN],
-        addr: 0,
-        size: 0,
-    }; MAX_FILES];
+    let files = &mut files.slots;
     let mut nfiles = 0;
     let mut outcome = Outcome::default();
     // Filled in place by name_at: returned by value, each name was a copy.
@@ -147,8 +180,10 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
         match kind {
             0 => {} // padding
             CMD_ALLOCATE => {
-                name_at(body, 0, &mut key)?;
-                let name = key.bytes();
+                let (done, free) = files.split_at_mut(nfiles);
+                let new = &mut free[0];
+                name_at(body, 0, &mut new.name)?;
+                let name = new.name.bytes();
                 let align = le32(body, 56);
                 let zone = match body[60] {
                     1 => Zone::High,
@@ -158,7 +193,7 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                 if !align.is_power_of_two() {
                     return Err(LoaderError::BadAllocation);
                 }
-                if find(&files[..nfiles], &key).is_some() {
+                if find(done, &new.name).is_some() {
                     return Err(LoaderError::AllocatedTwice);
                 }
                 if nfiles == MAX_FILES {
@@ -175,15 +210,12 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
                     .allocate(size, align, zone)
                     .ok_or(LoaderError::OutOfMemory)?;
                 env.read_file(file, addr, size)?;
-                files[nfiles] = File {
-                    name: key.padded,
-                    addr,
-                    size,
-                };
+                new.addr = addr;
+                new.size = size;
                 nfiles += 1;
-                if key.is(RSDP_FILE) {
+                if new.name.is(RSDP_FILE) {
                     outcome.rsdp = Some(addr);
-                } else if key.is(TABLES_FILE) {
+                } else if new.name.is(TABLES_FILE) {
                     outcome.tables = Some(addr);
                 }
                 log::debug!(
@@ -276,6 +308,7 @@ fn le32(b: &[u8], off: usize) -> u32 {
 
 /// A file name of a loader command, NUL-padded to 56 bytes whatever followed
 /// its NUL in the command (so names compare a word at a time), and its length.
+#[derive(Clone, Copy)]
 struct Name {
     padded: [u8; FILE_NAME_LEN],
     len: usize,
@@ -321,7 +354,9 @@ fn name_at(body: &[u8], off: usize, out: &mut Name) -> Result<(), LoaderError> {
 
 #[inline(never)]
 fn find<'f>(files: &'f [File], name: &Name) -> Option<&'f File> {
-    files.iter().find(|f| names_equal(&f.name, &name.padded))
+    files
+        .iter()
+        .find(|f| names_equal(&f.name.padded, &name.padded))
 }
 
 fn pointer_slot<'a>(

@@ -96,12 +96,15 @@ impl HighZone {
 /// The ranges the final memory map reserves beside the high zone, laid there
 /// by the parts that use them: the BIOS segment and the ROM from the start,
 /// the chipset's (EBDA, MMCONFIG, RCBA) as the set-up claims them. The
-/// kernel, the initrd and the tables are placed clear of them.
+/// kernel, the initrd and the tables are placed clear of them, and of the
+/// two ranges [`Reservations::busy`] lays beside them.
 #[derive(Clone, Copy, Debug)]
 pub struct Reservations {
-    /// The BIOS segment first, the ROM last, the chipset's between them from
-    /// the second slot on; unused slots are empty ranges.
-    ranges: [Range; Reservations::CAPACITY],
+    /// The BIOS segment first, then the zone's slot, the ROM, the chipset's
+    /// in the order they were reserved, and last the slot for one more range
+    /// to go clear of; unused slots are empty ranges. One array, so that
+    /// the placement code and the final map get their lists without a copy.
+    ranges: [Range; Reservations::SLOTS],
     chipset: usize,
 }
 
@@ -109,11 +112,17 @@ impl Reservations {
     /// The BIOS segment, the ROM, and three of the chipset's.
     pub const CAPACITY: usize = 5;
     const CHIPSET: usize = Reservations::CAPACITY - 2;
+    /// The reservations and the two placement slots beside them.
+    pub const SLOTS: usize = Reservations::CAPACITY + 2;
+    const BIOS: usize = 0;
+    const ZONE: usize = 1;
+    const ROM: usize = 2;
+    const ALSO: usize = Reservations::SLOTS - 1;
 
     pub fn new(rom: Range) -> Reservations {
-        let mut ranges = [Range::new(0, 0); Reservations::CAPACITY];
-        ranges[0] = BIOS_AREA;
-        ranges[Reservations::CAPACITY - 1] = rom;
+        let mut ranges = [Range::new(0, 0); Reservations::SLOTS];
+        ranges[Reservations::BIOS] = BIOS_AREA;
+        ranges[Reservations::ROM] = rom;
         Reservations { ranges, chipset: 0 }
     }
 
@@ -124,27 +133,24 @@ impl Reservations {
             self.chipset < Reservations::CHIPSET,
             "too many reservations"
         );
+        self.ranges[Reservations::ROM + 1 + self.chipset] = range;
         self.chipset += 1;
-        self.ranges[self.chipset] = range;
     }
 
-    pub fn bios_area(&self) -> Range {
-        self.ranges[0]
-    }
-
-    pub fn rom(&self) -> Range {
-        self.ranges[Reservations::CAPACITY - 1]
-    }
-
-    /// The chipset's ranges, in the order they were reserved.
-    pub fn chipset(&self) -> &[Range] {
-        &self.ranges[1..1 + self.chipset]
-    }
-
-    /// All the slots, the unused ones empty ranges: a fixed-size list for
-    /// the placement code.
-    pub fn all(&self) -> &[Range; Reservations::CAPACITY] {
+    /// What a kernel blob goes clear of: `zone` (the high zone as it is
+    /// now), `also`, and every reservation; a fixed-size list, the unused
+    /// slots empty ranges.
+    pub fn busy(&mut self, zone: Range, also: Range) -> &[Range; Reservations::SLOTS] {
+        self.ranges[Reservations::ZONE] = zone;
+        self.ranges[Reservations::ALSO] = also;
         &self.ranges
+    }
+
+    /// What the final memory map reserves: `tables` (the high zone) and
+    /// every reservation, no unused slot among them, the BIOS segment first.
+    pub fn reserved(&mut self, tables: Range) -> &[Range] {
+        self.ranges[Reservations::ZONE] = tables;
+        &self.ranges[..Reservations::ROM + 1 + self.chipset]
     }
 }
 

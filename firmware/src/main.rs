@@ -73,10 +73,13 @@ mod firmware {
         if let Some(why) = s3::wake_failure(wake_failure) {
             log::error!("{why}");
         }
-        // Borrowed by every step rather than moved along with them: moved by
-        // value, each move of its stamps is a rep movs, a translation block
-        // of its own under TCG.
-        let mut time = Timeline::new(reset_tsc);
+        // Both in .bss, cleared by boot.s: made on the stack, the timeline's
+        // zeroing was a rep stos, a translation block of its own under TCG.
+        // Borrowed by every step rather than moved along with them, for the
+        // same reason.
+        let mut state = STATE.lock();
+        let State { storage, time } = &mut *state;
+        time.start(reset_tsc);
         // SAFETY: this is the boot path, the only code running: one of each.
         let mut machine = unsafe {
             Hardware {
@@ -84,12 +87,11 @@ mod firmware {
                 mmio: PhysMmio::new(),
                 memory: PhysMemory::new(),
                 cpu: RealCpu::new(),
-                time: &mut time,
+                time,
                 report_timeline: false,
             }
         };
-        let mut storage = STORAGE.lock();
-        match boot::boot(&mut machine, &mut storage) {
+        match boot::boot(&mut machine, storage) {
             Ok(handoff) => {
                 if machine.report_timeline {
                     machine.time.report(machine.io);
@@ -100,8 +102,17 @@ mod firmware {
         }
     }
 
-    /// What the boot keeps, in .bss: cleared by boot.s's one `rep stosq`.
-    static STORAGE: spin::Mutex<Storage> = spin::Mutex::new(Storage::new());
+    /// What the boot keeps, and the timeline's stamps.
+    struct State {
+        storage: Storage,
+        time: Timeline,
+    }
+
+    /// In .bss: cleared by boot.s's one `rep stosq`.
+    static STATE: spin::Mutex<State> = spin::Mutex::new(State {
+        storage: Storage::new(),
+        time: Timeline::new(),
+    });
 
     /// The machine ferrite runs on, as the boot sequence sees it.
     struct Hardware<'t> {

@@ -142,6 +142,9 @@ fn has_type0(tables: &[u8]) -> Result<bool, SmbiosError> {
 /// the tables as QEMU gave them; it lives at `base`. When QEMU gave no type 0
 /// record, ferrite's goes in the free room, just before QEMU's records. Returns
 /// the entry point and the offset in `buf` where the final tables start.
+/// Inlined into the boot's one call: returned, the result was copied out
+/// (a rep movs, under TCG a translation block of its own).
+#[inline(always)]
 pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usize), SmbiosError> {
     let v21 = anchor.len() == EP21_LEN && anchor.starts_with(b"_SM_");
     let v30 = anchor.len() == EP30_LEN && anchor.starts_with(b"_SM3_");

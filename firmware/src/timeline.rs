@@ -95,13 +95,17 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    pub fn new(reset_tsc: u64) -> Timeline {
-        let mut t = Timeline {
+    /// No stamps yet: all zeros, for a static in .bss.
+    pub const fn new() -> Timeline {
+        Timeline {
             stamps: [0; STEPS.len()],
-        };
-        t.stamps[Step::Reset as usize] = reset_tsc;
-        t.mark(Step::Rust);
-        t
+        }
+    }
+
+    /// The reset vector's stamp, and this step's.
+    pub fn start(&mut self, reset_tsc: u64) {
+        self.stamps[Step::Reset as usize] = reset_tsc;
+        self.mark(Step::Rust);
     }
 
     pub fn mark(&mut self, step: Step) {

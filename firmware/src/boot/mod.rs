@@ -23,6 +23,7 @@ pub use bios::{EBDA, F_SEGMENT};
 pub use cpus::{AP_COUNT_OFFSET, AP_IDS_OFFSET, AP_MSRS_OFFSET, TRAMPOLINE};
 pub use resume::RESUME_BLOCK;
 
+use crate::acpi;
 use crate::board::{Board, Step};
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
 use crate::bootparams::e820_type::RESERVED;
@@ -46,6 +47,8 @@ pub struct Storage {
     memory: MemoryMap,
     pci: Pci,
     header: bzimage::Header,
+    /// The ACPI table loader's list of files.
+    acpi_files: acpi::Files,
 }
 
 impl Storage {
@@ -54,6 +57,7 @@ impl Storage {
             memory: MemoryMap::new(),
             pci: Pci::new(),
             header: [0; bzimage::HEADER_BYTES],
+            acpi_files: acpi::Files::new(),
         }
     }
 }
@@ -70,6 +74,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         memory,
         pci,
         header,
+        acpi_files,
     } = storage;
 
     // 1. QEMU's configuration device, and what the user set through it.
@@ -104,9 +109,10 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         memory,
         pci,
         zone,
-        reserved,
+        reserved: &mut reserved,
         pc,
         acpi: tables::Installed::default(),
+        acpi_files,
     };
     match payload {
         Payload::BzImage(kernel) => boot_bzimage(booting, kernel),
@@ -125,10 +131,13 @@ struct Booting<'m, B: Board> {
     zone: HighZone,
     /// What the final map reserves beside the zone: the ROM, the BIOS
     /// segment, the chipset's ranges. The kernel and initrd go clear of it.
-    reserved: Reservations,
+    /// Borrowed: moved in, its copy was a rep movs (a translation block of
+    /// its own under TCG).
+    reserved: &'m mut Reservations,
     pc: Pc,
     /// What the ACPI step left for the S3 resume data.
     acpi: tables::Installed,
+    acpi_files: &'m mut acpi::Files,
 }
 
 impl<'m, B: Board> Booting<'m, B> {
@@ -137,28 +146,19 @@ impl<'m, B: Board> Booting<'m, B> {
     /// initrd are placed clear of the zone. Returns the RSDP's address.
     fn install_tables(&mut self) -> Result<Option<u64>, Error> {
         let memory = self.board.memory();
-        self.acpi = tables::install(self.fw_cfg, memory, &mut self.zone, self.pc.bios_area())?;
+        self.acpi = tables::install(
+            self.fw_cfg,
+            memory,
+            &mut self.zone,
+            self.pc.bios_area(),
+            self.acpi_files,
+        )?;
         self.pc
             .install_smbios(self.fw_cfg, memory, &mut self.zone)?;
         let rsdp = self.acpi.rsdp;
-        self.pc.microvm_mptable(
-            self.board,
-            self.fw_cfg,
-            &mut self.zone,
-            rsdp,
-            &mut self.reserved,
-        )?;
+        self.pc
+            .microvm_mptable(self.board, self.fw_cfg, &mut self.zone, rsdp, self.reserved)?;
         Ok(rsdp)
-    }
-
-    /// Ranges the kernel's blobs go clear of: the zone as it is now, what
-    /// the final map reserves, and `also`.
-    fn busy(&self, also: Range) -> [Range; Reservations::CAPACITY + 2] {
-        let mut busy = [Range::new(0, 0); Reservations::CAPACITY + 2];
-        busy[0] = self.zone.used();
-        busy[1] = also;
-        busy[2..].copy_from_slice(self.reserved.all());
-        busy
     }
 
     /// Room in the high zone for a PVH or multiboot memory map of `E`s, when
@@ -194,7 +194,7 @@ impl<'m, B: Board> Booting<'m, B> {
             self.zone.used(),
         );
         self.board.mark(Step::Cpus);
-        reserve_firmware_memory(self.memory, self.zone.used(), &self.reserved)?;
+        reserve_firmware_memory(self.memory, self.zone.used(), self.reserved)?;
         Ok(Ready {
             board: self.board,
             memory: self.memory,
@@ -219,15 +219,15 @@ const FINAL_MAP_GROWTH: usize = 1 + 2 * (1 + Reservations::CAPACITY);
 fn reserve_firmware_memory(
     memory: &mut MemoryMap,
     tables: Range,
-    reserved: &Reservations,
+    reserved: &mut Reservations,
 ) -> Result<(), Error> {
     memory.remove(layout::LEGACY_HOLE)?;
-    memory.insert(reserved.bios_area(), RESERVED)?;
-    memory.insert(tables, RESERVED)?;
-    for &range in reserved.chipset() {
+    // The tables and every reservation: one call in a loop (its code is
+    // what TCG translates, once); the final map does not depend on the
+    // order (each range overrides RAM, touching entries of a type merge).
+    for &range in reserved.reserved(tables) {
         memory.insert(range, RESERVED)?;
     }
-    memory.insert(reserved.rom(), RESERVED)?;
     Ok(())
 }
 
@@ -239,8 +239,8 @@ fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, 
 
     // 6. The kernel, straight to its run-time address, and its setup_data,
     //    clear of every range the final map reserves.
-    let busy = b.busy(Range::new(0, 0));
-    let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), Range::new(0, 0));
+    let kernel_range = linux::place_kernel(&kernel.info, kernel.size, b.memory, busy)?;
     kernel.load(b.fw_cfg, b.board.memory(), kernel_range)?;
     let setup_data =
         kernel.move_setup_data(b.fw_cfg, b.board.memory(), kernel_range, &mut b.zone)?;
@@ -249,8 +249,8 @@ fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, 
     b.board.mark(Step::KernelLoaded);
 
     // 7. The initrd, as high as the kernel allows, and the command line.
-    let busy = b.busy(kernel_range);
-    let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), kernel_range);
+    let initrd = linux::place_initrd(&kernel.info, kernel.initrd_size, b.memory, busy)?;
     bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
     kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
     b.board.mark(Step::InitrdLoaded);
@@ -298,8 +298,8 @@ fn boot_pvh<B: Board>(mut b: Booting<B>, kernel: Vmlinux) -> Result<Handoff, Err
     //    (taken before the initrd is placed below the zone), the initrd,
     //    placed as for a bzImage, and the command line.
     let memmap_room = b.reserve_map_room::<MemmapEntry>(kernel.segments, "the PVH memory map")?;
-    let busy = b.busy(kernel.segments);
-    let initrd = kernel.place_initrd(b.memory, &busy)?;
+    let busy = b.reserved.busy(b.zone.used(), kernel.segments);
+    let initrd = kernel.place_initrd(b.memory, busy)?;
     bzimage::load_initrd(b.fw_cfg, b.board.memory(), initrd)?;
     kernel.load_cmdline(b.fw_cfg, b.board.memory())?;
     b.board.mark(Step::InitrdLoaded);

@@ -61,8 +61,8 @@ impl Pc {
         };
         let layout = pci.setup(io, board.mmio(), &platform)?;
         log::debug!("pci: {layout:x?}");
-        for range in layout.reserved.into_iter().flatten() {
-            reserved.add(range);
+        for range in layout.reserved.iter().flatten() {
+            reserved.add(*range);
         }
 
         let bios = BiosArea::open(io, board.memory(), machine)?;

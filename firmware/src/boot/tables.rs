@@ -85,12 +85,13 @@ pub struct Installed {
     pub tables: Option<u64>,
 }
 
-/// Installs QEMU's ACPI tables.
+/// Installs QEMU's ACPI tables; `files` is the loader's scratch.
 pub fn install(
     fw_cfg: &mut FwCfg<impl PortIo>,
     mem: &mut impl GuestMemory,
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
+    files: &mut acpi::Files,
 ) -> Result<Installed, Error> {
     let Some(file) = fw_cfg.find(acpi::LOADER_FILE) else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
@@ -106,7 +107,7 @@ pub fn install(
         rsdp,
         tables,
         skipped,
-    } = acpi::run(
+    } = acpi::run_in(
         script,
         &mut Env {
             fw_cfg,
@@ -114,6 +115,7 @@ pub fn install(
             zone,
             bios,
         },
+        files,
     )?;
     if skipped > 0 {
         log::warn!("acpi: {skipped} table-loader commands skipped");

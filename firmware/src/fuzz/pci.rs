@@ -334,7 +334,9 @@ pub(super) fn check_pci(input: &[u8]) -> String {
     };
     let mut pci = Box::new(Pci::new());
     let cell = core::cell::RefCell::new(io);
-    let result = pci.setup(&mut NoisyPorts(&cell), &mut NoisyMmconfig(&cell), &platform);
+    let result = pci
+        .setup(&mut NoisyPorts(&cell), &mut NoisyMmconfig(&cell), &platform)
+        .copied();
     let io = cell.into_inner();
     assert!(
         io.model.accesses < 2_000_000,

@@ -71,8 +71,9 @@ const GIB: u64 = 1 << 30;
 
 impl Pci {
     /// SeaBIOS's pci_bios_init_platform: the 32-bit window's start (q35's
-    /// MMCONFIG window is open already).
-    pub(super) fn platform(&mut self, p: &Platform) -> Layout {
+    /// MMCONFIG window is open already), into the layout [`Pci::setup`]
+    /// hands back.
+    pub(super) fn platform(&mut self, p: &Platform) {
         let mut layout = Layout {
             mem32_start: p.low_ram_end,
             mem64: None,
@@ -96,7 +97,7 @@ impl Pci {
         if self.find(INTEL, q35::ICH9_LPC_ID).is_some() {
             layout.reserved[1] = Some(q35::ICH9_RCBA);
         }
-        layout
+        self.layout = layout;
     }
 
     fn find(&self, vendor: u16, device: u16) -> Option<&Device> {

@@ -155,6 +155,10 @@ pub struct Pci {
     /// than scanning each bus again.
     found: SpillVec<Found, MAX_DEVICES>,
     bus_found: [(u16, u16); 256],
+    /// What [`Pci::setup`] hands back, kept here: moved by value, the
+    /// layout's copies were `rep movs`, each a translation block of its own
+    /// under TCG.
+    layout: Layout,
 }
 
 /// What a bus scan reads of a function: one dword each of identity and class,
@@ -202,6 +206,13 @@ impl Pci {
                 header_type: 0,
             }),
             bus_found: [(0, 0); 256],
+            layout: Layout {
+                mem32_start: 0,
+                mem64: None,
+                reserved: [None, None],
+                functions: 0,
+                max_bus: 0,
+            },
         }
     }
 
@@ -212,7 +223,7 @@ impl Pci {
         io: &mut impl PortIo,
         mmio: &mut impl Mmio,
         platform: &Platform,
-    ) -> Result<Layout, PciError> {
+    ) -> Result<&Layout, PciError> {
         let io = &mut ConfigAccess::new(io, mmio);
         self.devices.clear();
         self.entries.clear();
@@ -227,15 +238,15 @@ impl Pci {
         let mut bus = 0;
         self.init_bus(io, 0, &mut bus)?;
         self.probe(io)?;
-        let mut layout = self.platform(platform);
+        self.platform(platform);
         self.size_devices(io)?;
         self.size_bridges(io)?;
-        layout.mem64 = self.map(io, platform, layout.mem32_start)?;
+        self.layout.mem64 = self.map(io, platform, self.layout.mem32_start)?;
         self.init_devices(io, platform);
         self.enable_default_vga(io);
-        layout.functions = self.devices.len();
-        layout.max_bus = self.max_bus;
-        Ok(layout)
+        self.layout.functions = self.devices.len();
+        self.layout.max_bus = self.max_bus;
+        Ok(&self.layout)
     }
 
     /// Functions on bus 0 with an interrupt pin: (function, pin 1-4, IRQ) for

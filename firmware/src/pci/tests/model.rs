@@ -303,7 +303,9 @@ pub(super) const MMCONFIG_BASE: u64 = 0xB000_0000;
 
 pub(super) fn setup(pci: &mut Pci, m: &mut Model, p: &Platform) -> Result<Layout, PciError> {
     let cell = RefCell::new(std::mem::replace(m, Model::new(Vec::new())));
-    let r = pci.setup(&mut PortSide(&cell), &mut MmioSide(&cell), p);
+    let r = pci
+        .setup(&mut PortSide(&cell), &mut MmioSide(&cell), p)
+        .copied();
     *m = cell.into_inner();
     r
 }
