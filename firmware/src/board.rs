@@ -13,10 +13,10 @@
 
 use core::mem::{align_of, size_of};
 
-use crate::e820::Range;
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::io::{Mmio, PortIo};
+use crate::mem::Range;
 use crate::mtrr::MsrList;
 
 /// The steps of the boot sequence, as the timeline stamps them (the

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::heap::{self, OutOfHeap, SpillVec};
 use crate::io::PortIo;
+use crate::mem::Range;
 
 /// Entries kept inline, without the heap: QEMU's map plus the firmware's own
 /// reservations on any ordinary VM. A larger map moves to the heap whole.
@@ -40,31 +41,6 @@ pub enum E820Error {
     OutOfHeap(usize),
     /// No RAM at all, or none at 1 MiB where the kernel goes.
     NoRam,
-}
-
-/// A half-open physical range `[start, end)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Range {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl Range {
-    pub const fn new(start: u64, end: u64) -> Range {
-        Range { start, end }
-    }
-    pub fn len(&self) -> u64 {
-        self.end - self.start
-    }
-    pub fn is_empty(&self) -> bool {
-        self.end <= self.start
-    }
-    pub fn overlaps(&self, other: &Range) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-    pub fn contains(&self, other: &Range) -> bool {
-        self.start <= other.start && other.end <= self.end
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,7 +420,6 @@ pub fn ext_node_len(entries: usize) -> usize {
 
 // Finding room in the map for the kernel and the initrd.
 mod fit;
-pub use fit::align_up;
 
 #[cfg(test)]
 mod tests;

@@ -9,11 +9,12 @@ use std::vec::Vec;
 
 use crate::acpi::{self, LoaderEnv, LoaderError, Zone};
 use crate::bootparams::e820_type::{RAM, RESERVED};
-use crate::e820::{E820Error, MemoryMap, Range};
+use crate::e820::{E820Error, MemoryMap};
 use crate::error::Error;
 use crate::fwcfg::fake::FakeDevice;
 use crate::fwcfg::{FwCfg, Item};
 use crate::linux::{self, Entry, KernelInfo};
+use crate::mem::Range;
 
 const MIB: u64 = 1 << 20;
 

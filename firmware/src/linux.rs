@@ -4,8 +4,9 @@
 //! Pure logic over the setup header and the memory map, tested on the host.
 
 use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, loadflags, xloadflags};
-use crate::e820::{MemoryMap, Range, align_up};
+use crate::e820::MemoryMap;
 use crate::error::Error;
+use crate::mem::{Range, align_up};
 
 /// Oldest protocol ferrite boots: 2.06 (Linux 2.6.22) brings `cmdline_size`, and
 /// everything older also lacks a trustworthy `initrd_addr_max`.

@@ -49,10 +49,10 @@ mod firmware {
     use ferrite::board::{Board, Step};
     use ferrite::boot::{self, Handoff, Kind, Storage};
     use ferrite::chipset;
-    use ferrite::e820::Range;
     use ferrite::error::{Error, STATUS_PANIC};
     use ferrite::fwcfg::FwCfg;
     use ferrite::io::PortIo;
+    use ferrite::mem::Range;
     use ferrite::multiboot;
     use ferrite::s3;
 

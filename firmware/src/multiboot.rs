@@ -13,8 +13,9 @@
 use core::mem::{offset_of, size_of};
 
 use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, e820_type};
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
 use crate::error::Error;
+use crate::mem::Range;
 
 /// The header's magic, in the first 8 KiB of the file, 4-byte aligned.
 pub const HEADER_MAGIC: u32 = 0x1BAD_B002;

@@ -9,8 +9,8 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
-use ferrite::e820::Range;
 use ferrite::error::Error;
+use ferrite::mem::Range;
 use x86_64::PhysAddr;
 use x86_64::registers::control::Cr3;
 use x86_64::structures::paging::{PageTableFlags as Flags, PhysFrame};

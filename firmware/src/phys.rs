@@ -3,9 +3,9 @@
 //! the other CPUs change.
 
 use ferrite::board::GuestMemory;
-use ferrite::e820::Range;
 use ferrite::error::Error;
-use ferrite::layout::FIRMWARE_RAM;
+use ferrite::mem::FIRMWARE_RAM;
+use ferrite::mem::Range;
 
 use crate::paging;
 

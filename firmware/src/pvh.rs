@@ -15,8 +15,9 @@
 use core::mem::{offset_of, size_of};
 
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
 use crate::error::Error;
+use crate::mem::Range;
 
 /// `hvm_start_info.magic`: "xEn3" with the top bit of the 'E' set.
 pub const START_INFO_MAGIC: u32 = 0x336E_C578;

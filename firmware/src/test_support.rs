@@ -1,7 +1,8 @@
 //! Helpers shared by the unit tests of several modules.
 
 use crate::bootparams::e820_type::{RAM, RESERVED};
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
+use crate::mem::Range;
 
 /// A memory map of `n` entries that nothing merges: 1 MiB every 2 MiB, RAM
 /// and reserved in turn. 300 of them is more than QEMU ever lists but what

@@ -9,9 +9,9 @@
 
 use crate::board::GuestMemory;
 use crate::chipset::{self, Machine};
-use crate::e820::Range;
 use crate::error::Error;
 use crate::io::PortIo;
+use crate::mem::Range;
 
 use super::cpus;
 

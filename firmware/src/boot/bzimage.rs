@@ -7,12 +7,13 @@ use crate::board::{Board, GuestMemory};
 use crate::bootparams::{
     BootParams, E820_MAX_ENTRIES_ZEROPAGE, HDRS_MAGIC, LOADER_TYPE_QEMU, SetupData, SetupHeader,
 };
-use crate::e820::{self, MemoryMap, Range};
+use crate::e820::{self, MemoryMap};
 use crate::error::Error;
 use crate::fwcfg::{FwCfg, Item};
 use crate::io::PortIo;
-use crate::layout::{self, HighZone};
 use crate::linux::{Entry, KernelInfo};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 use crate::pvh;
 use crate::setup_data::{self, MAX_NODES, Node};
 
@@ -91,10 +92,10 @@ impl<'s> Kernel<'s> {
         // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
         let len = cmdline_size.saturating_sub(1);
         info.check_cmdline(len)?;
-        if cmdline_size > layout::CMDLINE_ROOM {
+        if cmdline_size > mem::CMDLINE_ROOM {
             return Err(Error::CmdlineTooLong {
                 len,
-                max: layout::CMDLINE_ROOM - 1,
+                max: mem::CMDLINE_ROOM - 1,
             });
         }
         Ok(Kernel {
@@ -186,16 +187,15 @@ impl<'s> Kernel<'s> {
     ) -> Result<u64, Error> {
         // The e820 extension first: the zero page's borrow of `mem` follows.
         let setup_data = link_e820_ext(mem, memory, e820_ext, setup_data)?;
-        // The zero-page area is reserved for this (layout.rs).
-        mem.bytes(layout::ZERO_PAGE, size_of::<BootParams>())?
-            .fill(0);
-        let zp: &mut BootParams = mem.object(layout::ZERO_PAGE)?;
+        // The zero-page area is reserved for this (mem.rs).
+        mem.bytes(mem::ZERO_PAGE, size_of::<BootParams>())?.fill(0);
+        let zp: &mut BootParams = mem.object(mem::ZERO_PAGE)?;
         zp.copy_header_from(self.header);
         let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
         let hdr = &mut zp.hdr;
         hdr.type_of_loader = LOADER_TYPE_QEMU;
         hdr.code32_start = kernel.start as u32;
-        hdr.cmd_line_ptr = layout::CMDLINE as u32;
+        hdr.cmd_line_ptr = mem::CMDLINE as u32;
         hdr.ramdisk_image = image as u32;
         hdr.ramdisk_size = size as u32;
         hdr.setup_data = setup_data;
@@ -203,7 +203,7 @@ impl<'s> Kernel<'s> {
         zp.ext_ramdisk_size = (size >> 32) as u32;
         zp.acpi_rsdp_addr = rsdp.unwrap_or(0);
         zp.e820_entries = memory.write_zero_page(&mut zp.e820_table);
-        Ok(layout::ZERO_PAGE)
+        Ok(mem::ZERO_PAGE)
     }
 
     /// Where to jump.
@@ -315,17 +315,17 @@ pub fn load_initrd(
 }
 
 /// Loads the command line (`size` bytes with its NUL, checked against
-/// `layout::CMDLINE_ROOM` by the caller) to its fixed place and terminates it.
+/// `mem::CMDLINE_ROOM` by the caller) to its fixed place and terminates it.
 pub fn load_cmdline(
     fw_cfg: &mut FwCfg<impl PortIo>,
     mem: &mut impl GuestMemory,
     size: u64,
 ) -> Result<(), Error> {
-    debug_assert!(size <= layout::CMDLINE_ROOM);
-    // The command-line area is reserved for this (layout.rs); at least its
+    debug_assert!(size <= mem::CMDLINE_ROOM);
+    // The command-line area is reserved for this (mem.rs); at least its
     // first byte is written, the NUL of an empty line.
     let room = size.max(1) as usize;
-    let line = mem.bytes(layout::CMDLINE, room)?;
+    let line = mem.bytes(mem::CMDLINE, room)?;
     fw_cfg.read_into(Item::CmdlineData as u16, &mut line[..size as usize])?;
     line[room - 1] = 0;
     Ok(())

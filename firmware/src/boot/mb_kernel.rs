@@ -5,20 +5,21 @@
 use core::mem::size_of;
 
 use crate::board::GuestMemory;
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::{FwCfg, Item};
 use crate::io::PortIo;
-use crate::layout::{self, HighZone};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 use crate::multiboot::{self, Info, Mmap, MmapEntry};
 use crate::pvh;
 
 /// Where ferrite writes the multiboot memory map: the start of the area that
 /// holds the Linux command line on the bzImage path (multiboot command lines
 /// travel in QEMU's image), below QEMU's information block at 0x9500.
-const MMAP: u64 = layout::CMDLINE;
+const MMAP: u64 = mem::CMDLINE;
 /// Where QEMU's information block may go: above the memory map, below ferrite.
-const INFO_AREA: Range = Range::new(MMAP + size_of::<Mmap>() as u64, layout::FIRMWARE_RAM.start);
+const INFO_AREA: Range = Range::new(MMAP + size_of::<Mmap>() as u64, mem::FIRMWARE_RAM.start);
 /// QEMU's block is 88 bytes; a later one may be longer.
 const INFO_MAX: u64 = 4096;
 
@@ -43,7 +44,7 @@ impl MultibootKernel {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
         let image = Range::new(addr, addr + size);
-        pvh::check_segments(image, memory, Range::new(0, layout::LEGACY_HOLE.end))?;
+        pvh::check_segments(image, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
         let info_addr = fw_cfg.read_u32(Item::InitrdAddr as u16)? as u64;
         let info_size = fw_cfg.read_u32(Item::InitrdSize as u16)? as u64;
         let info = Range::new(info_addr, info_addr + info_size);

@@ -27,11 +27,12 @@ use crate::acpi;
 use crate::board::{Board, Step};
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
 use crate::bootparams::e820_type::RESERVED;
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
-use crate::layout::{self, HighZone, Reservations};
 use crate::linux::{self, Entry};
+use crate::mem::Range;
+use crate::mem::{self, HighZone, Reservations};
 use crate::multiboot::MmapEntry;
 use crate::pci::Pci;
 use crate::pvh::MemmapEntry;
@@ -221,7 +222,7 @@ fn reserve_firmware_memory(
     tables: Range,
     reserved: &mut Reservations,
 ) -> Result<(), Error> {
-    memory.remove(layout::LEGACY_HOLE)?;
+    memory.remove(mem::LEGACY_HOLE)?;
     // The tables and every reservation: one call in a loop (its code is
     // what TCG translates, once); the final map does not depend on the
     // order (each range overrides RAM, touching entries of a type merge).

@@ -11,7 +11,7 @@ use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::io::PortIo;
-use crate::layout::{HighZone, Reservations};
+use crate::mem::{HighZone, Reservations};
 use crate::mptable::PciInterrupt;
 use crate::pci::{Pci, Platform};
 use crate::{acpi, mptable, smbios};

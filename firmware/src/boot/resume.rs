@@ -4,7 +4,7 @@
 
 use crate::board::GuestMemory;
 use crate::chipset::Machine;
-use crate::e820::Range;
+use crate::mem::Range;
 use crate::s3::{self, ResumeBlock};
 
 use super::bios::{EBDA, F_SEGMENT};

@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::fwcfg::{File, FwCfg};
 use crate::heap;
 use crate::io::PortIo;
-use crate::layout::HighZone;
+use crate::mem::HighZone;
 
 use super::bios::BiosArea;
 

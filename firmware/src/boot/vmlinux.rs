@@ -6,11 +6,12 @@
 use core::mem::size_of;
 
 use crate::board::GuestMemory;
-use crate::e820::{MemoryMap, Range};
+use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::{FwCfg, Item};
 use crate::io::PortIo;
-use crate::layout::{self, HighZone};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 use crate::pvh::{self, MemmapEntry, StartBlock};
 
 /// The highest address the initrd may end at: what 64-bit Linux bzImages
@@ -40,7 +41,7 @@ impl Vmlinux {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
         let segments = Range::new(addr, addr + size);
-        pvh::check_segments(segments, memory, Range::new(0, layout::LEGACY_HOLE.end))?;
+        pvh::check_segments(segments, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
 
         let head_len = (fw_cfg.read_u32(Item::SetupSize as u16)? as usize).min(pvh::HEAD_BYTES);
         let mut head = [0u8; pvh::HEAD_BYTES];
@@ -105,25 +106,18 @@ impl Vmlinux {
         memory: &MemoryMap,
         room: Option<Range>,
     ) -> Result<u64, Error> {
-        // The zero-page area is reserved for this (layout.rs).
+        // The zero-page area is reserved for this (mem.rs).
         let (block, room) = match room {
             Some(r) => {
                 let n = r.len() as usize / size_of::<MemmapEntry>();
                 let (block, table) =
-                    mem.object_and_slice::<StartBlock, MemmapEntry>(layout::ZERO_PAGE, r.start, n)?;
+                    mem.object_and_slice::<StartBlock, MemmapEntry>(mem::ZERO_PAGE, r.start, n)?;
                 (block, Some((table, r.start)))
             }
-            None => (mem.object::<StartBlock>(layout::ZERO_PAGE)?, None),
+            None => (mem.object::<StartBlock>(mem::ZERO_PAGE)?, None),
         };
-        block.build(
-            layout::ZERO_PAGE,
-            layout::CMDLINE,
-            initrd,
-            rsdp,
-            memory,
-            room,
-        )?;
-        Ok(layout::ZERO_PAGE)
+        block.build(mem::ZERO_PAGE, mem::CMDLINE, initrd, rsdp, memory, room)?;
+        Ok(mem::ZERO_PAGE)
     }
 }
 

@@ -13,8 +13,8 @@ pub use legacy::{
     CMOS_DATA, CMOS_INDEX, I8042_CTR, PIC_INIT, init_i8042, init_pic, init_rtc, mask_pics,
 };
 
-use crate::e820::Range;
 use crate::io::PortIo;
+use crate::mem::Range;
 use crate::pci::config::CLASS_STORAGE_IDE;
 use crate::pci::{self, Bdf, ConfigWrite, reg};
 

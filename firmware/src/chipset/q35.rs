@@ -5,8 +5,8 @@
 //! controller's I/O block (ich9_smbus_setup).
 
 use super::{HOST_BRIDGE, PCI_IRQS, write_elcr};
-use crate::e820::Range;
 use crate::io::{Mmio, PortIo};
+use crate::mem::Range;
 use crate::pci::{Bdf, ConfigAccess, ConfigWrite, apply, write32};
 
 /// The host bridge's vendor and device ID, as one dword.

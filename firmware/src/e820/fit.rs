@@ -2,7 +2,8 @@
 //! within bounds that overlaps none of the ranges already taken (the kernel,
 //! the initrd, the firmware's own allocations).
 
-use super::{MemoryMap, Range};
+use super::MemoryMap;
+use crate::mem::{Range, align_up};
 
 impl MemoryMap {
     /// The highest `align`-aligned start of a `size`-byte block that is RAM, lies
@@ -78,9 +79,4 @@ impl MemoryMap {
         }
         None
     }
-}
-
-pub fn align_up(value: u64, align: u64) -> Option<u64> {
-    debug_assert!(align.is_power_of_two());
-    Some(value.checked_add(align - 1)? & !(align - 1))
 }

@@ -9,8 +9,9 @@ use proptest::prelude::*;
 
 use super::{e820_bytes, e820_strategy, frames, le64, unframe, value64};
 use crate::bootparams::{E820_MAX_ENTRIES_ZEROPAGE, E820Entry, e820_type};
-use crate::e820::{MemoryMap, RECORD_SIZE, Range};
-use crate::layout::{self, HighZone};
+use crate::e820::{MemoryMap, RECORD_SIZE};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 
 pub(super) fn gen_e820() -> BoxedStrategy<Vec<u8>> {
     (
@@ -102,10 +103,7 @@ pub(super) fn check_e820(input: &[u8]) -> String {
     // The firmware's amendments, then the zero page's table.
     let mut zone = map.low_ram_top().ok().map(HighZone::new);
     let mut result = "ok";
-    let mut amendments = vec![
-        (layout::LEGACY_HOLE, 0),
-        (layout::BIOS_AREA, e820_type::RESERVED),
-    ];
+    let mut amendments = vec![(mem::LEGACY_HOLE, 0), (mem::BIOS_AREA, e820_type::RESERVED)];
     if let Some(z) = &mut zone {
         z.alloc(0x1_0000, 4096);
         amendments.push((z.used(), e820_type::RESERVED));

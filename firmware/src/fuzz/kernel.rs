@@ -9,9 +9,10 @@ use proptest::prelude::*;
 
 use super::{e820_strategy, frames, le64, unframe, value32, value64};
 use crate::bootparams::{BootParams, SetupHeader};
-use crate::e820::{MemoryMap, Range};
-use crate::layout::{self, HighZone};
+use crate::e820::MemoryMap;
 use crate::linux::{self, KernelInfo};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 
 pub(super) fn gen_kernel() -> BoxedStrategy<Vec<u8>> {
     let fields = (
@@ -69,7 +70,7 @@ pub(super) fn gen_kernel() -> BoxedStrategy<Vec<u8>> {
 /// as on q35 (BIOS area, EBDA, MMCONFIG, RCBA, the ROM): the final map
 /// reserves them, so the kernel and initrd must stay clear of them.
 const FIXED_RESERVATIONS: [Range; 5] = [
-    layout::BIOS_AREA,
+    mem::BIOS_AREA,
     Range::new(0x9_FC00, 0xA_0000),
     crate::chipset::Q35_MMCONFIG,
     Range::new(0xFED1_C000, 0xFED2_0000),

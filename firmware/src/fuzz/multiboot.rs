@@ -8,7 +8,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::{frames, le64, unframe, value32};
-use crate::e820::Range;
+use crate::mem::Range;
 
 pub(super) fn gen_multiboot() -> BoxedStrategy<Vec<u8>> {
     (

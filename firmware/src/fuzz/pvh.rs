@@ -9,7 +9,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::{frames, le64, unframe, value64};
-use crate::e820::Range;
+use crate::mem::Range;
 
 /// An ELF (either class) with a PT_LOAD at `load` and a PT_NOTE holding the
 /// PVH entry note, in the head or in loaded memory; fields fuzzed.

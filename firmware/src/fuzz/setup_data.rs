@@ -7,7 +7,7 @@ use std::vec::Vec;
 use proptest::prelude::*;
 
 use super::{frames, le64, unframe, value32, value64};
-use crate::layout::{self, HighZone};
+use crate::mem::{self, HighZone};
 use crate::setup_data;
 
 pub(super) fn gen_setup_data() -> BoxedStrategy<Vec<u8>> {
@@ -77,7 +77,7 @@ pub(super) fn check_setup_data(input: &[u8]) -> String {
             for node in &nodes[..n] {
                 assert!(node.len >= 16 && node.offset + node.len <= blob.len());
                 let copy = zone.alloc(node.len as u64, 8);
-                assert!(copy.is_some() || node.len as u64 > layout::HIGH_ZONE_MAX / 2);
+                assert!(copy.is_some() || node.len as u64 > mem::HIGH_ZONE_MAX / 2);
             }
             format!("ok-{n}")
         }

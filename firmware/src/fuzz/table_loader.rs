@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 use super::{frames, unframe, value32};
 use crate::acpi::{self, LoaderEnv, LoaderError, Zone};
-use crate::e820::Range;
-use crate::layout::{self, HighZone};
+use crate::mem::Range;
+use crate::mem::{self, HighZone};
 
 const LOADER_FILES: [&[u8]; 5] = [
     b"etc/acpi/rsdp",
@@ -160,10 +160,10 @@ pub(super) fn check_table_loader(input: &[u8]) -> String {
     let mut high = HighZone::new(top);
     // A zone with little room left: exhaustion is an error, never an overflow.
     high.alloc(
-        layout::HIGH_ZONE_MAX - (zone_kib << 10).min(layout::HIGH_ZONE_MAX - 16),
+        mem::HIGH_ZONE_MAX - (zone_kib << 10).min(mem::HIGH_ZONE_MAX - 16),
         16,
     );
-    let high_floor = top - layout::HIGH_ZONE_MAX;
+    let high_floor = top - mem::HIGH_ZONE_MAX;
     let mut env = LoaderFake {
         writable: BTreeMap::from([(LOADER_FILES[4], vec![0u8; files[LOADER_FILES[4]].len()])]),
         files,

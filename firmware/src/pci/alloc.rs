@@ -14,8 +14,8 @@ use super::caps::{
 use super::config::{CLASS_SERIAL_USB, read8, read32, reg, write8, write16, write32};
 use super::{Bdf, Device, Layout, NONE, Pci, PciError, Platform, heap};
 use crate::chipset::{INTEL, Machine, q35};
-use crate::e820::Range;
 use crate::io::PortIo;
+use crate::mem::Range;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -31,9 +31,9 @@ pub use config::{
 
 use self::alloc::{EMPTY_LIST, Entry, List, ZERO_ENTRY, ZERO_LIST};
 use crate::chipset::{Machine, q35};
-use crate::e820::Range;
 use crate::heap::{OutOfHeap, SpillVec};
 use crate::io::{Mmio, PortIo};
+use crate::mem::Range;
 use config::CLASS_BRIDGE_PCI;
 
 /// A PCI function: bus, device (0..32), function (0..8).

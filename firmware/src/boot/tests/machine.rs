@@ -5,11 +5,11 @@
 //! a CPU whose other CPUs check in as soon as they are woken.
 
 use crate::board::{Board, Cpu, GuestMemory, Step};
-use crate::e820::Range;
 use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::fwcfg::fake::FakeDevice;
 use crate::io::{Mmio, PortIo};
+use crate::mem::Range;
 use crate::pci::tests::Model;
 use std::alloc::{self as heap, Layout};
 use std::cell::RefCell;

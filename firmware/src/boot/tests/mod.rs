@@ -60,8 +60,8 @@ fn boot_bzimage_on(kind: Vm) {
 
     // the zero page and what it points at
     assert_eq!(handoff.kind, Kind::Linux64);
-    assert_eq!(handoff.boot_info, layout::ZERO_PAGE);
-    let page = board.ram.read(layout::ZERO_PAGE, size_of::<BootParams>());
+    assert_eq!(handoff.boot_info, mem::ZERO_PAGE);
+    let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
     // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
     // with alignment 1.
     let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
@@ -94,11 +94,11 @@ fn boot_bzimage_on(kind: Vm) {
     }
     assert!(
         !map.iter()
-            .any(|&(r, t)| t == e820_type::RAM && r.overlaps(&layout::LEGACY_HOLE)),
+            .any(|&(r, t)| t == e820_type::RAM && r.overlaps(&mem::LEGACY_HOLE)),
         "{map:x?}"
     );
     assert!(covered_by(&map, ROM, e820_type::RESERVED), "{map:x?}");
-    assert!(covered_by(&map, layout::BIOS_AREA, e820_type::RESERVED));
+    assert!(covered_by(&map, mem::BIOS_AREA, e820_type::RESERVED));
     let kernel_range = Range::new(code32_start as u64, code32_start as u64 + 8 * MIB);
     assert!(covered_by(&map, kernel_range, e820_type::RAM), "{map:x?}");
     let initrd_range = Range::new(

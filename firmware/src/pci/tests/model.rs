@@ -4,8 +4,8 @@
 //! builds machines from it too.
 
 use crate::chipset::Machine;
-use crate::e820::Range;
 use crate::io::{Mmio, PortIo};
+use crate::mem::Range;
 use crate::pci::{Bdf, CONFIG_ADDRESS, CONFIG_DATA, Layout, Pci, PciError, Platform};
 use core::cell::RefCell;
 use std::vec::Vec;

@@ -1,4 +1,7 @@
-//! Where ferrite puts things in guest-physical memory.
+//! The memory layer under both the Linux and the platform parts: physical
+//! ranges and alignment, where ferrite puts things in guest-physical memory,
+//! the high zone for the tables it hands over, and the ranges the final map
+//! reserves. The e820 map itself is `crate::e820`.
 //!
 //! ```text
 //! 0x0000_0000  IVT and BIOS data area            left as QEMU set them
@@ -19,7 +22,36 @@
 //!
 //! "low top" is the end of the RAM below the PCI hole (the RAM region holding 1 MiB).
 
-use crate::e820::Range;
+/// A half-open physical range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Range {
+    pub const fn new(start: u64, end: u64) -> Range {
+        Range { start, end }
+    }
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+    pub fn overlaps(&self, other: &Range) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+    pub fn contains(&self, other: &Range) -> bool {
+        self.start <= other.start && other.end <= self.end
+    }
+}
+
+/// `value` rounded up to `align` (a power of two); None past 2^64.
+pub fn align_up(value: u64, align: u64) -> Option<u64> {
+    debug_assert!(align.is_power_of_two());
+    Some(value.checked_add(align - 1)? & !(align - 1))
+}
 
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
