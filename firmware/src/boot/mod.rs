@@ -29,7 +29,7 @@ use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
 use crate::bootparams::e820_type::RESERVED;
 use crate::e820::MemoryMap;
 use crate::error::Error;
-use crate::fwcfg::FwCfg;
+use crate::fwcfg::{File, FwCfg};
 use crate::linux::{self, Entry};
 use crate::mem::Range;
 use crate::mem::{self, HighZone, Reservations};
@@ -81,6 +81,9 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     // 1. QEMU's configuration device, and what the user set through it.
     let mut fw_cfg = FwCfg::probe(board.io())?;
     board.configure(&mut fw_cfg)?;
+    // QEMU's ACPI table-loader script, looked up once: whether there is one
+    // decides the PM base (step 4), and the ACPI step runs it.
+    let loader = fw_cfg.find(acpi::LOADER_FILE);
     board.mark(Step::FwCfg);
 
     // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
@@ -99,7 +102,14 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
     //    from what the firmware programmed. What the chipset uses is reserved.
     let mut reserved = Reservations::new(B::ROM);
-    let pc = Pc::setup(board, &mut fw_cfg, memory, pci, &mut reserved)?;
+    let pc = Pc::setup(
+        board,
+        &mut fw_cfg,
+        memory,
+        pci,
+        loader.is_some(),
+        &mut reserved,
+    )?;
     log::debug!("machine: {:?}", pc.machine);
     board.mark(Step::Hardware);
 
@@ -112,6 +122,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
         zone,
         reserved: &mut reserved,
         pc,
+        loader,
         acpi: tables::Installed::default(),
         acpi_files,
     };
@@ -136,6 +147,8 @@ struct Booting<'m, B: Board> {
     /// its own under TCG).
     reserved: &'m mut Reservations,
     pc: Pc,
+    /// QEMU's table-loader script, if it gave one.
+    loader: Option<File>,
     /// What the ACPI step left for the S3 resume data.
     acpi: tables::Installed,
     acpi_files: &'m mut acpi::Files,
@@ -149,6 +162,7 @@ impl<'m, B: Board> Booting<'m, B> {
         let memory = self.board.memory();
         self.acpi = tables::install(
             self.fw_cfg,
+            self.loader,
             memory,
             &mut self.zone,
             self.pc.bios_area(),

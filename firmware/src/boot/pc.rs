@@ -14,7 +14,7 @@ use crate::io::PortIo;
 use crate::mem::{HighZone, Reservations};
 use crate::mptable::PciInterrupt;
 use crate::pci::{Pci, Platform};
-use crate::{acpi, mptable, smbios};
+use crate::{mptable, smbios};
 
 use super::bios::{BiosArea, EBDA};
 use super::cpus::{self, Cpus};
@@ -33,12 +33,14 @@ impl Pc {
     /// PCI (before QEMU builds the ACPI tables, which describe what the
     /// firmware programmed), the BIOS segment opened, the legacy devices, and
     /// the MTRRs written here and sent to the other CPUs. The chipset's
-    /// ranges (MMCONFIG, RCBA, the EBDA) go to `reserved`.
+    /// ranges (MMCONFIG, RCBA, the EBDA) go to `reserved`. `qemu_acpi`: QEMU
+    /// gives ACPI tables (its table-loader script), which decides the PM base.
     pub fn setup<B: Board>(
         board: &mut B,
         fw_cfg: &mut FwCfg<B::Io>,
         memory: &MemoryMap,
         pci: &mut Pci,
+        qemu_acpi: bool,
         reserved: &mut Reservations,
     ) -> Result<Pc, Error> {
         let mut io = board.io();
@@ -56,7 +58,7 @@ impl Pc {
             low_ram_end: memory.low_ram_top()?,
             high_ram_end: memory.high_ram_end(),
             reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
-            pm_base: chipset::pm_base(fw_cfg.find(acpi::LOADER_FILE).is_some()),
+            pm_base: chipset::pm_base(qemu_acpi),
             mmconfig: Q35_MMCONFIG,
         };
         let layout = pci.setup(io, board.mmio(), &platform)?;

@@ -85,15 +85,17 @@ pub struct Installed {
     pub tables: Option<u64>,
 }
 
-/// Installs QEMU's ACPI tables; `files` is the loader's scratch.
+/// Installs QEMU's ACPI tables by running `loader`, QEMU's table-loader
+/// script (none: no ACPI); `files` is the loader's scratch.
 pub fn install(
     fw_cfg: &mut FwCfg<impl PortIo>,
+    loader: Option<File>,
     mem: &mut impl GuestMemory,
     zone: &mut HighZone,
     bios: Option<&mut BiosArea>,
     files: &mut acpi::Files,
 ) -> Result<Installed, Error> {
-    let Some(file) = fw_cfg.find(acpi::LOADER_FILE) else {
+    let Some(file) = loader else {
         log::info!("acpi: no etc/table-loader, booting without ACPI tables");
         return Ok(Installed::default());
     };
