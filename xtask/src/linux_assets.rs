@@ -37,6 +37,14 @@ pub fn stock_kernel() -> Result<PathBuf> {
     if let Some(k) = cached_kernel(&cache) {
         return Ok(k);
     }
+    // One download per process: tests that run side by side (the two parity
+    // comparisons) would otherwise share the work directory below. Another
+    // process's copy lands whole (renamed into place).
+    static DOWNLOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = DOWNLOAD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = cached_kernel(&cache) {
+        return Ok(k);
+    }
     std::fs::create_dir_all(&cache)?;
     let deps = output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]))
         .context("resolving linux-image-amd64 (run apt-get update)")?;
@@ -68,7 +76,9 @@ pub fn stock_kernel() -> Result<PathBuf> {
         })
         .with_context(|| format!("{package} holds no /boot/vmlinuz-*"))?;
     let dest = cache.join(vmlinuz.file_name().unwrap());
-    std::fs::copy(&vmlinuz, &dest)?;
+    let partial = work.join("vmlinuz.partial");
+    std::fs::copy(&vmlinuz, &partial)?;
+    std::fs::rename(&partial, &dest)?;
     std::fs::remove_dir_all(&work)?;
     Ok(dest)
 }
