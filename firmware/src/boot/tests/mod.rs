@@ -7,6 +7,7 @@ mod machine;
 mod qemu;
 
 use super::*;
+use crate::board::GuestMemory;
 use crate::bootparams::{BootParams, LOADER_TYPE_QEMU, e820_type};
 use crate::fwcfg::Item;
 use crate::s3::ResumeBlock;
@@ -213,4 +214,137 @@ fn end_to_end_without_a_kernel_stops_with_its_status() {
     // the kernel is looked at before any hardware is set up for it
     assert_eq!(board.steps, [Step::FwCfg, Step::MemoryMap]);
     assert!(board.cpu.msrs.is_empty());
+}
+
+/// The e820-style map a kernel is handed (from a start info or multiboot
+/// information), checked as on the bzImage path: sorted, disjoint, no RAM in
+/// the legacy hole, the ROM and the BIOS segment reserved, `kernel` in RAM.
+fn check_map(kind: Vm, map: &[(Range, u32)], kernel: Range) {
+    for pair in map.windows(2) {
+        assert!(pair[0].0.end <= pair[1].0.start, "{kind:?}: {map:x?}");
+    }
+    assert!(
+        !map.iter()
+            .any(|&(r, t)| t == e820_type::RAM && r.overlaps(&mem::LEGACY_HOLE)),
+        "{kind:?}: {map:x?}"
+    );
+    assert!(
+        covered_by(map, ROM, e820_type::RESERVED),
+        "{kind:?}: {map:x?}"
+    );
+    assert!(covered_by(map, mem::BIOS_AREA, e820_type::RESERVED));
+    assert!(
+        covered_by(map, kernel, e820_type::RAM),
+        "{kind:?}: {map:x?}"
+    );
+}
+
+const STEPS: [Step; 9] = [
+    Step::FwCfg,
+    Step::MemoryMap,
+    Step::KernelHeader,
+    Step::Hardware,
+    Step::Acpi,
+    Step::KernelLoaded,
+    Step::InitrdLoaded,
+    Step::Cpus,
+    Step::ZeroPage,
+];
+
+#[test]
+fn end_to_end_pvh_on_every_machine() {
+    for kind in [Vm::Pc, Vm::Q35, Vm::Microvm] {
+        let initrd = pattern(100 * 1024, 5);
+        let mut board = board(kind, fw_cfg_pvh(kind, &initrd));
+        // QEMU loaded the segments itself
+        let segments = pattern(PVH_SIZE as usize, 77);
+        board
+            .ram
+            .bytes(PVH_LOAD, segments.len())
+            .unwrap()
+            .copy_from_slice(&segments);
+        let mut storage = std::boxed::Box::new(Storage::new());
+        let handoff = boot(&mut board, &mut storage).expect("the boot succeeds");
+        assert_eq!(board.steps, STEPS, "{kind:?}");
+        assert_eq!(handoff.kind, Kind::Pvh);
+        assert_eq!(handoff.entry, PVH_ENTRY as u64);
+        let info = handoff.boot_info;
+        let word = |at: u64| board.ram.u32_at(at);
+        let quad = |at: u64| board.ram.u32_at(at) as u64 | (board.ram.u32_at(at + 4) as u64) << 32;
+        assert_eq!(word(info), crate::pvh::START_INFO_MAGIC);
+        assert_eq!(word(info + 4), 1, "version 1, with a memory map");
+        // the initrd as the one module, the command line, the RSDP
+        assert_eq!(word(info + 0x0C), 1);
+        let module = quad(info + 0x10);
+        let (paddr, size) = (quad(module), quad(module + 8));
+        assert_eq!(size as usize, initrd.len());
+        assert!(board.ram.read(paddr, initrd.len()) == initrd, "{kind:?}");
+        assert!(
+            !Range::new(paddr, paddr + size).overlaps(&Range::new(PVH_LOAD, PVH_LOAD + PVH_SIZE))
+        );
+        assert_eq!(board.ram.read(quad(info + 0x18), CMDLINE.len()), CMDLINE);
+        let rsdp = quad(info + 0x20);
+        assert_eq!(rsdp != 0, kind != Vm::Microvm, "{kind:?}");
+        if rsdp != 0 {
+            assert_eq!(board.ram.read(rsdp, 8), b"RSD PTR ");
+        }
+        // the segments untouched, the memory map
+        assert!(
+            board.ram.read(PVH_LOAD, segments.len()) == segments,
+            "{kind:?}"
+        );
+        let (table, entries) = (quad(info + 0x28), word(info + 0x30) as u64);
+        let map: Vec<(Range, u32)> = (0..entries)
+            .map(|i| {
+                let at = table + i * 24;
+                (Range::new(quad(at), quad(at) + quad(at + 8)), word(at + 16))
+            })
+            .collect();
+        check_map(kind, &map, Range::new(PVH_LOAD, PVH_LOAD + PVH_SIZE));
+        assert!(covered_by(
+            &map,
+            Range::new(paddr, paddr + size),
+            e820_type::RAM
+        ));
+    }
+}
+
+#[test]
+fn end_to_end_multiboot_on_every_machine() {
+    for kind in [Vm::Pc, Vm::Q35, Vm::Microvm] {
+        let mut image = pattern(64 * 1024, 3);
+        let mut board = board(kind, fw_cfg_multiboot(kind, &mut image));
+        let mut storage = std::boxed::Box::new(Storage::new());
+        let handoff = boot(&mut board, &mut storage).expect("the boot succeeds");
+        assert_eq!(board.steps, STEPS, "{kind:?}");
+        assert_eq!(handoff.kind, Kind::Multiboot);
+        assert_eq!(handoff.entry, MB_ENTRY as u64);
+        assert_eq!(handoff.boot_info, MB_INFO);
+        assert!(board.ram.read(MB_LOAD, image.len()) == image, "{kind:?}");
+        // what QEMU leaves to the firmware: the memory fields and the map
+        let word = |at: u64| board.ram.u32_at(MB_INFO + at);
+        assert_eq!(word(0) & 0x41, 0x41, "MEMORY and MEM_MAP flags");
+        assert_eq!(word(4), 639, "mem_lower: KiB below the EBDA or 640 KiB");
+        assert!(
+            word(8) as u64 >= (RAM - 2 * MIB) / 1024 - 16 * 1024,
+            "mem_upper {}",
+            word(8)
+        );
+        let (length, at) = (word(0x2C) as u64, word(0x30) as u64);
+        let map: Vec<(Range, u32)> = (0..length / 24)
+            .map(|i| {
+                let e = at + i * 24;
+                let addr = board.ram.u32_at(e + 4) as u64 | (board.ram.u32_at(e + 8) as u64) << 32;
+                let len = board.ram.u32_at(e + 12) as u64 | (board.ram.u32_at(e + 16) as u64) << 32;
+                assert_eq!(board.ram.u32_at(e), 20, "each entry's size field");
+                (Range::new(addr, addr + len), board.ram.u32_at(e + 20))
+            })
+            .collect();
+        assert!(!map.is_empty());
+        check_map(
+            kind,
+            &map,
+            Range::new(MB_LOAD, MB_LOAD + image.len() as u64),
+        );
+    }
 }

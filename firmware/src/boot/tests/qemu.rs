@@ -163,8 +163,10 @@ pub(super) fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// QEMU's fw_cfg for `-M kind -m 128 -kernel bzImage -initrd ... -append ...`.
-pub(super) fn fw_cfg(kind: Vm, kernel: &[u8], initrd: &[u8]) -> FakeDevice {
+/// What QEMU's fw_cfg holds for `-M kind -m 128 -append ...` whatever the
+/// kernel: the memory map, the command line, the ACPI tables (none on this
+/// microvm, which takes the MP table path).
+fn machine_fw_cfg(kind: Vm) -> FakeDevice {
     let mut d = FakeDevice::qemu_x86(true);
     d.items
         .insert(Item::RamSize as u16, RAM.to_le_bytes().to_vec());
@@ -176,7 +178,23 @@ pub(super) fn fw_cfg(kind: Vm, kernel: &[u8], initrd: &[u8]) -> FakeDevice {
     let index = d.files.iter().position(|(n, _)| n == "etc/e820").unwrap();
     let select = d.files[index].1;
     d.items.insert(select, e820_file(&map));
-    let u32_item = |v: usize| (v as u32).to_le_bytes().to_vec();
+    d.items
+        .insert(Item::CmdlineSize as u16, u32_item(CMDLINE.len()));
+    d.items.insert(Item::CmdlineData as u16, CMDLINE.to_vec());
+    if kind != Vm::Microvm {
+        add_acpi(&mut d);
+    }
+    d.files.sort_by(|a, b| a.0.cmp(&b.0));
+    d
+}
+
+fn u32_item(v: usize) -> Vec<u8> {
+    (v as u32).to_le_bytes().to_vec()
+}
+
+/// QEMU's fw_cfg for `-M kind -m 128 -kernel bzImage -initrd ... -append ...`.
+pub(super) fn fw_cfg(kind: Vm, kernel: &[u8], initrd: &[u8]) -> FakeDevice {
+    let mut d = machine_fw_cfg(kind);
     let setup = setup_sectors();
     d.items
         .insert(Item::SetupSize as u16, u32_item(setup.len()));
@@ -188,13 +206,86 @@ pub(super) fn fw_cfg(kind: Vm, kernel: &[u8], initrd: &[u8]) -> FakeDevice {
     d.items
         .insert(Item::InitrdSize as u16, u32_item(initrd.len()));
     d.items.insert(Item::InitrdData as u16, initrd.to_vec());
+    d
+}
+
+/// A PVH vmlinux as QEMU hands it over: its segments already in RAM at
+/// [`PVH_LOAD`], the start of the ELF file (a 64-bit header, one PT_LOAD, a
+/// PT_NOTE with the PVH entry note) as the setup item.
+pub(super) const PVH_LOAD: u64 = 16 * MIB;
+pub(super) const PVH_SIZE: u64 = 0x40000;
+pub(super) const PVH_ENTRY: u32 = (PVH_LOAD + 0x1234) as u32;
+
+pub(super) fn fw_cfg_pvh(kind: Vm, initrd: &[u8]) -> FakeDevice {
+    let mut note = Vec::new();
+    note.extend_from_slice(&4u32.to_le_bytes()); // name "Xen\0"
+    note.extend_from_slice(&4u32.to_le_bytes()); // desc: the 32-bit entry
+    note.extend_from_slice(&crate::pvh::XEN_ELFNOTE_PHYS32_ENTRY.to_le_bytes());
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&PVH_ENTRY.to_le_bytes());
+    let mut elf = vec![0u8; 0x100];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // ELFCLASS64
+    elf[5] = 1; // little-endian
+    elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    elf[0x38..0x3A].copy_from_slice(&2u16.to_le_bytes()); // e_phnum
+    let mut header = |at: usize, typ: u32, offset: u64, paddr: u64, len: u64| {
+        elf[at..at + 4].copy_from_slice(&typ.to_le_bytes());
+        elf[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+        elf[at + 0x18..at + 0x20].copy_from_slice(&paddr.to_le_bytes());
+        elf[at + 0x20..at + 0x28].copy_from_slice(&len.to_le_bytes());
+        elf[at + 0x28..at + 0x30].copy_from_slice(&len.to_le_bytes());
+    };
+    header(64, 1, 0x1000, PVH_LOAD, PVH_SIZE); // PT_LOAD
+    header(120, 4, 0x100, 0, note.len() as u64); // PT_NOTE
+    elf.extend_from_slice(&note);
+    let mut d = machine_fw_cfg(kind);
+    d.items.insert(Item::SetupSize as u16, u32_item(elf.len()));
+    d.items.insert(Item::SetupData as u16, elf);
     d.items
-        .insert(Item::CmdlineSize as u16, u32_item(CMDLINE.len()));
-    d.items.insert(Item::CmdlineData as u16, CMDLINE.to_vec());
-    if kind != Vm::Microvm {
-        add_acpi(&mut d);
-    }
-    d.files.sort_by(|a, b| a.0.cmp(&b.0));
+        .insert(Item::KernelAddr as u16, u32_item(PVH_LOAD as usize));
+    d.items
+        .insert(Item::KernelSize as u16, u32_item(PVH_SIZE as usize));
+    d.items
+        .insert(Item::KernelEntry as u16, u32_item(PVH_ENTRY as usize));
+    d.items
+        .insert(Item::InitrdSize as u16, u32_item(initrd.len()));
+    d.items.insert(Item::InitrdData as u16, initrd.to_vec());
+    d
+}
+
+/// A multiboot kernel as QEMU prepares it: the image (kernel, modules,
+/// command lines) at [`MB_LOAD`] with a multiboot header in its first bytes,
+/// and the information block at [`MB_INFO`] (as INITRD_ADDR/SIZE/DATA), its
+/// memory fields left to the firmware.
+pub(super) const MB_LOAD: u64 = MIB;
+pub(super) const MB_ENTRY: u32 = (MB_LOAD + 0x40) as u32;
+pub(super) const MB_INFO: u64 = 0x9500;
+
+pub(super) fn fw_cfg_multiboot(kind: Vm, image: &mut Vec<u8>) -> FakeDevice {
+    const MAGIC: u32 = 0x1BAD_B002;
+    let flags: u32 = 1 | 2; // page-aligned modules, memory information
+    image[..4].copy_from_slice(&MAGIC.to_le_bytes());
+    image[4..8].copy_from_slice(&flags.to_le_bytes());
+    image[8..12].copy_from_slice(&MAGIC.wrapping_add(flags).wrapping_neg().to_le_bytes());
+    let info = vec![0u8; size_of::<crate::multiboot::Info>()];
+    let mut d = machine_fw_cfg(kind);
+    d.items.remove(&(Item::CmdlineSize as u16));
+    d.items.remove(&(Item::CmdlineData as u16));
+    d.items.insert(Item::SetupSize as u16, u32_item(0));
+    d.items
+        .insert(Item::KernelAddr as u16, u32_item(MB_LOAD as usize));
+    d.items
+        .insert(Item::KernelSize as u16, u32_item(image.len()));
+    d.items.insert(Item::KernelData as u16, image.clone());
+    d.items
+        .insert(Item::KernelEntry as u16, u32_item(MB_ENTRY as usize));
+    d.items
+        .insert(Item::InitrdAddr as u16, u32_item(MB_INFO as usize));
+    d.items
+        .insert(Item::InitrdSize as u16, u32_item(info.len()));
+    d.items.insert(Item::InitrdData as u16, info);
     d
 }
 
