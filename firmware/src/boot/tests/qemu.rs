@@ -263,7 +263,7 @@ pub(super) const MB_LOAD: u64 = MIB;
 pub(super) const MB_ENTRY: u32 = (MB_LOAD + 0x40) as u32;
 pub(super) const MB_INFO: u64 = 0x9500;
 
-pub(super) fn fw_cfg_multiboot(kind: Vm, image: &mut Vec<u8>) -> FakeDevice {
+pub(super) fn fw_cfg_multiboot(kind: Vm, image: &mut [u8]) -> FakeDevice {
     const MAGIC: u32 = 0x1BAD_B002;
     let flags: u32 = 1 | 2; // page-aligned modules, memory information
     image[..4].copy_from_slice(&MAGIC.to_le_bytes());
@@ -278,7 +278,7 @@ pub(super) fn fw_cfg_multiboot(kind: Vm, image: &mut Vec<u8>) -> FakeDevice {
         .insert(Item::KernelAddr as u16, u32_item(MB_LOAD as usize));
     d.items
         .insert(Item::KernelSize as u16, u32_item(image.len()));
-    d.items.insert(Item::KernelData as u16, image.clone());
+    d.items.insert(Item::KernelData as u16, image.to_vec());
     d.items
         .insert(Item::KernelEntry as u16, u32_item(MB_ENTRY as usize));
     d.items
