@@ -42,6 +42,27 @@ pub enum Step {
     ZeroPage,
 }
 
+impl Step {
+    /// Every step, in the order the boot stamps them (the contract's
+    /// `timeline::STEPS`; the binary's timeline checks the two agree).
+    pub const ALL: [Step; 11] = [
+        Step::Reset,
+        Step::Rust,
+        Step::FwCfg,
+        Step::MemoryMap,
+        Step::KernelHeader,
+        Step::Hardware,
+        Step::Acpi,
+        Step::KernelLoaded,
+        Step::InitrdLoaded,
+        Step::Cpus,
+        Step::ZeroPage,
+    ];
+
+    /// The steps [`crate::boot::boot`] marks: all after the binary's own two.
+    pub const BOOT: &[Step] = Step::ALL.split_at(2).1;
+}
+
 /// The machine the boot runs on.
 pub trait Board {
     /// Port I/O. A handle: fw_cfg keeps one, the chipset code borrows another.

@@ -230,20 +230,7 @@ mod tests {
     const GIB: u64 = 1 << 30;
 
     fn header() -> SetupHeader {
-        let mut img = [0u8; 0x400];
-        img[0x1FE..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
-        img[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
-        let mut h = *SetupHeader::in_image(&img).unwrap();
-        h.version = 0x020F;
-        h.loadflags = loadflags::LOADED_HIGH;
-        h.xloadflags = xloadflags::KERNEL_64 | xloadflags::CAN_BE_LOADED_ABOVE_4G;
-        h.relocatable_kernel = 1;
-        h.kernel_alignment = 2 * MIB as u32;
-        h.pref_address = 16 * MIB;
-        h.init_size = 40 * MIB as u32;
-        h.cmdline_size = 2047;
-        h.initrd_addr_max = 0x7FFF_FFFF;
-        h
+        crate::test_support::setup_header()
     }
 
     /// Kernel first, then the initrd next to it, as the firmware does.

@@ -48,19 +48,7 @@ pub fn requested(fw_cfg: &mut FwCfg<Pio>) -> Result<bool, Error> {
 /// QEMU's `-debugcon` (isa-debugcon) default port.
 const DEBUGCON: u16 = timeline::PORT;
 
-const STEPS: [Step; 11] = [
-    Step::Reset,
-    Step::Rust,
-    Step::FwCfg,
-    Step::MemoryMap,
-    Step::KernelHeader,
-    Step::Hardware,
-    Step::Acpi,
-    Step::KernelLoaded,
-    Step::InitrdLoaded,
-    Step::Cpus,
-    Step::ZeroPage,
-];
+const STEPS: [Step; 11] = Step::ALL;
 
 /// The step's name in the report: the contract's.
 const fn name(step: Step) -> &'static str {

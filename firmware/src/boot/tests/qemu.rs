@@ -3,10 +3,10 @@
 //! (e820, the kernel's setup sectors, a miniature ACPI table-loader script).
 
 use super::machine::*;
-use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, e820_type, loadflags, xloadflags};
+use crate::bootparams::{SetupHeader, e820_type};
 use crate::fwcfg::Item;
 use crate::fwcfg::fake::FakeDevice;
-use crate::pci::tests::{Func, Model};
+use crate::pci::tests::{Func, Model, pc_machine, q35_machine};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::vec;
@@ -14,36 +14,16 @@ use std::vec::Vec;
 
 /// The functions of QEMU's `-M pc` and `-M q35` with one virtio-net device.
 pub(super) fn pci_functions(kind: Vm) -> Vec<Func> {
-    let net = Func::new(0x1AF4, 0x1000, 0x0200, 0)
-        .at(None, 3, 0)
-        .pin(1)
-        .io(0, 32)
-        .mem(1, 4096)
-        .mem64_pref(4, 16 << 10);
     match kind {
-        Vm::Pc => vec![
-            Func::new(0x8086, 0x1237, 0x0600, 0).at(None, 0, 0),
-            Func::new(0x8086, 0x7000, 0x0601, 0x80).at(None, 1, 0),
-            Func::new(0x8086, 0x7010, 0x0101, 0)
-                .at(None, 1, 1)
-                .io(4, 16),
-            Func::new(0x8086, 0x7113, 0x0680, 0).at(None, 1, 3).pin(1),
-            net,
-        ],
-        Vm::Q35 => vec![
-            Func::new(0x8086, 0x29C0, 0x0600, 0).at(None, 0, 0),
-            Func::new(0x8086, 0x2918, 0x0601, 0x80).at(None, 0x1F, 0),
-            Func::new(0x8086, 0x2922, 0x0106, 0x80)
-                .at(None, 0x1F, 2)
+        Vm::Pc => pc_machine(Vec::new()),
+        Vm::Q35 => q35_machine(vec![
+            Func::new(0x1AF4, 0x1000, 0x0200, 0)
+                .at(None, 3, 0)
                 .pin(1)
-                .io(4, 32)
-                .mem(5, 4096),
-            Func::new(0x8086, 0x2930, 0x0C05, 0x80)
-                .at(None, 0x1F, 3)
-                .pin(1)
-                .io(4, 64),
-            net,
-        ],
+                .io(0, 32)
+                .mem(1, 4096)
+                .mem64_pref(4, 16 << 10),
+        ]),
         Vm::Microvm => Vec::new(),
     }
 }
@@ -62,19 +42,9 @@ pub(super) fn e820_file(entries: &[(u64, u64, u32)]) -> Vec<u8> {
 /// relocatable, 16 MiB preferred.
 pub(super) fn setup_sectors() -> Vec<u8> {
     let mut img = vec![0u8; 0x400];
-    img[0x1FE..0x200].copy_from_slice(&BOOT_FLAG.to_le_bytes());
-    img[0x202..0x206].copy_from_slice(&HDRS_MAGIC.to_le_bytes());
-    let mut h = *SetupHeader::in_image(&img).unwrap();
+    let mut h = crate::test_support::setup_header();
     h.setup_sects = 1;
-    h.version = 0x020F;
-    h.loadflags = loadflags::LOADED_HIGH;
-    h.xloadflags = xloadflags::KERNEL_64 | xloadflags::CAN_BE_LOADED_ABOVE_4G;
-    h.relocatable_kernel = 1;
-    h.kernel_alignment = 2 * MIB as u32;
-    h.pref_address = 16 * MIB;
     h.init_size = 8 * MIB as u32;
-    h.cmdline_size = 2047;
-    h.initrd_addr_max = 0x7FFF_FFFF;
     let len = size_of::<SetupHeader>();
     // SAFETY: SetupHeader is repr(C, packed) plain data of `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts((&raw const h).cast::<u8>(), len) };

@@ -10,8 +10,8 @@ mod bus;
 mod config;
 mod model;
 
-pub(crate) use model::{Func, Model, assert_no_overlap};
-use model::{PCIE_ROOT_PORT_EXP, pc, pc_machine, setup};
+pub(crate) use model::{Func, Model, assert_no_overlap, pc_machine, q35_machine};
+use model::{PCIE_ROOT_PORT_EXP, pc, setup};
 
 #[test]
 fn pc_devices_get_seabios_addresses_irqs_and_decoding() {
@@ -80,18 +80,7 @@ fn pc_devices_get_seabios_addresses_irqs_and_decoding() {
 
 #[test]
 fn q35_root_port_reserves_hotplug_windows_and_mmconfig() {
-    let mut funcs = vec![
-        Func::new(0x8086, 0x29C0, 0x0600, 0).at(None, 0, 0),
-        Func::new(0x8086, 0x2918, 0x0601, 0x80).at(None, 0x1F, 0),
-        Func::new(0x8086, 0x2922, 0x0106, 0x80)
-            .at(None, 0x1F, 2)
-            .pin(1)
-            .io(4, 32)
-            .mem(5, 4096),
-        Func::new(0x8086, 0x2930, 0x0C05, 0x80)
-            .at(None, 0x1F, 3)
-            .pin(1)
-            .io(4, 64),
+    let mut funcs = q35_machine(vec![
         Func::new(0x1B36, 0x000C, 0x0604, 1)
             .at(None, 2, 0)
             .pin(1)
@@ -102,7 +91,7 @@ fn q35_root_port_reserves_hotplug_windows_and_mmconfig() {
             .at(None, 2, 1)
             .pin(1)
             .caps(&[(CAP_ID_EXP, PCIE_ROOT_PORT_EXP)]),
-    ];
+    ]);
     funcs[4].cfg[0x0E] |= 0x80;
     let rng = Func::new(0x1AF4, 0x1044, 0x00FF, 0)
         .at(Some(4), 0, 0)

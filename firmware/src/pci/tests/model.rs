@@ -336,7 +336,8 @@ impl PortIo for Model {
 
 pub(super) const PCIE_ROOT_PORT_EXP: &[u8] = &[0x42, 0x01]; // v2, root port (4), slot implemented
 
-pub(super) fn pc_machine(extra: Vec<Func>) -> Vec<Func> {
+/// QEMU's `-M pc` with one virtio-net device, and `extra`.
+pub(crate) fn pc_machine(extra: Vec<Func>) -> Vec<Func> {
     let mut v = vec![
         Func::new(0x8086, 0x1237, 0x0600, 0).at(None, 0, 0),
         Func::new(0x8086, 0x7000, 0x0601, 0x80).at(None, 1, 0),
@@ -352,6 +353,26 @@ pub(super) fn pc_machine(extra: Vec<Func>) -> Vec<Func> {
             .mem(1, 4096)
             .mem64_pref(4, 16 << 10)
             .rom(256 << 10),
+    ];
+    v.extend(extra);
+    v
+}
+
+/// QEMU's `-M q35`: the MCH, the LPC bridge, the AHCI and SMBus
+/// controllers, and `extra`.
+pub(crate) fn q35_machine(extra: Vec<Func>) -> Vec<Func> {
+    let mut v = vec![
+        Func::new(0x8086, 0x29C0, 0x0600, 0).at(None, 0, 0),
+        Func::new(0x8086, 0x2918, 0x0601, 0x80).at(None, 0x1F, 0),
+        Func::new(0x8086, 0x2922, 0x0106, 0x80)
+            .at(None, 0x1F, 2)
+            .pin(1)
+            .io(4, 32)
+            .mem(5, 4096),
+        Func::new(0x8086, 0x2930, 0x0C05, 0x80)
+            .at(None, 0x1F, 3)
+            .pin(1)
+            .io(4, 64),
     ];
     v.extend(extra);
     v
