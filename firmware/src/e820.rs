@@ -5,6 +5,7 @@
 //! type merged. When ranges collide, anything that is not RAM wins over RAM: a range
 //! somebody reserved is never handed to the kernel as usable.
 
+use core::cell::Cell;
 use core::mem::MaybeUninit;
 
 use alloc::vec::Vec;
@@ -317,24 +318,40 @@ impl MemoryMap {
         if j < len && self.regions[j].range.start < range.end {
             self.regions[j].range.start = range.end;
         }
-        if j > i {
-            self.regions.as_mut_slice().copy_within(j.., i);
-            self.regions.truncate(len - (j - i));
-        }
         if let Some(typ) = typ {
-            self.insert_at(i, Region { range, typ })?;
+            let region = Region { range, typ };
+            if j > i {
+                // The first entry that goes makes room for the new one.
+                self.regions[i] = region;
+                i += 1;
+            } else {
+                self.insert_at(i, region)?;
+            }
+        }
+        // The rest of the entries inside `range` go, the ones above moving
+        // down, element by element: `copy_within` would bring memmove's two
+        // paths into what TCG translates on every boot. (Cells let the two
+        // overlapping views be zipped, with no index to check.)
+        if j > i {
+            let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
+            for (to, from) in regions[i..].iter().zip(&regions[j..]) {
+                to.set(from.get());
+            }
+            self.regions.truncate(len - (j - i));
         }
         self.merge();
         Ok(())
     }
 
-    /// Puts `region` at index `i`, moving the entries from there up by one.
+    /// Puts `region` at index `i`, moving the entries from there up by one
+    /// (element by element: see [`MemoryMap::overwrite`] on `copy_within`).
     fn insert_at(&mut self, i: usize, region: Region) -> Result<(), E820Error> {
         self.push(region)?;
-        let regions = self.regions.as_mut_slice();
-        let last = regions.len() - 1;
-        regions.copy_within(i..last, i + 1);
-        regions[i] = region;
+        let moved = Cell::from_mut(&mut self.regions.as_mut_slice()[i..]).as_slice_of_cells();
+        for pair in moved.windows(2).rev() {
+            pair[1].set(pair[0].get());
+        }
+        moved[0].set(region);
         Ok(())
     }
 

@@ -23,13 +23,21 @@ impl PhysMemory {
 }
 
 /// `[at, at + len)` is not ferrite's own RAM and does not wrap or start at 0.
-/// One branch: the conditions are combined without short-circuits, so that
-/// each access costs one conditional jump (a translation block under TCG).
+/// One branch, so that each access costs one conditional jump (a translation
+/// block under TCG; conditions joined with `&` LLVM splits into a branch
+/// each). The range's start picks the limit its last byte must lie below:
+/// 2^64 - 1 above the firmware's RAM (no wrap), the RAM's start below it.
+/// The room from the byte before `at` (a start at 0 wraps to the top and
+/// has none) up to that limit, taken without branches, must exceed `len`.
 #[inline(always)]
 fn check(at: u64, len: usize) -> Result<(), Error> {
-    let end = at.wrapping_add(len as u64);
-    let outside = (end <= FIRMWARE_RAM.start) | (at >= FIRMWARE_RAM.end);
-    if (end >= at) & (at != 0) & outside {
+    let limit = if at >= FIRMWARE_RAM.end {
+        u64::MAX
+    } else {
+        FIRMWARE_RAM.start
+    };
+    let room = limit.saturating_sub(at.wrapping_sub(1));
+    if (len as u64) < room {
         Ok(())
     } else {
         Err(Error::GuestMemory {

@@ -322,13 +322,18 @@ pub fn load_cmdline(
     size: u64,
 ) -> Result<(), Error> {
     debug_assert!(size <= mem::CMDLINE_ROOM);
-    // The command-line area is reserved for this (mem.rs); at least its
-    // first byte is written, the NUL of an empty line.
-    let room = size.max(1) as usize;
-    let line = mem.bytes(mem::CMDLINE, room)?;
-    fw_cfg.read_into(Item::CmdlineData as u16, &mut line[..size as usize])?;
-    line[room - 1] = 0;
-    Ok(())
+    // The command-line area is reserved for this (mem.rs), and taken whole:
+    // a fixed range, its check settled at build time rather than a branch
+    // (a translation block under TCG). `size` is within it (the caller's
+    // check; the `min` only lets the compiler see that, and drop the slices'
+    // own checks). At least the first byte is written, the NUL of an empty
+    // line.
+    let area = mem.bytes(mem::CMDLINE, mem::CMDLINE_ROOM as usize)?;
+    let size = (size as usize).min(area.len());
+    let read = fw_cfg.read_into(Item::CmdlineData as u16, &mut area[..size]);
+    // Terminated whatever the read's outcome, which is returned as it is.
+    area[size.max(1) - 1] = 0;
+    read
 }
 
 const _: () = assert!(size_of::<SetupData>() == 16);
