@@ -19,9 +19,11 @@
 //! * a machine without a power-off device (pc and microvm with `acpi=off`)
 //!   halts; without 0xCF9 or the GED, a reset is a triple fault.
 
-use crate::chipset::{ACPI_PM_BASE, Machine};
+use crate::chipset::i440fx::{PIIX4_PM, PIIX4_PM_ID, PIIX4_PMBA, PIIX4_PMREGMISC};
+use crate::chipset::q35::{ICH9_ACPI_CNTL, ICH9_ACPI_EN, ICH9_LPC, ICH9_LPC_ID, ICH9_PMBASE};
+use crate::chipset::{ACPI_PM_BASE, INTEL, Machine};
 use crate::io::PortIo;
-use crate::pci::{self, Bdf};
+use crate::pci;
 
 /// The fw_cfg file that chooses the policy.
 pub const FILE: &[u8] = ferrite_contract::fw_cfg::ON_ERROR.as_bytes();
@@ -67,18 +69,10 @@ const SLP_TYP_SHIFT: u16 = 10;
 /// which QEMU's PM1 control turns into a power-off (hw/acpi/core.c).
 const S5_SLP_TYP: u16 = 0;
 
-const INTEL: u32 = 0x8086;
-/// PIIX4 power management function, and its PM base / I/O enable registers.
-const PIIX4_PM: Bdf = Bdf(0, 1, 3);
-const PIIX4_PM_ID: u32 = 0x7113 << 16 | INTEL;
-const PIIX4_PMBA: u8 = 0x40;
-const PIIX4_PMREGMISC: u8 = 0x80;
-/// ICH9 LPC bridge, and its PM base / ACPI control registers.
-const ICH9_LPC: Bdf = Bdf(0, 0x1F, 0);
-const ICH9_LPC_ID: u32 = 0x2918 << 16 | INTEL;
-const ICH9_PMBASE: u8 = 0x40;
-const ICH9_ACPI_CNTL: u8 = 0x44;
-const ICH9_ACPI_EN: u8 = 0x80;
+/// A function's vendor and device ID as one configuration dword.
+const fn id(device: u16) -> u32 {
+    (device as u32) << 16 | INTEL as u32
+}
 
 /// Turns the machine off through its ACPI PM1a control register, after
 /// enabling the PM I/O block at [`ACPI_PM_BASE`]. Returns false, having
@@ -88,11 +82,11 @@ const ICH9_ACPI_EN: u8 = 0x80;
 pub fn acpi_power_off(io: &mut impl PortIo, machine: Machine) -> bool {
     let base = ACPI_PM_BASE as u32 | 1;
     match machine {
-        Machine::I440fx if pci::read32(io, PIIX4_PM, 0) == PIIX4_PM_ID => {
+        Machine::I440fx if pci::read32(io, PIIX4_PM, 0) == id(PIIX4_PM_ID) => {
             pci::write32(io, PIIX4_PM, PIIX4_PMBA, base);
             pci::write8(io, PIIX4_PM, PIIX4_PMREGMISC, 1);
         }
-        Machine::Q35 if pci::read32(io, ICH9_LPC, 0) == ICH9_LPC_ID => {
+        Machine::Q35 if pci::read32(io, ICH9_LPC, 0) == id(ICH9_LPC_ID) => {
             pci::write32(io, ICH9_LPC, ICH9_PMBASE, base);
             pci::write8(io, ICH9_LPC, ICH9_ACPI_CNTL, ICH9_ACPI_EN);
         }
@@ -132,6 +126,7 @@ pub const GED_RESET_VALUE: u8 = 0x42;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pci::Bdf;
     use std::vec::Vec;
 
     #[test]
@@ -235,13 +230,13 @@ mod tests {
 
     #[test]
     fn power_off_enables_the_pm_block_then_sets_slp_en() {
-        let mut pc = Chipset::new(PIIX4_PM, PIIX4_PM_ID);
+        let mut pc = Chipset::new(PIIX4_PM, id(PIIX4_PM_ID));
         assert!(acpi_power_off(&mut &mut pc, Machine::I440fx));
         assert_eq!(&pc.config[0x40..0x44], &[0x01, 0x06, 0, 0]);
         assert_eq!(pc.config[0x80], 1);
         assert_eq!(pc.writes, [(0x604, 0x2000)]);
 
-        let mut q35 = Chipset::new(ICH9_LPC, ICH9_LPC_ID);
+        let mut q35 = Chipset::new(ICH9_LPC, id(ICH9_LPC_ID));
         assert!(acpi_power_off(&mut &mut q35, Machine::Q35));
         assert_eq!(&q35.config[0x40..0x44], &[0x01, 0x06, 0, 0]);
         assert_eq!(q35.config[0x44], 0x80);
@@ -255,10 +250,10 @@ mod tests {
         assert!(!acpi_power_off(&mut &mut pc, Machine::I440fx));
         assert!(pc.writes.is_empty());
         // the other chipset's function where this one's should be
-        let mut odd = Chipset::new(ICH9_LPC, PIIX4_PM_ID);
+        let mut odd = Chipset::new(ICH9_LPC, id(PIIX4_PM_ID));
         assert!(!acpi_power_off(&mut &mut odd, Machine::Q35));
         assert!(odd.writes.is_empty() && odd.config == [0; 256]);
-        let mut microvm = Chipset::new(PIIX4_PM, PIIX4_PM_ID);
+        let mut microvm = Chipset::new(PIIX4_PM, id(PIIX4_PM_ID));
         assert!(!acpi_power_off(&mut &mut microvm, Machine::NoPci));
         assert!(microvm.writes.is_empty());
     }

@@ -17,7 +17,7 @@ pub(super) const PIIX3_ISA_ID: u16 = 0x7000;
 pub(super) const PIIX4_ISA_ID: u16 = 0x7110;
 pub(super) const PIIX3_IDE_ID: u16 = 0x7010;
 pub(super) const PIIX4_IDE_ID: u16 = 0x7111;
-pub(super) const PIIX4_PM_ID: u16 = 0x7113;
+pub const PIIX4_PM_ID: u16 = 0x7113;
 
 /// The interrupt line of PIIX4 PM's SCI.
 pub(super) const SCI_IRQ: u8 = 9;
@@ -25,6 +25,9 @@ pub(super) const SCI_IRQ: u8 = 9;
 /// Where QEMU puts PIIX4 PM, whose set-up a wake-up reset undoes
 /// (hw/i386/pc_piix.c: a fixed slot).
 pub const PIIX4_PM: Bdf = Bdf(0, 1, 3);
+/// PIIX4 PM's PM base address register and its I/O enable (PMREGMISC bit 0).
+pub const PIIX4_PMBA: u8 = 0x40;
+pub const PIIX4_PMREGMISC: u8 = 0x80;
 
 /// PIIX4 PM: SCI on IRQ 9, the PM I/O block at `pm` (enabled), the SMBus I/O
 /// block after it (enabled). SeaBIOS's piix4_pm_config_setup.
@@ -32,8 +35,8 @@ pub const fn piix4_pm_setup(pm: u16) -> [ConfigWrite; 5] {
     let pm = pm as u32;
     [
         ConfigWrite::byte(reg::INTERRUPT_LINE, SCI_IRQ),
-        ConfigWrite::dword(0x40, pm | 1),
-        ConfigWrite::byte(0x80, 0x01),
+        ConfigWrite::dword(PIIX4_PMBA, pm | 1),
+        ConfigWrite::byte(PIIX4_PMREGMISC, 0x01),
         ConfigWrite::dword(0x90, (pm + 0x100) | 1),
         ConfigWrite::byte(0xD2, 0x09),
     ]

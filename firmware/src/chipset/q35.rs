@@ -24,6 +24,11 @@ pub(super) const ICH9_SMBUS_ID: u16 = 0x2930;
 /// (hw/i386/pc_q35.c: fixed slots).
 pub const ICH9_LPC: Bdf = Bdf(0, 0x1F, 0);
 pub const ICH9_SMBUS: Bdf = Bdf(0, 0x1F, 3);
+/// ICH9 LPC's PM base register, its ACPI control register and that
+/// register's ACPI enable bit.
+pub const ICH9_PMBASE: u8 = 0x40;
+pub const ICH9_ACPI_CNTL: u8 = 0x44;
+pub const ICH9_ACPI_EN: u8 = 0x80;
 
 /// ICH9's root complex register block, as SeaBIOS places it (e820 reserved).
 pub const ICH9_RCBA: Range = Range::new(0xFED1_C000, 0xFED2_0000);
@@ -49,8 +54,8 @@ pub fn open_mmconfig<IO: PortIo, M: Mmio>(io: &mut ConfigAccess<'_, IO, M>, wind
 /// register block. SeaBIOS's mch_isa_lpc_setup.
 pub const fn ich9_lpc_acpi_setup(pm: u16) -> [ConfigWrite; 3] {
     [
-        ConfigWrite::dword(0x40, pm as u32 | 1),
-        ConfigWrite::byte(0x44, 0x80),
+        ConfigWrite::dword(ICH9_PMBASE, pm as u32 | 1),
+        ConfigWrite::byte(ICH9_ACPI_CNTL, ICH9_ACPI_EN),
         ConfigWrite::dword(0xF0, ICH9_RCBA.start as u32 | 1),
     ]
 }
