@@ -160,11 +160,6 @@ pub const HARMLESS: &[Harmless] = &[
         pattern: r"^ *(#[0-9]+ *)+$",
         reason: "pieces of the \"Booting SMP configuration\" line, which timing splits differently",
     },
-    Harmless {
-        section: "messages",
-        pattern: r"^calibrate_delay_direct\(\) dropping (max|min) bogoMips estimate [0-9]+ = [0-9]+$",
-        reason: "Linux's delay-loop calibration under TCG, timed against the TSC, drops an estimate that host load made an outlier; it measures the kernel's own loop, with nothing of the firmware in it",
-    },
 ];
 
 /// The kernel command line, the same under both firmwares. `nokaslr`: with
@@ -827,11 +822,6 @@ mod tests {
             "pci-dmesg",
             "pci 0000:00:01.3: quirk: [io  0x0600-0x063f] claimed by PIIX4 ACPI",
             false,
-        ),
-        (
-            "messages",
-            "calibrate_delay_direct() dropping max bogoMips estimate 4 = 31208259",
-            true,
         ),
         (
             "messages",
