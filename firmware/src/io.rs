@@ -31,3 +31,31 @@ impl Mmio for NoMmio {
     }
     fn write(&mut self, _: u64, _: u8, _: u32) {}
 }
+
+/// For host tests: one device model shared by several users (the fw_cfg
+/// driver, the PCI set-up, its MMCONFIG side), each borrowing it for one
+/// access.
+#[cfg(test)]
+impl<T: PortIo> PortIo for &core::cell::RefCell<T> {
+    fn inb(&mut self, port: u16) -> u8 {
+        self.borrow_mut().inb(port)
+    }
+    fn inw(&mut self, port: u16) -> u16 {
+        self.borrow_mut().inw(port)
+    }
+    fn inl(&mut self, port: u16) -> u32 {
+        self.borrow_mut().inl(port)
+    }
+    fn outb(&mut self, port: u16, value: u8) {
+        self.borrow_mut().outb(port, value)
+    }
+    fn outw(&mut self, port: u16, value: u16) {
+        self.borrow_mut().outw(port, value)
+    }
+    fn outl(&mut self, port: u16, value: u32) {
+        self.borrow_mut().outl(port, value)
+    }
+    fn read_bytes(&mut self, port: u16, buf: &mut [u8]) {
+        self.borrow_mut().read_bytes(port, buf)
+    }
+}

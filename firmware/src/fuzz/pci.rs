@@ -125,35 +125,10 @@ impl Noisy {
     }
 }
 
-/// The noisy model behind both of the PCI set-up's ways in: the ports, and
-/// q35's MMCONFIG window turned back into 0xCF8/0xCFC accesses on the model
+/// The noisy model behind both of the PCI set-up's ways in: the ports (the
+/// cell itself), and q35's MMCONFIG window turned back into 0xCF8/0xCFC accesses on the model
 /// (so that the noise applies to both).
-struct NoisyPorts<'a>(&'a core::cell::RefCell<Noisy>);
 struct NoisyMmconfig<'a>(&'a core::cell::RefCell<Noisy>);
-
-impl crate::io::PortIo for NoisyPorts<'_> {
-    fn inb(&mut self, port: u16) -> u8 {
-        self.0.borrow_mut().inb(port)
-    }
-    fn inw(&mut self, port: u16) -> u16 {
-        self.0.borrow_mut().inw(port)
-    }
-    fn inl(&mut self, port: u16) -> u32 {
-        self.0.borrow_mut().inl(port)
-    }
-    fn outb(&mut self, port: u16, v: u8) {
-        self.0.borrow_mut().outb(port, v)
-    }
-    fn outw(&mut self, port: u16, v: u16) {
-        self.0.borrow_mut().outw(port, v)
-    }
-    fn outl(&mut self, port: u16, v: u32) {
-        self.0.borrow_mut().outl(port, v)
-    }
-    fn read_bytes(&mut self, port: u16, buf: &mut [u8]) {
-        self.0.borrow_mut().read_bytes(port, buf)
-    }
-}
 
 impl NoisyMmconfig<'_> {
     /// Selects the function and dword `addr` names; returns the data port.
@@ -335,7 +310,7 @@ pub(super) fn check_pci(input: &[u8]) -> String {
     let mut pci = Box::new(Pci::new());
     let cell = core::cell::RefCell::new(io);
     let result = pci
-        .setup(&mut NoisyPorts(&cell), &mut NoisyMmconfig(&cell), &platform)
+        .setup(&mut &cell, &mut NoisyMmconfig(&cell), &platform)
         .copied();
     let io = cell.into_inner();
     assert!(

@@ -237,34 +237,9 @@ impl Model {
     }
 }
 
-/// The model behind both of the set-up's ways in: 0xCF8/0xCFC, and the
-/// MMCONFIG window (at the address the q35 tests give).
-struct PortSide<'a>(&'a RefCell<Model>);
+/// The model behind both of the set-up's ways in: 0xCF8/0xCFC (the cell
+/// itself), and the MMCONFIG window (at the address the q35 tests give).
 struct MmioSide<'a>(&'a RefCell<Model>);
-
-impl PortIo for PortSide<'_> {
-    fn inb(&mut self, port: u16) -> u8 {
-        self.0.borrow_mut().inb(port)
-    }
-    fn inw(&mut self, port: u16) -> u16 {
-        self.0.borrow_mut().inw(port)
-    }
-    fn inl(&mut self, port: u16) -> u32 {
-        self.0.borrow_mut().inl(port)
-    }
-    fn outb(&mut self, port: u16, v: u8) {
-        self.0.borrow_mut().outb(port, v)
-    }
-    fn outw(&mut self, port: u16, v: u16) {
-        self.0.borrow_mut().outw(port, v)
-    }
-    fn outl(&mut self, port: u16, v: u32) {
-        self.0.borrow_mut().outl(port, v)
-    }
-    fn read_bytes(&mut self, _: u16, _: &mut [u8]) {
-        unreachable!()
-    }
-}
 
 impl MmioSide<'_> {
     /// Points the model at the function and dword an MMCONFIG address names;
@@ -303,9 +278,7 @@ pub(super) const MMCONFIG_BASE: u64 = 0xB000_0000;
 
 pub(super) fn setup(pci: &mut Pci, m: &mut Model, p: &Platform) -> Result<Layout, PciError> {
     let cell = RefCell::new(std::mem::replace(m, Model::new(Vec::new())));
-    let r = pci
-        .setup(&mut PortSide(&cell), &mut MmioSide(&cell), p)
-        .copied();
+    let r = pci.setup(&mut &cell, &mut MmioSide(&cell), p).copied();
     *m = cell.into_inner();
     r
 }
