@@ -98,11 +98,9 @@ pub trait Board {
 /// guest memory must be a valid value.
 pub unsafe trait Plain: Sized {}
 
-// SAFETY: each is a primitive or a `repr(C)` spec structure of integers and
-// arrays of integers (their modules assert size and offsets): any bytes are a
-// valid value.
-unsafe impl Plain for u8 {}
-// SAFETY: as above.
+// SAFETY: each is a `repr(C)` spec structure of integers and arrays of
+// integers (their modules assert size and offsets): any bytes are a valid
+// value.
 unsafe impl Plain for crate::bootparams::BootParams {}
 // SAFETY: as above.
 unsafe impl Plain for crate::pvh::StartBlock {}

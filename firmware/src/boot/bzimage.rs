@@ -67,13 +67,13 @@ pub fn identify<'s, B: Board>(
     fw_cfg.read_into(Item::SetupData as u16, header)?;
     let header: &'s Header = header;
     if pvh::is_elf(header) {
-        let vmlinux = Vmlinux::from_fw_cfg(fw_cfg, board.memory(), memory)?;
+        let vmlinux = Vmlinux::from_fw_cfg(fw_cfg, board.memory(), memory, size)?;
         return Ok(Payload::Pvh(vmlinux));
     }
     // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
     if !hdrs && fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
-        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory)?;
+        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory, size)?;
         return Ok(Payload::Multiboot(kernel));
     }
     Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))

@@ -36,13 +36,14 @@ pub struct MultibootKernel {
 impl MultibootKernel {
     /// Reads what QEMU says and checks where everything goes: the image in
     /// RAM clear of ferrite's first MiB, the information block where ferrite
-    /// leaves room for it.
+    /// leaves room for it. `size`: KERNEL_SIZE, which
+    /// [`identify`](super::bzimage::identify) read.
     pub fn from_fw_cfg(
         fw_cfg: &mut FwCfg<impl PortIo>,
         memory: &MemoryMap,
+        size: u64,
     ) -> Result<MultibootKernel, Error> {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
-        let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
         let image = Range::new(addr, addr + size);
         pvh::check_segments(image, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
         let info_addr = fw_cfg.read_u32(Item::InitrdAddr as u16)? as u64;

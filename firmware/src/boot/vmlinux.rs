@@ -32,14 +32,15 @@ pub struct Vmlinux {
 impl Vmlinux {
     /// Reads what QEMU says about the kernel, checks where the segments are
     /// (RAM, clear of ferrite's first MiB) and finds the PVH entry in the ELF's
-    /// note. Nothing has been written above 1 MiB yet.
+    /// note. Nothing has been written above 1 MiB yet. `size`: KERNEL_SIZE,
+    /// which [`identify`](super::bzimage::identify) read.
     pub fn from_fw_cfg(
         fw_cfg: &mut FwCfg<impl PortIo>,
         mem: &mut impl GuestMemory,
         memory: &MemoryMap,
+        size: u64,
     ) -> Result<Vmlinux, Error> {
         let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
-        let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
         let segments = Range::new(addr, addr + size);
         pvh::check_segments(segments, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
 
