@@ -175,6 +175,14 @@ pub mod fw_cfg {
     pub const TIMELINE: &str = "opt/ferrite/timeline";
 }
 
+/// [`timeline::STAMP_SECTION`] as a literal, for the firmware's `asm!`.
+#[macro_export]
+macro_rules! stamp_section {
+    () => {
+        ".ferrite_stamps"
+    };
+}
+
 /// The boot timeline: with [`fw_cfg::TIMELINE`] on, ferrite writes one line
 /// `ferrite-timeline: reset=0 rust=N ... zero_page=N` (TSC ticks since the reset
 /// vector, one per step in [`STEPS`] order) to the debug console [`PORT`].
@@ -183,9 +191,10 @@ pub mod timeline {
     pub const PORT: u16 = 0xE9;
     /// What the report line starts with.
     pub const PREFIX: &str = crate::timeline_prefix!();
-    /// The firmware function that takes every stamp, out of line under this
-    /// exact symbol name: its entry address splits an instruction trace into steps.
-    pub const STAMP_SYMBOL: &str = "ferrite_timeline_stamp";
+    /// The firmware's ELF section (not loaded, not in the ROM) that lists the
+    /// address of every stamp's `rdtsc`, one little-endian u64 each: each is
+    /// taken inline, and its address splits an instruction trace into steps.
+    pub const STAMP_SECTION: &str = crate::stamp_section!();
 
     /// The reset vector ran (the stamp is taken in boot.s).
     pub const RESET: &str = "reset";

@@ -149,6 +149,7 @@ mod firmware {
             (&mut self.cpu, &mut self.memory)
         }
 
+        #[inline(always)]
         fn mark(&mut self, step: Step) {
             self.time.mark(step);
         }

@@ -4,10 +4,11 @@
 //! `-debugcon file:F`), only when `-fw_cfg name=opt/ferrite/timeline,string=1` asks
 //! for them, so the fast path does not pay for the report.
 //!
-//! Every stamp is taken by one out-of-line function with a fixed symbol name,
-//! [`ferrite_timeline_stamp`]: `cargo xtask bench` finds its address in the
-//! firmware's ELF and, tracing every instruction KVM emulates, counts the guest
-//! instructions between two calls, i.e. each step's cost in instructions.
+//! Every stamp is an inline `rdtsc` whose address [`stamp`] lists in an ELF
+//! section of its own (the contract's `timeline::STAMP_SECTION`, not loaded):
+//! `cargo xtask bench` reads those addresses and splits an instruction trace
+//! (KVM) or QEMU's translation log (TCG) at them, i.e. each step's cost. Inline,
+//! not a call: under TCG a call and its return each end a translation block.
 
 use core::arch::asm;
 use core::fmt::{self, Write};
@@ -96,8 +97,9 @@ impl Timeline {
         self.mark(Step::Rust);
     }
 
+    #[inline(always)]
     pub fn mark(&mut self, step: Step) {
-        self.stamps[step as usize] = ferrite_timeline_stamp();
+        self.stamps[step as usize] = stamp();
     }
 
     /// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
@@ -123,17 +125,25 @@ impl Timeline {
     }
 }
 
-/// Reads the time-stamp counter. Out of line and under this exact name (the
-/// contract's `timeline::STAMP_SYMBOL`, which the bench looks up): its entry address marks a step
-/// boundary in an instruction trace. Called once per step, in [`STEPS`] order
-/// from [`Step::Rust`] on.
-#[inline(never)]
-#[unsafe(no_mangle)]
-fn ferrite_timeline_stamp() -> u64 {
+/// Reads the time-stamp counter, and records where: the `rdtsc`'s address goes
+/// to the contract's `timeline::STAMP_SECTION` (the label is local, so every
+/// inlined copy records its own). Taken once per step, in [`STEPS`] order from
+/// [`Step::Rust`] on.
+#[inline(always)]
+fn stamp() -> u64 {
     let (lo, hi): (u32, u32);
-    // SAFETY: rdtsc only reads the time-stamp counter.
+    // SAFETY: rdtsc only reads the time-stamp counter; the section directive
+    // only adds the address to a non-allocated ELF section (not in the ROM).
     unsafe {
-        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+        asm!(
+            "2: rdtsc",
+            concat!(".pushsection ", ferrite_contract::stamp_section!(), ", \"\", @progbits"),
+            ".quad 2b",
+            ".popsection",
+            out("eax") lo,
+            out("edx") hi,
+            options(nomem, nostack, preserves_flags)
+        )
     };
     (hi as u64) << 32 | lo as u64
 }

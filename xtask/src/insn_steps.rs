@@ -3,11 +3,11 @@
 //! On this machine type KVM emulates every guest instruction, and each one
 //! fires the `kvm:kvm_emulate_insn` tracepoint with its address
 //! (`csbase:rip:bytes (mode)` in `perf script`). ferrite takes every timeline
-//! stamp through one out-of-line function, [`STAMP_SYMBOL`]; its entry address,
-//! read from the firmware's ELF, splits the trace into steps: the instructions
-//! before its first call (reset vector to Rust), between two calls (one step
-//! each, in the timeline's order) and after the last (zero page to the kernel's
-//! first instruction).
+//! stamp inline and lists the stamps' addresses in its ELF
+//! ([`crate::rom::stamp_addresses`]); they split the trace into steps: the
+//! instructions before the first stamp (reset vector to Rust), between two
+//! stamps (one step each, in the timeline's order) and after the last (zero
+//! page to the kernel's first instruction).
 //!
 //! The same recording holds the exits to QEMU (`kvm:kvm_pio`, `kvm:kvm_mmio`,
 //! `kvm:kvm_userspace_exit`), split the same way.
@@ -21,14 +21,11 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::bench::cost::Exits;
 use crate::qemu::{Accel, Qemu};
 
-/// The firmware function that takes a timeline stamp (firmware/src/timeline.rs).
-pub use ferrite_contract::timeline::STAMP_SYMBOL;
-
-/// Instruction counts of one boot, split at the stamp calls.
+/// Instruction counts of one boot, split at the stamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segments {
-    /// `counts[0]`: before the first stamp call; `counts[i]`: between calls
-    /// `i - 1` and `i`; the last: after the last call.
+    /// `counts[0]`: before the first stamp; `counts[i]`: from stamp `i - 1`
+    /// up to stamp `i`; the last: from the last stamp on.
     pub counts: Vec<u64>,
     /// Exits to QEMU in the same segments.
     pub exits: Vec<Exits>,
@@ -50,11 +47,11 @@ fn linear_address(line: &str) -> Option<u64> {
     Some(base.wrapping_add(rip) & 0xFFFF_FFFF_FFFF)
 }
 
-/// Splits a trace at every instruction at `stamp`. Lines are `perf script -F
+/// Splits a trace at every instruction at one of the `stamps`. Lines are `perf script -F
 /// event,trace` output (`kvm:kvm_emulate_insn: ...`, `kvm:kvm_pio: ...`), or
 /// bare `-F trace` instruction lines. Anything else is an error: a count built
 /// on a misread trace is worse than none.
-pub fn split_at_stamps(trace: impl BufRead, stamp: u64) -> Result<Segments> {
+pub fn split_at_stamps(trace: impl BufRead, stamps: &[u64]) -> Result<Segments> {
     let mut counts = vec![0u64];
     let mut exits = vec![Exits::default()];
     for (n, line) in trace.lines().enumerate() {
@@ -79,7 +76,7 @@ pub fn split_at_stamps(trace: impl BufRead, stamp: u64) -> Result<Segments> {
                         n + 1
                     );
                 };
-                if addr == stamp {
+                if stamps.contains(&addr) {
                     counts.push(0);
                     exits.push(Exits::default());
                 }
@@ -91,12 +88,12 @@ pub fn split_at_stamps(trace: impl BufRead, stamp: u64) -> Result<Segments> {
 }
 
 /// Boots `q` under KVM with every emulated instruction recorded and splits the
-/// trace at the stamp function's address (found in `elf`). `work` keeps the
+/// trace at the stamps' addresses (listed in `elf`). `work` keeps the
 /// recording. The caller checks that perf and /dev/kvm exist.
 pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
     let image = std::fs::read(elf).with_context(|| elf.display().to_string())?;
-    let stamp = crate::rom::symbol_address(&image, STAMP_SYMBOL)?
-        .with_context(|| format!("{} has no symbol {STAMP_SYMBOL}", elf.display()))?;
+    let stamps = crate::rom::stamp_addresses(&image)
+        .with_context(|| format!("the stamps of {}", elf.display()))?;
     let mut q = q.clone();
     q.accel = Accel::Kvm;
     let script = perf_record(
@@ -112,7 +109,7 @@ pub fn record(q: &Qemu, elf: &Path, work: &Path) -> Result<Segments> {
         ],
         &work.join("insn-trace.data"),
     )?;
-    split_at_stamps(&script[..], stamp)
+    split_at_stamps(&script[..], &stamps)
 }
 
 /// A perf event with its `--filter`, if any.
@@ -223,9 +220,12 @@ ffff0000:f000:fa (real)
 ";
 
     #[test]
-    fn splits_at_each_stamp_call() {
-        let s = split_at_stamps(TRACE.as_bytes(), 0x12345).unwrap();
+    fn splits_at_each_stamp() {
+        let s = split_at_stamps(TRACE.as_bytes(), &[0x12345]).unwrap();
         assert_eq!(s.counts, [3, 3, 2]);
+        // stamps at different places (inline copies) split alike
+        let s = split_at_stamps(TRACE.as_bytes(), &[0x10004, 0x12345, 0x777]).unwrap();
+        assert_eq!(s.counts, [3, 1, 2, 2]);
         assert_eq!(s.total(), 8);
         // real-mode addresses are csbase + rip
         assert_eq!(linear_address("ffff0000:fff0:e9 (real)"), Some(0xFFFF_FFF0));
@@ -243,7 +243,7 @@ kvm:kvm_userspace_exit: reason KVM_EXIT_UNKNOWN (0)
   kvm:kvm_mmio: mmio write len 4 gpa 0xb0000000 val 0x1
   kvm:kvm_userspace_exit: reason KVM_EXIT_MMIO (6)
 ";
-        let s = split_at_stamps(trace.as_bytes(), 0x12345).unwrap();
+        let s = split_at_stamps(trace.as_bytes(), &[0x12345]).unwrap();
         assert_eq!(s.counts, [1, 2]);
         let e = |userspace, pio, mmio| Exits {
             userspace,
@@ -251,14 +251,14 @@ kvm:kvm_userspace_exit: reason KVM_EXIT_UNKNOWN (0)
             mmio,
         };
         assert_eq!(s.exits, [e(2, 1, 0), e(1, 0, 1)]);
-        assert!(split_at_stamps("kvm:kvm_emulate_insn: junk\n".as_bytes(), 1).is_err());
+        assert!(split_at_stamps("kvm:kvm_emulate_insn: junk\n".as_bytes(), &[1]).is_err());
     }
 
     #[test]
     fn no_stamp_is_one_segment() {
-        let s = split_at_stamps(TRACE.as_bytes(), 0x99999).unwrap();
+        let s = split_at_stamps(TRACE.as_bytes(), &[0x99999]).unwrap();
         assert_eq!(s.counts, [8]);
-        assert_eq!(split_at_stamps(&b""[..], 1).unwrap().counts, [0]);
+        assert_eq!(split_at_stamps(&b""[..], &[1]).unwrap().counts, [0]);
     }
 
     #[test]
@@ -282,7 +282,10 @@ qemu-system-x86_64: warning: host doesn't support requested feature
             "0:1000\n",
             "[ perf record: Woken up 1 times ]\n",
         ] {
-            assert!(split_at_stamps(bad.as_bytes(), 0x1000).is_err(), "{bad:?}");
+            assert!(
+                split_at_stamps(bad.as_bytes(), &[0x1000]).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -92,6 +92,29 @@ pub fn symbol_address(elf: &[u8], name: &str) -> Result<Option<u64>> {
         .map(|s| s.address()))
 }
 
+/// The addresses of ferrite's timeline stamps: the contents of the ELF's
+/// [`ferrite_contract::timeline::STAMP_SECTION`], little-endian u64s. Each
+/// stamp is inline, and code reached on several paths (the kinds of kernel)
+/// holds a copy per path: one boot executes one copy of each step's stamp.
+pub fn stamp_addresses(elf: &[u8]) -> Result<Vec<u64>> {
+    use object::{Object, ObjectSection};
+    let name = ferrite_contract::timeline::STAMP_SECTION;
+    let file = ElfFile64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;
+    let section = file
+        .section_by_name(name)
+        .with_context(|| format!("the firmware's ELF has no {name} section"))?;
+    let data = section.data().with_context(|| format!("reading {name}"))?;
+    ensure!(
+        !data.is_empty() && data.len().is_multiple_of(8),
+        "{name} holds {} bytes, not a list of addresses",
+        data.len()
+    );
+    Ok(data
+        .chunks_exact(8)
+        .map(|a| u64::from_le_bytes(a.try_into().unwrap()))
+        .collect())
+}
+
 /// The ROM image of an ELF file, and how many of its bytes the segments fill.
 pub fn elf_to_rom(elf: &[u8]) -> Result<(Vec<u8>, usize)> {
     let file = ElfFile64::<Endianness>::parse(elf).context("not a 64-bit ELF file")?;

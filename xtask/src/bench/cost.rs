@@ -198,39 +198,33 @@ pub fn translated(log: impl BufRead) -> Result<Translated> {
     Ok(t)
 }
 
-/// The guest address a `-d exec` line says is executed
-/// (`Trace CPU: HOSTPTR [CS_BASE/PC/FLAGS/CFLAGS] ...`; PC is linear).
-fn executed_pc(line: &str) -> Option<u64> {
-    let inside = line.strip_prefix("Trace ")?.split_once('[')?.1;
-    let pc = inside.split('/').nth(1)?;
-    u64::from_str_radix(pc, 16).ok()
+/// The address of a `-d in_asm` instruction line (`0xADDR:  bytes  insn`).
+fn instruction_address(line: &str) -> Option<u64> {
+    let hex = line.strip_prefix("0x")?.split_once(':')?.0;
+    u64::from_str_radix(hex, 16).ok()
 }
 
-/// Splits a `-d in_asm,exec,nochain` log into the code translated before the
-/// first execution of the block at `stamp` (ferrite's timeline stamp function),
-/// between two of them, and after the last: the same segments as
-/// [`crate::insn_steps::split_at_stamps`]. A block is counted where QEMU
-/// translated it, which is just before its first execution.
-pub fn translated_per_step(log: impl BufRead, stamp: u64) -> Result<Vec<Translated>> {
+/// Splits a `-d in_asm` log into the code translated before the first of
+/// ferrite's timeline `stamps` (their addresses), between two of them, and
+/// after the last: the same segments as [`crate::insn_steps::split_at_stamps`].
+/// QEMU translates a block just before it first runs, so the log is in the
+/// order of execution; a block is counted in the step where it starts, its
+/// instructions on either side of a stamp inside it.
+pub fn translated_per_step(log: impl BufRead, stamps: &[u64]) -> Result<Vec<Translated>> {
     let mut steps = vec![Translated::default()];
-    let mut traces = 0;
     for line in log.lines() {
-        let line = line.context("reading the exec log")?;
-        let here = steps.last_mut().unwrap();
+        let line = line.context("reading the in_asm log")?;
         if line.starts_with("IN:") {
-            here.blocks += 1;
+            steps.last_mut().unwrap().blocks += 1;
         } else if is_instruction(&line) {
-            here.instructions += 1;
-        } else if line.starts_with("Trace ") {
-            let pc =
-                executed_pc(&line).with_context(|| format!("not an exec log line: {line:?}"))?;
-            traces += 1;
-            if pc == stamp {
+            let addr = instruction_address(&line)
+                .with_context(|| format!("not an in_asm instruction line: {line:?}"))?;
+            if stamps.contains(&addr) {
                 steps.push(Translated::default());
             }
+            steps.last_mut().unwrap().instructions += 1;
         }
     }
-    ensure!(traces > 0, "the log has no exec lines (-d exec,nochain)");
     Ok(steps)
 }
 
@@ -261,11 +255,11 @@ pub fn translated_code(q: &Qemu, work: &Path) -> Result<Translated> {
     translated(std::io::BufReader::new(std::fs::File::open(&log)?))
 }
 
-/// Code translated per step of ferrite's timeline (`stamp`: the stamp
-/// function's address): one boot with `-d in_asm,exec,nochain`.
-pub fn translated_steps(q: &Qemu, work: &Path, stamp: u64) -> Result<Vec<Translated>> {
-    let log = tcg_log(q, work, "in_asm,exec,nochain")?;
-    translated_per_step(std::io::BufReader::new(std::fs::File::open(&log)?), stamp)
+/// Code translated per step of ferrite's timeline (`stamps`: the stamps'
+/// addresses): one boot with `-d in_asm`.
+pub fn translated_steps(q: &Qemu, work: &Path, stamps: &[u64]) -> Result<Vec<Translated>> {
+    let log = tcg_log(q, work, "in_asm")?;
+    translated_per_step(std::io::BufReader::new(std::fs::File::open(&log)?), stamps)
 }
 
 /// Our uprobes on QEMU (names of our own, so no one else's probe is touched).
@@ -376,24 +370,20 @@ mod tests {
 IN: 
 0xfffffff0:  ea 00 00 00 f0           ljmpw    $0xf000:$0x0
 
-Trace 0: 0x7f48 [00000000ffff0000/00000000fffffff0/00000040/ff000200] 
 ----------------
 IN: 
 0x000f0000:  fa                       cli      
 0x000f0001:  31 c0                    xorw     %ax, %ax
 
-Trace 0: 0x7f49 [00000000000f0000/00000000000f0000/00000040/ff000200] 
 ----------------
-IN: ferrite_timeline_stamp
+IN: rust_main
+0x00012340:  90                       nop      
 0x00012345:  0f 31                    rdtsc    
+0x00012347:  90                       nop      
 
-Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200] 
-Trace 0: 0x7f49 [00000000000f0000/00000000000f0000/00000040/ff000200] 
 ----------------
 IN: 
 0x000f0010:  90                       nop      
-Trace 0: 0x7f4b [00000000000f0000/00000000000f0010/00000040/ff000200] 
-Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200] 
 ";
 
     #[test]
@@ -403,7 +393,7 @@ Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200]
             t,
             Translated {
                 blocks: 4,
-                instructions: 5
+                instructions: 7
             }
         );
         assert_eq!(translated(&b""[..]).unwrap(), Translated::default());
@@ -415,15 +405,16 @@ Trace 0: 0x7f4a [0000000000000000/0000000000012345/00000040/ff000200]
 
     #[test]
     fn splits_translated_code_at_stamps() {
-        let steps = translated_per_step(IN_ASM.as_bytes(), 0x12345).unwrap();
-        let b: Vec<_> = steps.iter().map(|t| (t.blocks, t.instructions)).collect();
-        // the stamp's own block is translated before its first execution
-        assert_eq!(b, [(3, 4), (1, 1), (0, 0)]);
-        let total = steps.iter().fold(0, |n, t| n + t.instructions);
-        assert_eq!(total, translated(IN_ASM.as_bytes()).unwrap().instructions);
-        // a log without exec lines cannot be split; a malformed exec line is refused
-        assert!(translated_per_step("IN: \n0x1:  90  nop\n".as_bytes(), 1).is_err());
-        assert!(translated_per_step("Trace 0: garbage\n".as_bytes(), 1).is_err());
+        let split = |stamps: &[u64]| -> Vec<(u64, u64)> {
+            let steps = translated_per_step(IN_ASM.as_bytes(), stamps).unwrap();
+            steps.iter().map(|t| (t.blocks, t.instructions)).collect()
+        };
+        // the stamp's block counts where it starts, its instructions either side
+        assert_eq!(split(&[0x12345]), [(3, 4), (1, 3)]);
+        assert_eq!(split(&[0x12345, 0xf0010]), [(3, 4), (1, 2), (0, 1)]);
+        // no stamp translated: one step, the whole log
+        let whole = translated(IN_ASM.as_bytes()).unwrap();
+        assert_eq!(split(&[0x99]), [(whole.blocks, whole.instructions)]);
     }
 
     #[test]

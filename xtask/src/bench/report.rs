@@ -427,7 +427,7 @@ pub(super) fn markdown(
         s += &cost_grid(instructions, opts).markdown();
     }
     for (machine, steps) in &report.timelines {
-        s += "\nferrite's own steps (time: one TCG boot's timeline scaled to the median tFW, in one process where measured; instructions and exits: one KVM boot, traced; translated code: one TCG boot with `-d in_asm,exec,nochain`):\n\n";
+        s += "\nferrite's own steps (time: one TCG boot's timeline scaled to the median tFW, in one process where measured; instructions and exits: one KVM boot, traced; translated code: one TCG boot with `-d in_asm`):\n\n";
         s += &timeline_grid(machine, steps).markdown();
     }
     s

@@ -16,7 +16,6 @@ use super::stats::{ferrite_tfw, parse_timeline};
 use super::{
     Cell, Firmware, HANDOFF_STEP, Options, Phase, Sample, Summary, TimelineStep, summarize,
 };
-use crate::insn_steps::STAMP_SYMBOL;
 use crate::probe;
 use crate::qemu::{Outcome, Qemu};
 
@@ -65,7 +64,7 @@ pub(super) fn extras(
 /// (time per step under TCG), one with QEMU's translation and execution log
 /// (code translated per step) and, with `perf`, one under KVM with every
 /// instruction and exit traced (instructions and exits per step). `elf` is
-/// ferrite's, for the stamp function's address.
+/// ferrite's, for the stamps' addresses.
 pub(super) fn ferrite_timelines(
     cells: &[Cell],
     work: &Path,
@@ -74,11 +73,9 @@ pub(super) fn ferrite_timelines(
     skipped: &mut Vec<String>,
 ) -> BTreeMap<String, Vec<TimelineStep>> {
     let mut out = BTreeMap::new();
-    let stamp = std::fs::read(elf)
+    let stamps = std::fs::read(elf)
         .map_err(anyhow::Error::from)
-        .and_then(|image| crate::rom::symbol_address(&image, STAMP_SYMBOL))
-        .ok()
-        .flatten();
+        .and_then(|image| crate::rom::stamp_addresses(&image));
     for cell in cells
         .iter()
         .filter(|c| c.firmware == Firmware::Ferrite && c.phase == Phase::Entry && c.sweep.is_none())
@@ -116,24 +113,24 @@ pub(super) fn ferrite_timelines(
         let n_steps = steps.len();
         let mismatch = |w: &str, segments: usize| {
             format!(
-                "{}: {} stamp calls, {} steps in the timeline",
+                "{}: {} stamps, {} steps in the timeline",
                 what(w),
                 segments - 1,
                 n_steps - 1
             )
         };
-        match stamp.map(|s| cost::translated_steps(&cell.qemu, work, s)) {
-            Some(Ok(t)) if t.len() == n_steps => {
+        match stamps
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|s| cost::translated_steps(&cell.qemu, work, s))
+        {
+            Ok(t) if t.len() == n_steps => {
                 for (step, t) in steps.iter_mut().zip(t) {
                     step.translated = Some(t);
                 }
             }
-            Some(Ok(t)) => skipped.push(mismatch("translated code", t.len())),
-            Some(Err(e)) => skipped.push(format!("{}: {e:#}", what("translated code"))),
-            None => skipped.push(format!(
-                "{}: no {STAMP_SYMBOL} in the ELF",
-                what("translated code")
-            )),
+            Ok(t) => skipped.push(mismatch("translated code", t.len())),
+            Err(e) => skipped.push(format!("{}: {e:#}", what("translated code"))),
         }
         if perf {
             match crate::insn_steps::record(&cell.qemu, elf, work) {
