@@ -39,12 +39,10 @@ rom16_start:
 
 .code32
 rom32_start:
-    mov ${data}, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    mov %ax, %fs
-    mov %ax, %gs
+    # No data segment loads on the way to long mode: this code touches no
+    # memory, and long mode ignores the data segments' bases and limits. Under
+    # TCG each load of DS, ES or SS ends a translation block. The S3 path, which
+    # reads memory in this mode, loads them itself.
     xor %esi, %esi              # no failed wake-up (s3_fail sets one)
     cmp ${s3_status}, %cl
     je s3_resume
@@ -92,6 +90,10 @@ rom64_start:
 # afresh with the reason in esi. ebp:ebx (the reset's TSC) stay untouched.
 .code32
 s3_resume:
+    mov ${data}, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
     mov ${resume_block}, %edx
     mov ${wake_not_armed}, %esi
     cmpl ${resume_magic}, {block_magic}(%edx)
