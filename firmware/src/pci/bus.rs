@@ -8,17 +8,18 @@
 use super::caps::{RES_RESERVE_BUS, resource_reserve_capability};
 use super::config::{
     BRIDGE_CTL_SERR, BRIDGE_CTL_VGA, CLASS_BRIDGE_PCI, CLASS_DISPLAY_VGA, CLASS_SERIAL_USB,
-    CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, read8, read32,
-    reg, set_bits16, write8, write16,
+    CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, Config, reg,
 };
 use super::{Bdf, Device, Found, NONE, Pci, PciError, Platform, heap};
-use crate::chipset::{self, Machine};
-use crate::io::PortIo;
+use crate::chipset::{self, INTEL, Machine, q35};
+
+/// The ICH9 LPC bridge's vendor and device ID, as one dword.
+const ICH9_LPC: u32 = (q35::ICH9_LPC_ID as u32) << 16 | INTEL as u32;
 
 impl Pci {
     /// Lists the functions on `bus` (SeaBIOS's pci_next walk: functions 1-7
     /// only for multi-function devices) into `found`; each bus once.
-    fn scan_bus(&mut self, io: &mut impl PortIo, bus: u8) -> Result<(usize, usize), PciError> {
+    fn scan_bus(&mut self, io: &mut impl Config, bus: u8) -> Result<(usize, usize), PciError> {
         let (start, end) = self.bus_found[bus as usize];
         if end > start {
             return Ok((start as usize, end as usize));
@@ -27,15 +28,15 @@ impl Pci {
         let mut devfn: u16 = 0;
         while devfn < 0x100 {
             let bdf = Bdf::from_devfn(bus, devfn as u8);
-            let id = read32(io, bdf, reg::VENDOR);
+            let id = io.read32(bdf, reg::VENDOR);
             let vendor = id as u16;
             let function0 = devfn & 7 == 0;
             if vendor == 0 || vendor == 0xFFFF {
                 devfn += if function0 { 8 } else { 1 };
                 continue;
             }
-            let class = (read32(io, bdf, reg::CLASS_REVISION) >> 16) as u16;
-            let header_type = read8(io, bdf, reg::HEADER_TYPE);
+            let class = (io.read32(bdf, reg::CLASS_REVISION) >> 16) as u16;
+            let header_type = io.read8(bdf, reg::HEADER_TYPE);
             self.found
                 .push(Found {
                     bdf,
@@ -58,7 +59,7 @@ impl Pci {
     /// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.
     pub(super) fn init_bus(
         &mut self,
-        io: &mut impl PortIo,
+        io: &mut impl Config,
         bus: u8,
         next_bus: &mut u8,
     ) -> Result<(), PciError> {
@@ -67,8 +68,8 @@ impl Pci {
         for k in start..end {
             let f = self.found[k];
             if f.class == CLASS_BRIDGE_PCI {
-                write8(io, f.bdf, reg::SECONDARY_BUS, 255);
-                write8(io, f.bdf, reg::SUBORDINATE_BUS, 0);
+                io.write8(f.bdf, reg::SECONDARY_BUS, 255);
+                io.write8(f.bdf, reg::SUBORDINATE_BUS, 0);
             }
         }
         for k in start..end {
@@ -77,17 +78,17 @@ impl Pci {
                 continue;
             }
             let bdf = f.bdf;
-            if read8(io, bdf, reg::PRIMARY_BUS) != bus {
-                write8(io, bdf, reg::PRIMARY_BUS, bus);
+            if io.read8(bdf, reg::PRIMARY_BUS) != bus {
+                io.write8(bdf, reg::PRIMARY_BUS, bus);
             }
             *next_bus = next_bus.saturating_add(1);
-            let mut secondary = read8(io, bdf, reg::SECONDARY_BUS);
+            let mut secondary = io.read8(bdf, reg::SECONDARY_BUS);
             if secondary != *next_bus {
                 secondary = *next_bus;
-                write8(io, bdf, reg::SECONDARY_BUS, secondary);
+                io.write8(bdf, reg::SECONDARY_BUS, secondary);
             }
-            let mut subordinate = read8(io, bdf, reg::SUBORDINATE_BUS);
-            write8(io, bdf, reg::SUBORDINATE_BUS, 255);
+            let mut subordinate = io.read8(bdf, reg::SUBORDINATE_BUS);
+            io.write8(bdf, reg::SUBORDINATE_BUS, 255);
             self.init_bus(io, secondary, next_bus)?;
             if subordinate != *next_bus {
                 let mut last = *next_bus;
@@ -98,7 +99,7 @@ impl Pci {
                     ..Device::default()
                 };
                 if let Some(cap) = resource_reserve_capability(io, &d) {
-                    let reserve = read32(io, bdf, cap + RES_RESERVE_BUS);
+                    let reserve = io.read32(bdf, cap + RES_RESERVE_BUS);
                     if reserve != u32::MAX {
                         last = reserve as u8;
                         if secondary.checked_add(last).is_none() {
@@ -112,14 +113,14 @@ impl Pci {
                 subordinate = last;
                 *next_bus = last;
             }
-            write8(io, bdf, reg::SUBORDINATE_BUS, subordinate);
+            io.write8(bdf, reg::SUBORDINATE_BUS, subordinate);
         }
         Ok(())
     }
 
     /// Step 2 (SeaBIOS's pci_probe_devices): every function, bus by bus, from
     /// what the bus numbering's scans found.
-    pub(super) fn probe(&mut self, io: &mut impl PortIo) -> Result<(), PciError> {
+    pub(super) fn probe(&mut self, io: &mut impl Config) -> Result<(), PciError> {
         let mut bus_parent = [NONE; 256];
         let mut bus: u16 = 0;
         while bus <= self.max_bus as u16 {
@@ -144,13 +145,14 @@ impl Pci {
                     line: 0,
                 };
                 if matches!(header_type & 0x7F, 1 | 2) {
-                    let secondary = read8(io, bdf, reg::SECONDARY_BUS);
+                    let secondary = io.read8(bdf, reg::SECONDARY_BUS);
                     dev.secondary_bus = secondary;
                     if secondary > b && bus_parent[secondary as usize] == NONE {
                         bus_parent[secondary as usize] = self.devices.len() as u16;
                     }
                     self.max_bus = self.max_bus.max(secondary);
                 }
+                self.has_ich9_lpc |= id == ICH9_LPC;
                 self.devices.push(dev).map_err(heap)?;
             }
             bus += 1;
@@ -159,13 +161,13 @@ impl Pci {
     }
 
     /// Step 6 (pci_bios_init_device): interrupt line, chipset quirks, decoding.
-    pub(super) fn init_devices(&mut self, io: &mut impl PortIo, p: &Platform) {
+    pub(super) fn init_devices(&mut self, io: &mut impl Config, p: &Platform) {
         for i in 0..self.devices.len() {
             let mut d = self.devices[i];
-            d.pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
+            d.pin = io.read8(d.bdf, reg::INTERRUPT_PIN);
             if d.pin != 0 {
                 d.line = self.slot_irq(p.host, i, d.pin);
-                write8(io, d.bdf, reg::INTERRUPT_LINE, d.line);
+                io.write8(d.bdf, reg::INTERRUPT_LINE, d.line);
             }
             if let Some(line) = chipset::quirks(io, d.bdf, d.vendor, d.device, d.class, p.pm_base) {
                 d.line = line;
@@ -175,9 +177,9 @@ impl Pci {
                 command |= COMMAND_MASTER;
             }
             // A reset clears every writable command bit: nothing to keep.
-            write16(io, d.bdf, reg::COMMAND, command);
+            io.write16(d.bdf, reg::COMMAND, command);
             if d.header_type & 1 != 0 {
-                set_bits16(io, d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
+                io.set_bits16(d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
             }
             self.devices[i] = d;
         }
@@ -197,7 +199,7 @@ impl Pci {
 
     /// pci_enable_default_vga: a VGA device behind bridges gets the bridges' VGA
     /// forwarding (one on bus 0 already decodes after init_devices).
-    pub(super) fn enable_default_vga(&mut self, io: &mut impl PortIo) {
+    pub(super) fn enable_default_vga(&mut self, io: &mut impl Config) {
         let Some(mut i) = self
             .devices
             .as_slice()
@@ -209,8 +211,8 @@ impl Pci {
         while self.devices[i].parent != NONE {
             i = self.devices[i].parent as usize;
             let bdf = self.devices[i].bdf;
-            set_bits16(io, bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_VGA);
-            set_bits16(io, bdf, reg::COMMAND, COMMAND_IO | COMMAND_MEMORY);
+            io.set_bits16(bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_VGA);
+            io.set_bits16(bdf, reg::COMMAND, COMMAND_IO | COMMAND_MEMORY);
         }
     }
 }

@@ -23,13 +23,14 @@ mod alloc;
 mod bus;
 mod caps;
 pub mod config;
+mod list;
 
 pub use config::{
-    COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, CONFIG_ADDRESS, CONFIG_DATA,
+    COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, CONFIG_ADDRESS, CONFIG_DATA, Config,
     ConfigAccess, ConfigWrite, apply, read8, read16, read32, reg, write8, write16, write32,
 };
 
-use self::alloc::{EMPTY_LIST, Entry, List, ZERO_ENTRY, ZERO_LIST};
+use self::list::{EMPTY_LIST, Entry, List, ZERO_ENTRY, ZERO_LIST};
 use crate::chipset::{Machine, q35};
 use crate::heap::{OutOfHeap, SpillVec};
 use crate::io::{Mmio, PortIo};
@@ -155,6 +156,8 @@ pub struct Pci {
     /// than scanning each bus again.
     found: SpillVec<Found, MAX_DEVICES>,
     bus_found: [(u16, u16); 256],
+    /// Whether an ICH9 LPC bridge is among the functions (its RCBA is reserved).
+    has_ich9_lpc: bool,
     /// What [`Pci::setup`] hands back, kept here: moved by value, the
     /// layout's copies were `rep movs`, each a translation block of its own
     /// under TCG.
@@ -206,6 +209,7 @@ impl Pci {
                 header_type: 0,
             }),
             bus_found: [(0, 0); 256],
+            has_ich9_lpc: false,
             layout: Layout {
                 mem32_start: 0,
                 mem64: None,
@@ -232,6 +236,7 @@ impl Pci {
         self.bus_found = [(0, 0); 256];
         self.bus_dev = [NONE; 256];
         self.lists = [[EMPTY_LIST; 3]; 256];
+        self.has_ich9_lpc = false;
         if platform.host == Machine::Q35 {
             q35::open_mmconfig(io, platform.mmconfig);
         }
