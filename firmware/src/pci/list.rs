@@ -52,7 +52,9 @@ pub(super) const ZERO_ENTRY: Entry = Entry {
 /// A list of entries in SeaBIOS's order: alignment, then size, descending.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct List {
-    head: u16,
+    /// The first entry's index, inverted: 0 (NONE) when empty, so that an
+    /// empty list is all zeros and resetting every bus's lists is a memset.
+    head_inv: u16,
     /// The sizes' sum, saturating: sizes read from hostile hardware must not
     /// wrap around to a sum that fits.
     sum: u64,
@@ -61,19 +63,24 @@ pub(super) struct List {
     /// Some entry is not 64-bit.
     not64: bool,
 }
+/// All zeros, also for [`Pci::new`]'s image in .bss.
 pub(super) const EMPTY_LIST: List = List {
-    head: NONE,
+    head_inv: !NONE,
     sum: 0,
     max_align: 0,
     not64: false,
 };
-/// All zeros, for [`Pci::new`]'s image in .bss.
-pub(super) const ZERO_LIST: List = List {
-    head: 0,
-    ..EMPTY_LIST
-};
 
 impl List {
+    fn head(&self) -> u16 {
+        !self.head_inv
+    }
+    fn with_head(head: u16) -> List {
+        List {
+            head_inv: !head,
+            ..EMPTY_LIST
+        }
+    }
     pub(super) fn sum(&self) -> u64 {
         self.sum
     }
@@ -98,7 +105,7 @@ impl Pci {
         list.not64 |= !e.is64;
         let entries = self.entries.as_mut_slice();
         let mut prev = NONE;
-        let mut cur = list.head;
+        let mut cur = list.head();
         // NONE is beyond any list's end: `get` ends the walk and checks the index.
         while let Some(c) = entries.get(cur as usize) {
             if (c.align < e.align) | ((c.align == e.align) & (c.size < e.size)) {
@@ -112,14 +119,14 @@ impl Pci {
         }
         match entries.get_mut(prev as usize) {
             Some(p) => p.next = new,
-            None => list.head = new,
+            None => list.head_inv = !new,
         }
         Ok(())
     }
 
     /// `head`'s list with its sum, alignment and width worked out again.
     fn summarize(&self, head: u16) -> List {
-        let mut list = List { head, ..EMPTY_LIST };
+        let mut list = List::with_head(head);
         let entries = self.entries.as_slice();
         let mut cur = head;
         while let Some(e) = entries.get(cur as usize) {
@@ -137,7 +144,7 @@ impl Pci {
         let mut moved = NONE;
         let mut moved_tail: Option<u16> = None;
         let mut prev: Option<u16> = None;
-        let mut head = self.lists[0][kind as usize].head;
+        let mut head = self.lists[0][kind as usize].head();
         let mut cur = head;
         while cur != NONE {
             let e = self.entries[cur as usize];
@@ -164,7 +171,7 @@ impl Pci {
 
     /// Gives the entries of `list` their addresses from `base` up.
     pub(super) fn map_list(&mut self, io: &mut impl Config, list: List, mut base: u64) {
-        let mut cur = list.head;
+        let mut cur = list.head();
         while let Some(&e) = self.entries.as_slice().get(cur as usize) {
             let addr = base;
             base += e.size;
