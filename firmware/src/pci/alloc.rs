@@ -13,7 +13,7 @@ use super::caps::{
 };
 use super::config::{Config, reg};
 use super::list::{Entry, KINDS, Kind};
-use super::{Bdf, Device, Layout, NONE, Pci, PciError, Platform};
+use super::{Bdf, Device, NONE, Pci, PciError, Platform};
 use crate::chipset::{Machine, q35};
 use crate::mem::Range;
 
@@ -29,36 +29,34 @@ impl Pci {
     /// MMCONFIG window is open already), into the layout [`Pci::setup`]
     /// hands back.
     pub(super) fn platform(&mut self, p: &Platform) {
-        let mut layout = Layout {
-            mem32_start: p.low_ram_end,
-            mem64: None,
-            reserved: [None, None],
-            functions: 0,
-            max_bus: 0,
-        };
-        match p.host {
-            Machine::I440fx | Machine::NoPci => {
-                if p.low_ram_end <= 0x8000_0000 {
-                    layout.mem32_start = 0x8000_0000;
-                } else if p.low_ram_end <= 0xC000_0000 {
-                    layout.mem32_start = 0xC000_0000;
-                }
-            }
-            Machine::Q35 => {
-                layout.reserved[0] = Some(p.mmconfig);
-                layout.mem32_start = p.mmconfig.end;
-            }
+        use core::hint::select_unpredictable as select;
+        // Selects, not branches (TCG): i440FX's window starts at 2 or 3 GiB
+        // when the RAM below 4 GiB leaves room, q35's after MMCONFIG.
+        let low = p.low_ram_end;
+        let i440fx_start = select(
+            low <= 0x8000_0000,
+            0x8000_0000,
+            select(low <= 0xC000_0000, 0xC000_0000, low),
+        );
+        let q35 = p.host == Machine::Q35;
+        // Field by field: a whole Layout moved is a `rep movs`, a block of its own.
+        let layout = &mut self.layout;
+        layout.mem32_start = select(q35, p.mmconfig.end, i440fx_start);
+        layout.mem64 = None;
+        layout.reserved = [None, None];
+        if q35 {
+            layout.reserved[0] = Some(p.mmconfig);
         }
         if self.has_ich9_lpc {
             layout.reserved[1] = Some(q35::ICH9_RCBA);
         }
-        self.layout = layout;
     }
 
     /// Step 3a (pci_bios_check_devices, first half): every BAR of every function.
     pub(super) fn size_devices(&mut self, io: &mut impl Config) -> Result<(), PciError> {
-        for i in 0..self.devices.len() {
-            let d = self.devices.as_slice()[i];
+        let mut i = 0;
+        // `get`: the loop's test and the bounds check in one.
+        while let Some(&d) = self.devices.as_slice().get(i) {
             let bridge = d.is_bridge();
             if bridge {
                 self.bus_dev[d.secondary_bus as usize] = i as u16;
@@ -75,6 +73,7 @@ impl Pci {
                 // A bridge has BARs 0 and 1, then its ROM.
                 bar = core::hint::select_unpredictable(bridge & (bar.wrapping_sub(2) < 4), 6, bar);
             }
+            i += 1;
         }
         Ok(())
     }
@@ -183,7 +182,7 @@ impl Pci {
             self.map_list(io, high_pref, pref_base);
             mem64 = Some(Range::new(base, end));
         }
-        for bus in 0..=self.max_bus as usize {
+        for bus in 0..self.max_bus as usize + 1 {
             for kind in KINDS {
                 let list = self.lists[bus][kind as usize];
                 let base = self.bases[bus][kind as usize];
@@ -196,7 +195,9 @@ impl Pci {
     /// pci_bios_init_root_regions_mem: the two memory lists of the root bus at the
     /// top of the 32-bit window, the more aligned one lower. Straight-line,
     /// with one test at the end (TCG): the bases are written even when they
-    /// do not fit, for a caller that then moves lists or fails.
+    /// do not fit, for a caller that then moves lists or fails. Out of line:
+    /// inlined, LLVM splits the final test into one branch per comparison.
+    #[inline(never)]
     fn place_root_mem(&mut self, mem32_start: u64) -> bool {
         let [_, mem, pref] = self.lists[0];
         let swap = mem.align() < pref.align();

@@ -131,7 +131,8 @@ impl Pci {
         // QEMU's usual machine: every function on bus 0 and no bridge header,
         // so no parent and nothing to read: the functions in scan order.
         let found = self.found.as_slice();
-        if !self.bridge_headers & (self.bus_found[0].1 as usize == found.len()) {
+        // One comparison for both conditions (TCG).
+        if (self.bridge_headers as usize | (self.bus_found[0].1 as usize ^ found.len())) == 0 {
             for f in found {
                 self.has_ich9_lpc |= f.id == ICH9_LPC;
                 self.devices.push(f.device(NONE)).map_err(heap)?;
@@ -212,6 +213,7 @@ impl Pci {
 /// The ISA IRQ pin `d.pin` (1-4) of `d` reaches, rotating through the bridges
 /// above it as QEMU's ACPI _PRT does; the root slot's routing is the
 /// chipset's ([`Machine::slot_irq`]).
+#[inline(always)]
 fn slot_irq(devices: &[Device], host: Machine, d: &Device) -> u8 {
     let mut addend = 0usize;
     let mut cur = d;
