@@ -113,14 +113,18 @@ pub fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), OutOfHeap> {
 ///
 /// A `Vec` taken apart: the heap block's pointer is null while the list is
 /// inline, so an empty list is all zeros (a `static` of one stays in `.bss`,
-/// out of the ROM), and finding the elements is a select, not a branch.
+/// out of the ROM). Under TCG every branch ends a translated block, so the
+/// accessors have none of their own: finding the elements is a select and the
+/// capacity a sum, which leaves `push` one comparison and indexing its bounds
+/// check.
 pub struct SpillVec<T: Copy, const N: usize> {
     inline: [T; N],
     len: usize,
     /// The heap block holding every element once the list has outgrown
-    /// `inline` (allocated as a `Vec<T>` of capacity `cap`), or null.
+    /// `inline` (allocated as a `Vec<T>` of capacity `N + extra`), or null.
     heap: *mut T,
-    cap: usize,
+    /// The capacity beyond `N`: 0 while inline.
+    extra: usize,
 }
 
 // SAFETY: a SpillVec owns its heap block as a Vec owns its buffer; nothing
@@ -136,28 +140,23 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
             inline: [fill; N],
             len: 0,
             heap: ptr::null_mut(),
-            cap: 0,
+            extra: 0,
         }
     }
 
     fn capacity(&self) -> usize {
-        if self.heap.is_null() { N } else { self.cap }
+        N + self.extra
     }
 
+    // `select_unpredictable`: LLVM would otherwise turn the select back into a
+    // branch inside loops.
     fn base(&self) -> *const T {
-        if self.heap.is_null() {
-            self.inline.as_ptr()
-        } else {
-            self.heap
-        }
+        core::hint::select_unpredictable(self.heap.is_null(), self.inline.as_ptr(), self.heap)
     }
 
     fn base_mut(&mut self) -> *mut T {
-        if self.heap.is_null() {
-            self.inline.as_mut_ptr()
-        } else {
-            self.heap
-        }
+        let inline = self.inline.as_mut_ptr();
+        core::hint::select_unpredictable(self.heap.is_null(), inline, self.heap)
     }
 
     pub fn as_slice(&self) -> &[T] {
@@ -204,7 +203,7 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
         self.free();
         let mut v = core::mem::ManuallyDrop::new(v);
         self.heap = v.as_mut_ptr();
-        self.cap = v.capacity();
+        self.extra = v.capacity() - N;
         self.len = v.len();
         Ok(())
     }
@@ -214,9 +213,9 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
         if !self.heap.is_null() {
             // SAFETY: `heap` and `cap` are those of a Vec<T> taken apart in
             // `grow`; length 0, as T is Copy and needs no drop.
-            drop(unsafe { Vec::from_raw_parts(self.heap, 0, self.cap) });
+            drop(unsafe { Vec::from_raw_parts(self.heap, 0, self.capacity()) });
             self.heap = ptr::null_mut();
-            self.cap = 0;
+            self.extra = 0;
             self.len = 0;
         }
     }

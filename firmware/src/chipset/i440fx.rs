@@ -3,9 +3,8 @@
 //! pci_device_tbl and piix_isa_bridge_setup, piix_ide_setup,
 //! piix4_pm_config_setup).
 
-use super::{PCI_IRQS, write_elcr};
-use crate::io::PortIo;
-use crate::pci::{Bdf, ConfigWrite, reg, write16, write32};
+use super::{PmWrite, at_pm};
+use crate::pci::{Bdf, ConfigWrite, reg};
 
 /// The host bridge's vendor and device ID, as one dword.
 pub const I440FX_ID: u32 = 0x1237_8086;
@@ -29,27 +28,17 @@ pub const PIIX4_PM: Bdf = Bdf(0, 1, 3);
 pub const PIIX4_PMBA: u8 = 0x40;
 pub const PIIX4_PMREGMISC: u8 = 0x80;
 
-/// PIIX4 PM: SCI on IRQ 9, the PM I/O block at `pm` (enabled), the SMBus I/O
-/// block after it (enabled). SeaBIOS's piix4_pm_config_setup.
+/// PIIX4 PM: SCI on IRQ 9, the PM I/O block at the PM base (enabled), the
+/// SMBus I/O block after it (enabled). SeaBIOS's piix4_pm_config_setup.
+pub(super) const PIIX4_PM_SETUP: [PmWrite; 5] = [
+    PmWrite::fixed(ConfigWrite::byte(reg::INTERRUPT_LINE, SCI_IRQ)),
+    PmWrite::pm_block(PIIX4_PMBA, 0),
+    PmWrite::fixed(ConfigWrite::byte(PIIX4_PMREGMISC, 0x01)),
+    PmWrite::pm_block(0x90, 0x100),
+    PmWrite::fixed(ConfigWrite::byte(0xD2, 0x09)),
+];
+
+/// [`PIIX4_PM_SETUP`]'s writes for the PM base `pm`.
 pub const fn piix4_pm_setup(pm: u16) -> [ConfigWrite; 5] {
-    let pm = pm as u32;
-    [
-        ConfigWrite::byte(reg::INTERRUPT_LINE, SCI_IRQ),
-        ConfigWrite::dword(PIIX4_PMBA, pm | 1),
-        ConfigWrite::byte(PIIX4_PMREGMISC, 0x01),
-        ConfigWrite::dword(0x90, (pm + 0x100) | 1),
-        ConfigWrite::byte(0xD2, 0x09),
-    ]
-}
-
-/// PIIX3 / PIIX4 ISA bridge: PIRQA-D routing, level-triggered in the ELCR.
-pub(super) fn isa_bridge_setup(io: &mut impl PortIo, bdf: Bdf) {
-    write32(io, bdf, 0x60, u32::from_le_bytes(PCI_IRQS));
-    write_elcr(io);
-}
-
-/// PIIX3 / PIIX4 IDE: legacy decode of both channels.
-pub(super) fn ide_setup(io: &mut impl PortIo, bdf: Bdf) {
-    write16(io, bdf, 0x40, 0x8000);
-    write16(io, bdf, 0x42, 0x8000);
+    at_pm(&PIIX4_PM_SETUP, pm)
 }

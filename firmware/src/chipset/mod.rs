@@ -16,7 +16,7 @@ pub use legacy::{
 use crate::io::PortIo;
 use crate::mem::Range;
 use crate::pci::config::CLASS_STORAGE_IDE;
-use crate::pci::{self, Bdf, ConfigWrite, reg};
+use crate::pci::{self, Bdf, Config, ConfigWrite, reg};
 
 /// ACPI PM I/O base (QEMU's FADT and DSDT use what the firmware programs; 0x600
 /// is what SeaBIOS uses).
@@ -100,39 +100,163 @@ pub const PCI_IRQS: [u8; 4] = [10, 10, 11, 11];
 /// pci_device_tbl), by vendor and device ID; IDE controllers by their class.
 /// Returns the interrupt line written, if it is not the routed one (PIIX4
 /// PM's SCI).
+///
+/// Table-driven for TCG, where each distinct branch is a translated block:
+/// the ID is looked up in one loop of selects, and every set-up is a slice of
+/// [`QUIRK_WRITES`] written by one loop.
 pub fn quirks(
-    io: &mut impl PortIo,
+    io: &mut impl Config,
     bdf: Bdf,
     vendor: u16,
     device: u16,
     class: u16,
     pm_base: u16,
 ) -> Option<u8> {
-    match (vendor, device) {
-        (INTEL, i440fx::PIIX3_ISA_ID) | (INTEL, i440fx::PIIX4_ISA_ID) => {
-            i440fx::isa_bridge_setup(io, bdf)
-        }
-        (INTEL, q35::ICH9_LPC_ID) => q35::lpc_setup(io, bdf, pm_base),
-        (INTEL, i440fx::PIIX3_IDE_ID) | (INTEL, i440fx::PIIX4_IDE_ID)
-            if class == CLASS_STORAGE_IDE =>
-        {
-            i440fx::ide_setup(io, bdf)
-        }
-        (INTEL, i440fx::PIIX4_PM_ID) => {
-            pci::apply(io, bdf, &i440fx::piix4_pm_setup(pm_base));
-            return Some(i440fx::SCI_IRQ);
-        }
-        (INTEL, q35::ICH9_SMBUS_ID) => pci::apply(io, bdf, &q35::ich9_smbus_setup(pm_base)),
-        // Any other IDE controller: ISA-compatible ports.
-        _ if class == CLASS_STORAGE_IDE => {
-            for (bar, port) in [0x1F0u32, 0x3F4, 0x170, 0x374].into_iter().enumerate() {
-                pci::write32(io, bdf, reg::BAR0 + 4 * bar as u8, port);
-            }
-        }
-        _ => {}
+    let mut kind = Quirk::None;
+    for &(id, k) in &QUIRK_IDS {
+        kind = core::hint::select_unpredictable((vendor == INTEL) & (device == id), k, kind);
     }
-    None
+    let ide = class == CLASS_STORAGE_IDE;
+    // PIIX IDE IDs on another class get nothing; any other IDE controller
+    // gets the ISA-compatible ports.
+    let piix_ide = kind == Quirk::PiixIde;
+    let legacy_ide = (kind == Quirk::None) & ide;
+    kind = core::hint::select_unpredictable(piix_ide & !ide, Quirk::None, kind);
+    kind = core::hint::select_unpredictable(legacy_ide, Quirk::LegacyIde, kind);
+    let (start, end, elcr, line) = QUIRKS[kind as usize];
+    for w in &QUIRK_WRITES[start as usize..end as usize] {
+        let w = w.at(pm_base);
+        io.access(bdf, w.reg, w.width, true, w.value);
+    }
+    if elcr {
+        write_elcr(io);
+    }
+    line
 }
+
+/// What [`quirks`] does per function: a set-up of its own, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Quirk {
+    None,
+    PiixIsa,
+    Ich9Lpc,
+    PiixIde,
+    PiixPm,
+    Ich9Smbus,
+    LegacyIde,
+}
+
+/// The chipset functions by device ID (all Intel's).
+const QUIRK_IDS: [(u16, Quirk); 7] = [
+    (i440fx::PIIX3_ISA_ID, Quirk::PiixIsa),
+    (i440fx::PIIX4_ISA_ID, Quirk::PiixIsa),
+    (q35::ICH9_LPC_ID, Quirk::Ich9Lpc),
+    (i440fx::PIIX3_IDE_ID, Quirk::PiixIde),
+    (i440fx::PIIX4_IDE_ID, Quirk::PiixIde),
+    (i440fx::PIIX4_PM_ID, Quirk::PiixPm),
+    (q35::ICH9_SMBUS_ID, Quirk::Ich9Smbus),
+];
+
+/// One write of a chipset function's set-up whose value may hang on the PM
+/// I/O base: `value | ((pm + pm_add) & pm_mask)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PmWrite {
+    reg: u8,
+    width: u8,
+    value: u32,
+    pm_add: u32,
+    pm_mask: u32,
+}
+
+impl PmWrite {
+    pub(crate) const fn fixed(w: ConfigWrite) -> PmWrite {
+        PmWrite {
+            reg: w.reg,
+            width: w.width,
+            value: w.value,
+            pm_add: 0,
+            pm_mask: 0,
+        }
+    }
+    /// A dword register enabled (bit 0) at `pm + offset`.
+    pub(crate) const fn pm_block(reg: u8, offset: u32) -> PmWrite {
+        PmWrite {
+            reg,
+            width: 4,
+            value: 1,
+            pm_add: offset,
+            pm_mask: !0,
+        }
+    }
+    pub(crate) const fn at(self, pm: u16) -> ConfigWrite {
+        ConfigWrite {
+            reg: self.reg,
+            width: self.width,
+            value: self.value | ((pm as u32 + self.pm_add) & self.pm_mask),
+        }
+    }
+}
+
+/// `writes` for the PM base `pm`, at compile time or at run time.
+pub(crate) const fn at_pm<const K: usize>(writes: &[PmWrite], pm: u16) -> [ConfigWrite; K] {
+    let mut out = [ConfigWrite::byte(0, 0); K];
+    let mut i = 0;
+    while i < K {
+        out[i] = writes[i].at(pm);
+        i += 1;
+    }
+    out
+}
+
+/// The PIRQ routing register value: PIRQA-D to [`PCI_IRQS`].
+const PIRQ: u32 = u32::from_le_bytes(PCI_IRQS);
+
+/// Every chipset function's writes, back to back; [`QUIRKS`] slices it.
+const QUIRK_WRITES: [PmWrite; 19] = {
+    let mut t = [PmWrite::fixed(ConfigWrite::byte(0, 0)); 19];
+    // PIIX3/4 ISA bridge: PIRQA-D (then the ELCR)
+    t[0] = PmWrite::fixed(ConfigWrite::dword(0x60, PIRQ));
+    // ICH9 LPC: PIRQA-D and E-H (then the ELCR), PM base with ACPI, RCBA
+    t[1] = PmWrite::fixed(ConfigWrite::dword(0x60, PIRQ));
+    t[2] = PmWrite::fixed(ConfigWrite::dword(0x68, PIRQ));
+    let mut i = 0;
+    while i < 3 {
+        t[3 + i] = q35::ICH9_LPC_ACPI[i];
+        i += 1;
+    }
+    // PIIX IDE: legacy decode of both channels
+    t[6] = PmWrite::fixed(ConfigWrite::word(0x40, 0x8000));
+    t[7] = PmWrite::fixed(ConfigWrite::word(0x42, 0x8000));
+    // PIIX4 PM, ICH9 SMBus
+    let mut i = 0;
+    while i < 5 {
+        t[8 + i] = i440fx::PIIX4_PM_SETUP[i];
+        i += 1;
+    }
+    t[13] = q35::ICH9_SMBUS_SETUP[0];
+    t[14] = q35::ICH9_SMBUS_SETUP[1];
+    // any other IDE controller: ISA-compatible ports in BARs 0-3
+    let ports = [0x1F0u32, 0x3F4, 0x170, 0x374];
+    let mut i = 0;
+    while i < 4 {
+        t[15 + i] = PmWrite::fixed(ConfigWrite::dword(reg::BAR0 + 4 * i as u8, ports[i]));
+        i += 1;
+    }
+    t
+};
+
+/// Per [`Quirk`]: its slice of [`QUIRK_WRITES`], whether the ELCR follows,
+/// the interrupt line it sets.
+const QUIRKS: [(u8, u8, bool, Option<u8>); 7] = [
+    (0, 0, false, None),
+    (0, 1, true, None),
+    (1, 6, true, None),
+    (6, 8, false, None),
+    (8, 13, false, Some(i440fx::SCI_IRQ)),
+    (13, 15, false, None),
+    (15, 19, false, None),
+];
 
 /// Edge/level control: PCI IRQs (10, 11) level-triggered.
 fn write_elcr(io: &mut impl PortIo) {

@@ -4,10 +4,10 @@
 //! PM base and root complex register block (mch_isa_lpc_setup), the SMBus
 //! controller's I/O block (ich9_smbus_setup).
 
-use super::{HOST_BRIDGE, PCI_IRQS, write_elcr};
+use super::{HOST_BRIDGE, PmWrite, at_pm};
 use crate::io::{Mmio, PortIo};
 use crate::mem::Range;
-use crate::pci::{Bdf, ConfigAccess, ConfigWrite, apply, write32};
+use crate::pci::{Bdf, Config, ConfigAccess, ConfigWrite};
 
 /// The host bridge's vendor and device ID, as one dword.
 pub const Q35_MCH_ID: u32 = 0x29C0_8086;
@@ -46,32 +46,30 @@ pub const fn pciexbar_setup(mmconfig: Range) -> [ConfigWrite; 3] {
 /// Opens the MMCONFIG window (PCIEXBAR, as [`pciexbar_setup`] writes it) and
 /// switches the set-up's configuration accesses to it.
 pub fn open_mmconfig<IO: PortIo, M: Mmio>(io: &mut ConfigAccess<'_, IO, M>, window: Range) {
-    apply(io, HOST_BRIDGE, &pciexbar_setup(window));
+    io.apply(HOST_BRIDGE, &pciexbar_setup(window));
     io.use_mmconfig(window.start);
 }
 
 /// ICH9 LPC: PM base with ACPI enabled (SCI on IRQ 9), the root complex
 /// register block. SeaBIOS's mch_isa_lpc_setup.
+pub(super) const ICH9_LPC_ACPI: [PmWrite; 3] = [
+    PmWrite::pm_block(ICH9_PMBASE, 0),
+    PmWrite::fixed(ConfigWrite::byte(ICH9_ACPI_CNTL, ICH9_ACPI_EN)),
+    PmWrite::fixed(ConfigWrite::dword(0xF0, ICH9_RCBA.start as u32 | 1)),
+];
+
+/// [`ICH9_LPC_ACPI`]'s writes for the PM base `pm`.
 pub const fn ich9_lpc_acpi_setup(pm: u16) -> [ConfigWrite; 3] {
-    [
-        ConfigWrite::dword(ICH9_PMBASE, pm as u32 | 1),
-        ConfigWrite::byte(ICH9_ACPI_CNTL, ICH9_ACPI_EN),
-        ConfigWrite::dword(0xF0, ICH9_RCBA.start as u32 | 1),
-    ]
+    at_pm(&ICH9_LPC_ACPI, pm)
 }
 
 /// ICH9 SMBus: I/O block after the PM one, host enable.
-pub const fn ich9_smbus_setup(pm: u16) -> [ConfigWrite; 2] {
-    [
-        ConfigWrite::dword(0x20, (pm as u32 + 0x100) | 1),
-        ConfigWrite::byte(0x40, 0x01),
-    ]
-}
+pub(super) const ICH9_SMBUS_SETUP: [PmWrite; 2] = [
+    PmWrite::pm_block(0x20, 0x100),
+    PmWrite::fixed(ConfigWrite::byte(0x40, 0x01)),
+];
 
-/// ICH9 LPC: PIRQA-D and E-H, ELCR, PM base with ACPI enabled, RCBA.
-pub(super) fn lpc_setup(io: &mut impl PortIo, bdf: Bdf, pm_base: u16) {
-    write32(io, bdf, 0x60, u32::from_le_bytes(PCI_IRQS));
-    write32(io, bdf, 0x68, u32::from_le_bytes(PCI_IRQS));
-    write_elcr(io);
-    apply(io, bdf, &ich9_lpc_acpi_setup(pm_base));
+/// [`ICH9_SMBUS_SETUP`]'s writes for the PM base `pm`.
+pub const fn ich9_smbus_setup(pm: u16) -> [ConfigWrite; 2] {
+    at_pm(&ICH9_SMBUS_SETUP, pm)
 }

@@ -142,3 +142,129 @@ fn i8042_translated_mode_or_nothing() {
     assert!(!init_i8042(&mut io));
     assert!(io.writes.is_empty());
 }
+
+/// Records configuration writes as (function, register, width, value) and
+/// ELCR port writes.
+#[derive(Default)]
+struct Configs {
+    writes: Vec<(Bdf, u8, u8, u32)>,
+    ports: Vec<(u16, u8)>,
+}
+impl PortIo for Configs {
+    fn inb(&mut self, _: u16) -> u8 {
+        0
+    }
+    fn inw(&mut self, _: u16) -> u16 {
+        0
+    }
+    fn inl(&mut self, _: u16) -> u32 {
+        0
+    }
+    fn outb(&mut self, port: u16, v: u8) {
+        self.ports.push((port, v));
+    }
+    fn outw(&mut self, _: u16, _: u16) {}
+    fn outl(&mut self, _: u16, _: u32) {}
+    fn read_bytes(&mut self, _: u16, _: &mut [u8]) {}
+}
+impl Config for Configs {
+    fn access(&mut self, bdf: Bdf, reg: u8, width: u8, write: bool, value: u32) -> u32 {
+        assert!(write);
+        self.writes.push((bdf, reg, width, value));
+        0
+    }
+}
+
+fn run_quirks(vendor: u16, device: u16, class: u16, pm: u16) -> (Configs, Option<u8>) {
+    let mut c = Configs::default();
+    let line = quirks(&mut c, Bdf(0, 1, 0), vendor, device, class, pm);
+    (c, line)
+}
+
+#[test]
+fn chipset_functions_get_seabios_set_up_from_the_table() {
+    let b = Bdf(0, 1, 0);
+    let elcr = [(0x4D0, 0x00), (0x4D1, 0x0C)];
+    // PIIX3 and PIIX4 ISA bridges: PIRQA-D, then the ELCR
+    for id in [0x7000, 0x7110] {
+        let (c, line) = run_quirks(INTEL, id, 0x0601, 0x600);
+        assert_eq!(c.writes, [(b, 0x60, 4, 0x0B0B_0A0A)]);
+        assert_eq!(c.ports, elcr);
+        assert_eq!(line, None);
+    }
+    // ICH9 LPC: PIRQA-H, PM base 0xB000 with ACPI on, RCBA, the ELCR
+    let (c, line) = run_quirks(INTEL, 0x2918, 0x0601, 0xB000);
+    assert_eq!(
+        c.writes,
+        [
+            (b, 0x60, 4, 0x0B0B_0A0A),
+            (b, 0x68, 4, 0x0B0B_0A0A),
+            (b, 0x40, 4, 0xB001),
+            (b, 0x44, 1, 0x80),
+            (b, 0xF0, 4, 0xFED1_C001)
+        ]
+    );
+    assert_eq!((c.ports.as_slice(), line), (elcr.as_slice(), None));
+    // PIIX4 PM: SCI line, PM and SMBus blocks after 0x600; the line is 9
+    let (c, line) = run_quirks(INTEL, 0x7113, 0x0680, 0x600);
+    assert_eq!(
+        c.writes,
+        [
+            (b, 0x3C, 1, 9),
+            (b, 0x40, 4, 0x601),
+            (b, 0x80, 1, 1),
+            (b, 0x90, 4, 0x701),
+            (b, 0xD2, 1, 9)
+        ]
+    );
+    assert_eq!((c.ports.len(), line), (0, Some(9)));
+    // ICH9 SMBus
+    let (c, _) = run_quirks(INTEL, 0x2930, 0x0C05, 0xB000);
+    assert_eq!(c.writes, [(b, 0x20, 4, 0xB101), (b, 0x40, 1, 1)]);
+    // PIIX IDE: legacy decode, only with the IDE class
+    for id in [0x7010, 0x7111] {
+        let (c, _) = run_quirks(INTEL, id, 0x0101, 0x600);
+        assert_eq!(c.writes, [(b, 0x40, 2, 0x8000), (b, 0x42, 2, 0x8000)]);
+        let (c, _) = run_quirks(INTEL, id, 0x0106, 0x600);
+        assert!(c.writes.is_empty());
+    }
+    // any other IDE controller: ISA-compatible ports in BARs 0-3
+    let (c, line) = run_quirks(0x1AF4, 0x7010, 0x0101, 0x600);
+    assert_eq!(
+        c.writes,
+        [
+            (b, 0x10, 4, 0x1F0),
+            (b, 0x14, 4, 0x3F4),
+            (b, 0x18, 4, 0x170),
+            (b, 0x1C, 4, 0x374)
+        ]
+    );
+    assert_eq!((c.ports.len(), line), (0, None));
+    // other functions, and chipset IDs of another vendor: nothing
+    for (vendor, device, class) in [
+        (INTEL, 0x1237, 0x0600),
+        (0x1AF4, 0x7113, 0x0680),
+        (0x1AF4, 0x2918, 0x0601),
+    ] {
+        let (c, line) = run_quirks(vendor, device, class, 0x600);
+        assert!(c.writes.is_empty() && c.ports.is_empty() && line.is_none());
+    }
+}
+
+#[test]
+fn pm_dependent_set_ups_match_what_the_s3_script_replays() {
+    for pm in [ACPI_PM_BASE, LEGACY_PM_BASE] {
+        let p = pm as u32;
+        let w = i440fx::piix4_pm_setup(pm);
+        assert_eq!(w[1], ConfigWrite::dword(0x40, p | 1));
+        assert_eq!(w[3], ConfigWrite::dword(0x90, (p + 0x100) | 1));
+        assert_eq!(
+            q35::ich9_lpc_acpi_setup(pm)[0],
+            ConfigWrite::dword(0x40, p | 1)
+        );
+        assert_eq!(
+            q35::ich9_smbus_setup(pm)[0],
+            ConfigWrite::dword(0x20, (p + 0x100) | 1)
+        );
+    }
+}

@@ -8,67 +8,75 @@
 use super::caps::{RES_RESERVE_BUS, resource_reserve_capability};
 use super::config::{
     BRIDGE_CTL_SERR, BRIDGE_CTL_VGA, CLASS_BRIDGE_PCI, CLASS_DISPLAY_VGA, CLASS_SERIAL_USB,
-    CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, read8, read32,
-    reg, set_bits16, write8, write16,
+    CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, Config, reg,
 };
 use super::{Bdf, Device, Found, NONE, Pci, PciError, Platform, heap};
-use crate::chipset::{self, Machine};
-use crate::io::PortIo;
+use crate::chipset::{self, INTEL, Machine, q35};
+
+/// The ICH9 LPC bridge's vendor and device ID, as one dword.
+const ICH9_LPC: u32 = (q35::ICH9_LPC_ID as u32) << 16 | INTEL as u32;
 
 impl Pci {
     /// Lists the functions on `bus` (SeaBIOS's pci_next walk: functions 1-7
-    /// only for multi-function devices) into `found`; each bus once.
-    fn scan_bus(&mut self, io: &mut impl PortIo, bus: u8) -> Result<(usize, usize), PciError> {
-        let (start, end) = self.bus_found[bus as usize];
-        if end > start {
-            return Ok((start as usize, end as usize));
+    /// only for multi-function devices) into `found`; each bus once. Returns
+    /// where they start and end in `found` and how many are PCI bridges.
+    fn scan_bus(&mut self, io: &mut impl Config, bus: u8) -> Result<(u16, u16, u16), PciError> {
+        let listed = self.bus_found[bus as usize];
+        if listed.1 > listed.0 {
+            return Ok(listed);
         }
-        let start = self.found.len();
+        let start = self.found.len() as u16;
+        let mut bridges = 0u16;
         let mut devfn: u16 = 0;
         while devfn < 0x100 {
             let bdf = Bdf::from_devfn(bus, devfn as u8);
-            let id = read32(io, bdf, reg::VENDOR);
-            let vendor = id as u16;
-            let function0 = devfn & 7 == 0;
-            if vendor == 0 || vendor == 0xFFFF {
-                devfn += if function0 { 8 } else { 1 };
-                continue;
+            let id = io.read32(bdf, reg::VENDOR);
+            // Vendor 0 or 0xFFFF: nothing there (one comparison).
+            let absent = (id as u16).wrapping_add(1) <= 1;
+            let mut multi = false;
+            if !absent {
+                let class = (io.read32(bdf, reg::CLASS_REVISION) >> 16) as u16;
+                let header_type = io.read8(bdf, reg::HEADER_TYPE);
+                self.found
+                    .push(Found {
+                        bdf,
+                        id,
+                        class,
+                        header_type,
+                    })
+                    .map_err(heap)?;
+                bridges += (class == CLASS_BRIDGE_PCI) as u16;
+                // header type 1 or 2: a bus behind it for the listing to visit
+                self.bridge_headers |= (header_type & 0x7F).wrapping_sub(1) < 2;
+                multi = header_type & 0x80 != 0;
             }
-            let class = (read32(io, bdf, reg::CLASS_REVISION) >> 16) as u16;
-            let header_type = read8(io, bdf, reg::HEADER_TYPE);
-            self.found
-                .push(Found {
-                    bdf,
-                    id,
-                    class,
-                    header_type,
-                })
-                .map_err(heap)?;
-            devfn += if function0 && header_type & 0x80 == 0 {
-                8
-            } else {
-                1
-            };
+            let next_device = (devfn & 7 == 0) & !multi;
+            devfn += core::hint::select_unpredictable(next_device, 8, 1);
         }
-        let end = self.found.len();
-        self.bus_found[bus as usize] = (start as u16, end as u16);
-        Ok((start, end))
+        let listed = (start, self.found.len() as u16, bridges);
+        self.bus_found[bus as usize] = listed;
+        Ok(listed)
     }
 
     /// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.
     pub(super) fn init_bus(
         &mut self,
-        io: &mut impl PortIo,
+        io: &mut impl Config,
         bus: u8,
         next_bus: &mut u8,
     ) -> Result<(), PciError> {
-        let (start, end) = self.scan_bus(io, bus)?;
+        let (start, end, bridges) = self.scan_bus(io, bus)?;
+        // One test for the usual bus, which has no bridge (TCG).
+        if bridges == 0 {
+            return Ok(());
+        }
+        let (start, end) = (start as usize, end as usize);
         // Bridges on this bus forward nothing until numbered.
         for k in start..end {
             let f = self.found[k];
             if f.class == CLASS_BRIDGE_PCI {
-                write8(io, f.bdf, reg::SECONDARY_BUS, 255);
-                write8(io, f.bdf, reg::SUBORDINATE_BUS, 0);
+                io.write8(f.bdf, reg::SECONDARY_BUS, 255);
+                io.write8(f.bdf, reg::SUBORDINATE_BUS, 0);
             }
         }
         for k in start..end {
@@ -77,17 +85,17 @@ impl Pci {
                 continue;
             }
             let bdf = f.bdf;
-            if read8(io, bdf, reg::PRIMARY_BUS) != bus {
-                write8(io, bdf, reg::PRIMARY_BUS, bus);
+            if io.read8(bdf, reg::PRIMARY_BUS) != bus {
+                io.write8(bdf, reg::PRIMARY_BUS, bus);
             }
             *next_bus = next_bus.saturating_add(1);
-            let mut secondary = read8(io, bdf, reg::SECONDARY_BUS);
+            let mut secondary = io.read8(bdf, reg::SECONDARY_BUS);
             if secondary != *next_bus {
                 secondary = *next_bus;
-                write8(io, bdf, reg::SECONDARY_BUS, secondary);
+                io.write8(bdf, reg::SECONDARY_BUS, secondary);
             }
-            let mut subordinate = read8(io, bdf, reg::SUBORDINATE_BUS);
-            write8(io, bdf, reg::SUBORDINATE_BUS, 255);
+            let mut subordinate = io.read8(bdf, reg::SUBORDINATE_BUS);
+            io.write8(bdf, reg::SUBORDINATE_BUS, 255);
             self.init_bus(io, secondary, next_bus)?;
             if subordinate != *next_bus {
                 let mut last = *next_bus;
@@ -98,7 +106,7 @@ impl Pci {
                     ..Device::default()
                 };
                 if let Some(cap) = resource_reserve_capability(io, &d) {
-                    let reserve = read32(io, bdf, cap + RES_RESERVE_BUS);
+                    let reserve = io.read32(bdf, cap + RES_RESERVE_BUS);
                     if reserve != u32::MAX {
                         last = reserve as u8;
                         if secondary.checked_add(last).is_none() {
@@ -112,45 +120,43 @@ impl Pci {
                 subordinate = last;
                 *next_bus = last;
             }
-            write8(io, bdf, reg::SUBORDINATE_BUS, subordinate);
+            io.write8(bdf, reg::SUBORDINATE_BUS, subordinate);
         }
         Ok(())
     }
 
     /// Step 2 (SeaBIOS's pci_probe_devices): every function, bus by bus, from
     /// what the bus numbering's scans found.
-    pub(super) fn probe(&mut self, io: &mut impl PortIo) -> Result<(), PciError> {
+    pub(super) fn probe(&mut self, io: &mut impl Config) -> Result<(), PciError> {
+        // QEMU's usual machine: every function on bus 0 and no bridge header,
+        // so no parent and nothing to read: the functions in scan order.
+        let found = self.found.as_slice();
+        // One comparison for both conditions (TCG).
+        if (self.bridge_headers as usize | (self.bus_found[0].1 as usize ^ found.len())) == 0 {
+            for f in found {
+                self.has_ich9_lpc |= f.id == ICH9_LPC;
+                self.devices.push(f.device(NONE)).map_err(heap)?;
+            }
+            return Ok(());
+        }
         let mut bus_parent = [NONE; 256];
         let mut bus: u16 = 0;
         while bus <= self.max_bus as u16 {
             let b = bus as u8;
-            let (start, end) = self.bus_found[b as usize];
+            let (start, end, _) = self.bus_found[b as usize];
             for k in start as usize..end as usize {
-                let Found {
-                    bdf,
-                    id,
-                    class,
-                    header_type,
-                } = self.found[k];
-                let mut dev = Device {
-                    bdf,
-                    vendor: id as u16,
-                    device: (id >> 16) as u16,
-                    class,
-                    header_type,
-                    secondary_bus: 0,
-                    parent: bus_parent[b as usize],
-                    pin: 0,
-                    line: 0,
-                };
-                if matches!(header_type & 0x7F, 1 | 2) {
-                    let secondary = read8(io, bdf, reg::SECONDARY_BUS);
+                let f = self.found[k];
+                let mut dev = f.device(bus_parent[b as usize]);
+                let id = f.id;
+                if matches!(f.header_type & 0x7F, 1 | 2) {
+                    let secondary = io.read8(f.bdf, reg::SECONDARY_BUS);
                     dev.secondary_bus = secondary;
                     if secondary > b && bus_parent[secondary as usize] == NONE {
                         bus_parent[secondary as usize] = self.devices.len() as u16;
                     }
                     self.max_bus = self.max_bus.max(secondary);
                 }
+                self.has_ich9_lpc |= id == ICH9_LPC;
                 self.devices.push(dev).map_err(heap)?;
             }
             bus += 1;
@@ -159,60 +165,64 @@ impl Pci {
     }
 
     /// Step 6 (pci_bios_init_device): interrupt line, chipset quirks, decoding.
-    pub(super) fn init_devices(&mut self, io: &mut impl PortIo, p: &Platform) {
-        for i in 0..self.devices.len() {
-            let mut d = self.devices[i];
-            d.pin = read8(io, d.bdf, reg::INTERRUPT_PIN);
+    /// Notes the first VGA device for [`Pci::enable_default_vga`].
+    pub(super) fn init_devices(&mut self, io: &mut impl Config, p: &Platform) {
+        use core::hint::select_unpredictable as select;
+        let devices = self.devices.as_mut_slice();
+        let mut vga = NONE;
+        for i in 0..devices.len() {
+            let mut d = devices[i];
+            d.pin = io.read8(d.bdf, reg::INTERRUPT_PIN);
             if d.pin != 0 {
-                d.line = self.slot_irq(p.host, i, d.pin);
-                write8(io, d.bdf, reg::INTERRUPT_LINE, d.line);
+                d.line = slot_irq(devices, p.host, &d);
+                io.write8(d.bdf, reg::INTERRUPT_LINE, d.line);
             }
-            if let Some(line) = chipset::quirks(io, d.bdf, d.vendor, d.device, d.class, p.pm_base) {
-                d.line = line;
-            }
-            let mut command = COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR;
-            if drives_for_boot(d.class) {
-                command |= COMMAND_MASTER;
-            }
+            let quirk = chipset::quirks(io, d.bdf, d.vendor, d.device, d.class, p.pm_base);
+            d.line = quirk.unwrap_or(d.line);
             // A reset clears every writable command bit: nothing to keep.
-            write16(io, d.bdf, reg::COMMAND, command);
+            let master = select(drives_for_boot(d.class), COMMAND_MASTER, 0);
+            let command = COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR | master;
+            io.write16(d.bdf, reg::COMMAND, command);
             if d.header_type & 1 != 0 {
-                set_bits16(io, d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
+                io.set_bits16(d.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_SERR);
             }
-            self.devices[i] = d;
+            vga = select(
+                (d.class == CLASS_DISPLAY_VGA) & (vga == NONE),
+                i as u16,
+                vga,
+            );
+            devices[i] = d;
         }
-    }
-
-    /// The ISA IRQ a function's pin reaches, rotating through the bridges above
-    /// it as QEMU's ACPI _PRT does; the root slot's routing is the chipset's
-    /// ([`Machine::slot_irq`]).
-    fn slot_irq(&self, host: Machine, mut i: usize, pin: u8) -> u8 {
-        let mut addend = 0usize;
-        while self.devices[i].parent != NONE {
-            addend += self.devices[i].bdf.1 as usize;
-            i = self.devices[i].parent as usize;
-        }
-        host.slot_irq(self.devices[i].bdf.1 as usize, pin as usize - 1 + addend)
+        self.vga = vga;
     }
 
     /// pci_enable_default_vga: a VGA device behind bridges gets the bridges' VGA
     /// forwarding (one on bus 0 already decodes after init_devices).
-    pub(super) fn enable_default_vga(&mut self, io: &mut impl PortIo) {
-        let Some(mut i) = self
-            .devices
-            .as_slice()
-            .iter()
-            .position(|d| d.class == CLASS_DISPLAY_VGA)
-        else {
-            return;
-        };
-        while self.devices[i].parent != NONE {
-            i = self.devices[i].parent as usize;
-            let bdf = self.devices[i].bdf;
-            set_bits16(io, bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_VGA);
-            set_bits16(io, bdf, reg::COMMAND, COMMAND_IO | COMMAND_MEMORY);
+    pub(super) fn enable_default_vga(&mut self, io: &mut impl Config) {
+        let devices = self.devices.as_slice();
+        // NONE (no VGA device, or no bridge above it) is beyond the list's end.
+        let mut parent = devices.get(self.vga as usize).map_or(NONE, |d| d.parent);
+        while let Some(bridge) = devices.get(parent as usize) {
+            io.set_bits16(bridge.bdf, reg::BRIDGE_CONTROL, BRIDGE_CTL_VGA);
+            io.set_bits16(bridge.bdf, reg::COMMAND, COMMAND_IO | COMMAND_MEMORY);
+            parent = bridge.parent;
         }
     }
+}
+
+/// The ISA IRQ pin `d.pin` (1-4) of `d` reaches, rotating through the bridges
+/// above it as QEMU's ACPI _PRT does; the root slot's routing is the
+/// chipset's ([`Machine::slot_irq`]).
+#[inline(always)]
+fn slot_irq(devices: &[Device], host: Machine, d: &Device) -> u8 {
+    let mut addend = 0usize;
+    let mut cur = d;
+    // A parent always comes before its children; NONE ends the walk.
+    while let Some(parent) = devices.get(cur.parent as usize) {
+        addend += cur.bdf.1 as usize;
+        cur = parent;
+    }
+    host.slot_irq(cur.bdf.1 as usize, d.pin as usize - 1 + addend)
 }
 
 /// Disk and USB host controllers: SeaBIOS drives these looking for boot disks
@@ -220,5 +230,6 @@ impl Pci {
 /// drivers turn it on for every other device they bind, so the guest ends up
 /// with the same command registers as after SeaBIOS.
 fn drives_for_boot(class: u16) -> bool {
-    (class >> 8 == 0x01 && class != CLASS_STORAGE_IDE) || class == CLASS_SERIAL_USB
+    // `&` and `|`: no branch of their own under TCG.
+    ((class >> 8 == 0x01) & (class != CLASS_STORAGE_IDE)) | (class == CLASS_SERIAL_USB)
 }

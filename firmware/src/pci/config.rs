@@ -38,16 +38,6 @@ pub fn write8(io: &mut impl PortIo, bdf: Bdf, reg: u8, value: u8) {
     io.outb(CONFIG_DATA + (reg as u16 & 3), value);
 }
 
-/// Two dwords, the low one first (a 64-bit value in a capability).
-pub(super) fn read64(io: &mut impl PortIo, bdf: Bdf, reg: u8) -> u64 {
-    read32(io, bdf, reg) as u64 | (read32(io, bdf, reg + 4) as u64) << 32
-}
-
-pub(super) fn set_bits16(io: &mut impl PortIo, bdf: Bdf, reg: u8, bits: u16) {
-    let v = read16(io, bdf, reg);
-    write16(io, bdf, reg, v | bits);
-}
-
 /// One configuration register write: offset, width in bytes (1, 2 or 4), value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigWrite {
@@ -61,6 +51,13 @@ impl ConfigWrite {
         ConfigWrite {
             reg,
             width: 1,
+            value: value as u32,
+        }
+    }
+    pub const fn word(reg: u8, value: u16) -> ConfigWrite {
+        ConfigWrite {
+            reg,
+            width: 2,
             value: value as u32,
         }
     }
@@ -127,11 +124,55 @@ pub const CLASS_STORAGE_IDE: u16 = 0x0101;
 pub const CLASS_DISPLAY_VGA: u16 = 0x0300;
 pub const CLASS_SERIAL_USB: u16 = 0x0C03;
 
+/// Configuration space as the PCI set-up reaches it: one access function,
+/// the reads and writes by width on top of it. Under TCG each distinct code
+/// path is translated once and each call site costs two blocks, so every
+/// access of the set-up goes through the one out-of-line [`Config::access`].
+pub trait Config: PortIo {
+    /// One access of `width` bytes (1, 2 or 4) to register `reg` of `bdf`:
+    /// a write of `value` if `write`, else a read, whose value it returns.
+    fn access(&mut self, bdf: Bdf, reg: u8, width: u8, write: bool, value: u32) -> u32;
+
+    fn read8(&mut self, bdf: Bdf, reg: u8) -> u8 {
+        self.access(bdf, reg, 1, false, 0) as u8
+    }
+    fn read16(&mut self, bdf: Bdf, reg: u8) -> u16 {
+        self.access(bdf, reg, 2, false, 0) as u16
+    }
+    fn read32(&mut self, bdf: Bdf, reg: u8) -> u32 {
+        self.access(bdf, reg, 4, false, 0)
+    }
+    /// Two dwords, the low one first (a 64-bit value in a capability).
+    fn read64(&mut self, bdf: Bdf, reg: u8) -> u64 {
+        self.read32(bdf, reg) as u64 | (self.read32(bdf, reg + 4) as u64) << 32
+    }
+    fn write8(&mut self, bdf: Bdf, reg: u8, value: u8) {
+        self.access(bdf, reg, 1, true, value as u32);
+    }
+    fn write16(&mut self, bdf: Bdf, reg: u8, value: u16) {
+        self.access(bdf, reg, 2, true, value as u32);
+    }
+    fn write32(&mut self, bdf: Bdf, reg: u8, value: u32) {
+        self.access(bdf, reg, 4, true, value);
+    }
+    fn set_bits16(&mut self, bdf: Bdf, reg: u8, bits: u16) {
+        let v = self.read16(bdf, reg);
+        self.write16(bdf, reg, v | bits);
+    }
+    /// Performs `writes` on `bdf`, in order: one loop, whatever the widths.
+    fn apply(&mut self, bdf: Bdf, writes: &[ConfigWrite]) {
+        for w in writes {
+            self.access(bdf, w.reg, w.width, true, w.value);
+        }
+    }
+}
+
 /// Configuration access as the PCI set-up does it, where every access is a VM
 /// exit and the fewest win:
-/// - a write of 0xCF8 is held back until the data port is used, and skipped
-///   when 0xCF8 already holds that address (sizing a BAR, read-modify-write and
-///   neighbouring registers touch one dword several times in a row);
+/// - 0xCF8 is written only when it does not hold the address already (sizing
+///   a BAR, read-modify-write and neighbouring registers touch one dword
+///   several times in a row); through the [`PortIo`] side, a write of 0xCF8
+///   is held back until the data port is used;
 /// - once q35's MMCONFIG window is open ([`ConfigAccess::use_mmconfig`]), a
 ///   0xCF8/0xCFC pair becomes one access to the window: one exit, not two.
 ///
@@ -173,55 +214,91 @@ impl<'a, IO: PortIo, M: Mmio> ConfigAccess<'a, IO, M> {
         }
     }
 
-    /// For an access to 0xCFC + lane: the MMCONFIG address to use instead, or
-    /// None after making sure 0xCF8 holds the pending address.
-    fn route(&mut self, port: u16) -> Option<u64> {
-        let lane = port.wrapping_sub(CONFIG_DATA);
-        if lane >= 4 || self.pending & 0x8000_0000 == 0 {
-            return None;
-        }
+    /// The one access everything goes through: `address` as written to
+    /// 0xCF8, `lane` the byte within its dword (0xCFC + lane).
+    #[inline(never)]
+    fn access_at(&mut self, address: u32, lane: u16, width: u8, write: bool, value: u32) -> u32 {
         if let Some(base) = self.mmconfig {
-            let a = self.pending as u64;
-            return Some(base + ((a >> 8 & 0xFFFF) << 12 | (a & 0xFC)) + lane as u64);
+            let a = address as u64;
+            let at = base + ((a >> 8 & 0xFFFF) << 12 | (a & 0xFC)) + lane as u64;
+            if write {
+                self.mmio.write(at, width, value);
+                return 0;
+            }
+            return self.mmio.read(at, width);
         }
-        if self.pending != self.last {
-            self.io.outl(CONFIG_ADDRESS, self.pending);
-            self.last = self.pending;
+        if address != self.last {
+            self.io.outl(CONFIG_ADDRESS, address);
+            self.last = address;
         }
-        None
+        let port = CONFIG_DATA + lane;
+        match (write, width) {
+            (false, 1) => self.io.inb(port) as u32,
+            (false, 2) => self.io.inw(port) as u32,
+            (false, _) => self.io.inl(port),
+            (true, 1) => {
+                self.io.outb(port, value as u8);
+                0
+            }
+            (true, 2) => {
+                self.io.outw(port, value as u16);
+                0
+            }
+            (true, _) => {
+                self.io.outl(port, value);
+                0
+            }
+        }
+    }
+
+    /// For an access to `port`: the data-port lane when it reaches the
+    /// pending configuration address, else None (the port itself).
+    fn lane(&self, port: u16) -> Option<u16> {
+        let lane = port.wrapping_sub(CONFIG_DATA);
+        (lane < 4 && self.pending & 0x8000_0000 != 0).then_some(lane)
+    }
+}
+
+impl<IO: PortIo, M: Mmio> Config for ConfigAccess<'_, IO, M> {
+    fn access(&mut self, bdf: Bdf, reg: u8, width: u8, write: bool, value: u32) -> u32 {
+        self.access_at(bdf.address(reg), reg as u16 & 3, width, write, value)
     }
 }
 
 impl<IO: PortIo, M: Mmio> PortIo for ConfigAccess<'_, IO, M> {
     fn inb(&mut self, port: u16) -> u8 {
-        match self.route(port) {
-            Some(at) => self.mmio.read(at, 1) as u8,
+        match self.lane(port) {
+            Some(lane) => self.access_at(self.pending, lane, 1, false, 0) as u8,
             None => self.io.inb(port),
         }
     }
     fn inw(&mut self, port: u16) -> u16 {
-        match self.route(port) {
-            Some(at) => self.mmio.read(at, 2) as u16,
+        match self.lane(port) {
+            Some(lane) => self.access_at(self.pending, lane, 2, false, 0) as u16,
             None => self.io.inw(port),
         }
     }
     fn inl(&mut self, port: u16) -> u32 {
-        match self.route(port) {
-            Some(at) => self.mmio.read(at, 4),
+        match self.lane(port) {
+            Some(lane) => self.access_at(self.pending, lane, 4, false, 0),
             None => self.io.inl(port),
         }
     }
     fn outb(&mut self, port: u16, value: u8) {
         self.forget_if_address(port);
-        match self.route(port) {
-            Some(at) => self.mmio.write(at, 1, value as u32),
+        match self.lane(port) {
+            Some(lane) => {
+                self.access_at(self.pending, lane, 1, true, value as u32);
+            }
             None => self.io.outb(port, value),
         }
     }
     fn outw(&mut self, port: u16, value: u16) {
         self.forget_if_address(port);
-        match self.route(port) {
-            Some(at) => self.mmio.write(at, 2, value as u32),
+        match self.lane(port) {
+            Some(lane) => {
+                self.access_at(self.pending, lane, 2, true, value as u32);
+            }
             None => self.io.outw(port, value),
         }
     }
@@ -230,8 +307,10 @@ impl<IO: PortIo, M: Mmio> PortIo for ConfigAccess<'_, IO, M> {
             self.pending = value;
             return;
         }
-        match self.route(port) {
-            Some(at) => self.mmio.write(at, 4, value),
+        match self.lane(port) {
+            Some(lane) => {
+                self.access_at(self.pending, lane, 4, true, value);
+            }
             None => self.io.outl(port, value),
         }
     }

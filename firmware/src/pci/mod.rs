@@ -23,13 +23,14 @@ mod alloc;
 mod bus;
 mod caps;
 pub mod config;
+mod list;
 
 pub use config::{
-    COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, CONFIG_ADDRESS, CONFIG_DATA,
+    COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, CONFIG_ADDRESS, CONFIG_DATA, Config,
     ConfigAccess, ConfigWrite, apply, read8, read16, read32, reg, write8, write16, write32,
 };
 
-use self::alloc::{EMPTY_LIST, Entry, List, ZERO_ENTRY, ZERO_LIST};
+use self::list::{EMPTY_LIST, Entry, List, ZERO_ENTRY};
 use crate::chipset::{Machine, q35};
 use crate::heap::{OutOfHeap, SpillVec};
 use crate::io::{Mmio, PortIo};
@@ -154,7 +155,13 @@ pub struct Pci {
     /// its functions start and end in that list: the listing reuses them rather
     /// than scanning each bus again.
     found: SpillVec<Found, MAX_DEVICES>,
-    bus_found: [(u16, u16); 256],
+    bus_found: [(u16, u16, u16); 256],
+    /// Some function found has a bridge header (type 1 or 2).
+    bridge_headers: bool,
+    /// The first VGA device, or NONE.
+    vga: u16,
+    /// Whether an ICH9 LPC bridge is among the functions (its RCBA is reserved).
+    has_ich9_lpc: bool,
     /// What [`Pci::setup`] hands back, kept here: moved by value, the
     /// layout's copies were `rep movs`, each a translation block of its own
     /// under TCG.
@@ -169,6 +176,22 @@ struct Found {
     id: u32,
     class: u16,
     header_type: u8,
+}
+
+impl Found {
+    fn device(&self, parent: u16) -> Device {
+        Device {
+            bdf: self.bdf,
+            vendor: self.id as u16,
+            device: (self.id >> 16) as u16,
+            class: self.class,
+            header_type: self.header_type,
+            secondary_bus: 0,
+            parent,
+            pin: 0,
+            line: 0,
+        }
+    }
 }
 
 impl Default for Pci {
@@ -196,7 +219,7 @@ impl Pci {
             devices: SpillVec::new(ZERO_DEVICE),
             entries: SpillVec::new(ZERO_ENTRY),
             bus_dev: [0; 256],
-            lists: [[ZERO_LIST; 3]; 256],
+            lists: [[EMPTY_LIST; 3]; 256],
             bases: [[0; 3]; 256],
             max_bus: 0,
             found: SpillVec::new(Found {
@@ -205,7 +228,10 @@ impl Pci {
                 class: 0,
                 header_type: 0,
             }),
-            bus_found: [(0, 0); 256],
+            bus_found: [(0, 0, 0); 256],
+            bridge_headers: false,
+            vga: 0,
+            has_ich9_lpc: false,
             layout: Layout {
                 mem32_start: 0,
                 mem64: None,
@@ -229,9 +255,11 @@ impl Pci {
         self.entries.clear();
         self.max_bus = 0;
         self.found.clear();
-        self.bus_found = [(0, 0); 256];
+        self.bus_found = [(0, 0, 0); 256];
+        self.bridge_headers = false;
         self.bus_dev = [NONE; 256];
         self.lists = [[EMPTY_LIST; 3]; 256];
+        self.has_ich9_lpc = false;
         if platform.host == Machine::Q35 {
             q35::open_mmconfig(io, platform.mmconfig);
         }

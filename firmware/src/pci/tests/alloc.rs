@@ -169,3 +169,33 @@ fn bars_summing_past_2_pow_64_are_out_of_space() {
         Err(PciError::OutOfMemorySpace)
     );
 }
+
+#[test]
+fn the_32bit_window_starts_where_seabios_puts_it() {
+    // i440FX: 2 GiB, 3 GiB, or the end of the RAM below 4 GiB; no reservation
+    for (low, start) in [
+        (512 << 20, 0x8000_0000),
+        (0x8000_0000, 0x8000_0000),
+        (0x8000_1000, 0xC000_0000),
+        (0xC000_0000, 0xC000_0000),
+        (0xD000_0000, 0xD000_0000),
+    ] {
+        let mut m = Model::new(pc_machine(Vec::new()));
+        let mut pci = std::boxed::Box::new(Pci::new());
+        let layout = setup(&mut pci, &mut m, &pc(low)).unwrap();
+        assert_eq!(layout.mem32_start, start, "{low:#x}");
+        assert_eq!(layout.reserved, [None, None]);
+    }
+    // q35 without an ICH9 LPC: after MMCONFIG, which alone is reserved
+    let mut m = Model::new(std::vec![
+        Func::new(0x8086, 0x29C0, 0x0600, 0).at(None, 0, 0)
+    ]);
+    let platform = Platform {
+        host: Machine::Q35,
+        ..pc(0x7000_0000)
+    };
+    let mut pci = std::boxed::Box::new(Pci::new());
+    let layout = setup(&mut pci, &mut m, &platform).unwrap();
+    assert_eq!(layout.mem32_start, 0xC000_0000);
+    assert_eq!(layout.reserved, [Some(platform.mmconfig), None]);
+}

@@ -45,3 +45,35 @@ fn interrupt_pin_on_slot_0_does_not_overflow() {
     // slot 0, pin A: PIRQ (0 + 0 - 1) mod 4 = D, IRQ 11 (PCI_IRQS)
     assert_eq!(m.cfg(Bdf(0, 0, 0))[0x3C], PCI_IRQS[3]);
 }
+
+#[test]
+fn a_vga_device_behind_a_bridge_gets_vga_forwarding_on_the_bridge() {
+    let bridge = Func::new(0x1B36, 0x0001, 0x0604, 1)
+        .at(None, 5, 0)
+        .caps(&[(super::CAP_ID_SHPC, &[0, 0])]);
+    let vga = Func::new(0x1234, 0x1111, 0x0300, 0)
+        .at(Some(5), 0, 0)
+        .mem(0, 16 << 20);
+    let mut m = Model::new(pc_machine(vec![bridge, vga]));
+    let mut pci = std::boxed::Box::new(Pci::new());
+    setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
+    let br = Bdf(0, 5, 0);
+    // VGA forwarding and SERR on the bridge; its decoding on
+    assert_eq!(m.r16(br, 0x3E) & 0x0A, 0x0A);
+    assert_eq!(m.r16(br, 0x04) & 0x103, 0x103);
+
+    // with another VGA device on bus 0, listed first (bus by bus), that one
+    // is the default: the bridge forwards no VGA
+    let bridge = Func::new(0x1B36, 0x0001, 0x0604, 1)
+        .at(None, 5, 0)
+        .caps(&[(super::CAP_ID_SHPC, &[0, 0])]);
+    let vga = Func::new(0x1234, 0x1111, 0x0300, 0)
+        .at(Some(5), 0, 0)
+        .mem(0, 16 << 20);
+    let vga0 = Func::new(0x1234, 0x1111, 0x0300, 0)
+        .at(None, 6, 0)
+        .mem(0, 16 << 20);
+    let mut m = Model::new(pc_machine(vec![bridge, vga, vga0]));
+    setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
+    assert_eq!(m.r16(br, 0x3E) & 0x0A, 0x02);
+}
