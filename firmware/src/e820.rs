@@ -93,11 +93,19 @@ impl MemoryMap {
     pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
         let file = fw_cfg.find(b"etc/e820");
         // One test for a missing file and one too large for the stack.
-        let size = file.map_or(usize::MAX, |f| f.size as usize);
+        let (select, size) = match file {
+            Some(f) => (f.select, f.size as usize),
+            None => (0, usize::MAX),
+        };
         if one_test(size > E820_FILE_INLINE) {
             return self.read_large(fw_cfg, file);
         }
-        let file = file.unwrap_or(crate::fwcfg::File { select: 0, size: 0 });
+        // (The `min` changes nothing but tells `read_file` the file fits
+        // its buffer, with no check of its own to translate.)
+        let file = crate::fwcfg::File {
+            select,
+            size: size.min(E820_FILE_INLINE) as u32,
+        };
         let mut buf = [MaybeUninit::uninit(); E820_FILE_INLINE];
         Ok(self.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
     }
@@ -133,7 +141,24 @@ impl MemoryMap {
             return Err(E820Error::BadLength(bytes.len()));
         }
         self.regions.clear();
-        let has_ram = match self.load_disjoint(bytes)? {
+        let loaded = self.load_disjoint(bytes);
+        // The usual outcome in one test; the others out of line.
+        if one_test(loaded != Ok(Some(true))) {
+            return self.load_otherwise(bytes, loaded);
+        }
+        Ok(())
+    }
+
+    /// What [`MemoryMap::load_qemu`] makes of a map that is not laid
+    /// entry by entry, or has no RAM, or did not fit.
+    #[cold]
+    #[inline(never)]
+    fn load_otherwise(
+        &mut self,
+        bytes: &[u8],
+        loaded: Result<Option<bool>, E820Error>,
+    ) -> Result<(), E820Error> {
+        let has_ram = match loaded? {
             Some(has_ram) => has_ram,
             None => self.load_overlapping(bytes)?,
         };
@@ -148,8 +173,8 @@ impl MemoryMap {
     /// laid into the sorted map by the splice the reservations use (one
     /// piece of code for TCG to translate, not two). Returns whether there
     /// is RAM, or None (leaving junk behind) when an entry overlaps another,
-    /// or is empty or wraps: all told by one test after the loop, such an
-    /// entry laying nothing.
+    /// or is empty or wraps (such an entry lays nothing): told once, after
+    /// the loop, not by a test per entry.
     fn load_disjoint(&mut self, bytes: &[u8]) -> Result<Option<bool>, E820Error> {
         let mut has_ram = false;
         let mut disjoint = true;
@@ -161,12 +186,10 @@ impl MemoryMap {
             disjoint &= lays & !self.overwrite(range, lays.then_some(typ))?;
             has_ram |= typ == e820_type::RAM;
         }
-        Ok(one_test(disjoint).then_some(has_ram))
+        Ok(disjoint.then_some(has_ram))
     }
 
     /// Entries that overlap (or are empty, or wrap), taken one by one.
-    #[cold]
-    #[inline(never)]
     fn load_overlapping(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
         self.regions.clear();
         self.insert_all(bytes)?;
@@ -227,17 +250,12 @@ impl MemoryMap {
     /// End of the RAM region that contains 1 MiB: the top of "low" memory, below
     /// the PCI hole. The firmware's high zone and the initrd go just below it.
     pub fn low_ram_top(&self) -> Result<u64, E820Error> {
-        // A fold with no branch in its body (at most one entry holds 1 MiB).
-        let top = self.regions().iter().fold(0, |top, r| {
-            let holds = (r.typ == e820_type::RAM)
-                & (r.range.start <= 0x10_0000)
-                & (0x10_0000 < r.range.end);
-            select_unpredictable(holds, r.range.end.min(1 << 32), top)
-        });
-        if top == 0 {
-            return Err(E820Error::NoRam);
-        }
-        Ok(top)
+        // (A search that stops at the first hit: on QEMU's map its loop body
+        // runs once, and TCG translates it once.)
+        self.ram()
+            .find(|r| (r.start <= 0x10_0000) & (0x10_0000 < r.end))
+            .map(|r| r.end.min(1 << 32))
+            .ok_or(E820Error::NoRam)
     }
 
     /// End of the RAM above 4 GiB, or 4 GiB when there is none.

@@ -79,11 +79,9 @@ impl KernelInfo {
         } else {
             PAGE
         };
-        let (pref_address, init_size) = if version >= 0x020A {
-            (pref_address, init_size as u64)
-        } else {
-            (KERNEL_FLOOR, 0)
-        };
+        let v2_10 = version >= 0x020A;
+        let pref_address = select_unpredictable(v2_10, pref_address, KERNEL_FLOOR);
+        let init_size = select_unpredictable(v2_10, init_size as u64, 0);
         let initrd_addr_max = if version >= 0x0203 {
             initrd_addr_max
         } else {
@@ -172,12 +170,13 @@ pub fn place_kernel(
     let (end, wraps) = floor.overflowing_add(footprint);
     let overflows = (footprint < needed) | (floor < info.pref_address) | wraps;
     let window = Range::new(floor, select_unpredictable(info.relocatable, FOUR_GIB, end));
-    match map.fit(footprint, align, window, busy, Prefer::Lowest) {
-        Some(start) if !overflows => Ok(Range::new(start, start + footprint)),
-        _ => {
-            place_kernel_above_4g(info, footprint, floor, overflows, map, busy).ok_or(does_not_fit)
-        }
+    let found = map.fit(footprint, align, window, busy, Prefer::Lowest);
+    if one_test(found.is_none() | overflows) {
+        return place_kernel_above_4g(info, footprint, floor, overflows, map, busy)
+            .ok_or(does_not_fit);
     }
+    let start = found.unwrap_or(0);
+    Ok(Range::new(start, start + footprint))
 }
 
 /// Where a relocatable kernel goes above 4 GiB when it fits nowhere below

@@ -187,7 +187,9 @@ impl Reservations {
     /// every reservation, no unused slot among them, the BIOS segment first.
     pub fn reserved(&mut self, tables: Range) -> &[Range] {
         self.ranges[Reservations::ZONE] = tables;
-        &self.ranges[..Reservations::ROM + 1 + self.chipset]
+        // (`add` keeps the count in bounds; the `min` tells the compiler so,
+        // with no check to translate.)
+        &self.ranges[..(Reservations::ROM + 1 + self.chipset).min(Reservations::SLOTS)]
     }
 }
 

@@ -24,15 +24,12 @@ const END: Region = Region {
 impl MemoryMap {
     /// What the final map reserves: `hole` taken out, whatever was there (the
     /// legacy hole), then each of `reserved` marked reserved, overriding RAM.
-    /// One call of the splice, in a loop (its code is what TCG translates,
-    /// once); the map does not depend on the order of `reserved` (each range
+    /// The map does not depend on the order of `reserved` (each range
     /// overrides RAM, touching entries of a type merge).
     pub fn reserve(&mut self, hole: Range, reserved: &[Range]) -> Result<(), E820Error> {
-        for k in 0..=reserved.len() {
-            // The hole first (`get` with a stand-in: a select, not a branch).
-            let range = *reserved.get(k.wrapping_sub(1)).unwrap_or(&hole);
-            let typ = (k > 0).then_some(e820_type::RESERVED);
-            self.overwrite(range, typ)?;
+        self.overwrite(hole, None)?;
+        for &range in reserved {
+            self.overwrite(range, Some(e820_type::RESERVED))?;
         }
         Ok(())
     }
@@ -49,8 +46,9 @@ impl MemoryMap {
     /// Its code is what QEMU's entries and the reservations make TCG
     /// translate on every boot, so the pass has no branch in its body, and
     /// the entries move element by element (`copy_within` would bring
-    /// memmove's two paths); a boot only ever makes room, so the downward
-    /// move (a range swallowing whole entries) is not even translated.
+    /// memmove's two paths); a boot only ever makes room, so the other
+    /// direction (a range swallowing whole entries, those above moving
+    /// down) is not even translated.
     pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<bool, E820Error> {
         // An empty range covers nothing and cuts nothing.
         let some = !range.is_empty();
@@ -102,7 +100,7 @@ impl MemoryMap {
         // a select.
         let new_len = len + new - gone;
         let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
-        let spliced = &regions[i..];
+        let spliced = &regions[i.min(regions.len())..];
         let at = |k: usize| {
             let moved = &regions[(i + k + gone).saturating_sub(new).min(regions.len() - 1)];
             select_unpredictable(k < new, &pieces[k.min(2)], moved).get()
@@ -140,8 +138,8 @@ impl MemoryMap {
         let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
         let mut kept = 0;
         let mut last = NONE;
-        for (n, r) in regions.iter().enumerate() {
-            let r = r.get();
+        for n in 0..regions.len() {
+            let r = regions[n].get();
             let joins = (kept > 0) & (last.typ == r.typ) & (last.range.end == r.range.start);
             let at = kept - joins as usize;
             last = Region {
