@@ -5,7 +5,7 @@
 //! type merged. When ranges collide, anything that is not RAM wins over RAM: a range
 //! somebody reserved is never handed to the kernel as usable.
 
-use core::cell::Cell;
+use core::hint::select_unpredictable;
 use core::mem::MaybeUninit;
 
 use alloc::vec::Vec;
@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::heap::{self, OutOfHeap, SpillVec};
 use crate::io::PortIo;
-use crate::mem::Range;
+use crate::mem::{Range, one_test};
 
 /// Entries kept inline, without the heap: QEMU's map plus the firmware's own
 /// reservations on any ordinary VM. A larger map moves to the heap whole.
@@ -91,24 +91,34 @@ impl MemoryMap {
     /// missing file, a failed transfer or a map larger than the heap is an
     /// error, never a map cut short.
     pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
-        let file = fw_cfg
-            .find(b"etc/e820")
-            .ok_or(Error::MissingFile("etc/e820"))?;
-        if file.size as usize > E820_FILE_INLINE {
+        let file = fw_cfg.find(b"etc/e820");
+        // One test for a missing file and one too large for the stack.
+        let (select, size) = match file {
+            Some(f) => (f.select, f.size as usize),
+            None => (0, usize::MAX),
+        };
+        if one_test(size > E820_FILE_INLINE) {
             return self.read_large(fw_cfg, file);
         }
+        // (The `min` changes nothing but tells `read_file` the file fits
+        // its buffer, with no check of its own to translate.)
+        let file = crate::fwcfg::File {
+            select,
+            size: size.min(E820_FILE_INLINE) as u32,
+        };
         let mut buf = [MaybeUninit::uninit(); E820_FILE_INLINE];
         Ok(self.load_qemu(fw_cfg.read_file("etc/e820", file, &mut buf)?)?)
     }
 
-    /// A map of more than 128 records, read into the heap.
+    /// A map of more than 128 records, read into the heap; or no map.
     #[cold]
     #[inline(never)]
     fn read_large<IO: PortIo>(
         &mut self,
         fw_cfg: &mut FwCfg<IO>,
-        file: crate::fwcfg::File,
+        file: Option<crate::fwcfg::File>,
     ) -> Result<(), Error> {
+        let file = file.ok_or(Error::MissingFile("etc/e820"))?;
         let mut buf: Vec<u8> = heap::with_capacity(file.size as usize)
             .map_err(Error::out_of_heap("QEMU's e820 map"))?;
         let bytes = fw_cfg.read_file("etc/e820", file, buf.spare_capacity_mut())?;
@@ -127,60 +137,69 @@ impl MemoryMap {
     /// [`MemoryMap::from_qemu`] into an existing (empty) map: the firmware keeps
     /// its map in .bss rather than copying 3 KiB around.
     pub fn load_qemu(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD_SIZE) {
+        if one_test(bytes.is_empty() | !bytes.len().is_multiple_of(RECORD_SIZE)) {
             return Err(E820Error::BadLength(bytes.len()));
         }
         self.regions.clear();
-        if !self.load_disjoint(bytes)? {
-            self.regions.clear();
-            self.insert_all(bytes)?;
+        let loaded = self.load_disjoint(bytes);
+        // The usual outcome in one test; the others out of line.
+        if one_test(loaded != Ok(Some(true))) {
+            return self.load_otherwise(bytes, loaded);
         }
-        if self.ram().next().is_none() {
+        Ok(())
+    }
+
+    /// What [`MemoryMap::load_qemu`] makes of a map that is not laid
+    /// entry by entry, or has no RAM, or did not fit.
+    #[cold]
+    #[inline(never)]
+    fn load_otherwise(
+        &mut self,
+        bytes: &[u8],
+        loaded: Result<Option<bool>, E820Error>,
+    ) -> Result<(), E820Error> {
+        let has_ram = match loaded? {
+            Some(has_ram) => has_ram,
+            None => self.load_overlapping(bytes)?,
+        };
+        if !has_ram {
             return Err(E820Error::NoRam);
         }
         Ok(())
     }
 
     /// The common case: QEMU's entries do not overlap (they need not be in
-    /// order: pc and q35 list the reserved range above 1 TiB first). Each goes
-    /// to its place in the sorted map, no sort run. Returns false (leaving
-    /// junk behind) when they do overlap, or one is empty or wraps.
-    fn load_disjoint(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
+    /// order: pc and q35 list the reserved range above 1 TiB first). Each is
+    /// laid into the sorted map by the splice the reservations use (one
+    /// piece of code for TCG to translate, not two). Returns whether there
+    /// is RAM, or None (leaving junk behind) when an entry overlaps another,
+    /// or is empty or wraps (such an entry lays nothing): told once, after
+    /// the loop, not by a test per entry.
+    fn load_disjoint(&mut self, bytes: &[u8]) -> Result<Option<bool>, E820Error> {
+        let mut has_ram = false;
+        let mut disjoint = true;
         for rec in bytes.chunks_exact(RECORD_SIZE) {
-            let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
-            let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
-            let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
-            let Some(end) = addr.checked_add(size) else {
-                return Ok(false);
-            };
-            let regions = self.regions();
-            let i = regions
-                .iter()
-                .position(|r| r.range.start >= addr)
-                .unwrap_or(regions.len());
-            let clear_below = i == 0 || regions[i - 1].range.end <= addr;
-            let clear_above = regions.get(i).is_none_or(|r| end <= r.range.start);
-            if size == 0 || !clear_below || !clear_above {
-                return Ok(false);
-            }
-            self.insert_at(
-                i,
-                Region {
-                    range: Range::new(addr, end),
-                    typ,
-                },
-            )?;
+            let (addr, size, typ) = record(rec);
+            let (end, wraps) = addr.overflowing_add(size);
+            let lays = (size != 0) & !wraps;
+            let range = select_unpredictable(lays, Range::new(addr, end), Range::new(0, 0));
+            disjoint &= lays & !self.overwrite(range, lays.then_some(typ))?;
+            has_ram |= typ == e820_type::RAM;
         }
-        self.merge();
-        Ok(true)
+        Ok(disjoint.then_some(has_ram))
+    }
+
+    /// Entries that overlap (or are empty, or wrap), taken one by one.
+    fn load_overlapping(&mut self, bytes: &[u8]) -> Result<bool, E820Error> {
+        self.regions.clear();
+        self.insert_all(bytes)?;
+        Ok(self.ram().next().is_some())
     }
 
     fn insert_all(&mut self, bytes: &[u8]) -> Result<(), E820Error> {
         let map = self;
         for rec in bytes.chunks_exact(RECORD_SIZE) {
-            let addr = u64::from_le_bytes(rec[0..8].try_into().unwrap());
-            let size = u64::from_le_bytes(rec[8..16].try_into().unwrap());
-            let typ = u32::from_le_bytes(rec[16..20].try_into().unwrap());
+            let (addr, size, typ) = record(rec);
             if size == 0 {
                 continue;
             }
@@ -231,15 +250,23 @@ impl MemoryMap {
     /// End of the RAM region that contains 1 MiB: the top of "low" memory, below
     /// the PCI hole. The firmware's high zone and the initrd go just below it.
     pub fn low_ram_top(&self) -> Result<u64, E820Error> {
+        // (A search that stops at the first hit: on QEMU's map its loop body
+        // runs once, and TCG translates it once.)
         self.ram()
-            .find(|r| r.start <= 0x10_0000 && 0x10_0000 < r.end)
+            .find(|r| (r.start <= 0x10_0000) & (0x10_0000 < r.end))
             .map(|r| r.end.min(1 << 32))
             .ok_or(E820Error::NoRam)
     }
 
     /// End of the RAM above 4 GiB, or 4 GiB when there is none.
     pub fn high_ram_end(&self) -> u64 {
-        self.ram().map(|r| r.end).fold(1 << 32, u64::max)
+        self.regions().iter().fold(1 << 32, |end, r| {
+            end.max(select_unpredictable(
+                r.typ == e820_type::RAM,
+                r.range.end,
+                0,
+            ))
+        })
     }
 
     /// Marks `range` as `typ`. RAM only fills holes; any other type overrides
@@ -270,7 +297,7 @@ impl MemoryMap {
             self.normalize();
             Ok(())
         } else {
-            self.overwrite(range, Some(typ))
+            self.overwrite(range, Some(typ)).map(drop)
         }
     }
 
@@ -279,111 +306,7 @@ impl MemoryMap {
         if range.is_empty() {
             return Ok(());
         }
-        self.overwrite(range, None)
-    }
-
-    /// Clears (non-empty) `range` out of the map and, with a type, puts it back
-    /// as one entry of that type: one pass over the sorted map, the entries
-    /// around it trimmed or split, and no sort (its code is what the
-    /// reservations would otherwise make TCG translate on every boot).
-    fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<(), E820Error> {
-        let len = self.regions.len();
-        let mut i = 0;
-        while i < len && self.regions[i].range.end <= range.start {
-            i += 1;
-        }
-        if i < len && self.regions[i].range.start < range.start {
-            // The entry reaching into `range` from below keeps its left part,
-            // and its right part too if `range` lies inside it.
-            let r = self.regions[i];
-            self.regions[i].range.end = range.start;
-            i += 1;
-            if r.range.end > range.end {
-                let right = Range::new(range.end, r.range.end);
-                self.insert_at(
-                    i,
-                    Region {
-                        range: right,
-                        typ: r.typ,
-                    },
-                )?;
-            }
-        }
-        // Entries inside `range` go; the one reaching past its end is trimmed.
-        let len = self.regions.len();
-        let mut j = i;
-        while j < len && self.regions[j].range.end <= range.end {
-            j += 1;
-        }
-        if j < len && self.regions[j].range.start < range.end {
-            self.regions[j].range.start = range.end;
-        }
-        if let Some(typ) = typ {
-            let region = Region { range, typ };
-            if j > i {
-                // The first entry that goes makes room for the new one.
-                self.regions[i] = region;
-                i += 1;
-            } else {
-                self.insert_at(i, region)?;
-            }
-        }
-        // The rest of the entries inside `range` go, the ones above moving
-        // down, element by element: `copy_within` would bring memmove's two
-        // paths into what TCG translates on every boot. (Cells let the two
-        // overlapping views be zipped, with no index to check.)
-        if j > i {
-            let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
-            for (to, from) in regions[i..].iter().zip(&regions[j..]) {
-                to.set(from.get());
-            }
-            self.regions.truncate(len - (j - i));
-        }
-        self.merge();
-        Ok(())
-    }
-
-    /// Puts `region` at index `i`, moving the entries from there up by one
-    /// (element by element: see [`MemoryMap::overwrite`] on `copy_within`).
-    fn insert_at(&mut self, i: usize, region: Region) -> Result<(), E820Error> {
-        self.push(region)?;
-        let moved = Cell::from_mut(&mut self.regions.as_mut_slice()[i..]).as_slice_of_cells();
-        for pair in moved.windows(2).rev() {
-            pair[1].set(pair[0].get());
-        }
-        moved[0].set(region);
-        Ok(())
-    }
-
-    fn push(&mut self, region: Region) -> Result<(), E820Error> {
-        Ok(self.regions.push(region)?)
-    }
-
-    /// Sorts by start and merges touching entries of the same type.
-    fn normalize(&mut self) {
-        self.regions
-            .as_mut_slice()
-            .sort_unstable_by_key(|r| r.range.start);
-        self.merge();
-    }
-
-    /// Merges touching entries of the same type of the sorted map.
-    fn merge(&mut self) {
-        let regions = self.regions.as_mut_slice();
-        let mut out = 0;
-        for i in 0..regions.len() {
-            let r = regions[i];
-            if out > 0 {
-                let prev = &mut regions[out - 1];
-                if prev.typ == r.typ && prev.range.end == r.range.start {
-                    prev.range.end = r.range.end;
-                    continue;
-                }
-            }
-            regions[out] = r;
-            out += 1;
-        }
-        self.regions.truncate(out);
+        self.overwrite(range, None).map(drop)
     }
 
     /// Writes the map's first 128 entries into a zero page's table and returns
@@ -428,6 +351,15 @@ impl MemoryMap {
     }
 }
 
+/// One `etc/e820` record: address, size and type.
+fn record(rec: &[u8]) -> (u64, u64, u32) {
+    (
+        u64::from_le_bytes(rec[0..8].try_into().unwrap()),
+        u64::from_le_bytes(rec[8..16].try_into().unwrap()),
+        u32::from_le_bytes(rec[16..20].try_into().unwrap()),
+    )
+}
+
 const SETUP_DATA_HEAD: usize = core::mem::size_of::<SetupData>();
 
 /// Bytes of a `SETUP_E820_EXT` node holding `entries` entries.
@@ -437,6 +369,9 @@ pub fn ext_node_len(entries: usize) -> usize {
 
 // Finding room in the map for the kernel and the initrd.
 mod fit;
+// Laying a range into the map.
+mod splice;
+pub use fit::{NOWHERE, Prefer};
 
 #[cfg(test)]
 mod tests;

@@ -3,10 +3,12 @@
 //!
 //! Pure logic over the setup header and the memory map, tested on the host.
 
+use core::hint::select_unpredictable;
+
 use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, loadflags, xloadflags};
-use crate::e820::MemoryMap;
+use crate::e820::{MemoryMap, NOWHERE, Prefer};
 use crate::error::Error;
-use crate::mem::{Range, align_up};
+use crate::mem::{Range, one_test};
 
 /// Oldest protocol ferrite boots: 2.06 (Linux 2.6.22) brings `cmdline_size`, and
 /// everything older also lacks a trustworthy `initrd_addr_max`.
@@ -65,46 +67,39 @@ impl KernelInfo {
             initrd_addr_max,
             ..
         } = *hdr;
-        if header != HDRS_MAGIC || boot_flag != BOOT_FLAG {
-            return Err(Error::NotBzImage);
-        }
-        if version < MIN_PROTOCOL {
-            return Err(Error::ProtocolTooOld { version });
-        }
-        if loadflags & loadflags::LOADED_HIGH == 0 {
-            // A zImage: its protected-mode code runs at 0x10000 and needs real mode.
-            return Err(Error::NotBzImage);
-        }
         let xlf = if version >= 0x020C { xloadflags } else { 0 };
         let entry = if xlf & xloadflags::KERNEL_64 != 0 {
             Entry::Bits64
         } else {
             Entry::Bits32
         };
-        let relocatable = version >= 0x0205 && relocatable_kernel != 0;
+        let relocatable = (version >= 0x0205) & (relocatable_kernel != 0);
         let alignment = if version >= 0x0205 {
             kernel_alignment as u64
         } else {
             PAGE
         };
-        if relocatable && (!alignment.is_power_of_two() || alignment < PAGE) {
-            return Err(Error::BadHeader(
-                "kernel_alignment is not a power of two >= 4096",
-            ));
-        }
-        let (pref_address, init_size) = if version >= 0x020A {
-            (pref_address, init_size as u64)
-        } else {
-            (KERNEL_FLOOR, 0)
-        };
-        if pref_address < KERNEL_FLOOR {
-            return Err(Error::BadHeader("pref_address is below 1 MiB"));
-        }
+        let v2_10 = version >= 0x020A;
+        let pref_address = select_unpredictable(v2_10, pref_address, KERNEL_FLOOR);
+        let init_size = select_unpredictable(v2_10, init_size as u64, 0);
         let initrd_addr_max = if version >= 0x0203 {
             initrd_addr_max
         } else {
             LEGACY_INITRD_ADDR_MAX
         } as u64;
+        // Every check in one test (a boot takes none of them); which one
+        // failed is worked out only then, in the order they are listed.
+        let failed = [
+            (header != HDRS_MAGIC) | (boot_flag != BOOT_FLAG),
+            version < MIN_PROTOCOL,
+            // A zImage: its protected-mode code runs at 0x10000 and needs real mode.
+            loadflags & loadflags::LOADED_HIGH == 0,
+            relocatable & (!alignment.is_power_of_two() | (alignment < PAGE)),
+            pref_address < KERNEL_FLOOR,
+        ];
+        if one_test(failed[0] | failed[1] | failed[2] | failed[3] | failed[4]) {
+            return Err(header_error(failed, version));
+        }
         Ok(KernelInfo {
             version,
             entry,
@@ -114,7 +109,7 @@ impl KernelInfo {
             init_size,
             cmdline_max: cmdline_size as u64,
             initrd_addr_max,
-            above_4g: entry == Entry::Bits64 && xlf & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0,
+            above_4g: (entry == Entry::Bits64) & (xlf & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0),
         })
     }
 
@@ -128,6 +123,21 @@ impl KernelInfo {
         }
         Ok(())
     }
+}
+
+/// The first of [`KernelInfo::from_header`]'s checks that `failed`.
+#[cold]
+#[inline(never)]
+fn header_error(failed: [bool; 5], version: u16) -> Error {
+    let errors = [
+        Error::NotBzImage,
+        Error::ProtocolTooOld { version },
+        Error::NotBzImage,
+        Error::BadHeader("kernel_alignment is not a power of two >= 4096"),
+        Error::BadHeader("pref_address is below 1 MiB"),
+    ];
+    let first = failed.iter().position(|&f| f).unwrap_or(0);
+    errors[first]
 }
 
 /// Chooses the kernel's load address and returns the memory it occupies while it
@@ -151,34 +161,42 @@ pub fn place_kernel(
         size: needed,
         at: info.pref_address,
     };
-    let footprint = align_up(needed, PAGE).ok_or(does_not_fit)?;
-    let start = if info.relocatable {
-        let floor = align_up(info.pref_address, info.alignment).ok_or(does_not_fit)?;
-        map.lowest_fit(footprint, info.alignment, floor, FOUR_GIB, busy)
-            .or_else(|| {
-                info.above_4g
-                    .then(|| {
-                        map.lowest_fit(
-                            footprint,
-                            info.alignment,
-                            FOUR_GIB.max(floor),
-                            u64::MAX,
-                            busy,
-                        )
-                    })
-                    .flatten()
-            })
-            .ok_or(does_not_fit)?
-    } else {
-        let at = info.pref_address;
-        let end = at.checked_add(footprint).ok_or(does_not_fit)?;
-        let range = Range::new(at, end);
-        if !map.is_ram(range) || busy.iter().any(|b| b.overlaps(&range)) {
-            return Err(does_not_fit);
-        }
-        at
-    };
+    // One search for both kinds (a fixed kernel's window is its own
+    // footprint, at any alignment), and one test for every way the numbers
+    // can overflow: a kernel that fits nowhere, with the same error.
+    let footprint = needed.wrapping_add(PAGE - 1) & !(PAGE - 1);
+    let align = select_unpredictable(info.relocatable, info.alignment, 1);
+    let floor = info.pref_address.wrapping_add(align - 1) & !(align - 1);
+    let (end, wraps) = floor.overflowing_add(footprint);
+    let overflows = (footprint < needed) | (floor < info.pref_address) | wraps;
+    let window = Range::new(floor, select_unpredictable(info.relocatable, FOUR_GIB, end));
+    let found = map.fit(footprint, align, window, busy, Prefer::Lowest);
+    if one_test(found.is_none() | overflows) {
+        return place_kernel_above_4g(info, footprint, floor, overflows, map, busy)
+            .ok_or(does_not_fit);
+    }
+    let start = found.unwrap_or(0);
     Ok(Range::new(start, start + footprint))
+}
+
+/// Where a relocatable kernel goes above 4 GiB when it fits nowhere below
+/// and may go there (not on an ordinary boot: out of line).
+#[cold]
+#[inline(never)]
+fn place_kernel_above_4g(
+    info: &KernelInfo,
+    footprint: u64,
+    floor: u64,
+    overflows: bool,
+    map: &MemoryMap,
+    busy: &[Range],
+) -> Option<Range> {
+    if overflows || !info.relocatable || !info.above_4g {
+        return None;
+    }
+    let window = Range::new(FOUR_GIB.max(floor), u64::MAX);
+    let start = map.fit(footprint, info.alignment, window, busy, Prefer::Lowest)?;
+    Some(Range::new(start, start + footprint))
 }
 
 /// Chooses where the initrd goes: as high as possible below `initrd_addr_max`, as
@@ -203,22 +221,36 @@ pub fn place_initrd_below(
     map: &MemoryMap,
     busy: &[Range],
 ) -> Result<Option<Range>, Error> {
-    if initrd_size == 0 {
-        return Ok(None);
-    }
     let ceiling = addr_max.saturating_add(1).min(FOUR_GIB);
-    let start = map
-        .highest_fit(initrd_size, PAGE, KERNEL_FLOOR, ceiling, busy)
-        .or_else(|| {
-            above_4g
-                .then(|| map.highest_fit(initrd_size, PAGE, FOUR_GIB, u64::MAX, busy))
-                .flatten()
-        })
+    // No initrd: nowhere to look, and no error for finding nothing.
+    let window = select_unpredictable(initrd_size == 0, NOWHERE, Range::new(KERNEL_FLOOR, ceiling));
+    let found = map.fit(initrd_size, PAGE, window, busy, Prefer::Highest);
+    if one_test(found.is_none() & (initrd_size != 0)) {
+        return place_initrd_above_4g(initrd_size, ceiling, above_4g, map, busy).map(Some);
+    }
+    Ok(found.map(|start| Range::new(start, start + initrd_size)))
+}
+
+/// Where an initrd goes above 4 GiB when it fits nowhere below and may go
+/// there (not on an ordinary boot: out of line).
+#[cold]
+#[inline(never)]
+fn place_initrd_above_4g(
+    size: u64,
+    ceiling: u64,
+    above_4g: bool,
+    map: &MemoryMap,
+    busy: &[Range],
+) -> Result<Range, Error> {
+    let window = Range::new(FOUR_GIB, u64::MAX);
+    above_4g
+        .then(|| map.fit(size, PAGE, window, busy, Prefer::Highest))
+        .flatten()
+        .map(|start| Range::new(start, start + size))
         .ok_or(Error::InitrdDoesNotFit {
-            size: initrd_size,
+            size,
             limit: ceiling,
-        })?;
-    Ok(Some(Range::new(start, start + initrd_size)))
+        })
 }
 
 #[cfg(test)]

@@ -53,6 +53,14 @@ pub fn align_up(value: u64, align: u64) -> Option<u64> {
     Some(value.checked_add(align - 1)? & !(align - 1))
 }
 
+/// `cond`, as one branch: LLVM turns a branch on an or (an and) of
+/// comparisons back into a branch per comparison, each of which ends a block
+/// that TCG translates; behind `black_box` the combined test stays one.
+#[inline(always)]
+pub fn one_test(cond: bool) -> bool {
+    core::hint::black_box(cond)
+}
+
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
 /// Room for the command line including its NUL.
@@ -93,12 +101,9 @@ impl HighZone {
 
     /// `size` bytes aligned to `align` (a power of two), or None when full.
     pub fn alloc(&mut self, size: u64, align: u64) -> Option<u64> {
-        if !align.is_power_of_two() {
-            return None;
-        }
-        let align = align.max(16);
-        let start = self.next.checked_sub(size)? & !(align - 1);
-        if start < self.limit {
+        let (below, under) = self.next.overflowing_sub(size);
+        let start = below & !(align.max(16) - 1);
+        if one_test(!align.is_power_of_two() | under | (start < self.limit)) {
             return None;
         }
         self.next = start;
@@ -182,7 +187,9 @@ impl Reservations {
     /// every reservation, no unused slot among them, the BIOS segment first.
     pub fn reserved(&mut self, tables: Range) -> &[Range] {
         self.ranges[Reservations::ZONE] = tables;
-        &self.ranges[..Reservations::ROM + 1 + self.chipset]
+        // (`add` keeps the count in bounds; the `min` tells the compiler so,
+        // with no check to translate.)
+        &self.ranges[..(Reservations::ROM + 1 + self.chipset).min(Reservations::SLOTS)]
     }
 }
 

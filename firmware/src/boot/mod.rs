@@ -26,7 +26,6 @@ pub use resume::RESUME_BLOCK;
 use crate::acpi;
 use crate::board::{Board, Step};
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
-use crate::bootparams::e820_type::RESERVED;
 use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::{File, FwCfg};
@@ -236,14 +235,7 @@ fn reserve_firmware_memory(
     tables: Range,
     reserved: &mut Reservations,
 ) -> Result<(), Error> {
-    memory.remove(mem::LEGACY_HOLE)?;
-    // The tables and every reservation: one call in a loop (its code is
-    // what TCG translates, once); the final map does not depend on the
-    // order (each range overrides RAM, touching entries of a type merge).
-    for &range in reserved.reserved(tables) {
-        memory.insert(range, RESERVED)?;
-    }
-    Ok(())
+    Ok(memory.reserve(mem::LEGACY_HOLE, reserved.reserved(tables))?)
 }
 
 /// A bzImage through the Linux boot protocol.

@@ -2,81 +2,84 @@
 //! within bounds that overlaps none of the ranges already taken (the kernel,
 //! the initrd, the firmware's own allocations).
 
+use core::hint::select_unpredictable;
+
 use super::MemoryMap;
-use crate::mem::{Range, align_up};
+use crate::bootparams::e820_type;
+use crate::mem::{Range, one_test};
+
+/// A window that holds nothing, not even an empty block.
+pub const NOWHERE: Range = Range::new(u64::MAX, 0);
+
+/// Which end of a window [`MemoryMap::fit`] prefers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefer {
+    Lowest,
+    Highest,
+}
 
 impl MemoryMap {
-    /// The highest `align`-aligned start of a `size`-byte block that is RAM, lies
-    /// within `[floor, ceiling)` and overlaps none of `busy`.
-    pub fn highest_fit(
+    /// The lowest or the highest `align`-aligned (a power of two) start of a
+    /// `size`-byte block that is RAM, lies within `window` and overlaps none
+    /// of `busy`.
+    ///
+    /// One loop for both searches (its code is what TCG translates, once):
+    /// in each RAM entry the candidate moves up past the busy ranges it hits
+    /// (lowest) or down below them (highest); one test for whether it still
+    /// fits, the entry's type among the conditions.
+    pub fn fit(
         &self,
         size: u64,
         align: u64,
-        floor: u64,
-        ceiling: u64,
+        window: Range,
         busy: &[Range],
+        prefer: Prefer,
     ) -> Option<u64> {
-        let mut best = None;
-        for ram in self.ram() {
-            let lo = ram.start.max(floor);
-            let hi = ram.end.min(ceiling);
-            if hi <= lo || hi - lo < size {
-                continue;
-            }
-            let mut top = hi; // candidate block is [top - size, top)
-            while let Some(start) = top.checked_sub(size).map(|s| s & !(align - 1)) {
-                if start < lo {
-                    break;
-                }
-                let cand = Range::new(start, start + size);
-                match busy
-                    .iter()
-                    .filter(|b| b.overlaps(&cand))
-                    .map(|b| b.start)
-                    .min()
-                {
-                    None => {
-                        best = best.max(Some(start));
-                        break;
-                    }
-                    Some(b) => top = b,
-                }
-            }
-        }
-        best
-    }
-
-    /// The lowest `align`-aligned start at or above `floor` of a `size`-byte
-    /// block that is RAM below `ceiling` and overlaps none of `busy`.
-    pub fn lowest_fit(
-        &self,
-        size: u64,
-        align: u64,
-        floor: u64,
-        ceiling: u64,
-        busy: &[Range],
-    ) -> Option<u64> {
-        for ram in self.ram() {
-            let lo = ram.start.max(floor);
-            let hi = ram.end.min(ceiling);
-            let mut start = align_up(lo, align)?;
+        let highest = prefer == Prefer::Highest;
+        let mask = !(align - 1);
+        let mut found = None;
+        for r in self.regions() {
+            let lo = r.range.start.max(window.start);
+            let hi = r.range.end.min(window.end);
+            // Where the search stands: the top of the block when going
+            // down, its bottom when going up.
+            let mut at = select_unpredictable(highest, hi, lo);
             loop {
-                let end = start.checked_add(size)?;
-                if end > hi {
+                let (below, under) = at.overflowing_sub(size);
+                let (above, over) = at.overflowing_add(align - 1);
+                let start = select_unpredictable(highest, below, above) & mask;
+                let (end, wraps) = start.overflowing_add(size);
+                let out = (r.typ != e820_type::RAM)
+                    | (hi < lo)
+                    | (highest & (hi == lo))
+                    | select_unpredictable(highest, under, over)
+                    | wraps
+                    | (start < lo)
+                    | (end > hi);
+                if one_test(out) {
                     break;
                 }
-                let cand = Range::new(start, end);
-                match busy
-                    .iter()
-                    .filter(|b| b.overlaps(&cand))
-                    .map(|b| b.end)
-                    .max()
-                {
-                    None => return Some(start),
-                    Some(b) => start = align_up(b, align)?,
+                // The busy ranges the block hits: the lowest start and
+                // the highest end among them (0 when none).
+                let block = Range::new(start, end);
+                let (mut first, mut last) = (u64::MAX, 0);
+                for b in busy {
+                    let hit = b.overlaps(&block);
+                    first = first.min(select_unpredictable(hit, b.start, u64::MAX));
+                    last = last.max(select_unpredictable(hit, b.end, 0));
                 }
+                if last == 0 {
+                    found = Some(start);
+                    break;
+                }
+                at = select_unpredictable(highest, first, last);
+            }
+            // The lowest is the first found; the highest, the last (the
+            // entries are in ascending order).
+            if found.is_some() & !highest {
+                return found;
             }
         }
-        None
+        found
     }
 }

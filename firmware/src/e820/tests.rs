@@ -212,6 +212,40 @@ fn a_map_beyond_the_heap_is_an_error_not_a_truncation() {
     ));
 }
 
+fn highest(
+    map: &MemoryMap,
+    size: u64,
+    align: u64,
+    floor: u64,
+    ceiling: u64,
+    busy: &[Range],
+) -> Option<u64> {
+    map.fit(
+        size,
+        align,
+        Range::new(floor, ceiling),
+        busy,
+        Prefer::Highest,
+    )
+}
+
+fn lowest(
+    map: &MemoryMap,
+    size: u64,
+    align: u64,
+    floor: u64,
+    ceiling: u64,
+    busy: &[Range],
+) -> Option<u64> {
+    map.fit(
+        size,
+        align,
+        Range::new(floor, ceiling),
+        busy,
+        Prefer::Lowest,
+    )
+}
+
 #[test]
 fn fits() {
     let bytes = qemu_e820(&[(0, 128 * MIB, RAM), (4 * GIB, GIB, RAM)]);
@@ -222,35 +256,41 @@ fn fits() {
     ];
     // highest below 4 GiB: just under the busy top
     assert_eq!(
-        map.highest_fit(10 * MIB, 4096, MIB, 4 * GIB, &busy),
+        highest(&map, 10 * MIB, 4096, MIB, 4 * GIB, &busy),
         Some(110 * MIB)
     );
     // too big for the gap above 80 MiB, fits below 16 MiB
-    assert_eq!(map.highest_fit(41 * MIB, 4096, MIB, 4 * GIB, &busy), None);
+    assert_eq!(highest(&map, 41 * MIB, 4096, MIB, 4 * GIB, &busy), None);
     assert_eq!(
-        map.highest_fit(14 * MIB, 4096, MIB, 4 * GIB, &busy),
+        highest(&map, 14 * MIB, 4096, MIB, 4 * GIB, &busy),
         Some(106 * MIB)
     );
     assert_eq!(
-        map.highest_fit(14 * MIB, 4096, MIB, 16 * MIB, &busy),
+        highest(&map, 14 * MIB, 4096, MIB, 16 * MIB, &busy),
         Some(2 * MIB)
     );
     // above 4 GiB when allowed
     assert_eq!(
-        map.highest_fit(100 * MIB, 4096, 4 * GIB, u64::MAX, &busy),
+        highest(&map, 100 * MIB, 4096, 4 * GIB, u64::MAX, &busy),
         Some(5 * GIB - 100 * MIB)
     );
     // lowest aligned fit skips busy ranges
     assert_eq!(
-        map.lowest_fit(8 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
+        lowest(&map, 8 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
         Some(80 * MIB)
     );
     assert_eq!(
-        map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
+        lowest(&map, 64 * MIB, 2 * MIB, 16 * MIB, 4 * GIB, &busy),
         None
     );
     assert_eq!(
-        map.lowest_fit(64 * MIB, 2 * MIB, 16 * MIB, u64::MAX, &busy),
+        lowest(&map, 64 * MIB, 2 * MIB, 16 * MIB, u64::MAX, &busy),
         Some(4 * GIB)
     );
+    // a window that holds nothing
+    assert_eq!(map.fit(0, 1, NOWHERE, &[], Prefer::Lowest), None);
+    assert_eq!(map.fit(0, 1, NOWHERE, &[], Prefer::Highest), None);
 }
+
+#[path = "model.rs"]
+mod model;
