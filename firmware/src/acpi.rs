@@ -337,21 +337,31 @@ fn fits(value: u64, width: u8) -> bool {
     value >> (8 * width as u32 - 1) >> 1 == 0
 }
 
-/// The 8-bit sum of `bytes`, eight bytes per step: the even and odd bytes of
-/// each word are added into four 16-bit lanes, which are folded into the total
-/// at once (so no lane can overflow). One short loop: under TCG the cost of a
-/// checksum is translating its code, which runs once, not the iterations.
+/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]). One short
+/// loop: under TCG the cost of a checksum is translating its code, which runs
+/// once, not the iterations.
 pub fn byte_sum(bytes: &[u8]) -> u8 {
-    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
     let mut words = bytes.chunks_exact(8);
     let mut total = 0u64;
     for w in words.by_ref() {
-        let w = u64::from_le_bytes(w.try_into().unwrap());
-        let pairs = (w & LANES) + ((w >> 8) & LANES);
-        total += pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48;
+        total += lanes(u64::from_le_bytes(w.try_into().unwrap()));
     }
     let tail = words.remainder().iter().map(|&b| b as u64).sum::<u64>();
     (total + tail) as u8
+}
+
+/// The 8-bit sum of 16 bytes, without a loop.
+pub fn sum16(bytes: &[u8; 16]) -> u8 {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    (lanes(word(0)) + lanes(word(8))) as u8
+}
+
+/// The sum of the eight bytes of `w`: its even and odd bytes are added into
+/// four 16-bit lanes, which one multiplication folds into the top lane.
+pub fn lanes(w: u64) -> u64 {
+    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
+    let pairs = (w & LANES) + ((w >> 8) & LANES);
+    pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
 }
 
 fn le32(cmd: &[u8; COMMAND_SIZE], off: usize) -> u32 {
