@@ -176,6 +176,7 @@ macro_rules! check {
         }
     }};
 }
+pub(crate) use check;
 
 /// [`run`], tracking the files in `files` (whatever it held before).
 ///
