@@ -338,17 +338,23 @@ fn fits(value: u64, width: u8) -> bool {
     value >> (8 * width as u32 - 1) >> 1 == 0
 }
 
-/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]). One short
-/// loop: under TCG the cost of a checksum is translating its code, which runs
-/// once, not the iterations.
+/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]), the last word
+/// overlapping the one before it with the bytes already counted masked off:
+/// one loop without a tail loop, as under TCG the cost of a checksum is
+/// translating its code, which runs once, not the iterations.
 pub fn byte_sum(bytes: &[u8]) -> u8 {
-    let mut words = bytes.chunks_exact(8);
-    let mut total = 0u64;
-    for w in words.by_ref() {
-        total += lanes(u64::from_le_bytes(w.try_into().unwrap()));
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b));
     }
-    let tail = words.remainder().iter().map(|&b| b as u64).sum::<u64>();
-    (total + tail) as u8
+    let mut total = 0;
+    for k in 0..len.div_ceil(8) {
+        let at = usize::min(8 * k, len - 8);
+        let w = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        // The bytes before 8 * k were counted with the word before.
+        total += lanes(w & (u64::MAX << (8 * (8 * k - at))));
+    }
+    total as u8
 }
 
 /// The 8-bit sum of 16 bytes, without a loop.
