@@ -324,7 +324,8 @@ pub fn run_in(
             };
             let old = add_le(field, delta);
             if !fits(old.wrapping_add(delta), room) {
-                write_le(field, old);
+                // Undone, modulo the field's size: nothing is left patched.
+                add_le(field, delta.wrapping_neg());
                 return Err(LoaderError::OutOfBounds);
             }
         }
@@ -470,15 +471,6 @@ fn add_le(field: &mut [u8], delta: u64) -> u64 {
         carry = (carry >> 8) + (sum >> 8);
     }
     old
-}
-
-/// Writes the low bytes of `value` to `b`, little-endian (puts a field back
-/// after a patch that did not fit).
-#[cold]
-fn write_le(b: &mut [u8], value: u64) {
-    for (i, x) in b.iter_mut().enumerate() {
-        *x = (value >> (8 * i)) as u8;
-    }
 }
 
 #[cfg(test)]
