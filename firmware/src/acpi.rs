@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::fwcfg::{FILE_NAME_LEN, names_equal};
+use crate::fwcfg::FILE_NAME_LEN;
 
 /// One command record.
 pub const COMMAND_SIZE: usize = 128;
@@ -158,7 +158,34 @@ pub fn run(script: &[u8], env: &mut impl LoaderEnv) -> Result<Outcome, LoaderErr
     run_in(script, env, &mut Files::new())
 }
 
+/// Tests a command's checks at once, in the order they are listed
+/// (`condition => error`): the error is that of the first that failed. Under
+/// TCG each test is a translation block, and a script's checks never fail in
+/// a normal boot: one test, and the error worked out only when there is one.
+macro_rules! check {
+    ($($bad:expr => $error:expr),+ $(,)?) => {{
+        let mut failed = 0u32;
+        let mut bit = 1u32;
+        $(
+            failed |= if $bad { bit } else { 0 };
+            bit <<= 1;
+        )+
+        let _ = bit;
+        if failed != 0 {
+            return Err([$($error),+][failed.trailing_zeros() as usize]);
+        }
+    }};
+}
+pub(crate) use check;
+
 /// [`run`], tracking the files in `files` (whatever it held before).
+///
+/// Shaped for TCG, where each conditional branch ends a translation block
+/// even when it never goes the other way: every command's file names are
+/// parsed and looked up by one function, the checks of a command are computed
+/// together and tested once (`check!`), and ADD_POINTER and ADD_CHECKSUM,
+/// both "add a value to a little-endian field of an allocated file", share
+/// their code.
 pub fn run_in(
     script: &[u8],
     env: &mut impl LoaderEnv,
@@ -170,140 +197,187 @@ pub fn run_in(
     let files = &mut files.slots;
     let mut nfiles = 0;
     let mut outcome = Outcome::default();
-    // Filled in place by name_at: returned by value, each name was a copy.
-    let mut key = Name::EMPTY;
+    // The second name of a command (the first goes in the free slot, which an
+    // ALLOCATE's file then keeps).
     let mut other = Name::EMPTY;
 
     for cmd in script.chunks_exact(COMMAND_SIZE) {
+        let cmd: &[u8; COMMAND_SIZE] = cmd.try_into().unwrap();
         let kind = le32(cmd, 0);
-        let body = &cmd[4..];
-        match kind {
-            0 => {} // padding
-            CMD_ALLOCATE => {
-                let (done, free) = files.split_at_mut(nfiles);
-                let new = &mut free[0];
-                name_at(body, 0, &mut new.name)?;
-                let name = new.name.bytes();
-                let align = le32(body, 56);
-                let zone = match body[60] {
-                    1 => Zone::High,
-                    2 => Zone::FSeg,
-                    _ => return Err(LoaderError::BadAllocation),
-                };
-                if !align.is_power_of_two() {
-                    return Err(LoaderError::BadAllocation);
-                }
-                if find(done, &new.name).is_some() {
-                    return Err(LoaderError::AllocatedTwice);
-                }
-                if nfiles == MAX_FILES {
-                    return Err(LoaderError::TooManyFiles);
-                }
-                let (file, size) = env.file(name).ok_or(LoaderError::NoSuchFile)?;
-                // Found by the fuzzer: a zero-byte allocation gets the address of
-                // the one before it, and an empty RSDP file would point the
-                // kernel at another table.
-                if size == 0 {
-                    return Err(LoaderError::EmptyFile);
-                }
-                let addr = env
-                    .allocate(size, align, zone)
-                    .ok_or(LoaderError::OutOfMemory)?;
-                env.read_file(file, addr, size)?;
-                new.addr = addr;
-                new.size = size;
-                nfiles += 1;
-                if new.name.is(RSDP_FILE) {
-                    outcome.rsdp = Some(addr);
-                } else if new.name.is(TABLES_FILE) {
-                    outcome.tables = Some(addr);
-                }
-                log::debug!(
-                    "acpi: {} ({size} bytes) at {addr:#x}",
-                    core::str::from_utf8(name).unwrap_or("?")
-                );
-            }
-            CMD_ADD_POINTER => {
-                name_at(body, 0, &mut key)?;
-                name_at(body, 56, &mut other)?;
-                let dest = find(&files[..nfiles], &key).ok_or(LoaderError::NotAllocated)?;
-                let src = find(&files[..nfiles], &other).ok_or(LoaderError::NotAllocated)?;
-                let offset = le32(body, 112);
-                let size = body[116];
-                let p = pointer_slot(env, dest, offset, size)?;
-                let value = read_le(p).wrapping_add(src.addr);
-                if size < 8 && value >> (size as u32 * 8) != 0 {
-                    // The patched pointer would not fit its field.
-                    return Err(LoaderError::OutOfBounds);
-                }
-                write_le(p, value);
-            }
-            CMD_ADD_CHECKSUM => {
-                name_at(body, 0, &mut key)?;
-                let file = find(&files[..nfiles], &key).ok_or(LoaderError::NotAllocated)?;
-                let offset = le32(body, 56);
-                let start = le32(body, 60);
-                let length = le32(body, 64);
-                let end = start.checked_add(length).ok_or(LoaderError::OutOfBounds)?;
-                if offset >= file.size || end > file.size {
-                    return Err(LoaderError::OutOfBounds);
-                }
-                let mem = env.memory(file.addr, file.size);
-                let sum = byte_sum(&mem[start as usize..end as usize]);
-                mem[offset as usize] = mem[offset as usize].wrapping_sub(sum);
-            }
-            CMD_WRITE_POINTER => {
-                name_at(body, 0, &mut key)?;
-                let dest = key.bytes();
-                name_at(body, 56, &mut other)?;
-                let src = find(&files[..nfiles], &other).ok_or(LoaderError::NotAllocated)?;
-                let dst_offset = le32(body, 112);
-                let src_offset = le32(body, 116);
-                let size = body[120];
-                if !matches!(size, 1 | 2 | 4 | 8) {
-                    return Err(LoaderError::BadPointerSize);
-                }
-                let (dest_file, dest_size) = env.file(dest).ok_or(LoaderError::NoSuchFile)?;
-                let end = dst_offset
-                    .checked_add(size as u32)
-                    .ok_or(LoaderError::OutOfBounds)?;
-                if end > dest_size || src_offset >= src.size {
-                    return Err(LoaderError::OutOfBounds);
-                }
-                let value = src.addr + src_offset as u64;
-                if size < 8 && value >> (size as u32 * 8) != 0 {
-                    return Err(LoaderError::OutOfBounds);
-                }
-                env.write_file(dest_file, dst_offset, &value.to_le_bytes()[..size as usize])?;
-            }
-            other => {
-                log::warn!("acpi: table-loader command {other} is not implemented; skipped");
+        if !(CMD_ALLOCATE..=CMD_WRITE_POINTER).contains(&kind) {
+            if kind != 0 {
+                // 0 is padding
+                log::warn!("acpi: table-loader command {kind} is not implemented; skipped");
                 outcome.skipped += 1;
+            }
+            continue;
+        }
+        // Never more than MAX_FILES (an ALLOCATE checks first): no bounds checks below.
+        let n = usize::min(nfiles, MAX_FILES);
+        // Both name fields, whatever the command: the second of an ALLOCATE
+        // or ADD_CHECKSUM holds other fields, its outcome goes unused.
+        let (done, free) = files.split_at_mut(n);
+        let (bad0, at0) = lookup(&mut free[0].name, name_field(cmd, 4), done);
+        let (bad1, at1) = lookup(&mut other, name_field(cmd, 60), done);
+        let (missing0, missing1) = (at0 == n, at1 == n);
+        // A missing file's index is the free slot's: what is read from it
+        // only counts when the checks pass.
+        let place = |i: usize| {
+            let f = &files[usize::min(i, MAX_FILES)];
+            (f.addr, f.size)
+        };
+        let (first, second) = (place(at0), place(at1));
+
+        if kind == CMD_ALLOCATE {
+            let align = le32(cmd, 60);
+            let zone = cmd[64];
+            check!(
+                bad0 => LoaderError::BadName,
+                !matches!(zone, 1 | 2) | !align.is_power_of_two() => LoaderError::BadAllocation,
+                !missing0 => LoaderError::AllocatedTwice,
+                n == MAX_FILES => LoaderError::TooManyFiles,
+            );
+            let new = &mut files[n];
+            let name = new.name.bytes();
+            let found = env.file(name);
+            // Found by the fuzzer: a zero-byte allocation gets the address of
+            // the one before it, and an empty RSDP file would point the kernel
+            // at another table.
+            let Some((file, size)) = found.filter(|&(_, size)| size != 0) else {
+                return Err(match found {
+                    Some(_) => LoaderError::EmptyFile,
+                    None => LoaderError::NoSuchFile,
+                });
+            };
+            let zone = if zone == 2 { Zone::FSeg } else { Zone::High };
+            let addr = env
+                .allocate(size, align, zone)
+                .ok_or(LoaderError::OutOfMemory)?;
+            env.read_file(file, addr, size)?;
+            new.addr = addr;
+            new.size = size;
+            nfiles += 1;
+            // Selects, not branches: the names differ, at most one matches.
+            let (rsdp, tables) = (new.name.is(RSDP_FILE), new.name.is(TABLES_FILE));
+            outcome.rsdp = if rsdp { Some(addr) } else { outcome.rsdp };
+            outcome.tables = if tables { Some(addr) } else { outcome.tables };
+            log::debug!(
+                "acpi: {} ({size} bytes) at {addr:#x}",
+                core::str::from_utf8(name).unwrap_or("?")
+            );
+        } else if kind == CMD_WRITE_POINTER {
+            let dst_offset = le32(cmd, 116);
+            let src_offset = le32(cmd, 120);
+            let size = cmd[124];
+            check!(
+                bad0 | bad1 => LoaderError::BadName,
+                missing1 => LoaderError::NotAllocated,
+                !matches!(size, 1 | 2 | 4 | 8) => LoaderError::BadPointerSize,
+            );
+            // The destination is a fw_cfg file, not an allocated one.
+            let (dest, dest_size) = env
+                .file(files[n].name.bytes())
+                .ok_or(LoaderError::NoSuchFile)?;
+            let (src_addr, src_size) = second;
+            let value = src_addr + src_offset as u64;
+            if (dst_offset as u64 + size as u64 > dest_size as u64)
+                | (src_offset >= src_size)
+                | !fits(value, size)
+            {
+                return Err(LoaderError::OutOfBounds);
+            }
+            env.write_file(dest, dst_offset, &value.to_le_bytes()[..size as usize])?;
+        } else {
+            // ADD_POINTER: the address of the second file goes into a 1- to
+            // 8-byte field of the first. ADD_CHECKSUM: a byte of the file is
+            // made to sum a range of it to zero, i.e. the range's sum is
+            // subtracted from a 1-byte field.
+            let pointer = kind == CMD_ADD_POINTER;
+            // Selects, not branches (one path for both kinds).
+            let (ptr_width, sum_start, sum_length) = (cmd[120], le32(cmd, 64), le32(cmd, 68));
+            let offset = le32(cmd, if pointer { 116 } else { 60 });
+            let width = if pointer { ptr_width } else { 1 };
+            let start = if pointer { 0 } else { sum_start };
+            let length = if pointer { 0 } else { sum_length };
+            let (addr, size) = first;
+            let end = offset as u64 + width as u64;
+            let sum_end = start as u64 + length as u64;
+            check!(
+                bad0 | (pointer & bad1) => LoaderError::BadName,
+                missing0 | (pointer & missing1) => LoaderError::NotAllocated,
+                !matches!(width, 1 | 2 | 4 | 8) => LoaderError::BadPointerSize,
+                (end > size as u64) | (sum_end > size as u64) => LoaderError::OutOfBounds,
+            );
+            let mem = &mut env.memory(addr, size)[..size as usize];
+            // Clamped, which the checks made no-ops: no bounds checks.
+            let clamp = |at: u64| usize::min(at as usize, mem.len());
+            let sum_end = clamp(sum_end);
+            let sum = byte_sum(&mem[usize::min(start as usize, sum_end)..sum_end]);
+            let end = clamp(end);
+            let field = &mut mem[usize::min(offset as usize, end)..end];
+            // The patched pointer must fit its field; a checksum byte wraps
+            // (as 8 bytes, it always fits).
+            let (delta, room) = if pointer {
+                (second.0, width)
+            } else {
+                (sum.wrapping_neg() as u64, 8)
+            };
+            let old = add_le(field, delta);
+            if !fits(old.wrapping_add(delta), room) {
+                // Undone, modulo the field's size: nothing is left patched.
+                add_le(field, delta.wrapping_neg());
+                return Err(LoaderError::OutOfBounds);
             }
         }
     }
     Ok(outcome)
 }
 
-/// The 8-bit sum of `bytes`, eight bytes per step: the even and odd bytes of
-/// each word are added into four 16-bit lanes, which are folded into the total
-/// at once (so no lane can overflow). One short loop: under TCG the cost of a
-/// checksum is translating its code, which runs once, not the iterations.
-pub fn byte_sum(bytes: &[u8]) -> u8 {
-    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
-    let mut words = bytes.chunks_exact(8);
-    let mut total = 0u64;
-    for w in words.by_ref() {
-        let w = u64::from_le_bytes(w.try_into().unwrap());
-        let pairs = (w & LANES) + ((w >> 8) & LANES);
-        total += pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48;
-    }
-    let tail = words.remainder().iter().map(|&b| b as u64).sum::<u64>();
-    (total + tail) as u8
+/// Whether `value` fits a `width`-byte field (1 to 8; two shifts, as one of
+/// 64 bits would overflow).
+fn fits(value: u64, width: u8) -> bool {
+    value >> (8 * width as u32 - 1) >> 1 == 0
 }
 
-fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]), the last word
+/// overlapping the one before it with the bytes already counted masked off:
+/// one loop without a tail loop, as under TCG the cost of a checksum is
+/// translating its code, which runs once, not the iterations.
+pub fn byte_sum(bytes: &[u8]) -> u8 {
+    let len = bytes.len();
+    if len < 8 {
+        return bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b));
+    }
+    let mut total = 0;
+    for k in 0..len.div_ceil(8) {
+        let at = usize::min(8 * k, len - 8);
+        let w = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        // The bytes before 8 * k were counted with the word before.
+        total += lanes(w & (u64::MAX << (8 * (8 * k - at))));
+    }
+    total as u8
+}
+
+/// The 8-bit sum of 16 bytes, without a loop.
+pub fn sum16(bytes: &[u8; 16]) -> u8 {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    (lanes(word(0)) + lanes(word(8))) as u8
+}
+
+/// The sum of the eight bytes of `w`: its even and odd bytes are added into
+/// four 16-bit lanes, which one multiplication folds into the top lane.
+pub fn lanes(w: u64) -> u64 {
+    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
+    let pairs = (w & LANES) + ((w >> 8) & LANES);
+    pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
+}
+
+fn le32(cmd: &[u8; COMMAND_SIZE], off: usize) -> u32 {
+    u32::from_le_bytes(cmd[off..off + 4].try_into().unwrap())
+}
+
+fn name_field(cmd: &[u8; COMMAND_SIZE], off: usize) -> &[u8; FILE_NAME_LEN] {
+    cmd[off..off + FILE_NAME_LEN].try_into().unwrap()
 }
 
 /// A file name of a loader command, NUL-padded to 56 bytes whatever followed
@@ -321,71 +395,82 @@ impl Name {
     };
 
     fn bytes(&self) -> &[u8] {
-        &self.padded[..self.len]
+        &self.padded[..usize::min(self.len, FILE_NAME_LEN)]
     }
 
-    /// Is this `name`, a name of at most 16 bytes? Two word compares: the
+    /// Is this `name`, a name of at most 16 bytes? Compares, no branches: the
     /// padding after the NUL is zeros.
     fn is(&self, name: &[u8]) -> bool {
         let mut want = [0u8; 16];
         want[..name.len()].copy_from_slice(name);
-        self.len == name.len() && self.padded[..16] == want
+        let head = u128::from_le_bytes(self.padded[..16].try_into().unwrap());
+        (self.len == name.len()) & (head == u128::from_le_bytes(want))
+    }
+
+    /// Takes the name in `field`, up to its first NUL; false if the field
+    /// holds none (empty, or no NUL in its 56 bytes). A word at a time and
+    /// without a branch: a loop's code is what costs under TCG.
+    fn parse(&mut self, field: &[u8; FILE_NAME_LEN]) -> bool {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        // All ones until a word with a NUL, zero after it.
+        let mut live = u64::MAX;
+        let mut len = 0;
+        for (out, word) in self.padded.chunks_exact_mut(8).zip(field.chunks_exact(8)) {
+            let w = u64::from_le_bytes(word.try_into().unwrap());
+            // The lowest set bit is the top bit of the first NUL byte (bits
+            // above it may be set wrongly, but only above it).
+            let nul = w.wrapping_sub(ONES) & !w & HIGHS;
+            // The bytes before that NUL: all eight when there is none.
+            let keep = ((nul & nul.wrapping_neg()) >> 7).wrapping_sub(1) & live;
+            out.copy_from_slice(&(w & keep).to_le_bytes());
+            len += keep.count_ones() as usize / 8;
+            live &= ((nul == 0) as u64).wrapping_neg();
+        }
+        self.len = len;
+        (len != 0) & (len != FILE_NAME_LEN)
     }
 }
 const _: () = assert!(RSDP_FILE.len() <= 16 && TABLES_FILE.len() <= 16);
 
-/// The name field at `off`, up to its NUL, into `out` (a short loop: its code
-/// is what costs under TCG, not its iterations).
+/// The index of the file named `name` in `files`, or `files.len()` if none
+/// (names are unique). No early exit: one branch per file, the loop's.
+fn find(files: &[File], name: &Name) -> usize {
+    let mut at = files.len();
+    for (i, f) in files.iter().enumerate() {
+        at = if same(&f.name, name) { i } else { at };
+    }
+    at
+}
+
+/// Whether two names are the same: their padded forms compared 16 bytes at a
+/// time (the last 16 overlap the third), all at once.
+fn same(a: &Name, b: &Name) -> bool {
+    let part = |n: &Name, at: usize| u128::from_ne_bytes(n.padded[at..at + 16].try_into().unwrap());
+    let diff = |at: usize| part(a, at) ^ part(b, at);
+    (diff(0) | diff(16) | diff(32) | diff(FILE_NAME_LEN - 16)) == 0
+}
+
+/// Parses the name `field` into `name` and looks it up in `files`: whether
+/// the field holds no name, and the file's index (`files.len()` if none).
+/// Out of line: every command looks up its two names.
 #[inline(never)]
-fn name_at(body: &[u8], off: usize, out: &mut Name) -> Result<(), LoaderError> {
-    let field = &body[off..off + FILE_NAME_LEN];
-    let len = field
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(LoaderError::BadName)?;
-    if len == 0 {
-        return Err(LoaderError::BadName);
+fn lookup(name: &mut Name, field: &[u8; FILE_NAME_LEN], files: &[File]) -> (bool, usize) {
+    (!name.parse(field), find(files, name))
+}
+
+/// Adds `delta` to the little-endian number in `field` (at most 8 bytes), the
+/// carry out of its top byte dropped; returns the number it held. One loop:
+/// its code is what costs under TCG.
+fn add_le(field: &mut [u8], delta: u64) -> u64 {
+    let (mut old, mut carry) = (0u64, delta);
+    for (i, b) in field.iter_mut().enumerate() {
+        old |= (*b as u64) << (8 * i);
+        let sum = *b as u64 + (carry & 0xFF);
+        *b = sum as u8;
+        carry = (carry >> 8) + (sum >> 8);
     }
-    out.padded = [0; FILE_NAME_LEN];
-    out.padded[..len].copy_from_slice(&field[..len]);
-    out.len = len;
-    Ok(())
-}
-
-#[inline(never)]
-fn find<'f>(files: &'f [File], name: &Name) -> Option<&'f File> {
-    files
-        .iter()
-        .find(|f| names_equal(&f.name.padded, &name.padded))
-}
-
-fn pointer_slot<'a>(
-    env: &'a mut impl LoaderEnv,
-    file: &File,
-    offset: u32,
-    size: u8,
-) -> Result<&'a mut [u8], LoaderError> {
-    if !matches!(size, 1 | 2 | 4 | 8) {
-        return Err(LoaderError::BadPointerSize);
-    }
-    let end = offset
-        .checked_add(size as u32)
-        .ok_or(LoaderError::OutOfBounds)?;
-    if end > file.size {
-        return Err(LoaderError::OutOfBounds);
-    }
-    Ok(&mut env.memory(file.addr, file.size)[offset as usize..end as usize])
-}
-
-fn read_le(b: &[u8]) -> u64 {
-    let mut v = [0u8; 8];
-    v[..b.len()].copy_from_slice(b);
-    u64::from_le_bytes(v)
-}
-
-fn write_le(b: &mut [u8], value: u64) {
-    let n = b.len();
-    b.copy_from_slice(&value.to_le_bytes()[..n]);
+    old
 }
 
 #[cfg(test)]

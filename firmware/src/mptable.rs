@@ -4,7 +4,7 @@
 //! prefers ACPI's MADT but reads this table with `acpi=off` (and old guests
 //! need it). Like SeaBIOS, no table is made when it would exceed 600 bytes.
 
-use crate::acpi::byte_sum;
+use crate::acpi::{byte_sum, sum16};
 
 /// SeaBIOS's BUILD_MAX_MPTABLE_FSEG.
 pub const MAX_LEN: usize = 600;
@@ -45,34 +45,62 @@ pub struct Machine<'a> {
     pub irq0_override: bool,
 }
 
+/// The smallest table: the header, the ISA bus, the I/O APIC and the two
+/// local interrupts.
+const MIN_LEN: usize = FLOATING_LEN + CONFIG_HEADER_LEN + 4 * 8;
+
+/// Appends entries to the configuration table. Shaped for TCG, where each
+/// conditional branch ends a translation block: an entry is written whether
+/// it is kept or not (one that is not, or the padding after a shorter one, is
+/// overwritten by the next write, which reaches at least as far: the local
+/// interrupts always come last), and one that does not fit goes to the end of
+/// `out` instead and marks the table as too large, tested once at the end
+/// (the table is then not made).
 struct Writer<'a> {
+    /// At least [`MIN_LEN`] bytes.
     out: &'a mut [u8],
     at: usize,
+    entries: u16,
+    full: bool,
 }
 
 impl Writer<'_> {
-    fn bytes(&mut self, b: &[u8]) -> Option<()> {
-        self.out
-            .get_mut(self.at..self.at + b.len())?
-            .copy_from_slice(b);
-        self.at += b.len();
-        Some(())
+    /// Writes `entry`, the first `len` bytes of which are `count` table
+    /// entries (none: not kept).
+    #[inline(always)]
+    fn put<const N: usize>(&mut self, entry: [u8; N], len: usize, count: u16) {
+        let room = self.out.len();
+        self.full |= self.at + N > room;
+        let at = usize::min(self.at, room.saturating_sub(N));
+        self.out[at..at + N].copy_from_slice(&entry);
+        self.at += len;
+        // Wraps only in a table that is too large anyway.
+        self.entries = self.entries.wrapping_add(count);
     }
-    /// Interrupt entry: type 3 (I/O) or 4 (local).
-    #[allow(clippy::too_many_arguments)]
-    fn interrupt(
-        &mut self,
-        kind: u8,
-        irq_type: u8,
-        flags: u16,
-        bus: u8,
-        bus_irq: u8,
-        apic: u8,
-        pin: u8,
-    ) -> Option<()> {
-        let f = flags.to_le_bytes();
-        self.bytes(&[kind, irq_type, f[0], f[1], bus, bus_irq, apic, pin])
+}
+
+/// Entries one after the other.
+fn concat<const N: usize, const M: usize>(entries: [[u8; 8]; N]) -> [u8; M] {
+    const { assert!(M == 8 * N) };
+    let mut out = [0; M];
+    for (o, e) in out.chunks_exact_mut(8).zip(entries) {
+        o.copy_from_slice(&e);
     }
+    out
+}
+
+/// An interrupt entry: type 3 (I/O) or 4 (local).
+fn interrupt(
+    kind: u8,
+    irq_type: u8,
+    flags: u16,
+    bus: u8,
+    bus_irq: u8,
+    apic: u8,
+    pin: u8,
+) -> [u8; 8] {
+    let f = flags.to_le_bytes();
+    [kind, irq_type, f[0], f[1], bus, bus_irq, apic, pin]
 }
 
 /// Writes the floating pointer and, after it, the configuration table into
@@ -90,35 +118,46 @@ pub const fn max_len(cpus: usize, pci_interrupts: usize) -> usize {
 /// As [`build`], with a size limit of `limit` bytes instead of SeaBIOS's.
 pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> Option<usize> {
     let limit = out.len().min(limit);
+    if limit < MIN_LEN {
+        return None;
+    }
     let mut w = Writer {
         out: &mut out[..limit],
         at: FLOATING_LEN + CONFIG_HEADER_LEN,
+        entries: 0,
+        full: false,
     };
-    let mut entries: u16 = 0;
     let step = m.package_cpus.max(1) as usize;
-    for id in (0..m.max_cpus as usize).step_by(step) {
-        let present = id < 256 && m.present[id / 64] & (1 << (id % 64)) != 0;
-        let flags = present as u8 | if id == 0 { 2 } else { 0 };
+    let mut id = 0;
+    // Up to the first CPU that does not fit (one test: no && there).
+    while (id < m.max_cpus as usize) & !w.full {
+        let present = (id < 256) & (m.present[id / 64 % 4] >> (id % 64) & 1 != 0);
+        let flags = present as u8 | ((id == 0) as u8) << 1;
         let mut cpu = [0u8; 20];
         cpu[..4].copy_from_slice(&[0, id as u8, m.apic_version, flags]);
         cpu[4..8].copy_from_slice(&m.cpu_signature.to_le_bytes());
         cpu[8..12].copy_from_slice(&m.cpu_features.to_le_bytes());
-        w.bytes(&cpu)?;
-        entries += 1;
+        w.put(cpu, 20, 1);
+        id += step;
     }
-    if m.has_pci {
-        w.bytes(b"\x01\x00PCI   ")?;
-        entries += 1;
-    }
+    // The buses (PCI, if any, is bus 0) and the I/O APIC.
     let isa = m.has_pci as u8;
-    w.bytes(&[1, isa, b'I', b'S', b'A', b' ', b' ', b' '])?;
-    entries += 1;
     let [a0, a1, a2, a3] = IOAPIC_ADDRESS.to_le_bytes();
-    w.bytes(&[2, IOAPIC_ID, 0x11, 1, a0, a1, a2, a3])?;
-    entries += 1;
+    let isa_bus = [1, isa, b'I', b'S', b'A', b' ', b' ', b' '];
+    let ioapic = [2, IOAPIC_ID, 0x11, 1, a0, a1, a2, a3];
+    // Selects of 8-byte entries, not branches.
+    let pick = |with_pci: [u8; 8], without: [u8; 8]| if m.has_pci { with_pci } else { without };
+    let fixed = concat([
+        pick(*b"\x01\x00PCI   ", isa_bus),
+        pick(isa_bus, ioapic),
+        pick(ioapic, [0; 8]),
+    ]);
+    let count = 2 + m.has_pci as u16;
+    w.put::<24>(fixed, 8 * count as usize, count);
 
-    // PCI interrupts: one entry per (device, pin), active high, level.
-    let mut last_dev = None;
+    // PCI interrupts: one entry per (device, pin), active high, level. Pins
+    // other than 1..=4 are left out.
+    let mut last_dev = u16::MAX; // none yet
     let mut pins = 0u8;
     for &PciInterrupt {
         device: dev,
@@ -126,35 +165,38 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
         irq,
     } in m.pci_interrupts
     {
-        if !(1..=4).contains(&pin) {
-            continue;
-        }
-        if last_dev != Some(dev) {
-            last_dev = Some(dev);
-            pins = 0;
-        }
-        if pins & (1 << pin) != 0 {
-            continue;
-        }
-        pins |= 1 << pin;
-        w.interrupt(3, 0, 1, 0, dev << 2 | (pin - 1), IOAPIC_ID, irq)?;
-        entries += 1;
+        let valid = pin.wrapping_sub(1) < 4;
+        let seen = if last_dev == dev as u16 { pins } else { 0 };
+        let bit = 1u8 << (pin & 7);
+        let keep = valid & (seen & bit == 0);
+        last_dev = if valid { dev as u16 } else { last_dev };
+        pins = if valid { seen | bit } else { pins };
+        let bus_irq = dev << 2 | pin.wrapping_sub(1);
+        let entry = interrupt(3, 0, 1, 0, bus_irq, IOAPIC_ID, irq);
+        w.put(entry, 8 * keep as usize, keep as u16);
     }
     // ISA interrupts, identity-mapped except IRQ 0 with the override; with PCI,
     // not the ISA IRQs that PCI interrupt lines use.
+    let skip = if m.has_pci { PCI_IRQ_MASK } else { 0 } | (m.irq0_override as u16) << 2;
     for irq in 0..16u8 {
-        if (m.has_pci && PCI_IRQ_MASK & (1 << irq) != 0) || (m.irq0_override && irq == 2) {
-            continue;
-        }
-        let pin = if m.irq0_override && irq == 0 { 2 } else { irq };
-        w.interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin)?;
-        entries += 1;
+        let pin = irq | (((irq == 0) & m.irq0_override) as u8) << 1;
+        let keep = skip >> irq & 1 == 0;
+        let entry = interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin);
+        w.put(entry, 8 * keep as usize, keep as u16);
     }
     // LINT0: ExtINT to the BSP; LINT1: NMI to all local APICs.
-    w.interrupt(4, 3, 0, isa, 0, 0, 0)?;
-    w.interrupt(4, 1, 0, isa, 0, 0xFF, 1)?;
-    entries += 2;
-    let end = w.at;
+    w.put::<16>(
+        concat([
+            interrupt(4, 3, 0, isa, 0, 0, 0),
+            interrupt(4, 1, 0, isa, 0, 0xFF, 1),
+        ]),
+        16,
+        2,
+    );
+    if w.full {
+        return None;
+    }
+    let (end, entries) = (w.at, w.entries);
 
     let config = FLOATING_LEN;
     let length = (end - config) as u16;
@@ -167,14 +209,17 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     header[34..36].copy_from_slice(&entries.to_le_bytes());
     header[36..40].copy_from_slice(&LAPIC_ADDRESS.to_le_bytes());
     out[config..config + CONFIG_HEADER_LEN].copy_from_slice(&header);
-    out[config + 7] = byte_sum(&out[config..end]).wrapping_neg();
+    let table = &mut out[config..];
+    // Within `out` since nothing overflowed (the min makes that no check).
+    let len = usize::min(end - config, table.len());
+    table[7] = byte_sum(&table[..len]).wrapping_neg();
 
     let mut floating = [0u8; FLOATING_LEN];
     floating[0..4].copy_from_slice(b"_MP_");
     floating[4..8].copy_from_slice(&(address + config as u32).to_le_bytes());
     floating[8] = 1; // length in 16-byte units
     floating[9] = 4;
-    floating[10] = byte_sum(&floating).wrapping_neg();
+    floating[10] = sum16(&floating).wrapping_neg();
     out[..FLOATING_LEN].copy_from_slice(&floating);
     Some(end)
 }
@@ -255,6 +300,41 @@ mod tests {
         // IRQ 0 goes to pin 2 with the override
         let isa0 = 44 + 80 + 16 + 8 + 3 * 8;
         assert_eq!(&cfg[isa0..isa0 + 8], &[3, 0, 0, 0, 1, 0, 0, 2]);
+    }
+
+    /// Entries that are not kept, and writes that do not fit, leave nothing
+    /// behind: the table fits exactly or is not made, and the bytes after it
+    /// are untouched.
+    #[test]
+    fn a_table_fits_exactly_or_is_not_made() {
+        let present = [0b1011, 0, 0, 0];
+        // pins out of range, repeated, and a new device
+        let ints = [
+            int(1, 0, 9),
+            int(1, 1, 9),
+            int(1, 1, 9),
+            int(2, 5, 10),
+            int(2, 4, 10),
+        ];
+        for (pci, irq0) in [(true, true), (false, false), (true, false)] {
+            let mut m = machine(&present, &ints, 4);
+            (m.has_pci, m.irq0_override) = (pci, irq0);
+            let mut out = [0xA5u8; 1024];
+            let len = build(&m, 0xF5000, &mut out).unwrap();
+            assert!(out[len..].iter().all(|&b| b == 0xA5));
+            let cfg = &out[16..len];
+            assert_eq!(byte_sum(cfg), 0);
+            let entries = u16::from_le_bytes([cfg[34], cfg[35]]) as usize;
+            // CPUs, buses, I/O APIC, PCI (device 1 pin 1, device 2 pin 4), ISA, local
+            let isa = 16 - 4 * pci as usize - irq0 as usize;
+            assert_eq!(entries, 4 + (1 + pci as usize) + 1 + 2 + isa + 2);
+            assert_eq!(cfg.len(), 44 + 4 * 20 + (entries - 4) * 8);
+            let mut exact = std::vec![0xA5u8; len + 8];
+            assert_eq!(build_within(&m, 0xF5000, &mut exact, len), Some(len));
+            assert_eq!(exact[..len], out[..len]);
+            assert!(exact[len..].iter().all(|&b| b == 0xA5));
+            assert_eq!(build_within(&m, 0xF5000, &mut exact, len - 1), None);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! length, count and checksums. Linux finds the entry point by scanning the BIOS
 //! segment, so bios.rs places it there.
 
-use crate::acpi::byte_sum;
+use crate::acpi::{check, lanes, sum16};
 
 pub const ANCHOR_FILE: &[u8] = b"etc/smbios/smbios-anchor";
 pub const TABLES_FILE: &[u8] = b"etc/smbios/smbios-tables";
@@ -63,8 +63,10 @@ pub const RELEASE_DATE: &str = "04/01/2014";
 pub const TYPE0_ROOM: usize =
     core::mem::size_of::<Type0>() + VENDOR.len() + VERSION.len() + RELEASE_DATE.len() + 4;
 
-/// Writes ferrite's type 0 record to `out`; returns its length.
-fn write_type0(out: &mut [u8]) -> usize {
+/// ferrite's type 0 record: the formatted area, the strings, the final NUL.
+const TYPE0: [u8; TYPE0_ROOM] = type0();
+
+const fn type0() -> [u8; TYPE0_ROOM] {
     let t = Type0 {
         kind: 0,
         length: 0x18,
@@ -82,44 +84,63 @@ fn write_type0(out: &mut [u8]) -> usize {
         ec_release: [0xFF, 0xFF],
     };
     // SAFETY: Type0 is repr(C, packed) plain data without padding.
-    let bytes: [u8; 0x18] = unsafe { core::mem::transmute(t) };
-    out[..0x18].copy_from_slice(&bytes);
-    let mut at = 0x18;
-    for s in [VENDOR, VERSION, RELEASE_DATE] {
-        out[at..at + s.len()].copy_from_slice(s.as_bytes());
-        out[at + s.len()] = 0;
-        at += s.len() + 1;
+    let head: [u8; 0x18] = unsafe { core::mem::transmute(t) };
+    let mut out = [0u8; TYPE0_ROOM];
+    let mut at = 0;
+    while at < head.len() {
+        out[at] = head[at];
+        at += 1;
     }
-    out[at] = 0;
-    at + 1
+    let strings = [
+        VENDOR.as_bytes(),
+        VERSION.as_bytes(),
+        RELEASE_DATE.as_bytes(),
+    ];
+    let mut i = 0;
+    while i < strings.len() {
+        let mut j = 0;
+        while j < strings[i].len() {
+            out[at] = strings[i][j];
+            at += 1;
+            j += 1;
+        }
+        at += 1; // its NUL
+        i += 1;
+    }
+    // and the NUL that ends the set, the last byte
+    assert!(at + 1 == TYPE0_ROOM);
+    out
 }
 
-/// Structures in a table blob: (type, total length with strings).
-fn structures(tables: &[u8]) -> impl Iterator<Item = Result<(u8, usize), SmbiosError>> + '_ {
-    let mut at = 0;
-    core::iter::from_fn(move || {
-        if at >= tables.len() {
-            return None;
-        }
-        let rest = &tables[at..];
-        let r = (|| {
-            let formatted = *rest.get(1).ok_or(SmbiosError::BadStructure)? as usize;
-            if formatted < 4 || formatted > rest.len() {
-                return Err(SmbiosError::BadStructure);
-            }
-            // strings end with a double NUL
-            let end = rest[formatted..]
-                .windows(2)
-                .position(|w| w == [0, 0])
-                .ok_or(SmbiosError::BadStructure)?;
-            Ok((rest[0], formatted + end + 2))
-        })();
-        match r {
-            Ok((_, len)) => at += len,
-            Err(_) => at = tables.len(),
-        }
-        Some(r)
-    })
+/// Checks the structures of a table blob: whether one is a type 0, or
+/// [`SmbiosError::BadStructure`] if one runs past the end (its formatted area,
+/// or its strings, which end with a double NUL). One pass over the bytes
+/// without a branch but the loop's: under TCG the code is what costs, and
+/// a walk from structure to structure tested each step.
+fn has_type0(tables: &[u8]) -> Result<bool, SmbiosError> {
+    let len = tables.len();
+    // Where the current structure starts, and its strings (none yet: the
+    // two bytes of its head are still to come).
+    let (mut start, mut strings) = (0, usize::MAX);
+    let (mut found, mut bad) = (false, false);
+    let mut prev = 0xFF;
+    for (i, &b) in tables.iter().enumerate() {
+        // The second byte of a structure, its formatted length (`prev` is its type).
+        let head = i == start + 1;
+        found |= head & (prev == 0);
+        bad |= head & ((b < 4) | (b as usize > len - start));
+        strings = if head { start + b as usize } else { strings };
+        // The first double NUL from its strings on ends it.
+        let end = (i > strings) & (prev == 0) & (b == 0);
+        start = if end { i + 1 } else { start };
+        strings = if end { usize::MAX } else { strings };
+        prev = b;
+    }
+    // The last structure must end with the blob.
+    if bad | (start != len) {
+        return Err(SmbiosError::BadStructure);
+    }
+    Ok(found)
 }
 
 /// The finished entry point (to go in the BIOS segment) and table blob length.
@@ -130,74 +151,66 @@ pub struct Finished {
     pub tables_len: usize,
 }
 
-fn has_type0(tables: &[u8]) -> Result<bool, SmbiosError> {
-    let mut found = false;
-    for s in structures(tables) {
-        found |= s?.0 == 0;
-    }
-    Ok(found)
-}
-
 /// Finishes QEMU's tables in place. `buf` holds [`TYPE0_ROOM`] free bytes, then
 /// the tables as QEMU gave them; it lives at `base`. When QEMU gave no type 0
 /// record, ferrite's goes in the free room, just before QEMU's records. Returns
 /// the entry point and the offset in `buf` where the final tables start.
 /// Inlined into the boot's one call: returned, the result was copied out
-/// (a rep movs, under TCG a translation block of its own).
+/// (a rep movs, under TCG a translation block of its own). Its checks are
+/// tested together where their order allows (`check!`).
 #[inline(always)]
 pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usize), SmbiosError> {
-    let v21 = anchor.len() == EP21_LEN && anchor.starts_with(b"_SM_");
-    let v30 = anchor.len() == EP30_LEN && anchor.starts_with(b"_SM3_");
-    if !v21 && !v30 {
-        return Err(SmbiosError::BadAnchor);
-    }
-    if buf.len() < TYPE0_ROOM {
-        return Err(SmbiosError::TooLarge);
-    }
-    let qemu_len = buf.len() - TYPE0_ROOM;
-    let le16 = |at: usize| u16::from_le_bytes([anchor[at], anchor[at + 1]]) as usize;
-    let declared = if v21 {
-        le16(0x16)
-    } else {
-        u32::from_le_bytes(anchor[0x0C..0x10].try_into().unwrap()) as usize
-    };
-    if declared != qemu_len {
-        return Err(SmbiosError::LengthMismatch);
-    }
-    let start = if has_type0(&buf[TYPE0_ROOM..])? {
+    let mut entry = [0u8; MAX_ANCHOR];
+    let n = usize::min(anchor.len(), MAX_ANCHOR);
+    entry[..n].copy_from_slice(&anchor[..n]);
+    let le16 = |at: usize| u16::from_le_bytes([entry[at], entry[at + 1]]) as usize;
+    let le32 = |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().unwrap()) as usize;
+    let head = u64::from_le_bytes(entry[..8].try_into().unwrap());
+    let v21 = (anchor.len() == EP21_LEN) & (head as u32 == u32::from_le_bytes(*b"_SM_"));
+    let v30 = (anchor.len() == EP30_LEN) & (head << 24 == u64::from_le_bytes(*b"\0\0\0_SM3_"));
+    // Both read, then one picked: a select, not a branch.
+    let (declared21, declared30) = (le16(0x16), le32(0x0C));
+    let declared = if v21 { declared21 } else { declared30 };
+    check!(
+        !v21 & !v30 => SmbiosError::BadAnchor,
+        buf.len() < TYPE0_ROOM => SmbiosError::TooLarge,
+        declared != buf.len().wrapping_sub(TYPE0_ROOM) => SmbiosError::LengthMismatch,
+    );
+    let (room, qemu) = buf.split_at_mut(usize::min(TYPE0_ROOM, buf.len()));
+    let start = if has_type0(qemu)? {
         TYPE0_ROOM
     } else {
-        write_type0(buf);
+        *room.first_chunk_mut().unwrap() = TYPE0;
         0
     };
     let total = buf.len() - start;
-    let address = base
-        .checked_add(start as u64)
-        .ok_or(SmbiosError::TooLarge)?;
-    if v21 && (total > 0xFFFF || address > u32::MAX as u64) {
-        return Err(SmbiosError::TooLarge);
-    }
+    let (address, overflow) = base.overflowing_add(start as u64);
+    check!(
+        overflow | (v21 & ((total > 0xFFFF) | (address > u32::MAX as u64))) => SmbiosError::TooLarge,
+    );
 
-    let mut entry = [0u8; MAX_ANCHOR];
-    entry[..anchor.len()].copy_from_slice(anchor);
     if v21 {
         if start == 0 {
             let max = le16(0x08).max(TYPE0_ROOM);
-            entry[0x08..0x0A].copy_from_slice(&(max as u16).to_le_bytes());
             let count = le16(0x1C) + 1;
+            entry[0x08..0x0A].copy_from_slice(&(max as u16).to_le_bytes());
             entry[0x1C..0x1E].copy_from_slice(&(count as u16).to_le_bytes());
         }
         entry[0x16..0x18].copy_from_slice(&(total as u16).to_le_bytes());
         entry[0x18..0x1C].copy_from_slice(&(address as u32).to_le_bytes());
         entry[0x04] = 0;
-        entry[0x04] = byte_sum(&entry[..0x10]).wrapping_neg();
+        entry[0x04] = sum16(entry[..0x10].try_into().unwrap()).wrapping_neg();
+        // 0x10..0x1F, as the 16 bytes from 0x0F less the one at 0x0F
         entry[0x15] = 0;
-        entry[0x15] = byte_sum(&entry[0x10..EP21_LEN]).wrapping_neg();
+        let sum = sum16(entry[0x0F..EP21_LEN].try_into().unwrap()).wrapping_sub(entry[0x0F]);
+        entry[0x15] = sum.wrapping_neg();
     } else {
         entry[0x0C..0x10].copy_from_slice(&(total as u32).to_le_bytes());
         entry[0x10..0x18].copy_from_slice(&address.to_le_bytes());
         entry[0x05] = 0;
-        entry[0x05] = byte_sum(&entry[..EP30_LEN]).wrapping_neg();
+        let tail = u64::from_le_bytes(entry[0x10..0x18].try_into().unwrap());
+        let sum = sum16(entry[..0x10].try_into().unwrap()) as u64 + lanes(tail);
+        entry[0x05] = (sum as u8).wrapping_neg();
     }
     Ok((
         Finished {
@@ -212,7 +225,25 @@ pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acpi::byte_sum;
     use std::vec::Vec;
+
+    /// The structures of a blob as (type, length), walked one by one.
+    fn walk(tables: &[u8]) -> Option<Vec<(u8, usize)>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < tables.len() {
+            let rest = &tables[at..];
+            let formatted = *rest.get(1)? as usize;
+            if formatted < 4 || formatted > rest.len() {
+                return None;
+            }
+            let end = rest[formatted..].windows(2).position(|w| w == [0, 0])?;
+            out.push((rest[0], formatted + end + 2));
+            at += formatted + end + 2;
+        }
+        Some(out)
+    }
 
     /// A type 1 record with one string, and the end-of-table record.
     fn qemu_tables(with_type0: bool) -> Vec<u8> {
@@ -287,7 +318,7 @@ mod tests {
         assert_eq!(u16::from_le_bytes([e[0x1C], e[0x1D]]), 3);
         assert_eq!(u16::from_le_bytes([e[8], e[9]]) as usize, TYPE0_ROOM);
         // every structure parses
-        assert_eq!(structures(&out[..f.tables_len]).count(), 3);
+        assert_eq!(walk(&out[..f.tables_len]).unwrap().len(), 3);
     }
 
     #[test]
@@ -341,5 +372,53 @@ mod tests {
             finish(&a, &mut buffer(&t), 1 << 32).map(|r| r.1),
             Err(SmbiosError::TooLarge)
         );
+    }
+
+    /// The one-pass scan agrees with a walk from structure to structure,
+    /// on blobs cut and corrupted at every byte.
+    #[test]
+    fn the_scan_finds_what_a_walk_finds() {
+        let mut t = qemu_tables(false);
+        // a structure with no strings (its double NUL right after the
+        // formatted area), then a type 0 right after a double NUL
+        t.extend_from_slice(&[2, 4, 0, 0, 0, 0]);
+        t.extend_from_slice(&[0, 5, 0, 0, 9, 0, 0]);
+        t.extend_from_slice(&[3, 4, 0, 0, b'x', 0, b'y', 0, 0]);
+        let check = |b: &[u8]| {
+            let want = walk(b).map(|s| s.iter().any(|&(kind, _)| kind == 0));
+            assert_eq!(has_type0(b).ok(), want, "{b:x?}");
+        };
+        for cut in 0..=t.len() {
+            check(&t[..cut]);
+            for at in 0..cut {
+                for byte in [0, 1, 3, 4, 5, 0x1B, 0xFF] {
+                    let mut c = t[..cut].to_vec();
+                    c[at] = byte;
+                    check(&c);
+                }
+            }
+        }
+        assert_eq!(has_type0(&t), Ok(true));
+        assert_eq!(has_type0(&qemu_tables(false)), Ok(false));
+        assert_eq!(has_type0(&[]), Ok(false));
+    }
+
+    /// ferrite's type 0 record, built at compile time, as the strings say.
+    #[test]
+    fn the_type0_record() {
+        let r = &TYPE0;
+        assert_eq!(&r[..4], &[0, 0x18, 0, 0]);
+        assert_eq!(u16::from_le_bytes([r[6], r[7]]), 0xE800);
+        let strings: Vec<&[u8]> = r[0x18..].split(|&b| b == 0).collect();
+        assert_eq!(
+            strings[..3],
+            [
+                VENDOR.as_bytes(),
+                VERSION.as_bytes(),
+                RELEASE_DATE.as_bytes()
+            ]
+        );
+        assert_eq!(&r[r.len() - 2..], &[0, 0]);
+        assert_eq!(walk(r).unwrap(), [(0, TYPE0_ROOM)]);
     }
 }
