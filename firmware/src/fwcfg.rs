@@ -291,7 +291,7 @@ impl<IO: PortIo> FwCfg<IO> {
     /// lives there) and, without DMA, it must be identity-mapped.
     pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) -> Result<(), Error> {
         if self.dma {
-            self.dma_request(DmaControl::READ, Some(selector), len, addr, selector)
+            self.dma_request(read_control(Some(selector)), len, addr, selector)
         } else {
             // SAFETY: the caller guarantees the range is mapped, unused RAM.
             let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
@@ -356,15 +356,13 @@ impl<IO: PortIo> FwCfg<IO> {
             return Err(Error::FwCfgDma { selector });
         }
         self.dma_request(
-            DmaControl::SELECT | DmaControl::SKIP,
-            Some(selector),
+            (DmaControl::SELECT | DmaControl::SKIP).bits() | (selector as u32) << 16,
             offset,
             0,
             selector,
         )?;
         self.dma_request(
-            DmaControl::WRITE,
-            None,
+            DmaControl::WRITE.bits(),
             data.len() as u32,
             data.as_ptr() as u64,
             selector,
@@ -378,43 +376,51 @@ impl<IO: PortIo> FwCfg<IO> {
         buf: &mut [u8],
         selector: u16,
     ) -> Result<(), Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
-        if self.dma {
-            self.dma_request(
-                DmaControl::READ,
-                select,
-                len,
-                buf.as_mut_ptr() as u64,
-                selector,
-            )
+        // One test for the usual case, DMA and a length the descriptor
+        // holds: the two joined in one word, as conditions joined with `&`
+        // LLVM splits into a branch each (a translation block each under TCG).
+        if (buf.len() as u64 >> 32) | (!self.dma as u64) == 0 {
+            let addr = buf.as_mut_ptr() as u64;
+            self.dma_request(read_control(select), buf.len() as u32, addr, selector)
         } else {
-            if let Some(s) = select {
-                self.io.outw(PORT_SELECTOR, s);
-            }
-            self.io.read_bytes(PORT_DATA, buf);
-            self.stats.pio_bytes += len as u64;
-            Ok(())
+            self.pio_transfer(select, buf, selector)
         }
     }
 
+    /// [`transfer_into`](Self::transfer_into) without DMA (or with a buffer
+    /// too long for a DMA descriptor, an error either way).
+    #[cold]
+    #[inline(never)]
+    fn pio_transfer(
+        &mut self,
+        select: Option<u16>,
+        buf: &mut [u8],
+        selector: u16,
+    ) -> Result<(), Error> {
+        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
+        if let Some(s) = select {
+            self.io.outw(PORT_SELECTOR, s);
+        }
+        self.io.read_bytes(PORT_DATA, buf);
+        self.stats.pio_bytes += len as u64;
+        Ok(())
+    }
+
+    /// One DMA request: `control` is the descriptor's control word (the
+    /// operation, and the selector in its top half with `SELECT`), in host
+    /// order. Few enough arguments to pass in registers: the callers jump
+    /// here rather than call, no return block of their own under TCG.
     fn dma_request(
         &mut self,
-        op: DmaControl,
-        select: Option<u16>,
+        control: u32,
         len: u32,
         addr: u64,
         selector: u16,
     ) -> Result<(), Error> {
-        let mut control = op;
-        let mut key = 0u32;
-        if let Some(s) = select {
-            control |= DmaControl::SELECT;
-            key = (s as u32) << 16;
-        }
         // The device writes `control` back: the descriptor is memory shared
         // with it, behind an UnsafeCell and touched only by volatile accesses.
         let desc = DmaDescriptor::new(DmaAccess {
-            control: (control.bits() | key).to_be(),
+            control: control.to_be(),
             length: len.to_be(),
             address: addr.to_be(),
         });
@@ -427,20 +433,38 @@ impl<IO: PortIo> FwCfg<IO> {
         self.io.outl(PORT_DMA_LOW, (desc_addr as u32).to_be());
         compiler_fence(Ordering::SeqCst);
         self.stats.dma_requests += 1;
-        // QEMU completes the transfer before the port write returns; the loop only
-        // guards against a device that would not.
-        for _ in 0..1_000_000 {
-            let c = desc.control();
-            if c & !DmaControl::ERROR.bits() == 0 {
-                if c & DmaControl::ERROR.bits() != 0 {
-                    return Err(Error::FwCfgDma { selector });
-                }
-                return Ok(());
-            }
-            core::hint::spin_loop();
+        // QEMU completes the transfer before the port write returns: one
+        // test for that; the poll only guards against a device that would not.
+        if desc.control() == 0 {
+            return Ok(());
         }
-        Err(Error::FwCfgDma { selector })
+        poll(&desc, selector)
     }
+}
+
+/// The control word of a read, selecting `select` first if given.
+fn read_control(select: Option<u16>) -> u32 {
+    match select {
+        Some(s) => (DmaControl::READ | DmaControl::SELECT).bits() | (s as u32) << 16,
+        None => DmaControl::READ.bits(),
+    }
+}
+
+/// Waits for a DMA request the device has not completed yet, or has failed.
+#[cold]
+#[inline(never)]
+fn poll(desc: &DmaDescriptor, selector: u16) -> Result<(), Error> {
+    for _ in 0..1_000_000 {
+        let c = desc.control();
+        if c & !DmaControl::ERROR.bits() == 0 {
+            if c & DmaControl::ERROR.bits() != 0 {
+                return Err(Error::FwCfgDma { selector });
+            }
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(Error::FwCfgDma { selector })
 }
 
 /// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
