@@ -50,10 +50,11 @@ mod firmware {
     use ferrite::boot::{self, Handoff, Kind, Storage};
     use ferrite::chipset;
     use ferrite::error::{Error, STATUS_PANIC};
-    use ferrite::fwcfg::FwCfg;
+    use ferrite::fwcfg::{File, FwCfg};
     use ferrite::io::PortIo;
     use ferrite::mem::Range;
     use ferrite::multiboot;
+    use ferrite::on_error;
     use ferrite::s3;
 
     use crate::cpu::RealCpu;
@@ -155,12 +156,38 @@ mod firmware {
         }
 
         fn configure(&mut self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-            if let Some(file) = fw_cfg.find(logger::LEVEL_FILE) {
+            // The three files tested together: a usual boot has none of them
+            // (one branch, a translation block under TCG, rather than three).
+            let level = fw_cfg.find(logger::LEVEL_FILE);
+            let policy = fw_cfg.find(on_error::FILE);
+            let report = fw_cfg.find(timeline::TIMELINE_FILE);
+            if level.is_some() | policy.is_some() | report.is_some() {
+                self.apply_configuration(fw_cfg, [level, policy, report])?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Hardware<'_> {
+        /// The log level, the error policy and the timeline report, from
+        /// those of their files fw_cfg has.
+        #[cold]
+        #[inline(never)]
+        fn apply_configuration(
+            &mut self,
+            fw_cfg: &mut FwCfg<Pio>,
+            [level, policy, report]: [Option<File>; 3],
+        ) -> Result<(), Error> {
+            if let Some(file) = level {
                 let mut buf = [MaybeUninit::uninit(); 16];
                 logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
             }
-            stop::read_policy(fw_cfg)?;
-            self.report_timeline = timeline::requested(fw_cfg)?;
+            if let Some(file) = policy {
+                stop::read_policy(fw_cfg, file)?;
+            }
+            if let Some(file) = report {
+                self.report_timeline = timeline::requested(fw_cfg, file)?;
+            }
             Ok(())
         }
     }
