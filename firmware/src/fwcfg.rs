@@ -152,19 +152,36 @@ pub struct FwCfg<IO: PortIo> {
 
 impl<IO: PortIo> FwCfg<IO> {
     /// Finds the device, its features and its file directory.
-    pub fn probe(mut io: IO) -> Result<FwCfg<IO>, Error> {
-        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
-        // instead of a selector write and four data reads.
-        let sig = ((io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
-            | io.inl(PORT_DMA_LOW).swap_bytes() as u64;
-        let mut fw = FwCfg {
+    pub fn probe(io: IO) -> Result<FwCfg<IO>, Error> {
+        let mut fw = FwCfg::unprobed(io);
+        fw.probe_device()?;
+        Ok(fw)
+    }
+
+    /// A device not probed yet: [`probe_device`](Self::probe_device) comes
+    /// next. The two steps let the boot probe it in place (returned in a
+    /// `Result`, its kilobytes of directory were copied twice, a
+    /// `rep movs` each: translation blocks of their own under TCG).
+    pub fn unprobed(io: IO) -> FwCfg<IO> {
+        FwCfg {
             io,
-            dma: sig == DMA_SIGNATURE,
+            dma: false,
             files: [MaybeUninit::uninit(); INLINE_FILES],
             nfiles: 0,
             spilled: &[],
             stats: Stats::default(),
-        };
+        }
+    }
+
+    /// Finds the device, its features and its file directory, for a
+    /// [`unprobed`](Self::unprobed) one.
+    pub fn probe_device(&mut self) -> Result<(), Error> {
+        let fw = self;
+        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
+        // instead of a selector write and four data reads.
+        let sig = ((fw.io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
+            | fw.io.inl(PORT_DMA_LOW).swap_bytes() as u64;
+        fw.dma = sig == DMA_SIGNATURE;
         if !fw.dma {
             let mut magic = [0u8; 4];
             fw.read_into(Item::Signature as u16, &mut magic)?;
@@ -180,8 +197,7 @@ impl<IO: PortIo> FwCfg<IO> {
             "fw_cfg: features {features:?}, using {}",
             if fw.dma { "DMA" } else { "port I/O" }
         );
-        fw.read_directory()?;
-        Ok(fw)
+        fw.read_directory()
     }
 
     pub fn has_dma(&self) -> bool {
