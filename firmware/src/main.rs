@@ -71,8 +71,9 @@ mod firmware {
     #[unsafe(no_mangle)]
     pub extern "C" fn rust_main(reset_tsc: u64, wake_failure: u32) -> ! {
         logger::init();
-        if let Some(why) = s3::wake_failure(wake_failure) {
-            log::error!("{why}");
+        // One test for the usual boot (the reasons are a jump table).
+        if wake_failure != s3::WAKE_OK {
+            report_wake_failure(wake_failure);
         }
         // Both in .bss, cleared by boot.s: made on the stack, the timeline's
         // zeroing was a rep stos, a translation block of its own under TCG.
@@ -100,6 +101,15 @@ mod firmware {
                 enter(machine.io, handoff)
             }
             Err(error) => fail(error),
+        }
+    }
+
+    /// Says why a wake-up from S3 could not resume the OS.
+    #[cold]
+    #[inline(never)]
+    fn report_wake_failure(code: u32) {
+        if let Some(why) = s3::wake_failure(code) {
+            log::error!("{why}");
         }
     }
 
@@ -193,8 +203,29 @@ mod firmware {
     }
 
     /// The marker on the debug-exit port, the PICs masked for the 32-bit flat
-    /// entries, and the jump.
+    /// entries, and the jump. Inlined, with the usual 64-bit Linux entry
+    /// tested first: one branch (a translation block under TCG) to it.
+    #[inline(always)]
     fn enter(mut io: Pio, handoff: Handoff) -> ! {
+        let Handoff {
+            kind,
+            entry,
+            boot_info,
+        } = handoff;
+        if kind == Kind::Linux64 {
+            io.outb(entry::MARKER_KERNEL_PORT, entry::MARKER_KERNEL_BZIMAGE);
+            // SAFETY: the kernel, its zero page, initrd and command line are
+            // in place and identity-mapped; nothing of ferrite is needed any
+            // more.
+            unsafe { entry::enter_linux64(entry, boot_info) }
+        }
+        enter_other(io, handoff)
+    }
+
+    /// [`enter`] for the other kinds of entry.
+    #[cold]
+    #[inline(never)]
+    fn enter_other(mut io: Pio, handoff: Handoff) -> ! {
         let Handoff {
             kind,
             entry,
