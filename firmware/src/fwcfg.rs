@@ -190,9 +190,8 @@ impl<IO: PortIo> FwCfg<IO> {
             }
         }
         let features = Features::from_bits_truncate(fw.read_u32(Item::Id as u16)?);
-        if !features.contains(Features::DMA) {
-            fw.dma = false;
-        }
+        // Without a branch (a translation block under TCG).
+        fw.dma &= features.contains(Features::DMA);
         log::debug!(
             "fw_cfg: features {features:?}, using {}",
             if fw.dma { "DMA" } else { "port I/O" }
