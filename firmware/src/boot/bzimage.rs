@@ -70,10 +70,10 @@ pub fn identify<'s, B: Board>(
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
     // The usual bzImage after one test (a translation block under TCG)
     // rather than one for each of the other kinds.
-    if !hdrs | elf {
-        if let Some(payload) = identify_other(board, fw_cfg, memory, size, elf)? {
-            return Ok(payload);
-        }
+    if !hdrs | elf
+        && let Some(payload) = identify_other(board, fw_cfg, memory, size, elf)?
+    {
+        return Ok(payload);
     }
     Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
 }
