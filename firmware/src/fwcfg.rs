@@ -5,9 +5,7 @@
 //! address; without DMA (`-global fw_cfg_io.dma_enabled=off`) they fall back to
 //! `rep insb` on the data port.
 
-use core::cell::UnsafeCell;
 use core::mem::{MaybeUninit, size_of};
-use core::sync::atomic::{Ordering, compiler_fence};
 
 use alloc::vec::Vec;
 use bitflags::bitflags;
@@ -16,6 +14,10 @@ use crate::board::GuestMemory;
 use crate::error::Error;
 use crate::heap;
 use crate::io::PortIo;
+
+mod dma;
+
+use dma::read_control;
 
 /// `FW_CFG_MAX_FILE_PATH`: a file name with its NUL padding.
 pub const FILE_NAME_LEN: usize = 56;
@@ -75,38 +77,6 @@ bitflags! {
     }
 }
 
-/// The DMA descriptor: all fields big-endian (`FWCfgDmaAccess`).
-#[repr(C, align(16))]
-struct DmaAccess {
-    control: u32, // 0x00
-    length: u32,  // 0x04
-    address: u64, // 0x08
-}
-const _: () = assert!(size_of::<DmaAccess>() == 16);
-
-/// A descriptor handed to the device, which writes its `control` word back
-/// (clearing it, or setting the error bit) while the CPU polls it.
-struct DmaDescriptor(UnsafeCell<DmaAccess>);
-
-impl DmaDescriptor {
-    fn new(access: DmaAccess) -> DmaDescriptor {
-        DmaDescriptor(UnsafeCell::new(access))
-    }
-
-    /// The descriptor's address for the DMA register (identity-mapped).
-    fn address(&self) -> u64 {
-        self.0.get() as u64
-    }
-
-    /// The `control` word as the device left it, in host order.
-    fn control(&self) -> u32 {
-        // SAFETY: the pointer is to our own live, aligned descriptor; the only
-        // other writer is the device, and an UnsafeCell read through a volatile
-        // access is what memory shared with a device needs.
-        u32::from_be(unsafe { core::ptr::read_volatile(&raw const (*self.0.get()).control) })
-    }
-}
-
 /// One file directory entry as fw_cfg stores it (`FWCfgFile`), 64 bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -152,19 +122,36 @@ pub struct FwCfg<IO: PortIo> {
 
 impl<IO: PortIo> FwCfg<IO> {
     /// Finds the device, its features and its file directory.
-    pub fn probe(mut io: IO) -> Result<FwCfg<IO>, Error> {
-        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
-        // instead of a selector write and four data reads.
-        let sig = ((io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
-            | io.inl(PORT_DMA_LOW).swap_bytes() as u64;
-        let mut fw = FwCfg {
+    pub fn probe(io: IO) -> Result<FwCfg<IO>, Error> {
+        let mut fw = FwCfg::unprobed(io);
+        fw.probe_device()?;
+        Ok(fw)
+    }
+
+    /// A device not probed yet: [`probe_device`](Self::probe_device) comes
+    /// next. The two steps let the boot probe it in place (returned in a
+    /// `Result`, its kilobytes of directory were copied twice, a
+    /// `rep movs` each: translation blocks of their own under TCG).
+    pub fn unprobed(io: IO) -> FwCfg<IO> {
+        FwCfg {
             io,
-            dma: sig == DMA_SIGNATURE,
+            dma: false,
             files: [MaybeUninit::uninit(); INLINE_FILES],
             nfiles: 0,
             spilled: &[],
             stats: Stats::default(),
-        };
+        }
+    }
+
+    /// Finds the device, its features and its file directory, for a
+    /// [`unprobed`](Self::unprobed) one.
+    pub fn probe_device(&mut self) -> Result<(), Error> {
+        let fw = self;
+        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
+        // instead of a selector write and four data reads.
+        let sig = ((fw.io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
+            | fw.io.inl(PORT_DMA_LOW).swap_bytes() as u64;
+        fw.dma = sig == DMA_SIGNATURE;
         if !fw.dma {
             let mut magic = [0u8; 4];
             fw.read_into(Item::Signature as u16, &mut magic)?;
@@ -173,15 +160,13 @@ impl<IO: PortIo> FwCfg<IO> {
             }
         }
         let features = Features::from_bits_truncate(fw.read_u32(Item::Id as u16)?);
-        if !features.contains(Features::DMA) {
-            fw.dma = false;
-        }
+        // Without a branch (a translation block under TCG).
+        fw.dma &= features.contains(Features::DMA);
         log::debug!(
             "fw_cfg: features {features:?}, using {}",
             if fw.dma { "DMA" } else { "port I/O" }
         );
-        fw.read_directory()?;
-        Ok(fw)
+        fw.read_directory()
     }
 
     pub fn has_dma(&self) -> bool {
@@ -267,7 +252,10 @@ impl<IO: PortIo> FwCfg<IO> {
     }
 
     /// Whether the PIT's IRQ 0 reaches the I/O APIC on pin 2 (the MP table's
-    /// interrupt override). 0 from a QEMU that lacks the item.
+    /// interrupt override). 0 from a QEMU that lacks the item. Inlined: a
+    /// function of its own around `read_u32` was four more translation
+    /// blocks under TCG.
+    #[inline(always)]
     pub fn irq0_override(&mut self) -> Result<bool, Error> {
         Ok(self.read_u32(Item::Irq0Override as u16)? != 0)
     }
@@ -291,7 +279,7 @@ impl<IO: PortIo> FwCfg<IO> {
     /// lives there) and, without DMA, it must be identity-mapped.
     pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) -> Result<(), Error> {
         if self.dma {
-            self.dma_request(DmaControl::READ, Some(selector), len, addr, selector)
+            self.dma_request(read_control(Some(selector)), len, addr, selector)
         } else {
             // SAFETY: the caller guarantees the range is mapped, unused RAM.
             let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
@@ -356,15 +344,13 @@ impl<IO: PortIo> FwCfg<IO> {
             return Err(Error::FwCfgDma { selector });
         }
         self.dma_request(
-            DmaControl::SELECT | DmaControl::SKIP,
-            Some(selector),
+            (DmaControl::SELECT | DmaControl::SKIP).bits() | (selector as u32) << 16,
             offset,
             0,
             selector,
         )?;
         self.dma_request(
-            DmaControl::WRITE,
-            None,
+            DmaControl::WRITE.bits(),
             data.len() as u32,
             data.as_ptr() as u64,
             selector,
@@ -378,68 +364,34 @@ impl<IO: PortIo> FwCfg<IO> {
         buf: &mut [u8],
         selector: u16,
     ) -> Result<(), Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
-        if self.dma {
-            self.dma_request(
-                DmaControl::READ,
-                select,
-                len,
-                buf.as_mut_ptr() as u64,
-                selector,
-            )
+        // One test for the usual case, DMA and a length the descriptor
+        // holds: the two joined in one word, as conditions joined with `&`
+        // LLVM splits into a branch each (a translation block each under TCG).
+        if (buf.len() as u64 >> 32) | (!self.dma as u64) == 0 {
+            let addr = buf.as_mut_ptr() as u64;
+            self.dma_request(read_control(select), buf.len() as u32, addr, selector)
         } else {
-            if let Some(s) = select {
-                self.io.outw(PORT_SELECTOR, s);
-            }
-            self.io.read_bytes(PORT_DATA, buf);
-            self.stats.pio_bytes += len as u64;
-            Ok(())
+            self.pio_transfer(select, buf, selector)
         }
     }
 
-    fn dma_request(
+    /// [`transfer_into`](Self::transfer_into) without DMA (or with a buffer
+    /// too long for a DMA descriptor, an error either way).
+    #[cold]
+    #[inline(never)]
+    fn pio_transfer(
         &mut self,
-        op: DmaControl,
         select: Option<u16>,
-        len: u32,
-        addr: u64,
+        buf: &mut [u8],
         selector: u16,
     ) -> Result<(), Error> {
-        let mut control = op;
-        let mut key = 0u32;
+        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
         if let Some(s) = select {
-            control |= DmaControl::SELECT;
-            key = (s as u32) << 16;
+            self.io.outw(PORT_SELECTOR, s);
         }
-        // The device writes `control` back: the descriptor is memory shared
-        // with it, behind an UnsafeCell and touched only by volatile accesses.
-        let desc = DmaDescriptor::new(DmaAccess {
-            control: (control.bits() | key).to_be(),
-            length: len.to_be(),
-            address: addr.to_be(),
-        });
-        let desc_addr = desc.address();
-        compiler_fence(Ordering::SeqCst);
-        if desc_addr >> 32 != 0 {
-            self.io
-                .outl(PORT_DMA_HIGH, ((desc_addr >> 32) as u32).to_be());
-        }
-        self.io.outl(PORT_DMA_LOW, (desc_addr as u32).to_be());
-        compiler_fence(Ordering::SeqCst);
-        self.stats.dma_requests += 1;
-        // QEMU completes the transfer before the port write returns; the loop only
-        // guards against a device that would not.
-        for _ in 0..1_000_000 {
-            let c = desc.control();
-            if c & !DmaControl::ERROR.bits() == 0 {
-                if c & DmaControl::ERROR.bits() != 0 {
-                    return Err(Error::FwCfgDma { selector });
-                }
-                return Ok(());
-            }
-            core::hint::spin_loop();
-        }
-        Err(Error::FwCfgDma { selector })
+        self.io.read_bytes(PORT_DATA, buf);
+        self.stats.pio_bytes += len as u64;
+        Ok(())
     }
 }
 

@@ -50,10 +50,11 @@ mod firmware {
     use ferrite::boot::{self, Handoff, Kind, Storage};
     use ferrite::chipset;
     use ferrite::error::{Error, STATUS_PANIC};
-    use ferrite::fwcfg::FwCfg;
+    use ferrite::fwcfg::{File, FwCfg};
     use ferrite::io::PortIo;
     use ferrite::mem::Range;
     use ferrite::multiboot;
+    use ferrite::on_error;
     use ferrite::s3;
 
     use crate::cpu::RealCpu;
@@ -70,8 +71,9 @@ mod firmware {
     #[unsafe(no_mangle)]
     pub extern "C" fn rust_main(reset_tsc: u64, wake_failure: u32) -> ! {
         logger::init();
-        if let Some(why) = s3::wake_failure(wake_failure) {
-            log::error!("{why}");
+        // One test for the usual boot (the reasons are a jump table).
+        if wake_failure != s3::WAKE_OK {
+            report_wake_failure(wake_failure);
         }
         // Both in .bss, cleared by boot.s: made on the stack, the timeline's
         // zeroing was a rep stos, a translation block of its own under TCG.
@@ -99,6 +101,15 @@ mod firmware {
                 enter(machine.io, handoff)
             }
             Err(error) => fail(error),
+        }
+    }
+
+    /// Says why a wake-up from S3 could not resume the OS.
+    #[cold]
+    #[inline(never)]
+    fn report_wake_failure(code: u32) {
+        if let Some(why) = s3::wake_failure(code) {
+            log::error!("{why}");
         }
     }
 
@@ -155,19 +166,66 @@ mod firmware {
         }
 
         fn configure(&mut self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-            if let Some(file) = fw_cfg.find(logger::LEVEL_FILE) {
+            // The three files tested together: a usual boot has none of them
+            // (one branch, a translation block under TCG, rather than three).
+            let level = fw_cfg.find(logger::LEVEL_FILE);
+            let policy = fw_cfg.find(on_error::FILE);
+            let report = fw_cfg.find(timeline::TIMELINE_FILE);
+            if level.is_some() | policy.is_some() | report.is_some() {
+                self.apply_configuration(fw_cfg, [level, policy, report])?;
+            }
+            Ok(())
+        }
+    }
+
+    impl Hardware<'_> {
+        /// The log level, the error policy and the timeline report, from
+        /// those of their files fw_cfg has.
+        #[cold]
+        #[inline(never)]
+        fn apply_configuration(
+            &mut self,
+            fw_cfg: &mut FwCfg<Pio>,
+            [level, policy, report]: [Option<File>; 3],
+        ) -> Result<(), Error> {
+            if let Some(file) = level {
                 let mut buf = [MaybeUninit::uninit(); 16];
                 logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
             }
-            stop::read_policy(fw_cfg)?;
-            self.report_timeline = timeline::requested(fw_cfg)?;
+            if let Some(file) = policy {
+                stop::read_policy(fw_cfg, file)?;
+            }
+            if let Some(file) = report {
+                self.report_timeline = timeline::requested(fw_cfg, file)?;
+            }
             Ok(())
         }
     }
 
     /// The marker on the debug-exit port, the PICs masked for the 32-bit flat
-    /// entries, and the jump.
+    /// entries, and the jump. Inlined, with the usual 64-bit Linux entry
+    /// tested first: one branch (a translation block under TCG) to it.
+    #[inline(always)]
     fn enter(mut io: Pio, handoff: Handoff) -> ! {
+        let Handoff {
+            kind,
+            entry,
+            boot_info,
+        } = handoff;
+        if kind == Kind::Linux64 {
+            io.outb(entry::MARKER_KERNEL_PORT, entry::MARKER_KERNEL_BZIMAGE);
+            // SAFETY: the kernel, its zero page, initrd and command line are
+            // in place and identity-mapped; nothing of ferrite is needed any
+            // more.
+            unsafe { entry::enter_linux64(entry, boot_info) }
+        }
+        enter_other(io, handoff)
+    }
+
+    /// [`enter`] for the other kinds of entry.
+    #[cold]
+    #[inline(never)]
+    fn enter_other(mut io: Pio, handoff: Handoff) -> ! {
         let Handoff {
             kind,
             entry,

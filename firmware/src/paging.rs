@@ -20,7 +20,7 @@ use crate::entry::ROM_BASE;
 const ENTRIES: usize = 512;
 const TWO_MIB: u64 = 2 << 20;
 const ONE_GIB: u64 = 1 << 30;
-const FOUR_GIB: u64 = 4 << 30;
+pub const FOUR_GIB: u64 = 4 << 30;
 
 #[repr(C, align(4096))]
 pub struct RomTables {

@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use ferrite::chipset::{self, Machine};
 use ferrite::error::{Error, STATUS_PORT};
-use ferrite::fwcfg::FwCfg;
+use ferrite::fwcfg::{File, FwCfg};
 use ferrite::io::PortIo;
 use ferrite::on_error::{self, OnError};
 use x86_64::VirtAddr;
@@ -19,12 +19,10 @@ use crate::pio::Pio;
 /// fw_cfg is read ends with the default).
 static POLICY: AtomicU8 = AtomicU8::new(OnError::DEFAULT as u8);
 
-/// Reads `opt/ferrite/on-error`. A value that is not exactly a policy gets one
-/// warning line, shown at any log level, and the default stays.
-pub fn read_policy(fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
-    let Some(file) = fw_cfg.find(on_error::FILE) else {
-        return Ok(());
-    };
+/// Reads `opt/ferrite/on-error` (`file`, found by the caller). A value that is
+/// not exactly a policy gets one warning line, shown at any log level, and
+/// the default stays.
+pub fn read_policy(fw_cfg: &mut FwCfg<Pio>, file: File) -> Result<(), Error> {
     let mut buf = [MaybeUninit::uninit(); 16];
     let text = fw_cfg.read_prefix(file, &mut buf)?;
     let policy = (file.size as usize <= text.len())

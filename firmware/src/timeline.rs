@@ -18,7 +18,7 @@ use core::mem::MaybeUninit;
 use ferrite::board::Step;
 use ferrite::config::parse_switch;
 use ferrite::error::Error;
-use ferrite::fwcfg::FwCfg;
+use ferrite::fwcfg::{File, FwCfg};
 use ferrite::io::PortIo;
 use ferrite_contract::timeline;
 
@@ -27,13 +27,11 @@ use crate::pio::Pio;
 /// The fw_cfg file that turns the report on (its value: "1", "on", "true").
 pub const TIMELINE_FILE: &[u8] = ferrite_contract::fw_cfg::TIMELINE.as_bytes();
 
-/// Whether `-fw_cfg name=opt/ferrite/timeline,string=...` asks for the report:
-/// its value, not its mere presence, decides; a value that is neither on nor
-/// off is reported and leaves the report off.
-pub fn requested(fw_cfg: &mut FwCfg<Pio>) -> Result<bool, Error> {
-    let Some(file) = fw_cfg.find(TIMELINE_FILE) else {
-        return Ok(false);
-    };
+/// Whether `-fw_cfg name=opt/ferrite/timeline,string=...` (`file`, found by
+/// the caller) asks for the report: its value, not its mere presence,
+/// decides; a value that is neither on nor off is reported and leaves the
+/// report off.
+pub fn requested(fw_cfg: &mut FwCfg<Pio>, file: File) -> Result<bool, Error> {
     let mut buf = [MaybeUninit::uninit(); 8];
     let value = fw_cfg.read_prefix(file, &mut buf)?;
     match parse_switch(value).filter(|_| file.size as usize <= buf.len()) {

@@ -10,9 +10,12 @@
 enter_linux64:
     cli
     mov ${boot_ds}, %eax
+    # SS first: under TCG each segment load ends a translation block, and
+    # the instruction after SS's (interrupts inhibited) is one of its own;
+    # that one being DS's load, which ends its block anyway, saves a block.
+    mov %eax, %ss
     mov %eax, %ds
     mov %eax, %es
-    mov %eax, %ss
     mov %rdi, %rax
     xor %edi, %edi
     xor %ebx, %ebx

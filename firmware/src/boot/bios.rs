@@ -66,8 +66,10 @@ impl BiosArea {
     pub fn alloc(&mut self, len: u64, align: u64) -> Option<u64> {
         debug_assert!(align.is_power_of_two());
         let mask = align.max(16) - 1;
-        let start = self.next.checked_add(mask)? & !mask;
-        let end = start.checked_add(len)?;
+        // Saturated, an overflow lands beyond the segment: one test for the
+        // three (a branch each is a translation block each under TCG).
+        let start = self.next.saturating_add(mask) & !mask;
+        let end = start.saturating_add(len);
         if end > F_SEGMENT.end {
             return None;
         }
@@ -87,5 +89,49 @@ impl BiosArea {
     /// Write-protects the segment. The other CPUs only read it from now on.
     pub fn close(self, io: &mut impl PortIo) {
         chipset::lock_bios_area(io, self.machine);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn area(next: u64) -> BiosArea {
+        BiosArea {
+            machine: Machine::I440fx,
+            next,
+        }
+    }
+
+    #[test]
+    fn alloc_aligns_to_16_at_least_and_bumps() {
+        let mut a = area(cpus::TRAMPOLINE + 4096 + 1);
+        assert_eq!(a.alloc(20, 4), Some(0xF_1010));
+        assert_eq!(a.alloc(0, 64), Some(0xF_1040));
+        assert_eq!(a.alloc(1, 16), Some(0xF_1040));
+        assert_eq!(a.next, 0xF_1041);
+    }
+
+    #[test]
+    fn alloc_fills_the_segment_exactly_and_no_further() {
+        let mut a = area(F_SEGMENT.end - 32);
+        assert_eq!(a.alloc(33, 16), None);
+        assert_eq!(a.next, F_SEGMENT.end - 32, "a failed alloc takes nothing");
+        assert_eq!(a.alloc(32, 16), Some(F_SEGMENT.end - 32));
+        assert_eq!(a.alloc(0, 16), Some(F_SEGMENT.end));
+        assert_eq!(a.alloc(1, 16), None);
+    }
+
+    /// Lengths and alignments that overflow u64 are refused, as before the
+    /// checked additions became saturating ones.
+    #[test]
+    fn alloc_refuses_what_overflows() {
+        let mut a = area(cpus::TRAMPOLINE + 4096);
+        assert_eq!(a.alloc(u64::MAX, 16), None);
+        assert_eq!(a.alloc(u64::MAX - 0xF_1000 + 1, 16), None);
+        assert_eq!(a.alloc(16, 1 << 63), None);
+        let mut top = area(u64::MAX - 4);
+        assert_eq!(top.alloc(0, 16), None);
+        assert_eq!(a.alloc(16, 16), Some(0xF_1000));
     }
 }

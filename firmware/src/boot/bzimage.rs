@@ -66,17 +66,40 @@ pub fn identify<'s, B: Board>(
     // its parsing.
     fw_cfg.read_into(Item::SetupData as u16, header)?;
     let header: &'s Header = header;
-    if pvh::is_elf(header) {
-        let vmlinux = Vmlinux::from_fw_cfg(fw_cfg, board.memory(), memory, size)?;
-        return Ok(Payload::Pvh(vmlinux));
-    }
-    // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
+    let elf = pvh::is_elf(header);
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
-    if !hdrs && fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
-        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory, size)?;
-        return Ok(Payload::Multiboot(kernel));
+    // The usual bzImage after one test (a translation block under TCG)
+    // rather than one for each of the other kinds.
+    if !hdrs | elf
+        && let Some(payload) = identify_other(board, fw_cfg, memory, size, elf)?
+    {
+        return Ok(payload);
     }
     Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
+}
+
+/// [`identify`] for a kernel without a bzImage's setup header: an ELF
+/// kernel, a multiboot kernel, or None for a kernel that is neither (which
+/// `Kernel::from_header` refuses).
+#[cold]
+#[inline(never)]
+fn identify_other<'s, B: Board>(
+    board: &mut B,
+    fw_cfg: &mut FwCfg<B::Io>,
+    memory: &MemoryMap,
+    size: u64,
+    elf: bool,
+) -> Result<Option<Payload<'s>>, Error> {
+    if elf {
+        let vmlinux = Vmlinux::from_fw_cfg(fw_cfg, board.memory(), memory, size)?;
+        return Ok(Some(Payload::Pvh(vmlinux)));
+    }
+    // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
+    if fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
+        let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory, size)?;
+        return Ok(Some(Payload::Multiboot(kernel)));
+    }
+    Ok(None)
 }
 
 impl<'s> Kernel<'s> {

@@ -78,7 +78,9 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     } = storage;
 
     // 1. QEMU's configuration device, and what the user set through it.
-    let mut fw_cfg = FwCfg::probe(board.io())?;
+    // Probed in place: its directory is kilobytes.
+    let mut fw_cfg = FwCfg::unprobed(board.io());
+    fw_cfg.probe_device()?;
     board.configure(&mut fw_cfg)?;
     // QEMU's ACPI table-loader script, looked up once: whether there is one
     // decides the PM base (step 4), and the ACPI step runs it.

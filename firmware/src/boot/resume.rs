@@ -27,22 +27,31 @@ pub fn arm(
     qemu_tables: Option<u64>,
     tables: Range,
 ) {
-    let (Some(script), Some(rsdp)) = (s3::script_number(machine), rsdp) else {
+    // One test for the two (a branch each is a translation block under TCG).
+    let script = s3::script_number(machine);
+    if script.is_none() | rsdp.is_none() {
+        return;
+    }
+    let (Some(script), Some(rsdp)) = (script, rsdp) else {
         return;
     };
-    let facs = qemu_tables
-        .filter(|&at| {
-            // The table loader allocated this file in the high zone, whose
-            // blocks start 16-byte aligned below the previous one: the 4
-            // bytes lie in the file's block even if it is shorter.
-            let sig = mem.bytes(at, 4).map(|b| [b[0], b[1], b[2], b[3]]);
-            sig.ok().map(u32::from_le_bytes) == Some(s3::FACS_SIGNATURE)
-        })
-        .map(|at| at as u32)
-        .or_else(|| walk_to_facs(mem, rsdp, tables));
-    let Some(facs) = facs else {
-        log::info!("s3: no FACS found; a wake-up from S3 will boot afresh");
-        return;
+    let at_qemu_tables = qemu_tables.filter(|&at| {
+        // The table loader allocated this file in the high zone, whose
+        // blocks start 16-byte aligned below the previous one: the 4
+        // bytes lie in the file's block even if it is shorter.
+        let sig = mem.bytes(at, 4).map(|b| [b[0], b[1], b[2], b[3]]);
+        sig.ok().map(u32::from_le_bytes) == Some(s3::FACS_SIGNATURE)
+    });
+    // The usual FACS goes straight on, the walk's result is tested apart.
+    let facs = match at_qemu_tables {
+        Some(at) => at as u32,
+        None => match walk_to_facs(mem, rsdp, tables) {
+            Some(facs) => facs,
+            None => {
+                log::info!("s3: no FACS found; a wake-up from S3 will boot afresh");
+                return;
+            }
+        },
     };
     log::debug!("s3: FACS at {facs:#x}");
     // The resume block lies in the EBDA, which bios.rs set up and only
