@@ -3,7 +3,10 @@
 //! one accelerator:
 //!
 //! * under TCG, the code QEMU translates (most firmware code runs once, so its
-//!   translation, not its execution, is the cost): QEMU's `-d in_asm` log;
+//!   translation, not its execution, is the cost): QEMU's `-d in_asm` log,
+//!   with the instructions that touch memory counted apart (TCG emits a
+//!   software-TLB lookup and a slow path for each), weighed into a time by
+//!   [`Translated::model_us`];
 //! * under hardware KVM, the exits to QEMU (port I/O, MMIO; each a round trip
 //!   of microseconds): `perf stat` on the `kvm:` tracepoints. This machine's
 //!   KVM emulates every instruction, which also gives the exact guest
@@ -63,6 +66,56 @@ pub struct Translated {
     /// Guest instructions in them (one that two blocks share counts twice,
     /// as in `grep -c` over the log).
     pub instructions: u64,
+    /// Of those, the ones that touch memory ([`touches_memory`]).
+    pub memory: u64,
+}
+
+/// Microseconds TCG takes to translate a block (one `jmp`), each further
+/// register-only instruction, and each instruction that touches memory:
+/// calibrated on this machine type (QEMU 7.2, 2026-12-01) by adding
+/// synthetic blocks to ferrite's start-up code and timing them with its TSC
+/// timeline, 15 interleaved boots each (README, "The cost model").
+pub const US_PER_BLOCK: f64 = 1.8;
+pub const US_PER_REGISTER_INSN: f64 = 0.3;
+pub const US_PER_MEMORY_INSN: f64 = 0.7;
+
+impl Translated {
+    /// The time translating this code takes under TCG, by the calibration.
+    pub fn model_us(&self) -> f64 {
+        let register = self.instructions.saturating_sub(self.memory);
+        US_PER_BLOCK * self.blocks as f64
+            + US_PER_REGISTER_INSN * register as f64
+            + US_PER_MEMORY_INSN * self.memory as f64
+    }
+
+    fn add_instruction(&mut self, line: &str) {
+        self.instructions += 1;
+        self.memory += touches_memory(line) as u64;
+    }
+}
+
+/// Whether a `-d in_asm` instruction line (`0xADDR:  bytes  mnemonic
+/// operands`) loads or stores: a memory operand (other than `lea`'s and a
+/// `nop`'s), or the stack or string access of push, pop, call, ret, leave
+/// and the string instructions.
+pub fn touches_memory(line: &str) -> bool {
+    let Some((_, rest)) = line.split_once(':') else {
+        return false;
+    };
+    // The instruction's bytes are two hex digits each; the mnemonic follows.
+    let mut words = rest
+        .split_whitespace()
+        .skip_while(|w| w.len() == 2 && w.bytes().all(|b| b.is_ascii_hexdigit()));
+    let Some(mnemonic) = words.next() else {
+        return false;
+    };
+    let operands: String = words.collect();
+    const STACK_OR_STRING: [&str; 16] = [
+        "push", "pop", "call", "ret", "leave", "rep", "movs", "stos", "lods", "cmps", "scas",
+        "lgdt", "lidt", "ljmp", "lret", "iret",
+    ];
+    (operands.contains('(') && !mnemonic.starts_with("lea") && !mnemonic.starts_with("nop"))
+        || STACK_OR_STRING.iter().any(|p| mnemonic.starts_with(p))
 }
 
 /// Work QEMU does on the host for the guest.
@@ -192,7 +245,7 @@ pub fn translated(log: impl BufRead) -> Result<Translated> {
         if line.starts_with("IN:") {
             t.blocks += 1;
         } else if is_instruction(&line) {
-            t.instructions += 1;
+            t.add_instruction(&line);
         }
     }
     Ok(t)
@@ -222,7 +275,7 @@ pub fn translated_per_step(log: impl BufRead, stamps: &[u64]) -> Result<Vec<Tran
             if stamps.contains(&addr) {
                 steps.push(Translated::default());
             }
-            steps.last_mut().unwrap().instructions += 1;
+            steps.last_mut().unwrap().add_instruction(&line);
         }
     }
     Ok(steps)
@@ -393,7 +446,8 @@ IN:
             t,
             Translated {
                 blocks: 4,
-                instructions: 7
+                instructions: 7,
+                memory: 1
             }
         );
         assert_eq!(translated(&b""[..]).unwrap(), Translated::default());
@@ -401,6 +455,50 @@ IN:
         assert!(!is_instruction("0x: nothing"));
         assert!(!is_instruction("RAX=0000000000000000"));
         assert!(is_instruction("0x000f0000:  fa  cli"));
+    }
+
+    #[test]
+    fn memory_instructions_are_told_apart() {
+        let mem = |l: &str| touches_memory(l);
+        assert!(mem(
+            "0x00012340:  48 89 44 24 08           movq     %rax, 8(%rsp)"
+        ));
+        assert!(mem(
+            "0x00012345:  8b 07                    movl     (%rdi), %eax"
+        ));
+        assert!(mem("0x00012347:  53                       pushq    %rbx"));
+        assert!(mem("0x00012348:  c3                       retq     "));
+        assert!(mem(
+            "0x00012349:  e8 00 10 00 00           callq    0x1334e"
+        ));
+        assert!(mem(
+            "0x0001234e:  f3 48 ab                 rep stosq %rax, (%rdi)"
+        ));
+        assert!(!mem(
+            "0x00012351:  48 8d 44 24 08           leaq     8(%rsp), %rax"
+        ));
+        assert!(!mem(
+            "0x00012356:  66 0f 1f 44 00 00        nopw     (%rax,%rax)"
+        ));
+        assert!(!mem(
+            "0x0001235c:  48 01 d8                 addq     %rbx, %rax"
+        ));
+        assert!(!mem("0x0001235f:  0f 31                    rdtsc    "));
+        // "add" and "adc" are no instruction bytes: the mnemonic is found
+        assert!(mem(
+            "0x00012361:  03 07                    addl     (%rdi), %eax"
+        ));
+        assert!(!mem("garbage"));
+        let t = Translated {
+            blocks: 10,
+            instructions: 50,
+            memory: 20,
+        };
+        let us = t.model_us();
+        assert!(
+            (us - (10.0 * 1.8 + 30.0 * 0.3 + 20.0 * 0.7)).abs() < 1e-9,
+            "{us}"
+        );
     }
 
     #[test]
