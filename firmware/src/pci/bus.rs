@@ -21,7 +21,7 @@ impl Pci {
     /// only for multi-function devices) into `found`; each bus once. Returns
     /// where they start and end in `found` and how many are PCI bridges.
     fn scan_bus(&mut self, io: &mut impl Config, bus: u8) -> Result<(u16, u16, u16), PciError> {
-        let listed = self.bus_found[bus as usize];
+        let listed = self.buses.found[bus as usize];
         if listed.1 > listed.0 {
             return Ok(listed);
         }
@@ -54,7 +54,7 @@ impl Pci {
             devfn += core::hint::select_unpredictable(next_device, 8, 1);
         }
         let listed = (start, self.found.len() as u16, bridges);
-        self.bus_found[bus as usize] = listed;
+        self.buses.found[bus as usize] = listed;
         Ok(listed)
     }
 
@@ -132,7 +132,7 @@ impl Pci {
         // so no parent and nothing to read: the functions in scan order.
         let found = self.found.as_slice();
         // One comparison for both conditions (TCG).
-        if (self.bridge_headers as usize | (self.bus_found[0].1 as usize ^ found.len())) == 0 {
+        if (self.bridge_headers as usize | (self.buses.found[0].1 as usize ^ found.len())) == 0 {
             for f in found {
                 self.has_ich9_lpc |= f.id == ICH9_LPC;
                 self.devices.push(f.device(NONE)).map_err(heap)?;
@@ -143,7 +143,7 @@ impl Pci {
         let mut bus: u16 = 0;
         while bus <= self.max_bus as u16 {
             let b = bus as u8;
-            let (start, end, _) = self.bus_found[b as usize];
+            let (start, end, _) = self.buses.found[b as usize];
             for k in start as usize..end as usize {
                 let f = self.found[k];
                 let mut dev = f.device(bus_parent[b as usize]);
