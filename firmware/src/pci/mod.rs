@@ -69,7 +69,6 @@ const _: () = {
     use core::mem::size_of;
     assert!(crate::heap::HEAP_SIZE / size_of::<Device>() < NONE as usize);
     assert!(crate::heap::HEAP_SIZE / size_of::<Entry>() < NONE as usize);
-    assert!(crate::heap::HEAP_SIZE / size_of::<Found>() < NONE as usize);
 };
 const NONE: u16 = u16::MAX;
 
@@ -154,7 +153,7 @@ pub struct Pci {
     max_bus: u8,
     /// Every function the bus numbering found, in scan order (per bus, where
     /// they are: `buses.found`).
-    found: SpillVec<Found, MAX_DEVICES>,
+    found: SpillVec<Device, MAX_DEVICES>,
     /// Some function found has a bridge header (type 1 or 2).
     bridge_headers: bool,
     /// The first VGA device, or NONE.
@@ -186,32 +185,6 @@ const EMPTY_BUSES: BusTables = BusTables {
     lists: [[EMPTY_LIST; 3]; 256],
 };
 
-/// What a bus scan reads of a function: one dword each of identity and class,
-/// one byte of header type.
-#[derive(Clone, Copy, Debug, Default)]
-struct Found {
-    bdf: Bdf,
-    id: u32,
-    class: u16,
-    header_type: u8,
-}
-
-impl Found {
-    fn device(&self, parent: u16) -> Device {
-        Device {
-            bdf: self.bdf,
-            vendor: self.id as u16,
-            device: (self.id >> 16) as u16,
-            class: self.class,
-            header_type: self.header_type,
-            secondary_bus: 0,
-            parent,
-            pin: 0,
-            line: 0,
-        }
-    }
-}
-
 impl Default for Pci {
     fn default() -> Self {
         Self::new()
@@ -239,12 +212,7 @@ impl Pci {
             buses: EMPTY_BUSES,
             bases: [[0; 3]; 256],
             max_bus: 0,
-            found: SpillVec::new(Found {
-                bdf: Bdf(0, 0, 0),
-                id: 0,
-                class: 0,
-                header_type: 0,
-            }),
+            found: SpillVec::new(ZERO_DEVICE),
             bridge_headers: false,
             vga: 0,
             has_ich9_lpc: false,
