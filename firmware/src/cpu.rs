@@ -100,9 +100,13 @@ impl Cpu for RealCpu {
         let ids = unsafe { phys::shared::<[AtomicU64; 4]>(TRAMPOLINE + AP_IDS_OFFSET as u64) };
         // One atomic load per word: after a time-out the late CPUs may still
         // be setting bits; a CPU that checks in later is simply not listed.
-        // Written out: `each_ref().map` made two loops of it, four
-        // translation blocks under TCG.
-        let [a, b, c, d] = ids;
-        [a, b, c, d].map(|w| w.load(Ordering::Acquire))
+        // Written out: `each_ref().map`, and `map` over the words, made
+        // loops of it (translation blocks under TCG) and arrays of pointers.
+        [
+            ids[0].load(Ordering::Acquire),
+            ids[1].load(Ordering::Acquire),
+            ids[2].load(Ordering::Acquire),
+            ids[3].load(Ordering::Acquire),
+        ]
     }
 }

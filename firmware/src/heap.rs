@@ -193,6 +193,24 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
         Ok(())
     }
 
+    /// Appends every element of `s`: one copy while the list stays inline,
+    /// else one `push` each (under TCG a loop of pushes is blocks of its own
+    /// and a call per element).
+    pub fn extend_from_slice(&mut self, s: &[T]) -> Result<(), OutOfHeap> {
+        let len = self.len;
+        let end = len.saturating_add(s.len());
+        // `&`: one test for both (TCG).
+        if self.heap.is_null() & (end <= N) {
+            self.inline[len..end].copy_from_slice(s);
+            self.len = end;
+            return Ok(());
+        }
+        for &x in s {
+            self.push(x)?;
+        }
+        Ok(())
+    }
+
     /// The storage is full: everything moves to a heap block twice as large.
     #[cold]
     #[inline(never)]
@@ -293,6 +311,27 @@ mod tests {
         w.as_mut_slice()[0] = 7;
         w.truncate(2);
         assert_eq!(w.as_slice(), [7, 4]);
+    }
+
+    #[test]
+    fn extend_from_slice_copies_inline_and_spills_whole() {
+        let mut v: SpillVec<u32, 4> = SpillVec::new(0);
+        v.extend_from_slice(&[1, 2]).unwrap();
+        v.extend_from_slice(&[3, 4]).unwrap();
+        assert!(!v.on_heap());
+        assert_eq!(v.as_slice(), [1, 2, 3, 4]);
+        // beyond the inline array: to the heap, every element kept in order
+        v.extend_from_slice(&[5, 6, 7]).unwrap();
+        assert!(v.on_heap());
+        assert_eq!(v.as_slice(), [1, 2, 3, 4, 5, 6, 7]);
+        // on the heap: pushed one by one
+        v.extend_from_slice(&[8]).unwrap();
+        v.extend_from_slice(&[]).unwrap();
+        assert_eq!(v.len(), 8);
+        assert_eq!(v.as_slice()[7], 8);
+        let mut w: SpillVec<u8, 2> = SpillVec::new(0);
+        w.extend_from_slice(&[9, 9, 9]).unwrap();
+        assert_eq!(w.as_slice(), [9, 9, 9]);
     }
 
     #[test]

@@ -53,10 +53,13 @@ const TEMPLATE: [(u32, u64); TEMPLATE_FIXED + 16] = {
 /// Entries of [`TEMPLATE`] before the variable ranges.
 const TEMPLATE_FIXED: usize = 12;
 
+/// The most MSR writes a list holds.
+pub const MAX_MSRS: usize = 48;
+
 /// MSR writes in order; enough for 8 variable ranges and feature control.
 #[derive(Clone, Copy, Debug)]
 pub struct MsrList {
-    entries: [(u32, u64); 48],
+    entries: [(u32, u64); MAX_MSRS],
     len: usize,
 }
 
@@ -66,18 +69,23 @@ impl Default for MsrList {
     }
 }
 
+/// [`TEMPLATE`] in a whole list's room: a new list is one copy of it (under
+/// TCG, clearing the entries and then copying the template were two loops).
+const FULL_TEMPLATE: [(u32, u64); MAX_MSRS] = {
+    let mut t = [(0u32, 0u64); MAX_MSRS];
+    let mut i = 0;
+    while i < TEMPLATE.len() {
+        t[i] = TEMPLATE[i];
+        i += 1;
+    }
+    t
+};
+
 impl MsrList {
     pub const fn new() -> MsrList {
         MsrList {
-            entries: [(0, 0); 48],
+            entries: [(0, 0); MAX_MSRS],
             len: 0,
-        }
-    }
-    fn push(&mut self, msr: u32, value: u64) {
-        // Capacity covers the largest list built here (29 + 2 * 8 variable ranges).
-        if self.len < self.entries.len() {
-            self.entries[self.len] = (msr, value);
-            self.len += 1;
         }
     }
     pub fn as_slice(&self) -> &[(u32, u64)] {
@@ -99,26 +107,31 @@ const CPUID_MTRR: u32 = 1 << 12;
 /// The MSR writes that set up the MTRRs for a 32-bit PCI window starting at
 /// `pci_start`; empty if the CPU has no (fixed-range) MTRRs.
 pub fn seabios_mtrrs(cpu: &CpuInfo, pci_start: u64, feature_control: u64) -> MsrList {
-    let mut list = MsrList::new();
     let vcnt = (cpu.mtrr_cap & 0xFF) as u32;
     let fixed = cpu.mtrr_cap & 0x100 != 0;
-    let usable = cpu.features_edx & CPUID_MTRR != 0 && cpu.features_edx & CPUID_MSR != 0;
-    if usable && vcnt != 0 && fixed {
-        // One copy of a constant table rather than a push per entry: under TCG
-        // each push site is code to translate for a single use.
-        let prefix = TEMPLATE_FIXED + 2 * vcnt.min(8) as usize;
-        list.entries[..prefix].copy_from_slice(&TEMPLATE[..prefix]);
-        list.len = prefix;
-        // One variable range: the PCI window up to 4 GiB, uncached.
-        let phys = (1u64 << cpu.phys_bits.clamp(36, 52)) - 1;
-        let size = (1u64 << 32) - pci_start;
-        list.push(phys_base(0), pci_start | UC);
-        list.push(phys_mask(0), (size.wrapping_neg() & phys) | MASK_VALID);
-        list.push(MTRR_DEF_TYPE, DEF_TYPE_ENABLED_WB);
-    }
-    if feature_control != 0 {
-        list.push(FEATURE_CONTROL, feature_control);
-    }
+    // `&` on bools: one test of the whole condition (each branch is a
+    // translated block under TCG).
+    let usable = (cpu.features_edx & CPUID_MTRR != 0)
+        & (cpu.features_edx & CPUID_MSR != 0)
+        & (vcnt != 0)
+        & fixed;
+    // The template's fixed ranges and cleared variable ranges, then one
+    // variable range: the PCI window up to 4 GiB, uncached; then MTRRs on.
+    // Written whether usable or not (past the list's end when not): no
+    // branch, and every index is within the list (prefix <= 28).
+    let mut list = MsrList {
+        entries: FULL_TEMPLATE,
+        len: 0,
+    };
+    let prefix = TEMPLATE_FIXED + 2 * vcnt.min(8) as usize;
+    let phys = (1u64 << cpu.phys_bits.clamp(36, 52)) - 1;
+    let size = (1u64 << 32).wrapping_sub(pci_start);
+    list.entries[prefix] = (phys_base(0), pci_start | UC);
+    list.entries[prefix + 1] = (phys_mask(0), (size.wrapping_neg() & phys) | MASK_VALID);
+    list.entries[prefix + 2] = (MTRR_DEF_TYPE, DEF_TYPE_ENABLED_WB);
+    let len = core::hint::select_unpredictable(usable, prefix + 3, 0);
+    list.entries[len] = (FEATURE_CONTROL, feature_control);
+    list.len = len + (feature_control != 0) as usize;
     list
 }
 

@@ -8,7 +8,7 @@
 
 use crate::board::{Cpu, GuestMemory};
 use crate::error::Error;
-use crate::mtrr::{self, CpuInfo, MsrList};
+use crate::mtrr::{self, CpuInfo, MAX_MSRS, MsrList};
 
 /// The page the application processors start in (start-up IPI vector = page
 /// number), in the BIOS segment that bios.rs opens as shadow RAM.
@@ -43,24 +43,27 @@ pub fn cpuid1(cpu: &mut impl Cpu) -> (u32, u32, u32) {
     (eax, ebx, edx)
 }
 
-fn cpu_info(cpu: &mut impl Cpu) -> CpuInfo {
+/// What the MTRR set-up needs to know of this CPU, and CPUID.1:EBX (its APIC
+/// ID in bits 31:24).
+fn cpu_info(cpu: &mut impl Cpu) -> (CpuInfo, u32) {
     let max_ext = cpu.cpuid(0x8000_0000)[0];
-    let phys_bits = if max_ext >= 0x8000_0008 {
-        (cpu.cpuid(0x8000_0008)[0] & 0xFF) as u8
-    } else {
-        36
-    };
-    let features_edx = cpuid1(cpu).2;
+    // Asked whether the leaf exists or not (a leaf beyond the maximum returns
+    // another leaf's data, no fault), the answer then selected: no branch
+    // (a translated block under TCG).
+    let ext8 = cpu.cpuid(0x8000_0008)[0] as u8;
+    let phys_bits = core::hint::select_unpredictable(max_ext >= 0x8000_0008, ext8, 36);
+    let (_, ebx, features_edx) = cpuid1(cpu);
     let mtrr_cap = if features_edx & (1 << 12) != 0 {
         cpu.mtrr_cap()
     } else {
         0
     };
-    CpuInfo {
+    let info = CpuInfo {
         features_edx,
         mtrr_cap,
         phys_bits,
-    }
+    };
+    (info, ebx)
 }
 
 /// The other CPUs, once woken.
@@ -79,13 +82,14 @@ pub fn start(
     pci_start: u64,
     feature_control: u64,
 ) -> Result<Cpus, Error> {
-    let msrs = mtrr::seabios_mtrrs(&cpu_info(cpu), pci_start, feature_control);
+    let (info, ebx) = cpu_info(cpu);
+    let msrs = mtrr::seabios_mtrrs(&info, pci_start, feature_control);
     cpu.write_msrs(&msrs);
     let svr = cpu.lapic_read(LAPIC_SVR);
     cpu.lapic_write(LAPIC_SVR, svr | SVR_ENABLE);
     cpu.lapic_write(LAPIC_LINT0, LINT0_EXTINT);
     cpu.lapic_write(LAPIC_LINT1, LINT1_NMI);
-    let bsp = (cpuid1(cpu).1 >> 24) as usize;
+    let bsp = (ebx >> 24) as usize;
     write_trampoline(mem, cpu.ap_code(), &msrs, bsp)?;
     if count > 1 {
         cpu.lapic_write(LAPIC_ICR_LOW, ICR_INIT_OTHERS);
@@ -114,15 +118,19 @@ fn write_trampoline(
     let page = mem.bytes(TRAMPOLINE, 4096)?;
     assert!(code.len() <= AP_COUNT_OFFSET, "AP trampoline too long");
     page[..code.len()].copy_from_slice(code);
-    page[AP_COUNT_OFFSET..AP_MSRS_OFFSET].fill(0);
-    page[AP_IDS_OFFSET + bsp / 8] |= 1 << (bsp % 8);
-    let mut at = AP_MSRS_OFFSET;
-    for &(msr, value) in msrs.as_slice() {
-        page[at..at + 4].copy_from_slice(&msr.to_le_bytes());
-        page[at + 4..at + 12].copy_from_slice(&value.to_le_bytes());
-        at += MSR_ENTRY;
+    // The count, the bitmap and the whole MSR area with its end marker
+    // cleared at once; then the entries, one 12-byte slot each, with no
+    // bounds check of their own (under TCG each check is a block).
+    const MSRS_END: usize = AP_MSRS_OFFSET + MSR_ENTRY * (MAX_MSRS + 1);
+    const _: () = assert!(MSRS_END <= 4096);
+    let area = &mut page[AP_COUNT_OFFSET..MSRS_END];
+    area.fill(0);
+    let (head, slots) = area.split_at_mut(AP_MSRS_OFFSET - AP_COUNT_OFFSET);
+    head[AP_IDS_OFFSET - AP_COUNT_OFFSET + bsp / 8] |= 1 << (bsp % 8);
+    for (slot, &(msr, value)) in slots.chunks_exact_mut(MSR_ENTRY).zip(msrs.as_slice()) {
+        slot[..4].copy_from_slice(&msr.to_le_bytes());
+        slot[4..].copy_from_slice(&value.to_le_bytes());
     }
-    page[at..at + MSR_ENTRY].fill(0);
     Ok(())
 }
 

@@ -59,7 +59,7 @@ impl Pci {
         while let Some(&d) = self.devices.as_slice().get(i) {
             let bridge = d.is_bridge();
             if bridge {
-                self.bus_dev[d.secondary_bus as usize] = i as u16;
+                self.buses.dev_inv[d.secondary_bus as usize] = !(i as u16);
             }
             let bus = self.list_bus(d.bdf.0);
             let mut bar = 0;
@@ -80,7 +80,7 @@ impl Pci {
 
     /// Resources of devices on a bus whose bridge ferrite did not find go to the root.
     fn list_bus(&self, bus: u8) -> u8 {
-        if self.bus_dev[bus as usize] == NONE {
+        if self.buses.dev_inv[bus as usize] == !NONE {
             0
         } else {
             bus
@@ -90,7 +90,7 @@ impl Pci {
     /// Step 3b: each bridge window, from the deepest bus up.
     pub(super) fn size_bridges(&mut self, io: &mut impl Config) -> Result<(), PciError> {
         for secondary in (1..=self.max_bus as usize).rev() {
-            let dev_index = self.bus_dev[secondary];
+            let dev_index = !self.buses.dev_inv[secondary];
             if dev_index == NONE {
                 continue;
             }
@@ -109,7 +109,7 @@ impl Pci {
                     BRIDGE_MEM_MIN
                 };
                 let reserved = reserve.map_or(0, |cap| reserved_size(io, d.bdf, cap, kind));
-                let list = self.lists[secondary][kind as usize];
+                let list = self.buses.lists[secondary][kind as usize];
                 align = align.max(list.align());
                 let mut sum = list.sum();
                 let optional = hotplug == Hotplug::Pcie && pcie != 0 && kind == Kind::Io;
@@ -150,7 +150,7 @@ impl Pci {
         p: &Platform,
         mem32_start: u64,
     ) -> Result<Option<Range>, PciError> {
-        let io_sum = self.lists[0][Kind::Io as usize].sum();
+        let io_sum = self.buses.lists[0][Kind::Io as usize].sum();
         // Selects, not branches: one test for the whole decision (TCG).
         let q35_end =
             core::hint::select_unpredictable(p.pm_base < 0x1000, 0x1_0000, p.pm_base as u64);
@@ -184,7 +184,7 @@ impl Pci {
         }
         for bus in 0..self.max_bus as usize + 1 {
             for kind in KINDS {
-                let list = self.lists[bus][kind as usize];
+                let list = self.buses.lists[bus][kind as usize];
                 let base = self.bases[bus][kind as usize];
                 self.map_list(io, list, base);
             }
@@ -199,7 +199,7 @@ impl Pci {
     /// inlined, LLVM splits the final test into one branch per comparison.
     #[inline(never)]
     fn place_root_mem(&mut self, mem32_start: u64) -> bool {
-        let [_, mem, pref] = self.lists[0];
+        let [_, mem, pref] = self.buses.lists[0];
         let swap = mem.align() < pref.align();
         let (low, high) = core::hint::select_unpredictable(swap, (pref, mem), (mem, pref));
         let (low_kind, high_kind) = core::hint::select_unpredictable(swap, (2, 1), (1, 2));

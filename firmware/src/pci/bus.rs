@@ -10,7 +10,7 @@ use super::config::{
     BRIDGE_CTL_SERR, BRIDGE_CTL_VGA, CLASS_BRIDGE_PCI, CLASS_DISPLAY_VGA, CLASS_SERIAL_USB,
     CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, Config, reg,
 };
-use super::{Bdf, Device, Found, NONE, Pci, PciError, Platform, heap};
+use super::{Bdf, Device, NONE, Pci, PciError, Platform, heap};
 use crate::chipset::{self, INTEL, Machine, q35};
 
 /// The ICH9 LPC bridge's vendor and device ID, as one dword.
@@ -21,7 +21,7 @@ impl Pci {
     /// only for multi-function devices) into `found`; each bus once. Returns
     /// where they start and end in `found` and how many are PCI bridges.
     fn scan_bus(&mut self, io: &mut impl Config, bus: u8) -> Result<(u16, u16, u16), PciError> {
-        let listed = self.bus_found[bus as usize];
+        let listed = self.buses.found[bus as usize];
         if listed.1 > listed.0 {
             return Ok(listed);
         }
@@ -37,14 +37,22 @@ impl Pci {
             if !absent {
                 let class = (io.read32(bdf, reg::CLASS_REVISION) >> 16) as u16;
                 let header_type = io.read8(bdf, reg::HEADER_TYPE);
+                // As the listing takes it on QEMU's usual machine (no
+                // bridge: no parent), which then copies the whole list.
                 self.found
-                    .push(Found {
+                    .push(Device {
                         bdf,
-                        id,
+                        vendor: id as u16,
+                        device: (id >> 16) as u16,
                         class,
                         header_type,
+                        secondary_bus: 0,
+                        parent: NONE,
+                        pin: 0,
+                        line: 0,
                     })
                     .map_err(heap)?;
+                self.has_ich9_lpc |= id == ICH9_LPC;
                 bridges += (class == CLASS_BRIDGE_PCI) as u16;
                 // header type 1 or 2: a bus behind it for the listing to visit
                 self.bridge_headers |= (header_type & 0x7F).wrapping_sub(1) < 2;
@@ -54,7 +62,7 @@ impl Pci {
             devfn += core::hint::select_unpredictable(next_device, 8, 1);
         }
         let listed = (start, self.found.len() as u16, bridges);
-        self.bus_found[bus as usize] = listed;
+        self.buses.found[bus as usize] = listed;
         Ok(listed)
     }
 
@@ -99,13 +107,7 @@ impl Pci {
             self.init_bus(io, secondary, next_bus)?;
             if subordinate != *next_bus {
                 let mut last = *next_bus;
-                let d = Device {
-                    bdf,
-                    vendor: f.id as u16,
-                    device: (f.id >> 16) as u16,
-                    ..Device::default()
-                };
-                if let Some(cap) = resource_reserve_capability(io, &d) {
+                if let Some(cap) = resource_reserve_capability(io, &f) {
                     let reserve = io.read32(bdf, cap + RES_RESERVE_BUS);
                     if reserve != u32::MAX {
                         last = reserve as u8;
@@ -130,26 +132,25 @@ impl Pci {
     pub(super) fn probe(&mut self, io: &mut impl Config) -> Result<(), PciError> {
         // QEMU's usual machine: every function on bus 0 and no bridge header,
         // so no parent and nothing to read: the functions in scan order.
+        // (`has_ich9_lpc` the scans noted.) One copy: under TCG a loop
+        // of pushes was blocks of its own and an out-of-line push.
         let found = self.found.as_slice();
         // One comparison for both conditions (TCG).
-        if (self.bridge_headers as usize | (self.bus_found[0].1 as usize ^ found.len())) == 0 {
-            for f in found {
-                self.has_ich9_lpc |= f.id == ICH9_LPC;
-                self.devices.push(f.device(NONE)).map_err(heap)?;
-            }
-            return Ok(());
+        if (self.bridge_headers as usize | (self.buses.found[0].1 as usize ^ found.len())) == 0 {
+            return self.devices.extend_from_slice(found).map_err(heap);
         }
+        self.has_ich9_lpc = false;
         let mut bus_parent = [NONE; 256];
         let mut bus: u16 = 0;
         while bus <= self.max_bus as u16 {
             let b = bus as u8;
-            let (start, end, _) = self.bus_found[b as usize];
+            let (start, end, _) = self.buses.found[b as usize];
             for k in start as usize..end as usize {
-                let f = self.found[k];
-                let mut dev = f.device(bus_parent[b as usize]);
-                let id = f.id;
-                if matches!(f.header_type & 0x7F, 1 | 2) {
-                    let secondary = io.read8(f.bdf, reg::SECONDARY_BUS);
+                let mut dev = self.found[k];
+                dev.parent = bus_parent[b as usize];
+                let id = (dev.device as u32) << 16 | dev.vendor as u32;
+                if matches!(dev.header_type & 0x7F, 1 | 2) {
+                    let secondary = io.read8(dev.bdf, reg::SECONDARY_BUS);
                     dev.secondary_bus = secondary;
                     if secondary > b && bus_parent[secondary as usize] == NONE {
                         bus_parent[secondary as usize] = self.devices.len() as u16;

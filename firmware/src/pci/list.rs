@@ -99,7 +99,7 @@ impl Pci {
     pub(super) fn add(&mut self, bus: u8, e: Entry) -> Result<(), PciError> {
         let new = self.entries.len() as u16;
         self.entries.push(e).map_err(heap)?;
-        let list = &mut self.lists[bus as usize][e.kind as usize];
+        let list = &mut self.buses.lists[bus as usize][e.kind as usize];
         list.sum = list.sum.saturating_add(e.size);
         list.max_align = list.max_align.max(e.align);
         list.not64 |= !e.is64;
@@ -144,7 +144,7 @@ impl Pci {
         let mut moved = NONE;
         let mut moved_tail: Option<u16> = None;
         let mut prev: Option<u16> = None;
-        let mut head = self.lists[0][kind as usize].head();
+        let mut head = self.buses.lists[0][kind as usize].head();
         let mut cur = head;
         while cur != NONE {
             let e = self.entries[cur as usize];
@@ -165,7 +165,7 @@ impl Pci {
             }
             cur = next;
         }
-        self.lists[0][kind as usize] = self.summarize(head);
+        self.buses.lists[0][kind as usize] = self.summarize(head);
         self.summarize(moved)
     }
 

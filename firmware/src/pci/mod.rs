@@ -69,7 +69,6 @@ const _: () = {
     use core::mem::size_of;
     assert!(crate::heap::HEAP_SIZE / size_of::<Device>() < NONE as usize);
     assert!(crate::heap::HEAP_SIZE / size_of::<Entry>() < NONE as usize);
-    assert!(crate::heap::HEAP_SIZE / size_of::<Found>() < NONE as usize);
 };
 const NONE: u16 = u16::MAX;
 
@@ -146,16 +145,15 @@ impl Device {
 pub struct Pci {
     devices: SpillVec<Device, MAX_DEVICES>,
     entries: SpillVec<Entry, MAX_ENTRIES>,
-    /// Per bus: the bridge leading to it, its lists and their bases.
-    bus_dev: [u16; 256],
-    lists: [[List; 3]; 256],
+    /// Per bus: where its functions are in `found`, the bridge leading to
+    /// it, its lists; reset together.
+    buses: BusTables,
+    /// Per bus and kind: the lists' bases.
     bases: [[u64; 3]; 256],
     max_bus: u8,
-    /// Every function the bus numbering found, in scan order, and per bus where
-    /// its functions start and end in that list: the listing reuses them rather
-    /// than scanning each bus again.
-    found: SpillVec<Found, MAX_DEVICES>,
-    bus_found: [(u16, u16, u16); 256],
+    /// Every function the bus numbering found, in scan order (per bus, where
+    /// they are: `buses.found`).
+    found: SpillVec<Device, MAX_DEVICES>,
     /// Some function found has a bridge header (type 1 or 2).
     bridge_headers: bool,
     /// The first VGA device, or NONE.
@@ -168,31 +166,24 @@ pub struct Pci {
     layout: Layout,
 }
 
-/// What a bus scan reads of a function: one dword each of identity and class,
-/// one byte of header type.
-#[derive(Clone, Copy, Debug, Default)]
-struct Found {
-    bdf: Bdf,
-    id: u32,
-    class: u16,
-    header_type: u8,
+/// The per-bus tables [`Pci::setup`] resets, in one struct so that the reset
+/// is one memset.
+struct BusTables {
+    /// Per bus, where its functions start and end in [`Pci`]'s `found`, and
+    /// how many are PCI bridges: the listing reuses them rather than
+    /// scanning each bus again.
+    found: [(u16, u16, u16); 256],
+    /// The index of the bridge leading to the bus, inverted (0: none, so
+    /// that the reset is all zeros).
+    dev_inv: [u16; 256],
+    lists: [[List; 3]; 256],
 }
 
-impl Found {
-    fn device(&self, parent: u16) -> Device {
-        Device {
-            bdf: self.bdf,
-            vendor: self.id as u16,
-            device: (self.id >> 16) as u16,
-            class: self.class,
-            header_type: self.header_type,
-            secondary_bus: 0,
-            parent,
-            pin: 0,
-            line: 0,
-        }
-    }
-}
+const EMPTY_BUSES: BusTables = BusTables {
+    found: [(0, 0, 0); 256],
+    dev_inv: [!NONE; 256],
+    lists: [[EMPTY_LIST; 3]; 256],
+};
 
 impl Default for Pci {
     fn default() -> Self {
@@ -218,17 +209,10 @@ impl Pci {
         Pci {
             devices: SpillVec::new(ZERO_DEVICE),
             entries: SpillVec::new(ZERO_ENTRY),
-            bus_dev: [0; 256],
-            lists: [[EMPTY_LIST; 3]; 256],
+            buses: EMPTY_BUSES,
             bases: [[0; 3]; 256],
             max_bus: 0,
-            found: SpillVec::new(Found {
-                bdf: Bdf(0, 0, 0),
-                id: 0,
-                class: 0,
-                header_type: 0,
-            }),
-            bus_found: [(0, 0, 0); 256],
+            found: SpillVec::new(ZERO_DEVICE),
             bridge_headers: false,
             vga: 0,
             has_ich9_lpc: false,
@@ -255,10 +239,10 @@ impl Pci {
         self.entries.clear();
         self.max_bus = 0;
         self.found.clear();
-        self.bus_found = [(0, 0, 0); 256];
+        // All zeros, one memset (a call and its return are two translation
+        // blocks under TCG: three resets were six).
+        self.buses = EMPTY_BUSES;
         self.bridge_headers = false;
-        self.bus_dev = [NONE; 256];
-        self.lists = [[EMPTY_LIST; 3]; 256];
         self.has_ich9_lpc = false;
         if platform.host == Machine::Q35 {
             q35::open_mmconfig(io, platform.mmconfig);
