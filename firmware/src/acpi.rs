@@ -9,6 +9,9 @@ use core::fmt;
 
 use crate::fwcfg::FILE_NAME_LEN;
 
+mod sum;
+pub use sum::{byte_sum, lanes, sum16};
+
 /// One command record.
 pub const COMMAND_SIZE: usize = 128;
 /// How many distinct files a script may allocate. QEMU's scripts allocate a
@@ -296,9 +299,17 @@ pub fn run_in(
             let (ptr_width, sum_start, sum_length) = (cmd[120], le32(cmd, 64), le32(cmd, 68));
             let offset = le32(cmd, if pointer { 116 } else { 60 });
             let width = if pointer { ptr_width } else { 1 };
-            let start = if pointer { 0 } else { sum_start };
-            let length = if pointer { 0 } else { sum_length };
             let (addr, size) = first;
+            // A pointer's sum goes unused: it is of the file's first 8 bytes
+            // (or fewer), not of none, so that byte_sum takes the path the
+            // checksums take, not its one for short ranges, which would be
+            // translated for this alone.
+            let start = if pointer { 0 } else { sum_start };
+            let length = if pointer {
+                u32::min(size, 8)
+            } else {
+                sum_length
+            };
             let end = offset as u64 + width as u64;
             let sum_end = start as u64 + length as u64;
             check!(
@@ -336,39 +347,6 @@ pub fn run_in(
 /// 64 bits would overflow).
 fn fits(value: u64, width: u8) -> bool {
     value >> (8 * width as u32 - 1) >> 1 == 0
-}
-
-/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]), the last word
-/// overlapping the one before it with the bytes already counted masked off:
-/// one loop without a tail loop, as under TCG the cost of a checksum is
-/// translating its code, which runs once, not the iterations.
-pub fn byte_sum(bytes: &[u8]) -> u8 {
-    let len = bytes.len();
-    if len < 8 {
-        return bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b));
-    }
-    let mut total = 0;
-    for k in 0..len.div_ceil(8) {
-        let at = usize::min(8 * k, len - 8);
-        let w = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-        // The bytes before 8 * k were counted with the word before.
-        total += lanes(w & (u64::MAX << (8 * (8 * k - at))));
-    }
-    total as u8
-}
-
-/// The 8-bit sum of 16 bytes, without a loop.
-pub fn sum16(bytes: &[u8; 16]) -> u8 {
-    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    (lanes(word(0)) + lanes(word(8))) as u8
-}
-
-/// The sum of the eight bytes of `w`: its even and odd bytes are added into
-/// four 16-bit lanes, which one multiplication folds into the top lane.
-pub fn lanes(w: u64) -> u64 {
-    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
-    let pairs = (w & LANES) + ((w >> 8) & LANES);
-    pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
 }
 
 fn le32(cmd: &[u8; COMMAND_SIZE], off: usize) -> u32 {
