@@ -9,6 +9,9 @@ use core::fmt;
 
 use crate::fwcfg::FILE_NAME_LEN;
 
+mod sum;
+pub use sum::{byte_sum, lanes, sum16};
+
 /// One command record.
 pub const COMMAND_SIZE: usize = 128;
 /// How many distinct files a script may allocate. QEMU's scripts allocate a
@@ -133,6 +136,9 @@ pub struct Files {
     /// after the last, which the file then keeps (copied in, each name was
     /// a rep movs).
     slots: [File; MAX_FILES + 1],
+    /// A command's second name (the first goes in the free slot). Kept
+    /// here, not made on the stack: its zeroing was eight stores per run.
+    other: Name,
 }
 
 impl Files {
@@ -143,6 +149,7 @@ impl Files {
                 addr: 0,
                 size: 0,
             }; MAX_FILES + 1],
+            other: Name::EMPTY,
         }
     }
 }
@@ -194,12 +201,8 @@ pub fn run_in(
     if !script.len().is_multiple_of(COMMAND_SIZE) {
         return Err(LoaderError::BadScriptLength(script.len()));
     }
-    let files = &mut files.slots;
     let mut nfiles = 0;
     let mut outcome = Outcome::default();
-    // The second name of a command (the first goes in the free slot, which an
-    // ALLOCATE's file then keeps).
-    let mut other = Name::EMPTY;
 
     for cmd in script.chunks_exact(COMMAND_SIZE) {
         let cmd: &[u8; COMMAND_SIZE] = cmd.try_into().unwrap();
@@ -216,14 +219,13 @@ pub fn run_in(
         let n = usize::min(nfiles, MAX_FILES);
         // Both name fields, whatever the command: the second of an ALLOCATE
         // or ADD_CHECKSUM holds other fields, its outcome goes unused.
-        let (done, free) = files.split_at_mut(n);
-        let (bad0, at0) = lookup(&mut free[0].name, name_field(cmd, 4), done);
-        let (bad1, at1) = lookup(&mut other, name_field(cmd, 60), done);
+        let (bad0, at0) = lookup(files, n, name_field(cmd, 4), false);
+        let (bad1, at1) = lookup(files, n, name_field(cmd, 60), true);
         let (missing0, missing1) = (at0 == n, at1 == n);
         // A missing file's index is the free slot's: what is read from it
         // only counts when the checks pass.
         let place = |i: usize| {
-            let f = &files[usize::min(i, MAX_FILES)];
+            let f = &files.slots[usize::min(i, MAX_FILES)];
             (f.addr, f.size)
         };
         let (first, second) = (place(at0), place(at1));
@@ -237,7 +239,7 @@ pub fn run_in(
                 !missing0 => LoaderError::AllocatedTwice,
                 n == MAX_FILES => LoaderError::TooManyFiles,
             );
-            let new = &mut files[n];
+            let new = &mut files.slots[n];
             let name = new.name.bytes();
             let found = env.file(name);
             // Found by the fuzzer: a zero-byte allocation gets the address of
@@ -276,7 +278,7 @@ pub fn run_in(
             );
             // The destination is a fw_cfg file, not an allocated one.
             let (dest, dest_size) = env
-                .file(files[n].name.bytes())
+                .file(files.slots[n].name.bytes())
                 .ok_or(LoaderError::NoSuchFile)?;
             let (src_addr, src_size) = second;
             let value = src_addr + src_offset as u64;
@@ -297,9 +299,17 @@ pub fn run_in(
             let (ptr_width, sum_start, sum_length) = (cmd[120], le32(cmd, 64), le32(cmd, 68));
             let offset = le32(cmd, if pointer { 116 } else { 60 });
             let width = if pointer { ptr_width } else { 1 };
-            let start = if pointer { 0 } else { sum_start };
-            let length = if pointer { 0 } else { sum_length };
             let (addr, size) = first;
+            // A pointer's sum goes unused: it is of the file's first 8 bytes
+            // (or fewer), not of none, so that byte_sum takes the path the
+            // checksums take, not its one for short ranges, which would be
+            // translated for this alone.
+            let start = if pointer { 0 } else { sum_start };
+            let length = if pointer {
+                u32::min(size, 8)
+            } else {
+                sum_length
+            };
             let end = offset as u64 + width as u64;
             let sum_end = start as u64 + length as u64;
             check!(
@@ -339,39 +349,6 @@ fn fits(value: u64, width: u8) -> bool {
     value >> (8 * width as u32 - 1) >> 1 == 0
 }
 
-/// The 8-bit sum of `bytes`, eight bytes per step ([`lanes`]), the last word
-/// overlapping the one before it with the bytes already counted masked off:
-/// one loop without a tail loop, as under TCG the cost of a checksum is
-/// translating its code, which runs once, not the iterations.
-pub fn byte_sum(bytes: &[u8]) -> u8 {
-    let len = bytes.len();
-    if len < 8 {
-        return bytes.iter().fold(0u8, |s, &b| s.wrapping_add(b));
-    }
-    let mut total = 0;
-    for k in 0..len.div_ceil(8) {
-        let at = usize::min(8 * k, len - 8);
-        let w = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-        // The bytes before 8 * k were counted with the word before.
-        total += lanes(w & (u64::MAX << (8 * (8 * k - at))));
-    }
-    total as u8
-}
-
-/// The 8-bit sum of 16 bytes, without a loop.
-pub fn sum16(bytes: &[u8; 16]) -> u8 {
-    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    (lanes(word(0)) + lanes(word(8))) as u8
-}
-
-/// The sum of the eight bytes of `w`: its even and odd bytes are added into
-/// four 16-bit lanes, which one multiplication folds into the top lane.
-pub fn lanes(w: u64) -> u64 {
-    const LANES: u64 = 0x00FF_00FF_00FF_00FF;
-    let pairs = (w & LANES) + ((w >> 8) & LANES);
-    pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
-}
-
 fn le32(cmd: &[u8; COMMAND_SIZE], off: usize) -> u32 {
     u32::from_le_bytes(cmd[off..off + 4].try_into().unwrap())
 }
@@ -398,13 +375,13 @@ impl Name {
         &self.padded[..usize::min(self.len, FILE_NAME_LEN)]
     }
 
-    /// Is this `name`, a name of at most 16 bytes? Compares, no branches: the
-    /// padding after the NUL is zeros.
+    /// Is this `name`, a name of less than 16 bytes? Its first 16 bytes
+    /// compared, no branches: they hold the NUL, the padding after it is
+    /// zeros, so the rest of the two names is too.
     fn is(&self, name: &[u8]) -> bool {
         let mut want = [0u8; 16];
         want[..name.len()].copy_from_slice(name);
-        let head = u128::from_le_bytes(self.padded[..16].try_into().unwrap());
-        (self.len == name.len()) & (head == u128::from_le_bytes(want))
+        u128::from_le_bytes(self.padded[..16].try_into().unwrap()) == u128::from_le_bytes(want)
     }
 
     /// Takes the name in `field`, up to its first NUL; false if the field
@@ -424,24 +401,16 @@ impl Name {
             // The bytes before that NUL: all eight when there is none.
             let keep = ((nul & nul.wrapping_neg()) >> 7).wrapping_sub(1) & live;
             out.copy_from_slice(&(w & keep).to_le_bytes());
-            len += keep.count_ones() as usize / 8;
+            // `keep` is its low bytes: their count from its trailing ones
+            // (a bit scan; a popcount is a dozen instructions without one).
+            len += (!keep).trailing_zeros() as usize / 8;
             live &= ((nul == 0) as u64).wrapping_neg();
         }
         self.len = len;
         (len != 0) & (len != FILE_NAME_LEN)
     }
 }
-const _: () = assert!(RSDP_FILE.len() <= 16 && TABLES_FILE.len() <= 16);
-
-/// The index of the file named `name` in `files`, or `files.len()` if none
-/// (names are unique). No early exit: one branch per file, the loop's.
-fn find(files: &[File], name: &Name) -> usize {
-    let mut at = files.len();
-    for (i, f) in files.iter().enumerate() {
-        at = if same(&f.name, name) { i } else { at };
-    }
-    at
-}
+const _: () = assert!(RSDP_FILE.len() < 16 && TABLES_FILE.len() < 16);
 
 /// Whether two names are the same: their padded forms compared 16 bytes at a
 /// time (the last 16 overlap the third), all at once.
@@ -451,12 +420,43 @@ fn same(a: &Name, b: &Name) -> bool {
     (diff(0) | diff(16) | diff(32) | diff(FILE_NAME_LEN - 16)) == 0
 }
 
-/// Parses the name `field` into `name` and looks it up in `files`: whether
-/// the field holds no name, and the file's index (`files.len()` if none).
+/// Parses the name `field` into the free slot `n` (`second`: into the
+/// command's other name) and looks it up among the `n` files before that
+/// slot: whether the field holds no name, and the file's index (`n` if none).
 /// Out of line: every command looks up its two names.
+///
+/// The search goes from the free slot down to slot 0, a loop that always
+/// runs (no test and no second way out for a script's first command, when
+/// there are no files): the lowest match is the file, and a name matches the
+/// free slot (itself, or the other name equal to it) only when no file does,
+/// giving `n`. No early exit: one branch per slot, the loop's.
 #[inline(never)]
-fn lookup(name: &mut Name, field: &[u8; FILE_NAME_LEN], files: &[File]) -> (bool, usize) {
-    (!name.parse(field), find(files, name))
+fn lookup(files: &mut Files, n: usize, field: &[u8; FILE_NAME_LEN], second: bool) -> (bool, usize) {
+    let n = usize::min(n, MAX_FILES);
+    let name = if second {
+        &mut files.other
+    } else {
+        &mut files.slots[n].name
+    };
+    let bad = !name.parse(field);
+    let name = if second {
+        &files.other
+    } else {
+        &files.slots[n].name
+    };
+    let (mut at, mut i) = (n, n);
+    loop {
+        at = if same(&files.slots[i].name, name) {
+            i
+        } else {
+            at
+        };
+        if i == 0 {
+            break;
+        }
+        i -= 1;
+    }
+    (bad, at)
 }
 
 /// Adds `delta` to the little-endian number in `field` (at most 8 bytes), the

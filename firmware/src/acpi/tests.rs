@@ -350,4 +350,58 @@ fn prefix_names_do_not_match() {
     assert_eq!(run(&s, &mut env), Err(LoaderError::NotAllocated));
 }
 
+/// Pointers and checksums in files shorter than the 8 bytes a pointer's
+/// unused sum covers, and lookups that find the first file, the last, or (a name
+/// only in the free slot, or equal to the command's other name) none.
+#[test]
+fn small_files_and_every_slot_are_found() {
+    let mut env = Fake::new(&[
+        ("a", vec![1u8; 1]),
+        ("b", vec![2u8; 4]),
+        ("c", vec![3u8; 16]),
+    ]);
+    let s = script(&[
+        allocate("a", 16, 1),
+        allocate("b", 16, 1),
+        allocate("c", 16, 1),
+        add_pointer("b", "c", 0, 4),
+        add_checksum("a", 0, 0, 1),
+        add_pointer("c", "a", 8, 8),
+    ]);
+    assert_eq!(run(&s, &mut env).map(|o| o.skipped), Ok(0));
+    let (a, b, c) = (BASE, BASE + 16, BASE + 32);
+    // made to sum to zero
+    assert_eq!(env.at(a, 1), &[0]);
+    assert_eq!(
+        env.at(b, 4),
+        &(0x0202_0202u32.wrapping_add(c as u32)).to_le_bytes()
+    );
+    assert_eq!(
+        env.at(c + 8, 8),
+        &(0x0303_0303_0303_0303u64 + a).to_le_bytes()
+    );
+    let missing = |cmds: &[[u8; 128]]| {
+        let mut env = Fake::new(&[("a", vec![0u8; 16]), ("b", vec![0u8; 16])]);
+        run(&script(cmds), &mut env)
+    };
+    // not allocated: the name is only in the free slot, and the other name
+    // equals it
+    assert_eq!(
+        missing(&[allocate("a", 16, 1), add_pointer("b", "b", 0, 4)]),
+        Err(LoaderError::NotAllocated)
+    );
+    assert_eq!(
+        missing(&[add_pointer("b", "b", 0, 4)]),
+        Err(LoaderError::NotAllocated)
+    );
+    assert_eq!(
+        missing(&[
+            allocate("a", 16, 1),
+            allocate("b", 16, 1),
+            allocate("a", 16, 1)
+        ]),
+        Err(LoaderError::AllocatedTwice)
+    );
+}
+
 mod checks;

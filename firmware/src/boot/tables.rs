@@ -34,9 +34,11 @@ impl<IO: PortIo, M: GuestMemory> LoaderEnv for Env<'_, IO, M> {
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
         // The RSDP goes to the BIOS segment, where guests scan for it, when the
         // machine has one; the zero page points at it either way.
-        match (zone, self.bios.as_deref_mut()) {
-            (Zone::FSeg, Some(bios)) => bios.alloc(size as u64, align as u64),
-            _ => self.zone.alloc(size as u64, align as u64),
+        // One test: the BIOS segment if asked for and there is one.
+        let fseg = zone == Zone::FSeg;
+        match self.bios.as_deref_mut().filter(|_| fseg) {
+            Some(bios) => bios.alloc(size as u64, align as u64),
+            None => self.zone.alloc(size as u64, align as u64),
         }
     }
 
