@@ -76,8 +76,13 @@ impl MemoryMap {
         // (with nothing to lay, a slot below those written).
         let (mut lay, mut at) = (some & typ.is_some(), 0);
         let mut covered = false;
-        for r in entries.iter().rev() {
-            let r = r.get();
+        // Once more than there are entries, the last time on a stand-in
+        // below them all, where `range` goes if no entry lies below it (a
+        // loop that always runs: no test to skip it, no second copy of
+        // what follows it).
+        let mut k = entries.len();
+        loop {
+            let r = entries.get(k.wrapping_sub(1)).map_or(NONE, Cell::get);
             covered |= (r.range.start < range.end) & (range.start < r.range.end);
             // (Indexed with its bounds check, which never fails, first in
             // the body: TCG then translates the body once as a block of its
@@ -91,10 +96,11 @@ impl MemoryMap {
             lay &= !here;
             let below = Range::new(r.range.start, r.range.end.min(range.start));
             w = put(w, Region { range: below, ..r });
+            if k == 0 {
+                break;
+            }
+            k -= 1;
         }
-        // No entry below `range`: it goes under them all.
-        at = select_unpredictable(lay, w - 1, at);
-        w -= lay as usize;
         slots[select_unpredictable(at < slots.len(), at, 0)].set(Region {
             range,
             typ: typ.unwrap_or(0),
