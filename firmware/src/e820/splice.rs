@@ -8,14 +8,15 @@ use super::{E820Error, MemoryMap, Region};
 use crate::bootparams::e820_type;
 use crate::mem::Range;
 
-/// An empty entry, where one is needed before it is written.
+/// An empty entry: a spare slot before it is written, the stand-in below
+/// every entry.
 const NONE: Region = Region {
     range: Range::new(0, 0),
     typ: 0,
 };
 
-/// A stand-in past the last entry: it ends at or below no range's start,
-/// and starts below no range's end.
+/// Past every entry: no entry starts where it ends, and as a range it
+/// cuts nothing.
 const END: Region = Region {
     range: Range::new(u64::MAX, u64::MAX),
     typ: 0,
@@ -39,84 +40,73 @@ impl MemoryMap {
     /// `range` covered part of an entry (QEMU's entries must not: see
     /// [`MemoryMap::load_disjoint`]).
     ///
-    /// One splice, no sort: a single pass finds the entries `range` covers
-    /// (`i..j`) and the parts of the two at its edges that stay; those and
-    /// the new entry (three pieces at most) take the place of `i..j`, the
-    /// entries above moving by the difference; then touching entries merge.
-    /// Its code is what QEMU's entries and the reservations make TCG
-    /// translate on every boot, so the pass has no branch in its body, and
-    /// the entries move element by element (`copy_within` would bring
-    /// memmove's two paths); a boot only ever makes room, so the other
-    /// direction (a range swallowing whole entries, those above moving
-    /// down) is not even translated.
+    /// One pass, downwards, no sort: each entry, read into registers, is
+    /// written back as its part above `range`, then its part below it,
+    /// those there are, packed from the top of three spare slots down, a
+    /// slot left for `range` itself between the last part above it and the
+    /// first below; then the merge moves them to the bottom, joining
+    /// touching entries of a type. Its code is what QEMU's entries and the
+    /// reservations make TCG translate on every boot, so the pass has no
+    /// branch in its body (a part that is not there is written all the
+    /// same, to a slot the next one takes) and keeps what it builds in
+    /// registers, not in the map or on the stack.
     pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<bool, E820Error> {
-        // An empty range covers nothing and cuts nothing.
+        // The two entries a range can add (cut out of the middle of one, it
+        // leaves a part on each side) and one slot for a part not there.
+        for _ in 0..3 {
+            self.push(NONE)?;
+        }
+        // An empty range cuts nothing: as one past the top of memory.
         let some = !range.is_empty();
-        // One pass, run once more than there are entries (the last time on
-        // a stand-in that counts for nothing) so that no test skips it.
-        let regions = self.regions();
-        let (mut i, mut j, mut k) = (0, 0, 0);
+        let range = select_unpredictable(some, range, END.range);
+        let slots = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
+        // (One test here and the reads and writes below need none.)
+        let Some((entries, _)) = slots.split_last_chunk::<3>() else {
+            unreachable!("three slots were just pushed");
+        };
+        // What is written is `slots[w..]`: at most two more entries than
+        // those read, so a write (at `w - 1`, before `w` moves) never
+        // reaches an entry not yet read.
+        let mut w = slots.len();
+        let put = |w: usize, part: Region| {
+            slots[select_unpredictable(w - 1 < slots.len(), w - 1, 0)].set(part);
+            w - !part.range.is_empty() as usize
+        };
+        // Whether `range` is still to be laid, and its slot once it is not
+        // (with nothing to lay, a slot below those written).
+        let (mut lay, mut at) = (some & typ.is_some(), 0);
+        let mut covered = false;
+        // Once more than there are entries, the last time on a stand-in
+        // below them all, where `range` goes if no entry lies below it (a
+        // loop that always runs: no test to skip it, no second copy of
+        // what follows it).
+        let mut k = entries.len();
         loop {
-            let r = regions.get(k).unwrap_or(&END);
-            i += (some & (r.range.end <= range.start)) as usize;
-            j += (some & (r.range.start < range.end)) as usize;
-            k += 1;
-            if k > regions.len() {
+            let r = entries.get(k.wrapping_sub(1)).map_or(NONE, Cell::get);
+            covered |= (r.range.start < range.end) & (range.start < r.range.end);
+            // (Indexed with its bounds check, which never fails, first in
+            // the body: TCG then translates the body once as a block of its
+            // own, not again for the jump back into it.)
+            let above = Range::new(r.range.start.max(range.end), r.range.end);
+            slots[w - 1].set(Region { range: above, ..r });
+            w -= !above.is_empty() as usize;
+            let here = lay & (r.range.start < range.end);
+            at = select_unpredictable(here, w - 1, at);
+            w -= here as usize;
+            lay &= !here;
+            let below = Range::new(r.range.start, r.range.end.min(range.start));
+            w = put(w, Region { range: below, ..r });
+            if k == 0 {
                 break;
             }
+            k -= 1;
         }
-        // The entries at the edges, which keep what lies outside `range`
-        // (`get` with a stand-in: a select, not a branch).
-        let first = *regions.get(i).unwrap_or(&END);
-        let last = *regions.get(j.wrapping_sub(1)).unwrap_or(&END);
-        let has_left = some & (i < j) & (first.range.start < range.start);
-        let has_new = some & typ.is_some();
-        let has_right = some & (i < j) & (range.end < last.range.end);
-        // The new pieces, packed: the part of the first entry left of
-        // `range`, the new entry, the part of the last one right of it,
-        // those there are (an absent one is written over by the next).
-        let right = Region {
-            range: Range::new(range.end, last.range.end),
-            typ: last.typ,
-        };
-        let pieces = [const { Cell::new(NONE) }; 3];
-        pieces[0].set(Region {
-            range: Range::new(first.range.start, range.start),
-            typ: first.typ,
-        });
-        pieces[has_left as usize].set(Region {
+        slots[select_unpredictable(at < slots.len(), at, 0)].set(Region {
             range,
             typ: typ.unwrap_or(0),
         });
-        pieces[has_left as usize + has_new as usize].set(right);
-        let new = has_left as usize + has_new as usize + has_right as usize;
-        let (len, gone) = (regions.len(), j - i);
-        for _ in gone..new {
-            self.push(NONE)?;
-        }
-        // Entries i.. are rewritten: the pieces, then those from j up.
-        // Downwards unless the map shrank (each read at or below the writes
-        // still to come), upwards when it did. Each from a pointer chosen by
-        // a select.
-        let new_len = len + new - gone;
-        let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
-        let spliced = &regions[i.min(regions.len())..];
-        let at = |k: usize| {
-            let moved = &regions[(i + k + gone).saturating_sub(new).min(regions.len() - 1)];
-            select_unpredictable(k < new, &pieces[k.min(2)], moved).get()
-        };
-        if new >= gone {
-            for k in (0..spliced.len()).rev() {
-                spliced[k].set(at(k));
-            }
-        } else {
-            for (k, slot) in spliced.iter().enumerate() {
-                slot.set(at(k));
-            }
-        }
-        self.regions.truncate(new_len);
-        self.merge();
-        Ok(gone > 0)
+        self.merge(w);
+        Ok(covered)
     }
 
     pub(super) fn push(&mut self, region: Region) -> Result<(), E820Error> {
@@ -128,19 +118,23 @@ impl MemoryMap {
         self.regions
             .as_mut_slice()
             .sort_unstable_by_key(|r| r.range.start);
-        self.merge();
+        self.merge(0);
     }
 
-    /// Merges touching entries of the same type of the sorted map: each
-    /// entry either extends the last one kept or is kept, chosen by a
-    /// select rather than a branch.
-    fn merge(&mut self) {
+    /// Merges touching entries of the same type of the sorted entries
+    /// `from..`, moving them to the bottom of the map, which ends with
+    /// them: each entry either extends the last one kept or is kept,
+    /// chosen by a select rather than a branch. (Inlined: called once on
+    /// the boot path, its call and its saved registers cost more.)
+    #[inline(always)]
+    fn merge(&mut self, from: usize) {
         let regions = Cell::from_mut(self.regions.as_mut_slice()).as_slice_of_cells();
         let mut kept = 0;
-        let mut last = NONE;
-        for n in 0..regions.len() {
+        // Joins nothing: no entry starts where it ends.
+        let mut last = END;
+        for n in from..regions.len() {
             let r = regions[n].get();
-            let joins = (kept > 0) & (last.typ == r.typ) & (last.range.end == r.range.start);
+            let joins = (last.typ == r.typ) & (last.range.end == r.range.start);
             let at = kept - joins as usize;
             last = Region {
                 range: Range::new(
@@ -149,7 +143,10 @@ impl MemoryMap {
                 ),
                 typ: r.typ,
             };
-            regions[at.min(n)].set(last);
+            // (With its bounds check, which never fails: TCG translates
+            // what follows it in the body once, not again for the jump
+            // back.)
+            regions[at].set(last);
             kept = at + 1;
         }
         self.regions.truncate(kept);
