@@ -157,6 +157,11 @@ pub const HARMLESS: &[Harmless] = &[
     },
     Harmless {
         section: "warnings",
+        pattern: r#"^(Unstable clock detected, switching default tracing clock to "global"|If you want to keep using the local clock, then add:| *"trace_clock=local"|on the kernel command line)$"#,
+        reason: "when host load makes the TSC look unstable, tracing switches to its global clock and says so in four lines: load, not the firmware (seen under a full test run on a 2-core host)",
+    },
+    Harmless {
+        section: "warnings",
         pattern: r"^ *(#[0-9]+ *)+$",
         reason: "pieces of the \"Booting SMP configuration\" line, which timing splits differently",
     },
@@ -829,6 +834,15 @@ mod tests {
             false,
         ),
         ("warnings", "tsc: Unable to calibrate against PIT", true),
+        (
+            "warnings",
+            "Unstable clock detected, switching default tracing clock to \"global\"",
+            true,
+        ),
+        ("warnings", "If you want to keep using the local clock, then add:", true),
+        ("warnings", "  \"trace_clock=local\"", true),
+        ("warnings", "on the kernel command line", true),
+        ("warnings", "trace_clock=local is wrong", false),
         (
             "warnings",
             "APIC calibration not consistent with PM-Timer: 101ms instead of 100ms",
