@@ -839,7 +839,11 @@ mod tests {
             "Unstable clock detected, switching default tracing clock to \"global\"",
             true,
         ),
-        ("warnings", "If you want to keep using the local clock, then add:", true),
+        (
+            "warnings",
+            "If you want to keep using the local clock, then add:",
+            true,
+        ),
         ("warnings", "  \"trace_clock=local\"", true),
         ("warnings", "on the kernel command line", true),
         ("warnings", "trace_clock=local is wrong", false),
