@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::linux::{self, KernelInfo};
+use crate::mem::align_up;
 use std::vec::Vec;
 
 /// A small deterministic generator (xorshift64*).
@@ -214,11 +215,10 @@ fn old_lowest_fit(
     ceiling: u64,
     busy: &[Range],
 ) -> Option<u64> {
-    let align_up = |v: u64| Some(v.checked_add(align - 1)? & !(align - 1));
     for ram in map.ram() {
         let lo = ram.start.max(floor);
         let hi = ram.end.min(ceiling);
-        let mut start = align_up(lo)?;
+        let mut start = align_up(lo, align)?;
         loop {
             let end = start.checked_add(size)?;
             if end > hi {
@@ -232,7 +232,7 @@ fn old_lowest_fit(
                 .max()
             {
                 None => return Some(start),
-                Some(b) => start = align_up(b)?,
+                Some(b) => start = align_up(b, align)?,
             }
         }
     }
@@ -277,7 +277,6 @@ fn old_place_kernel(
         size: needed,
         at: info.pref_address,
     };
-    let align_up = |v: u64, a: u64| Some(v.checked_add(a - 1)? & !(a - 1));
     let footprint = align_up(needed, 4096).ok_or(does_not_fit)?;
     let start = if info.relocatable {
         let floor = align_up(info.pref_address, info.alignment).ok_or(does_not_fit)?;
