@@ -13,7 +13,8 @@
 //!   instruction count;
 //! * on the host, under either: page faults of the QEMU process, rebuilds of
 //!   QEMU's memory map (`memory_region_transaction_commit`) and the bytes DMA
-//!   copies into guest memory (fw_cfg's), both through perf uprobes on QEMU.
+//!   copies into guest memory (fw_cfg's), both through perf uprobes on QEMU;
+//!   and the 2 MiB regions of guest RAM the host faults in ([`ram_touch`]).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -23,6 +24,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
+use super::ram_touch::{self, RamTouch};
 use super::{Cell, Firmware, Phase};
 use crate::insn_steps::{
     FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_record, perf_stat,
@@ -129,6 +131,8 @@ pub struct HostCounts {
     /// Bytes written into guest memory by DMA (`address_space_rw`, writes):
     /// fw_cfg's copies, the only DMA before the kernel runs.
     pub dma_bytes: u64,
+    /// Guest RAM faulted in on the host, by 2 MiB region ([`ram_touch`]).
+    pub ram: RamTouch,
 }
 
 /// Whether perf and /dev/kvm exist here; if not, says why in `skipped`.
@@ -411,6 +415,7 @@ fn host_counts(q: &Qemu, work: &Path) -> Result<HostCounts> {
         page_faults,
         map_commits,
         dma_bytes: recorded.dma_bytes,
+        ram: ram_touch::measure(&q, work)?,
     })
 }
 
@@ -530,7 +535,8 @@ page-faults:
             HostCounts {
                 page_faults: 2,
                 map_commits: 1,
-                dma_bytes: 16388
+                dma_bytes: 16388,
+                ram: RamTouch::default(),
             }
         );
         assert!(parse_host_script("probe_qemu:ferrite_dma: (1) len=x\n").is_err());

@@ -15,6 +15,7 @@
 
 pub mod cost;
 mod plan;
+pub mod ram_touch;
 mod report;
 mod run;
 mod stats;

@@ -238,6 +238,7 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
         "exits PIO / MMIO / to QEMU (KVM)",
         "guest insns (KVM)",
         "host page faults",
+        "guest RAM 2 MiB regions faulted (faults)",
         "map commits",
         "DMA KiB",
         "fw_cfg PIO reads",
@@ -256,6 +257,9 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
                 fmt_exits(c.exits),
                 fmt_opt(kvm.then_some(c.guest_instructions)),
                 fmt_opt(c.host.map(|h| h.page_faults)),
+                c.host.map_or("–".into(), |h| {
+                    format!("{} ({})", h.ram.regions, h.ram.faults)
+                }),
                 fmt_opt(c.host.map(|h| h.map_commits)),
                 fmt_opt(c.host.map(|h| h.dma_bytes / 1024)),
                 fmt_opt(kvm.then_some(c.fw_cfg_port_reads)),
