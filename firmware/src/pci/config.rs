@@ -260,6 +260,9 @@ impl<'a, IO: PortIo, M: Mmio> ConfigAccess<'a, IO, M> {
 }
 
 impl<IO: PortIo, M: Mmio> Config for ConfigAccess<'_, IO, M> {
+    /// Out of line, the address worked out here: under TCG each call site's
+    /// own copy of [`Bdf::address`] was a dozen more translated instructions.
+    #[inline(never)]
     fn access(&mut self, bdf: Bdf, reg: u8, width: u8, write: bool, value: u32) -> u32 {
         self.access_at(bdf.address(reg), reg as u16 & 3, width, write, value)
     }
