@@ -258,7 +258,10 @@ const QUIRKS: [(u8, u8, bool, Option<u8>); 7] = [
     (15, 19, false, None),
 ];
 
-/// Edge/level control: PCI IRQs (10, 11) level-triggered.
+/// Edge/level control: PCI IRQs (10, 11) level-triggered. Out of line:
+/// inline, under TCG the code after it was translated twice, once
+/// straight after the writes and once where the skip lands.
+#[inline(never)]
 fn write_elcr(io: &mut impl PortIo) {
     io.outb(0x4D0, ELCR[0]);
     io.outb(0x4D1, ELCR[1]);
