@@ -112,10 +112,9 @@ pub fn quirks(
     class: u16,
     pm_base: u16,
 ) -> Option<u8> {
-    let mut kind = Quirk::None;
-    for &(id, k) in &QUIRK_IDS {
-        kind = core::hint::select_unpredictable((vendor == INTEL) & (device == id), k, kind);
-    }
+    let (id, k) = QUIRK_SLOTS[quirk_slot(device)];
+    let mut kind =
+        core::hint::select_unpredictable((vendor == INTEL) & (device == id), k, Quirk::None);
     let ide = class == CLASS_STORAGE_IDE;
     // PIIX IDE IDs on another class get nothing; any other IDE controller
     // gets the ISA-compatible ports.
@@ -157,6 +156,29 @@ const QUIRK_IDS: [(u16, Quirk); 7] = [
     (i440fx::PIIX4_PM_ID, Quirk::PiixPm),
     (q35::ICH9_SMBUS_ID, Quirk::Ich9Smbus),
 ];
+
+/// [`QUIRK_IDS`]' slot in [`QUIRK_SLOTS`]: a multiply and a shift that give
+/// each chipset ID a slot of its own (checked at compile time). Under TCG one
+/// look-up is less code to translate than a loop over the IDs.
+const fn quirk_slot(device: u16) -> usize {
+    (device as u32 * 109 >> 8) as usize & 7
+}
+
+/// [`QUIRK_IDS`] by [`quirk_slot`]; the empty slots hold no quirk.
+const QUIRK_SLOTS: [(u16, Quirk); 8] = {
+    let mut slots = [(0, Quirk::None); 8];
+    let mut i = 0;
+    while i < QUIRK_IDS.len() {
+        let slot = quirk_slot(QUIRK_IDS[i].0);
+        assert!(
+            matches!(slots[slot].1, Quirk::None),
+            "two chipset IDs share a slot"
+        );
+        slots[slot] = QUIRK_IDS[i];
+        i += 1;
+    }
+    slots
+};
 
 /// One write of a chipset function's set-up whose value may hang on the PM
 /// I/O base: `value | ((pm + pm_add) & pm_mask)`.
