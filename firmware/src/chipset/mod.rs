@@ -309,19 +309,42 @@ const PAM_F_SEGMENT_RO: u8 = 0x10;
 /// Makes 0xC0000-0xFFFFF writable shadow RAM, as SeaBIOS does before it fills
 /// the BIOS segment. Returns false on machines without PAM.
 pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
-    let (writes, n) = match machine {
-        Machine::I440fx => &I440FX_UNLOCK,
-        Machine::Q35 => &Q35_UNLOCK,
+    // Three writes of known widths per machine, straight-line: under TCG a
+    // loop over them, testing each width, was several times the code.
+    let ([b, w, d], [d2, w2, b2]) = (I440FX_UNLOCK, Q35_UNLOCK);
+    match machine {
+        Machine::I440fx => {
+            pci::write8(io, HOST_BRIDGE, b.reg, b.value as u8);
+            pci::write16(io, HOST_BRIDGE, w.reg, w.value as u16);
+            pci::write32(io, HOST_BRIDGE, d.reg, d.value);
+        }
+        Machine::Q35 => {
+            pci::write32(io, HOST_BRIDGE, d2.reg, d2.value);
+            pci::write16(io, HOST_BRIDGE, w2.reg, w2.value as u16);
+            pci::write8(io, HOST_BRIDGE, b2.reg, b2.value as u8);
+        }
         Machine::NoPci => return false,
-    };
-    pci::apply(io, HOST_BRIDGE, &writes[..*n]);
+    }
     true
 }
 
-/// [`unlock_bios_area`]'s writes, worked out at compile time: under TCG the
-/// width search would be code translated for one use.
-const I440FX_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::I440fx);
-const Q35_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::Q35);
+/// [`unlock_bios_area`]'s writes, worked out at compile time (under TCG the
+/// width search would be code translated for one use): a byte, a word and
+/// a dword on i440FX, the other way round on q35.
+const I440FX_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::I440fx, [1, 2, 4]);
+const Q35_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::Q35, [4, 2, 1]);
+
+/// [`unlock_writes`] for `machine`, checked to be three writes of `widths`.
+const fn three_writes(machine: Machine, widths: [u8; 3]) -> [ConfigWrite; 3] {
+    let (writes, n) = unlock_writes(machine);
+    assert!(n == 3, "PAM unlock: not three writes");
+    let mut i = 0;
+    while i < 3 {
+        assert!(writes[i].width == widths[i], "PAM unlock: other widths");
+        i += 1;
+    }
+    [writes[0], writes[1], writes[2]]
+}
 
 /// PAM0-6 set for writable shadow RAM in the widest aligned writes that cover
 /// exactly them: each write is a VM exit, and QEMU rebuilds its memory map
