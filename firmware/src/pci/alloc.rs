@@ -182,12 +182,12 @@ impl Pci {
             self.map_list(io, high_pref, pref_base);
             mem64 = Some(Range::new(base, end));
         }
-        for bus in 0..self.max_bus as usize + 1 {
-            for kind in KINDS {
-                let list = self.buses.lists[bus][kind as usize];
-                let base = self.bases[bus][kind as usize];
-                self.map_list(io, list, base);
-            }
+        // Bus by bus, kind by kind, as one loop over the lists (TCG: one
+        // loop translated, not two nested, and no array of the kinds).
+        for i in 0..(self.max_bus as usize + 1) * KINDS.len() {
+            let list = self.buses.lists.as_flattened()[i];
+            let base = self.bases.as_flattened()[i];
+            self.map_list(io, list, base);
         }
         Ok(mem64)
     }
