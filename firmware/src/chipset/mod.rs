@@ -161,7 +161,7 @@ const QUIRK_IDS: [(u16, Quirk); 7] = [
 /// each chipset ID a slot of its own (checked at compile time). Under TCG one
 /// look-up is less code to translate than a loop over the IDs.
 const fn quirk_slot(device: u16) -> usize {
-    (device as u32 * 109 >> 8) as usize & 7
+    ((device as u32 * 109) >> 8) as usize & 7
 }
 
 /// [`QUIRK_IDS`] by [`quirk_slot`]; the empty slots hold no quirk.
