@@ -228,7 +228,6 @@ impl Pci {
 
     /// Sets up every PCI function of a pc or q35 machine. `mmio` reaches q35's
     /// MMCONFIG window, which the set-up opens first and then uses.
-    #[inline(never)]
     pub fn setup(
         &mut self,
         io: &mut impl PortIo,
