@@ -43,13 +43,11 @@ impl Pci {
         let layout = &mut self.layout;
         layout.mem32_start = select(q35, p.mmconfig.end, i440fx_start);
         layout.mem64 = None;
-        layout.reserved = [None, None];
-        if q35 {
-            layout.reserved[0] = Some(p.mmconfig);
-        }
-        if self.has_ich9_lpc {
-            layout.reserved[1] = Some(q35::ICH9_RCBA);
-        }
+        // `then_some`: the flags stored, no branch (TCG).
+        layout.reserved = [
+            q35.then_some(p.mmconfig),
+            self.has_ich9_lpc.then_some(q35::ICH9_RCBA),
+        ];
     }
 
     /// Step 3a (pci_bios_check_devices, first half): every BAR of every function.
