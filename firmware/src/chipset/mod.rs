@@ -123,9 +123,13 @@ pub fn quirks(
     kind = core::hint::select_unpredictable(piix_ide & !ide, Quirk::None, kind);
     kind = core::hint::select_unpredictable(legacy_ide, Quirk::LegacyIde, kind);
     let (start, end, elcr, line) = QUIRKS[kind as usize];
-    for w in &QUIRK_WRITES[start as usize..end as usize] {
-        let w = w.at(pm_base);
+    // By index, the table padded to a power of two: one test per write and
+    // no bounds check (TCG).
+    let mut k = start as usize;
+    while k < end as usize {
+        let w = QUIRK_WRITES[k % QUIRK_WRITES.len()].at(pm_base);
         io.access(bdf, w.reg, w.width, true, w.value);
+        k += 1;
     }
     if elcr {
         write_elcr(io);
@@ -235,8 +239,9 @@ pub(crate) const fn at_pm<const K: usize>(writes: &[PmWrite], pm: u16) -> [Confi
 const PIRQ: u32 = u32::from_le_bytes(PCI_IRQS);
 
 /// Every chipset function's writes, back to back; [`QUIRKS`] slices it.
-const QUIRK_WRITES: [PmWrite; 19] = {
-    let mut t = [PmWrite::fixed(ConfigWrite::byte(0, 0)); 19];
+/// 19 used, padded to 32 for [`quirks`]' index.
+const QUIRK_WRITES: [PmWrite; 32] = {
+    let mut t = [PmWrite::fixed(ConfigWrite::byte(0, 0)); 32];
     // PIIX3/4 ISA bridge: PIRQA-D (then the ELCR)
     t[0] = PmWrite::fixed(ConfigWrite::dword(0x60, PIRQ));
     // ICH9 LPC: PIRQA-D and E-H (then the ELCR), PM base with ACPI, RCBA
@@ -279,6 +284,7 @@ const QUIRKS: [(u8, u8, bool, Option<u8>); 7] = [
     (13, 15, false, None),
     (15, 19, false, None),
 ];
+const _: () = assert!(QUIRK_WRITES.len().is_power_of_two());
 
 /// Edge/level control: PCI IRQs (10, 11) level-triggered. Out of line:
 /// inline, under TCG the code after it was translated twice, once
