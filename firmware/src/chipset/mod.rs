@@ -112,10 +112,9 @@ pub fn quirks(
     class: u16,
     pm_base: u16,
 ) -> Option<u8> {
-    let mut kind = Quirk::None;
-    for &(id, k) in &QUIRK_IDS {
-        kind = core::hint::select_unpredictable((vendor == INTEL) & (device == id), k, kind);
-    }
+    let (id, k) = QUIRK_SLOTS[quirk_slot(device)];
+    let mut kind =
+        core::hint::select_unpredictable((vendor == INTEL) & (device == id), k, Quirk::None);
     let ide = class == CLASS_STORAGE_IDE;
     // PIIX IDE IDs on another class get nothing; any other IDE controller
     // gets the ISA-compatible ports.
@@ -124,9 +123,13 @@ pub fn quirks(
     kind = core::hint::select_unpredictable(piix_ide & !ide, Quirk::None, kind);
     kind = core::hint::select_unpredictable(legacy_ide, Quirk::LegacyIde, kind);
     let (start, end, elcr, line) = QUIRKS[kind as usize];
-    for w in &QUIRK_WRITES[start as usize..end as usize] {
-        let w = w.at(pm_base);
+    // By index, the table padded to a power of two: one test per write and
+    // no bounds check (TCG).
+    let mut k = start as usize;
+    while k < end as usize {
+        let w = QUIRK_WRITES[k % QUIRK_WRITES.len()].at(pm_base);
         io.access(bdf, w.reg, w.width, true, w.value);
+        k += 1;
     }
     if elcr {
         write_elcr(io);
@@ -157,6 +160,29 @@ const QUIRK_IDS: [(u16, Quirk); 7] = [
     (i440fx::PIIX4_PM_ID, Quirk::PiixPm),
     (q35::ICH9_SMBUS_ID, Quirk::Ich9Smbus),
 ];
+
+/// [`QUIRK_IDS`]' slot in [`QUIRK_SLOTS`]: a multiply and a shift that give
+/// each chipset ID a slot of its own (checked at compile time). Under TCG one
+/// look-up is less code to translate than a loop over the IDs.
+const fn quirk_slot(device: u16) -> usize {
+    ((device as u32 * 109) >> 8) as usize & 7
+}
+
+/// [`QUIRK_IDS`] by [`quirk_slot`]; the empty slots hold no quirk.
+const QUIRK_SLOTS: [(u16, Quirk); 8] = {
+    let mut slots = [(0, Quirk::None); 8];
+    let mut i = 0;
+    while i < QUIRK_IDS.len() {
+        let slot = quirk_slot(QUIRK_IDS[i].0);
+        assert!(
+            matches!(slots[slot].1, Quirk::None),
+            "two chipset IDs share a slot"
+        );
+        slots[slot] = QUIRK_IDS[i];
+        i += 1;
+    }
+    slots
+};
 
 /// One write of a chipset function's set-up whose value may hang on the PM
 /// I/O base: `value | ((pm + pm_add) & pm_mask)`.
@@ -213,8 +239,9 @@ pub(crate) const fn at_pm<const K: usize>(writes: &[PmWrite], pm: u16) -> [Confi
 const PIRQ: u32 = u32::from_le_bytes(PCI_IRQS);
 
 /// Every chipset function's writes, back to back; [`QUIRKS`] slices it.
-const QUIRK_WRITES: [PmWrite; 19] = {
-    let mut t = [PmWrite::fixed(ConfigWrite::byte(0, 0)); 19];
+/// 19 used, padded to 32 for [`quirks`]' index.
+const QUIRK_WRITES: [PmWrite; 32] = {
+    let mut t = [PmWrite::fixed(ConfigWrite::byte(0, 0)); 32];
     // PIIX3/4 ISA bridge: PIRQA-D (then the ELCR)
     t[0] = PmWrite::fixed(ConfigWrite::dword(0x60, PIRQ));
     // ICH9 LPC: PIRQA-D and E-H (then the ELCR), PM base with ACPI, RCBA
@@ -257,8 +284,12 @@ const QUIRKS: [(u8, u8, bool, Option<u8>); 7] = [
     (13, 15, false, None),
     (15, 19, false, None),
 ];
+const _: () = assert!(QUIRK_WRITES.len().is_power_of_two());
 
-/// Edge/level control: PCI IRQs (10, 11) level-triggered.
+/// Edge/level control: PCI IRQs (10, 11) level-triggered. Out of line:
+/// inline, under TCG the code after it was translated twice, once
+/// straight after the writes and once where the skip lands.
+#[inline(never)]
 fn write_elcr(io: &mut impl PortIo) {
     io.outb(0x4D0, ELCR[0]);
     io.outb(0x4D1, ELCR[1]);
@@ -284,19 +315,42 @@ const PAM_F_SEGMENT_RO: u8 = 0x10;
 /// Makes 0xC0000-0xFFFFF writable shadow RAM, as SeaBIOS does before it fills
 /// the BIOS segment. Returns false on machines without PAM.
 pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
-    let (writes, n) = match machine {
-        Machine::I440fx => &I440FX_UNLOCK,
-        Machine::Q35 => &Q35_UNLOCK,
+    // Three writes of known widths per machine, straight-line: under TCG a
+    // loop over them, testing each width, was several times the code.
+    let ([b, w, d], [d2, w2, b2]) = (I440FX_UNLOCK, Q35_UNLOCK);
+    match machine {
+        Machine::I440fx => {
+            pci::write8(io, HOST_BRIDGE, b.reg, b.value as u8);
+            pci::write16(io, HOST_BRIDGE, w.reg, w.value as u16);
+            pci::write32(io, HOST_BRIDGE, d.reg, d.value);
+        }
+        Machine::Q35 => {
+            pci::write32(io, HOST_BRIDGE, d2.reg, d2.value);
+            pci::write16(io, HOST_BRIDGE, w2.reg, w2.value as u16);
+            pci::write8(io, HOST_BRIDGE, b2.reg, b2.value as u8);
+        }
         Machine::NoPci => return false,
-    };
-    pci::apply(io, HOST_BRIDGE, &writes[..*n]);
+    }
     true
 }
 
-/// [`unlock_bios_area`]'s writes, worked out at compile time: under TCG the
-/// width search would be code translated for one use.
-const I440FX_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::I440fx);
-const Q35_UNLOCK: ([ConfigWrite; 7], usize) = unlock_writes(Machine::Q35);
+/// [`unlock_bios_area`]'s writes, worked out at compile time (under TCG the
+/// width search would be code translated for one use): a byte, a word and
+/// a dword on i440FX, the other way round on q35.
+const I440FX_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::I440fx, [1, 2, 4]);
+const Q35_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::Q35, [4, 2, 1]);
+
+/// [`unlock_writes`] for `machine`, checked to be three writes of `widths`.
+const fn three_writes(machine: Machine, widths: [u8; 3]) -> [ConfigWrite; 3] {
+    let (writes, n) = unlock_writes(machine);
+    assert!(n == 3, "PAM unlock: not three writes");
+    let mut i = 0;
+    while i < 3 {
+        assert!(writes[i].width == widths[i], "PAM unlock: other widths");
+        i += 1;
+    }
+    [writes[0], writes[1], writes[2]]
+}
 
 /// PAM0-6 set for writable shadow RAM in the widest aligned writes that cover
 /// exactly them: each write is a VM exit, and QEMU rebuilds its memory map

@@ -252,6 +252,29 @@ fn chipset_functions_get_seabios_set_up_from_the_table() {
 }
 
 #[test]
+fn every_device_id_finds_its_chipset_quirk_by_its_slot_and_no_other() {
+    // Every ID, Intel's or another vendor's, against a plain search of
+    // QUIRK_IDS: IDs sharing a chipset ID's slot get nothing.
+    for device in 0..=u16::MAX {
+        let (id, slot_kind) = QUIRK_SLOTS[quirk_slot(device)];
+        let found = if id == device { slot_kind } else { Quirk::None };
+        let searched = QUIRK_IDS
+            .iter()
+            .find(|&&(id, _)| id == device)
+            .map_or(Quirk::None, |&(_, k)| k);
+        assert_eq!(found, searched, "device {device:#06x}");
+    }
+    // IDs that land in a chipset ID's slot, on an Intel function: nothing.
+    for &(id, _) in &QUIRK_IDS {
+        let other = (0..=u16::MAX)
+            .find(|&d| d != id && quirk_slot(d) == quirk_slot(id))
+            .unwrap();
+        let (c, line) = run_quirks(INTEL, other, 0x0601, 0x600);
+        assert!(c.writes.is_empty() && c.ports.is_empty() && line.is_none());
+    }
+}
+
+#[test]
 fn pm_dependent_set_ups_match_what_the_s3_script_replays() {
     for pm in [ACPI_PM_BASE, LEGACY_PM_BASE] {
         let p = pm as u32;

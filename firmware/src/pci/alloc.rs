@@ -43,13 +43,11 @@ impl Pci {
         let layout = &mut self.layout;
         layout.mem32_start = select(q35, p.mmconfig.end, i440fx_start);
         layout.mem64 = None;
-        layout.reserved = [None, None];
-        if q35 {
-            layout.reserved[0] = Some(p.mmconfig);
-        }
-        if self.has_ich9_lpc {
-            layout.reserved[1] = Some(q35::ICH9_RCBA);
-        }
+        // `then_some`: the flags stored, no branch (TCG).
+        layout.reserved = [
+            q35.then_some(p.mmconfig),
+            self.has_ich9_lpc.then_some(q35::ICH9_RCBA),
+        ];
     }
 
     /// Step 3a (pci_bios_check_devices, first half): every BAR of every function.
@@ -182,12 +180,12 @@ impl Pci {
             self.map_list(io, high_pref, pref_base);
             mem64 = Some(Range::new(base, end));
         }
-        for bus in 0..self.max_bus as usize + 1 {
-            for kind in KINDS {
-                let list = self.buses.lists[bus][kind as usize];
-                let base = self.bases[bus][kind as usize];
-                self.map_list(io, list, base);
-            }
+        // Bus by bus, kind by kind, as one loop over the lists (TCG: one
+        // loop translated, not two nested, and no array of the kinds).
+        for i in 0..(self.max_bus as usize + 1) * KINDS.len() {
+            let list = self.buses.lists.as_flattened()[i];
+            let base = self.bases.as_flattened()[i];
+            self.map_list(io, list, base);
         }
         Ok(mem64)
     }

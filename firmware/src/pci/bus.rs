@@ -20,6 +20,7 @@ impl Pci {
     /// Lists the functions on `bus` (SeaBIOS's pci_next walk: functions 1-7
     /// only for multi-function devices) into `found`; each bus once. Returns
     /// where they start and end in `found` and how many are PCI bridges.
+    #[inline(always)]
     fn scan_bus(&mut self, io: &mut impl Config, bus: u8) -> Result<(u16, u16, u16), PciError> {
         let listed = self.buses.found[bus as usize];
         if listed.1 > listed.0 {
@@ -67,6 +68,9 @@ impl Pci {
     }
 
     /// Step 1 (pci_bios_init_bus_rec): number the buses behind `bus`'s bridges.
+    /// Inline: on the usual machine, the root bus without a bridge, the
+    /// call to the numbering and its register saves are never made (TCG).
+    #[inline(always)]
     pub(super) fn init_bus(
         &mut self,
         io: &mut impl Config,
@@ -78,6 +82,20 @@ impl Pci {
         if bridges == 0 {
             return Ok(());
         }
+        self.number_bridges(io, bus, start, end, next_bus)
+    }
+
+    /// The bridges of `bus`, in `found` from `start` to `end`: numbered, and
+    /// the buses behind them set up in turn.
+    #[inline(never)]
+    fn number_bridges(
+        &mut self,
+        io: &mut impl Config,
+        bus: u8,
+        start: u16,
+        end: u16,
+        next_bus: &mut u8,
+    ) -> Result<(), PciError> {
         let (start, end) = (start as usize, end as usize);
         // Bridges on this bus forward nothing until numbered.
         for k in start..end {

@@ -259,9 +259,46 @@ impl<'a, IO: PortIo, M: Mmio> ConfigAccess<'a, IO, M> {
     }
 }
 
+impl<IO: PortIo, M: Mmio> ConfigAccess<'_, IO, M> {
+    /// [`Config::access`] with `reg`, `width` and `write` in one argument
+    /// ([`op`]), out of line, the address worked out here: under TCG each
+    /// call site's own copy of [`Bdf::address`] and of the arguments was
+    /// more translated instructions.
+    #[inline(never)]
+    fn access_op(&mut self, bdf: Bdf, op: u32, value: u32) -> u32 {
+        let reg = op as u8;
+        let (width, write) = ((op >> 8) as u8, op & WRITE != 0);
+        self.access_at(bdf.address(reg), reg as u16 & 3, width, write, value)
+    }
+}
+
+/// [`ConfigAccess::access_op`]'s packed argument: register, width, write.
+const fn op(reg: u8, width: u8, write: bool) -> u32 {
+    reg as u32 | (width as u32) << 8 | if write { WRITE } else { 0 }
+}
+const WRITE: u32 = 1 << 16;
+
 impl<IO: PortIo, M: Mmio> Config for ConfigAccess<'_, IO, M> {
     fn access(&mut self, bdf: Bdf, reg: u8, width: u8, write: bool, value: u32) -> u32 {
-        self.access_at(bdf.address(reg), reg as u16 & 3, width, write, value)
+        self.access_op(bdf, op(reg, width, write), value)
+    }
+    fn read8(&mut self, bdf: Bdf, reg: u8) -> u8 {
+        self.access_op(bdf, op(reg, 1, false), 0) as u8
+    }
+    fn read16(&mut self, bdf: Bdf, reg: u8) -> u16 {
+        self.access_op(bdf, op(reg, 2, false), 0) as u16
+    }
+    fn read32(&mut self, bdf: Bdf, reg: u8) -> u32 {
+        self.access_op(bdf, op(reg, 4, false), 0)
+    }
+    fn write8(&mut self, bdf: Bdf, reg: u8, value: u8) {
+        self.access_op(bdf, op(reg, 1, true), value as u32);
+    }
+    fn write16(&mut self, bdf: Bdf, reg: u8, value: u16) {
+        self.access_op(bdf, op(reg, 2, true), value as u32);
+    }
+    fn write32(&mut self, bdf: Bdf, reg: u8, value: u32) {
+        self.access_op(bdf, op(reg, 4, true), value);
     }
 }
 

@@ -170,6 +170,7 @@ impl Pci {
     }
 
     /// Gives the entries of `list` their addresses from `base` up.
+    #[inline(always)]
     pub(super) fn map_list(&mut self, io: &mut impl Config, list: List, mut base: u64) {
         let mut cur = list.head();
         while let Some(&e) = self.entries.as_slice().get(cur as usize) {
