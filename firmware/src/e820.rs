@@ -249,13 +249,27 @@ impl MemoryMap {
 
     /// End of the RAM region that contains 1 MiB: the top of "low" memory, below
     /// the PCI hole. The firmware's high zone and the initrd go just below it.
+    #[inline]
     pub fn low_ram_top(&self) -> Result<u64, E820Error> {
+        self.low_ram_end().ok_or(E820Error::NoRam)
+    }
+
+    /// [`MemoryMap::low_ram_top`], returned in registers (an `Option`, where
+    /// the `Result` goes through memory).
+    fn low_ram_end(&self) -> Option<u64> {
         // (A search that stops at the first hit: on QEMU's map its loop body
-        // runs once, and TCG translates it once.)
-        self.ram()
-            .find(|r| (r.start <= 0x10_0000) & (0x10_0000 < r.end))
-            .map(|r| r.end.min(1 << 32))
-            .ok_or(E820Error::NoRam)
+        // runs once, and TCG translates it once; its three conditions in one
+        // test.)
+        self.regions()
+            .iter()
+            .find(|r| {
+                one_test(
+                    (r.typ == e820_type::RAM)
+                        & (r.range.start <= 0x10_0000)
+                        & (0x10_0000 < r.range.end),
+                )
+            })
+            .map(|r| r.range.end.min(1 << 32))
     }
 
     /// End of the RAM above 4 GiB, or 4 GiB when there is none.
@@ -297,7 +311,7 @@ impl MemoryMap {
             self.normalize();
             Ok(())
         } else {
-            self.overwrite(range, Some(typ)).map(drop)
+            Ok(self.overwrite(range, Some(typ)).map(drop)?)
         }
     }
 
@@ -306,7 +320,7 @@ impl MemoryMap {
         if range.is_empty() {
             return Ok(());
         }
-        self.overwrite(range, None).map(drop)
+        Ok(self.overwrite(range, None).map(drop)?)
     }
 
     /// Writes the map's first 128 entries into a zero page's table and returns
