@@ -183,7 +183,7 @@ impl MemoryMap {
             let (end, wraps) = addr.overflowing_add(size);
             let lays = (size != 0) & !wraps;
             let range = select_unpredictable(lays, Range::new(addr, end), Range::new(0, 0));
-            disjoint &= lays & !self.overwrite(range, lays.then_some(typ))?;
+            disjoint &= lays & (self.overwrite(range, lays.then_some(typ))? == 0);
             has_ram |= typ == e820_type::RAM;
         }
         Ok(disjoint.then_some(has_ram))

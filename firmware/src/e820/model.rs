@@ -125,7 +125,11 @@ fn the_splice_matches_the_model() {
             let range = Range::new(a, b);
             let typ = [None, Some(RAM), Some(RESERVED)][rng.below(3) as usize];
             let covered = a < b && model.iter().any(|&(s, e, _)| s < b && a < e);
-            assert_eq!(map.overwrite(range, typ), Ok(covered), "{range:x?}");
+            assert_eq!(
+                map.overwrite(range, typ),
+                Ok(covered as usize),
+                "{range:x?}"
+            );
             if a < b {
                 model = apply(&model, range, |_| typ);
             }

@@ -44,10 +44,11 @@ impl MemoryMap {
     }
 
     /// Clears `range` out of the map and, with a type, puts it back as one
-    /// entry of that type (an empty range changes nothing); returns whether
+    /// entry of that type (an empty range changes nothing); returns 1 when
     /// `range` covered part of an entry (QEMU's entries must not: see
-    /// [`MemoryMap::load_disjoint`]). (Its only error is the heap's: a
-    /// 16-byte `Result`, returned in registers.)
+    /// [`MemoryMap::load_disjoint`]), else 0. (A `usize` beside the heap's
+    /// error, its only one: the `Result` is two registers, where a `bool`
+    /// would send it through memory.)
     ///
     /// One pass, downwards, no sort: each entry, read into registers, is
     /// written back as its part above `range`, then its part below it,
@@ -59,7 +60,7 @@ impl MemoryMap {
     /// branch in its body (a part that is not there is written all the
     /// same, to a slot the next one takes) and keeps what it builds in
     /// registers, not in the map or on the stack.
-    pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<bool, OutOfHeap> {
+    pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<usize, OutOfHeap> {
         // The two entries a range can add (cut out of the middle of one, it
         // leaves a part on each side) and one slot for a part not there.
         // (One capacity test for the three, no call per slot, nothing
@@ -115,7 +116,7 @@ impl MemoryMap {
             typ: typ.unwrap_or(0),
         });
         self.merge(w);
-        Ok(covered)
+        Ok(covered as usize)
     }
 
     pub(super) fn push(&mut self, region: Region) -> Result<(), E820Error> {
