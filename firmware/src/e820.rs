@@ -175,18 +175,28 @@ impl MemoryMap {
     /// is RAM, or None (leaving junk behind) when an entry overlaps another,
     /// or is empty or wraps (such an entry lays nothing): told once, after
     /// the loop, not by a test per entry.
+    ///
+    /// `bytes` holds at least one record ([`MemoryMap::load_qemu`] checked).
     fn load_disjoint(&mut self, bytes: &[u8]) -> Result<Option<bool>, E820Error> {
         let mut has_ram = false;
         let mut disjoint = true;
-        for rec in bytes.chunks_exact(RECORD_SIZE) {
+        let mut at = 0;
+        loop {
+            // (Sliced with its bounds check, which never fails, first in
+            // the body: TCG then translates the body once as a block of its
+            // own, not again for the jump back into it.)
+            let rec = &bytes[at..at + RECORD_SIZE];
+            at += RECORD_SIZE;
             let (addr, size, typ) = record(rec);
             let (end, wraps) = addr.overflowing_add(size);
             let lays = (size != 0) & !wraps;
             let range = select_unpredictable(lays, Range::new(addr, end), Range::new(0, 0));
             disjoint &= lays & (self.overwrite(range, lays.then_some(typ))? == 0);
             has_ram |= typ == e820_type::RAM;
+            if at >= bytes.len() {
+                return Ok(disjoint.then_some(has_ram));
+            }
         }
-        Ok(disjoint.then_some(has_ram))
     }
 
     /// Entries that overlap (or are empty, or wrap), taken one by one.
