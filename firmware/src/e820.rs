@@ -336,6 +336,9 @@ impl MemoryMap {
     /// Writes the map's first 128 entries into a zero page's table and returns
     /// how many; the rest, if any, go to Linux through a `SETUP_E820_EXT` node
     /// ([`MemoryMap::extended`]).
+    /// (Inline: one caller, which its call and return would cost two
+    /// blocks.)
+    #[inline(always)]
     pub fn write_zero_page(&self, table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE]) -> u8 {
         for (slot, r) in table.iter_mut().zip(self.regions()) {
             *slot = r.entry();

@@ -195,6 +195,7 @@ impl<'s> Kernel<'s> {
     /// map's entries beyond the zero page's 128 go into `e820_ext` (from
     /// [`reserve_e820_ext`]), linked first in the `setup_data` list.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn build_zero_page(
         &self,
         mem: &mut impl GuestMemory,
