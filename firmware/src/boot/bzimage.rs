@@ -345,6 +345,8 @@ fn link_e820_ext(
 }
 
 /// Loads the initrd (if any) into `range` (chosen by `linux::place_initrd*`).
+/// (Inline: a boot calls it once, and `range` stays in registers.)
+#[inline(always)]
 pub fn load_initrd(
     fw_cfg: &mut FwCfg<impl PortIo>,
     mem: &mut impl GuestMemory,
