@@ -145,6 +145,10 @@ impl<'s> Kernel<'s> {
     /// Copies QEMU's setup_data nodes out of the loaded kernel image into the
     /// high zone (the kernel would decompress over them) and links the copies.
     /// Returns the new list head, or 0.
+    ///
+    /// (Inline, the nodes moved out of line: with none, as QEMU gives
+    /// without a DTB or the like, one test in the caller, falling through.)
+    #[inline(always)]
     pub fn move_setup_data(
         &self,
         fw_cfg: &mut FwCfg<impl PortIo>,
@@ -153,9 +157,23 @@ impl<'s> Kernel<'s> {
         zone: &mut HighZone,
     ) -> Result<u64, Error> {
         let head = self.setup_data_head();
-        if head == 0 {
-            return Ok(0);
+        if one_test(head != 0) {
+            return self.move_setup_nodes(fw_cfg, mem, range, zone, head);
         }
+        Ok(0)
+    }
+
+    /// [`Kernel::move_setup_data`] for a list that starts at `head`.
+    #[cold]
+    #[inline(never)]
+    fn move_setup_nodes(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+        range: Range,
+        zone: &mut HighZone,
+        head: u64,
+    ) -> Result<u64, Error> {
         let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let setup_size = fw_cfg.read_u32(Item::SetupSize as u16)? as u64;
         let mut nodes = [Node::default(); MAX_NODES];
