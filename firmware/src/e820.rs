@@ -175,18 +175,28 @@ impl MemoryMap {
     /// is RAM, or None (leaving junk behind) when an entry overlaps another,
     /// or is empty or wraps (such an entry lays nothing): told once, after
     /// the loop, not by a test per entry.
+    ///
+    /// `bytes` holds at least one record ([`MemoryMap::load_qemu`] checked).
     fn load_disjoint(&mut self, bytes: &[u8]) -> Result<Option<bool>, E820Error> {
         let mut has_ram = false;
         let mut disjoint = true;
-        for rec in bytes.chunks_exact(RECORD_SIZE) {
+        let mut at = 0;
+        loop {
+            // (Sliced with its bounds check, which never fails, first in
+            // the body: TCG then translates the body once as a block of its
+            // own, not again for the jump back into it.)
+            let rec = &bytes[at..at + RECORD_SIZE];
+            at += RECORD_SIZE;
             let (addr, size, typ) = record(rec);
             let (end, wraps) = addr.overflowing_add(size);
             let lays = (size != 0) & !wraps;
             let range = select_unpredictable(lays, Range::new(addr, end), Range::new(0, 0));
-            disjoint &= lays & !self.overwrite(range, lays.then_some(typ))?;
+            disjoint &= lays & (self.overwrite(range, lays.then_some(typ))? == 0);
             has_ram |= typ == e820_type::RAM;
+            if at >= bytes.len() {
+                return Ok(disjoint.then_some(has_ram));
+            }
         }
-        Ok(disjoint.then_some(has_ram))
     }
 
     /// Entries that overlap (or are empty, or wrap), taken one by one.
@@ -249,13 +259,27 @@ impl MemoryMap {
 
     /// End of the RAM region that contains 1 MiB: the top of "low" memory, below
     /// the PCI hole. The firmware's high zone and the initrd go just below it.
+    #[inline]
     pub fn low_ram_top(&self) -> Result<u64, E820Error> {
+        self.low_ram_end().ok_or(E820Error::NoRam)
+    }
+
+    /// [`MemoryMap::low_ram_top`], returned in registers (an `Option`, where
+    /// the `Result` goes through memory).
+    fn low_ram_end(&self) -> Option<u64> {
         // (A search that stops at the first hit: on QEMU's map its loop body
-        // runs once, and TCG translates it once.)
-        self.ram()
-            .find(|r| (r.start <= 0x10_0000) & (0x10_0000 < r.end))
-            .map(|r| r.end.min(1 << 32))
-            .ok_or(E820Error::NoRam)
+        // runs once, and TCG translates it once; its three conditions in one
+        // test.)
+        self.regions()
+            .iter()
+            .find(|r| {
+                one_test(
+                    (r.typ == e820_type::RAM)
+                        & (r.range.start <= 0x10_0000)
+                        & (0x10_0000 < r.range.end),
+                )
+            })
+            .map(|r| r.range.end.min(1 << 32))
     }
 
     /// End of the RAM above 4 GiB, or 4 GiB when there is none.
@@ -297,7 +321,7 @@ impl MemoryMap {
             self.normalize();
             Ok(())
         } else {
-            self.overwrite(range, Some(typ)).map(drop)
+            Ok(self.overwrite(range, Some(typ)).map(drop)?)
         }
     }
 
@@ -306,12 +330,15 @@ impl MemoryMap {
         if range.is_empty() {
             return Ok(());
         }
-        self.overwrite(range, None).map(drop)
+        Ok(self.overwrite(range, None).map(drop)?)
     }
 
     /// Writes the map's first 128 entries into a zero page's table and returns
     /// how many; the rest, if any, go to Linux through a `SETUP_E820_EXT` node
     /// ([`MemoryMap::extended`]).
+    /// (Inline: one caller, which its call and return would cost two
+    /// blocks.)
+    #[inline(always)]
     pub fn write_zero_page(&self, table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE]) -> u8 {
         for (slot, r) in table.iter_mut().zip(self.regions()) {
             *slot = r.entry();

@@ -211,6 +211,23 @@ impl<T: Copy, const N: usize> SpillVec<T, N> {
         Ok(())
     }
 
+    /// Lengthens the list by `n` elements of unspecified value, for a caller
+    /// that writes them before it reads them: while the list stays inline,
+    /// what its array holds already (one test, no write); else `fill`,
+    /// pushed.
+    pub fn extend_unwritten(&mut self, n: usize, fill: T) -> Result<(), OutOfHeap> {
+        let end = self.len.saturating_add(n);
+        // `&`: one test for both (TCG).
+        if self.heap.is_null() & (end <= N) {
+            self.len = end;
+            return Ok(());
+        }
+        for _ in 0..n {
+            self.push(fill)?;
+        }
+        Ok(())
+    }
+
     /// The storage is full: everything moves to a heap block twice as large.
     #[cold]
     #[inline(never)]
@@ -279,6 +296,22 @@ impl<T: Copy, const N: usize> core::ops::IndexMut<usize> for SpillVec<T, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_unwritten_lengthens_inline_then_fills_on_the_heap() {
+        let mut v: SpillVec<u32, 4> = SpillVec::new(7);
+        v.push(1).unwrap();
+        v.extend_unwritten(3, 9).unwrap();
+        // Inline: what the array held.
+        assert!(!v.on_heap());
+        assert_eq!(v.as_slice(), [1, 7, 7, 7]);
+        // Beyond the array: the whole list moves, the new ones `fill`.
+        v.extend_unwritten(3, 9).unwrap();
+        assert!(v.on_heap());
+        assert_eq!(v.as_slice(), [1, 7, 7, 7, 9, 9, 9]);
+        v.extend_unwritten(2, 5).unwrap();
+        assert_eq!(v.as_slice(), [1, 7, 7, 7, 9, 9, 9, 5, 5]);
+    }
 
     #[test]
     fn spill_vec_stays_inline_then_moves_whole_to_the_heap() {

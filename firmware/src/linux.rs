@@ -202,6 +202,7 @@ fn place_kernel_above_4g(
 /// Chooses where the initrd goes: as high as possible below `initrd_addr_max`, as
 /// QEMU and SeaBIOS place it; above 4 GiB only if it fits nowhere below and the
 /// kernel allows it. `busy` must include the kernel's range.
+#[inline]
 pub fn place_initrd(
     info: &KernelInfo,
     initrd_size: u64,
@@ -213,7 +214,9 @@ pub fn place_initrd(
 
 /// [`place_initrd`] for a kernel without a setup header (PVH): as high as
 /// possible at or below `addr_max` (inclusive), above 4 GiB only when it fits
-/// nowhere below and `above_4g` allows.
+/// nowhere below and `above_4g` allows. (Inline: its `Result` folds into
+/// the caller's test rather than going through memory.)
+#[inline]
 pub fn place_initrd_below(
     initrd_size: u64,
     addr_max: u64,

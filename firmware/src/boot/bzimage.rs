@@ -13,7 +13,7 @@ use crate::fwcfg::{FwCfg, Item};
 use crate::io::PortIo;
 use crate::linux::{Entry, KernelInfo};
 use crate::mem::Range;
-use crate::mem::{self, HighZone};
+use crate::mem::{self, HighZone, one_test};
 use crate::pvh;
 use crate::setup_data::{self, MAX_NODES, Node};
 
@@ -70,7 +70,7 @@ pub fn identify<'s, B: Board>(
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
     // The usual bzImage after one test (a translation block under TCG)
     // rather than one for each of the other kinds.
-    if !hdrs | elf
+    if one_test(!hdrs | elf)
         && let Some(payload) = identify_other(board, fw_cfg, memory, size, elf)?
     {
         return Ok(payload);
@@ -114,12 +114,9 @@ impl<'s> Kernel<'s> {
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
         // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
         let len = cmdline_size.saturating_sub(1);
-        info.check_cmdline(len)?;
-        if cmdline_size > mem::CMDLINE_ROOM {
-            return Err(Error::CmdlineTooLong {
-                len,
-                max: mem::CMDLINE_ROOM - 1,
-            });
+        // Both limits in one test; which one failed, out of line.
+        if one_test((len > info.cmdline_max) | (cmdline_size > mem::CMDLINE_ROOM)) {
+            return Err(cmdline_error(len, info.cmdline_max));
         }
         Ok(Kernel {
             info,
@@ -148,6 +145,10 @@ impl<'s> Kernel<'s> {
     /// Copies QEMU's setup_data nodes out of the loaded kernel image into the
     /// high zone (the kernel would decompress over them) and links the copies.
     /// Returns the new list head, or 0.
+    ///
+    /// (Inline, the nodes moved out of line: with none, as QEMU gives
+    /// without a DTB or the like, one test in the caller, falling through.)
+    #[inline(always)]
     pub fn move_setup_data(
         &self,
         fw_cfg: &mut FwCfg<impl PortIo>,
@@ -156,9 +157,23 @@ impl<'s> Kernel<'s> {
         zone: &mut HighZone,
     ) -> Result<u64, Error> {
         let head = self.setup_data_head();
-        if head == 0 {
-            return Ok(0);
+        if one_test(head != 0) {
+            return self.move_setup_nodes(fw_cfg, mem, range, zone, head);
         }
+        Ok(0)
+    }
+
+    /// [`Kernel::move_setup_data`] for a list that starts at `head`.
+    #[cold]
+    #[inline(never)]
+    fn move_setup_nodes(
+        &self,
+        fw_cfg: &mut FwCfg<impl PortIo>,
+        mem: &mut impl GuestMemory,
+        range: Range,
+        zone: &mut HighZone,
+        head: u64,
+    ) -> Result<u64, Error> {
         let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
         let setup_size = fw_cfg.read_u32(Item::SetupSize as u16)? as u64;
         let mut nodes = [Node::default(); MAX_NODES];
@@ -198,6 +213,7 @@ impl<'s> Kernel<'s> {
     /// map's entries beyond the zero page's 128 go into `e820_ext` (from
     /// [`reserve_e820_ext`]), linked first in the `setup_data` list.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     pub fn build_zero_page(
         &self,
         mem: &mut impl GuestMemory,
@@ -238,10 +254,28 @@ impl<'s> Kernel<'s> {
     }
 }
 
+/// The error for a command line of `len` bytes (without its NUL) longer
+/// than the kernel (`kernel_max`) or ferrite's room for it takes, the
+/// kernel's limit first. (Scalars: a reference would keep the kernel's
+/// description in memory.)
+#[cold]
+#[inline(never)]
+fn cmdline_error(len: u64, kernel_max: u64) -> Error {
+    let max = if len > kernel_max {
+        kernel_max
+    } else {
+        mem::CMDLINE_ROOM - 1
+    };
+    Error::CmdlineTooLong { len, max }
+}
+
 /// Room in the high zone for a `SETUP_E820_EXT` node, when the final map may
 /// have more entries than the zero page's 128: the `memory` of now plus at
 /// most `growth` that ferrite's own reservations add. None on an ordinary VM.
 /// Taken before the initrd is placed below the zone, clear of `kernel`.
+/// (Inline: the usual None is a test in the caller, not a call and a
+/// `Result` returned through memory.)
+#[inline(always)]
 pub fn reserve_e820_ext(
     memory: &MemoryMap,
     zone: &mut HighZone,
@@ -252,6 +286,14 @@ pub fn reserve_e820_ext(
     if most <= E820_MAX_ENTRIES_ZEROPAGE {
         return Ok(None);
     }
+    e820_ext_node(zone, kernel, most)
+}
+
+/// [`reserve_e820_ext`] for a map of up to `most` entries, more than the
+/// zero page holds.
+#[cold]
+#[inline(never)]
+fn e820_ext_node(zone: &mut HighZone, kernel: Range, most: usize) -> Result<Option<Range>, Error> {
     let len = e820::ext_node_len(most - E820_MAX_ENTRIES_ZEROPAGE) as u64;
     let node = zone
         .alloc(len, 8)
@@ -321,6 +363,8 @@ fn link_e820_ext(
 }
 
 /// Loads the initrd (if any) into `range` (chosen by `linux::place_initrd*`).
+/// (Inline: a boot calls it once, and `range` stays in registers.)
+#[inline(always)]
 pub fn load_initrd(
     fw_cfg: &mut FwCfg<impl PortIo>,
     mem: &mut impl GuestMemory,
@@ -360,3 +404,28 @@ pub fn load_cmdline(
 }
 
 const _: () = assert!(size_of::<SetupData>() == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The merged command-line test's error: the kernel's limit first, then
+    /// ferrite's room, as the two tests it replaced gave them.
+    #[test]
+    fn a_command_line_too_long_names_the_limit_it_broke() {
+        let room = mem::CMDLINE_ROOM - 1;
+        // Beyond the kernel's limit (and ferrite's room, or not).
+        for len in [256, room + 1, u64::MAX - 1] {
+            assert_eq!(
+                cmdline_error(len, 255),
+                Error::CmdlineTooLong { len, max: 255 }
+            );
+        }
+        // Within the kernel's limit, beyond ferrite's room.
+        let len = room + 1;
+        assert_eq!(
+            cmdline_error(len, u32::MAX as u64),
+            Error::CmdlineTooLong { len, max: room }
+        );
+    }
+}

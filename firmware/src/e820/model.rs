@@ -125,12 +125,42 @@ fn the_splice_matches_the_model() {
             let range = Range::new(a, b);
             let typ = [None, Some(RAM), Some(RESERVED)][rng.below(3) as usize];
             let covered = a < b && model.iter().any(|&(s, e, _)| s < b && a < e);
-            assert_eq!(map.overwrite(range, typ), Ok(covered), "{range:x?}");
+            assert_eq!(
+                map.overwrite(range, typ),
+                Ok(covered as usize),
+                "{range:x?}"
+            );
             if a < b {
                 model = apply(&model, range, |_| typ);
             }
             assert_eq!(entries(&map), model, "after {range:x?} {typ:?}");
         }
+    }
+}
+
+/// `reserve`: the hole taken out first, then each reserved range (empty
+/// and inverted ones too) laid as reserved, in one loop.
+#[test]
+fn reserve_matches_the_model() {
+    let mut rng = Rng(0xA076_1D64_78BD_642F);
+    for _ in 0..3000 {
+        let mut map = MemoryMap::new();
+        for _ in 0..rng.below(8) {
+            map.insert(rng.range(), rng.typ()).unwrap();
+        }
+        let mut model = entries(&map);
+        let hole = rng.range();
+        let reserved: Vec<Range> = (0..rng.below(8))
+            .map(|_| Range::new(rng.addr(), rng.addr()))
+            .collect();
+        map.reserve(hole, &reserved).unwrap();
+        model = apply(&model, hole, |_| None);
+        for &r in &reserved {
+            if r.start < r.end {
+                model = apply(&model, r, |_| Some(RESERVED));
+            }
+        }
+        assert_eq!(entries(&map), model, "{hole:x?} {reserved:x?}");
     }
 }
 

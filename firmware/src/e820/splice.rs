@@ -6,6 +6,7 @@ use core::hint::select_unpredictable;
 
 use super::{E820Error, MemoryMap, Region};
 use crate::bootparams::e820_type;
+use crate::heap::OutOfHeap;
 use crate::mem::Range;
 
 /// An empty entry: a spare slot before it is written, the stand-in below
@@ -28,17 +29,26 @@ impl MemoryMap {
     /// The map does not depend on the order of `reserved` (each range
     /// overrides RAM, touching entries of a type merge).
     pub fn reserve(&mut self, hole: Range, reserved: &[Range]) -> Result<(), E820Error> {
-        self.overwrite(hole, None)?;
-        for &range in reserved {
-            self.overwrite(range, Some(e820_type::RESERVED))?;
+        // One call site in one loop, the hole its first pass (`k` 0), not
+        // a call of its own before it (each is blocks for TCG).
+        let mut k = 0usize;
+        loop {
+            let range = reserved.get(k.wrapping_sub(1)).map_or(hole, |&r| r);
+            let typ = (k != 0).then_some(e820_type::RESERVED);
+            self.overwrite(range, typ)?;
+            if k == reserved.len() {
+                return Ok(());
+            }
+            k += 1;
         }
-        Ok(())
     }
 
     /// Clears `range` out of the map and, with a type, puts it back as one
-    /// entry of that type (an empty range changes nothing); returns whether
+    /// entry of that type (an empty range changes nothing); returns 1 when
     /// `range` covered part of an entry (QEMU's entries must not: see
-    /// [`MemoryMap::load_disjoint`]).
+    /// [`MemoryMap::load_disjoint`]), else 0. (A `usize` beside the heap's
+    /// error, its only one: the `Result` is two registers, where a `bool`
+    /// would send it through memory.)
     ///
     /// One pass, downwards, no sort: each entry, read into registers, is
     /// written back as its part above `range`, then its part below it,
@@ -50,12 +60,12 @@ impl MemoryMap {
     /// branch in its body (a part that is not there is written all the
     /// same, to a slot the next one takes) and keeps what it builds in
     /// registers, not in the map or on the stack.
-    pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<bool, E820Error> {
+    pub(super) fn overwrite(&mut self, range: Range, typ: Option<u32>) -> Result<usize, OutOfHeap> {
         // The two entries a range can add (cut out of the middle of one, it
         // leaves a part on each side) and one slot for a part not there.
-        for _ in 0..3 {
-            self.push(NONE)?;
-        }
+        // (One capacity test for the three, no call per slot, nothing
+        // written: every slot the pass reads it writes first.)
+        self.regions.extend_unwritten(3, NONE)?;
         // An empty range cuts nothing: as one past the top of memory.
         let some = !range.is_empty();
         let range = select_unpredictable(some, range, END.range);
@@ -106,7 +116,7 @@ impl MemoryMap {
             typ: typ.unwrap_or(0),
         });
         self.merge(w);
-        Ok(covered)
+        Ok(covered as usize)
     }
 
     pub(super) fn push(&mut self, region: Region) -> Result<(), E820Error> {
