@@ -70,7 +70,8 @@ mod firmware {
     /// says why a wake-up from S3 could not resume the OS (0: this is no wake-up).
     #[unsafe(no_mangle)]
     pub extern "C" fn rust_main(reset_tsc: u64, wake_failure: u32) -> ! {
-        logger::init();
+        // No logger yet (`logger::init`): nothing on this path logs unless
+        // it fails, and a failure installs it first.
         // One test for the usual boot (the reasons are a jump table).
         if wake_failure != s3::WAKE_OK {
             report_wake_failure(wake_failure);
@@ -78,8 +79,9 @@ mod firmware {
         // Both in .bss, cleared by boot.s: made on the stack, the timeline's
         // zeroing was a rep stos, a translation block of its own under TCG.
         // Borrowed by every step rather than moved along with them, for the
-        // same reason.
-        let mut state = STATE.lock();
+        // same reason. Taken once per reset, never held: `try_lock` is one
+        // test, where `lock`'s spin loop added a translation block.
+        let mut state = STATE.try_lock().expect("the boot state is taken once");
         let State { storage, time } = &mut *state;
         time.start(reset_tsc);
         // SAFETY: this is the boot path, the only code running: one of each.
@@ -188,6 +190,8 @@ mod firmware {
             fw_cfg: &mut FwCfg<Pio>,
             [level, policy, report]: [Option<File>; 3],
         ) -> Result<(), Error> {
+            // Each file may log a warning about its value.
+            logger::init();
             if let Some(file) = level {
                 let mut buf = [MaybeUninit::uninit(); 16];
                 logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
@@ -258,6 +262,7 @@ mod firmware {
     /// One line on COM1, the status on the debug-exit port, then power-off,
     /// reset or halt as `opt/ferrite/on-error` says.
     fn fail(error: Error) -> ! {
+        logger::init();
         log::error!("{error}");
         stop(error.status())
     }
@@ -274,12 +279,14 @@ mod firmware {
         let words = unsafe { core::ptr::read_unaligned(stack.cast::<[u64; 6]>()) };
         // With an error code, RIP is the second word; the word after RIP is CS (0x10).
         let rip = if words[2] == 0x10 { words[1] } else { words[0] };
+        logger::init();
         log::error!("internal error: CPU exception at {rip:#x}");
         stop(STATUS_PANIC)
     }
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
+        logger::init();
         log::error!("internal error: {info}");
         stop(STATUS_PANIC)
     }
