@@ -91,6 +91,16 @@ const _: () = assert!(size_of::<RawFile>() == 64);
 /// Directory entries kept inline (QEMU's default is 32 slots); a larger
 /// directory is read whole into the heap.
 pub const INLINE_FILES: usize = 96;
+
+/// The directory item as it starts: the count, then the entries, read with
+/// DMA in one request (a directory shorter than the buffer reads as zeros
+/// after its end).
+#[repr(C)]
+struct Directory {
+    count: [u8; 4], // big-endian
+    files: [MaybeUninit<RawFile>; INLINE_FILES],
+}
+const _: () = assert!(size_of::<Directory>() == 4 + INLINE_FILES * size_of::<RawFile>());
 /// The most files a directory can list: selectors are 14 bits
 /// (`FW_CFG_ENTRY_MASK`) and files start at `FW_CFG_FILE_FIRST` (0x20).
 pub const MAX_FILES: usize = 0x4000 - 0x20;
@@ -112,7 +122,7 @@ pub struct Stats {
 pub struct FwCfg<IO: PortIo> {
     io: IO,
     dma: bool,
-    files: [MaybeUninit<RawFile>; INLINE_FILES],
+    dir: Directory,
     nfiles: usize,
     /// The whole directory when it has more than [`INLINE_FILES`] entries:
     /// on the heap for good (ferrite never gives it back; nothing to drop).
@@ -136,7 +146,10 @@ impl<IO: PortIo> FwCfg<IO> {
         FwCfg {
             io,
             dma: false,
-            files: [MaybeUninit::uninit(); INLINE_FILES],
+            dir: Directory {
+                count: [0; 4],
+                files: [MaybeUninit::uninit(); INLINE_FILES],
+            },
             nfiles: 0,
             spilled: &[],
             stats: Stats::default(),
@@ -160,12 +173,10 @@ impl<IO: PortIo> FwCfg<IO> {
             }
         }
         let features = Features::from_bits_truncate(fw.read_u32(Item::Id as u16)?);
-        // Without a branch (a translation block under TCG).
+        // Without a branch (a translation block under TCG). Nothing logged:
+        // the log level is read from fw_cfg after this, so a debug line here
+        // would only cost its level test.
         fw.dma &= features.contains(Features::DMA);
-        log::debug!(
-            "fw_cfg: features {features:?}, using {}",
-            if fw.dma { "DMA" } else { "port I/O" }
-        );
         fw.read_directory()
     }
 
@@ -173,20 +184,44 @@ impl<IO: PortIo> FwCfg<IO> {
         self.dma
     }
 
+    /// With DMA, the count and the entries that fit inline come in one
+    /// request; by port I/O, the count first and then exactly its entries.
     fn read_directory(&mut self) -> Result<(), Error> {
-        let mut count = [0u8; 4];
-        self.read_into(Item::FileDir as u16, &mut count)?;
-        let count = u32::from_be_bytes(count) as usize;
+        let len = if self.dma { size_of::<Directory>() } else { 4 };
+        // SAFETY: `len` bytes of our own directory buffer, only written, by the
+        // device (DMA) or by `rep insb`, never read before the transfer fills
+        // them; any bit pattern is a valid RawFile afterwards.
+        let bytes =
+            unsafe { core::slice::from_raw_parts_mut((&raw mut self.dir).cast::<u8>(), len) };
+        self.transfer_into(Some(Item::FileDir as u16), bytes, Item::FileDir as u16)?;
+        let count = u32::from_be_bytes(self.dir.count) as usize;
+        // One test for the usual case, DMA and a directory that fits inline
+        // (as two conditions joined with `|`, LLVM made it two branches,
+        // a translation block each under TCG). By port I/O only the count
+        // was read: any entries are still to come.
+        let read_inline = if self.dma { INLINE_FILES } else { 0 };
+        if count > read_inline {
+            return self.read_rest_of_directory(count);
+        }
+        self.nfiles = count;
+        Ok(())
+    }
+
+    /// [`read_directory`](Self::read_directory) after the count for a
+    /// directory too large to be inline, or without DMA.
+    #[cold]
+    #[inline(never)]
+    fn read_rest_of_directory(&mut self, count: usize) -> Result<(), Error> {
         if count > INLINE_FILES {
             return self.read_large_directory(count);
         }
         // SAFETY: the first `count` entries are our own memory; the slice over
-        // them (not yet initialised) is only written, by the device (DMA) or by
-        // `rep insb`, never read before the transfer fills it; any bit pattern
-        // is a valid RawFile afterwards.
+        // them (not yet initialised) is only written by `rep insb`, never read
+        // before the transfer fills it; any bit pattern is a valid RawFile
+        // afterwards.
         let bytes = unsafe {
             core::slice::from_raw_parts_mut(
-                self.files.as_mut_ptr().cast::<u8>(),
+                self.dir.files.as_mut_ptr().cast::<u8>(),
                 count * size_of::<RawFile>(),
             )
         };
@@ -215,6 +250,10 @@ impl<IO: PortIo> FwCfg<IO> {
                 count * size_of::<RawFile>(),
             )
         };
+        // From the start of the item again (DMA read past the count): the
+        // count once more, then the entries.
+        let mut again = [0u8; 4];
+        self.read_into(Item::FileDir as u16, &mut again)?;
         self.transfer_into(None, bytes, Item::FileDir as u16)?;
         // SAFETY: the transfer above wrote all `count` entries.
         unsafe { files.set_len(count) };
@@ -227,7 +266,9 @@ impl<IO: PortIo> FwCfg<IO> {
             return self.spilled;
         }
         // SAFETY: the first `nfiles` entries were filled by read_directory.
-        unsafe { core::slice::from_raw_parts(self.files.as_ptr().cast::<RawFile>(), self.nfiles) }
+        unsafe {
+            core::slice::from_raw_parts(self.dir.files.as_ptr().cast::<RawFile>(), self.nfiles)
+        }
     }
 
     /// How many files the directory lists (all of them are looked at).

@@ -22,11 +22,16 @@ static LOGGER: SerialLogger = SerialLogger {
 pub const LEVEL_FILE: &[u8] = LEVEL_NAME.as_bytes();
 pub const LEVEL_NAME: &str = ferrite_contract::fw_cfg::LOG_LEVEL;
 
-/// Installs the logger at `Error` (errors always reach the console).
+/// Installs the logger, at `Error` at least (errors always reach the
+/// console; a higher level already set stays). Called where logging is first
+/// needed, an error to print or the fw_cfg files that configure it, not at
+/// the start of every boot: until then the `log` crate's default (no logger,
+/// level `Off`) prints nothing, as `Error` printed nothing while nothing
+/// failed. Calling it again is harmless.
 pub fn init() {
-    // Fails only if a logger is already set, which cannot happen here.
+    // Fails only if the logger is already set: then it stays.
     let _ = log::set_logger(&LOGGER);
-    log::set_max_level(LevelFilter::Error);
+    log::set_max_level(log::max_level().max(LevelFilter::Error));
 }
 
 /// Sets the level from the contents of [`LEVEL_FILE`]. Errors stay visible at

@@ -70,7 +70,8 @@ mod firmware {
     /// says why a wake-up from S3 could not resume the OS (0: this is no wake-up).
     #[unsafe(no_mangle)]
     pub extern "C" fn rust_main(reset_tsc: u64, wake_failure: u32) -> ! {
-        logger::init();
+        // No logger yet (`logger::init`): nothing on this path logs unless
+        // it fails, and a failure installs it first.
         // One test for the usual boot (the reasons are a jump table).
         if wake_failure != s3::WAKE_OK {
             report_wake_failure(wake_failure);
@@ -78,8 +79,9 @@ mod firmware {
         // Both in .bss, cleared by boot.s: made on the stack, the timeline's
         // zeroing was a rep stos, a translation block of its own under TCG.
         // Borrowed by every step rather than moved along with them, for the
-        // same reason.
-        let mut state = STATE.lock();
+        // same reason. Taken once per reset, never held: `try_lock` is one
+        // test, where `lock`'s spin loop added a translation block.
+        let mut state = STATE.try_lock().expect("the boot state is taken once");
         let State { storage, time } = &mut *state;
         time.start(reset_tsc);
         // SAFETY: this is the boot path, the only code running: one of each.
@@ -95,19 +97,36 @@ mod firmware {
         };
         match boot::boot(&mut machine, storage) {
             Ok(handoff) => {
-                if machine.report_timeline {
-                    machine.time.report(machine.io);
+                // One test for the usual end, a 64-bit Linux entry and no
+                // timeline report (two branches, a translation block each
+                // under TCG, as `&&` or `if`s).
+                let other =
+                    (handoff.kind as u8 ^ Kind::Linux64 as u8) | machine.report_timeline as u8;
+                if other == 0 {
+                    enter_linux64(machine.io, handoff)
                 }
-                enter(machine.io, handoff)
+                finish_other(machine, handoff)
             }
             Err(error) => fail(error),
         }
+    }
+
+    /// The end of a boot with the timeline report asked for or another kind
+    /// of entry than the 64-bit Linux one.
+    #[cold]
+    #[inline(never)]
+    fn finish_other(machine: Hardware<'_>, handoff: Handoff) -> ! {
+        if machine.report_timeline {
+            machine.time.report(machine.io);
+        }
+        enter_other(machine.io, handoff)
     }
 
     /// Says why a wake-up from S3 could not resume the OS.
     #[cold]
     #[inline(never)]
     fn report_wake_failure(code: u32) {
+        logger::init();
         if let Some(why) = s3::wake_failure(code) {
             log::error!("{why}");
         }
@@ -188,6 +207,8 @@ mod firmware {
             fw_cfg: &mut FwCfg<Pio>,
             [level, policy, report]: [Option<File>; 3],
         ) -> Result<(), Error> {
+            // Each file may log a warning about its value.
+            logger::init();
             if let Some(file) = level {
                 let mut buf = [MaybeUninit::uninit(); 16];
                 logger::set_level(fw_cfg.read_file(logger::LEVEL_NAME, file, &mut buf)?);
@@ -202,27 +223,18 @@ mod firmware {
         }
     }
 
-    /// The marker on the debug-exit port, the PICs masked for the 32-bit flat
-    /// entries, and the jump. Inlined, with the usual 64-bit Linux entry
-    /// tested first: one branch (a translation block under TCG) to it.
+    /// The marker on the debug-exit port and the jump to a bzImage's 64-bit
+    /// entry. Inlined: no call, and no return block, under TCG.
     #[inline(always)]
-    fn enter(mut io: Pio, handoff: Handoff) -> ! {
-        let Handoff {
-            kind,
-            entry,
-            boot_info,
-        } = handoff;
-        if kind == Kind::Linux64 {
-            io.outb(entry::MARKER_KERNEL_PORT, entry::MARKER_KERNEL_BZIMAGE);
-            // SAFETY: the kernel, its zero page, initrd and command line are
-            // in place and identity-mapped; nothing of ferrite is needed any
-            // more.
-            unsafe { entry::enter_linux64(entry, boot_info) }
-        }
-        enter_other(io, handoff)
+    fn enter_linux64(mut io: Pio, handoff: Handoff) -> ! {
+        io.outb(entry::MARKER_KERNEL_PORT, entry::MARKER_KERNEL_BZIMAGE);
+        // SAFETY: the kernel, its zero page, initrd and command line are in
+        // place and identity-mapped; nothing of ferrite is needed any more.
+        unsafe { entry::enter_linux64(handoff.entry, handoff.boot_info) }
     }
 
-    /// [`enter`] for the other kinds of entry.
+    /// The marker, the PICs masked for the 32-bit flat entries, and the jump,
+    /// for any kind of entry.
     #[cold]
     #[inline(never)]
     fn enter_other(mut io: Pio, handoff: Handoff) -> ! {
@@ -258,6 +270,7 @@ mod firmware {
     /// One line on COM1, the status on the debug-exit port, then power-off,
     /// reset or halt as `opt/ferrite/on-error` says.
     fn fail(error: Error) -> ! {
+        logger::init();
         log::error!("{error}");
         stop(error.status())
     }
@@ -274,12 +287,14 @@ mod firmware {
         let words = unsafe { core::ptr::read_unaligned(stack.cast::<[u64; 6]>()) };
         // With an error code, RIP is the second word; the word after RIP is CS (0x10).
         let rip = if words[2] == 0x10 { words[1] } else { words[0] };
+        logger::init();
         log::error!("internal error: CPU exception at {rip:#x}");
         stop(STATUS_PANIC)
     }
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
+        logger::init();
         log::error!("internal error: {info}");
         stop(STATUS_PANIC)
     }

@@ -27,12 +27,13 @@ fn dma_path_reads_items_and_files_with_few_port_accesses() {
     assert_eq!(buf, [7u8; 40]);
     assert!(fw.find(b"etc/e82").is_none());
     assert!(fw.find(b"etc/e8200").is_none());
-    // 2 signature reads + ID + directory (2) + KernelSize + file = 7 exits,
-    // the host stack address may need the high half too.
+    // 2 signature reads + ID + directory (count and entries in one request)
+    // + KernelSize + file = 6 exits, the host stack address may need the
+    // high half too.
     let stats = fw.stats;
-    assert_eq!(stats.dma_requests, 5);
+    assert_eq!(stats.dma_requests, 4);
     assert!(
-        dev.port_accesses <= 2 + 2 * 5,
+        dev.port_accesses <= 2 + 2 * 4,
         "{} port accesses",
         dev.port_accesses
     );
@@ -165,4 +166,43 @@ fn impossible_or_oversized_directories_are_refused() {
     let fw = FwCfg::probe(&mut dev).unwrap();
     assert_eq!(fw.file_count(), 200);
     assert!(fw.find(b"etc/e820").is_some());
+}
+
+/// With DMA the count and an inline directory come in one request (ID +
+/// directory: two); one more file than fits inline costs two more (the
+/// count again, then every entry into the heap). Every entry is found.
+#[test]
+fn an_inline_directory_is_one_request_a_larger_one_three() {
+    for (files, requests) in [(0, 2), (3, 2), (INLINE_FILES, 2), (INLINE_FILES + 1, 4)] {
+        let mut dev = FakeDevice::new(true);
+        for i in 0..files {
+            dev.add_file(&format!("opt/f{i}"), &[0u8; 3]);
+        }
+        let fw = FwCfg::probe(&mut dev).unwrap();
+        assert_eq!(fw.stats.dma_requests, requests, "{files} files");
+        assert_eq!(fw.file_count(), files);
+        for i in 0..files {
+            let f = fw.find(format!("opt/f{i}").as_bytes()).unwrap();
+            assert_eq!((f.select, f.size), (0x20 + i as u16, 3));
+        }
+        assert!(fw.find(format!("opt/f{files}").as_bytes()).is_none());
+    }
+}
+
+/// A directory item shorter than its count, within the inline size: the
+/// missing entries read as zeros (empty names), with DMA as by port I/O.
+#[test]
+fn a_short_inline_directory_reads_as_empty_names() {
+    for dma in [true, false] {
+        let mut dev = FakeDevice::new(dma);
+        dev.add_file("etc/e820", &[0u8; 20]);
+        let mut dir = dev.items[&(Item::FileDir as u16)].clone();
+        dir[..4].copy_from_slice(&10u32.to_be_bytes());
+        dev.items.insert(Item::FileDir as u16, dir);
+        let fw = FwCfg::probe(&mut dev).unwrap();
+        assert_eq!(fw.file_count(), 10, "dma {dma}");
+        assert_eq!(fw.find(b"etc/e820").unwrap().select, 0x20);
+        assert_eq!(fw.find(b""), Some(File { select: 0, size: 0 }));
+        assert_eq!(fw.stats.dma_requests, if dma { 2 } else { 0 });
+    }
 }
