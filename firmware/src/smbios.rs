@@ -116,7 +116,9 @@ const fn type0() -> [u8; TYPE0_ROOM] {
 /// [`SmbiosError::BadStructure`] if one runs past the end (its formatted area,
 /// or its strings, which end with a double NUL). One pass over the bytes
 /// without a branch but the loop's: under TCG the code is what costs, and
-/// a walk from structure to structure tested each step.
+/// a walk from structure to structure tested each step. Inlined into its one
+/// caller: out of line, it saved and restored five registers.
+#[inline(always)]
 fn has_type0(tables: &[u8]) -> Result<bool, SmbiosError> {
     let len = tables.len();
     // Where the current structure starts, and its strings (none yet: the
@@ -154,23 +156,30 @@ pub struct Finished {
     pub tables_len: usize,
 }
 
-/// Finishes QEMU's tables in place. `buf` holds [`TYPE0_ROOM`] free bytes, then
-/// the tables as QEMU gave them; it lives at `base`. When QEMU gave no type 0
-/// record, ferrite's goes in the free room, just before QEMU's records. Returns
-/// the entry point and the offset in `buf` where the final tables start.
+/// Finishes QEMU's tables in place. The entry point QEMU gave is the first
+/// `anchor_len` bytes of `anchor` (the bytes after them are ignored). `buf`
+/// holds [`TYPE0_ROOM`] free bytes, then the tables as QEMU gave them; it
+/// lives at `base`. When QEMU gave no type 0 record, ferrite's goes in the
+/// free room, just before QEMU's records. Returns the entry point and the
+/// offset in `buf` where the final tables start.
 /// Inlined into the boot's one call: returned, the result was copied out
 /// (a rep movs, under TCG a translation block of its own). Its checks are
-/// tested together where their order allows (`check!`).
+/// tested together where their order allows (`check!`). The anchor comes as
+/// a whole array: copied in a few moves, where a slice's copy was a call to
+/// memcpy (two translation blocks).
 #[inline(always)]
-pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usize), SmbiosError> {
-    let mut entry = [0u8; MAX_ANCHOR];
-    let n = usize::min(anchor.len(), MAX_ANCHOR);
-    entry[..n].copy_from_slice(&anchor[..n]);
+pub fn finish(
+    anchor: &[u8; MAX_ANCHOR],
+    anchor_len: usize,
+    buf: &mut [u8],
+    base: u64,
+) -> Result<(Finished, usize), SmbiosError> {
+    let mut entry = *anchor;
     let le16 = |at: usize| u16::from_le_bytes([entry[at], entry[at + 1]]) as usize;
     let le32 = |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().unwrap()) as usize;
     let head = u64::from_le_bytes(entry[..8].try_into().unwrap());
-    let v21 = (anchor.len() == EP21_LEN) & (head as u32 == u32::from_le_bytes(*b"_SM_"));
-    let v30 = (anchor.len() == EP30_LEN) & (head << 24 == u64::from_le_bytes(*b"\0\0\0_SM3_"));
+    let v21 = (anchor_len == EP21_LEN) & (head as u32 == u32::from_le_bytes(*b"_SM_"));
+    let v30 = (anchor_len == EP30_LEN) & (head << 24 == u64::from_le_bytes(*b"\0\0\0_SM3_"));
     // Both read, then one picked: a select, not a branch.
     let (declared21, declared30) = (le16(0x16), le32(0x0C));
     let declared = if v21 { declared21 } else { declared30 };
@@ -218,7 +227,7 @@ pub fn finish(anchor: &[u8], buf: &mut [u8], base: u64) -> Result<(Finished, usi
     Ok((
         Finished {
             entry,
-            entry_len: anchor.len(),
+            entry_len: anchor_len,
             tables_len: total,
         },
         start,
@@ -285,6 +294,18 @@ mod tests {
         a
     }
 
+    /// [`finish`] of the entry point `anchor` (at most [`MAX_ANCHOR`] bytes),
+    /// passed as the firmware passes it: in a zeroed array, with its length.
+    fn finish_slice(
+        anchor: &[u8],
+        buf: &mut [u8],
+        base: u64,
+    ) -> Result<(Finished, usize), SmbiosError> {
+        let mut a = [0u8; MAX_ANCHOR];
+        a[..anchor.len()].copy_from_slice(anchor);
+        finish(&a, anchor.len(), buf, base)
+    }
+
     /// The buffer `finish` works in: free room, then QEMU's tables.
     fn buffer(tables: &[u8]) -> Vec<u8> {
         let mut b = std::vec![0xAAu8; TYPE0_ROOM];
@@ -296,7 +317,7 @@ mod tests {
     fn type0_is_added_first_and_the_21_entry_point_is_finished() {
         let t = qemu_tables(false);
         let mut out = buffer(&t);
-        let (f, start) = finish(&anchor21(t.len(), 2), &mut out, 0x7FFF_0000).unwrap();
+        let (f, start) = finish_slice(&anchor21(t.len(), 2), &mut out, 0x7FFF_0000).unwrap();
         assert_eq!(start, 0);
         assert_eq!(f.tables_len, t.len() + TYPE0_ROOM);
         assert_eq!(&out[TYPE0_ROOM..f.tables_len], &t[..]);
@@ -328,7 +349,7 @@ mod tests {
     fn qemus_own_type0_is_kept_and_30_entry_points_work() {
         let t = qemu_tables(true);
         let mut out = buffer(&t);
-        let (f, start) = finish(&anchor30(t.len()), &mut out, 0x1_2345_6000).unwrap();
+        let (f, start) = finish_slice(&anchor30(t.len()), &mut out, 0x1_2345_6000).unwrap();
         assert_eq!(start, TYPE0_ROOM);
         assert_eq!(f.tables_len, t.len());
         assert_eq!(&out[start..], &t[..]);
@@ -346,34 +367,55 @@ mod tests {
         let t = qemu_tables(false);
         let a = anchor21(t.len(), 2);
         assert_eq!(
-            finish(b"_SM_", &mut buffer(&t), 0).map(|r| r.1),
+            finish_slice(b"_SM_", &mut buffer(&t), 0).map(|r| r.1),
             Err(SmbiosError::BadAnchor)
         );
         assert_eq!(
-            finish(&anchor21(t.len() + 1, 2), &mut buffer(&t), 0).map(|r| r.1),
+            finish_slice(&anchor21(t.len() + 1, 2), &mut buffer(&t), 0).map(|r| r.1),
             Err(SmbiosError::LengthMismatch)
         );
         // a structure whose length runs past the end, and one without its double NUL
         let mut bad = t.clone();
         bad[1] = 0xF0;
         assert_eq!(
-            finish(&a, &mut buffer(&bad), 0).map(|r| r.1),
+            finish_slice(&a, &mut buffer(&bad), 0).map(|r| r.1),
             Err(SmbiosError::BadStructure)
         );
         let cut = &t[..t.len() - 1];
         assert_eq!(
-            finish(&anchor21(cut.len(), 2), &mut buffer(cut), 0).map(|r| r.1),
+            finish_slice(&anchor21(cut.len(), 2), &mut buffer(cut), 0).map(|r| r.1),
             Err(SmbiosError::BadStructure)
         );
         let mut small = [0u8; 16];
         assert_eq!(
-            finish(&a, &mut small, 0).map(|r| r.1),
+            finish_slice(&a, &mut small, 0).map(|r| r.1),
             Err(SmbiosError::TooLarge)
         );
         // a 2.1 entry point cannot point above 4 GiB
         assert_eq!(
-            finish(&a, &mut buffer(&t), 1 << 32).map(|r| r.1),
+            finish_slice(&a, &mut buffer(&t), 1 << 32).map(|r| r.1),
             Err(SmbiosError::TooLarge)
+        );
+    }
+
+    /// What follows the entry point in its array is ignored: a 3.0 entry
+    /// point with garbage after it is finished as one with zeros after it.
+    #[test]
+    fn bytes_after_the_entry_point_are_ignored() {
+        let t = qemu_tables(false);
+        let mut clean = [0u8; MAX_ANCHOR];
+        clean[..EP30_LEN].copy_from_slice(&anchor30(t.len()));
+        let mut dirty = clean;
+        dirty[EP30_LEN..].fill(0xA5);
+        let (want, _) = finish(&clean, EP30_LEN, &mut buffer(&t), 0x1000).unwrap();
+        let (got, _) = finish(&dirty, EP30_LEN, &mut buffer(&t), 0x1000).unwrap();
+        assert_eq!(got.entry_len, EP30_LEN);
+        assert_eq!(got.entry[..EP30_LEN], want.entry[..EP30_LEN]);
+        assert_eq!(got.tables_len, want.tables_len);
+        // and a length that is neither entry point's is refused, whatever the bytes
+        assert_eq!(
+            finish(&dirty, EP30_LEN + 1, &mut buffer(&t), 0x1000).map(|r| r.1),
+            Err(SmbiosError::BadAnchor)
         );
     }
 

@@ -121,16 +121,16 @@ impl Pc {
             log::info!("smbios: QEMU provides no tables");
             return Ok(());
         };
-        let mut buf = [MaybeUninit::uninit(); smbios::MAX_ANCHOR];
-        let anchor = match fw_cfg.read_file("etc/smbios/smbios-anchor", anchor, &mut buf) {
-            Ok(anchor) => anchor,
-            // Longer than any entry point: QEMU's own data is wrong, as below.
-            Err(Error::FileTooLarge { size, .. }) => {
-                log::warn!("smbios: a {size}-byte entry point is no entry point; no SMBIOS");
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
+        // Longer than any entry point: QEMU's own data is wrong, as below.
+        let anchor_len = anchor.size as usize;
+        if anchor_len > smbios::MAX_ANCHOR {
+            let size = anchor.size;
+            log::warn!("smbios: a {size}-byte entry point is no entry point; no SMBIOS");
+            return Ok(());
+        }
+        // A whole array, zeroed: `finish` copies it in a few moves.
+        let mut entry = [0u8; smbios::MAX_ANCHOR];
+        fw_cfg.read_into(anchor.select, &mut entry[..anchor_len])?;
         let len = smbios::TYPE0_ROOM as u64 + tables.size as u64;
         let base = zone
             .alloc(len, 16)
@@ -140,7 +140,7 @@ impl Pc {
         fw_cfg.read_to_guest(mem, tables.select, tail, tables.size)?;
         // The transfer filled the tail, the room is ours.
         let blob = mem.bytes(base, len as usize)?;
-        match smbios::finish(anchor, blob, base) {
+        match smbios::finish(&entry, anchor_len, blob, base) {
             Ok((done, _)) => {
                 // A boot whose guest finds no SMBIOS must not look like one that does.
                 let at = bios

@@ -68,7 +68,14 @@ pub(super) fn check_smbios(input: &[u8]) -> String {
     let base = le64(base, 0);
     let mut buf = vec![0u8; smbios::TYPE0_ROOM];
     buf.extend_from_slice(tables);
-    match smbios::finish(anchor, &mut buf, base) {
+    // The firmware refuses a longer anchor before `finish` (as a bad one);
+    // what follows a shorter one in its array is ignored: filled with noise.
+    if anchor.len() > smbios::MAX_ANCHOR {
+        return format!("{:?}", smbios::SmbiosError::BadAnchor);
+    }
+    let mut entry = [0xA5u8; smbios::MAX_ANCHOR];
+    entry[..anchor.len()].copy_from_slice(anchor);
+    match smbios::finish(&entry, anchor.len(), &mut buf, base) {
         Ok((done, start)) => {
             assert!(start == 0 || start == smbios::TYPE0_ROOM);
             assert_eq!(done.tables_len, buf.len() - start);
