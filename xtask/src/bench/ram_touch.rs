@@ -86,13 +86,13 @@ pub fn parse(script: &str, ram_bytes: u64) -> Result<RamTouch> {
             if len == ram_bytes {
                 ram = Some(start);
             }
-        } else if let Some(address) = fault_address(line) {
-            if let Some(offset) = ram.and_then(|start| address.checked_sub(start)) {
-                if offset < ram_bytes {
-                    regions.insert(offset >> REGION_SHIFT);
-                    faults += 1;
-                }
-            }
+        } else if let Some(offset) = fault_address(line)
+            .zip(ram)
+            .and_then(|(address, start)| address.checked_sub(start))
+            .filter(|&offset| offset < ram_bytes)
+        {
+            regions.insert(offset >> REGION_SHIFT);
+            faults += 1;
         }
     }
     ensure!(
@@ -120,7 +120,9 @@ fn anonymous_rw_mapping(line: &str) -> Option<(u64, u64)> {
 /// `exceptions:page_fault_user: address=0x... ip=0x... error_code=0x...`, or
 /// the bare trace field list.
 fn fault_address(line: &str) -> Option<u64> {
-    let value = line.split_whitespace().find_map(|w| w.strip_prefix("address="))?;
+    let value = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))?;
     hex(value)
 }
 
@@ -138,10 +140,8 @@ mod tests {
         lines.join("\n")
     }
 
-    const RESERVE: &str =
-        "PERF_RECORD_MMAP2 11411/11411: [0x7f6ec7e00000(0x20200000) @ 0x7f6ec7e00000 00:00 0 0]: ---p //anon";
-    const RAM: &str =
-        "PERF_RECORD_MMAP2 11411/11411: [0x7f6ec7e00000(0x20000000) @ 0x7f6ec7e00000 00:00 0 0]: rw-p //anon";
+    const RESERVE: &str = "PERF_RECORD_MMAP2 11411/11411: [0x7f6ec7e00000(0x20200000) @ 0x7f6ec7e00000 00:00 0 0]: ---p //anon";
+    const RAM: &str = "PERF_RECORD_MMAP2 11411/11411: [0x7f6ec7e00000(0x20000000) @ 0x7f6ec7e00000 00:00 0 0]: rw-p //anon";
 
     #[test]
     fn counts_regions_of_guest_ram_only() {
