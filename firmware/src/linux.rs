@@ -31,6 +31,10 @@ pub enum Entry {
 }
 
 /// What ferrite needs to know about a kernel, validated.
+///
+/// The header's 32-bit fields stay 32-bit: at 32 bytes the description is
+/// moved in registers rather than copied with a `rep movs` (a translation
+/// block of its own under TCG) and a run of stack loads and stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelInfo {
     pub version: u16,
@@ -38,16 +42,19 @@ pub struct KernelInfo {
     pub relocatable: bool,
     /// Where a non-relocatable kernel must run, and where a relocatable one runs best.
     pub pref_address: u64,
-    pub alignment: u64,
+    /// A power of two, at least 4096.
+    pub alignment: u32,
     /// Contiguous memory the kernel needs from its run-time start.
-    pub init_size: u64,
+    pub init_size: u32,
     /// Longest command line the kernel accepts, without the NUL.
-    pub cmdline_max: u64,
+    pub cmdline_max: u32,
     /// Highest address the initrd may occupy (inclusive), below 4 GiB.
-    pub initrd_addr_max: u64,
+    pub initrd_addr_max: u32,
     /// Kernel, initrd, zero page and command line may be placed above 4 GiB.
     pub above_4g: bool,
 }
+
+const _: () = assert!(core::mem::size_of::<KernelInfo>() <= 32);
 
 impl KernelInfo {
     /// Validates a setup header (as read from QEMU's SETUP_DATA item).
@@ -75,18 +82,18 @@ impl KernelInfo {
         };
         let relocatable = (version >= 0x0205) & (relocatable_kernel != 0);
         let alignment = if version >= 0x0205 {
-            kernel_alignment as u64
+            kernel_alignment
         } else {
-            PAGE
+            PAGE as u32
         };
         let v2_10 = version >= 0x020A;
         let pref_address = select_unpredictable(v2_10, pref_address, KERNEL_FLOOR);
-        let init_size = select_unpredictable(v2_10, init_size as u64, 0);
+        let init_size = select_unpredictable(v2_10, init_size, 0);
         let initrd_addr_max = if version >= 0x0203 {
             initrd_addr_max
         } else {
             LEGACY_INITRD_ADDR_MAX
-        } as u64;
+        };
         // Every check in one test (a boot takes none of them); which one
         // failed is worked out only then, in the order they are listed.
         let failed = [
@@ -94,7 +101,7 @@ impl KernelInfo {
             version < MIN_PROTOCOL,
             // A zImage: its protected-mode code runs at 0x10000 and needs real mode.
             loadflags & loadflags::LOADED_HIGH == 0,
-            relocatable & (!alignment.is_power_of_two() | (alignment < PAGE)),
+            relocatable & (!alignment.is_power_of_two() | (alignment < PAGE as u32)),
             pref_address < KERNEL_FLOOR,
         ];
         if one_test(failed[0] | failed[1] | failed[2] | failed[3] | failed[4]) {
@@ -105,9 +112,9 @@ impl KernelInfo {
             entry,
             relocatable,
             pref_address,
-            alignment: alignment.max(PAGE),
+            alignment: alignment.max(PAGE as u32),
             init_size,
-            cmdline_max: cmdline_size as u64,
+            cmdline_max: cmdline_size,
             initrd_addr_max,
             above_4g: (entry == Entry::Bits64) & (xlf & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0),
         })
@@ -115,10 +122,10 @@ impl KernelInfo {
 
     /// Checks a command line of `len` bytes (without its NUL).
     pub fn check_cmdline(&self, len: u64) -> Result<(), Error> {
-        if len > self.cmdline_max {
+        if len > self.cmdline_max as u64 {
             return Err(Error::CmdlineTooLong {
                 len,
-                max: self.cmdline_max,
+                max: self.cmdline_max as u64,
             });
         }
         Ok(())
@@ -156,7 +163,7 @@ pub fn place_kernel(
     map: &MemoryMap,
     busy: &[Range],
 ) -> Result<Range, Error> {
-    let needed = info.init_size.max(kernel_size);
+    let needed = (info.init_size as u64).max(kernel_size);
     let does_not_fit = Error::KernelDoesNotFit {
         size: needed,
         at: info.pref_address,
@@ -165,7 +172,7 @@ pub fn place_kernel(
     // footprint, at any alignment), and one test for every way the numbers
     // can overflow: a kernel that fits nowhere, with the same error.
     let footprint = needed.wrapping_add(PAGE - 1) & !(PAGE - 1);
-    let align = select_unpredictable(info.relocatable, info.alignment, 1);
+    let align = select_unpredictable(info.relocatable, info.alignment as u64, 1);
     let floor = info.pref_address.wrapping_add(align - 1) & !(align - 1);
     let (end, wraps) = floor.overflowing_add(footprint);
     let overflows = (footprint < needed) | (floor < info.pref_address) | wraps;
@@ -195,7 +202,13 @@ fn place_kernel_above_4g(
         return None;
     }
     let window = Range::new(FOUR_GIB.max(floor), u64::MAX);
-    let start = map.fit(footprint, info.alignment, window, busy, Prefer::Lowest)?;
+    let start = map.fit(
+        footprint,
+        info.alignment as u64,
+        window,
+        busy,
+        Prefer::Lowest,
+    )?;
     Some(Range::new(start, start + footprint))
 }
 
@@ -209,7 +222,8 @@ pub fn place_initrd(
     map: &MemoryMap,
     busy: &[Range],
 ) -> Result<Option<Range>, Error> {
-    place_initrd_below(initrd_size, info.initrd_addr_max, info.above_4g, map, busy)
+    let addr_max = info.initrd_addr_max as u64;
+    place_initrd_below(initrd_size, addr_max, info.above_4g, map, busy)
 }
 
 /// [`place_initrd`] for a kernel without a setup header (PVH): as high as

@@ -23,26 +23,26 @@ use super::vmlinux::Vmlinux;
 /// Enough of the setup sectors to hold any setup header (it ends by 0x281).
 pub const HEADER_BYTES: usize = 0x290;
 
-/// The start of QEMU's SETUP_DATA item, read once per boot by [`identify`]
-/// into the boot's [`Storage`](super::Storage).
+/// The start of QEMU's SETUP_DATA item, read once per boot by [`identify`].
 pub type Header = [u8; HEADER_BYTES];
 
-/// The kernel QEMU was given, validated.
-pub struct Kernel<'s> {
+/// The kernel QEMU was given, validated. It lives in the boot's
+/// [`Storage`](super::Storage) and [`identify`] fills it in place: moved by
+/// value (through `identify`'s result, across the hardware set-up and into
+/// the bzImage steps), its copies cost more code than its parsing.
+pub struct Kernel {
     pub info: KernelInfo,
     /// The start of QEMU's SETUP_DATA item: boot sector and setup header.
-    header: &'s Header,
+    header: Header,
     pub size: u64,
     pub initrd_size: u64,
     cmdline_size: u64,
 }
 
 /// What QEMU was given with `-kernel`.
-// One value per boot, moved once; there is no heap to box the setup header in.
-#[allow(clippy::large_enum_variant)]
 pub enum Payload<'s> {
     /// A bzImage, booted through the Linux boot protocol.
-    BzImage(Kernel<'s>),
+    BzImage(&'s Kernel),
     /// An ELF kernel QEMU loaded itself, booted through its PVH entry.
     Pvh(Vmlinux),
     /// A multiboot kernel QEMU prepared, with its information block.
@@ -55,17 +55,14 @@ pub fn identify<'s, B: Board>(
     board: &mut B,
     fw_cfg: &mut FwCfg<B::Io>,
     memory: &MemoryMap,
-    header: &'s mut Header,
+    kernel: &'s mut Kernel,
 ) -> Result<Payload<'s>, Error> {
     let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
     if size == 0 {
         return Err(Error::NoKernel);
     }
-    // Borrowed from the boot's storage for the rest of the boot: moved by value
-    // inside the kernel's description, the header's copies cost more code than
-    // its parsing.
+    let header = &mut kernel.header;
     fw_cfg.read_into(Item::SetupData as u16, header)?;
-    let header: &'s Header = header;
     let elf = pvh::is_elf(header);
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
     // The usual bzImage after one test (a translation block under TCG)
@@ -75,7 +72,8 @@ pub fn identify<'s, B: Board>(
     {
         return Ok(payload);
     }
-    Ok(Payload::BzImage(Kernel::from_header(fw_cfg, size, header)?))
+    kernel.validate(fw_cfg, size)?;
+    Ok(Payload::BzImage(kernel))
 }
 
 /// [`identify`] for a kernel without a bzImage's setup header: an ELF
@@ -102,33 +100,50 @@ fn identify_other<'s, B: Board>(
     Ok(None)
 }
 
-impl<'s> Kernel<'s> {
-    /// Validates the setup header and reads the other sizes.
-    fn from_header(
-        fw_cfg: &mut FwCfg<impl PortIo>,
-        size: u64,
-        header: &'s Header,
-    ) -> Result<Kernel<'s>, Error> {
-        let hdr = SetupHeader::in_image(header).ok_or(Error::NotBzImage)?;
-        let info = KernelInfo::from_header(hdr)?;
+impl Kernel {
+    /// An empty description, for the boot's storage.
+    pub const fn new() -> Kernel {
+        Kernel {
+            info: KernelInfo {
+                version: 0,
+                entry: Entry::Bits64,
+                relocatable: false,
+                pref_address: 0,
+                alignment: 0,
+                init_size: 0,
+                cmdline_max: 0,
+                initrd_addr_max: 0,
+                above_4g: false,
+            },
+            header: [0; HEADER_BYTES],
+            size: 0,
+            initrd_size: 0,
+            cmdline_size: 0,
+        }
+    }
+
+    /// Validates the setup header (already in `self.header`) and reads the
+    /// other sizes. Fields are written as they are known: nothing is kept
+    /// live across the fw_cfg reads.
+    fn validate(&mut self, fw_cfg: &mut FwCfg<impl PortIo>, size: u64) -> Result<(), Error> {
+        let hdr = SetupHeader::in_image(&self.header).ok_or(Error::NotBzImage)?;
+        self.info = KernelInfo::from_header(hdr)?;
+        self.size = size;
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
+        self.cmdline_size = cmdline_size;
         // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
         let len = cmdline_size.saturating_sub(1);
+        let max = self.info.cmdline_max as u64;
         // Both limits in one test; which one failed, out of line.
-        if one_test((len > info.cmdline_max) | (cmdline_size > mem::CMDLINE_ROOM)) {
-            return Err(cmdline_error(len, info.cmdline_max));
+        if one_test((len > max) | (cmdline_size > mem::CMDLINE_ROOM)) {
+            return Err(cmdline_error(len, max));
         }
-        Ok(Kernel {
-            info,
-            header,
-            size,
-            initrd_size: fw_cfg.read_u32(Item::InitrdSize as u16)? as u64,
-            cmdline_size,
-        })
+        self.initrd_size = fw_cfg.read_u32(Item::InitrdSize as u16)? as u64;
+        Ok(())
     }
 
     fn setup_data_head(&self) -> u64 {
-        SetupHeader::in_image(self.header).map_or(0, |h| h.setup_data)
+        SetupHeader::in_image(&self.header).map_or(0, |h| h.setup_data)
     }
 
     /// Loads the protected-mode kernel into `range` (from `linux::place_kernel`).
@@ -229,7 +244,7 @@ impl<'s> Kernel<'s> {
         // The zero-page area is reserved for this (mem.rs).
         mem.bytes(mem::ZERO_PAGE, size_of::<BootParams>())?.fill(0);
         let zp: &mut BootParams = mem.object(mem::ZERO_PAGE)?;
-        zp.copy_header_from(self.header);
+        zp.copy_header_from(&self.header);
         let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
         let hdr = &mut zp.hdr;
         hdr.type_of_loader = LOADER_TYPE_QEMU;

@@ -46,7 +46,8 @@ use vmlinux::Vmlinux;
 pub struct Storage {
     memory: MemoryMap,
     pci: Pci,
-    header: bzimage::Header,
+    /// The kernel's setup header and its validated description.
+    kernel: Kernel,
     /// The ACPI table loader's list of files.
     acpi_files: acpi::Files,
 }
@@ -56,7 +57,7 @@ impl Storage {
         Storage {
             memory: MemoryMap::new(),
             pci: Pci::new(),
-            header: [0; bzimage::HEADER_BYTES],
+            kernel: Kernel::new(),
             acpi_files: acpi::Files::new(),
         }
     }
@@ -73,7 +74,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     let Storage {
         memory,
         pci,
-        header,
+        kernel,
         acpi_files,
     } = storage;
 
@@ -95,7 +96,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
 
     // 3. The kernel: which kind, validated, before any hardware is set up
     //    for it (a kernel that cannot boot costs no PCI set-up).
-    let payload = bzimage::identify(board, &mut fw_cfg, memory, header)?;
+    let payload = bzimage::identify(board, &mut fw_cfg, memory, kernel)?;
     board.mark(Step::KernelHeader);
 
     // 4. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
@@ -241,7 +242,7 @@ fn reserve_firmware_memory(
 }
 
 /// A bzImage through the Linux boot protocol.
-fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: Kernel) -> Result<Handoff, Error> {
+fn boot_bzimage<B: Board>(mut b: Booting<B>, kernel: &Kernel) -> Result<Handoff, Error> {
     // 5. ACPI and SMBIOS.
     let rsdp = b.install_tables()?;
     b.board.mark(Step::Acpi);

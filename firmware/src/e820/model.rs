@@ -302,22 +302,23 @@ fn old_place_kernel(
     map: &MemoryMap,
     busy: &[Range],
 ) -> Result<Range, Error> {
-    let needed = info.init_size.max(kernel_size);
+    let needed = u64::from(info.init_size).max(kernel_size);
     let does_not_fit = Error::KernelDoesNotFit {
         size: needed,
         at: info.pref_address,
     };
     let footprint = align_up(needed, 4096).ok_or(does_not_fit)?;
+    let alignment = u64::from(info.alignment);
     let start = if info.relocatable {
-        let floor = align_up(info.pref_address, info.alignment).ok_or(does_not_fit)?;
-        old_lowest_fit(map, footprint, info.alignment, floor, 1 << 32, busy)
+        let floor = align_up(info.pref_address, alignment).ok_or(does_not_fit)?;
+        old_lowest_fit(map, footprint, alignment, floor, 1 << 32, busy)
             .or_else(|| {
                 info.above_4g
                     .then(|| {
                         old_lowest_fit(
                             map,
                             footprint,
-                            info.alignment,
+                            alignment,
                             floor.max(1 << 32),
                             u64::MAX,
                             busy,
@@ -364,7 +365,9 @@ fn placement_matches_what_it_replaced() {
             entries(&map)
         );
         let initrd = [0, 1, 0x1000, 0x7000, u64::MAX - 5][rng.below(5) as usize];
-        let ceiling = info.initrd_addr_max.saturating_add(1).min(1 << 32);
+        let ceiling = u64::from(info.initrd_addr_max)
+            .saturating_add(1)
+            .min(1 << 32);
         let old = old_highest_fit(&map, initrd, 4096, 0x10_0000, ceiling, &busy).or_else(|| {
             info.above_4g
                 .then(|| old_highest_fit(&map, initrd, 4096, 1 << 32, u64::MAX, &busy))

@@ -116,10 +116,10 @@ pub(super) fn check_kernel(input: &[u8]) -> String {
         busy.iter().all(|b| !b.overlaps(&kernel)),
         "kernel {kernel:x?} on a reservation"
     );
-    assert!(kernel.len() >= size.max(info.init_size));
+    assert!(kernel.len() >= size.max(info.init_size.into()));
     assert!(kernel.start >= linux::KERNEL_FLOOR);
     if info.relocatable {
-        assert_eq!(kernel.start % info.alignment, 0);
+        assert_eq!(kernel.start % u64::from(info.alignment), 0);
         assert!(kernel.start >= info.pref_address);
     } else {
         assert_eq!(kernel.start, info.pref_address);
@@ -137,7 +137,9 @@ pub(super) fn check_kernel(input: &[u8]) -> String {
                 "initrd {r:x?} on a reservation"
             );
             assert!(r.len() >= initrd);
-            assert!(r.end - 1 <= info.initrd_addr_max || (info.above_4g && r.start >= 1 << 32));
+            assert!(
+                r.end - 1 <= info.initrd_addr_max.into() || (info.above_4g && r.start >= 1 << 32)
+            );
             "ok".into()
         }
         Err(e) => format!("{:#x}", e.status()),
