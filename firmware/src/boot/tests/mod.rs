@@ -161,6 +161,21 @@ fn boot_bzimage_on(kind: Vm) {
         board.cpu.msrs
     );
     assert!(board.cpu.started, "the other CPU was woken");
+    // the other CPUs' copy of the list: the same writes, then a zero index;
+    // nobody checked in yet on the page, CPU 0 in the bitmap
+    let ap = &fseg[super::AP_MSRS_OFFSET..];
+    for (i, &(msr, value)) in board.cpu.msrs.iter().enumerate() {
+        let slot = &ap[12 * i..12 * i + 12];
+        assert_eq!(u32::from_le_bytes(slot[..4].try_into().unwrap()), msr);
+        assert_eq!(u64::from_le_bytes(slot[4..].try_into().unwrap()), value);
+    }
+    let end = 12 * board.cpu.msrs.len();
+    assert_eq!(&ap[end..end + 4], &[0; 4], "the list's end marker");
+    assert_eq!(
+        &fseg[super::AP_COUNT_OFFSET..super::AP_COUNT_OFFSET + 2],
+        &[0; 2]
+    );
+    assert_eq!(fseg[super::AP_IDS_OFFSET], 1);
 
     // PCI: every BAR assigned, without overlaps; q35's MMCONFIG reserved
     crate::pci::tests::assert_no_overlap(&board.devices.borrow().pci);
