@@ -205,6 +205,22 @@ fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
 }
 
+/// More possible CPUs than SeaBIOS's 600 bytes describe: no MP table, and
+/// nothing of it (it is built in the segment) left there.
+#[test]
+fn end_to_end_with_too_many_cpus_for_an_mp_table() {
+    let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+    let mut fw_cfg = fw_cfg(Vm::Pc, &kernel, &initrd);
+    fw_cfg.items.insert(0x0F, 64u16.to_le_bytes().to_vec()); // FW_CFG_MAX_CPUS
+    let mut board = board(Vm::Pc, fw_cfg);
+    let mut storage = std::boxed::Box::new(Storage::new());
+    boot(&mut board, &mut storage).expect("the boot succeeds");
+    let fseg = board.ram.read(F_SEGMENT.start + 4096, F_SEGMENT.len() as usize - 4096);
+    assert!(!fseg.windows(4).any(|w| w == b"_MP_" || w == b"PCMP"));
+    // the processor entries' CPUID signature (family 6 model 6)
+    assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
+}
+
 #[test]
 fn end_to_end_without_a_kernel_stops_with_its_status() {
     let mut fw_cfg = fw_cfg(Vm::Q35, &[], &[]);
