@@ -215,7 +215,9 @@ fn end_to_end_with_too_many_cpus_for_an_mp_table() {
     let mut board = board(Vm::Pc, fw_cfg);
     let mut storage = std::boxed::Box::new(Storage::new());
     boot(&mut board, &mut storage).expect("the boot succeeds");
-    let fseg = board.ram.read(F_SEGMENT.start + 4096, F_SEGMENT.len() as usize - 4096);
+    let fseg = board
+        .ram
+        .read(F_SEGMENT.start + 4096, F_SEGMENT.len() as usize - 4096);
     assert!(!fseg.windows(4).any(|w| w == b"_MP_" || w == b"PCMP"));
     // the processor entries' CPUID signature (family 6 model 6)
     assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
