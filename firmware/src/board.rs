@@ -17,7 +17,6 @@ use crate::error::Error;
 use crate::fwcfg::FwCfg;
 use crate::io::{Mmio, PortIo};
 use crate::mem::Range;
-use crate::mtrr::MsrList;
 
 /// The steps of the boot sequence, as the timeline stamps them (the
 /// contract's `timeline::STEPS`, in order).
@@ -214,8 +213,8 @@ pub trait Cpu {
     fn cpuid(&mut self, leaf: u32) -> [u32; 4];
     /// Reads IA32_MTRRCAP; call only when CPUID says the MTRRs exist.
     fn mtrr_cap(&mut self) -> u64;
-    /// Writes the MSRs of [`crate::mtrr::seabios_mtrrs`]'s list.
-    fn write_msrs(&mut self, msrs: &MsrList);
+    /// Writes one MSR of [`crate::mtrr::seabios_mtrrs`]'s list.
+    fn write_msr(&mut self, msr: u32, value: u64);
     /// A 32-bit local APIC register.
     fn lapic_read(&mut self, reg: u32) -> u32;
     fn lapic_write(&mut self, reg: u32, value: u32);

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use ferrite::board::Cpu;
 use ferrite::boot::{AP_COUNT_OFFSET, AP_IDS_OFFSET, AP_MSRS_OFFSET, TRAMPOLINE};
-use ferrite::mtrr::{self, MsrList};
+use ferrite::mtrr;
 use x86_64::registers::model_specific::Msr;
 
 use crate::phys;
@@ -50,13 +50,11 @@ impl Cpu for RealCpu {
         unsafe { Msr::new(mtrr::MTRR_CAP).read() }
     }
 
-    fn write_msrs(&mut self, msrs: &MsrList) {
-        for &(msr, value) in msrs.as_slice() {
-            // SAFETY: the list comes from mtrr::seabios_mtrrs: architectural
-            // MSRs that CPUID reported, with SeaBIOS's values; MTRRs change
-            // caching only, of memory ferrite owns.
-            unsafe { Msr::new(msr).write(value) };
-        }
+    fn write_msr(&mut self, msr: u32, value: u64) {
+        // SAFETY: the boot writes only mtrr::seabios_mtrrs's list:
+        // architectural MSRs that CPUID reported, with SeaBIOS's values;
+        // MTRRs change caching only, of memory ferrite owns.
+        unsafe { Msr::new(msr).write(value) };
     }
 
     fn lapic_read(&mut self, reg: u32) -> u32 {

@@ -54,42 +54,46 @@ const TEMPLATE: [(u32, u64); TEMPLATE_FIXED + 16] = {
 const TEMPLATE_FIXED: usize = 12;
 
 /// The most MSR writes a list holds.
-pub const MAX_MSRS: usize = 48;
+pub const MAX_MSRS: usize = TEMPLATE.len() + TAIL;
+/// Entries after the template's: the PCI window's base and mask, MTRRs on,
+/// feature control.
+const TAIL: usize = 4;
 
 /// MSR writes in order; enough for 8 variable ranges and feature control.
+///
+/// Not an array of every entry: a prefix of [`TEMPLATE`] (a constant, read
+/// where it is) and the few computed entries after it. Under TCG, copying the
+/// whole template into each list was a 768-byte copy of its own, and reading
+/// the list back added its loads.
 #[derive(Clone, Copy, Debug)]
 pub struct MsrList {
-    entries: [(u32, u64); MAX_MSRS],
+    /// Entries taken from [`TEMPLATE`], at most all of it.
+    prefix: usize,
+    /// The index `tail[0]` has in the list (wrapping: may be "before 0").
+    tail_start: usize,
+    tail: [(u32, u64); TAIL],
     len: usize,
 }
 
-impl Default for MsrList {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// [`TEMPLATE`] in a whole list's room: a new list is one copy of it (under
-/// TCG, clearing the entries and then copying the template were two loops).
-const FULL_TEMPLATE: [(u32, u64); MAX_MSRS] = {
-    let mut t = [(0u32, 0u64); MAX_MSRS];
-    let mut i = 0;
-    while i < TEMPLATE.len() {
-        t[i] = TEMPLATE[i];
-        i += 1;
-    }
-    t
-};
-
 impl MsrList {
-    pub const fn new() -> MsrList {
-        MsrList {
-            entries: [(0, 0); MAX_MSRS],
-            len: 0,
-        }
+    /// How many MSR writes, at most [`MAX_MSRS`].
+    pub fn len(&self) -> usize {
+        self.len
     }
-    pub fn as_slice(&self) -> &[(u32, u64)] {
-        &self.entries[..self.len]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Entry `i`, for `i < len()`. Both candidates are read within bounds
+    /// and one selected: no branch (a translated block each under TCG) in
+    /// the loops that write the list.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> (u32, u64) {
+        let fixed = &TEMPLATE[i.min(TEMPLATE.len() - 1)];
+        let tail = &self.tail[i.wrapping_sub(self.tail_start).min(TAIL - 1)];
+        *core::hint::select_unpredictable(i < self.prefix, fixed, tail)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        (0..self.len).map(|i| self.get(i))
     }
 }
 
@@ -116,34 +120,34 @@ pub fn seabios_mtrrs(cpu: &CpuInfo, pci_start: u64, feature_control: u64) -> Msr
         & (vcnt != 0)
         & fixed;
     // The template's fixed ranges and cleared variable ranges, then one
-    // variable range: the PCI window up to 4 GiB, uncached; then MTRRs on.
-    // Written whether usable or not (past the list's end when not): no
-    // branch, and every index is within the list (prefix <= 28).
-    let mut list = MsrList {
-        entries: FULL_TEMPLATE,
-        len: 0,
-    };
+    // variable range: the PCI window up to 4 GiB, uncached; then MTRRs on;
+    // then feature control if QEMU asks. No branch: none of it is kept when
+    // the MTRRs are unusable.
     let prefix = TEMPLATE_FIXED + 2 * vcnt.min(8) as usize;
     let phys = (1u64 << cpu.phys_bits.clamp(36, 52)) - 1;
     let size = (1u64 << 32).wrapping_sub(pci_start);
-    list.entries[prefix] = (phys_base(0), pci_start | UC);
-    list.entries[prefix + 1] = (phys_mask(0), (size.wrapping_neg() & phys) | MASK_VALID);
-    list.entries[prefix + 2] = (MTRR_DEF_TYPE, DEF_TYPE_ENABLED_WB);
-    let len = core::hint::select_unpredictable(usable, prefix + 3, 0);
-    list.entries[len] = (FEATURE_CONTROL, feature_control);
-    list.len = len + (feature_control != 0) as usize;
-    list
+    // Without MTRRs the list is feature control alone: the tail from its
+    // last entry on.
+    let select = core::hint::select_unpredictable;
+    MsrList {
+        prefix: select(usable, prefix, 0),
+        tail_start: select(usable, prefix, 0usize.wrapping_sub(TAIL - 1)),
+        tail: [
+            (phys_base(0), pci_start | UC),
+            (phys_mask(0), (size.wrapping_neg() & phys) | MASK_VALID),
+            (MTRR_DEF_TYPE, DEF_TYPE_ENABLED_WB),
+            (FEATURE_CONTROL, feature_control),
+        ],
+        len: select(usable, prefix + 3, 0) + (feature_control != 0) as usize,
+    }
 }
 
 /// Variable range `n` as the list leaves it, if enabled: what `/proc/mtrr` shows.
 #[cfg(test)]
 fn var_range(list: &MsrList, n: u32) -> Option<(u64, u64)> {
     let get = |msr| {
-        list.as_slice()
-            .iter()
-            .rev()
-            .find(|(m, _)| *m == msr)
-            .map(|e| e.1)
+        let all: std::vec::Vec<_> = list.iter().collect();
+        all.iter().rev().find(|(m, _)| *m == msr).map(|e| e.1)
     };
     let (base, mask) = (get(phys_base(n))?, get(phys_mask(n))?);
     (mask & MASK_VALID != 0).then_some((base, mask))
@@ -162,7 +166,7 @@ mod tests {
     #[test]
     fn pc_with_512_mib_gets_seabios_ranges() {
         let list = seabios_mtrrs(&QEMU, 0x8000_0000, 0);
-        let s = list.as_slice();
+        let s: &[_] = &list.iter().collect::<std::vec::Vec<_>>();
         assert_eq!(s.first(), Some(&(MTRR_DEF_TYPE, 0)));
         assert_eq!(s.last(), Some(&(MTRR_DEF_TYPE, 0xC06)));
         assert!(s.contains(&(FIX64K_00000, ALL_WB)));
@@ -180,7 +184,7 @@ mod tests {
     fn q35_window_is_one_gib() {
         let list = seabios_mtrrs(&QEMU, 0xC000_0000, 0x5);
         assert_eq!(var_range(&list, 0), Some((0xC000_0000, 0xFF_C000_0800)));
-        assert_eq!(list.as_slice().last(), Some(&(FEATURE_CONTROL, 5)));
+        assert_eq!(list.iter().last(), Some((FEATURE_CONTROL, 5)));
     }
 
     #[test]
@@ -199,13 +203,20 @@ mod tests {
                 ..QEMU
             },
         ] {
-            assert!(seabios_mtrrs(&cpu, 0x8000_0000, 0).as_slice().is_empty());
+            assert!(seabios_mtrrs(&cpu, 0x8000_0000, 0).is_empty());
+            let with_fc = seabios_mtrrs(&cpu, 0x8000_0000, 5);
+            assert_eq!(
+                with_fc.iter().collect::<std::vec::Vec<_>>(),
+                [(FEATURE_CONTROL, 5)]
+            );
         }
         // an absurd variable count is capped, never overflows the list
         let many = CpuInfo {
             mtrr_cap: 0x1FF,
             ..QEMU
         };
-        assert_eq!(seabios_mtrrs(&many, 0x8000_0000, 1).as_slice().len(), 32);
+        let list = seabios_mtrrs(&many, 0x8000_0000, 1);
+        assert_eq!(list.len(), 32);
+        assert_eq!(list.get(31), (FEATURE_CONTROL, 1));
     }
 }

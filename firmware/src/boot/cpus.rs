@@ -74,7 +74,9 @@ pub struct Cpus {
 
 /// Programs the MTRRs (and IA32_FEATURE_CONTROL when QEMU asks) on this CPU,
 /// puts its local APIC in virtual-wire mode and wakes the `count - 1` others to
-/// do the same. The trampoline page must be writable RAM.
+/// do the same. The trampoline page must be writable RAM, cleared
+/// (`BiosArea::open` clears the segment): only what the other CPUs read is
+/// written.
 pub fn start(
     cpu: &mut impl Cpu,
     mem: &mut impl GuestMemory,
@@ -84,13 +86,12 @@ pub fn start(
 ) -> Result<Cpus, Error> {
     let (info, ebx) = cpu_info(cpu);
     let msrs = mtrr::seabios_mtrrs(&info, pci_start, feature_control);
-    cpu.write_msrs(&msrs);
+    let bsp = (ebx >> 24) as usize;
+    write_trampoline(cpu, mem, &msrs, bsp)?;
     let svr = cpu.lapic_read(LAPIC_SVR);
     cpu.lapic_write(LAPIC_SVR, svr | SVR_ENABLE);
     cpu.lapic_write(LAPIC_LINT0, LINT0_EXTINT);
     cpu.lapic_write(LAPIC_LINT1, LINT1_NMI);
-    let bsp = (ebx >> 24) as usize;
-    write_trampoline(mem, cpu.ap_code(), &msrs, bsp)?;
     if count > 1 {
         cpu.lapic_write(LAPIC_ICR_LOW, ICR_INIT_OTHERS);
         cpu.lapic_write(
@@ -101,12 +102,13 @@ pub fn start(
     Ok(Cpus { count })
 }
 
-/// The start-up code, the cleared check-in count, the APIC-ID bitmap with
-/// this CPU's bit, and the MSR list (ended by an empty entry). No other CPU
-/// runs yet.
+/// Writes the MSRs on this CPU and, for the others, the trampoline page: the
+/// start-up code, the cleared check-in count, the APIC-ID bitmap with this
+/// CPU's bit, and the MSR list (ended by an empty entry). No other CPU runs
+/// yet.
 fn write_trampoline(
+    cpu: &mut impl Cpu,
     mem: &mut impl GuestMemory,
-    code: &[u8],
     msrs: &MsrList,
     bsp: usize,
 ) -> Result<(), Error> {
@@ -115,22 +117,30 @@ fn write_trampoline(
             && AP_IDS_OFFSET >= AP_COUNT_OFFSET + 2
             && AP_MSRS_OFFSET >= AP_IDS_OFFSET + 32
     );
-    let page = mem.bytes(TRAMPOLINE, 4096)?;
-    assert!(code.len() <= AP_COUNT_OFFSET, "AP trampoline too long");
-    page[..code.len()].copy_from_slice(code);
-    // The count, the bitmap and the whole MSR area with its end marker
-    // cleared at once; then the entries, one 12-byte slot each, with no
-    // bounds check of their own (under TCG each check is a block).
+    // The MSR area with room for the end marker after the longest list.
     const MSRS_END: usize = AP_MSRS_OFFSET + MSR_ENTRY * (MAX_MSRS + 1);
     const _: () = assert!(MSRS_END <= 4096);
-    let area = &mut page[AP_COUNT_OFFSET..MSRS_END];
-    area.fill(0);
+    let page = mem.bytes(TRAMPOLINE, 4096)?;
+    let code = cpu.ap_code();
+    assert!(code.len() <= AP_COUNT_OFFSET, "AP trampoline too long");
+    page[..code.len()].copy_from_slice(code);
+    // One check for the whole area; then fixed offsets, no check of their own
+    // (under TCG each check is a block).
+    let area: &mut [u8; MSRS_END - AP_COUNT_OFFSET] = (&mut page[AP_COUNT_OFFSET..MSRS_END])
+        .try_into()
+        .expect("the trampoline's MSR area");
     let (head, slots) = area.split_at_mut(AP_MSRS_OFFSET - AP_COUNT_OFFSET);
+    head.fill(0);
     head[AP_IDS_OFFSET - AP_COUNT_OFFSET + bsp / 8] |= 1 << (bsp % 8);
-    for (slot, &(msr, value)) in slots.chunks_exact_mut(MSR_ENTRY).zip(msrs.as_slice()) {
+    // Each MSR written here and stored for the others in the same loop.
+    let len = msrs.len().min(MAX_MSRS);
+    for (i, slot) in slots.chunks_exact_mut(MSR_ENTRY).take(len).enumerate() {
+        let (msr, value) = msrs.get(i);
+        cpu.write_msr(msr, value);
         slot[..4].copy_from_slice(&msr.to_le_bytes());
         slot[4..].copy_from_slice(&value.to_le_bytes());
     }
+    slots[len * MSR_ENTRY..][..4].fill(0);
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use crate::mptable::PciInterrupt;
 use crate::pci::{Pci, Platform};
 use crate::{mptable, smbios};
 
-use super::bios::{BiosArea, EBDA};
+use super::bios::{BiosArea, EBDA, F_SEGMENT};
 use super::cpus::{self, Cpus};
 
 /// fw_cfg items: CPUs started, and possible (QEMU's FW_CFG_NB_CPUS, FW_CFG_MAX_CPUS).
@@ -258,24 +258,42 @@ impl Pc {
             pci_interrupts: &ints[..n],
             irq0_override: fw_cfg.irq0_override()?,
         };
-        let mut table = [0u8; mptable::MAX_LEN];
         let at = bios
             .alloc(0, 16)
             .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
-        {
-            match mptable::build(&machine, at as u32, &mut table) {
-                Some(len) => {
-                    bios.place(board.memory(), &table[..len])
-                        .ok_or(Error::OutOfFirmwareMemory("the MP table"))?;
+        // Built where it stays, in the segment (cleared by `BiosArea::open`):
+        // no buffer to clear and copy (a call each under TCG). `alloc` keeps
+        // `at` within the segment.
+        let room = (F_SEGMENT.end - at) as usize;
+        let out = board.memory().bytes(at, room.min(mptable::MAX_LEN))?;
+        match mptable::build(&machine, at as u32, out) {
+            Some(len) => {
+                // Within the room `out` had: cannot fail, no test.
+                let claimed = bios.alloc(len as u64, 16);
+                debug_assert_eq!(claimed, Some(at));
+            }
+            None => {
+                // Nothing of a table that is not made stays in the segment.
+                out.fill(0);
+                if room < mptable::MAX_LEN && table_fits(&machine, at) {
+                    return Err(Error::OutOfFirmwareMemory("the MP table"));
                 }
-                // More CPUs than 600 bytes describe: SeaBIOS leaves the table out
-                // too, and the guest uses the ACPI MADT.
-                None => log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)"),
+                // More CPUs than 600 bytes describe: SeaBIOS leaves the table
+                // out too, and the guest uses the ACPI MADT.
+                log::info!("mptable: too large for the BIOS segment, none (as SeaBIOS)");
             }
         }
         bios.close(&mut board.io());
         Ok(())
     }
+}
+
+/// Whether the table for `m` is within SeaBIOS's limit, for a segment too
+/// full to hold it: then the segment, not the table, is too small.
+#[cold]
+fn table_fits(m: &mptable::Machine, at: u64) -> bool {
+    let mut table = [0u8; mptable::MAX_LEN];
+    mptable::build(m, at as u32, &mut table).is_some()
 }
 
 /// A small fw_cfg file holding a little-endian integer (SeaBIOS's

@@ -227,8 +227,8 @@ impl Cpu for FakeCpu {
         // 8 variable ranges, fixed ranges, write-combining
         0x508
     }
-    fn write_msrs(&mut self, msrs: &crate::mtrr::MsrList) {
-        self.msrs.extend_from_slice(msrs.as_slice());
+    fn write_msr(&mut self, msr: u32, value: u64) {
+        self.msrs.push((msr, value));
     }
     fn lapic_read(&mut self, reg: u32) -> u32 {
         match reg {

@@ -161,6 +161,21 @@ fn boot_bzimage_on(kind: Vm) {
         board.cpu.msrs
     );
     assert!(board.cpu.started, "the other CPU was woken");
+    // the other CPUs' copy of the list: the same writes, then a zero index;
+    // nobody checked in yet on the page, CPU 0 in the bitmap
+    let ap = &fseg[super::AP_MSRS_OFFSET..];
+    for (i, &(msr, value)) in board.cpu.msrs.iter().enumerate() {
+        let slot = &ap[12 * i..12 * i + 12];
+        assert_eq!(u32::from_le_bytes(slot[..4].try_into().unwrap()), msr);
+        assert_eq!(u64::from_le_bytes(slot[4..].try_into().unwrap()), value);
+    }
+    let end = 12 * board.cpu.msrs.len();
+    assert_eq!(&ap[end..end + 4], &[0; 4], "the list's end marker");
+    assert_eq!(
+        &fseg[super::AP_COUNT_OFFSET..super::AP_COUNT_OFFSET + 2],
+        &[0; 2]
+    );
+    assert_eq!(fseg[super::AP_IDS_OFFSET], 1);
 
     // PCI: every BAR assigned, without overlaps; q35's MMCONFIG reserved
     crate::pci::tests::assert_no_overlap(&board.devices.borrow().pci);
@@ -188,6 +203,24 @@ fn end_to_end_bzimage_on_q35() {
 #[test]
 fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
+}
+
+/// More possible CPUs than SeaBIOS's 600 bytes describe: no MP table, and
+/// nothing of it (it is built in the segment) left there.
+#[test]
+fn end_to_end_with_too_many_cpus_for_an_mp_table() {
+    let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+    let mut fw_cfg = fw_cfg(Vm::Pc, &kernel, &initrd);
+    fw_cfg.items.insert(0x0F, 64u16.to_le_bytes().to_vec()); // FW_CFG_MAX_CPUS
+    let mut board = board(Vm::Pc, fw_cfg);
+    let mut storage = std::boxed::Box::new(Storage::new());
+    boot(&mut board, &mut storage).expect("the boot succeeds");
+    let fseg = board
+        .ram
+        .read(F_SEGMENT.start + 4096, F_SEGMENT.len() as usize - 4096);
+    assert!(!fseg.windows(4).any(|w| w == b"_MP_" || w == b"PCMP"));
+    // the processor entries' CPUID signature (family 6 model 6)
+    assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
 }
 
 #[test]
