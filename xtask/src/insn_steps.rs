@@ -161,6 +161,13 @@ pub fn parse_perf_stat(text: &str) -> Vec<u64> {
 /// boot never reached its marker or perf lost events: a count built on part of
 /// a trace is worse than none.
 pub fn perf_record(q: &Qemu, options: &[&str], events: &[&str], data: &Path) -> Result<Vec<u8>> {
+    perf_record_only(q, options, events, data)?;
+    perf_script(data, &["-F", "event,trace"])
+}
+
+/// `perf record` of one boot into `data`, checked: the boot reached its
+/// marker and perf lost no event.
+pub fn perf_record_only(q: &Qemu, options: &[&str], events: &[&str], data: &Path) -> Result<()> {
     let data_arg = data.to_string_lossy();
     let mut args = vec!["record"];
     args.extend(options);
@@ -183,8 +190,15 @@ pub fn perf_record(q: &Qemu, options: &[&str], events: &[&str], data: &Path) -> 
         "perf lost events: {}",
         said.lines().find(|l| l.contains("lost")).unwrap_or("")
     );
+    Ok(())
+}
+
+/// `perf script <args> -i data`'s output.
+pub fn perf_script(data: &Path, args: &[&str]) -> Result<Vec<u8>> {
     let script = Command::new("perf")
-        .args(["script", "-F", "event,trace", "-i"])
+        .arg("script")
+        .args(args)
+        .arg("-i")
         .arg(data)
         .stderr(Stdio::null())
         .output()

@@ -20,12 +20,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use serde::Serialize;
 
-use crate::insn_steps::perf_qemu;
+use crate::insn_steps::{perf_record_only, perf_script};
 use crate::qemu::{Accel, Qemu};
 
 const REGION_SHIFT: u32 = 21;
@@ -44,34 +43,9 @@ pub fn measure(q: &Qemu, work: &Path) -> Result<RamTouch> {
     let mut q = q.clone();
     q.accel = Accel::Tcg;
     let data = work.join("ram-touch.data");
-    let data_arg = data.to_string_lossy();
-    let out = perf_qemu(
-        &q,
-        &[
-            "record",
-            "-q",
-            "-d",
-            "-e",
-            "exceptions:page_fault_user",
-            "-o",
-            &data_arg,
-        ],
-    )
-    .stdout(Stdio::null())
-    .output()
-    .context("running perf record")?;
-    ensure!(
-        out.status.code() != Some(124),
-        "the recorded boot did not reach its marker"
-    );
-    let script = Command::new("perf")
-        .args(["script", "--show-mmap-events", "-F", "trace", "-i"])
-        .arg(&data)
-        .stderr(Stdio::null())
-        .output()
-        .context("running perf script")?;
-    ensure!(script.status.success(), "perf script failed");
-    parse(&String::from_utf8_lossy(&script.stdout), q.memory_mib << 20)
+    perf_record_only(&q, &["-q", "-d"], &["exceptions:page_fault_user"], &data)?;
+    let script = perf_script(&data, &["--show-mmap-events", "-F", "trace"])?;
+    parse(&String::from_utf8_lossy(&script), q.memory_mib << 20)
 }
 
 /// Groups the faults inside guest RAM's mapping, the last read-write anonymous
