@@ -314,80 +314,80 @@ const PAM_F_SEGMENT_RO: u8 = 0x10;
 
 /// Makes 0xC0000-0xFFFFF writable shadow RAM, as SeaBIOS does before it fills
 /// the BIOS segment. Returns false on machines without PAM.
+///
+/// PAM0-6 go in the two aligned dwords that hold them, each read first so that
+/// the one byte beside them (0x58 on i440FX, 0x97 on q35) is written back as it
+/// was. QEMU rebuilds its memory map after every write that touches a PAM
+/// register (80-150 us each under TCG here, and KVM's memory slots change
+/// with it); three writes of exact widths cost one rebuild more.
 pub fn unlock_bios_area(io: &mut impl PortIo, machine: Machine) -> bool {
-    // Three writes of known widths per machine, straight-line: under TCG a
-    // loop over them, testing each width, was several times the code.
-    let ([b, w, d], [d2, w2, b2]) = (I440FX_UNLOCK, Q35_UNLOCK);
-    match machine {
-        Machine::I440fx => {
-            pci::write8(io, HOST_BRIDGE, b.reg, b.value as u8);
-            pci::write16(io, HOST_BRIDGE, w.reg, w.value as u16);
-            pci::write32(io, HOST_BRIDGE, d.reg, d.value);
-        }
-        Machine::Q35 => {
-            pci::write32(io, HOST_BRIDGE, d2.reg, d2.value);
-            pci::write16(io, HOST_BRIDGE, w2.reg, w2.value as u16);
-            pci::write8(io, HOST_BRIDGE, b2.reg, b2.value as u8);
-        }
+    let dwords = match machine {
+        Machine::I440fx => I440FX_UNLOCK,
+        Machine::Q35 => Q35_UNLOCK,
         Machine::NoPci => return false,
-    }
+    };
+    let [low, high] = dwords;
+    low.apply(io);
+    high.apply(io);
     true
 }
 
-/// [`unlock_bios_area`]'s writes, worked out at compile time (under TCG the
-/// width search would be code translated for one use): a byte, a word and
-/// a dword on i440FX, the other way round on q35.
-const I440FX_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::I440fx, [1, 2, 4]);
-const Q35_UNLOCK: [ConfigWrite; 3] = three_writes(Machine::Q35, [4, 2, 1]);
-
-/// [`unlock_writes`] for `machine`, checked to be three writes of `widths`.
-const fn three_writes(machine: Machine, widths: [u8; 3]) -> [ConfigWrite; 3] {
-    let (writes, n) = unlock_writes(machine);
-    assert!(n == 3, "PAM unlock: not three writes");
-    let mut i = 0;
-    while i < 3 {
-        assert!(writes[i].width == widths[i], "PAM unlock: other widths");
-        i += 1;
-    }
-    [writes[0], writes[1], writes[2]]
+/// One aligned dword of the PAM registers: the lanes that are PAM (`mask`)
+/// and the values they get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PamDword {
+    reg: u8,
+    mask: u32,
+    value: u32,
 }
 
-/// PAM0-6 set for writable shadow RAM in the widest aligned writes that cover
-/// exactly them: each write is a VM exit, and QEMU rebuilds its memory map
-/// after every one.
-const fn unlock_writes(machine: Machine) -> ([ConfigWrite; 7], usize) {
+impl PamDword {
+    /// Sets the PAM lanes, writing the others back as read: the address once
+    /// for the read and the write (three port exits, as two writes of exact
+    /// widths took).
+    #[inline(always)]
+    fn apply(self, io: &mut impl PortIo) {
+        io.outl(pci::CONFIG_ADDRESS, HOST_BRIDGE.address(self.reg));
+        let kept = io.inl(pci::CONFIG_DATA) & !self.mask;
+        io.outl(pci::CONFIG_DATA, kept | self.value);
+    }
+}
+
+/// [`unlock_bios_area`]'s dwords, worked out at compile time.
+const I440FX_UNLOCK: [PamDword; 2] = unlock_dwords(Machine::I440fx);
+const Q35_UNLOCK: [PamDword; 2] = unlock_dwords(Machine::Q35);
+
+/// PAM0 (the BIOS segment, writable) and PAM1-6 (RAM) in the two aligned
+/// dwords that cover them; fails to compile if seven registers from PAM0 do
+/// not fit in two.
+const fn unlock_dwords(machine: Machine) -> [PamDword; 2] {
     let Some(pam0) = machine.pam0() else {
         panic!("a machine without PAM");
     };
-    let mut value = [PAM_RAM_RW; 7];
-    value[0] = PAM_F_SEGMENT_RW;
-    let mut writes = [ConfigWrite {
-        reg: 0,
-        width: 0,
-        value: 0,
-    }; 7];
-    let (mut at, mut n) = (0, 0);
-    while at < value.len() {
-        let reg = pam0 + at as u8;
-        let mut width = 4;
-        while !((reg as usize).is_multiple_of(width) && at + width <= value.len()) {
-            width /= 2;
-        }
-        let mut v = 0u32;
-        let mut i = 0;
-        while i < width {
-            v |= (value[at + i] as u32) << (8 * i);
-            i += 1;
-        }
-        writes[n] = ConfigWrite {
-            reg,
-            width: width as u8,
-            value: v,
-        };
-        n += 1;
-        at += width;
+    let first = pam0 & !3;
+    assert!(pam0 - first <= 1, "PAM0-6 do not fit in two dwords");
+    let mut dwords = [
+        PamDword {
+            reg: first,
+            mask: 0,
+            value: 0,
+        },
+        PamDword {
+            reg: first + 4,
+            mask: 0,
+            value: 0,
+        },
+    ];
+    let mut i = 0;
+    while i < 7 {
+        let at = (pam0 - first) as usize + i;
+        let value = if i == 0 { PAM_F_SEGMENT_RW } else { PAM_RAM_RW };
+        let lane = 8 * (at % 4);
+        dwords[at / 4].mask |= 0xFF << lane;
+        dwords[at / 4].value |= (value as u32) << lane;
+        i += 1;
     }
-    (writes, n)
+    dwords
 }
 
 /// Write-protects the BIOS segment (SeaBIOS's make_bios_readonly leaves PAM0 at
