@@ -165,7 +165,8 @@ fn machine_name(m: Machine) -> &'static str {
     }
 }
 
-/// The host's TSC frequency in kHz, for microvm's `tsc_early_khz=` under TCG.
+/// The host's TSC frequency in kHz, for the bench kernels' `tsc_early_khz=`
+/// under TCG (the guest's TSC runs at the host's rate).
 pub fn tsc_khz() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     let mhz: f64 = info
