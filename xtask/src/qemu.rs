@@ -51,6 +51,12 @@ impl std::str::FromStr for Machine {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
     Tcg,
+    /// TCG with every vCPU in one host thread, taking turns (`thread=single`).
+    /// For a guest with more vCPUs than the host has cores: one thread per
+    /// vCPU then starves some of them while tests run side by side, and the
+    /// guest kernel's soft-lockup watchdog and its waits for other CPUs can
+    /// stall a boot for minutes.
+    TcgOneThread,
     Kvm,
 }
 
@@ -142,6 +148,7 @@ impl Qemu {
             "-accel",
             match self.accel {
                 Accel::Tcg => "tcg",
+                Accel::TcgOneThread => "tcg,thread=single",
                 Accel::Kvm => "kvm",
             },
             "-nodefaults",
