@@ -59,13 +59,6 @@ pub enum Item {
 }
 
 bitflags! {
-    /// `FW_CFG_ID` feature bits.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Features: u32 {
-        const TRADITIONAL = 1 << 0;
-        const DMA = 1 << 1;
-    }
-
     /// DMA `control` bits.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct DmaControl: u32 {
@@ -156,12 +149,17 @@ impl<IO: PortIo> FwCfg<IO> {
         }
     }
 
-    /// Finds the device, its features and its file directory, for a
+    /// Finds the device, whether it has DMA, and its file directory, for a
     /// [`unprobed`](Self::unprobed) one.
+    ///
+    /// The DMA register reads back "QEMU CFG" exactly when the device has
+    /// the DMA interface (QEMU maps the register only then, and sets
+    /// `FW_CFG_ID`'s DMA bit only then: `fw_cfg_io_realize`,
+    /// `fw_cfg_common_realize`). So `FW_CFG_ID` is not read: its one
+    /// feature that matters is known, and the read cost an exit.
     pub fn probe_device(&mut self) -> Result<(), Error> {
         let fw = self;
-        // The DMA register reads back "QEMU CFG" when DMA exists: two port reads
-        // instead of a selector write and four data reads.
+        // Two port reads instead of a selector write and four data reads.
         let sig = ((fw.io.inl(PORT_DMA_HIGH).swap_bytes() as u64) << 32)
             | fw.io.inl(PORT_DMA_LOW).swap_bytes() as u64;
         fw.dma = sig == DMA_SIGNATURE;
@@ -172,11 +170,6 @@ impl<IO: PortIo> FwCfg<IO> {
                 return Err(Error::NoFwCfg);
             }
         }
-        let features = Features::from_bits_truncate(fw.read_u32(Item::Id as u16)?);
-        // Without a branch (a translation block under TCG). Nothing logged:
-        // the log level is read from fw_cfg after this, so a debug line here
-        // would only cost its level test.
-        fw.dma &= features.contains(Features::DMA);
         fw.read_directory()
     }
 

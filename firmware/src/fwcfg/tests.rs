@@ -27,13 +27,13 @@ fn dma_path_reads_items_and_files_with_few_port_accesses() {
     assert_eq!(buf, [7u8; 40]);
     assert!(fw.find(b"etc/e82").is_none());
     assert!(fw.find(b"etc/e8200").is_none());
-    // 2 signature reads + ID + directory (count and entries in one request)
-    // + KernelSize + file = 6 exits, the host stack address may need the
+    // 2 signature reads + directory (count and entries in one request)
+    // + KernelSize + file = 5 exits, the host stack address may need the
     // high half too.
     let stats = fw.stats;
-    assert_eq!(stats.dma_requests, 4);
+    assert_eq!(stats.dma_requests, 3);
     assert!(
-        dev.port_accesses <= 2 + 2 * 4,
+        dev.port_accesses <= 2 + 2 * 3,
         "{} port accesses",
         dev.port_accesses
     );
@@ -168,12 +168,12 @@ fn impossible_or_oversized_directories_are_refused() {
     assert!(fw.find(b"etc/e820").is_some());
 }
 
-/// With DMA the count and an inline directory come in one request (ID +
-/// directory: two); one more file than fits inline costs two more (the
-/// count again, then every entry into the heap). Every entry is found.
+/// With DMA the count and an inline directory come in one request; one
+/// more file than fits inline costs two more (the count again, then every
+/// entry into the heap). Every entry is found.
 #[test]
 fn an_inline_directory_is_one_request_a_larger_one_three() {
-    for (files, requests) in [(0, 2), (3, 2), (INLINE_FILES, 2), (INLINE_FILES + 1, 4)] {
+    for (files, requests) in [(0, 1), (3, 1), (INLINE_FILES, 1), (INLINE_FILES + 1, 3)] {
         let mut dev = FakeDevice::new(true);
         for i in 0..files {
             dev.add_file(&format!("opt/f{i}"), &[0u8; 3]);
@@ -203,6 +203,6 @@ fn a_short_inline_directory_reads_as_empty_names() {
         assert_eq!(fw.file_count(), 10, "dma {dma}");
         assert_eq!(fw.find(b"etc/e820").unwrap().select, 0x20);
         assert_eq!(fw.find(b""), Some(File { select: 0, size: 0 }));
-        assert_eq!(fw.stats.dma_requests, if dma { 2 } else { 0 });
+        assert_eq!(fw.stats.dma_requests, if dma { 1 } else { 0 });
     }
 }
