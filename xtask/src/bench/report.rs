@@ -239,7 +239,7 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
         "guest insns (KVM)",
         "host page faults",
         "guest RAM 2 MiB regions faulted (faults)",
-        "map commits",
+        "map commits / rebuilds (sections rendered)",
         "DMA KiB",
         "fw_cfg PIO reads",
     ]);
@@ -260,7 +260,12 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
                 c.host.map_or("–".into(), |h| {
                     format!("{} ({})", h.ram.regions, h.ram.faults)
                 }),
-                fmt_opt(c.host.map(|h| h.map_commits)),
+                c.host.map_or("–".into(), |h| {
+                    format!(
+                        "{} / {} ({})",
+                        h.map_commits, h.map_rebuilds, h.sections_rendered
+                    )
+                }),
                 fmt_opt(c.host.map(|h| h.dma_bytes / 1024)),
                 fmt_opt(kvm.then_some(c.fw_cfg_port_reads)),
             ]);
