@@ -21,6 +21,7 @@ pub mod stats;
 pub mod symbols;
 pub mod task;
 pub mod testkernel;
+pub mod translation;
 
 use std::path::PathBuf;
 

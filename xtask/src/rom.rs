@@ -41,7 +41,32 @@ pub fn build_firmware_at(
     release: bool,
     out: &std::path::Path,
 ) -> Result<Rom> {
+    build(root, target_dir, release, false, out)
+}
+
+/// The release firmware with DWARF line tables and inlining records
+/// (`target/lines/`, ROM `target/ferrite-lines.rom`), for naming the source
+/// line of any address. Debug information is not loaded and does not steer
+/// code generation: the code is the release build's, give or take the
+/// placement of a few constants.
+pub fn build_firmware_with_lines() -> Result<Rom> {
+    let root = crate::root();
+    let target = root.join("target");
+    let out = target.join("ferrite-lines.rom");
+    build(&root, &target.join("lines"), true, true, &out)
+}
+
+fn build(
+    root: &std::path::Path,
+    target_dir: &std::path::Path,
+    release: bool,
+    line_tables: bool,
+    out: &std::path::Path,
+) -> Result<Rom> {
     let mut cmd = crate::cargo();
+    if line_tables {
+        cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    }
     cmd.current_dir(root)
         .env("CARGO_TARGET_DIR", target_dir)
         .args([

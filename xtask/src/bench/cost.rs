@@ -90,6 +90,13 @@ impl Translated {
             + US_PER_MEMORY_INSN * self.memory as f64
     }
 
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: Translated) {
+        self.blocks += other.blocks;
+        self.instructions += other.instructions;
+        self.memory += other.memory;
+    }
+
     fn add_instruction(&mut self, line: &str) {
         self.instructions += 1;
         self.memory += touches_memory(line) as u64;
@@ -277,21 +284,47 @@ fn instruction_address(line: &str) -> Option<u64> {
 /// order of execution; a block is counted in the step where it starts, its
 /// instructions on either side of a stamp inside it.
 pub fn translated_per_step(log: impl BufRead, stamps: &[u64]) -> Result<Vec<Translated>> {
-    let mut steps = vec![Translated::default()];
+    let mut step = 0;
+    let by_step = translated_by(log, |addr| {
+        step += stamps.contains(&addr) as usize;
+        step
+    })?;
+    let mut steps = vec![Translated::default(); step + 1];
+    for (i, t) in by_step {
+        steps[i] = t;
+    }
+    Ok(steps)
+}
+
+/// The code in a `-d in_asm` log, grouped by `key`, which is called with
+/// every instruction's address in the log's order: each instruction counts
+/// under its own key, each block under its first instruction's.
+pub fn translated_by<K: Ord>(
+    log: impl BufRead,
+    mut key: impl FnMut(u64) -> K,
+) -> Result<BTreeMap<K, Translated>> {
+    let mut out = BTreeMap::<K, Translated>::new();
+    let mut block_starts = false;
     for line in log.lines() {
         let line = line.context("reading the in_asm log")?;
         if line.starts_with("IN:") {
-            steps.last_mut().unwrap().blocks += 1;
+            block_starts = true;
         } else if is_instruction(&line) {
             let addr = instruction_address(&line)
                 .with_context(|| format!("not an in_asm instruction line: {line:?}"))?;
-            if stamps.contains(&addr) {
-                steps.push(Translated::default());
-            }
-            steps.last_mut().unwrap().add_instruction(&line);
+            let t = out.entry(key(addr)).or_default();
+            t.blocks += block_starts as u64;
+            t.add_instruction(&line);
+            block_starts = false;
         }
     }
-    Ok(steps)
+    Ok(out)
+}
+
+/// Boots `q` under TCG with `-d in_asm` logged to a file in `work` and
+/// returns the file.
+pub fn in_asm_log(q: &Qemu, work: &Path) -> Result<std::path::PathBuf> {
+    tcg_log(q, work, "in_asm")
 }
 
 /// Boots `q` under TCG with `flags` logged to a file in `work` and returns the file.
@@ -538,7 +571,8 @@ IN:
         };
         // the stamp's block counts where it starts, its instructions either side
         assert_eq!(split(&[0x12345]), [(3, 4), (1, 3)]);
-        assert_eq!(split(&[0x12345, 0xf0010]), [(3, 4), (1, 2), (0, 1)]);
+        // a block that starts at a stamp is the next step's
+        assert_eq!(split(&[0x12345, 0xf0010]), [(3, 4), (0, 2), (1, 1)]);
         // no stamp translated: one step, the whole log
         let whole = translated(IN_ASM.as_bytes()).unwrap();
         assert_eq!(split(&[0x99]), [(whole.blocks, whole.instructions)]);

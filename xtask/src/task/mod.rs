@@ -12,6 +12,7 @@ pub mod profile;
 pub mod run;
 pub mod soak;
 pub mod testkernel;
+pub mod translation;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -61,6 +62,10 @@ pub enum Task {
     /// -d in_asm,exec,nochain), up to the first 0xf6 marker (the small kernel's
     /// kernel_init).
     Profile(profile::Args),
+    /// ferrite's code translated under TCG to the kernel entry, by step and by
+    /// source line (a build with line tables; the cost model's µs): where its
+    /// time under TCG goes.
+    Translation(translation::Args),
 }
 
 impl Task {
@@ -77,6 +82,7 @@ impl Task {
             Task::Analyze(a) => analyze::run(a),
             Task::BenchRange(a) => bench_range::run(a),
             Task::Profile(a) => profile::run(a),
+            Task::Translation(a) => translation::run(a),
         }
     }
 }

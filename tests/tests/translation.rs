@@ -1,0 +1,85 @@
+//! `cargo xtask translation` end to end: ferrite built with line tables, one
+//! boot with QEMU's translation log, split into the timeline's steps and named
+//! by source line.
+
+use ferrite_contract::timeline;
+use xtask::bench::cost;
+use xtask::qemu::{Machine, Qemu};
+use xtask::translation::{Options, run};
+
+#[test]
+fn names_the_source_line_of_every_step_s_code() {
+    let report = run(&Options {
+        machine: Machine::Pc,
+        top: 5,
+        step: Some(timeline::ACPI.into()),
+        json: None,
+    })
+    .unwrap();
+
+    let names: Vec<&str> = report.steps.iter().map(|c| c.name.as_str()).collect();
+    let mut expected = timeline::STEPS[1..].to_vec();
+    expected.push("handoff");
+    assert_eq!(names, expected);
+    assert!(report.steps.iter().all(|c| c.blocks > 0), "{report:#?}");
+
+    // the lines share out exactly the steps' code
+    let sum = |costs: &[xtask::translation::Cost]| -> (u64, u64) {
+        (
+            costs.iter().map(|c| c.blocks).sum(),
+            costs.iter().map(|c| c.instructions).sum(),
+        )
+    };
+    assert_eq!(sum(&report.lines), sum(&report.steps));
+
+    // nearly all of it is named by a line of ferrite's source, with no
+    // directory of this machine in the name; assembly by its symbol; the
+    // reset vector's first jump, at an address no symbol covers, by "?"
+    let total: f64 = report.steps.iter().map(|c| c.model_us).sum();
+    let share = |f: &dyn Fn(&str) -> bool| -> f64 {
+        let named: f64 = report
+            .lines
+            .iter()
+            .filter(|c| f(&c.name))
+            .map(|c| c.model_us)
+            .sum();
+        named / total
+    };
+    assert!(share(&|n| n.starts_with("firmware/src/")) > 0.9);
+    assert!(share(&|n| n == "?") < 0.01);
+    assert!(
+        report
+            .lines
+            .iter()
+            .all(|c| c.name.starts_with("firmware/src/")
+                || c.name.starts_with("symbol ")
+                || c.name == "?"),
+        "{:#?}",
+        report.lines
+    );
+    assert!(
+        report.lines_by_step[timeline::ACPI]
+            .iter()
+            .any(|c| c.name.starts_with("firmware/src/acpi"))
+    );
+
+    // the code is the release build's: its translated instructions match
+    // within 1 % on the same boot
+    let work = xtask::root().join("target").join("translation");
+    let mut q = Qemu::new(Machine::Pc, xtask::rom::build_firmware(true).unwrap().path);
+    q.memory_mib = 512;
+    q.kernel = Some(work.join("probe.bzImage"));
+    q.initrd = Some(work.join("initrd.bin"));
+    q.append = Some("console=ttyS0".into());
+    q.exit_ports = vec![xtask::probe::PROBE_PORT];
+    let release_work = work.join("release");
+    std::fs::create_dir_all(&release_work).unwrap();
+    let release = cost::translated_code(&q, &release_work).unwrap();
+    let (_, lines_build) = sum(&report.steps);
+    let diff = lines_build.abs_diff(release.instructions) as f64;
+    assert!(
+        diff <= 0.01 * release.instructions as f64,
+        "line-table build {lines_build}, release {}",
+        release.instructions
+    );
+}

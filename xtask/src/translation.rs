@@ -1,0 +1,436 @@
+//! `cargo xtask translation`: where ferrite's translation time under TCG goes,
+//! step by step and source line by source line.
+//!
+//! Under TCG a firmware's cost is translating code that it runs once (README,
+//! "The cost model"). With LTO nearly all of ferrite is inlined into
+//! `rust_main`, so a profile by function names one function. This boots a
+//! build of ferrite that carries DWARF line tables and inlining records
+//! ([`crate::rom::build_firmware_with_lines`]) once with `-d in_asm`, splits
+//! the log at the timeline's stamps as the bench does, and gives every
+//! translated instruction to the innermost frame of its inlining chain that
+//! is ferrite's own source (`firmware/src/...`). Library code inlined there
+//! (`core`'s `min`, a slice's bounds check) counts for the line that used it.
+//! Code without a line (the assembly of the reset vector and the mode
+//! switches) counts under its symbol.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde::Serialize;
+
+use crate::bench::cost::{Translated, in_asm_log, translated_by};
+use crate::probe::{self, PROBE_PORT};
+use crate::qemu::{Machine, Qemu};
+use crate::symbols::Symbols;
+
+/// Where the firmware's own source files are, in a path DWARF records.
+const FIRMWARE_SRC: &str = "firmware/src/";
+
+/// The name of the code at an address.
+pub trait CodeNames {
+    /// `firmware/src/FILE:LINE` of the innermost frame in ferrite's source,
+    /// else the symbol, else None.
+    fn name(&self, addr: u64) -> Option<String>;
+}
+
+/// The innermost of `frames` (innermost first: file and line of each) that
+/// lies in ferrite's source, as `firmware/src/FILE:LINE`: the path from
+/// `firmware/src/` on, so that no machine's directory shows.
+pub fn firmware_frame<'a>(
+    frames: impl IntoIterator<Item = (Option<&'a str>, Option<u32>)>,
+) -> Option<String> {
+    frames.into_iter().find_map(|(file, line)| {
+        let at = file?.find(FIRMWARE_SRC)?;
+        let file = &file?[at..];
+        Some(match line {
+            Some(l) => format!("{file}:{l}"),
+            // line 0: code the compiler made for no one line
+            None => format!("{file} (no line)"),
+        })
+    })
+}
+
+type Reader = gimli::EndianRcSlice<gimli::RunTimeEndian>;
+
+/// Names from an ELF's DWARF (addr2line) and its symbol table.
+pub struct DwarfNames {
+    lines: addr2line::Context<Reader>,
+    symbols: Symbols,
+}
+
+impl DwarfNames {
+    pub fn new(elf: &[u8]) -> Result<DwarfNames> {
+        use object::{Object, ObjectSection};
+        let file = object::File::parse(elf).context("not an ELF file")?;
+        let endian = if file.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        };
+        let dwarf = gimli::Dwarf::load(|id| -> Result<Reader, gimli::Error> {
+            let data = file
+                .section_by_name(id.name())
+                .and_then(|s| s.data().ok())
+                .map_or(Cow::Borrowed(&[][..]), Cow::Borrowed);
+            Ok(gimli::EndianRcSlice::new(Rc::from(&*data), endian))
+        })?;
+        ensure!(
+            file.section_by_name(".debug_line").is_some(),
+            "the firmware's ELF has no line tables (build it with debug information)"
+        );
+        Ok(DwarfNames {
+            lines: addr2line::Context::from_dwarf(dwarf).context("reading the DWARF")?,
+            symbols: Symbols::from_elf(elf)?,
+        })
+    }
+
+    fn frames(&self, addr: u64) -> Vec<(Option<&str>, Option<u32>)> {
+        let mut out = Vec::new();
+        if let Ok(mut frames) = self.lines.find_frames(addr).skip_all_loads() {
+            while let Ok(Some(frame)) = frames.next() {
+                if let Some(loc) = frame.location {
+                    out.push((loc.file, loc.line));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl CodeNames for DwarfNames {
+    fn name(&self, addr: u64) -> Option<String> {
+        firmware_frame(self.frames(addr))
+            .or_else(|| self.symbols.lookup(addr).map(|s| format!("symbol {s}")))
+    }
+}
+
+/// Translated code under one name, in one step or in all.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cost {
+    pub name: String,
+    pub blocks: u64,
+    pub instructions: u64,
+    pub memory: u64,
+    /// By the calibrated model ([`Translated::model_us`]).
+    pub model_us: f64,
+}
+
+impl Cost {
+    fn new(name: String, t: Translated) -> Cost {
+        Cost {
+            name,
+            blocks: t.blocks,
+            instructions: t.instructions,
+            memory: t.memory,
+            model_us: t.model_us(),
+        }
+    }
+}
+
+/// One boot's translated code, by step and by source line.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: String,
+    /// In the timeline's order, then `handoff` (the zero page to the jump).
+    pub steps: Vec<Cost>,
+    /// Every step's lines, costliest first.
+    pub lines: Vec<Cost>,
+    /// The same by source file (or symbol), costliest first.
+    pub files: Vec<Cost>,
+    /// The lines of each step, costliest first, keyed by step.
+    pub lines_by_step: BTreeMap<String, Vec<Cost>>,
+}
+
+/// Step `i` of a boot split at `segments` - 1 stamps: named as the bench
+/// names them when the count is the timeline's.
+fn step_name(i: usize, segments: usize) -> String {
+    use ferrite_contract::timeline::STEPS;
+    match (segments == STEPS.len(), STEPS.get(i + 1)) {
+        (true, Some(name)) => (*name).to_string(),
+        (true, None) => "handoff".into(),
+        (false, _) => format!("segment {i}"),
+    }
+}
+
+/// The file part of a line's name (`firmware/src/acpi.rs:207` and
+/// `firmware/src/acpi.rs (no line)`: `firmware/src/acpi.rs`); a symbol's
+/// name whole.
+fn file_of(name: &str) -> &str {
+    if !name.starts_with(FIRMWARE_SRC) {
+        return name;
+    }
+    let end = name.find([':', ' ']).unwrap_or(name.len());
+    &name[..end]
+}
+
+fn costliest_first(map: BTreeMap<String, Translated>) -> Vec<Cost> {
+    let mut v: Vec<Cost> = map.into_iter().map(|(k, t)| Cost::new(k, t)).collect();
+    v.sort_by(|a, b| b.model_us.total_cmp(&a.model_us).then(a.name.cmp(&b.name)));
+    v
+}
+
+/// Attributes a `-d in_asm` log: split at the `stamps` (a block counts
+/// where it starts), and named by `names` (`?` for an address with no name).
+pub fn attribute(
+    log: impl std::io::BufRead,
+    stamps: &[u64],
+    names: &impl CodeNames,
+    machine: &str,
+) -> Result<Report> {
+    let mut step = 0;
+    let mut cache = BTreeMap::<u64, String>::new();
+    let by_step_line = translated_by(log, |addr| {
+        step += stamps.contains(&addr) as usize;
+        let name = cache
+            .entry(addr)
+            .or_insert_with(|| names.name(addr).unwrap_or_else(|| "?".into()))
+            .clone();
+        (step, name)
+    })?;
+    let segments = step + 1;
+    let mut steps = vec![Translated::default(); segments];
+    let mut lines = BTreeMap::<String, Translated>::new();
+    let mut files = BTreeMap::<String, Translated>::new();
+    let mut per_step = BTreeMap::<String, BTreeMap<String, Translated>>::new();
+    for ((i, name), t) in by_step_line {
+        steps[i].add(t);
+        lines.entry(name.clone()).or_default().add(t);
+        files.entry(file_of(&name).to_string()).or_default().add(t);
+        per_step
+            .entry(step_name(i, segments))
+            .or_default()
+            .entry(name)
+            .or_default()
+            .add(t);
+    }
+    Ok(Report {
+        machine: machine.into(),
+        steps: steps
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| Cost::new(step_name(i, segments), t))
+            .collect(),
+        lines: costliest_first(lines),
+        files: costliest_first(files),
+        lines_by_step: per_step
+            .into_iter()
+            .map(|(k, v)| (k, costliest_first(v)))
+            .collect(),
+    })
+}
+
+pub struct Options {
+    pub machine: Machine,
+    /// Lines listed per table.
+    pub top: usize,
+    /// Also list the lines of this step.
+    pub step: Option<String>,
+    pub json: Option<PathBuf>,
+}
+
+/// Builds ferrite with line tables, boots it once under TCG with a probe
+/// kernel of a stock kernel's size and a 2 MiB initrd, and prints the report.
+pub fn run(opts: &Options) -> Result<Report> {
+    let rom = crate::rom::build_firmware_with_lines()?;
+    let elf = std::fs::read(&rom.elf).with_context(|| format!("reading {}", rom.elf.display()))?;
+    let stamps = crate::rom::stamp_addresses(&elf)?;
+    let names = DwarfNames::new(&elf)?;
+    let work = crate::root().join("target").join("translation");
+    std::fs::create_dir_all(&work)?;
+    let kernel = work.join("probe.bzImage");
+    std::fs::write(&kernel, probe::build(8 << 20, 0))?;
+    let initrd = work.join("initrd.bin");
+    std::fs::write(&initrd, vec![0u8; 2 << 20])?;
+    let mut q = Qemu::new(opts.machine, rom.path.clone());
+    q.memory_mib = 512;
+    q.kernel = Some(kernel);
+    q.initrd = Some(initrd);
+    q.append = Some("console=ttyS0".into());
+    q.exit_ports = vec![PROBE_PORT];
+    q.timeout = Duration::from_secs(60);
+    let log = in_asm_log(&q, &work)?;
+    let report = attribute(
+        BufReader::new(std::fs::File::open(&log)?),
+        &stamps,
+        &names,
+        opts.machine.name(),
+    )?;
+    print!("{}", render(&report, opts.top, opts.step.as_deref()));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn row(c: &Cost) -> String {
+    format!(
+        "| {} | {} / {} / {} | {:.0} |\n",
+        c.name, c.blocks, c.instructions, c.memory, c.model_us
+    )
+}
+
+/// The report as markdown tables: the steps, the costliest lines of the
+/// whole boot, and those of `step` if asked.
+pub fn render(r: &Report, top: usize, step: Option<&str>) -> String {
+    let mut s = format!(
+        "ferrite's code translated under TCG on {}, to the kernel entry: blocks / \
+         instructions / memory instructions, and µs by the cost model\n\n",
+        r.machine
+    );
+    s += "| step | translated | µs |\n|---|---|---|\n";
+    for c in &r.steps {
+        s += &row(c);
+    }
+    let mut total = Translated::default();
+    for c in &r.steps {
+        total.add(Translated {
+            blocks: c.blocks,
+            instructions: c.instructions,
+            memory: c.memory,
+        });
+    }
+    s += &row(&Cost::new("total".into(), total));
+    let mut table = |title: &str, lines: &[Cost]| {
+        s += &format!("\n{title}\n\n| source | translated | µs |\n|---|---|---|\n");
+        for c in lines.iter().take(top) {
+            s += &row(c);
+        }
+    };
+    table("By source file (or symbol):", &r.files);
+    table("The costliest source lines of the boot:", &r.lines);
+    if let Some(step) = step {
+        let lines = r.lines_by_step.get(step).map_or(&[][..], Vec::as_slice);
+        table(&format!("The costliest source lines of {step}:"), lines);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+----------------
+IN: 
+0xfffffff0:  ea 00 00 00 f0           ljmpw    $0xf000:$0x0
+
+----------------
+IN: rust_main
+0x00010000:  48 89 44 24 08           movq     %rax, 8(%rsp)
+0x00010005:  0f 31                    rdtsc    
+0x00010007:  90                       nop      
+
+----------------
+IN: 
+0x00010010:  0f 31                    rdtsc    
+0x00010012:  90                       nop      
+";
+
+    struct Fake;
+    impl CodeNames for Fake {
+        fn name(&self, addr: u64) -> Option<String> {
+            match addr {
+                0x10000..=0x10007 => Some("firmware/src/main.rs:10".into()),
+                0x10010.. if addr < 0x20000 => Some("firmware/src/acpi.rs:7".into()),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn splits_at_stamps_and_names_lines() {
+        let r = attribute(LOG.as_bytes(), &[0x10005, 0x10010], &Fake, "pc").unwrap();
+        let steps: Vec<_> = r
+            .steps
+            .iter()
+            .map(|c| (c.name.as_str(), c.blocks, c.instructions, c.memory))
+            .collect();
+        // three segments, not the timeline's eleven: numbered
+        assert_eq!(
+            steps,
+            [
+                // the far jump and the store both touch memory
+                ("segment 0", 2, 2, 2),
+                ("segment 1", 0, 2, 0),
+                ("segment 2", 1, 2, 0)
+            ]
+        );
+        let lines: Vec<_> = r
+            .lines
+            .iter()
+            .map(|c| (c.name.as_str(), c.blocks, c.instructions))
+            .collect();
+        // costliest first: main.rs's block and three instructions (2.9 µs),
+        // the unnamed reset vector's block and far jump (2.5 µs), acpi.rs's
+        // block and two register instructions (2.4 µs)
+        assert_eq!(
+            lines,
+            [
+                ("firmware/src/main.rs:10", 1, 3),
+                ("?", 1, 1),
+                ("firmware/src/acpi.rs:7", 1, 2)
+            ]
+        );
+        assert_eq!(r.lines_by_step["segment 1"].len(), 1);
+        let total: f64 = r.steps.iter().map(|c| c.model_us).sum();
+        let whole = crate::bench::cost::translated(LOG.as_bytes()).unwrap();
+        assert!((total - whole.model_us()).abs() < 1e-9);
+        let text = render(&r, 2, Some("segment 2"));
+        assert!(text.contains("| total | 3 / 6 / 2 |"), "{text}");
+        assert!(text.contains("The costliest source lines of segment 2"));
+        assert!(text.contains("| firmware/src/acpi.rs:7 |"), "{text}");
+        let text = render(&r, 1, None);
+        assert!(
+            !text.contains("| ? |") && !text.contains("acpi.rs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lines_group_by_file() {
+        assert_eq!(file_of("firmware/src/acpi.rs:207"), "firmware/src/acpi.rs");
+        assert_eq!(
+            file_of("firmware/src/acpi.rs (no line)"),
+            "firmware/src/acpi.rs"
+        );
+        assert_eq!(file_of("symbol memcpy"), "symbol memcpy");
+        assert_eq!(file_of("?"), "?");
+    }
+
+    #[test]
+    fn steps_take_the_timelines_names() {
+        let n = ferrite_contract::timeline::STEPS.len();
+        assert_eq!(step_name(0, n), "rust");
+        assert_eq!(step_name(n - 2, n), "zero_page");
+        assert_eq!(step_name(n - 1, n), "handoff");
+        assert_eq!(step_name(3, 5), "segment 3");
+    }
+
+    #[test]
+    fn the_innermost_frame_in_ferrites_source_names_the_line() {
+        let frames = [
+            (Some("/rustc/abc/library/core/src/cmp.rs"), Some(1077)),
+            (Some("/home/x/ferrite/firmware/src/acpi.rs"), Some(207)),
+            (Some("/home/x/ferrite/firmware/src/main.rs"), Some(98)),
+        ];
+        assert_eq!(
+            firmware_frame(frames).as_deref(),
+            Some("firmware/src/acpi.rs:207")
+        );
+        assert_eq!(
+            firmware_frame([(Some("/x/firmware/src/pci/bus.rs"), None)]).as_deref(),
+            Some("firmware/src/pci/bus.rs (no line)")
+        );
+        assert_eq!(
+            firmware_frame([(Some("/rustc/x/core/src/hint.rs"), Some(1))]),
+            None
+        );
+        assert_eq!(firmware_frame([(None, Some(3))]), None);
+        assert_eq!(firmware_frame([]), None);
+    }
+}
