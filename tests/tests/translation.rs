@@ -21,13 +21,16 @@ fn names_the_source_line_of_every_step_s_code() {
     let mut expected = timeline::STEPS[1..].to_vec();
     expected.push("handoff");
     assert_eq!(names, expected);
-    assert!(report.steps.iter().all(|c| c.blocks > 0), "{report:#?}");
+    assert!(
+        report.steps.iter().all(|c| c.code.blocks > 0),
+        "{report:#?}"
+    );
 
     // the lines share out exactly the steps' code
     let sum = |costs: &[xtask::translation::Cost]| -> (u64, u64) {
         (
-            costs.iter().map(|c| c.blocks).sum(),
-            costs.iter().map(|c| c.instructions).sum(),
+            costs.iter().map(|c| c.code.blocks).sum(),
+            costs.iter().map(|c| c.code.instructions).sum(),
         )
     };
     assert_eq!(sum(&report.lines), sum(&report.steps));

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
-use crate::bench::cost::{Translated, in_asm_log, translated_by};
+use crate::bench::cost::{Translated, in_asm_log, step_counter, translated_by};
 use crate::probe::{self, PROBE_PORT};
 use crate::qemu::{Machine, Qemu};
 use crate::symbols::Symbols;
@@ -113,21 +113,18 @@ impl CodeNames for DwarfNames {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Cost {
     pub name: String,
-    pub blocks: u64,
-    pub instructions: u64,
-    pub memory: u64,
+    #[serde(flatten)]
+    pub code: Translated,
     /// By the calibrated model ([`Translated::model_us`]).
     pub model_us: f64,
 }
 
 impl Cost {
-    fn new(name: String, t: Translated) -> Cost {
+    fn new(name: String, code: Translated) -> Cost {
         Cost {
             name,
-            blocks: t.blocks,
-            instructions: t.instructions,
-            memory: t.memory,
-            model_us: t.model_us(),
+            code,
+            model_us: code.model_us(),
         }
     }
 }
@@ -182,17 +179,18 @@ pub fn attribute(
     names: &impl CodeNames,
     machine: &str,
 ) -> Result<Report> {
-    let mut step = 0;
+    let mut step_of = step_counter(stamps);
     let mut cache = BTreeMap::<u64, String>::new();
     let by_step_line = translated_by(log, |addr| {
-        step += stamps.contains(&addr) as usize;
         let name = cache
             .entry(addr)
             .or_insert_with(|| names.name(addr).unwrap_or_else(|| "?".into()))
             .clone();
-        (step, name)
+        (step_of(addr), name)
     })?;
-    let segments = step + 1;
+    let segments = by_step_line
+        .last_key_value()
+        .map_or(1, |((last, _), _)| last + 1);
     let mut steps = vec![Translated::default(); segments];
     let mut lines = BTreeMap::<String, Translated>::new();
     let mut files = BTreeMap::<String, Translated>::new();
@@ -270,7 +268,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 fn row(c: &Cost) -> String {
     format!(
         "| {} | {} / {} / {} | {:.0} |\n",
-        c.name, c.blocks, c.instructions, c.memory, c.model_us
+        c.name, c.code.blocks, c.code.instructions, c.code.memory, c.model_us
     )
 }
 
@@ -288,11 +286,7 @@ pub fn render(r: &Report, top: usize, step: Option<&str>) -> String {
     }
     let mut total = Translated::default();
     for c in &r.steps {
-        total.add(Translated {
-            blocks: c.blocks,
-            instructions: c.instructions,
-            memory: c.memory,
-        });
+        total.add(c.code);
     }
     s += &row(&Cost::new("total".into(), total));
     let mut table = |title: &str, lines: &[Cost]| {
@@ -348,7 +342,14 @@ IN:
         let steps: Vec<_> = r
             .steps
             .iter()
-            .map(|c| (c.name.as_str(), c.blocks, c.instructions, c.memory))
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.code.blocks,
+                    c.code.instructions,
+                    c.code.memory,
+                )
+            })
             .collect();
         // three segments, not the timeline's eleven: numbered
         assert_eq!(
@@ -363,7 +364,7 @@ IN:
         let lines: Vec<_> = r
             .lines
             .iter()
-            .map(|c| (c.name.as_str(), c.blocks, c.instructions))
+            .map(|c| (c.name.as_str(), c.code.blocks, c.code.instructions))
             .collect();
         // costliest first: main.rs's block and three instructions (2.9 µs),
         // the unnamed reset vector's block and far jump (2.5 µs), acpi.rs's

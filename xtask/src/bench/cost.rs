@@ -284,16 +284,23 @@ fn instruction_address(line: &str) -> Option<u64> {
 /// order of execution; a block is counted in the step where it starts, its
 /// instructions on either side of a stamp inside it.
 pub fn translated_per_step(log: impl BufRead, stamps: &[u64]) -> Result<Vec<Translated>> {
-    let mut step = 0;
-    let by_step = translated_by(log, |addr| {
-        step += stamps.contains(&addr) as usize;
-        step
-    })?;
-    let mut steps = vec![Translated::default(); step + 1];
+    let by_step = translated_by(log, step_counter(stamps))?;
+    let count = by_step.last_key_value().map_or(1, |(&last, _)| last + 1);
+    let mut steps = vec![Translated::default(); count];
     for (i, t) in by_step {
         steps[i] = t;
     }
     Ok(steps)
+}
+
+/// The step of each instruction address given in the log's order: 0 before
+/// the first of the `stamps`, one more at each stamp.
+pub fn step_counter(stamps: &[u64]) -> impl FnMut(u64) -> usize + '_ {
+    let mut step = 0;
+    move |addr| {
+        step += stamps.contains(&addr) as usize;
+        step
+    }
 }
 
 /// The code in a `-d in_asm` log, grouped by `key`, which is called with
