@@ -7,6 +7,7 @@ pub mod bench_range;
 pub mod build;
 pub mod compare;
 pub mod fuzz;
+pub mod host_profile;
 pub mod kernel;
 pub mod profile;
 pub mod run;
@@ -66,6 +67,10 @@ pub enum Task {
     /// source line (a build with line tables; the cost model's µs): where its
     /// time under TCG goes.
     Translation(translation::Args),
+    /// QEMU's vCPU thread's CPU time per boot under TCG, by symbol, firmware
+    /// beside firmware (perf record, interleaved boots): what the host
+    /// spends, measured rather than modelled.
+    HostProfile(host_profile::Args),
 }
 
 impl Task {
@@ -83,6 +88,7 @@ impl Task {
             Task::BenchRange(a) => bench_range::run(a),
             Task::Profile(a) => profile::run(a),
             Task::Translation(a) => translation::run(a),
+            Task::HostProfile(a) => host_profile::run(a),
         }
     }
 }
@@ -94,6 +100,18 @@ fn firmware_named(name: &str) -> Result<Firmware> {
         "qboot" => Firmware::Qboot,
         "seabios" => Firmware::Seabios,
         _ => bail!("unknown firmware {name} (ferrite, qboot, seabios)"),
+    })
+}
+
+/// As [`firmware_named`], and also OVMF and the floor ROM, for the tools that
+/// boot only the probe kernel.
+fn any_firmware_named(name: &str) -> Result<Firmware> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "ovmf" => Firmware::Ovmf,
+        "floor" => Firmware::Floor,
+        _ => firmware_named(name).map_err(|_| {
+            anyhow::anyhow!("unknown firmware {name} (ferrite, qboot, seabios, ovmf, floor)")
+        })?,
     })
 }
 
@@ -120,11 +138,18 @@ mod tests {
             "bench",
             "analyze",
             "profile",
+            "translation",
+            "host-profile",
         ] {
             assert!(Cli::try_parse_from(["xtask", task]).is_ok(), "{task}");
         }
         let cli = Cli::try_parse_from(["xtask", "bench-range", "a..b", "--runs", "3"]).unwrap();
         assert!(matches!(cli.task, Task::BenchRange(a) if a.runs == 3 && a.range == "a..b"));
         assert!(firmware_named("SeaBIOS").is_ok() && firmware_named("ovmf").is_err());
+        let cli =
+            Cli::try_parse_from(["xtask", "host-profile", "--firmware", "ferrite,Floor"]).unwrap();
+        assert!(matches!(cli.task, Task::HostProfile(_)));
+        assert_eq!(any_firmware_named("ovmf").unwrap(), Firmware::Ovmf);
+        assert!(any_firmware_named("coreboot").is_err());
     }
 }
