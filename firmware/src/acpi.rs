@@ -446,6 +446,7 @@ fn lookup(files: &mut Files, n: usize, field: &[u8; FILE_NAME_LEN], second: bool
     };
     let (mut at, mut i) = (n, n);
     loop {
+        crate::mem::block_boundary();
         at = if same(&files.slots[i].name, name) {
             i
         } else {
@@ -465,6 +466,7 @@ fn lookup(files: &mut Files, n: usize, field: &[u8; FILE_NAME_LEN], second: bool
 fn add_le(field: &mut [u8], delta: u64) -> u64 {
     let (mut old, mut carry) = (0u64, delta);
     for (i, b) in field.iter_mut().enumerate() {
+        crate::mem::block_boundary();
         old |= (*b as u64) << (8 * i);
         let sum = *b as u64 + (carry & 0xFF);
         *b = sum as u8;

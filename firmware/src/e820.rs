@@ -341,6 +341,7 @@ impl MemoryMap {
     #[inline(always)]
     pub fn write_zero_page(&self, table: &mut [E820Entry; E820_MAX_ENTRIES_ZEROPAGE]) -> u8 {
         for (slot, r) in table.iter_mut().zip(self.regions()) {
+            crate::mem::block_boundary();
             *slot = r.entry();
         }
         self.regions().len().min(E820_MAX_ENTRIES_ZEROPAGE) as u8

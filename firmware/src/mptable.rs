@@ -191,6 +191,7 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     // not the ISA IRQs that PCI interrupt lines use.
     let skip = if m.has_pci { PCI_IRQ_MASK } else { 0 } | (m.irq0_override as u16) << 2;
     for irq in 0..16u8 {
+        crate::mem::block_boundary();
         let pin = irq | (((irq == 0) & m.irq0_override) as u8) << 1;
         let keep = skip >> irq & 1 == 0;
         let entry = interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin);

@@ -11,6 +11,7 @@ pub fn byte_sum(bytes: &[u8]) -> u8 {
     }
     let mut total = 0;
     for k in 0..len.div_ceil(8) {
+        crate::mem::block_boundary();
         let at = usize::min(8 * k, len - 8);
         let w = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
         // The bytes before 8 * k were counted with the word before.

@@ -67,6 +67,7 @@ impl Pc {
         let layout = pci.setup(io, board.mmio(), &platform)?;
         log::debug!("pci: {layout:x?}");
         for range in layout.reserved.iter().flatten() {
+            crate::mem::block_boundary();
             reserved.add(*range);
         }
 

@@ -45,6 +45,7 @@ impl MemoryMap {
             // down, its bottom when going up.
             let mut at = select_unpredictable(highest, hi, lo);
             loop {
+                crate::mem::block_boundary();
                 let (below, under) = at.overflowing_sub(size);
                 let (above, over) = at.overflowing_add(align - 1);
                 let start = select_unpredictable(highest, below, above) & mask;
