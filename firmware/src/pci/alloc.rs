@@ -62,6 +62,7 @@ impl Pci {
             let bus = self.list_bus(d.bdf.0);
             let mut bar = 0;
             while bar < 7 {
+                crate::mem::block_boundary();
                 let e = size_bar(io, &d, bar);
                 if e.size != 0 {
                     let e = Entry { dev: i as u16, ..e };
@@ -183,6 +184,7 @@ impl Pci {
         // Bus by bus, kind by kind, as one loop over the lists (TCG: one
         // loop translated, not two nested, and no array of the kinds).
         for i in 0..(self.max_bus as usize + 1) * KINDS.len() {
+            crate::mem::block_boundary();
             let list = self.buses.lists.as_flattened()[i];
             let base = self.bases.as_flattened()[i];
             self.map_list(io, list, base);

@@ -30,6 +30,7 @@ impl Pci {
         let mut bridges = 0u16;
         let mut devfn: u16 = 0;
         while devfn < 0x100 {
+            crate::mem::block_boundary();
             let bdf = Bdf::from_devfn(bus, devfn as u8);
             let id = io.read32(bdf, reg::VENDOR);
             // Vendor 0 or 0xFFFF: nothing there (one comparison).
