@@ -339,12 +339,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     ensure!(!opts.firmwares.is_empty(), "no firmware to profile");
     let ferrite = crate::rom::build_firmware(true)?.path;
     let work = crate::root().join("target").join("host-profile");
-    std::fs::create_dir_all(&work)?;
     // The stock kernel's size and an initrd, as the translation tool boots.
-    let kernel = work.join("probe.bzImage");
-    std::fs::write(&kernel, probe::build(8 << 20, 0))?;
-    let initrd = work.join("initrd.bin");
-    std::fs::write(&initrd, vec![0u8; 2 << 20])?;
+    let (kernel, initrd) = probe::stock_size_files(&work)?;
     let mut machines = Vec::new();
     for &fw in &opts.firmwares {
         let image = match fw.image(&ferrite, opts.machine) {

@@ -9,7 +9,7 @@
 //! kind of `-kernel` that Debian's OVMF starts; its PE entry point writes a
 //! marker of its own.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -86,6 +86,18 @@ const PE_ENTRY: usize = 0x400;
 /// `mov al, value; out PROBE_PORT, al; hlt; jmp $-1`: valid in 16, 32 and 64-bit mode.
 pub fn marker_code(value: u8) -> [u8; 7] {
     [0xB0, value, 0xE6, PROBE_PORT as u8, 0xF4, 0xEB, 0xFD]
+}
+
+/// A probe of the stock kernel's size (8 MiB) and a 2 MiB initrd, written into
+/// `work` (created if need be) as `probe.bzImage` and `initrd.bin`: what the
+/// research tools boot to the kernel's entry. Returns their paths.
+pub fn stock_size_files(work: &Path) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let kernel = work.join("probe.bzImage");
+    std::fs::write(&kernel, build(8 << 20, 0))?;
+    let initrd = work.join("initrd.bin");
+    std::fs::write(&initrd, vec![0u8; 2 << 20])?;
+    Ok((kernel, initrd))
 }
 
 /// Builds a probe whose protected-mode part is `pm_size` bytes (at least 4 KiB,

@@ -239,11 +239,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let stamps = crate::rom::stamp_addresses(&elf)?;
     let names = DwarfNames::new(&elf)?;
     let work = crate::root().join("target").join("translation");
-    std::fs::create_dir_all(&work)?;
-    let kernel = work.join("probe.bzImage");
-    std::fs::write(&kernel, probe::build(8 << 20, 0))?;
-    let initrd = work.join("initrd.bin");
-    std::fs::write(&initrd, vec![0u8; 2 << 20])?;
+    let (kernel, initrd) = probe::stock_size_files(&work)?;
     let mut q = Qemu::new(opts.machine, rom.path.clone());
     q.memory_mib = 512;
     q.kernel = Some(kernel);
