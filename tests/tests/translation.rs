@@ -60,6 +60,12 @@ fn names_the_source_line_of_every_step_s_code() {
         "{:#?}",
         report.lines
     );
+    // the second copies are some of those instructions, each named once
+    let instructions: u64 = report.steps.iter().map(|c| c.code.instructions).sum();
+    let by_line: u64 = report.second_copies_by_line.iter().map(|(_, n)| n).sum();
+    assert_eq!(by_line, report.second_copies);
+    assert!(report.second_copies < instructions / 5, "{report:#?}");
+
     assert!(
         report.lines_by_step[timeline::ACPI]
             .iter()

@@ -141,6 +141,12 @@ pub struct Report {
     pub files: Vec<Cost>,
     /// The lines of each step, costliest first, keyed by step.
     pub lines_by_step: BTreeMap<String, Vec<Cost>>,
+    /// Instructions translated again: TCG starts a block wherever execution
+    /// enters code, so code that an earlier block ran through and that is
+    /// then jumped into (a loop's top, where two paths join) is translated a
+    /// second time. Their count, and by source line, most first.
+    pub second_copies: u64,
+    pub second_copies_by_line: Vec<(String, u64)>,
 }
 
 /// Step `i` of a boot split at `segments` - 1 stamps: named as the bench
@@ -181,13 +187,20 @@ pub fn attribute(
 ) -> Result<Report> {
     let mut step_of = step_counter(stamps);
     let mut cache = BTreeMap::<u64, String>::new();
+    let mut second = BTreeMap::<String, u64>::new();
     let by_step_line = translated_by(log, |addr| {
+        let seen = cache.contains_key(&addr);
         let name = cache
             .entry(addr)
             .or_insert_with(|| names.name(addr).unwrap_or_else(|| "?".into()))
             .clone();
+        if seen {
+            *second.entry(name.clone()).or_default() += 1;
+        }
         (step_of(addr), name)
     })?;
+    let mut second_copies_by_line: Vec<(String, u64)> = second.into_iter().collect();
+    second_copies_by_line.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let segments = by_step_line
         .last_key_value()
         .map_or(1, |((last, _), _)| last + 1);
@@ -219,6 +232,8 @@ pub fn attribute(
             .into_iter()
             .map(|(k, v)| (k, costliest_first(v)))
             .collect(),
+        second_copies: second_copies_by_line.iter().map(|(_, n)| n).sum(),
+        second_copies_by_line,
     })
 }
 
@@ -297,6 +312,15 @@ pub fn render(r: &Report, top: usize, step: Option<&str>) -> String {
         let lines = r.lines_by_step.get(step).map_or(&[][..], Vec::as_slice);
         table(&format!("The costliest source lines of {step}:"), lines);
     }
+    s += &format!(
+        "\nTranslated a second time, in a block that entered code an earlier block had \
+         run through (a loop's top, a join; see mem::block_boundary): {} of {} instructions\n\n\
+         | source | instructions |\n|---|---|\n",
+        r.second_copies, total.instructions
+    );
+    for (name, n) in r.second_copies_by_line.iter().take(top) {
+        s += &format!("| {name} | {n} |\n");
+    }
     s
 }
 
@@ -318,6 +342,10 @@ IN: rust_main
 ----------------
 IN: 
 0x00010010:  0f 31                    rdtsc    
+0x00010012:  90                       nop      
+
+----------------
+IN: 
 0x00010012:  90                       nop      
 ";
 
@@ -354,7 +382,9 @@ IN:
                 // the far jump and the store both touch memory
                 ("segment 0", 2, 2, 2),
                 ("segment 1", 0, 2, 0),
-                ("segment 2", 1, 2, 0)
+                // the last block enters the one before at its second
+                // instruction: translated again
+                ("segment 2", 2, 3, 0)
             ]
         );
         let lines: Vec<_> = r
@@ -362,28 +392,34 @@ IN:
             .iter()
             .map(|c| (c.name.as_str(), c.code.blocks, c.code.instructions))
             .collect();
-        // costliest first: main.rs's block and three instructions (2.9 µs),
-        // the unnamed reset vector's block and far jump (2.5 µs), acpi.rs's
-        // block and two register instructions (2.4 µs)
+        // costliest first: acpi.rs's two blocks and three register
+        // instructions (4.5 µs), main.rs's block and three instructions
+        // (2.9 µs), the unnamed reset vector's block and far jump (2.5 µs)
         assert_eq!(
             lines,
             [
+                ("firmware/src/acpi.rs:7", 2, 3),
                 ("firmware/src/main.rs:10", 1, 3),
                 ("?", 1, 1),
-                ("firmware/src/acpi.rs:7", 1, 2)
             ]
+        );
+        assert_eq!(r.second_copies, 1);
+        assert_eq!(
+            r.second_copies_by_line,
+            [("firmware/src/acpi.rs:7".to_string(), 1)]
         );
         assert_eq!(r.lines_by_step["segment 1"].len(), 1);
         let total: f64 = r.steps.iter().map(|c| c.model_us).sum();
         let whole = crate::bench::cost::translated(LOG.as_bytes()).unwrap();
         assert!((total - whole.model_us()).abs() < 1e-9);
         let text = render(&r, 2, Some("segment 2"));
-        assert!(text.contains("| total | 3 / 6 / 2 |"), "{text}");
+        assert!(text.contains("| total | 4 / 7 / 2 |"), "{text}");
+        assert!(text.contains("1 of 7 instructions"), "{text}");
         assert!(text.contains("The costliest source lines of segment 2"));
         assert!(text.contains("| firmware/src/acpi.rs:7 |"), "{text}");
         let text = render(&r, 1, None);
         assert!(
-            !text.contains("| ? |") && !text.contains("acpi.rs"),
+            !text.contains("| ? |") && !text.contains("main.rs"),
             "{text}"
         );
     }
