@@ -4,7 +4,7 @@
 
 use ferrite_contract::timeline;
 use xtask::bench::cost;
-use xtask::qemu::{Machine, Qemu};
+use xtask::qemu::Machine;
 use xtask::translation::{Options, run};
 
 #[test]
@@ -74,15 +74,12 @@ fn names_the_source_line_of_every_step_s_code() {
 
     // the code is the release build's: its translated instructions match
     // within 1 % on the same boot
-    let work = xtask::root().join("target").join("translation");
-    let mut q = Qemu::new(Machine::Pc, xtask::rom::build_firmware(true).unwrap().path);
-    q.memory_mib = 512;
-    q.kernel = Some(work.join("probe.bzImage"));
-    q.initrd = Some(work.join("initrd.bin"));
-    q.append = Some("console=ttyS0".into());
-    q.exit_ports = vec![xtask::probe::PROBE_PORT];
-    let release_work = work.join("release");
-    std::fs::create_dir_all(&release_work).unwrap();
+    let release_work = xtask::root()
+        .join("target")
+        .join("translation")
+        .join("release");
+    let rom = xtask::rom::build_firmware(true).unwrap().path;
+    let q = xtask::probe::stock_size_boot(&release_work, Machine::Pc, rom).unwrap();
     let release = cost::translated_code(&q, &release_work).unwrap();
     let (_, lines_build) = sum(&report.steps);
     let diff = lines_build.abs_diff(release.instructions) as f64;

@@ -25,15 +25,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
 use crate::bench::Firmware;
 use crate::insn_steps::{perf_qemu, perf_script};
-use crate::probe::{self, Entry, PROBE_PORT};
-use crate::qemu::{Accel, Machine, Qemu};
+use crate::probe;
+use crate::qemu::{Machine, Qemu};
 
 /// The vCPU thread's name under `-name debug-threads=on`, one vCPU, TCG.
 pub const VCPU_THREAD: &str = "CPU 0/TCG";
@@ -223,11 +222,8 @@ fn sample(line: &str) -> Option<(String, u32, u64, &str, &str)> {
 
 /// Counts the samples in `script` (`perf script --show-mmap-events -F
 /// comm,pid,ip,sym,dso`), naming QEMU's static functions through `exports`
-/// (by the mapped file's path).
-pub fn count(
-    script: &str,
-    exports: &mut dyn FnMut(&str) -> Option<std::rc::Rc<Exports>>,
-) -> Counts {
+/// (read once per mapped file).
+pub fn count(script: &str, exports: &mut ExportCache) -> Counts {
     let mut maps: Vec<Mapping> = Vec::new();
     let mut counts = Counts::default();
     for line in script.lines() {
@@ -256,7 +252,7 @@ pub fn count(
                 .rev()
                 .find(|m| m.pid == pid && m.path == dso && (m.start..m.start + m.len).contains(&ip))
                 .and_then(|m| {
-                    let e = exports(&m.path)?;
+                    let e = exports.get(&m.path)?;
                     e.before(ip - m.start + m.offset)
                         .map(|f| format!("near {f}"))
                 })
@@ -277,18 +273,6 @@ fn unknown(dso: &str) -> String {
     } else {
         format!("[unknown] {file}")
     }
-}
-
-/// The exit statuses of a boot that reached the kernel's entry: the probe
-/// kernel's markers, or the floor ROM's own (it writes 3 to the probe's port).
-fn reached_entry(firmware: Firmware) -> Vec<i32> {
-    if firmware == Firmware::Floor {
-        return vec![ferrite_contract::qemu_exit(3)];
-    }
-    Entry::ALL
-        .iter()
-        .map(|e| ferrite_contract::qemu_exit(e.value()))
-        .collect()
 }
 
 /// One boot of `q` under `perf record`, its samples counted; `expect`: the
@@ -313,24 +297,26 @@ fn record(
         String::from_utf8_lossy(&out.stderr).trim()
     );
     let script = perf_script(data, &["--show-mmap-events", "-F", "comm,pid,ip,sym,dso"])?;
-    Ok(count(&String::from_utf8_lossy(&script), &mut |p| {
-        exports.get(p)
-    }))
+    Ok(count(&String::from_utf8_lossy(&script), exports))
 }
 
-/// Each executable's exports, read once.
+/// Each executable's exports, read once, by path (None: not an ELF file
+/// that could be read).
 #[derive(Default)]
-struct ExportCache(HashMap<String, Option<std::rc::Rc<Exports>>>);
+pub struct ExportCache(HashMap<String, Option<Exports>>);
 
 impl ExportCache {
-    fn get(&mut self, path: &str) -> Option<std::rc::Rc<Exports>> {
+    fn get(&mut self, path: &str) -> Option<&Exports> {
         self.0
             .entry(path.to_string())
-            .or_insert_with(|| {
-                let image = std::fs::read(path).ok()?;
-                Exports::from_elf(&image).ok().map(std::rc::Rc::new)
-            })
-            .clone()
+            .or_insert_with(|| Exports::from_elf(&std::fs::read(path).ok()?).ok())
+            .as_ref()
+    }
+
+    /// A cache that already holds `path`'s exports (or that it has none).
+    #[cfg(test)]
+    fn holding(path: &str, exports: Option<Exports>) -> ExportCache {
+        ExportCache(HashMap::from([(path.to_string(), exports)]))
     }
 }
 
@@ -339,24 +325,15 @@ pub fn run(opts: &Options) -> Result<Report> {
     ensure!(!opts.firmwares.is_empty(), "no firmware to profile");
     let ferrite = crate::rom::build_firmware(true)?.path;
     let work = crate::root().join("target").join("host-profile");
-    // The stock kernel's size and an initrd, as the translation tool boots.
-    let (kernel, initrd) = probe::stock_size_files(&work)?;
     let mut machines = Vec::new();
     for &fw in &opts.firmwares {
-        let image = match fw.image(&ferrite, opts.machine) {
-            Ok(p) => p,
-            Err(why) => bail!("{}: {why}", fw.name()),
-        };
-        let mut q = Qemu::new(opts.machine, image);
-        q.accel = Accel::Tcg;
-        q.memory_mib = 512;
-        q.kernel = Some(kernel.clone());
-        q.initrd = Some(initrd.clone());
-        q.append = Some("console=ttyS0".into());
-        q.exit_ports = vec![PROBE_PORT];
-        q.timeout = Duration::from_secs(60);
+        let image = fw
+            .image(&ferrite, opts.machine)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", fw.name()))?;
+        // The boot the translation tool makes, with QEMU's threads named.
+        let mut q = probe::stock_size_boot(&work, opts.machine, image)?;
         q.extra.extend(["-name".into(), "debug-threads=on".into()]);
-        machines.push((q, reached_entry(fw)));
+        machines.push((q, fw.entry_statuses()));
     }
     let mut exports = ExportCache::default();
     let mut counts = vec![Counts::default(); machines.len()];
@@ -474,6 +451,8 @@ mod tests {
         call_rcu   100      6100 [unknown] (/usr/bin/qemu-system-x86_64)
 ";
 
+    const QEMU: &str = "/usr/bin/qemu-system-x86_64";
+
     fn exports() -> Exports {
         // file offset 0x1000.. loaded at 0x1000..: two exported functions
         Exports::new(
@@ -537,10 +516,7 @@ mod tests {
 
     #[test]
     fn names_static_functions_by_the_export_before_them() {
-        let e = std::rc::Rc::new(exports());
-        let c = count(SCRIPT, &mut |p| {
-            (p == "/usr/bin/qemu-system-x86_64").then(|| e.clone())
-        });
+        let c = count(SCRIPT, &mut ExportCache::holding(QEMU, Some(exports())));
         assert_eq!((c.process, c.vcpu, c.vcpu_kernel), (7, 5, 1));
         let names: Vec<(&str, u64)> = c.by_name.iter().map(|(k, &v)| (k.as_str(), v)).collect();
         assert_eq!(
@@ -556,7 +532,7 @@ mod tests {
             ]
         );
         // the same samples without the binary's exports
-        let c = count(SCRIPT, &mut |_| None);
+        let c = count(SCRIPT, &mut ExportCache::holding(QEMU, None));
         assert_eq!(c.by_name["[unknown] qemu-system-x86_64"], 2);
         assert_eq!(unknown("/tmp/perf-4242.map"), "[generated code]");
         assert_eq!(unknown("/usr/lib/libfoo.so"), "[unknown] libfoo.so");
@@ -576,8 +552,7 @@ mod tests {
 
     #[test]
     fn profiles_are_per_boot_and_render_the_difference() {
-        let e = std::rc::Rc::new(exports());
-        let mut a = count(SCRIPT, &mut |_| Some(e.clone()));
+        let mut a = count(SCRIPT, &mut ExportCache::holding(QEMU, Some(exports())));
         a.add(a.clone());
         let b = count(
             SCRIPT
@@ -586,7 +561,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
                 .as_str(),
-            &mut |_| None,
+            &mut ExportCache::holding(QEMU, None),
         );
         let r = Report {
             machine: "pc".into(),

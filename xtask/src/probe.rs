@@ -10,10 +10,12 @@
 //! marker of its own.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::bzimage::{Header, XLF_CAN_BE_LOADED_ABOVE_4G, XLF_EFI_HANDOVER_64, XLF_KERNEL_64};
+use crate::qemu::{Accel, Machine, Qemu};
 
 /// Port the probe writes to.
 pub const PROBE_PORT: u16 = 0xF7;
@@ -88,16 +90,26 @@ pub fn marker_code(value: u8) -> [u8; 7] {
     [0xB0, value, 0xE6, PROBE_PORT as u8, 0xF4, 0xEB, 0xFD]
 }
 
-/// A probe of the stock kernel's size (8 MiB) and a 2 MiB initrd, written into
-/// `work` (created if need be) as `probe.bzImage` and `initrd.bin`: what the
-/// research tools boot to the kernel's entry. Returns their paths.
-pub fn stock_size_files(work: &Path) -> Result<(PathBuf, PathBuf)> {
+/// A boot of `bios` on `machine` to the entry of a probe of the stock
+/// kernel's size (8 MiB) with a 2 MiB initrd, 512 MiB, under TCG, QEMU
+/// exiting at the probe's marker: what the research tools boot. The two
+/// files are written into `work` (created if need be) as `probe.bzImage`
+/// and `initrd.bin`.
+pub fn stock_size_boot(work: &Path, machine: Machine, bios: PathBuf) -> Result<Qemu> {
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     let kernel = work.join("probe.bzImage");
     std::fs::write(&kernel, build(8 << 20, 0))?;
     let initrd = work.join("initrd.bin");
     std::fs::write(&initrd, vec![0u8; 2 << 20])?;
-    Ok((kernel, initrd))
+    let mut q = Qemu::new(machine, bios);
+    q.accel = Accel::Tcg;
+    q.memory_mib = 512;
+    q.kernel = Some(kernel);
+    q.initrd = Some(initrd);
+    q.append = Some("console=ttyS0".into());
+    q.exit_ports = vec![PROBE_PORT];
+    q.timeout = Duration::from_secs(60);
+    Ok(q)
 }
 
 /// Builds a probe whose protected-mode part is `pm_size` bytes (at least 4 KiB,

@@ -18,14 +18,13 @@ use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
 use crate::bench::cost::{Translated, in_asm_log, step_counter, translated_by};
-use crate::probe::{self, PROBE_PORT};
-use crate::qemu::{Machine, Qemu};
+use crate::probe;
+use crate::qemu::Machine;
 use crate::symbols::Symbols;
 
 /// Where the firmware's own source files are, in a path DWARF records.
@@ -254,14 +253,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let stamps = crate::rom::stamp_addresses(&elf)?;
     let names = DwarfNames::new(&elf)?;
     let work = crate::root().join("target").join("translation");
-    let (kernel, initrd) = probe::stock_size_files(&work)?;
-    let mut q = Qemu::new(opts.machine, rom.path.clone());
-    q.memory_mib = 512;
-    q.kernel = Some(kernel);
-    q.initrd = Some(initrd);
-    q.append = Some("console=ttyS0".into());
-    q.exit_ports = vec![PROBE_PORT];
-    q.timeout = Duration::from_secs(60);
+    let q = probe::stock_size_boot(&work, opts.machine, rom.path.clone())?;
     let log = in_asm_log(&q, &work)?;
     let report = attribute(
         BufReader::new(std::fs::File::open(&log)?),

@@ -53,6 +53,19 @@ pub enum Firmware {
 pub const FLOOR_ROM: &str = "target/floor/floor.rom";
 
 impl Firmware {
+    /// QEMU's exit statuses when this firmware's boot reaches the probe
+    /// kernel's entry: the probe's marker for any of its entries, or the
+    /// floor ROM's own (it writes 3 to the probe's port itself).
+    pub fn entry_statuses(self) -> Vec<i32> {
+        if self == Firmware::Floor {
+            return vec![ferrite_contract::qemu_exit(3)];
+        }
+        crate::probe::Entry::ALL
+            .iter()
+            .map(|e| ferrite_contract::qemu_exit(e.value()))
+            .collect()
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Firmware::Ferrite => "ferrite",

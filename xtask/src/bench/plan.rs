@@ -238,12 +238,7 @@ pub(super) fn cells(
                 q.timeout = Duration::from_secs(if fw == Firmware::Ovmf { 120 } else { 60 });
                 let expect = match phase {
                     Phase::Start => vec![3],
-                    // the floor writes 3 to the probe's port itself
-                    Phase::Entry | Phase::FromCont if fw == Firmware::Floor => vec![7],
-                    Phase::Entry | Phase::FromCont => probe::Entry::ALL
-                        .iter()
-                        .map(|e| qemu_exit(e.value()))
-                        .collect(),
+                    Phase::Entry | Phase::FromCont => fw.entry_statuses(),
                     Phase::User | Phase::KernelInit => vec![qemu_exit(marker::USER)],
                 };
                 cells.push(Cell {
