@@ -110,7 +110,7 @@ unsafe extern "C" {
     pub fn enter_flat32(entry: u32, ebx: u32, eax: u32) -> !;
 }
 
-const fn parse(s: &str) -> u64 {
+pub const fn parse(s: &str) -> u64 {
     let b = s.as_bytes();
     let mut v = 0u64;
     let mut i = 0;

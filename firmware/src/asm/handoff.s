@@ -1,7 +1,7 @@
 # The jump into Linux. Both entries: interrupts off, DS = ES = SS = __BOOT_DS,
 # RSI/ESI = the zero page, EBP = EDI = EBX = 0 (Documentation/arch/x86/boot.rst).
 
-.section .text.handoff, "ax"
+.section .ram.text, "ax"
 .code64
 
 # enter_linux64(entry: u64 in rdi, boot_params: u64 in rsi) -> !
