@@ -59,7 +59,7 @@ fn heap(e: OutOfHeap) -> PciError {
 }
 
 /// Functions kept inline (a VM has a few dozen); more move to the heap.
-pub const MAX_DEVICES: usize = 256;
+pub const MAX_DEVICES: usize = 64;
 /// BARs kept inline; more move to the heap.
 const MAX_ENTRIES: usize = 4 * MAX_DEVICES;
 
@@ -141,7 +141,8 @@ impl Device {
     }
 }
 
-/// Everything the set-up tracks: in the firmware's .bss, about 48 KiB.
+/// Everything the set-up tracks: in the firmware's .bss, its lists inline
+/// for an ordinary VM and on the heap beyond that.
 pub struct Pci {
     devices: SpillVec<Device, MAX_DEVICES>,
     entries: SpillVec<Entry, MAX_ENTRIES>,
