@@ -306,7 +306,7 @@ fn record(
 pub struct ExportCache(HashMap<String, Option<Exports>>);
 
 impl ExportCache {
-    fn get(&mut self, path: &str) -> Option<&Exports> {
+    pub(crate) fn get(&mut self, path: &str) -> Option<&Exports> {
         self.0
             .entry(path.to_string())
             .or_insert_with(|| Exports::from_elf(&std::fs::read(path).ok()?).ok())
@@ -315,7 +315,7 @@ impl ExportCache {
 
     /// A cache that already holds `path`'s exports (or that it has none).
     #[cfg(test)]
-    fn holding(path: &str, exports: Option<Exports>) -> ExportCache {
+    pub(crate) fn holding(path: &str, exports: Option<Exports>) -> ExportCache {
         ExportCache(HashMap::from([(path.to_string(), exports)]))
     }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bzimage;
 pub mod chart;
 pub mod fuzz;
+pub mod host_cost;
 pub mod host_profile;
 pub mod insn_steps;
 pub mod linux_assets;

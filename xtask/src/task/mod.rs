@@ -7,6 +7,7 @@ pub mod bench_range;
 pub mod build;
 pub mod compare;
 pub mod fuzz;
+pub mod host_cost;
 pub mod host_profile;
 pub mod kernel;
 pub mod profile;
@@ -71,6 +72,11 @@ pub enum Task {
     /// beside firmware (perf record, interleaved boots): what the host
     /// spends, measured rather than modelled.
     HostProfile(host_profile::Args),
+    /// The host instructions QEMU's vCPU thread executes per boot under TCG
+    /// (callgrind: deterministic), by what QEMU did for the firmware
+    /// (translating, rebuilding the memory map, device accesses), firmware
+    /// beside firmware.
+    HostCost(host_cost::Args),
 }
 
 impl Task {
@@ -89,6 +95,7 @@ impl Task {
             Task::Profile(a) => profile::run(a),
             Task::Translation(a) => translation::run(a),
             Task::HostProfile(a) => host_profile::run(a),
+            Task::HostCost(a) => host_cost::run(a),
         }
     }
 }
@@ -140,6 +147,7 @@ mod tests {
             "profile",
             "translation",
             "host-profile",
+            "host-cost",
         ] {
             assert!(Cli::try_parse_from(["xtask", task]).is_ok(), "{task}");
         }

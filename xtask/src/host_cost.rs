@@ -1,0 +1,459 @@
+//! `cargo xtask host-cost`: the host instructions QEMU's vCPU thread executes
+//! while a firmware boots, counted by callgrind: deterministic, where the
+//! wall clock and `perf` samples on a shared host are not.
+//!
+//! Under TCG everything a firmware costs the host runs in the vCPU thread:
+//! translating its code, running the translated code, the device models
+//! behind its port and memory accesses, the memory map QEMU rebuilds when it
+//! changes a BAR, a command register or the PAM, the ACPI tables QEMU builds
+//! when they are first read, the fw_cfg DMA copies. What the thread does not
+//! count is the host kernel's part (faulting in and clearing guest RAM), the
+//! same for every firmware that touches the same 2 MiB regions (the bench's
+//! cost model counts those).
+//!
+//! Each firmware boots once to the probe kernel's entry under
+//! `valgrind --tool=callgrind --separate-threads=yes`; the thread that ran
+//! `cpu_exec` is the vCPU's. The report gives its total, a breakdown by what
+//! QEMU did (inclusive costs of the functions that start each kind of work),
+//! and the functions whose inclusive cost differs most between the first two
+//! firmwares. Repeated runs of one ROM agree to a few thousand instructions
+//! in millions.
+//!
+//! QEMU's static functions have no names in a distribution build: as in
+//! `host-profile`, one is named `near F` after the exported function before it
+//! (an address before any export, `0x… in OBJECT`). Translated guest code is
+//! `[generated code]`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::Serialize;
+
+use crate::bench::Firmware;
+use crate::host_profile::ExportCache;
+use crate::probe;
+use crate::qemu::Machine;
+
+pub struct Options {
+    pub machine: Machine,
+    /// Side by side, in this order; the first two are compared.
+    pub firmwares: Vec<Firmware>,
+    /// Functions listed.
+    pub top: usize,
+    pub json: Option<PathBuf>,
+}
+
+/// What QEMU did, by the functions that start each kind of work: the name,
+/// and the exported QEMU function whose inclusive cost measures it.
+pub const KINDS: &[(&str, &str)] = &[
+    ("translating guest code", "tb_gen_code"),
+    (
+        "rebuilding the memory map",
+        "memory_region_transaction_commit",
+    ),
+    (
+        "… of which mapping PCI BARs",
+        "memory_region_add_subregion_overlap",
+    ),
+    (
+        "port and MMIO accesses (device models, rebuilds included)",
+        "memory_region_dispatch_write",
+    ),
+    ("… reads", "memory_region_dispatch_read"),
+    ("page-table walks for the TLB", "x86_cpu_tlb_fill"),
+];
+
+/// Translated guest code, which no object file holds.
+pub const GENERATED: &str = "[generated code]";
+
+/// One firmware's boot.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Cost {
+    pub firmware: String,
+    /// Host instructions of the vCPU thread, start to the kernel entry.
+    pub vcpu: u64,
+    /// Of those, the translated guest code's own (running it).
+    pub generated: u64,
+    /// Inclusive host instructions by function.
+    pub inclusive: BTreeMap<String, u64>,
+}
+
+impl Cost {
+    pub fn of(&self, name: &str) -> u64 {
+        self.inclusive.get(name).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub machine: String,
+    pub costs: Vec<Cost>,
+}
+
+/// One line of `callgrind_annotate`'s function list: its cost, and the name
+/// as the tool prints it (`file:function [object]`, `???:0x… [object]`).
+pub fn parse_annotate_line(line: &str) -> Option<(u64, &str, Option<&str>)> {
+    let line = line.trim_start();
+    let (count, rest) = line.split_once(' ')?;
+    let count: u64 = count.replace(',', "").parse().ok()?;
+    let rest = rest.trim_start();
+    // An optional "(12.34%)" column.
+    let rest = match rest.strip_prefix('(') {
+        Some(r) => r.split_once(')')?.1.trim_start(),
+        None => rest,
+    };
+    let (symbol, object) = match rest.rsplit_once(" [") {
+        Some((s, o)) => (s, o.strip_suffix(']')),
+        None => (rest, None),
+    };
+    let function = symbol.rsplit_once(':').map_or(symbol, |(_, f)| f);
+    (!function.is_empty()).then_some((count, function, object))
+}
+
+/// A function's name for the report: callgrind's recursion marks (`'2`)
+/// dropped; an address in QEMU named after the exported function before it;
+/// an address in no object, translated code.
+pub fn name_of(function: &str, object: Option<&str>, exports: &mut ExportCache) -> String {
+    let function = function.split('\'').next().unwrap_or(function);
+    let Some(hex) = function.strip_prefix("0x") else {
+        return function.to_string();
+    };
+    let Ok(offset) = u64::from_str_radix(hex, 16) else {
+        return function.to_string();
+    };
+    match object.filter(|o| o.starts_with('/')) {
+        Some(path) => match exports.get(path).and_then(|e| e.before(offset)) {
+            Some(f) => format!("near {f}"),
+            // Before any export (a PLT stub, say): where it is.
+            None => format!("{function} in {}", path.rsplit('/').next().unwrap_or(path)),
+        },
+        None => GENERATED.to_string(),
+    }
+}
+
+/// An annotate listing by name. A function callgrind lists again for its
+/// recursive calls (`f'2`) counts once: with `inclusive` costs, the outer
+/// call's, which holds the inner ones; with self costs, all of them. Distinct
+/// functions that get one name (two static functions after one export, the
+/// blocks of translated code) add up.
+pub fn sum_listing(
+    listing: &str,
+    exports: &mut ExportCache,
+    inclusive: bool,
+) -> BTreeMap<String, u64> {
+    let mut by_function: BTreeMap<(&str, Option<&str>), u64> = BTreeMap::new();
+    for line in listing.lines() {
+        if let Some((count, function, object)) = parse_annotate_line(line) {
+            let base = function.split('\'').next().unwrap_or(function);
+            let c = by_function.entry((base, object)).or_default();
+            *c = if inclusive {
+                (*c).max(count)
+            } else {
+                *c + count
+            };
+        }
+    }
+    let mut by_name = BTreeMap::new();
+    for ((function, object), count) in by_function {
+        *by_name
+            .entry(name_of(function, object, exports))
+            .or_default() += count;
+    }
+    by_name
+}
+
+/// The `totals:` (or `summary:`) line of a callgrind output file.
+pub fn total(data: &str) -> Option<u64> {
+    data.lines().find_map(|l| {
+        l.strip_prefix("totals:")
+            .or_else(|| l.strip_prefix("summary:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    })
+}
+
+/// Runs one boot under callgrind and reads its vCPU thread.
+fn measure(
+    q: &crate::qemu::Qemu,
+    expect: &[i32],
+    work: &Path,
+    name: &str,
+    exports: &mut ExportCache,
+) -> Result<Cost> {
+    let dir = work.join(format!("callgrind-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join("cg.out");
+    let status = Command::new("timeout")
+        .args([
+            "600",
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+        ])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg("qemu-system-x86_64")
+        .args(q.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running valgrind (apt-get install valgrind)")?;
+    let code = status.code().unwrap_or(-1);
+    ensure!(
+        expect.contains(&code),
+        "{name}: QEMU under callgrind exited with {code}, not at the kernel entry"
+    );
+    let mut vcpu = None;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let data = std::fs::read_to_string(&path)?;
+        if data.contains(" cpu_exec\n") {
+            ensure!(
+                vcpu.is_none(),
+                "{name}: two threads ran cpu_exec (one vCPU expected)"
+            );
+            vcpu = Some((path, total(&data).context("no totals line")?));
+        }
+    }
+    let Some((path, vcpu)) = vcpu else {
+        bail!("{name}: no thread of QEMU ran cpu_exec under callgrind");
+    };
+    let listing = |inclusive: bool| -> Result<String> {
+        let o = Command::new("callgrind_annotate")
+            .arg(format!(
+                "--inclusive={}",
+                if inclusive { "yes" } else { "no" }
+            ))
+            .args(["--threshold=100"])
+            .arg(&path)
+            .output()
+            .context("running callgrind_annotate")?;
+        ensure!(o.status.success(), "callgrind_annotate failed");
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let inclusive = sum_listing(&listing(true)?, exports, true);
+    let generated = sum_listing(&listing(false)?, exports, false)
+        .get(GENERATED)
+        .copied()
+        .unwrap_or(0);
+    Ok(Cost {
+        firmware: name.into(),
+        vcpu,
+        generated,
+        inclusive,
+    })
+}
+
+pub fn run(opts: &Options) -> Result<Report> {
+    ensure!(!opts.firmwares.is_empty(), "no firmware to measure");
+    let ferrite = crate::rom::build_firmware(true)?.path;
+    let work = crate::root().join("target").join("host-cost");
+    let mut exports = ExportCache::default();
+    let mut costs = Vec::new();
+    for &fw in &opts.firmwares {
+        let image = fw
+            .image(&ferrite, opts.machine)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", fw.name()))?;
+        let mut q = probe::stock_size_boot(&work, opts.machine, image)?;
+        q.timeout = std::time::Duration::from_secs(600);
+        costs.push(measure(
+            &q,
+            &fw.entry_statuses(),
+            &work,
+            fw.name(),
+            &mut exports,
+        )?);
+    }
+    let report = Report {
+        machine: opts.machine.name().into(),
+        costs,
+    };
+    print!("{}", render(&report, opts.top));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn millions(n: u64) -> String {
+    format!("{:.2}", n as f64 / 1e6)
+}
+
+/// The report as markdown: the totals and the kinds of work, then the
+/// functions whose inclusive cost differs most between the first two.
+pub fn render(r: &Report, top: usize) -> String {
+    let columns: Vec<&str> = r.costs.iter().map(|c| c.firmware.as_str()).collect();
+    let mut s = format!(
+        "Host instructions of QEMU's vCPU thread on {}, from QEMU's start to the kernel entry \
+         under TCG, millions (callgrind, deterministic)\n\n| | {} |\n|---|{}\n",
+        r.machine,
+        columns.join(" | "),
+        "---|".repeat(columns.len())
+    );
+    let mut row = |label: &str, f: &dyn Fn(&Cost) -> u64| {
+        let cells: Vec<String> = r.costs.iter().map(|c| millions(f(c))).collect();
+        s += &format!("| {label} | {} |\n", cells.join(" | "));
+    };
+    row("the vCPU thread", &|c| c.vcpu);
+    for &(label, function) in KINDS {
+        row(&format!("{label} (`{function}`)"), &|c| c.of(function));
+    }
+    row("running the translated code", &|c| c.generated);
+    let (Some(a), Some(b)) = (r.costs.first(), r.costs.get(1)) else {
+        return s;
+    };
+    let mut names: Vec<&String> = a.inclusive.keys().chain(b.inclusive.keys()).collect();
+    names.sort();
+    names.dedup();
+    // Not the thread's own frames (its entry, the loop around cpu_exec),
+    // which are the totals again, nor the translated code, whose inclusive
+    // cost callgrind mixes with the helpers it returns to (its own cost is
+    // a row above).
+    // Nor a function whose inclusive cost callgrind got wrong: a helper
+    // that translated code calls is charged with the translated code it
+    // returns into, in cycles that can add up past the thread's total.
+    let frames = |c: &Cost, n: &str| c.of(n) >= c.of("cpu_exec").max(1);
+    let impossible = |n: &str| r.costs.iter().any(|c| c.of(n) > c.vcpu);
+    names.retain(|n| !(frames(a, n) && frames(b, n)) && n.as_str() != GENERATED && !impossible(n));
+    let diff = |n: &str| a.of(n) as i64 - b.of(n) as i64;
+    names.sort_by_key(|n| std::cmp::Reverse(diff(n).abs()));
+    s += &format!(
+        "\nFunctions by inclusive cost, largest difference {} − {} first, millions\n\n| function | {} | {} − {} |\n|---|{}---|\n",
+        a.firmware,
+        b.firmware,
+        columns.join(" | "),
+        a.firmware,
+        b.firmware,
+        "---|".repeat(columns.len())
+    );
+    for n in names.into_iter().take(top) {
+        let cells: Vec<String> = r.costs.iter().map(|c| millions(c.of(n))).collect();
+        s += &format!(
+            "| {n} | {} | {:+.2} |\n",
+            cells.join(" | "),
+            diff(n) as f64 / 1e6
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_annotate_lines() {
+        assert_eq!(
+            parse_annotate_line(
+                " 30,085,950 (52.67%)  ???:tb_gen_code [/usr/bin/qemu-system-x86_64]"
+            ),
+            Some((
+                30_085_950,
+                "tb_gen_code",
+                Some("/usr/bin/qemu-system-x86_64")
+            ))
+        );
+        assert_eq!(
+            parse_annotate_line(
+                "6,010,954  ./string/../memset.S:__memset_avx2_u [/usr/lib/libc.so.6]"
+            ),
+            Some((6_010_954, "__memset_avx2_u", Some("/usr/lib/libc.so.6")))
+        );
+        assert_eq!(
+            parse_annotate_line("  371,776 (0.41%)  ???:0x000000000c0010dd'2 [???]"),
+            Some((371_776, "0x000000000c0010dd'2", Some("???")))
+        );
+        assert_eq!(parse_annotate_line("Ir"), None);
+        assert_eq!(parse_annotate_line("--------"), None);
+        assert_eq!(parse_annotate_line(""), None);
+    }
+
+    #[test]
+    fn names_translated_code_and_drops_recursion_marks() {
+        let mut exports = ExportCache::holding("/nowhere/qemu", None);
+        assert_eq!(
+            name_of("0x000000000c0010dd'2", Some("???"), &mut exports),
+            "[generated code]"
+        );
+        assert_eq!(
+            name_of("tb_gen_code'3", Some("/x"), &mut exports),
+            "tb_gen_code"
+        );
+        // An address in a binary without exports is named by where it is.
+        assert_eq!(
+            name_of("0x00000000007dec20", Some("/nowhere/qemu"), &mut exports),
+            "0x00000000007dec20 in qemu"
+        );
+    }
+
+    #[test]
+    fn sums_by_name_and_finds_totals() {
+        let listing = "\
+ 100 (1%)  ???:0x000000000c000000 [???]
+ 50 (1%)  ???:0x000000000c000010'2 [???]
+ 7 (1%)  ???:tb_gen_code [/q]
+ 3 (1%)  ???:tb_gen_code'2 [/q]
+";
+        let mut exports = ExportCache::default();
+        let m = sum_listing(listing, &mut exports, false);
+        assert_eq!(m["[generated code]"], 150);
+        assert_eq!(m["tb_gen_code"], 10);
+        // Inclusive: the recursive call is inside the outer one.
+        let m = sum_listing(listing, &mut exports, true);
+        assert_eq!(m["[generated code]"], 150);
+        assert_eq!(m["tb_gen_code"], 7);
+        assert_eq!(total("events: Ir\nsummary: 12\n"), Some(12));
+        assert_eq!(total("totals: 57121804\n"), Some(57_121_804));
+        assert_eq!(total("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn the_report_puts_the_largest_difference_first() {
+        let cost = |name: &str, vcpu, tb, commit| Cost {
+            firmware: name.into(),
+            vcpu,
+            generated: 1_000_000,
+            inclusive: [
+                ("cpu_exec".to_string(), vcpu - 1_000_000),
+                ("tcg_cpus_exec".to_string(), vcpu - 1_000_000),
+                (GENERATED.to_string(), 2_000_000),
+                ("helper_ret_stb_mmu".to_string(), 99_000_000),
+                ("tb_gen_code".to_string(), tb),
+                ("memory_region_transaction_commit".to_string(), commit),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let r = Report {
+            machine: "q35".into(),
+            costs: vec![
+                cost("ferrite", 57_000_000, 30_000_000, 10_000_000),
+                cost("qboot", 40_000_000, 15_000_000, 4_000_000),
+            ],
+        };
+        let s = render(&r, 5);
+        assert!(s.contains("| the vCPU thread | 57.00 | 40.00 |"), "{s}");
+        assert!(
+            s.contains("| translating guest code (`tb_gen_code`) | 30.00 | 15.00 |"),
+            "{s}"
+        );
+        let tb = s
+            .find("| tb_gen_code | 30.00 | 15.00 | +15.00 |")
+            .expect(&s);
+        let commit = s.find("| memory_region_transaction_commit |").expect(&s);
+        assert!(tb < commit, "{s}");
+        // The thread's own frame is the total, not a row.
+        assert!(
+            !s.contains("| cpu_exec |") && !s.contains("| tcg_cpus_exec |"),
+            "{s}"
+        );
+        assert!(!s.contains(&format!("| {GENERATED} |")), "{s}");
+        assert!(!s.contains("helper_ret_stb_mmu"), "{s}");
+        assert!(
+            s.contains("| running the translated code | 1.00 | 1.00 |"),
+            "{s}"
+        );
+    }
+}
