@@ -28,13 +28,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
 use crate::bench::Firmware;
 use crate::host_profile::ExportCache;
 use crate::probe;
-use crate::qemu::Machine;
+use crate::qemu::{Machine, Qemu};
 
 pub struct Options {
     pub machine: Machine,
@@ -173,17 +173,12 @@ pub fn total(data: &str) -> Option<u64> {
     })
 }
 
-/// Runs one boot under callgrind and reads its vCPU thread.
-fn measure(
-    q: &crate::qemu::Qemu,
-    expect: &[i32],
-    work: &Path,
-    name: &str,
-    exports: &mut ExportCache,
-) -> Result<Cost> {
-    let dir = work.join(format!("callgrind-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+/// Runs one boot under callgrind into `dir` (emptied first): the vCPU
+/// thread's callgrind file and its total. The boot must end with one of the
+/// `expect`ed exit statuses.
+pub fn run_callgrind(q: &Qemu, expect: &[i32], dir: &Path) -> Result<(PathBuf, u64)> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
     let out = dir.join("cg.out");
     let status = Command::new("timeout")
         .args([
@@ -203,23 +198,44 @@ fn measure(
     let code = status.code().unwrap_or(-1);
     ensure!(
         expect.contains(&code),
-        "{name}: QEMU under callgrind exited with {code}, not at the kernel entry"
+        "QEMU under callgrind exited with {code}, not at the kernel entry"
     );
     let mut vcpu = None;
-    for entry in std::fs::read_dir(&dir)? {
+    for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let data = std::fs::read_to_string(&path)?;
         if data.contains(" cpu_exec\n") {
             ensure!(
                 vcpu.is_none(),
-                "{name}: two threads ran cpu_exec (one vCPU expected)"
+                "two threads ran cpu_exec (one vCPU expected)"
             );
-            vcpu = Some((path, total(&data).context("no totals line")?));
+            let total = total(&data).context("no totals line")?;
+            vcpu = Some((path, total));
         }
     }
-    let Some((path, vcpu)) = vcpu else {
-        bail!("{name}: no thread of QEMU ran cpu_exec under callgrind");
-    };
+    vcpu.context("no thread of QEMU ran cpu_exec under callgrind")
+}
+
+/// Whether valgrind is installed.
+pub fn available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs one boot under callgrind and reads its vCPU thread.
+fn measure(
+    q: &Qemu,
+    expect: &[i32],
+    work: &Path,
+    name: &str,
+    exports: &mut ExportCache,
+) -> Result<Cost> {
+    let (path, vcpu) = run_callgrind(q, expect, &work.join(format!("callgrind-{name}")))
+        .with_context(|| name.to_string())?;
     let listing = |inclusive: bool| -> Result<String> {
         let o = Command::new("callgrind_annotate")
             .arg(format!(

@@ -47,6 +47,10 @@ pub struct Counts {
     pub translated: Option<Translated>,
     /// QEMU's own work on the host (TCG).
     pub host: Option<HostCounts>,
+    /// Host instructions of QEMU's vCPU thread under TCG, from QEMU's start
+    /// (callgrind, [`crate::host_cost`]): all the host work the firmware
+    /// causes but the kernel's clearing of guest RAM, deterministic.
+    pub vcpu_host_instructions: Option<u64>,
 }
 
 /// Exits to QEMU under KVM.
@@ -183,6 +187,13 @@ pub(super) fn measure(
             "host counts (page faults, map commits, DMA): {e:#}"
         ));
     }
+    let callgrind = crate::host_cost::available();
+    if !callgrind {
+        skipped.push(
+            "QEMU's vCPU host instructions: valgrind not installed (apt-get install valgrind)"
+                .into(),
+        );
+    }
     let mut out = BTreeMap::new();
     for cell in cells
         .iter()
@@ -211,6 +222,15 @@ pub(super) fn measure(
             match host_counts(&cell.qemu, work) {
                 Ok(h) => counts.host = Some(h),
                 Err(e) => skipped.push(format!("host counts for {what}: {e:#}")),
+            }
+        }
+        if callgrind {
+            let mut q = cell.qemu.clone();
+            q.accel = Accel::Tcg;
+            let dir = work.join("callgrind");
+            match crate::host_cost::run_callgrind(&q, &cell.firmware.entry_statuses(), &dir) {
+                Ok((_, n)) => counts.vcpu_host_instructions = Some(n),
+                Err(e) => skipped.push(format!("vCPU host instructions for {what}: {e:#}")),
             }
         }
         out.insert(format!("{}/{}", cell.firmware.name(), cell.machine), counts);

@@ -235,6 +235,7 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
         "machine",
         "firmware",
         "translated blocks / insns / memory insns ≈ translation ms (TCG, model)",
+        "QEMU vCPU thread, M host insns (TCG, callgrind)",
         "exits PIO / MMIO / to QEMU (KVM)",
         "guest insns (KVM)",
         "host page faults",
@@ -254,6 +255,8 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
                 machine.into(),
                 fw.name().into(),
                 fmt_translated(c.translated),
+                c.vcpu_host_instructions
+                    .map_or("–".into(), |n| format!("{:.2}", n as f64 / 1e6)),
                 fmt_exits(c.exits),
                 fmt_opt(kvm.then_some(c.guest_instructions)),
                 fmt_opt(c.host.map(|h| h.page_faults)),
@@ -439,7 +442,7 @@ pub(super) fn markdown(
         s += &density_grid(&report.density).markdown();
     }
     if !instructions.is_empty() {
-        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`, with the instructions that touch memory and the translation time they predict (1.8 µs a block, 0.3 µs a register-only instruction, 0.7 µs one that touches memory, calibrated on this machine type); exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
+        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`, with the instructions that touch memory and the translation time they predict (1.8 µs a block, 0.3 µs a register-only instruction, 0.7 µs one that touches memory, calibrated on this machine type); the host instructions of QEMU's vCPU thread under TCG, counted by callgrind from QEMU's start (all the host work the firmware causes but the host kernel's clearing of guest RAM; see `cargo xtask host-cost`); exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
         s += &cost_grid(instructions, opts).markdown();
     }
     for (machine, steps) in &report.timelines {
@@ -664,6 +667,34 @@ mod tests {
             ("–", "+50.0")
         );
         assert!(e.markdown().lines().count() == 4);
+    }
+
+    #[test]
+    fn the_cost_table_shows_the_vcpu_threads_host_instructions() {
+        let opts = Options {
+            machines: vec![crate::qemu::Machine::Q35],
+            firmwares: vec![Firmware::Ferrite, Firmware::Qboot],
+            ..Options::default()
+        };
+        let costs = BTreeMap::from([
+            (
+                "ferrite/q35".to_string(),
+                Counts {
+                    vcpu_host_instructions: Some(50_712_345),
+                    ..Counts::default()
+                },
+            ),
+            ("qboot/q35".to_string(), Counts::default()),
+        ]);
+        let g = cost_grid(&costs, &opts);
+        let column = g
+            .header
+            .iter()
+            .position(|h| h.contains("callgrind"))
+            .unwrap();
+        assert_eq!(g.rows[0][column], "50.71");
+        // not counted (no valgrind): a dash, as for every other column
+        assert_eq!(g.rows[1][column], "–");
     }
 
     #[test]
