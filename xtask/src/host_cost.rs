@@ -33,7 +33,6 @@ use serde::Serialize;
 
 use crate::bench::Firmware;
 use crate::host_profile::ExportCache;
-use crate::probe;
 use crate::qemu::{Machine, Qemu};
 
 pub struct Options {
@@ -269,10 +268,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let mut exports = ExportCache::default();
     let mut costs = Vec::new();
     for &fw in &opts.firmwares {
-        let image = fw
-            .image(&ferrite, opts.machine)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", fw.name()))?;
-        let mut q = probe::stock_size_boot(&work, opts.machine, image)?;
+        let mut q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
         q.timeout = std::time::Duration::from_secs(600);
         costs.push(measure(
             &q,

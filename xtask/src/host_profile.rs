@@ -31,7 +31,6 @@ use serde::Serialize;
 
 use crate::bench::Firmware;
 use crate::insn_steps::{perf_qemu, perf_script};
-use crate::probe;
 use crate::qemu::{Machine, Qemu};
 
 /// The vCPU thread's name under `-name debug-threads=on`, one vCPU, TCG.
@@ -327,11 +326,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     let work = crate::root().join("target").join("host-profile");
     let mut machines = Vec::new();
     for &fw in &opts.firmwares {
-        let image = fw
-            .image(&ferrite, opts.machine)
-            .map_err(|why| anyhow::anyhow!("{}: {why}", fw.name()))?;
         // The boot the translation tool makes, with QEMU's threads named.
-        let mut q = probe::stock_size_boot(&work, opts.machine, image)?;
+        let mut q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
         q.extra.extend(["-name".into(), "debug-threads=on".into()]);
         machines.push((q, fw.entry_statuses()));
     }
