@@ -9,7 +9,8 @@ use xtask::qemu::Machine;
 fn counts_the_vcpu_thread_of_each_firmware() {
     let report = run(&Options {
         machine: Machine::Microvm,
-        firmwares: vec![Firmware::Ferrite, Firmware::Qboot],
+        firmwares: vec![Firmware::Ferrite],
+        roms: vec![("qboot".into(), "/usr/share/qemu/qboot.rom".into())],
         top: 10,
         json: None,
     })

@@ -33,12 +33,17 @@ use serde::Serialize;
 
 use crate::bench::Firmware;
 use crate::host_profile::ExportCache;
+use crate::probe;
 use crate::qemu::{Machine, Qemu};
 
 pub struct Options {
     pub machine: Machine,
-    /// Side by side, in this order; the first two are compared.
+    /// Side by side, in this order, then `roms`; the first two of all are
+    /// compared.
     pub firmwares: Vec<Firmware>,
+    /// Other ROM images, by name: builds of ferrite to compare (a change
+    /// against its base), measured as ferrite is.
+    pub roms: Vec<(String, PathBuf)>,
     /// Functions listed.
     pub top: usize,
     pub json: Option<PathBuf>,
@@ -262,21 +267,30 @@ fn measure(
 }
 
 pub fn run(opts: &Options) -> Result<Report> {
-    ensure!(!opts.firmwares.is_empty(), "no firmware to measure");
-    let ferrite = crate::rom::build_firmware(true)?.path;
+    ensure!(
+        !opts.firmwares.is_empty() || !opts.roms.is_empty(),
+        "no firmware to measure"
+    );
     let work = crate::root().join("target").join("host-cost");
+    let ferrite = if opts.firmwares.is_empty() {
+        PathBuf::new()
+    } else {
+        crate::rom::build_firmware(true)?.path
+    };
+    let mut boots = Vec::new();
+    for &fw in &opts.firmwares {
+        let q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
+        boots.push((fw.name().to_string(), q, fw.entry_statuses()));
+    }
+    for (name, path) in &opts.roms {
+        ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
+        let q = probe::stock_size_boot(&work, opts.machine, path.clone())?;
+        boots.push((name.clone(), q, Firmware::Ferrite.entry_statuses()));
+    }
     let mut exports = ExportCache::default();
     let mut costs = Vec::new();
-    for &fw in &opts.firmwares {
-        let mut q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
-        q.timeout = std::time::Duration::from_secs(600);
-        costs.push(measure(
-            &q,
-            &fw.entry_statuses(),
-            &work,
-            fw.name(),
-            &mut exports,
-        )?);
+    for (name, q, expect) in &boots {
+        costs.push(measure(q, expect, &work, name, &mut exports)?);
     }
     let report = Report {
         machine: opts.machine.name().into(),
@@ -323,12 +337,18 @@ pub fn render(r: &Report, top: usize) -> String {
     // which are the totals again, nor the translated code, whose inclusive
     // cost callgrind mixes with the helpers it returns to (its own cost is
     // a row above).
-    // Nor a function whose inclusive cost callgrind got wrong: a helper
-    // that translated code calls is charged with the translated code it
-    // returns into, in cycles that can add up past the thread's total.
+    // Nor TCG's helpers, which translated code calls: callgrind charges
+    // each with the translated code it returns into (in cycles that can add
+    // up past the thread's total); what they do for devices is in the
+    // rows above. Nor anything else whose inclusive cost is impossible.
     let frames = |c: &Cost, n: &str| c.of(n) >= c.of("cpu_exec").max(1);
     let impossible = |n: &str| r.costs.iter().any(|c| c.of(n) > c.vcpu);
-    names.retain(|n| !(frames(a, n) && frames(b, n)) && n.as_str() != GENERATED && !impossible(n));
+    names.retain(|n| {
+        !(frames(a, n) && frames(b, n))
+            && n.as_str() != GENERATED
+            && !n.starts_with("helper_")
+            && !impossible(n)
+    });
     let diff = |n: &str| a.of(n) as i64 - b.of(n) as i64;
     names.sort_by_key(|n| std::cmp::Reverse(diff(n).abs()));
     s += &format!(
@@ -432,6 +452,8 @@ mod tests {
                 ("tcg_cpus_exec".to_string(), vcpu - 1_000_000),
                 (GENERATED.to_string(), 2_000_000),
                 ("helper_ret_stb_mmu".to_string(), 99_000_000),
+                ("helper_le_stq_mmu".to_string(), 5_000_000),
+                ("near flatview_unref".to_string(), 3_000_000),
                 ("tb_gen_code".to_string(), tb),
                 ("memory_region_transaction_commit".to_string(), commit),
             ]
@@ -462,7 +484,11 @@ mod tests {
             "{s}"
         );
         assert!(!s.contains(&format!("| {GENERATED} |")), "{s}");
-        assert!(!s.contains("helper_ret_stb_mmu"), "{s}");
+        assert!(!s.contains("helper_"), "{s}");
+        assert!(
+            s.contains("| near flatview_unref | 3.00 | 3.00 | +0.00 |"),
+            "{s}"
+        );
         assert!(
             s.contains("| running the translated code | 1.00 | 1.00 |"),
             "{s}"

@@ -17,6 +17,10 @@ pub struct Args {
     /// ovmf, floor); the first two are compared function by function.
     #[arg(long, value_delimiter = ',', default_value = "ferrite,qboot,floor", value_parser = super::any_firmware_named)]
     firmware: Vec<Firmware>,
+    /// Other ROM images to measure beside them, NAME=PATH (comma-separated):
+    /// builds of ferrite to compare, a change against its base.
+    #[arg(long, value_delimiter = ',', value_parser = named_rom)]
+    rom: Vec<(String, PathBuf)>,
     /// Functions listed.
     #[arg(long, default_value_t = 25)]
     top: usize,
@@ -29,8 +33,34 @@ pub fn run(args: Args) -> Result<()> {
     host_cost::run(&host_cost::Options {
         machine: args.machine,
         firmwares: args.firmware,
+        roms: args.rom,
         top: args.top,
         json: args.json,
     })?;
     Ok(())
+}
+
+/// `NAME=PATH`.
+fn named_rom(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("{s:?}: expected NAME=PATH")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roms_are_named() {
+        assert_eq!(
+            named_rom("base=target/base.rom"),
+            Ok(("base".into(), PathBuf::from("target/base.rom")))
+        );
+        assert!(named_rom("target/base.rom").is_err());
+        assert!(named_rom("=x").is_err() && named_rom("x=").is_err());
+    }
 }
