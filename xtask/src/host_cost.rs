@@ -343,12 +343,13 @@ pub fn render(r: &Report, top: usize) -> String {
     // rows above. Nor anything else whose inclusive cost is impossible.
     let frames = |c: &Cost, n: &str| c.of(n) >= c.of("cpu_exec").max(1);
     let impossible = |n: &str| r.costs.iter().any(|c| c.of(n) > c.vcpu);
-    names.retain(|n| {
-        !(frames(a, n) && frames(b, n))
-            && n.as_str() != GENERATED
-            && !n.starts_with("helper_")
-            && !impossible(n)
-    });
+    let left_out = |n: &str| {
+        (frames(a, n) && frames(b, n))
+            || n == GENERATED
+            || n.starts_with("helper_")
+            || impossible(n)
+    };
+    names.retain(|n| !left_out(n));
     let diff = |n: &str| a.of(n) as i64 - b.of(n) as i64;
     names.sort_by_key(|n| std::cmp::Reverse(diff(n).abs()));
     s += &format!(
