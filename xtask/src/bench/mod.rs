@@ -76,7 +76,6 @@ impl Firmware {
         }
     }
 
-    /// The image, or why it cannot be used.
     /// The research tools' boot ([`crate::probe::stock_size_boot`]) with this
     /// firmware, its files written into `work`.
     pub fn stock_size_boot(self, ferrite: &Path, machine: Machine, work: &Path) -> Result<Qemu> {
@@ -86,6 +85,7 @@ impl Firmware {
         crate::probe::stock_size_boot(work, machine, image)
     }
 
+    /// The image, or why it cannot be used.
     pub fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
         let path = match (self, machine) {
             (Firmware::Ferrite, _) => ferrite.to_path_buf(),
