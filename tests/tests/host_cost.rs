@@ -1,5 +1,7 @@
 //! `cargo xtask host-cost` end to end: ferrite and qboot under callgrind,
-//! QEMU's vCPU thread found and its host instructions split by what QEMU did.
+//! QEMU's vCPU thread found and its host instructions split by what QEMU did;
+//! the calibration of translation by kind of guest code, and each firmware's
+//! translated code weighed with it.
 
 use xtask::bench::Firmware;
 use xtask::host_cost::{KINDS, Options, run};
@@ -13,6 +15,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         roms: vec![("qboot".into(), "/usr/share/qemu/qboot.rom".into())],
         top: 10,
         json: None,
+        calibrate: Some(30),
     })
     .unwrap();
 
@@ -40,4 +43,72 @@ fn counts_the_vcpu_thread_of_each_firmware() {
                 .collect::<Vec<_>>()
         );
     }
+
+    // The calibration's weights account for most of what callgrind
+    // measured of each firmware's translation (a model of kinds of code:
+    // what it leaves out, it underestimates).
+    let c = report.calibration.as_ref().unwrap();
+    assert_eq!(report.breakdowns.len(), report.costs.len());
+    for (cost, b) in report.costs.iter().zip(&report.breakdowns) {
+        let measured = cost.of("tb_gen_code") as f64;
+        let share = b.predicted_total(c) / measured;
+        assert!(
+            (0.7..1.1).contains(&share),
+            "{}: {share}: {b:?} {c:?}",
+            cost.firmware
+        );
+    }
+}
+
+/// The calibration ROMs run as written: each boots to its exit, QEMU's own
+/// log shows the blocks and the instructions of the kind each was built for
+/// (the encodings and `classify` agree), and under callgrind the costs come
+/// out in the order TCG's work implies.
+#[test]
+fn calibrates_translation_by_kind_of_code() {
+    use xtask::tcg_calibration::{End, PER_BLOCK, Unit, breakdown, calibrate, rom};
+
+    let work = xtask::root().join("target").join("test-tcg-calibration");
+    std::fs::create_dir_all(&work).unwrap();
+    let blocks = 30;
+    for unit in Unit::ALL {
+        let end = if unit == Unit::CondBlock {
+            End::CondBranch
+        } else {
+            End::Jmp
+        };
+        let per_block = if matches!(unit, Unit::CondBlock | Unit::OtherBlock) {
+            0
+        } else {
+            PER_BLOCK
+        };
+        let path = work.join(format!("{unit:?}.rom"));
+        std::fs::write(&path, rom(unit, blocks, per_block, end).unwrap()).unwrap();
+        let log = xtask::bench::cost::in_asm_log(&xtask::tcg_calibration::boot(&path), &work)
+            .unwrap_or_else(|e| panic!("{unit:?}: {e:#}"));
+        let b = breakdown(std::io::BufReader::new(std::fs::File::open(&log).unwrap())).unwrap();
+        // The start-up code (16-bit, then the 64-bit prologue) adds a few.
+        let n = b.of(unit) as usize;
+        let want = blocks * per_block.max(1);
+        assert!(
+            (want..want + 16).contains(&n),
+            "{unit:?}: {n} of {want}: {b:?}"
+        );
+    }
+
+    let c = calibrate(&work.join("callgrind"), blocks, PER_BLOCK).unwrap();
+    for unit in Unit::ALL {
+        assert!(c.of(unit) > 0.0, "{unit:?}: {c:?}");
+    }
+    // A block costs more than any one instruction; a conditional one, with
+    // its two exits, more than one ending in a jump. Touching memory costs
+    // more than a register move, and a read-modify-write more than a load.
+    assert!(c.of(Unit::CondBlock) > c.of(Unit::OtherBlock), "{c:?}");
+    assert!(
+        c.of(Unit::OtherBlock) > c.of(Unit::ReadModifyWrite),
+        "{c:?}"
+    );
+    assert!(c.of(Unit::ReadModifyWrite) > c.of(Unit::Load), "{c:?}");
+    assert!(c.of(Unit::Load) > c.of(Unit::Alu), "{c:?}");
+    assert!(c.of(Unit::Alu) > c.of(Unit::Mov), "{c:?}");
 }

@@ -35,6 +35,7 @@ use crate::bench::Firmware;
 use crate::host_profile::ExportCache;
 use crate::probe;
 use crate::qemu::{Machine, Qemu};
+use crate::tcg_calibration::{self, Breakdown, Calibration};
 
 pub struct Options {
     pub machine: Machine,
@@ -47,6 +48,10 @@ pub struct Options {
     /// Functions listed.
     pub top: usize,
     pub json: Option<PathBuf>,
+    /// Also calibrate what TCG spends per kind of guest code, with synthetic
+    /// ROMs of this many blocks ([`tcg_calibration`]), and weigh each
+    /// firmware's translated code with it.
+    pub calibrate: Option<usize>,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -94,6 +99,10 @@ impl Cost {
 pub struct Report {
     pub machine: String,
     pub costs: Vec<Cost>,
+    /// With `calibrate`: the calibration, and each firmware's translated
+    /// code counted by kind (in the order of `costs`).
+    pub calibration: Option<Calibration>,
+    pub breakdowns: Vec<Breakdown>,
 }
 
 /// One line of `callgrind_annotate`'s function list: its cost, and the name
@@ -231,7 +240,7 @@ pub fn available() -> bool {
 }
 
 /// Runs one boot under callgrind and reads its vCPU thread.
-fn measure(
+pub(crate) fn measure(
     q: &Qemu,
     expect: &[i32],
     work: &Path,
@@ -292,11 +301,40 @@ pub fn run(opts: &Options) -> Result<Report> {
     for (name, q, expect) in &boots {
         costs.push(measure(q, expect, &work, name, &mut exports)?);
     }
-    let report = Report {
+    let mut report = Report {
         machine: opts.machine.name().into(),
         costs,
+        calibration: None,
+        breakdowns: Vec::new(),
     };
     print!("{}", render(&report, opts.top));
+    if let Some(blocks) = opts.calibrate {
+        let c = tcg_calibration::calibrate(
+            &work.join("calibration"),
+            blocks,
+            tcg_calibration::PER_BLOCK,
+        )?;
+        print!("\n{}", tcg_calibration::render_calibration(&c));
+        for (_, q, _) in &boots {
+            let log = crate::bench::cost::in_asm_log(q, &work)?;
+            report
+                .breakdowns
+                .push(tcg_calibration::breakdown(std::io::BufReader::new(
+                    std::fs::File::open(&log)?,
+                ))?);
+        }
+        let rows: Vec<(String, Breakdown, u64)> = report
+            .costs
+            .iter()
+            .zip(&report.breakdowns)
+            .map(|(cost, b)| (cost.firmware.clone(), b.clone(), cost.of("tb_gen_code")))
+            .collect();
+        print!(
+            "{}",
+            tcg_calibration::render_breakdowns(&c, &rows, &report.machine)
+        );
+        report.calibration = Some(c);
+    }
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
@@ -467,6 +505,8 @@ mod tests {
                 cost("ferrite", 57_000_000, 30_000_000, 10_000_000),
                 cost("qboot", 40_000_000, 15_000_000, 4_000_000),
             ],
+            calibration: None,
+            breakdowns: Vec::new(),
         };
         let s = render(&r, 5);
         assert!(s.contains("| the vCPU thread | 57.00 | 40.00 |"), "{s}");

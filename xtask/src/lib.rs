@@ -22,6 +22,7 @@ pub mod soak;
 pub mod stats;
 pub mod symbols;
 pub mod task;
+pub mod tcg_calibration;
 pub mod testkernel;
 pub mod translation;
 

@@ -107,28 +107,44 @@ impl Translated {
     }
 }
 
+/// The mnemonic (a `rep` or `lock` prefix dropped) and the operands of a
+/// `-d in_asm` instruction line (`0xADDR:  bytes  mnemonic operands`).
+pub fn mnemonic_and_operands(line: &str) -> Option<(&str, String)> {
+    let (_, rest) = line.split_once(':')?;
+    // The instruction's bytes are two hex digits each; the mnemonic follows.
+    let mut words = rest
+        .split_whitespace()
+        .skip_while(|w| w.len() == 2 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .skip_while(|w| matches!(*w, "rep" | "repz" | "repnz" | "repe" | "repne" | "lock"));
+    let mnemonic = words.next()?;
+    Some((mnemonic, words.collect()))
+}
+
 /// Whether a `-d in_asm` instruction line (`0xADDR:  bytes  mnemonic
 /// operands`) loads or stores: a memory operand (other than `lea`'s and a
 /// `nop`'s), or the stack or string access of push, pop, call, ret, leave
 /// and the string instructions.
 pub fn touches_memory(line: &str) -> bool {
-    let Some((_, rest)) = line.split_once(':') else {
+    let Some((mnemonic, operands)) = mnemonic_and_operands(line) else {
         return false;
     };
-    // The instruction's bytes are two hex digits each; the mnemonic follows.
-    let mut words = rest
-        .split_whitespace()
-        .skip_while(|w| w.len() == 2 && w.bytes().all(|b| b.is_ascii_hexdigit()));
-    let Some(mnemonic) = words.next() else {
-        return false;
-    };
-    let operands: String = words.collect();
-    const STACK_OR_STRING: [&str; 16] = [
-        "push", "pop", "call", "ret", "leave", "rep", "movs", "stos", "lods", "cmps", "scas",
-        "lgdt", "lidt", "ljmp", "lret", "iret",
+    const STACK: [&str; 10] = [
+        "push", "pop", "call", "ret", "leave", "lgdt", "lidt", "ljmp", "lret", "iret",
     ];
     (operands.contains('(') && !mnemonic.starts_with("lea") && !mnemonic.starts_with("nop"))
-        || STACK_OR_STRING.iter().any(|p| mnemonic.starts_with(p))
+        || STACK.iter().any(|p| mnemonic.starts_with(p))
+        || is_string(mnemonic)
+}
+
+/// A string instruction's mnemonic (`movsq`, `stosb`...; not `movsbl`, a
+/// move with sign extension, which touches memory only with an operand
+/// there).
+pub fn is_string(mnemonic: &str) -> bool {
+    ["movs", "stos", "lods", "cmps", "scas"].iter().any(|p| {
+        mnemonic
+            .strip_prefix(p)
+            .is_some_and(|w| matches!(w, "b" | "w" | "l" | "q"))
+    })
 }
 
 /// Work QEMU does on the host for the guest.
@@ -270,7 +286,7 @@ fn kvm_counts(q: &Qemu) -> Result<Counts> {
 
 /// Whether a line of QEMU's `-d in_asm` log is a guest instruction
 /// (`0xADDR:  bytes  mnemonic`).
-fn is_instruction(line: &str) -> bool {
+pub fn is_instruction(line: &str) -> bool {
     line.strip_prefix("0x").is_some_and(|rest| {
         let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
         hex > 0 && rest.as_bytes().get(hex) == Some(&b':')

@@ -8,6 +8,7 @@ use anyhow::Result;
 use crate::bench::Firmware;
 use crate::host_cost;
 use crate::qemu::Machine;
+use crate::tcg_calibration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,6 +28,14 @@ pub struct Args {
     /// Write every firmware's counts by function here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also measure what TCG spends to translate each kind of guest code
+    /// (synthetic ROMs under callgrind, about a minute) and weigh each
+    /// firmware's translated code, kind by kind, with it.
+    #[arg(long)]
+    calibrate: bool,
+    /// Blocks in each calibration ROM.
+    #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
+    calibration_blocks: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,6 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         roms: args.rom,
         top: args.top,
         json: args.json,
+        calibrate: args.calibrate.then_some(args.calibration_blocks),
     })?;
     Ok(())
 }
