@@ -193,8 +193,12 @@ pub fn run_callgrind(q: &Qemu, expect: &[i32], dir: &Path) -> Result<(PathBuf, u
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let out = dir.join("cg.out");
+    // A guest that never reaches its exit is stopped after ten minutes, and
+    // killed ten seconds later if QEMU (a vCPU in a tight translated loop
+    // can keep it from its signal handler) has not gone.
     let status = Command::new("timeout")
         .args([
+            "--kill-after=10",
             "600",
             "valgrind",
             "--tool=callgrind",
