@@ -66,30 +66,24 @@ fn counts_the_vcpu_thread_of_each_firmware() {
 /// out in the order TCG's work implies.
 #[test]
 fn calibrates_translation_by_kind_of_code() {
-    use xtask::tcg_calibration::{End, PER_BLOCK, Unit, breakdown, calibrate, rom};
+    use xtask::tcg_calibration::{PER_BLOCK, Unit, breakdown, calibrate, rom};
 
     let work = xtask::root().join("target").join("test-tcg-calibration");
     std::fs::create_dir_all(&work).unwrap();
     let blocks = 30;
     for unit in Unit::ALL {
-        let end = if unit == Unit::CondBlock {
-            End::CondBranch
-        } else {
-            End::Jmp
-        };
-        let per_block = if matches!(unit, Unit::CondBlock | Unit::OtherBlock) {
-            0
-        } else {
-            PER_BLOCK
-        };
         let path = work.join(format!("{unit:?}.rom"));
-        std::fs::write(&path, rom(unit, blocks, per_block, end).unwrap()).unwrap();
+        std::fs::write(&path, rom(unit, blocks, PER_BLOCK).unwrap()).unwrap();
         let log = xtask::bench::cost::in_asm_log(&xtask::tcg_calibration::boot(&path), &work)
             .unwrap_or_else(|e| panic!("{unit:?}: {e:#}"));
         let b = breakdown(std::io::BufReader::new(std::fs::File::open(&log).unwrap())).unwrap();
         // The start-up code (16-bit, then the 64-bit prologue) adds a few.
         let n = b.of(unit) as usize;
-        let want = blocks * per_block.max(1);
+        let want = if unit.is_block() {
+            blocks
+        } else {
+            blocks * PER_BLOCK
+        };
         assert!(
             (want..want + 16).contains(&n),
             "{unit:?}: {n} of {want}: {b:?}"

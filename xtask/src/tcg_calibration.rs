@@ -86,6 +86,12 @@ impl Unit {
         Unit::PortIo,
     ];
 
+    /// A block, not an instruction: a calibration ROM's block of it holds
+    /// no instructions but its end.
+    pub fn is_block(self) -> bool {
+        matches!(self, Unit::CondBlock | Unit::OtherBlock)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Unit::CondBlock => "a block ending in a conditional branch",
@@ -144,16 +150,6 @@ pub const PER_BLOCK: usize = 16;
 /// Blocks a calibration ROM holds by default.
 pub const BLOCKS: usize = 200;
 
-/// How a calibration block ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// `jmp` to the next block.
-    Jmp,
-    /// `cmp $0x12345,%rax; je fail` (never taken): the next block is the
-    /// branch's fall-through.
-    CondBranch,
-}
-
 /// The synthetic ROM's layout (64 KiB, at 0xF0000 below 1 MiB, where the
 /// code runs, and at the top of 4 GiB, where the CPU starts).
 const ROM_SIZE: usize = 64 * 1024;
@@ -180,8 +176,11 @@ pub const EXIT_DONE: i32 = 3;
 const EXIT_FAILED: u8 = 2;
 
 /// A synthetic ROM of `blocks` blocks, each `per_block` instructions of
-/// `unit`'s body (cycled) and an `end`.
-pub fn rom(unit: Unit, blocks: usize, per_block: usize, end: End) -> Result<Vec<u8>> {
+/// `unit`'s body (cycled; none for the block units) and an end: for
+/// [`Unit::CondBlock`] `cmp $0x12345,%rax; je fail` (never taken, the next
+/// block is its fall-through), for every other unit a `jmp` to the next
+/// block.
+pub fn rom(unit: Unit, blocks: usize, per_block: usize) -> Result<Vec<u8>> {
     let mut r = vec![0u8; ROM_SIZE];
     let put =
         |r: &mut Vec<u8>, at: usize, bytes: &[u8]| r[at..at + bytes.len()].copy_from_slice(bytes);
@@ -230,20 +229,20 @@ pub fn rom(unit: Unit, blocks: usize, per_block: usize, end: End) -> Result<Vec<
     // `je fail` sites, patched once `fail` is placed.
     let mut to_fail = Vec::new();
     let body = unit.body();
+    let per_block = if unit.is_block() { 0 } else { per_block };
     for _ in 0..blocks {
         for k in 0..per_block {
             let insn = body[k % body.len()];
             let disp = 8 * (k % 16) as u8;
             code.extend(insn.iter().map(|&b| if b == DISP { disp } else { b }));
         }
-        match end {
-            End::Jmp => code.extend([0xEB, 0x00]), // jmp to the next instruction
-            End::CondBranch => {
-                code.extend([0x48, 0x3D, 0x45, 0x23, 0x01, 0x00]); // cmp $0x12345,%rax
-                code.extend([0x0F, 0x84]); // je rel32
-                to_fail.push(code.len());
-                code.extend([0; 4]);
-            }
+        if unit == Unit::CondBlock {
+            code.extend([0x48, 0x3D, 0x45, 0x23, 0x01, 0x00]); // cmp $0x12345,%rax
+            code.extend([0x0F, 0x84]); // je rel32
+            to_fail.push(code.len());
+            code.extend([0; 4]);
+        } else {
+            code.extend([0xEB, 0x00]); // jmp to the next instruction
         }
     }
     code.extend([0xB0, (EXIT_DONE - 1) as u8 / 2, 0xE6, EXIT_PORT as u8]); // mov $1,%al; out
@@ -282,23 +281,23 @@ pub fn calibrate(work: &Path, blocks: usize, per_block: usize) -> Result<Calibra
     ensure!(blocks > 0 && per_block > 0, "nothing to calibrate with");
     std::fs::create_dir_all(work)?;
     let mut exports = ExportCache::default();
-    let mut measure = |name: &str, unit: Unit, blocks: usize, per_block: usize, end: End| {
+    let mut measure = |name: &str, unit: Unit, blocks: usize| {
         let path = work.join(format!("{name}.rom"));
-        std::fs::write(&path, rom(unit, blocks, per_block, end)?)?;
+        std::fs::write(&path, rom(unit, blocks, per_block)?)?;
         let cost = crate::host_cost::measure(&boot(&path), &[EXIT_DONE], work, name, &mut exports)?;
         Ok::<f64, anyhow::Error>(cost.of("tb_gen_code") as f64)
     };
-    let none = measure("none", Unit::OtherBlock, 0, 0, End::Jmp)?;
-    let jmp = measure("jmp", Unit::OtherBlock, blocks, 0, End::Jmp)?;
-    let cond = measure("cond", Unit::CondBlock, blocks, 0, End::CondBranch)?;
+    let none = measure("none", Unit::OtherBlock, 0)?;
+    let jmp = measure("jmp", Unit::OtherBlock, blocks)?;
+    let cond = measure("cond", Unit::CondBlock, blocks)?;
     let mut c = Calibration {
         blocks,
         per_block,
         host_insns: BTreeMap::new(),
     };
     let n = blocks as f64;
-    for unit in Unit::ALL.into_iter().filter(|u| !u.body().is_empty()) {
-        let t = measure(&format!("{unit:?}"), unit, blocks, per_block, End::Jmp)?;
+    for unit in Unit::ALL.into_iter().filter(|u| !u.is_block()) {
+        let t = measure(&format!("{unit:?}"), unit, blocks)?;
         c.host_insns
             .insert(unit, (t - jmp) / (n * per_block as f64));
     }
@@ -476,7 +475,7 @@ mod tests {
 
     #[test]
     fn the_rom_starts_at_the_reset_vector_and_ends_with_the_exit() {
-        let r = rom(Unit::Load, 3, 5, End::Jmp).unwrap();
+        let r = rom(Unit::Load, 3, 5).unwrap();
         assert_eq!(r.len(), ROM_SIZE);
         // ljmp $0xf000,$0xff40
         assert_eq!(&r[RESET..RESET + 5], &[0xEA, 0x40, 0xFF, 0x00, 0xF0]);
@@ -498,7 +497,7 @@ mod tests {
 
     #[test]
     fn conditional_blocks_branch_to_the_failure_exit() {
-        let r = rom(Unit::CondBlock, 2, 0, End::CondBranch).unwrap();
+        let r = rom(Unit::CondBlock, 2, 16).unwrap();
         let code = &r[CODE + 17..];
         // cmp; je rel32 (to `fail`, after both blocks and the exit)
         assert_eq!(
@@ -513,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_rom_too_large_is_refused() {
-        assert!(rom(Unit::CompareMemory, 1000, 16, End::Jmp).is_err());
+        assert!(rom(Unit::CompareMemory, 1000, 16).is_err());
     }
 
     #[test]
