@@ -43,6 +43,31 @@ pub const HOST_BRIDGE: Bdf = Bdf(0, 0, 0);
 /// The vendor ID of the chipset's own functions.
 pub const INTEL: u16 = 0x8086;
 
+/// The chipset's own functions that implement no BAR and no option ROM, as
+/// vendor and device ID dwords: the i440FX and Q35 host bridges, the PIIX3
+/// ISA bridge, PIIX4 PM and the ICH9 LPC bridge. Their ranges are set
+/// through registers of their own (PAM, PCIEXBAR, PM and SMBus bases,
+/// RCBA), and QEMU registers no BAR for them (hw/pci-host/i440fx.c and
+/// q35.c, hw/isa/piix3.c and lpc_ich9.c, hw/acpi/piix4.c).
+const WITHOUT_BARS: [u32; 5] = [
+    i440fx::I440FX_ID,
+    (i440fx::PIIX3_ISA_ID as u32) << 16 | INTEL as u32,
+    (i440fx::PIIX4_PM_ID as u32) << 16 | INTEL as u32,
+    q35::Q35_MCH_ID,
+    (q35::ICH9_LPC_ID as u32) << 16 | INTEL as u32,
+];
+
+/// Whether the function `vendor:device` is one of the chipset's that has no
+/// BAR to size: sizing its seven BAR registers would read back zeros, 14
+/// configuration accesses and on pc 21 exits to QEMU. Compared with all five
+/// at once, no branch (TCG).
+pub fn implements_no_bars(vendor: u16, device: u16) -> bool {
+    let id = (device as u32) << 16 | vendor as u32;
+    WITHOUT_BARS
+        .iter()
+        .fold(false, |known, &without| known | (id == without))
+}
+
 /// The machine, told apart by its PCI host bridge ([`identify`]): what the PCI
 /// set-up, the BIOS segment, the S3 resume script and a failed boot's power-off
 /// go by.

@@ -147,6 +147,8 @@ pub(crate) struct Model {
     pub(super) ports: Vec<(u16, u8)>,
     pub(crate) accesses: usize,
     pub(crate) mmio_accesses: usize,
+    /// Each configuration write: the function and the dword register.
+    pub(super) writes: Vec<(Bdf, usize)>,
 }
 
 impl Model {
@@ -161,6 +163,7 @@ impl Model {
             ports: Vec::new(),
             accesses: 0,
             mmio_accesses: 0,
+            writes: Vec::new(),
         }
     }
     fn find(&self, bdf: Bdf) -> Option<usize> {
@@ -210,6 +213,8 @@ impl Model {
         let Some((i, reg)) = self.target() else {
             return;
         };
+        let bdf = Bdf::from_devfn((self.addr >> 16) as u8, (self.addr >> 8) as u8);
+        self.writes.push((bdf, reg));
         let at = reg + (port - CONFIG_DATA) as usize;
         for k in 0..len {
             // vendor, device, class, header type, capabilities: read-only
