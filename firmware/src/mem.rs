@@ -55,7 +55,9 @@ pub fn align_up(value: u64, align: u64) -> Option<u64> {
 
 /// `cond`, as one branch: LLVM turns a branch on an or (an and) of
 /// comparisons back into a branch per comparison, each of which ends a block
-/// that TCG translates; behind `black_box` the combined test stays one.
+/// that TCG translates; passed through an empty `asm!` that LLVM cannot see
+/// into, the combined test stays one. (In a register: `black_box` sent it
+/// through the stack, a store and a load for TCG to translate at each use.)
 #[inline(always)]
 pub fn one_test(cond: bool) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -64,7 +66,11 @@ pub fn one_test(cond: bool) -> bool {
         // SAFETY: an empty instruction sequence: it reads and writes nothing
         // but the register that holds `byte`, which it leaves as it was.
         unsafe {
-            core::arch::asm!("/* {0} */", inout(reg_byte) byte, options(pure, nomem, nostack, preserves_flags))
+            core::arch::asm!(
+                "/* {0} */",
+                inout(reg_byte) byte,
+                options(pure, nomem, nostack, preserves_flags)
+            )
         };
         byte != 0
     }
