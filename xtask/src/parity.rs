@@ -158,7 +158,7 @@ pub const HARMLESS: &[Harmless] = &[
     Harmless {
         section: "warnings",
         pattern: r#"^(Unstable clock detected, switching default tracing clock to "global"|If you want to keep using the local clock, then add:| *"trace_clock=local"|on the kernel command line|TSC found unstable after boot, most likely due to broken BIOS\. Use 'tsc=unstable'\.)$"#,
-        reason: "when host load makes the TSC look unstable, tracing switches to its global clock and says so in four lines, and the scheduler's clock leaves the TSC with a line that blames the BIOS: load, not the firmware (seen under full test runs on a 2-core host, under SeaBIOS as under ferrite)",
+        reason: "when host load makes the TSC look unstable, tracing switches to its global clock and says so in four lines, and the scheduler's clock leaves the TSC with a line that blames the BIOS: load, not the firmware (seen under full test runs on a loaded 2-core host; the TSC line under SeaBIOS, and either firmware can print it)",
     },
     Harmless {
         section: "warnings",
