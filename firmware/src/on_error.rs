@@ -21,7 +21,7 @@
 
 use crate::chipset::i440fx::{PIIX4_PM, PIIX4_PM_ID, PIIX4_PMBA, PIIX4_PMREGMISC};
 use crate::chipset::q35::{ICH9_ACPI_CNTL, ICH9_ACPI_EN, ICH9_LPC, ICH9_LPC_ID, ICH9_PMBASE};
-use crate::chipset::{ACPI_PM_BASE, INTEL, Machine};
+use crate::chipset::{ACPI_PM_BASE, Machine, intel_id};
 use crate::io::PortIo;
 use crate::pci;
 
@@ -69,11 +69,6 @@ const SLP_TYP_SHIFT: u16 = 10;
 /// which QEMU's PM1 control turns into a power-off (hw/acpi/core.c).
 const S5_SLP_TYP: u16 = 0;
 
-/// A function's vendor and device ID as one configuration dword.
-const fn id(device: u16) -> u32 {
-    (device as u32) << 16 | INTEL as u32
-}
-
 /// Turns the machine off through its ACPI PM1a control register, after
 /// enabling the PM I/O block at [`ACPI_PM_BASE`]. Returns false, having
 /// written nothing, when the machine has no such device (microvm, pc with
@@ -82,11 +77,11 @@ const fn id(device: u16) -> u32 {
 pub fn acpi_power_off(io: &mut impl PortIo, machine: Machine) -> bool {
     let base = ACPI_PM_BASE as u32 | 1;
     match machine {
-        Machine::I440fx if pci::read32(io, PIIX4_PM, 0) == id(PIIX4_PM_ID) => {
+        Machine::I440fx if pci::read32(io, PIIX4_PM, 0) == intel_id(PIIX4_PM_ID) => {
             pci::write32(io, PIIX4_PM, PIIX4_PMBA, base);
             pci::write8(io, PIIX4_PM, PIIX4_PMREGMISC, 1);
         }
-        Machine::Q35 if pci::read32(io, ICH9_LPC, 0) == id(ICH9_LPC_ID) => {
+        Machine::Q35 if pci::read32(io, ICH9_LPC, 0) == intel_id(ICH9_LPC_ID) => {
             pci::write32(io, ICH9_LPC, ICH9_PMBASE, base);
             pci::write8(io, ICH9_LPC, ICH9_ACPI_CNTL, ICH9_ACPI_EN);
         }
@@ -230,13 +225,13 @@ mod tests {
 
     #[test]
     fn power_off_enables_the_pm_block_then_sets_slp_en() {
-        let mut pc = Chipset::new(PIIX4_PM, id(PIIX4_PM_ID));
+        let mut pc = Chipset::new(PIIX4_PM, intel_id(PIIX4_PM_ID));
         assert!(acpi_power_off(&mut &mut pc, Machine::I440fx));
         assert_eq!(&pc.config[0x40..0x44], &[0x01, 0x06, 0, 0]);
         assert_eq!(pc.config[0x80], 1);
         assert_eq!(pc.writes, [(0x604, 0x2000)]);
 
-        let mut q35 = Chipset::new(ICH9_LPC, id(ICH9_LPC_ID));
+        let mut q35 = Chipset::new(ICH9_LPC, intel_id(ICH9_LPC_ID));
         assert!(acpi_power_off(&mut &mut q35, Machine::Q35));
         assert_eq!(&q35.config[0x40..0x44], &[0x01, 0x06, 0, 0]);
         assert_eq!(q35.config[0x44], 0x80);
@@ -250,10 +245,10 @@ mod tests {
         assert!(!acpi_power_off(&mut &mut pc, Machine::I440fx));
         assert!(pc.writes.is_empty());
         // the other chipset's function where this one's should be
-        let mut odd = Chipset::new(ICH9_LPC, id(PIIX4_PM_ID));
+        let mut odd = Chipset::new(ICH9_LPC, intel_id(PIIX4_PM_ID));
         assert!(!acpi_power_off(&mut &mut odd, Machine::Q35));
         assert!(odd.writes.is_empty() && odd.config == [0; 256]);
-        let mut microvm = Chipset::new(PIIX4_PM, id(PIIX4_PM_ID));
+        let mut microvm = Chipset::new(PIIX4_PM, intel_id(PIIX4_PM_ID));
         assert!(!acpi_power_off(&mut &mut microvm, Machine::NoPci));
         assert!(microvm.writes.is_empty());
     }

@@ -43,6 +43,11 @@ pub const HOST_BRIDGE: Bdf = Bdf(0, 0, 0);
 /// The vendor ID of the chipset's own functions.
 pub const INTEL: u16 = 0x8086;
 
+/// An Intel function's vendor and device ID as one configuration dword.
+pub const fn intel_id(device: u16) -> u32 {
+    (device as u32) << 16 | INTEL as u32
+}
+
 /// The chipset's own functions that implement no BAR and no option ROM, as
 /// vendor and device ID dwords: the i440FX and Q35 host bridges, the PIIX3
 /// ISA bridge, PIIX4 PM and the ICH9 LPC bridge. Their ranges are set
@@ -51,10 +56,10 @@ pub const INTEL: u16 = 0x8086;
 /// q35.c, hw/isa/piix3.c and lpc_ich9.c, hw/acpi/piix4.c).
 const WITHOUT_BARS: [u32; 5] = [
     i440fx::I440FX_ID,
-    (i440fx::PIIX3_ISA_ID as u32) << 16 | INTEL as u32,
-    (i440fx::PIIX4_PM_ID as u32) << 16 | INTEL as u32,
+    intel_id(i440fx::PIIX3_ISA_ID),
+    intel_id(i440fx::PIIX4_PM_ID),
     q35::Q35_MCH_ID,
-    (q35::ICH9_LPC_ID as u32) << 16 | INTEL as u32,
+    intel_id(q35::ICH9_LPC_ID),
 ];
 
 /// Whether the function `vendor:device` is one of the chipset's that has no

@@ -11,10 +11,10 @@ use super::config::{
     CLASS_STORAGE_IDE, COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, COMMAND_SERR, Config, reg,
 };
 use super::{Bdf, Device, NONE, Pci, PciError, Platform, heap};
-use crate::chipset::{self, INTEL, Machine, q35};
+use crate::chipset::{self, Machine, q35};
 
 /// The ICH9 LPC bridge's vendor and device ID, as one dword.
-const ICH9_LPC: u32 = (q35::ICH9_LPC_ID as u32) << 16 | INTEL as u32;
+const ICH9_LPC: u32 = chipset::intel_id(q35::ICH9_LPC_ID);
 
 impl Pci {
     /// Lists the functions on `bus` (SeaBIOS's pci_next walk: functions 1-7
