@@ -205,6 +205,7 @@ pub fn run_in(
     let mut outcome = Outcome::default();
 
     for cmd in script.chunks_exact(COMMAND_SIZE) {
+        crate::mem::block_boundary();
         let cmd: &[u8; COMMAND_SIZE] = cmd.try_into().unwrap();
         let kind = le32(cmd, 0);
         if !(CMD_ALLOCATE..=CMD_WRITE_POINTER).contains(&kind) {
@@ -394,6 +395,7 @@ impl Name {
         let mut live = u64::MAX;
         let mut len = 0;
         for (out, word) in self.padded.chunks_exact_mut(8).zip(field.chunks_exact(8)) {
+            crate::mem::block_boundary();
             let w = u64::from_le_bytes(word.try_into().unwrap());
             // The lowest set bit is the top bit of the first NUL byte (bits
             // above it may be set wrongly, but only above it).

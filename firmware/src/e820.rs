@@ -285,6 +285,9 @@ impl MemoryMap {
     /// End of the RAM above 4 GiB, or 4 GiB when there is none.
     pub fn high_ram_end(&self) -> u64 {
         self.regions().iter().fold(1 << 32, |end, r| {
+            // (The first pass, fallen into, was translated again for the
+            // jump back.)
+            crate::mem::block_boundary();
             end.max(select_unpredictable(
                 r.typ == e820_type::RAM,
                 r.range.end,

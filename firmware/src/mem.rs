@@ -100,6 +100,28 @@ pub fn block_boundary() {
     }
 }
 
+/// [`block_boundary`] that `index` passes through (returned unchanged), so
+/// that what the body computes from it stays below the boundary: LLVM may
+/// schedule a boundary that depends on nothing into the middle of the body,
+/// and leave the part above it translated twice.
+#[inline(always)]
+pub fn block_boundary_for(index: usize) -> usize {
+    let mut i = index;
+    // SAFETY: a jump to the very next instruction, with `i` in a register it
+    // leaves as it was: it touches no memory, no stack, no other register
+    // and no flag.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "jmp 2f",
+            "2: /* {0} */",
+            inout(reg) i,
+            options(nomem, nostack, preserves_flags)
+        )
+    }
+    i
+}
+
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
 /// Room for the command line including its NUL.

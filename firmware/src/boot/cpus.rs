@@ -135,8 +135,7 @@ fn write_trampoline(
     // Each MSR written here and stored for the others in the same loop.
     let len = msrs.len().min(MAX_MSRS);
     for (i, slot) in slots.chunks_exact_mut(MSR_ENTRY).take(len).enumerate() {
-        crate::mem::block_boundary();
-        let (msr, value) = msrs.get(i);
+        let (msr, value) = msrs.get(crate::mem::block_boundary_for(i));
         cpu.write_msr(msr, value);
         slot[..4].copy_from_slice(&msr.to_le_bytes());
         slot[4..].copy_from_slice(&value.to_le_bytes());

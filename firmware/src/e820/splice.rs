@@ -92,14 +92,14 @@ impl MemoryMap {
         // what follows it).
         let mut k = entries.len();
         loop {
+            // (No branch in the body but the loop's own: with one, LLVM
+            // rotates the loop there, and the first pass, fallen into from
+            // the code before, was translated again for the jump back.)
+            crate::mem::block_boundary();
             let r = entries.get(k.wrapping_sub(1)).map_or(NONE, Cell::get);
             covered |= (r.range.start < range.end) & (range.start < r.range.end);
-            // (Indexed with its bounds check, which never fails, first in
-            // the body: TCG then translates the body once as a block of its
-            // own, not again for the jump back into it.)
             let above = Range::new(r.range.start.max(range.end), r.range.end);
-            slots[w - 1].set(Region { range: above, ..r });
-            w -= !above.is_empty() as usize;
+            w = put(w, Region { range: above, ..r });
             let here = lay & (r.range.start < range.end);
             at = select_unpredictable(here, w - 1, at);
             w -= here as usize;
@@ -143,6 +143,7 @@ impl MemoryMap {
         // Joins nothing: no entry starts where it ends.
         let mut last = END;
         for n in from..regions.len() {
+            crate::mem::block_boundary();
             let r = regions[n].get();
             let joins = (last.typ == r.typ) & (last.range.end == r.range.start);
             let at = kept - joins as usize;
@@ -153,9 +154,6 @@ impl MemoryMap {
                 ),
                 typ: r.typ,
             };
-            // (With its bounds check, which never fails: TCG translates
-            // what follows it in the body once, not again for the jump
-            // back.)
             regions[at].set(last);
             kept = at + 1;
         }

@@ -191,6 +191,7 @@ impl Pci {
         let devices = self.devices.as_mut_slice();
         let mut vga = NONE;
         for i in 0..devices.len() {
+            crate::mem::block_boundary();
             let mut d = devices[i];
             d.pin = io.read8(d.bdf, reg::INTERRUPT_PIN);
             if d.pin != 0 {
