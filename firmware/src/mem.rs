@@ -122,6 +122,16 @@ pub fn block_boundary_for(index: usize) -> usize {
     i
 }
 
+/// [`block_boundary`] that `item` passes through (returned unchanged), so
+/// that the body's reads of it stay below the boundary.
+#[inline(always)]
+pub fn block_boundary_ref<T>(item: &T) -> &T {
+    let p = block_boundary_for(item as *const T as usize);
+    // SAFETY: `p` is `item`'s address, which the boundary leaves as it was:
+    // the reference is `item` itself, with its lifetime.
+    unsafe { &*(p as *const T) }
+}
+
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
 /// Room for the command line including its NUL.

@@ -171,12 +171,12 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     // other than 1..=4 are left out.
     let mut last_dev = u16::MAX; // none yet
     let mut pins = 0u8;
-    for &PciInterrupt {
-        device: dev,
-        pin,
-        irq,
-    } in m.pci_interrupts
-    {
+    for int in m.pci_interrupts {
+        let &PciInterrupt {
+            device: dev,
+            pin,
+            irq,
+        } = crate::mem::block_boundary_ref(int);
         let valid = pin.wrapping_sub(1) < 4;
         let seen = if last_dev == dev as u16 { pins } else { 0 };
         let bit = 1u8 << (pin & 7);

@@ -126,7 +126,10 @@ fn has_type0(tables: &[u8]) -> Result<bool, SmbiosError> {
     let (mut start, mut strings) = (0, usize::MAX);
     let (mut found, mut bad) = (false, false);
     let mut prev = 0xFF;
-    for (i, &b) in tables.iter().enumerate() {
+    for (i, b) in tables.iter().enumerate() {
+        // (A block of its own: the first pass, fallen into, was translated
+        // again for the jump back.)
+        let b = *crate::mem::block_boundary_ref(b);
         // The second byte of a structure, its formatted length (`prev` is its type).
         let head = i == start + 1;
         found |= head & (prev == 0);

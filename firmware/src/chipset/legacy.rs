@@ -26,7 +26,8 @@ pub const PIC_INIT: [(u16, u8); 10] = [
 
 pub fn init_pic(io: &mut impl PortIo) {
     // By reference: iterating the array by value copies it first.
-    for &(port, value) in &PIC_INIT {
+    for write in &PIC_INIT {
+        let &(port, value) = crate::mem::block_boundary_ref(write);
         io.outb(port, value);
     }
 }

@@ -65,7 +65,7 @@ impl MemoryMap {
                 let block = Range::new(start, end);
                 let (mut first, mut last) = (u64::MAX, 0);
                 for b in busy {
-                    crate::mem::block_boundary();
+                    let b = crate::mem::block_boundary_ref(b);
                     let hit = b.overlaps(&block);
                     first = first.min(select_unpredictable(hit, b.start, u64::MAX));
                     last = last.max(select_unpredictable(hit, b.end, 0));

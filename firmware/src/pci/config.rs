@@ -162,6 +162,7 @@ pub trait Config: PortIo {
     /// Performs `writes` on `bdf`, in order: one loop, whatever the widths.
     fn apply(&mut self, bdf: Bdf, writes: &[ConfigWrite]) {
         for w in writes {
+            let w = crate::mem::block_boundary_ref(w);
             self.access(bdf, w.reg, w.width, true, w.value);
         }
     }
