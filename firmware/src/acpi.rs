@@ -98,7 +98,7 @@ pub trait LoaderEnv {
     /// by name once per command.
     type File: Copy;
     /// fw_cfg file `name` and its size, if it exists.
-    fn file(&mut self, name: &[u8]) -> Option<(Self::File, u32)>;
+    fn file(&mut self, name: &Name) -> Option<(Self::File, u32)>;
     /// Reserves `size` bytes aligned to `align` in `zone`; returns the address.
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64>;
     /// Reads `file` (all of it, `len` bytes) to guest address `addr`.
@@ -242,7 +242,7 @@ pub fn run_in(
             );
             let new = &mut files.slots[n];
             let name = new.name.bytes();
-            let found = env.file(name);
+            let found = env.file(&new.name);
             // Found by the fuzzer: a zero-byte allocation gets the address of
             // the one before it, and an empty RSDP file would point the kernel
             // at another table.
@@ -279,7 +279,7 @@ pub fn run_in(
             );
             // The destination is a fw_cfg file, not an allocated one.
             let (dest, dest_size) = env
-                .file(files.slots[n].name.bytes())
+                .file(&files.slots[n].name)
                 .ok_or(LoaderError::NoSuchFile)?;
             let (src_addr, src_size) = second;
             let value = src_addr + src_offset as u64;
@@ -359,9 +359,10 @@ fn name_field(cmd: &[u8; COMMAND_SIZE], off: usize) -> &[u8; FILE_NAME_LEN] {
 }
 
 /// A file name of a loader command, NUL-padded to 56 bytes whatever followed
-/// its NUL in the command (so names compare a word at a time), and its length.
+/// its NUL in the command (so names compare a word at a time, and fw_cfg's
+/// directory is searched without padding it again), and its length.
 #[derive(Clone, Copy)]
-struct Name {
+pub struct Name {
     padded: [u8; FILE_NAME_LEN],
     len: usize,
 }
@@ -372,8 +373,14 @@ impl Name {
         len: 0,
     };
 
-    fn bytes(&self) -> &[u8] {
+    /// The name, without its padding.
+    pub fn bytes(&self) -> &[u8] {
         &self.padded[..usize::min(self.len, FILE_NAME_LEN)]
+    }
+
+    /// The name NUL-padded to 56 bytes, as fw_cfg's directory holds it.
+    pub fn padded(&self) -> &[u8; FILE_NAME_LEN] {
+        &self.padded
     }
 
     /// Is this `name`, a name of less than 16 bytes? Its first 16 bytes

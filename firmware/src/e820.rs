@@ -91,7 +91,7 @@ impl MemoryMap {
     /// missing file, a failed transfer or a map larger than the heap is an
     /// error, never a map cut short.
     pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
-        let file = fw_cfg.find(b"etc/e820");
+        let file = fw_cfg.find_padded(&const { crate::fwcfg::file_key(b"etc/e820") });
         // One test for a missing file and one too large for the stack.
         let (select, size) = match file {
             Some(f) => (f.select, f.size as usize),

@@ -189,8 +189,8 @@ fn table_loader_pointing_outside_its_file_is_refused() {
     }
     impl LoaderEnv for Env {
         type File = ();
-        fn file(&mut self, name: &[u8]) -> Option<((), u32)> {
-            (name == b"etc/acpi/tables").then_some(((), 64))
+        fn file(&mut self, name: &crate::acpi::Name) -> Option<((), u32)> {
+            (name.bytes() == b"etc/acpi/tables").then_some(((), 64))
         }
         fn allocate(&mut self, size: u32, _: u32, _: Zone) -> Option<u64> {
             self.mem = vec![0; size as usize];

@@ -275,10 +275,17 @@ impl<IO: PortIo> FwCfg<IO> {
         if name.len() >= FILE_NAME_LEN {
             return None;
         }
-        let key = padded_name(name);
+        self.find_padded(&padded_name(name))
+    }
+
+    /// [`FwCfg::find`] for a name already NUL-padded as the directory holds
+    /// it: a constant's padded at compile time ([`padded_name`] in a `const`
+    /// block), a table-loader name as it was parsed. (Padded at run time,
+    /// each look-up cleared a buffer and called `memcpy`.)
+    pub fn find_padded(&self, name: &[u8; FILE_NAME_LEN]) -> Option<File> {
         self.entries()
             .iter()
-            .find(|f| names_equal(&f.name, &key))
+            .find(|f| names_equal(&f.name, name))
             .map(|f| File {
                 select: u16::from_be(f.select),
                 size: u32::from_be(f.size),
@@ -429,12 +436,25 @@ impl<IO: PortIo> FwCfg<IO> {
     }
 }
 
-/// A file name as fw_cfg stores it: NUL-padded to 56 bytes.
-pub fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
+/// A file name as fw_cfg stores it: NUL-padded to 56 bytes (cut there).
+pub const fn padded_name(name: &[u8]) -> [u8; FILE_NAME_LEN] {
     let mut key = [0u8; FILE_NAME_LEN];
-    let n = name.len().min(FILE_NAME_LEN);
-    key[..n].copy_from_slice(&name[..n]);
+    let mut i = 0;
+    while i < name.len() && i < FILE_NAME_LEN {
+        key[i] = name[i];
+        i += 1;
+    }
     key
+}
+
+/// [`padded_name`] of a constant name, which must leave room for the NUL
+/// (checked at compile time where it is a constant).
+pub const fn file_key(name: &[u8]) -> [u8; FILE_NAME_LEN] {
+    assert!(
+        !name.is_empty() && name.len() < FILE_NAME_LEN,
+        "not a fw_cfg file name"
+    );
+    padded_name(name)
 }
 
 /// Compares two NUL-padded names eight bytes at a time (most differ in the

@@ -50,7 +50,7 @@ mod firmware {
     use ferrite::boot::{self, Handoff, Kind, Storage};
     use ferrite::chipset;
     use ferrite::error::{Error, STATUS_PANIC};
-    use ferrite::fwcfg::{File, FwCfg};
+    use ferrite::fwcfg::{self, File, FwCfg};
     use ferrite::io::PortIo;
     use ferrite::mem::Range;
     use ferrite::multiboot;
@@ -187,9 +187,9 @@ mod firmware {
         fn configure(&mut self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
             // The three files tested together: a usual boot has none of them
             // (one branch, a translation block under TCG, rather than three).
-            let level = fw_cfg.find(logger::LEVEL_FILE);
-            let policy = fw_cfg.find(on_error::FILE);
-            let report = fw_cfg.find(timeline::TIMELINE_FILE);
+            let level = fw_cfg.find_padded(&const { fwcfg::file_key(logger::LEVEL_FILE) });
+            let policy = fw_cfg.find_padded(&const { fwcfg::file_key(on_error::FILE) });
+            let report = fw_cfg.find_padded(&const { fwcfg::file_key(timeline::TIMELINE_FILE) });
             if level.is_some() | policy.is_some() | report.is_some() {
                 self.apply_configuration(fw_cfg, [level, policy, report])?;
             }

@@ -40,11 +40,9 @@ impl Fake {
 impl LoaderEnv for Fake {
     type File = [u8; 56];
 
-    fn file(&mut self, name: &[u8]) -> Option<([u8; 56], u32)> {
-        let d = self.files.get(name)?;
-        let mut padded = [0u8; 56];
-        padded[..name.len()].copy_from_slice(name);
-        Some((padded, d.len() as u32))
+    fn file(&mut self, name: &Name) -> Option<([u8; 56], u32)> {
+        let d = self.files.get(name.bytes())?;
+        Some((*name.padded(), d.len() as u32))
     }
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {
         let next = match zone {

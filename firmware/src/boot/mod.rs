@@ -85,7 +85,7 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     board.configure(&mut fw_cfg)?;
     // QEMU's ACPI table-loader script, looked up once: whether there is one
     // decides the PM base (step 4), and the ACPI step runs it.
-    let loader = fw_cfg.find(acpi::LOADER_FILE);
+    let loader = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::LOADER_FILE) });
     board.mark(Step::FwCfg);
 
     // 2. Memory: QEMU's map, and the zone below the top of low RAM where the

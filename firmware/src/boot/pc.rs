@@ -9,7 +9,7 @@ use crate::board::{Board, Cpu, GuestMemory};
 use crate::chipset::{self, Machine, Q35_MMCONFIG};
 use crate::e820::MemoryMap;
 use crate::error::Error;
-use crate::fwcfg::FwCfg;
+use crate::fwcfg::{FILE_NAME_LEN, FwCfg, file_key};
 use crate::io::PortIo;
 use crate::mem::{HighZone, Reservations};
 use crate::mptable::PciInterrupt;
@@ -60,7 +60,7 @@ impl Pc {
             host: machine,
             low_ram_end: memory.low_ram_top()?,
             high_ram_end: memory.high_ram_end(),
-            reserved_memory_end: read_int(fw_cfg, b"etc/reserved-memory-end")?,
+            reserved_memory_end: read_int(fw_cfg, &const { file_key(b"etc/reserved-memory-end") })?,
             pm_base: chipset::pm_base(qemu_acpi),
             mmconfig: Q35_MMCONFIG,
         };
@@ -86,7 +86,8 @@ impl Pc {
                     .read_u32(FW_CFG_NB_CPUS)
                     .map_or(1, |n| n as u16)
                     .max(1);
-                let feature_control = read_int(fw_cfg, b"etc/msr_feature_control").unwrap_or(0);
+                let feature_control =
+                    read_int(fw_cfg, &const { file_key(b"etc/msr_feature_control") }).unwrap_or(0);
                 let (cpu, mem) = board.cpu_and_memory();
                 cpus::start(cpu, mem, count, layout.mem32_start, feature_control)?
             }
@@ -116,8 +117,8 @@ impl Pc {
             return Ok(());
         };
         let (Some(anchor), Some(tables)) = (
-            fw_cfg.find(smbios::ANCHOR_FILE),
-            fw_cfg.find(smbios::TABLES_FILE),
+            fw_cfg.find_padded(&const { file_key(smbios::ANCHOR_FILE) }),
+            fw_cfg.find_padded(&const { file_key(smbios::TABLES_FILE) }),
         ) else {
             log::info!("smbios: QEMU provides no tables");
             return Ok(());
@@ -302,8 +303,11 @@ fn table_fits(m: &mptable::Machine, at: u64) -> bool {
 /// the usual absent file, under TCG, no call of its own and no `Result`
 /// through memory.
 #[inline(always)]
-fn read_int(fw_cfg: &mut FwCfg<impl PortIo>, name: &'static [u8]) -> Result<u64, Error> {
-    match fw_cfg.find(name) {
+fn read_int(
+    fw_cfg: &mut FwCfg<impl PortIo>,
+    name: &'static [u8; FILE_NAME_LEN],
+) -> Result<u64, Error> {
+    match fw_cfg.find_padded(name) {
         None => Ok(0),
         Some(file) => read_int_file(fw_cfg, name, file),
     }
@@ -312,11 +316,12 @@ fn read_int(fw_cfg: &mut FwCfg<impl PortIo>, name: &'static [u8]) -> Result<u64,
 #[inline(never)]
 fn read_int_file(
     fw_cfg: &mut FwCfg<impl PortIo>,
-    name: &'static [u8],
+    name: &'static [u8; FILE_NAME_LEN],
     file: crate::fwcfg::File,
 ) -> Result<u64, Error> {
     let mut buf = [MaybeUninit::uninit(); 8];
-    let name = core::str::from_utf8(name).unwrap_or("an integer file");
+    let len = name.iter().position(|&b| b == 0).unwrap_or(FILE_NAME_LEN);
+    let name = core::str::from_utf8(&name[..len]).unwrap_or("an integer file");
     let bytes = fw_cfg.read_file(name, file, &mut buf)?;
     Ok(bytes.iter().rev().fold(0u64, |v, &b| v << 8 | b as u64))
 }

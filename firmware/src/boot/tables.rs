@@ -27,8 +27,8 @@ struct Env<'a, IO: PortIo, M: GuestMemory> {
 impl<IO: PortIo, M: GuestMemory> LoaderEnv for Env<'_, IO, M> {
     type File = File;
 
-    fn file(&mut self, name: &[u8]) -> Option<(File, u32)> {
-        self.fw_cfg.find(name).map(|f| (f, f.size))
+    fn file(&mut self, name: &acpi::Name) -> Option<(File, u32)> {
+        self.fw_cfg.find_padded(name.padded()).map(|f| (f, f.size))
     }
 
     fn allocate(&mut self, size: u32, align: u32, zone: Zone) -> Option<u64> {

@@ -97,7 +97,8 @@ impl LoaderFake<'_> {
 impl LoaderEnv for LoaderFake<'_> {
     type File = &'static [u8];
 
-    fn file(&mut self, name: &[u8]) -> Option<(&'static [u8], u32)> {
+    fn file(&mut self, name: &crate::acpi::Name) -> Option<(&'static [u8], u32)> {
+        let name = name.bytes();
         self.files
             .get_key_value(name)
             .map(|(&key, data)| (key, data.len() as u32))

@@ -39,6 +39,32 @@ fn dma_path_reads_items_and_files_with_few_port_accesses() {
     );
 }
 
+/// A name padded at compile time finds what the name finds, and only that:
+/// a prefix, a longer name and a name with bytes after its NUL do not.
+#[test]
+fn a_padded_name_finds_what_the_name_finds() {
+    let mut dev = device(true);
+    let fw = FwCfg::probe(&mut dev).unwrap();
+    const E820: [u8; FILE_NAME_LEN] = file_key(b"etc/e820");
+    assert_eq!(fw.find_padded(&E820), fw.find(b"etc/e820"));
+    assert!(fw.find_padded(&E820).is_some());
+    assert!(fw.find_padded(&file_key(b"etc/e82")).is_none());
+    assert!(fw.find_padded(&file_key(b"etc/e8200")).is_none());
+    let mut junk = E820;
+    junk[FILE_NAME_LEN - 1] = b'x';
+    assert!(fw.find_padded(&junk).is_none());
+    // the padding: the name, then zeros to 56 bytes; a longer name is cut
+    assert_eq!(&E820[..9], b"etc/e820\0");
+    assert!(E820[8..].iter().all(|&b| b == 0));
+    assert_eq!(padded_name(&[b'a'; 70]), [b'a'; FILE_NAME_LEN]);
+}
+
+#[test]
+#[should_panic(expected = "not a fw_cfg file name")]
+fn a_name_without_room_for_its_nul_is_no_file_key() {
+    file_key(&[b'a'; FILE_NAME_LEN]);
+}
+
 #[test]
 fn port_io_fallback_gives_the_same_bytes() {
     let mut dev = device(false);
