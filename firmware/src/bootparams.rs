@@ -259,12 +259,13 @@ impl BootParams {
         let len = SetupHeader::declared_len(image).min(image.len() - SETUP_HEADER_OFFSET);
         let src = &image[SETUP_HEADER_OFFSET..SETUP_HEADER_OFFSET + len];
         // SAFETY: `hdr` is a packed field of `self` of size_of::<SetupHeader>() bytes
-        // and `len` is at most that; the two buffers cannot overlap (`image` is
-        // borrowed shared, `self` exclusively).
-        unsafe {
-            let dst = core::ptr::addr_of_mut!(self.hdr).cast::<u8>();
-            core::ptr::copy_nonoverlapping(src.as_ptr(), dst, len);
-        }
+        // (alignment 1) and `len` is at most that; the slice cannot overlap
+        // `image` (borrowed shared, `self` exclusively).
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(core::ptr::addr_of_mut!(self.hdr).cast::<u8>(), len)
+        };
+        // (A byte loop, not `memcpy`: see mem::copy.)
+        crate::mem::copy(dst, src);
     }
 
     /// The zero page as bytes (what the kernel will read).

@@ -132,6 +132,35 @@ pub fn block_boundary_ref<T>(item: &T) -> &T {
     unsafe { &*(p as *const T) }
 }
 
+/// Zeroes `bytes` eight at a time, then the bytes after the last whole word,
+/// in loops TCG translates once each: for a few KiB (the zero page), where
+/// `fill(0)` was an indirect call to `memset` and its three `rep stos`
+/// blocks, translated for this one use (0.5 M host instructions on
+/// microvm). For the 64 KiB BIOS segment `memset` stays: its `rep stosq`
+/// runs faster than this loop's iterations. (The boundaries also keep LLVM
+/// from turning the loops back into that call.)
+pub fn zero(bytes: &mut [u8]) {
+    let (words, tail) = bytes.as_chunks_mut::<8>();
+    for word in words {
+        block_boundary();
+        *word = [0; 8];
+    }
+    for b in tail {
+        block_boundary();
+        *b = 0;
+    }
+}
+
+/// Copies `src` into `dst` (of the same length) a byte at a time, in a loop
+/// TCG translates once: for a copy of a few hundred bytes done once, as
+/// [`zero`] is for `memset`, in place of a call to `memcpy`.
+pub fn copy(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        block_boundary();
+        *d = *s;
+    }
+}
+
 pub const ZERO_PAGE: u64 = 0x1000;
 pub const CMDLINE: u64 = 0x2000;
 /// Room for the command line including its NUL.
@@ -267,6 +296,21 @@ impl Reservations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_and_copy_cover_every_byte_and_no_more() {
+        for len in [0, 1, 7, 8, 9, 64, 4096, 4099] {
+            let mut buf = std::vec![0xA5u8; len + 2];
+            zero(&mut buf[1..=len]);
+            assert_eq!(buf[0], 0xA5);
+            assert!(buf[1..=len].iter().all(|&b| b == 0), "{len}");
+            assert_eq!(buf[len + 1], 0xA5);
+            let src: std::vec::Vec<u8> = (0..len).map(|i| i as u8 ^ 0x3C).collect();
+            copy(&mut buf[1..=len], &src);
+            assert_eq!(&buf[1..=len], &src[..]);
+            assert_eq!((buf[0], buf[len + 1]), (0xA5, 0xA5));
+        }
+    }
 
     #[test]
     fn high_zone_grows_down_aligned_and_stops_at_its_limit() {

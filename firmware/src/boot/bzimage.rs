@@ -242,7 +242,7 @@ impl Kernel {
         // The e820 extension first: the zero page's borrow of `mem` follows.
         let setup_data = link_e820_ext(mem, memory, e820_ext, setup_data)?;
         // The zero-page area is reserved for this (mem.rs).
-        mem.bytes(mem::ZERO_PAGE, size_of::<BootParams>())?.fill(0);
+        mem::zero(mem.bytes(mem::ZERO_PAGE, size_of::<BootParams>())?);
         let zp: &mut BootParams = mem.object(mem::ZERO_PAGE)?;
         zp.copy_header_from(&self.header);
         let (image, size) = initrd.map_or((0, 0), |r| (r.start, r.len()));
