@@ -74,6 +74,7 @@ fn a_1gib_bar_moves_every_64bit_bar_above_4g_as_seabios_does_live() {
 
     // with 512 MiB the 1 GiB BAR fits below 4 GiB on pc, and nothing moves
     let mut m = Model::new(pc_machine(devices()));
+    let mut pci = std::boxed::Box::new(Pci::new());
     let layout = setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
     assert_eq!(layout.mem64, None);
     assert_eq!(m.bar64(Bdf(0, 4, 0), 0x18), 0x8000_0000);
@@ -85,6 +86,7 @@ fn a_1gib_bar_moves_every_64bit_bar_above_4g_as_seabios_does_live() {
         high_ram_end: 1 << 32,
         ..pc(3 << 30)
     };
+    let mut pci = std::boxed::Box::new(Pci::new());
     let layout = setup(&mut pci, &mut m, &platform).unwrap();
     assert_eq!(m.bar64(br, 0x10), 1 << 32);
     assert_eq!(m.bar64(Bdf(0, 4, 0), 0x18), 5 << 30);

@@ -74,6 +74,7 @@ fn a_vga_device_behind_a_bridge_gets_vga_forwarding_on_the_bridge() {
         .at(None, 6, 0)
         .mem(0, 16 << 20);
     let mut m = Model::new(pc_machine(vec![bridge, vga, vga0]));
+    let mut pci = std::boxed::Box::new(Pci::new());
     setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
     assert_eq!(m.r16(br, 0x3E) & 0x0A, 0x02);
 }
