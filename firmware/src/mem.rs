@@ -297,6 +297,19 @@ impl Reservations {
 mod tests {
     use super::*;
 
+    /// The boundaries hand back what they were given: the index, and the
+    /// very reference (not a copy of what it points at).
+    #[test]
+    fn block_boundaries_pass_their_operand_through() {
+        for i in [0, 1, 7, usize::MAX] {
+            assert_eq!(block_boundary_for(i), i);
+        }
+        let items = [3u32, 5, 9];
+        for item in &items {
+            assert!(core::ptr::eq(block_boundary_ref(item), item));
+        }
+    }
+
     #[test]
     fn zero_and_copy_cover_every_byte_and_no_more() {
         for len in [0, 1, 7, 8, 9, 64, 4096, 4099] {
