@@ -175,7 +175,7 @@ struct BusTables {
     /// scanning each bus again.
     found: [(u16, u16, u16); 256],
     /// The index of the bridge leading to the bus, inverted (0: none, so
-    /// that the reset is all zeros).
+    /// that a new `Pci` is all zeros and its static stays in `.bss`).
     dev_inv: [u16; 256],
     lists: [[List; 3]; 256],
 }
