@@ -147,7 +147,7 @@ pub struct Pci {
     devices: SpillVec<Device, MAX_DEVICES>,
     entries: SpillVec<Entry, MAX_ENTRIES>,
     /// Per bus: where its functions are in `found`, the bridge leading to
-    /// it, its lists; reset together.
+    /// it, its lists.
     buses: BusTables,
     /// Per bus and kind: the lists' bases.
     bases: [[u64; 3]; 256],
@@ -167,8 +167,7 @@ pub struct Pci {
     layout: Layout,
 }
 
-/// The per-bus tables [`Pci::setup`] resets, in one struct so that the reset
-/// is one memset.
+/// The per-bus tables of a set-up, all zeros in a new [`Pci`].
 struct BusTables {
     /// Per bus, where its functions start and end in [`Pci`]'s `found`, and
     /// how many are PCI bridges: the listing reuses them rather than
