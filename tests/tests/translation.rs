@@ -72,6 +72,28 @@ fn names_the_source_line_of_every_step_s_code() {
             .any(|c| c.name.starts_with("firmware/src/acpi"))
     );
 
+    // every block's end is of one kind; some conditional ends have a side
+    // this boot never ran (an error check at least); the fw_cfg look-up is
+    // called from several places; the code lies on a few pages
+    let e = &report.block_ends;
+    let (blocks, _) = sum(&report.steps);
+    assert_eq!(e.blocks, blocks);
+    assert_eq!(
+        e.conditional + e.jump + e.call + e.ret + e.string + e.other,
+        e.blocks,
+        "{e:#?}"
+    );
+    assert!(0 < e.one_sided && e.one_sided < e.conditional, "{e:#?}");
+    let one_sided: u64 = e.one_sided_by_line.iter().map(|(_, n)| n).sum();
+    assert_eq!(one_sided, e.one_sided);
+    assert!(
+        e.call_sites_by_callee
+            .iter()
+            .any(|(f, n)| f.ends_with("find_padded") && *n > 1),
+        "{e:#?}"
+    );
+    assert!((2..=32).contains(&e.code_pages), "{e:#?}");
+
     // the code is the release build's: its translated instructions match
     // within 1 % on the same boot
     let release_work = xtask::root()

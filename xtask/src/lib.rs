@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod bench;
+pub mod block_ends;
 pub mod bzimage;
 pub mod chart;
 pub mod fuzz;

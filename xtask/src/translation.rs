@@ -23,6 +23,7 @@ use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
 use crate::bench::cost::{Translated, in_asm_log, step_counter, translated_by};
+use crate::block_ends::{self, BlockEnds};
 use crate::probe;
 use crate::qemu::Machine;
 use crate::symbols::Symbols;
@@ -35,6 +36,10 @@ pub trait CodeNames {
     /// `firmware/src/FILE:LINE` of the innermost frame in ferrite's source,
     /// else the symbol, else None.
     fn name(&self, addr: u64) -> Option<String>;
+    /// The function `addr` lies in, if known.
+    fn function(&self, _addr: u64) -> Option<String> {
+        None
+    }
 }
 
 /// The innermost of `frames` (innermost first: file and line of each) that
@@ -106,6 +111,9 @@ impl CodeNames for DwarfNames {
         firmware_frame(self.frames(addr))
             .or_else(|| self.symbols.lookup(addr).map(|s| format!("symbol {s}")))
     }
+    fn function(&self, addr: u64) -> Option<String> {
+        self.symbols.lookup(addr).map(str::to_string)
+    }
 }
 
 /// Translated code under one name, in one step or in all.
@@ -146,6 +154,8 @@ pub struct Report {
     /// second time. Their count, and by source line, most first.
     pub second_copies: u64,
     pub second_copies_by_line: Vec<(String, u64)>,
+    /// What ends the blocks ([`crate::block_ends`]); filled in by [`run`].
+    pub block_ends: BlockEnds,
 }
 
 /// Step `i` of a boot split at `segments` - 1 stamps: named as the bench
@@ -233,6 +243,7 @@ pub fn attribute(
             .collect(),
         second_copies: second_copies_by_line.iter().map(|(_, n)| n).sum(),
         second_copies_by_line,
+        block_ends: BlockEnds::default(),
     })
 }
 
@@ -255,12 +266,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     let work = crate::root().join("target").join("translation");
     let q = probe::stock_size_boot(&work, opts.machine, rom.path.clone())?;
     let log = in_asm_log(&q, &work)?;
-    let report = attribute(
-        BufReader::new(std::fs::File::open(&log)?),
-        &stamps,
-        &names,
-        opts.machine.name(),
-    )?;
+    let open = || -> Result<_> { Ok(BufReader::new(std::fs::File::open(&log)?)) };
+    let mut report = attribute(open()?, &stamps, &names, opts.machine.name())?;
+    report.block_ends = block_ends::analyse(&block_ends::blocks(open()?)?, &names);
     print!("{}", render(&report, opts.top, opts.step.as_deref()));
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
@@ -312,6 +320,9 @@ pub fn render(r: &Report, top: usize, step: Option<&str>) -> String {
     );
     for (name, n) in r.second_copies_by_line.iter().take(top) {
         s += &format!("| {name} | {n} |\n");
+    }
+    if r.block_ends.blocks > 0 {
+        s += &block_ends::render(&r.block_ends, top);
     }
     s
 }

@@ -285,12 +285,32 @@ fn kvm_counts(q: &Qemu) -> Result<Counts> {
 }
 
 /// Whether a line of QEMU's `-d in_asm` log is a guest instruction
-/// (`0xADDR:  bytes  mnemonic`).
+/// (`0xADDR:  bytes  mnemonic`). QEMU prints at most 8 bytes on a line: a
+/// longer instruction's other bytes follow on a line of their own, with
+/// their address but no mnemonic ([`continuation_bytes`]), which is no
+/// instruction.
 pub fn is_instruction(line: &str) -> bool {
+    is_address_line(line) && mnemonic_and_operands(line).is_some()
+}
+
+/// A line that starts with an address (`0xADDR:`).
+fn is_address_line(line: &str) -> bool {
     line.strip_prefix("0x").is_some_and(|rest| {
         let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();
         hex > 0 && rest.as_bytes().get(hex) == Some(&b':')
     })
+}
+
+/// The bytes on a `-d in_asm` line that continues the instruction before it
+/// (`0xADDR:  bytes`, no mnemonic: the 9th and later bytes of a long one),
+/// or None for any other line.
+pub fn continuation_bytes(line: &str) -> Option<u64> {
+    if !is_address_line(line) || mnemonic_and_operands(line).is_some() {
+        return None;
+    }
+    let (_, bytes) = line.split_once(':')?;
+    let n = bytes.split_whitespace().count() as u64;
+    (n > 0).then_some(n)
 }
 
 /// Blocks and instructions in a `-d in_asm` log.
@@ -560,6 +580,15 @@ IN:
         assert!(!is_instruction("0x: nothing"));
         assert!(!is_instruction("RAX=0000000000000000"));
         assert!(is_instruction("0x000f0000:  fa  cli"));
+        // nor is the rest of an instruction longer than 8 bytes
+        let long = "0x00010067:  48 c7 84 24 e8 00 00 00  movq     $0x32c48, 0xe8(%rsp)";
+        let rest = "0x0001006f:  48 2c 03 00";
+        assert!(is_instruction(long) && !is_instruction(rest));
+        assert_eq!(continuation_bytes(rest), Some(4));
+        assert_eq!(continuation_bytes(long), None);
+        assert_eq!(continuation_bytes("IN: "), None);
+        let t = translated(format!("IN: \n{long}\n{rest}\n").as_bytes()).unwrap();
+        assert_eq!((t.blocks, t.instructions, t.memory), (1, 1, 1));
     }
 
     #[test]
