@@ -120,6 +120,8 @@ pub struct FwCfg<IO: PortIo> {
     /// The whole directory when it has more than [`INLINE_FILES`] entries:
     /// on the heap for good (ferrite never gives it back; nothing to drop).
     spilled: &'static [RawFile],
+    /// The selector of the first transfer that failed, if one has.
+    failed: Option<u16>,
     pub stats: Stats,
 }
 
@@ -128,7 +130,43 @@ impl<IO: PortIo> FwCfg<IO> {
     pub fn probe(io: IO) -> Result<FwCfg<IO>, Error> {
         let mut fw = FwCfg::unprobed(io);
         fw.probe_device()?;
+        fw.check()?;
         Ok(fw)
+    }
+
+    /// The first transfer that failed, as an error.
+    ///
+    /// A transfer reports no failure of its own: the device records it and
+    /// the boot checks once, before anything is handed over ([`verdict`]).
+    /// Under TCG each test of a transfer's outcome was a translation block,
+    /// a dozen in a boot, and a failed transfer is not a case the boot can
+    /// work around. Until then the boot goes on with what the transfer left:
+    /// a buffer of ferrite's keeps what it held (the reads that return
+    /// bytes, [`FwCfg::read_prefix`] and [`FwCfg::read_file`], test the
+    /// outcome, as their buffers start uninitialised), guest memory holds
+    /// whatever it held; both are data the boot already checks as it would
+    /// anything QEMU hands over.
+    ///
+    /// [`verdict`]: FwCfg::verdict
+    pub fn check(&self) -> Result<(), Error> {
+        match self.failed {
+            Some(selector) => Err(Error::FwCfgDma { selector }),
+            None => Ok(()),
+        }
+    }
+
+    /// `result`, worked out from this device's transfers, unless one of them
+    /// failed: then that failure, the cause of whatever followed from it.
+    pub fn verdict<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        self.check()?;
+        result
+    }
+
+    /// Records a failed transfer (the first one is kept).
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, selector: u16) {
+        self.failed = self.failed.or(Some(selector));
     }
 
     /// A device not probed yet: [`probe_device`](Self::probe_device) comes
@@ -145,6 +183,7 @@ impl<IO: PortIo> FwCfg<IO> {
             },
             nfiles: 0,
             spilled: &[],
+            failed: None,
             stats: Stats::default(),
         }
     }
@@ -165,7 +204,7 @@ impl<IO: PortIo> FwCfg<IO> {
         fw.dma = sig == DMA_SIGNATURE;
         if !fw.dma {
             let mut magic = [0u8; 4];
-            fw.read_into(Item::Signature as u16, &mut magic)?;
+            fw.read_into(Item::Signature as u16, &mut magic);
             if &magic != b"QEMU" {
                 return Err(Error::NoFwCfg);
             }
@@ -186,8 +225,14 @@ impl<IO: PortIo> FwCfg<IO> {
         // them; any bit pattern is a valid RawFile afterwards.
         let bytes =
             unsafe { core::slice::from_raw_parts_mut((&raw mut self.dir).cast::<u8>(), len) };
-        self.transfer_into(Some(Item::FileDir as u16), bytes, Item::FileDir as u16)?;
-        let count = u32::from_be_bytes(self.dir.count) as usize;
+        self.transfer_into(Some(Item::FileDir as u16), bytes, Item::FileDir as u16);
+        // After a failed transfer (recorded), no files: entries it did not
+        // write are never read. (A select, not a branch.)
+        let count = core::hint::select_unpredictable(
+            self.failed.is_none(),
+            u32::from_be_bytes(self.dir.count) as usize,
+            0,
+        );
         // One test for the usual case, DMA and a directory that fits inline
         // (as two conditions joined with `|`, LLVM made it two branches,
         // a translation block each under TCG). By port I/O only the count
@@ -218,8 +263,9 @@ impl<IO: PortIo> FwCfg<IO> {
                 count * size_of::<RawFile>(),
             )
         };
-        // Continue the same item: the directory entries follow the count.
-        self.transfer_into(None, bytes, Item::FileDir as u16)?;
+        // Continue the same item: the directory entries follow the count
+        // (by port I/O, which does not fail).
+        self.transfer_into(None, bytes, Item::FileDir as u16);
         self.nfiles = count;
         Ok(())
     }
@@ -246,8 +292,10 @@ impl<IO: PortIo> FwCfg<IO> {
         // From the start of the item again (DMA read past the count): the
         // count once more, then the entries.
         let mut again = [0u8; 4];
-        self.read_into(Item::FileDir as u16, &mut again)?;
-        self.transfer_into(None, bytes, Item::FileDir as u16)?;
+        self.read_into(Item::FileDir as u16, &mut again);
+        self.transfer_into(None, bytes, Item::FileDir as u16);
+        // Entries a failed transfer did not write are not to be read.
+        self.check()?;
         // SAFETY: the transfer above wrote all `count` entries.
         unsafe { files.set_len(count) };
         self.spilled = files.leak();
@@ -297,28 +345,31 @@ impl<IO: PortIo> FwCfg<IO> {
     /// function of its own around `read_u32` was four more translation
     /// blocks under TCG.
     #[inline(always)]
-    pub fn irq0_override(&mut self) -> Result<bool, Error> {
-        Ok(self.read_u32(Item::Irq0Override as u16)? != 0)
+    pub fn irq0_override(&mut self) -> bool {
+        self.read_u32(Item::Irq0Override as u16) != 0
     }
 
-    /// Reads a little-endian 32-bit item.
-    pub fn read_u32(&mut self, selector: u16) -> Result<u32, Error> {
+    /// Reads a little-endian 32-bit item (0 if the transfer fails, which is
+    /// recorded: see [`FwCfg::check`]).
+    pub fn read_u32(&mut self, selector: u16) -> u32 {
         let mut v = [0u8; 4];
-        self.read_into(selector, &mut v)?;
-        Ok(u32::from_le_bytes(v))
+        self.read_into(selector, &mut v);
+        u32::from_le_bytes(v)
     }
 
-    /// Reads the start of an item into `buf` (bytes beyond the item read as 0).
-    pub fn read_into(&mut self, selector: u16, buf: &mut [u8]) -> Result<(), Error> {
+    /// Reads the start of an item into `buf` (bytes beyond the item read as
+    /// 0; a failed transfer, recorded, leaves what `buf` held).
+    pub fn read_into(&mut self, selector: u16, buf: &mut [u8]) {
         self.transfer_into(Some(selector), buf, selector)
     }
 
-    /// Reads the first `len` bytes of an item to physical address `addr`.
+    /// Reads the first `len` bytes of an item to physical address `addr` (a
+    /// failed transfer is recorded: see [`FwCfg::check`]).
     ///
     /// # Safety
     /// `[addr, addr + len)` must be RAM that nothing else uses (no Rust object
     /// lives there) and, without DMA, it must be identity-mapped.
-    pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) -> Result<(), Error> {
+    pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) {
         if self.dma {
             self.dma_request(read_control(Some(selector)), len, addr, selector)
         } else {
@@ -341,27 +392,42 @@ impl<IO: PortIo> FwCfg<IO> {
         let addr = memory.dma_address(at, len as usize)?;
         // SAFETY: GuestMemory's contract: `addr` is where `[at, at + len)` is
         // written, memory no Rust object occupies.
-        unsafe { self.read_to_phys(selector, addr, len) }
+        unsafe { self.read_to_phys(selector, addr, len) };
+        Ok(())
     }
 
     /// Reads a whole file into `buf`, uninitialised (every byte is written by
     /// the transfer, none cleared first), and returns it. A file larger than
     /// `buf` is an error, never cut short: the caller asks for a prefix with
-    /// [`FwCfg::read_prefix`].
+    /// [`FwCfg::read_prefix`]. (The prefix that fits is read before that is
+    /// told: one test for it and for a failed transfer.)
     pub fn read_file<'b>(
         &mut self,
         name: &'static str,
         file: File,
         buf: &'b mut [MaybeUninit<u8>],
     ) -> Result<&'b [u8], Error> {
-        if file.size as usize > buf.len() {
-            return Err(Error::FileTooLarge {
+        let (len, too_large) = self.read_uninit(file, buf);
+        if crate::mem::one_test(too_large | self.failed.is_some()) {
+            return Err(self.file_error(name, file, buf.len()));
+        }
+        // SAFETY: the transfer, which did not fail, wrote all `len` bytes.
+        Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) })
+    }
+
+    /// Why [`FwCfg::read_file`] failed: a failed transfer (now or before),
+    /// else a file larger than the buffer.
+    #[cold]
+    #[inline(never)]
+    fn file_error(&self, name: &'static str, file: File, room: usize) -> Error {
+        match self.check() {
+            Err(e) => e,
+            Ok(()) => Error::FileTooLarge {
                 name,
                 size: file.size,
-                max: buf.len() as u32,
-            });
+                max: room as u32,
+            },
         }
-        self.read_prefix(file, buf)
     }
 
     /// The first `buf.len()` bytes of a file (all of it if shorter).
@@ -370,16 +436,28 @@ impl<IO: PortIo> FwCfg<IO> {
         file: File,
         buf: &'b mut [MaybeUninit<u8>],
     ) -> Result<&'b [u8], Error> {
+        let (len, _) = self.read_uninit(file, buf);
+        // Uninitialised bytes are never handed out.
+        self.check()?;
+        // SAFETY: the transfer, which did not fail, wrote all `len` bytes.
+        Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) })
+    }
+
+    /// Reads the first `buf.len()` bytes of a file into `buf`: how many,
+    /// and whether the file is longer. The bytes are initialised only if
+    /// no transfer has failed.
+    #[inline(always)]
+    fn read_uninit(&mut self, file: File, buf: &mut [MaybeUninit<u8>]) -> (usize, bool) {
         let len = (file.size as usize).min(buf.len());
         // SAFETY: `buf` is our own buffer of at least `len` bytes, used by nothing
         // else while the device writes it; the identity map (the host's own
         // addresses in tests) makes its address the one the device writes to.
-        unsafe { self.read_to_phys(file.select, buf.as_mut_ptr() as u64, len as u32)? };
-        // SAFETY: the transfer above wrote all `len` bytes (or failed).
-        Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) })
+        unsafe { self.read_to_phys(file.select, buf.as_mut_ptr() as u64, len as u32) };
+        (len, file.size as usize > buf.len())
     }
 
-    /// Writes `data` into a writable fw_cfg file at `offset` (needs DMA).
+    /// Writes `data` into a writable fw_cfg file at `offset` (needs DMA; a
+    /// failed transfer is recorded: see [`FwCfg::check`]).
     pub fn write_file(&mut self, selector: u16, offset: u32, data: &[u8]) -> Result<(), Error> {
         if !self.dma {
             return Err(Error::FwCfgDma { selector });
@@ -389,22 +467,19 @@ impl<IO: PortIo> FwCfg<IO> {
             offset,
             0,
             selector,
-        )?;
+        );
         self.dma_request(
             DmaControl::WRITE.bits(),
             data.len() as u32,
             data.as_ptr() as u64,
             selector,
-        )
+        );
+        Ok(())
     }
 
-    /// A read into `buf`, with or without selecting `select` first.
-    fn transfer_into(
-        &mut self,
-        select: Option<u16>,
-        buf: &mut [u8],
-        selector: u16,
-    ) -> Result<(), Error> {
+    /// A read into `buf`, with or without selecting `select` first (a
+    /// failure is recorded: see [`FwCfg::check`]).
+    fn transfer_into(&mut self, select: Option<u16>, buf: &mut [u8], selector: u16) {
         // One test for the usual case, DMA and a length the descriptor
         // holds: the two joined in one word, as conditions joined with `&`
         // LLVM splits into a branch each (a translation block each under TCG).
@@ -417,22 +492,18 @@ impl<IO: PortIo> FwCfg<IO> {
     }
 
     /// [`transfer_into`](Self::transfer_into) without DMA (or with a buffer
-    /// too long for a DMA descriptor, an error either way).
+    /// too long for a DMA descriptor, a failed transfer either way).
     #[cold]
     #[inline(never)]
-    fn pio_transfer(
-        &mut self,
-        select: Option<u16>,
-        buf: &mut [u8],
-        selector: u16,
-    ) -> Result<(), Error> {
-        let len = u32::try_from(buf.len()).map_err(|_| Error::FwCfgDma { selector })?;
+    fn pio_transfer(&mut self, select: Option<u16>, buf: &mut [u8], selector: u16) {
+        let Ok(len) = u32::try_from(buf.len()) else {
+            return self.fail(selector);
+        };
         if let Some(s) = select {
             self.io.outw(PORT_SELECTOR, s);
         }
         self.io.read_bytes(PORT_DATA, buf);
         self.stats.pio_bytes += len as u64;
-        Ok(())
     }
 }
 

@@ -57,12 +57,12 @@ pub fn identify<'s, B: Board>(
     memory: &MemoryMap,
     kernel: &'s mut Kernel,
 ) -> Result<Payload<'s>, Error> {
-    let size = fw_cfg.read_u32(Item::KernelSize as u16)? as u64;
+    let size = fw_cfg.read_u32(Item::KernelSize as u16) as u64;
     if size == 0 {
         return Err(Error::NoKernel);
     }
     let header = &mut kernel.header;
-    fw_cfg.read_into(Item::SetupData as u16, header)?;
+    fw_cfg.read_into(Item::SetupData as u16, header);
     let elf = pvh::is_elf(header);
     let hdrs = header[0x202..0x206] == HDRS_MAGIC.to_le_bytes();
     // The usual bzImage after one test (a translation block under TCG)
@@ -93,7 +93,7 @@ fn identify_other<'s, B: Board>(
         return Ok(Some(Payload::Pvh(vmlinux)));
     }
     // QEMU gives a multiboot kernel no setup item at all (it reads as zeros).
-    if fw_cfg.read_u32(Item::SetupSize as u16)? == 0 {
+    if fw_cfg.read_u32(Item::SetupSize as u16) == 0 {
         let kernel = MultibootKernel::from_fw_cfg(fw_cfg, memory, size)?;
         return Ok(Some(Payload::Multiboot(kernel)));
     }
@@ -129,7 +129,7 @@ impl Kernel {
         let hdr = SetupHeader::in_image(&self.header).ok_or(Error::NotBzImage)?;
         self.info = KernelInfo::from_header(hdr)?;
         self.size = size;
-        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
+        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16) as u64;
         self.cmdline_size = cmdline_size;
         // CMDLINE_SIZE counts the NUL; the kernel's limit does not.
         let len = cmdline_size.saturating_sub(1);
@@ -138,7 +138,7 @@ impl Kernel {
         if one_test((len > max) | (cmdline_size > mem::CMDLINE_ROOM)) {
             return Err(cmdline_error(len, max));
         }
-        self.initrd_size = fw_cfg.read_u32(Item::InitrdSize as u16)? as u64;
+        self.initrd_size = fw_cfg.read_u32(Item::InitrdSize as u16) as u64;
         Ok(())
     }
 
@@ -189,8 +189,8 @@ impl Kernel {
         zone: &mut HighZone,
         head: u64,
     ) -> Result<u64, Error> {
-        let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
-        let setup_size = fw_cfg.read_u32(Item::SetupSize as u16)? as u64;
+        let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16) as u64;
+        let setup_size = fw_cfg.read_u32(Item::SetupSize as u16) as u64;
         let mut nodes = [Node::default(); MAX_NODES];
         let image = mem.bytes(range.start, self.size as usize)?;
         let n = setup_data::locate(head, kernel_addr, setup_size, image, &mut nodes)?;
@@ -412,10 +412,11 @@ pub fn load_cmdline(
     // line.
     let area = mem.bytes(mem::CMDLINE, mem::CMDLINE_ROOM as usize)?;
     let size = (size as usize).min(area.len());
-    let read = fw_cfg.read_into(Item::CmdlineData as u16, &mut area[..size]);
-    // Terminated whatever the read's outcome, which is returned as it is.
+    fw_cfg.read_into(Item::CmdlineData as u16, &mut area[..size]);
+    // Terminated whatever the read's outcome (a failure is the device's to
+    // report: FwCfg::check).
     area[size.max(1) - 1] = 0;
-    read
+    Ok(())
 }
 
 const _: () = assert!(size_of::<SetupData>() == 16);

@@ -43,11 +43,11 @@ impl MultibootKernel {
         memory: &MemoryMap,
         size: u64,
     ) -> Result<MultibootKernel, Error> {
-        let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
+        let addr = fw_cfg.read_u32(Item::KernelAddr as u16) as u64;
         let image = Range::new(addr, addr + size);
         pvh::check_segments(image, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
-        let info_addr = fw_cfg.read_u32(Item::InitrdAddr as u16)? as u64;
-        let info_size = fw_cfg.read_u32(Item::InitrdSize as u16)? as u64;
+        let info_addr = fw_cfg.read_u32(Item::InitrdAddr as u16) as u64;
+        let info_size = fw_cfg.read_u32(Item::InitrdSize as u16) as u64;
         let info = Range::new(info_addr, info_addr + info_size);
         if !(size_of::<Info>() as u64..=INFO_MAX).contains(&info_size) || !INFO_AREA.contains(&info)
         {
@@ -57,7 +57,7 @@ impl MultibootKernel {
         }
         Ok(MultibootKernel {
             image,
-            entry: fw_cfg.read_u32(Item::KernelEntry as u16)?,
+            entry: fw_cfg.read_u32(Item::KernelEntry as u16),
             info,
         })
     }

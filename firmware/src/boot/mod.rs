@@ -69,8 +69,23 @@ impl Default for Storage {
     }
 }
 
-/// The boot sequence.
+/// The boot sequence, on QEMU's configuration device. A transfer from it that
+/// failed is the boot's error, whatever followed from it: the device
+/// records such failures, and they are looked at once, here
+/// ([`FwCfg::check`]).
 pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, Error> {
+    // Probed in place: its directory is kilobytes.
+    let mut fw_cfg = FwCfg::unprobed(board.io());
+    let handoff = boot_steps(board, storage, &mut fw_cfg);
+    fw_cfg.verdict(handoff)
+}
+
+/// The steps of the boot sequence.
+fn boot_steps<B: Board>(
+    board: &mut B,
+    storage: &mut Storage,
+    fw_cfg: &mut FwCfg<B::Io>,
+) -> Result<Handoff, Error> {
     let Storage {
         memory,
         pci,
@@ -79,10 +94,8 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     } = storage;
 
     // 1. QEMU's configuration device, and what the user set through it.
-    // Probed in place: its directory is kilobytes.
-    let mut fw_cfg = FwCfg::unprobed(board.io());
     fw_cfg.probe_device()?;
-    board.configure(&mut fw_cfg)?;
+    board.configure(fw_cfg)?;
     // QEMU's ACPI table-loader script, looked up once: whether there is one
     // decides the PM base (step 4), and the ACPI step runs it.
     let loader = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::LOADER_FILE) });
@@ -90,13 +103,13 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
 
     // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
     //    tables handed to the kernel go.
-    memory.read_from(&mut fw_cfg)?;
+    memory.read_from(fw_cfg)?;
     let zone = HighZone::new(memory.low_ram_top()?);
     board.mark(Step::MemoryMap);
 
     // 3. The kernel: which kind, validated, before any hardware is set up
     //    for it (a kernel that cannot boot costs no PCI set-up).
-    let payload = bzimage::identify(board, &mut fw_cfg, memory, kernel)?;
+    let payload = bzimage::identify(board, fw_cfg, memory, kernel)?;
     board.mark(Step::KernelHeader);
 
     // 4. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
@@ -104,21 +117,14 @@ pub fn boot<B: Board>(board: &mut B, storage: &mut Storage) -> Result<Handoff, E
     //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
     //    from what the firmware programmed. What the chipset uses is reserved.
     let mut reserved = Reservations::new(B::ROM);
-    let pc = Pc::setup(
-        board,
-        &mut fw_cfg,
-        memory,
-        pci,
-        loader.is_some(),
-        &mut reserved,
-    )?;
+    let pc = Pc::setup(board, fw_cfg, memory, pci, loader.is_some(), &mut reserved)?;
     log::debug!("machine: {:?}", pc.machine);
     board.mark(Step::Hardware);
 
     // Then that kind's steps.
     let booting = Booting {
         board,
-        fw_cfg: &mut fw_cfg,
+        fw_cfg,
         memory,
         pci,
         zone,

@@ -82,10 +82,7 @@ impl Pc {
         }
         let cpus = match bios {
             Some(_) => {
-                let count = fw_cfg
-                    .read_u32(FW_CFG_NB_CPUS)
-                    .map_or(1, |n| n as u16)
-                    .max(1);
+                let count = (fw_cfg.read_u32(FW_CFG_NB_CPUS) as u16).max(1);
                 let feature_control =
                     read_int(fw_cfg, &const { file_key(b"etc/msr_feature_control") }).unwrap_or(0);
                 let (cpu, mem) = board.cpu_and_memory();
@@ -132,7 +129,7 @@ impl Pc {
         }
         // A whole array, zeroed: `finish` copies it in a few moves.
         let mut entry = [0u8; smbios::MAX_ANCHOR];
-        fw_cfg.read_into(anchor.select, &mut entry[..anchor_len])?;
+        fw_cfg.read_into(anchor.select, &mut entry[..anchor_len]);
         let len = smbios::TYPE0_ROOM as u64 + tables.size as u64;
         let base = zone
             .alloc(len, 16)
@@ -176,8 +173,8 @@ impl Pc {
         if self.machine != Machine::NoPci || rsdp.is_some() {
             return Ok(());
         }
-        let count = fw_cfg.read_u32(FW_CFG_NB_CPUS)?.clamp(1, 256) as usize;
-        let max_cpus = (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as usize).clamp(count, 256);
+        let count = fw_cfg.read_u32(FW_CFG_NB_CPUS).clamp(1, 256) as usize;
+        let max_cpus = (fw_cfg.read_u32(FW_CFG_MAX_CPUS) as usize).clamp(count, 256);
         let mut present = [0u64; 4];
         for id in 0..count {
             present[id / 64] |= 1 << (id % 64);
@@ -192,7 +189,7 @@ impl Pc {
             package_cpus: 1,
             has_pci: false,
             pci_interrupts: &[],
-            irq0_override: fw_cfg.irq0_override()?,
+            irq0_override: fw_cfg.irq0_override(),
         };
         let len = mptable::max_len(max_cpus, 0);
         let at = zone
@@ -254,7 +251,7 @@ impl Pc {
         };
         let present = board.cpu().present();
         let machine = mptable::Machine {
-            max_cpus: (fw_cfg.read_u32(FW_CFG_MAX_CPUS)? as u16).max(cpus.count),
+            max_cpus: (fw_cfg.read_u32(FW_CFG_MAX_CPUS) as u16).max(cpus.count),
             present: &present,
             cpu_signature: signature,
             cpu_features: features,
@@ -262,7 +259,7 @@ impl Pc {
             package_cpus,
             has_pci: true,
             pci_interrupts: ints,
-            irq0_override: fw_cfg.irq0_override()?,
+            irq0_override: fw_cfg.irq0_override(),
         };
         let at = bios
             .alloc(0, 16)

@@ -40,22 +40,22 @@ impl Vmlinux {
         memory: &MemoryMap,
         size: u64,
     ) -> Result<Vmlinux, Error> {
-        let addr = fw_cfg.read_u32(Item::KernelAddr as u16)? as u64;
+        let addr = fw_cfg.read_u32(Item::KernelAddr as u16) as u64;
         let segments = Range::new(addr, addr + size);
         pvh::check_segments(segments, memory, Range::new(0, mem::LEGACY_HOLE.end))?;
 
-        let head_len = (fw_cfg.read_u32(Item::SetupSize as u16)? as usize).min(pvh::HEAD_BYTES);
+        let head_len = (fw_cfg.read_u32(Item::SetupSize as u16) as usize).min(pvh::HEAD_BYTES);
         let mut head = [0u8; pvh::HEAD_BYTES];
-        fw_cfg.read_into(Item::SetupData as u16, &mut head[..head_len])?;
+        fw_cfg.read_into(Item::SetupData as u16, &mut head[..head_len]);
         let entry = pvh::find_entry(&head[..head_len], segments, &mut LoadedRam(mem))?;
-        let qemu_entry = fw_cfg.read_u32(Item::KernelEntry as u16)?;
+        let qemu_entry = fw_cfg.read_u32(Item::KernelEntry as u16);
         if entry != qemu_entry {
             log::warn!(
                 "pvh: the ELF note's entry {entry:#x} differs from QEMU's {qemu_entry:#x}; using the note's"
             );
         }
 
-        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16)? as u64;
+        let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16) as u64;
         let len = cmdline_size.saturating_sub(1);
         if len > pvh::CMDLINE_MAX {
             return Err(Error::CmdlineTooLong {
@@ -66,7 +66,7 @@ impl Vmlinux {
         Ok(Vmlinux {
             segments,
             entry,
-            initrd_size: fw_cfg.read_u32(Item::InitrdSize as u16)? as u64,
+            initrd_size: fw_cfg.read_u32(Item::InitrdSize as u16) as u64,
             cmdline_size,
         })
     }

@@ -6,7 +6,6 @@ use core::mem::size_of;
 use core::sync::atomic::{Ordering, compiler_fence};
 
 use super::{DmaControl, FwCfg, PORT_DMA_HIGH, PORT_DMA_LOW};
-use crate::error::Error;
 use crate::io::PortIo;
 
 /// The DMA descriptor: all fields big-endian (`FWCfgDmaAccess`).
@@ -45,14 +44,9 @@ impl<IO: PortIo> FwCfg<IO> {
     /// One DMA request: `control` is the descriptor's control word (the
     /// operation, and the selector in its top half with `SELECT`), in host
     /// order. Few enough arguments to pass in registers: the callers jump
-    /// here rather than call, no return block of their own under TCG.
-    pub(super) fn dma_request(
-        &mut self,
-        control: u32,
-        len: u32,
-        addr: u64,
-        selector: u16,
-    ) -> Result<(), Error> {
+    /// here rather than call, no return block of their own under TCG. A
+    /// request that fails is recorded ([`FwCfg::failed`]), not returned.
+    pub(super) fn dma_request(&mut self, control: u32, len: u32, addr: u64, selector: u16) {
         // The device writes `control` back: the descriptor is memory shared
         // with it, behind an UnsafeCell and touched only by volatile accesses.
         let desc = DmaDescriptor::new(DmaAccess {
@@ -72,9 +66,11 @@ impl<IO: PortIo> FwCfg<IO> {
         // QEMU completes the transfer before the port write returns: one
         // test for that; the poll only guards against a device that would not.
         if desc.control() == 0 {
-            return Ok(());
+            return;
         }
-        poll(&desc, selector)
+        if !poll(&desc) {
+            self.fail(selector);
+        }
     }
 }
 
@@ -86,19 +82,17 @@ pub(super) fn read_control(select: Option<u16>) -> u32 {
     }
 }
 
-/// Waits for a DMA request the device has not completed yet, or has failed.
+/// Waits for a DMA request the device has not completed yet, or has
+/// failed: whether it completed without error.
 #[cold]
 #[inline(never)]
-fn poll(desc: &DmaDescriptor, selector: u16) -> Result<(), Error> {
+fn poll(desc: &DmaDescriptor) -> bool {
     for _ in 0..1_000_000 {
         let c = desc.control();
         if c & !DmaControl::ERROR.bits() == 0 {
-            if c & DmaControl::ERROR.bits() != 0 {
-                return Err(Error::FwCfgDma { selector });
-            }
-            return Ok(());
+            return c & DmaControl::ERROR.bits() == 0;
         }
         core::hint::spin_loop();
     }
-    Err(Error::FwCfgDma { selector })
+    false
 }

@@ -19,11 +19,11 @@ fn dma_path_reads_items_and_files_with_few_port_accesses() {
     let mut dev = device(true);
     let mut fw = FwCfg::probe(&mut dev).unwrap();
     assert!(fw.has_dma());
-    assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+    assert_eq!(fw.read_u32(Item::KernelSize as u16), 1234);
     let f = fw.find(b"etc/e820").unwrap();
     assert_eq!(f.size, 40);
     let mut buf = [0u8; 40];
-    fw.read_into(f.select, &mut buf).unwrap();
+    fw.read_into(f.select, &mut buf);
     assert_eq!(buf, [7u8; 40]);
     assert!(fw.find(b"etc/e82").is_none());
     assert!(fw.find(b"etc/e8200").is_none());
@@ -70,10 +70,10 @@ fn port_io_fallback_gives_the_same_bytes() {
     let mut dev = device(false);
     let mut fw = FwCfg::probe(&mut dev).unwrap();
     assert!(!fw.has_dma());
-    assert_eq!(fw.read_u32(Item::KernelSize as u16).unwrap(), 1234);
+    assert_eq!(fw.read_u32(Item::KernelSize as u16), 1234);
     let f = fw.find(b"opt/ferrite/log-level").unwrap();
     let mut buf = [0u8; 5];
-    fw.read_into(f.select, &mut buf).unwrap();
+    fw.read_into(f.select, &mut buf);
     assert_eq!(&buf, b"debug");
     assert_eq!(fw.stats.dma_requests, 0);
     let mut dst = [0u8; 40];
@@ -84,8 +84,8 @@ fn port_io_fallback_gives_the_same_bytes() {
             dst.as_mut_ptr() as u64,
             40,
         )
-    }
-    .unwrap();
+    };
+    fw.check().unwrap();
     assert_eq!(dst, [7u8; 40]);
 }
 
@@ -96,15 +96,15 @@ fn irq0_override_is_qemus_numbered_item_not_a_file() {
         let mut fw = FwCfg::probe(&mut dev).unwrap();
         // the name exists only inside SeaBIOS (qemu_cfg_legacy)
         assert!(fw.find(b"etc/irq0-override").is_none());
-        assert!(fw.irq0_override().unwrap(), "dma {dma}");
+        assert!(fw.irq0_override(), "dma {dma}");
         // a QEMU without the item (or with 0 in it): no override
         let mut dev = FakeDevice::qemu_x86(dma);
         dev.items.remove(&(Item::Irq0Override as u16));
-        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override());
         let mut dev = FakeDevice::qemu_x86(dma);
         dev.items
             .insert(Item::Irq0Override as u16, 0u32.to_le_bytes().to_vec());
-        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override().unwrap());
+        assert!(!FwCfg::probe(&mut dev).unwrap().irq0_override());
     }
 }
 
@@ -123,6 +123,72 @@ fn dma_errors_are_reported() {
         FwCfg::probe(&mut dev).err(),
         Some(Error::FwCfgDma { .. })
     ));
+    // probed without the check: a directory that failed lists no file
+    let mut fw = FwCfg::unprobed(&mut dev);
+    fw.probe_device().unwrap();
+    assert_eq!(fw.file_count(), 0);
+    assert_eq!(
+        fw.check(),
+        Err(Error::FwCfgDma {
+            selector: Item::FileDir as u16
+        })
+    );
+}
+
+/// A failed transfer is recorded, not returned: the item reads as what the
+/// buffer held, the first failure is the one kept, the reads that hand out
+/// bytes refuse to, and a result worked out afterwards gives way to it.
+#[test]
+fn a_failed_transfer_is_kept_and_comes_first() {
+    let mut dev = device(true);
+    let sizes = Item::KernelSize as u16;
+    dev.fail_item = Some(sizes);
+    let mut fw = FwCfg::probe(&mut dev).unwrap();
+    assert_eq!(fw.check(), Ok(()));
+    assert_eq!(fw.read_u32(sizes), 0);
+    let mut buf = [0xA5u8; 4];
+    fw.read_into(sizes, &mut buf);
+    assert_eq!(buf, [0xA5; 4]);
+    let failed = Err(Error::FwCfgDma { selector: sizes });
+    assert_eq!(fw.check(), failed);
+    // a later transfer of another item works, and a later failure does not
+    // replace the first
+    let f = fw.find(b"etc/e820").unwrap();
+    let mut e820 = [0u8; 40];
+    fw.read_into(f.select, &mut e820);
+    assert_eq!(e820, [7u8; 40]);
+    fw.write_file(f.select, 36, &[0; 8]).unwrap();
+    assert_eq!(fw.check(), failed);
+    let mut raw = [MaybeUninit::uninit(); 64];
+    assert_eq!(
+        fw.read_prefix(f, &mut raw).map(<[u8]>::len),
+        failed.map(|()| 0)
+    );
+    assert_eq!(
+        fw.read_file("etc/e820", f, &mut raw).map(<[u8]>::len),
+        failed.map(|()| 0)
+    );
+    assert_eq!(fw.verdict(Ok(7)), failed.map(|()| 7));
+    assert_eq!(fw.verdict::<()>(Err(Error::NoKernel)), failed);
+}
+
+#[test]
+fn a_file_too_large_for_its_buffer_is_refused_whole() {
+    let mut dev = device(true);
+    let mut fw = FwCfg::probe(&mut dev).unwrap();
+    let f = fw.find(b"etc/e820").unwrap();
+    let mut small = [MaybeUninit::uninit(); 39];
+    assert_eq!(
+        fw.read_file("etc/e820", f, &mut small),
+        Err(Error::FileTooLarge {
+            name: "etc/e820",
+            size: 40,
+            max: 39
+        })
+    );
+    // a prefix is no error, and nothing failed
+    assert_eq!(fw.read_prefix(f, &mut small).unwrap(), [7u8; 39]);
+    assert_eq!(fw.verdict(Ok(())), Ok(()));
 }
 
 #[test]
@@ -132,7 +198,10 @@ fn write_file_patches_the_item_and_checks_bounds() {
     let mut fw = FwCfg::probe(&mut dev).unwrap();
     let f = fw.find(b"etc/vmgenid_addr").unwrap();
     fw.write_file(f.select, 4, &[1, 2, 3, 4]).unwrap();
-    assert!(fw.write_file(f.select, 6, &[1, 2, 3, 4]).is_err());
+    assert_eq!(fw.check(), Ok(()));
+    // past the item's end: the device refuses it, and the failure is kept
+    fw.write_file(f.select, 6, &[1, 2, 3, 4]).unwrap();
+    assert_eq!(fw.check(), Err(Error::FwCfgDma { selector: f.select }));
     assert_eq!(dev.items[&f.select], [0, 0, 0, 0, 1, 2, 3, 4]);
 }
 
@@ -149,7 +218,7 @@ fn a_directory_of_500_files_is_taken_whole() {
             let f = fw.find(format!("opt/f{i}").as_bytes()).unwrap();
             assert_eq!(f.size, 4);
             assert_eq!(f.select, 0x20 + i as u16);
-            assert_eq!(fw.read_u32(f.select).unwrap(), i as u32, "dma {dma}");
+            assert_eq!(fw.read_u32(f.select), i as u32, "dma {dma}");
         }
         assert!(fw.find(b"opt/f500").is_none());
     }

@@ -223,6 +223,43 @@ fn end_to_end_with_too_many_cpus_for_an_mp_table() {
     assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
 }
 
+/// A transfer that fails is the boot's error, whatever the boot went on to
+/// make of the bytes it did not get: never a handoff, and never the error
+/// those bytes led to (no kernel size reads as no kernel, no setup header as
+/// no bzImage, no ACPI tables as checksums over stale memory).
+#[test]
+fn end_to_end_a_failed_transfer_is_the_boot_s_error() {
+    let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+    for kind in [Vm::Pc, Vm::Q35, Vm::Microvm] {
+        let files = fw_cfg(kind, &kernel, &initrd).files;
+        let file = |name: &str| files.iter().find(|f| f.0 == name).map(|f| f.1);
+        let mut items = std::vec![
+            Item::KernelSize as u16,
+            Item::SetupData as u16,
+            Item::CmdlineSize as u16,
+            Item::KernelData as u16,
+            Item::InitrdData as u16,
+            Item::CmdlineData as u16,
+            file("etc/e820").unwrap(),
+        ];
+        // (the model's microvm has no ACPI)
+        items.extend(file("etc/table-loader"));
+        items.extend(file("etc/acpi/tables"));
+        assert_eq!(items.len(), if kind == Vm::Microvm { 7 } else { 9 });
+        for item in items {
+            let mut fw_cfg = fw_cfg(kind, &kernel, &initrd);
+            fw_cfg.fail_item = Some(item);
+            let mut board = board(kind, fw_cfg);
+            let mut storage = std::boxed::Box::new(Storage::new());
+            assert_eq!(
+                boot(&mut board, &mut storage).map(|h| h.kind),
+                Err(Error::FwCfgDma { selector: item }),
+                "{kind:?}, item {item:#x}"
+            );
+        }
+    }
+}
+
 #[test]
 fn end_to_end_without_a_kernel_stops_with_its_status() {
     let mut fw_cfg = fw_cfg(Vm::Q35, &[], &[]);
