@@ -370,13 +370,8 @@ impl<IO: PortIo> FwCfg<IO> {
     /// `[addr, addr + len)` must be RAM that nothing else uses (no Rust object
     /// lives there) and, without DMA, it must be identity-mapped.
     pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) {
-        if self.dma {
-            self.dma_request(read_control(Some(selector)), len, addr, selector)
-        } else {
-            // SAFETY: the caller guarantees the range is mapped, unused RAM.
-            let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) };
-            self.transfer_into(Some(selector), buf, selector)
-        }
+        // SAFETY: the caller's guarantee is `transfer`'s.
+        unsafe { self.transfer(Some(selector), addr, len as usize, selector) }
     }
 
     /// Reads the first `len` bytes of an item to guest memory at `at`, straight
@@ -480,30 +475,52 @@ impl<IO: PortIo> FwCfg<IO> {
     /// A read into `buf`, with or without selecting `select` first (a
     /// failure is recorded: see [`FwCfg::check`]).
     fn transfer_into(&mut self, select: Option<u16>, buf: &mut [u8], selector: u16) {
+        // SAFETY: `buf` is our own memory, mapped, and nothing else uses it
+        // while the transfer writes it.
+        unsafe { self.transfer(select, buf.as_mut_ptr() as u64, buf.len(), selector) }
+    }
+
+    /// Every read: `len` bytes to `addr`, with or without selecting `select`
+    /// first, by DMA when the device has it and a descriptor holds the
+    /// length, else by port I/O (a failure is recorded: see
+    /// [`FwCfg::check`]). One place that tells the two apart, for the reads
+    /// into ferrite's buffers and those into guest memory alike.
+    ///
+    /// # Safety
+    /// `[addr, addr + len)` must be memory that nothing else uses while it
+    /// is written (no Rust object lives there, or one borrowed mutably for
+    /// it) and, without DMA, identity-mapped.
+    unsafe fn transfer(&mut self, select: Option<u16>, addr: u64, len: usize, selector: u16) {
         // One test for the usual case, DMA and a length the descriptor
         // holds: the two joined in one word, as conditions joined with `&`
         // LLVM splits into a branch each (a translation block each under TCG).
-        if (buf.len() as u64 >> 32) | (!self.dma as u64) == 0 {
-            let addr = buf.as_mut_ptr() as u64;
-            self.dma_request(read_control(select), buf.len() as u32, addr, selector)
+        if (len as u64 >> 32) | (!self.dma as u64) == 0 {
+            self.dma_request(read_control(select), len as u32, addr, selector)
         } else {
-            self.pio_transfer(select, buf, selector)
+            // SAFETY: the caller's guarantee.
+            unsafe { self.pio_transfer(select, addr, len, selector) }
         }
     }
 
-    /// [`transfer_into`](Self::transfer_into) without DMA (or with a buffer
-    /// too long for a DMA descriptor, a failed transfer either way).
+    /// [`transfer`](Self::transfer) without DMA (or longer than a DMA
+    /// descriptor holds, a failed transfer either way).
+    ///
+    /// # Safety
+    /// As for [`transfer`](Self::transfer).
     #[cold]
     #[inline(never)]
-    fn pio_transfer(&mut self, select: Option<u16>, buf: &mut [u8], selector: u16) {
-        let Ok(len) = u32::try_from(buf.len()) else {
+    unsafe fn pio_transfer(&mut self, select: Option<u16>, addr: u64, len: usize, selector: u16) {
+        let Ok(len32) = u32::try_from(len) else {
             return self.fail(selector);
         };
         if let Some(s) = select {
             self.io.outw(PORT_SELECTOR, s);
         }
+        // SAFETY: the caller guarantees the range is mapped memory nothing
+        // else uses meanwhile.
+        let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len) };
         self.io.read_bytes(PORT_DATA, buf);
-        self.stats.pio_bytes += len as u64;
+        self.stats.pio_bytes += len32 as u64;
     }
 }
 
