@@ -92,11 +92,14 @@ impl MemoryMap {
     /// error, never a map cut short.
     pub fn read_from<IO: PortIo>(&mut self, fw_cfg: &mut FwCfg<IO>) -> Result<(), Error> {
         let file = fw_cfg.find_padded(&const { crate::fwcfg::file_key(b"etc/e820") });
-        // One test for a missing file and one too large for the stack.
-        let (select, size) = match file {
-            Some(f) => (f.select, f.size as usize),
-            None => (0, usize::MAX),
+        // One test for a missing file and one too large for the stack (a
+        // missing one as one of 4 GiB: a select, not a branch of its own).
+        let none = crate::fwcfg::File {
+            select: 0,
+            size: u32::MAX,
         };
+        let f = select_unpredictable(file.is_some(), file.unwrap_or(none), none);
+        let (select, size) = (f.select, f.size as usize);
         if one_test(size > E820_FILE_INLINE) {
             return self.read_large(fw_cfg, file);
         }
