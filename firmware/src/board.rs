@@ -127,12 +127,10 @@ pub unsafe trait GuestMemory {
     fn bytes(&mut self, at: u64, len: usize) -> Result<&mut [u8], Error>;
 
     /// The address a DMA device writes `[at, at + len)` at (the same address
-    /// on the real machine), checked as [`bytes`](GuestMemory::bytes) is.
+    /// on the real machine), checked as [`bytes`](GuestMemory::bytes) is,
+    /// and made addressable for a transfer without DMA, which the CPU
+    /// copies (the page tables beyond 4 GiB).
     fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error>;
-
-    /// Makes `range` addressable before the kernel or the initrd goes there
-    /// (the page tables beyond 4 GiB).
-    fn map(&mut self, range: Range) -> Result<(), Error>;
 
     /// Copies `len` bytes from `from` to `to`; the two ranges must not overlap.
     fn copy(&mut self, from: u64, to: u64, len: usize) -> Result<(), Error> {

@@ -58,8 +58,32 @@ const _: () = assert!(core::mem::size_of::<KernelInfo>() <= 32);
 
 impl KernelInfo {
     /// Validates a setup header (as read from QEMU's SETUP_DATA item).
-    #[inline]
     pub fn from_header(hdr: &SetupHeader) -> Result<KernelInfo, Error> {
+        let mut info = KernelInfo::EMPTY;
+        info.read_header(hdr)?;
+        Ok(info)
+    }
+
+    /// Nothing known yet.
+    pub const EMPTY: KernelInfo = KernelInfo {
+        version: 0,
+        entry: Entry::Bits64,
+        relocatable: false,
+        pref_address: 0,
+        alignment: 0,
+        init_size: 0,
+        cmdline_max: 0,
+        initrd_addr_max: 0,
+        above_4g: false,
+    };
+
+    /// [`KernelInfo::from_header`] in place: the description is written
+    /// where it stays, then the checks are tested (on an error it holds
+    /// the refused header's fields). Returned through a `Result`, the
+    /// description was copied twice on its way (stack loads and stores,
+    /// which under TCG are the costly instructions).
+    #[inline(always)]
+    pub fn read_header(&mut self, hdr: &SetupHeader) -> Result<(), Error> {
         let SetupHeader {
             header,
             boot_flag,
@@ -104,10 +128,7 @@ impl KernelInfo {
             relocatable & (!alignment.is_power_of_two() | (alignment < PAGE as u32)),
             pref_address < KERNEL_FLOOR,
         ];
-        if one_test(failed[0] | failed[1] | failed[2] | failed[3] | failed[4]) {
-            return Err(header_error(failed, version));
-        }
-        Ok(KernelInfo {
+        *self = KernelInfo {
             version,
             entry,
             relocatable,
@@ -117,7 +138,11 @@ impl KernelInfo {
             cmdline_max: cmdline_size,
             initrd_addr_max,
             above_4g: (entry == Entry::Bits64) & (xlf & xloadflags::CAN_BE_LOADED_ABOVE_4G != 0),
-        })
+        };
+        if one_test(failed[0] | failed[1] | failed[2] | failed[3] | failed[4]) {
+            return Err(header_error(failed, version));
+        }
+        Ok(())
     }
 
     /// Checks a command line of `len` bytes (without its NUL).

@@ -31,13 +31,7 @@ impl PhysMemory {
 /// has none) up to that limit, taken without branches, must exceed `len`.
 #[inline(always)]
 fn check(at: u64, len: usize) -> Result<(), Error> {
-    let limit = if at >= FIRMWARE_RAM.end {
-        u64::MAX
-    } else {
-        FIRMWARE_RAM.start
-    };
-    let room = limit.saturating_sub(at.wrapping_sub(1));
-    if (len as u64) < room {
+    if fits(at, len, u64::MAX) {
         Ok(())
     } else {
         Err(Error::GuestMemory {
@@ -47,10 +41,33 @@ fn check(at: u64, len: usize) -> Result<(), Error> {
     }
 }
 
+/// [`check`]'s test, with `top` as the limit above the firmware's RAM (the
+/// last byte of the range below it, or at it for `u64::MAX`).
+#[inline(always)]
+fn fits(at: u64, len: usize, top: u64) -> bool {
+    let limit = if at >= FIRMWARE_RAM.end {
+        top
+    } else {
+        FIRMWARE_RAM.start
+    };
+    let room = limit.saturating_sub(at.wrapping_sub(1));
+    (len as u64) < room
+}
+
+/// [`GuestMemory::dma_address`] for a range that reaches above 4 GiB (or is
+/// refused): checked, and mapped for a transfer the CPU copies.
+#[cold]
+#[inline(never)]
+fn dma_address_high(at: u64, len: usize) -> Result<u64, Error> {
+    check(at, len)?;
+    paging::identity_map(Range::new(at, at + len as u64))?;
+    Ok(at)
+}
+
 // SAFETY: `check` keeps every range off ferrite's RAM image, where all of its
 // Rust objects live (.data, .bss, the stack, the heap, the page tables); the
-// low 4 GiB are identity-mapped from the start and `map` maps the rest before
-// the boot puts anything there; a slice of `[at, at + len)` is built from
+// low 4 GiB are identity-mapped from the start and `dma_address` maps the
+// rest before a transfer puts anything there; a slice of `[at, at + len)` is built from
 // that very address, so disjoint ranges give disjoint slices.
 unsafe impl GuestMemory for PhysMemory {
     fn bytes(&mut self, at: u64, len: usize) -> Result<&mut [u8], Error> {
@@ -60,20 +77,16 @@ unsafe impl GuestMemory for PhysMemory {
         Ok(unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len) })
     }
 
-    fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error> {
-        check(at, len)?;
-        Ok(at)
-    }
-
-    /// Inlined, with the test for what the boot usually maps (RAM below
-    /// 4 GiB, always mapped): no call, one branch (a translation block
-    /// under TCG) where paging's own function costs a call and its tests.
+    /// One test for the usual range, clear of ferrite's RAM and below
+    /// 4 GiB, which the page tables map from the start: the check and the
+    /// mapping in one branch (a translation block under TCG) rather than
+    /// two.
     #[inline(always)]
-    fn map(&mut self, range: Range) -> Result<(), Error> {
-        if range.end <= paging::FOUR_GIB {
-            return Ok(());
+    fn dma_address(&mut self, at: u64, len: usize) -> Result<u64, Error> {
+        if fits(at, len, paging::FOUR_GIB) {
+            return Ok(at);
         }
-        paging::identity_map(range)
+        dma_address_high(at, len)
     }
 }
 

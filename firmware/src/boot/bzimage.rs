@@ -104,17 +104,7 @@ impl Kernel {
     /// An empty description, for the boot's storage.
     pub const fn new() -> Kernel {
         Kernel {
-            info: KernelInfo {
-                version: 0,
-                entry: Entry::Bits64,
-                relocatable: false,
-                pref_address: 0,
-                alignment: 0,
-                init_size: 0,
-                cmdline_max: 0,
-                initrd_addr_max: 0,
-                above_4g: false,
-            },
+            info: KernelInfo::EMPTY,
             header: [0; HEADER_BYTES],
             size: 0,
             initrd_size: 0,
@@ -127,7 +117,7 @@ impl Kernel {
     /// live across the fw_cfg reads.
     fn validate(&mut self, fw_cfg: &mut FwCfg<impl PortIo>, size: u64) -> Result<(), Error> {
         let hdr = SetupHeader::in_image(&self.header).ok_or(Error::NotBzImage)?;
-        self.info = KernelInfo::from_header(hdr)?;
+        self.info.read_header(hdr)?;
         self.size = size;
         let cmdline_size = fw_cfg.read_u32(Item::CmdlineSize as u16) as u64;
         self.cmdline_size = cmdline_size;
@@ -153,7 +143,6 @@ impl Kernel {
         mem: &mut impl GuestMemory,
         range: Range,
     ) -> Result<(), Error> {
-        mem.map(range)?;
         fw_cfg.read_to_guest(mem, Item::KernelData as u16, range.start, self.size as u32)
     }
 
@@ -386,8 +375,6 @@ pub fn load_initrd(
     range: Option<Range>,
 ) -> Result<(), Error> {
     let Some(range) = range else { return Ok(()) };
-    // Only needed without DMA (the CPU copies), but cheap: one entry per 2 MiB.
-    mem.map(range)?;
     fw_cfg.read_to_guest(
         mem,
         Item::InitrdData as u16,

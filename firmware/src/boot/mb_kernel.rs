@@ -80,7 +80,6 @@ impl MultibootKernel {
         mem: &mut impl GuestMemory,
     ) -> Result<(), Error> {
         // RAM checked by from_fw_cfg, clear of ferrite and its tables.
-        mem.map(self.image)?;
         fw_cfg.read_to_guest(
             mem,
             Item::KernelData as u16,

@@ -197,9 +197,6 @@ unsafe impl GuestMemory for Ram {
         self.check(at, len)?;
         Ok(self.base as u64 + at)
     }
-    fn map(&mut self, range: Range) -> Result<(), Error> {
-        self.check(range.start, range.len() as usize)
-    }
 }
 
 /// A CPU with MTRRs and a local APIC, whose other CPUs check in as soon as
