@@ -5,6 +5,7 @@ use x86_64::registers::control::{Cr0Flags, Cr4Flags};
 use x86_64::registers::model_specific::EferFlags;
 
 use ferrite::chipset;
+use ferrite::fwcfg;
 use ferrite::s3;
 use ferrite_contract::marker;
 
@@ -49,6 +50,8 @@ core::arch::global_asm!(
     data_desc = const gdt::DATA,
     page_tables = sym crate::paging::ROM_PAGE_TABLES,
     main = sym crate::rust_main,
+    fw_cfg_dma_low = const fwcfg::PORT_DMA_LOW,
+    zero_fill_control = const fwcfg::ZERO_FILL_CONTROL_BE,
     exception = sym crate::cpu_exception,
     // S3 resume
     cmos_index = const chipset::CMOS_INDEX,

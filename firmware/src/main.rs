@@ -63,7 +63,7 @@ mod firmware {
     use crate::phys::PhysMemory;
     use crate::pio::{PhysMmio, Pio};
     use crate::stop::{self, stop};
-    use crate::timeline::{self, Timeline};
+    use crate::timeline;
 
     /// Entered from boot.s: long mode, ferrite's stack, .bss clear, interrupts off.
     /// `reset_tsc` is the time-stamp counter at the reset vector; `wake_failure`
@@ -76,14 +76,13 @@ mod firmware {
         if wake_failure != s3::WAKE_OK {
             report_wake_failure(wake_failure);
         }
-        // Both in .bss, cleared by boot.s: made on the stack, the timeline's
-        // zeroing was a rep stos, a translation block of its own under TCG.
-        // Borrowed by every step rather than moved along with them, for the
-        // same reason. Taken once per reset, never held: `try_lock` is one
-        // test, where `lock`'s spin loop added a translation block.
-        let mut state = STATE.try_lock().expect("the boot state is taken once");
-        let State { storage, time } = &mut *state;
-        time.start(reset_tsc);
+        timeline::start(reset_tsc);
+        // In .bss, cleared by boot.s: made on the stack, its zeroing was a
+        // rep stos, a translation block of its own under TCG. Borrowed by
+        // every step rather than moved along with them, for the same
+        // reason. Taken once per reset, never held: `try_lock` is one test,
+        // where `lock`'s spin loop added a translation block.
+        let mut storage = STORAGE.try_lock().expect("the boot state is taken once");
         // SAFETY: this is the boot path, the only code running: one of each.
         let mut machine = unsafe {
             Hardware {
@@ -91,11 +90,10 @@ mod firmware {
                 mmio: PhysMmio::new(),
                 memory: PhysMemory::new(),
                 cpu: RealCpu::new(),
-                time,
                 report_timeline: false,
             }
         };
-        match boot::boot(&mut machine, storage) {
+        match boot::boot(&mut machine, &mut storage) {
             Ok(handoff) => {
                 // One test for the usual end, a 64-bit Linux entry and no
                 // timeline report (two branches, a translation block each
@@ -115,9 +113,9 @@ mod firmware {
     /// of entry than the 64-bit Linux one.
     #[cold]
     #[inline(never)]
-    fn finish_other(machine: Hardware<'_>, handoff: Handoff) -> ! {
+    fn finish_other(machine: Hardware, handoff: Handoff) -> ! {
         if machine.report_timeline {
-            machine.time.report(machine.io);
+            timeline::report(machine.io);
         }
         enter_other(machine.io, handoff)
     }
@@ -132,30 +130,20 @@ mod firmware {
         }
     }
 
-    /// What the boot keeps, and the timeline's stamps.
-    struct State {
-        storage: Storage,
-        time: Timeline,
-    }
-
-    /// In .bss: cleared by boot.s's one `rep stosq`.
-    static STATE: spin::Mutex<State> = spin::Mutex::new(State {
-        storage: Storage::new(),
-        time: Timeline::new(),
-    });
+    /// What the boot keeps, in .bss: cleared by boot.s's one `rep stosq`.
+    static STORAGE: spin::Mutex<Storage> = spin::Mutex::new(Storage::new());
 
     /// The machine ferrite runs on, as the boot sequence sees it.
-    struct Hardware<'t> {
+    struct Hardware {
         io: Pio,
         mmio: PhysMmio,
         memory: PhysMemory,
         cpu: RealCpu,
-        time: &'t mut Timeline,
         /// `opt/ferrite/timeline` asked for the report.
         report_timeline: bool,
     }
 
-    impl Board for Hardware<'_> {
+    impl Board for Hardware {
         type Io = Pio;
         type Mmio = PhysMmio;
         type Memory = PhysMemory;
@@ -181,7 +169,7 @@ mod firmware {
 
         #[inline(always)]
         fn mark(&mut self, step: Step) {
-            self.time.mark(step);
+            timeline::mark(step);
         }
 
         fn configure(&mut self, fw_cfg: &mut FwCfg<Pio>) -> Result<(), Error> {
@@ -197,7 +185,7 @@ mod firmware {
         }
     }
 
-    impl Hardware<'_> {
+    impl Hardware {
         /// The log level, the error policy and the timeline report, from
         /// those of their files fw_cfg has.
         #[cold]

@@ -12,6 +12,7 @@
 
 use core::arch::asm;
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use core::mem::MaybeUninit;
 
@@ -77,50 +78,44 @@ const _: () = {
     }
 };
 
-pub struct Timeline {
-    stamps: [u64; STEPS.len()],
+/// The stamps, one per step, in .bss (cleared by boot.s at every reset).
+/// Only the boot path writes them, on CPU 0: atomics for a static without a
+/// lock, their relaxed stores plain stores. A static at a fixed address,
+/// where a stamp through a reference first loaded that reference (a memory
+/// instruction per step, the costly kind under TCG).
+static STAMPS: [AtomicU64; STEPS.len()] = [const { AtomicU64::new(0) }; STEPS.len()];
+
+/// The reset vector's stamp, and this step's.
+pub fn start(reset_tsc: u64) {
+    STAMPS[Step::Reset as usize].store(reset_tsc, Relaxed);
+    mark(Step::Rust);
 }
 
-impl Timeline {
-    /// No stamps yet: all zeros, for a static in .bss.
-    pub const fn new() -> Timeline {
-        Timeline {
-            stamps: [0; STEPS.len()],
-        }
-    }
+#[inline(always)]
+pub fn mark(step: Step) {
+    STAMPS[step as usize].store(stamp(), Relaxed);
+}
 
-    /// The reset vector's stamp, and this step's.
-    pub fn start(&mut self, reset_tsc: u64) {
-        self.stamps[Step::Reset as usize] = reset_tsc;
-        self.mark(Step::Rust);
+/// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
+/// vector) to the debug console.
+pub fn report(io: Pio) {
+    let mut out = Debugcon {
+        io,
+        buf: [0; 256],
+        len: 0,
+    };
+    let base = STAMPS[0].load(Relaxed);
+    let _ = write!(out, ferrite_contract::timeline_prefix!());
+    for step in STEPS {
+        let _ = write!(
+            out,
+            " {}={}",
+            name(step),
+            STAMPS[step as usize].load(Relaxed).wrapping_sub(base)
+        );
     }
-
-    #[inline(always)]
-    pub fn mark(&mut self, step: Step) {
-        self.stamps[step as usize] = stamp();
-    }
-
-    /// Writes `ferrite-timeline: reset=0 rust=N ...` (TSC ticks since the reset
-    /// vector) to the debug console.
-    pub fn report(&self, io: Pio) {
-        let mut out = Debugcon {
-            io,
-            buf: [0; 256],
-            len: 0,
-        };
-        let base = self.stamps[0];
-        let _ = write!(out, ferrite_contract::timeline_prefix!());
-        for step in STEPS {
-            let _ = write!(
-                out,
-                " {}={}",
-                name(step),
-                self.stamps[step as usize].wrapping_sub(base)
-            );
-        }
-        let _ = writeln!(out);
-        out.flush();
-    }
+    let _ = writeln!(out);
+    out.flush();
 }
 
 /// Reads the time-stamp counter, and records where: the `rdtsc`'s address goes

@@ -69,10 +69,34 @@ rom64_start:
     mov $ram_image_start, %edi
     mov $ram_image_qwords, %ecx
     rep movsq
+    # Clear .bss: one fw_cfg DMA read of the item QEMU does not have
+    # (fwcfg::ABSENT), which it answers by filling the destination with
+    # zeros, where under TCG a rep stosq runs a translated block per 8 bytes.
+    # The descriptor (big-endian) sits at the top of the stack, not in use
+    # yet, below 4 GiB; QEMU clears its control word before the port write
+    # returns. Left as it was (no fw_cfg, or no DMA) or with the error bit
+    # set, rep stosq clears .bss.
+    mov $stack_top - 16, %edi
+    movl ${zero_fill_control}, (%rdi)
+    mov $bss_end, %eax
+    sub $bss_start, %eax
+    bswap %eax
+    mov %eax, 4(%rdi)           # length
+    movl $0, 8(%rdi)            # address, high half
+    mov $bss_start, %eax
+    bswap %eax
+    mov %eax, 12(%rdi)          # address, low half
+    mov %edi, %eax
+    bswap %eax
+    mov ${fw_cfg_dma_low}, %dx
+    out %eax, %dx
+    cmpl $0, (%rdi)
+    je 2f
     mov $bss_start, %edi
     mov $bss_qwords, %ecx
     xor %eax, %eax
     rep stosq
+2:
     mov $stack_top, %esp
     shl $32, %rbp
     or %rbx, %rbp

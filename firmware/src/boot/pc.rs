@@ -71,7 +71,7 @@ impl Pc {
             reserved.add(*range);
         }
 
-        let bios = BiosArea::open(io, board.memory(), machine)?;
+        let bios = BiosArea::open(io, fw_cfg, board.memory(), machine)?;
         if bios.is_some() {
             reserved.add(EBDA);
         }

@@ -223,6 +223,36 @@ fn end_to_end_with_too_many_cpus_for_an_mp_table() {
     assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
 }
 
+/// A reboot finds the previous boot's tables in the BIOS segment (the RAM
+/// PAM makes of it keeps them): the boot clears the segment, with DMA by a
+/// fw_cfg read of an item it does not have (QEMU fills the destination with
+/// zeros), without DMA by the CPU. Nothing of the old contents is left.
+#[test]
+fn end_to_end_the_bios_segment_is_cleared_with_and_without_dma() {
+    for dma in [true, false] {
+        let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+        let mut fw_cfg = fw_cfg(Vm::Pc, &kernel, &initrd);
+        fw_cfg.dma = dma;
+        let id: u32 = if dma { 3 } else { 1 };
+        fw_cfg.items.insert(Item::Id as u16, id.to_le_bytes().to_vec());
+        let mut board = board(Vm::Pc, fw_cfg);
+        let stale = F_SEGMENT.len() as usize;
+        board
+            .ram
+            .bytes(F_SEGMENT.start, stale)
+            .unwrap()
+            .fill(0xA5);
+        let mut storage = std::boxed::Box::new(Storage::new());
+        boot(&mut board, &mut storage).expect("the boot succeeds");
+        let fseg = board.ram.read(F_SEGMENT.start, stale);
+        assert!(
+            !fseg.windows(8).any(|w| w == [0xA5; 8]),
+            "stale bytes left in the BIOS segment (dma {dma})"
+        );
+        assert!(fseg.chunks(16).any(|c| c.starts_with(b"_MP_")), "dma {dma}");
+    }
+}
+
 /// A transfer that fails is the boot's error, whatever the boot went on to
 /// make of the bytes it did not get: never a handoff, and never the error
 /// those bytes led to (no kernel size reads as no kernel, no setup header as
