@@ -132,17 +132,30 @@ pub fn block_boundary_ref<T>(item: &T) -> &T {
     unsafe { &*(p as *const T) }
 }
 
-/// Zeroes `bytes` eight at a time, then the bytes after the last whole word,
-/// in loops TCG translates once each: for a few KiB (the zero page), where
+/// Zeroes `bytes` eight at a time with one `rep stosq`, then the bytes after
+/// the last whole word in a loop: for a few KiB (the zero page, the EBDA).
 /// `fill(0)` was an indirect call to `memset` and its three `rep stos`
 /// blocks, translated for this one use (0.5 M host instructions on
-/// microvm). For the 64 KiB BIOS segment `memset` stays: its `rep stosq`
-/// runs faster than this loop's iterations. (The boundaries also keep LLVM
-/// from turning the loops back into that call.)
+/// microvm); a loop of word stores ran two translated blocks per word, and
+/// TCG runs a `rep stosq` iteration for less. (The 64 KiB BIOS segment goes
+/// to fw_cfg: `FwCfg::zero_guest`.)
 pub fn zero(bytes: &mut [u8]) {
     let (words, tail) = bytes.as_chunks_mut::<8>();
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `rep stosq` stores `words.len()` zero qwords from the start of
+    // `words`, which is that long, and nothing else; DF is clear (boot.s
+    // runs `cld` and nothing sets it; the System V ABI on the host).
+    unsafe {
+        core::arch::asm!(
+            "rep stosq",
+            inout("rcx") words.len() => _,
+            inout("rdi") words.as_mut_ptr() => _,
+            in("rax") 0u64,
+            options(nostack, preserves_flags)
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     for word in words {
-        block_boundary();
         *word = [0; 8];
     }
     for b in tail {

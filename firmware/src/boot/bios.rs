@@ -50,7 +50,7 @@ impl BiosArea {
         // EBDA's 1 KiB by the CPU, cheaper than an exit under KVM.
         fw_cfg.zero_guest(mem, F_SEGMENT.start, F_SEGMENT.len() as u32)?;
         let ebda = mem.bytes(EBDA.start, EBDA.len() as usize)?;
-        ebda.fill(0);
+        crate::mem::zero(ebda);
         ebda[0] = (EBDA.len() / 1024) as u8;
         let segment = (EBDA.start >> 4) as u16;
         mem.bytes(BDA_EBDA_SEGMENT, 2)?
