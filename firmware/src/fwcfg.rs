@@ -17,8 +17,6 @@ use crate::io::PortIo;
 
 mod dma;
 
-use dma::read_control;
-
 /// `FW_CFG_MAX_FILE_PATH`: a file name with its NUL padding.
 pub const FILE_NAME_LEN: usize = 56;
 
@@ -37,8 +35,7 @@ pub const ABSENT: u16 = 0x3FFF;
 
 /// The control word, big-endian as the descriptor holds it, of a DMA read
 /// of [`ABSENT`]: a request that zero-fills its destination (boot.s).
-pub const ZERO_FILL_CONTROL_BE: u32 =
-    ((ABSENT as u32) << 16 | DmaControl::SELECT.bits() | DmaControl::READ.bits()).swap_bytes();
+pub const ZERO_FILL_CONTROL_BE: u32 = read(ABSENT).swap_bytes();
 
 /// "QEMU CFG" as read from the DMA address register (`FW_CFG_DMA_SIGNATURE`).
 const DMA_SIGNATURE: u64 = 0x5145_4D55_2043_4647;
@@ -237,7 +234,7 @@ impl<IO: PortIo> FwCfg<IO> {
         // them; any bit pattern is a valid RawFile afterwards.
         let bytes =
             unsafe { core::slice::from_raw_parts_mut((&raw mut self.dir).cast::<u8>(), len) };
-        self.transfer_into(Some(Item::FileDir as u16), bytes, Item::FileDir as u16);
+        self.transfer_into(read(Item::FileDir as u16), bytes);
         // After a failed transfer (recorded), no files: entries it did not
         // write are never read. (A select, not a branch.)
         let count = core::hint::select_unpredictable(
@@ -277,7 +274,7 @@ impl<IO: PortIo> FwCfg<IO> {
         };
         // Continue the same item: the directory entries follow the count
         // (by port I/O, which does not fail).
-        self.transfer_into(None, bytes, Item::FileDir as u16);
+        self.transfer_into(read_on(Item::FileDir as u16), bytes);
         self.nfiles = count;
         Ok(())
     }
@@ -305,7 +302,7 @@ impl<IO: PortIo> FwCfg<IO> {
         // count once more, then the entries.
         let mut again = [0u8; 4];
         self.read_into(Item::FileDir as u16, &mut again);
-        self.transfer_into(None, bytes, Item::FileDir as u16);
+        self.transfer_into(read_on(Item::FileDir as u16), bytes);
         // Entries a failed transfer did not write are not to be read.
         self.check()?;
         // SAFETY: the transfer above wrote all `count` entries.
@@ -372,7 +369,7 @@ impl<IO: PortIo> FwCfg<IO> {
     /// Reads the start of an item into `buf` (bytes beyond the item read as
     /// 0; a failed transfer, recorded, leaves what `buf` held).
     pub fn read_into(&mut self, selector: u16, buf: &mut [u8]) {
-        self.transfer_into(Some(selector), buf, selector)
+        self.transfer_into(read(selector), buf)
     }
 
     /// Reads the first `len` bytes of an item to physical address `addr` (a
@@ -383,7 +380,7 @@ impl<IO: PortIo> FwCfg<IO> {
     /// lives there) and, without DMA, it must be identity-mapped.
     pub unsafe fn read_to_phys(&mut self, selector: u16, addr: u64, len: u32) {
         // SAFETY: the caller's guarantee is `transfer`'s.
-        unsafe { self.transfer(Some(selector), addr, len as usize, selector) }
+        unsafe { self.transfer(read(selector), addr, len as usize) }
     }
 
     /// Zeroes `[at, at + len)` of guest memory: with DMA, one read of the
@@ -403,7 +400,7 @@ impl<IO: PortIo> FwCfg<IO> {
             return Ok(());
         }
         let addr = memory.dma_address(at, len as usize)?;
-        self.dma_request(read_control(Some(ABSENT)), len, addr, ABSENT);
+        self.dma_request(read(ABSENT), len, addr);
         Ok(())
     }
 
@@ -494,44 +491,45 @@ impl<IO: PortIo> FwCfg<IO> {
             (DmaControl::SELECT | DmaControl::SKIP).bits() | (selector as u32) << 16,
             offset,
             0,
-            selector,
         );
         self.dma_request(
-            DmaControl::WRITE.bits(),
+            DmaControl::WRITE.bits() | (selector as u32) << 16,
             data.len() as u32,
             data.as_ptr() as u64,
-            selector,
         );
         Ok(())
     }
 
-    /// A read into `buf`, with or without selecting `select` first (a
-    /// failure is recorded: see [`FwCfg::check`]).
-    fn transfer_into(&mut self, select: Option<u16>, buf: &mut [u8], selector: u16) {
+    /// A read into `buf` ([`read`] or [`read_on`]; a failure is recorded:
+    /// see [`FwCfg::check`]).
+    fn transfer_into(&mut self, control: u32, buf: &mut [u8]) {
         // SAFETY: `buf` is our own memory, mapped, and nothing else uses it
         // while the transfer writes it.
-        unsafe { self.transfer(select, buf.as_mut_ptr() as u64, buf.len(), selector) }
+        unsafe { self.transfer(control, buf.as_mut_ptr() as u64, buf.len()) }
     }
 
-    /// Every read: `len` bytes to `addr`, with or without selecting `select`
-    /// first, by DMA when the device has it and a descriptor holds the
-    /// length, else by port I/O (a failure is recorded: see
+    /// Every read: `len` bytes to `addr` as `control` ([`read`] or
+    /// [`read_on`]) says, by DMA when the device has it and a descriptor
+    /// holds the length, else by port I/O (a failure is recorded: see
     /// [`FwCfg::check`]). One place that tells the two apart, for the reads
-    /// into ferrite's buffers and those into guest memory alike.
+    /// into ferrite's buffers and those into guest memory alike. The
+    /// request is one word, a constant at most call sites: an argument
+    /// each for the selector and whether to select it were two more
+    /// instructions to translate at every read.
     ///
     /// # Safety
     /// `[addr, addr + len)` must be memory that nothing else uses while it
     /// is written (no Rust object lives there, or one borrowed mutably for
     /// it) and, without DMA, identity-mapped.
-    unsafe fn transfer(&mut self, select: Option<u16>, addr: u64, len: usize, selector: u16) {
+    unsafe fn transfer(&mut self, control: u32, addr: u64, len: usize) {
         // One test for the usual case, DMA and a length the descriptor
         // holds: the two joined in one word, as conditions joined with `&`
         // LLVM splits into a branch each (a translation block each under TCG).
         if (len as u64 >> 32) | (!self.dma as u64) == 0 {
-            self.dma_request(read_control(select), len as u32, addr, selector)
+            self.dma_request(control, len as u32, addr)
         } else {
             // SAFETY: the caller's guarantee.
-            unsafe { self.pio_transfer(select, addr, len, selector) }
+            unsafe { self.pio_transfer(control, addr, len) }
         }
     }
 
@@ -542,12 +540,12 @@ impl<IO: PortIo> FwCfg<IO> {
     /// As for [`transfer`](Self::transfer).
     #[cold]
     #[inline(never)]
-    unsafe fn pio_transfer(&mut self, select: Option<u16>, addr: u64, len: usize, selector: u16) {
+    unsafe fn pio_transfer(&mut self, control: u32, addr: u64, len: usize) {
         let Ok(len32) = u32::try_from(len) else {
-            return self.fail(selector);
+            return self.fail(selector_of(control));
         };
-        if let Some(s) = select {
-            self.io.outw(PORT_SELECTOR, s);
+        if control & DmaControl::SELECT.bits() != 0 {
+            self.io.outw(PORT_SELECTOR, selector_of(control));
         }
         // SAFETY: the caller guarantees the range is mapped memory nothing
         // else uses meanwhile.
@@ -555,6 +553,25 @@ impl<IO: PortIo> FwCfg<IO> {
         self.io.read_bytes(PORT_DATA, buf);
         self.stats.pio_bytes += len32 as u64;
     }
+}
+
+/// A read of `selector`'s item from its start: the DMA control word,
+/// selector in the top half (`FWCfgDmaAccess`), which the port I/O path
+/// reads the same way.
+pub(super) const fn read(selector: u16) -> u32 {
+    (selector as u32) << 16 | DmaControl::READ.bits() | DmaControl::SELECT.bits()
+}
+
+/// A read that goes on where the last one on `selector` stopped: no select
+/// (the selector rides along for a failure's report; the device looks at
+/// it only with `SELECT`).
+pub(super) const fn read_on(selector: u16) -> u32 {
+    (selector as u32) << 16 | DmaControl::READ.bits()
+}
+
+/// The selector a request names (for a failure's report).
+pub(super) const fn selector_of(control: u32) -> u16 {
+    (control >> 16) as u16
 }
 
 /// A file name as fw_cfg stores it: NUL-padded to 56 bytes (cut there).

@@ -5,7 +5,7 @@ use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::sync::atomic::{Ordering, compiler_fence};
 
-use super::{DmaControl, FwCfg, PORT_DMA_HIGH, PORT_DMA_LOW};
+use super::{DmaControl, FwCfg, PORT_DMA_HIGH, PORT_DMA_LOW, selector_of};
 use crate::io::PortIo;
 
 /// The DMA descriptor: all fields big-endian (`FWCfgDmaAccess`).
@@ -42,11 +42,11 @@ impl DmaDescriptor {
 
 impl<IO: PortIo> FwCfg<IO> {
     /// One DMA request: `control` is the descriptor's control word (the
-    /// operation, and the selector in its top half with `SELECT`), in host
-    /// order. Few enough arguments to pass in registers: the callers jump
+    /// operation, and the selector in its top half, selected with `SELECT`
+    /// and named in a failure's report), in host order. Few enough arguments to pass in registers: the callers jump
     /// here rather than call, no return block of their own under TCG. A
     /// request that fails is recorded ([`FwCfg::failed`]), not returned.
-    pub(super) fn dma_request(&mut self, control: u32, len: u32, addr: u64, selector: u16) {
+    pub(super) fn dma_request(&mut self, control: u32, len: u32, addr: u64) {
         // The device writes `control` back: the descriptor is memory shared
         // with it, behind an UnsafeCell and touched only by volatile accesses.
         let desc = DmaDescriptor::new(DmaAccess {
@@ -69,16 +69,8 @@ impl<IO: PortIo> FwCfg<IO> {
             return;
         }
         if !poll(&desc) {
-            self.fail(selector);
+            self.fail(selector_of(control));
         }
-    }
-}
-
-/// The control word of a read, selecting `select` first if given.
-pub(super) fn read_control(select: Option<u16>) -> u32 {
-    match select {
-        Some(s) => (DmaControl::READ | DmaControl::SELECT).bits() | (s as u32) << 16,
-        None => DmaControl::READ.bits(),
     }
 }
 

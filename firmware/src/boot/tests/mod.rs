@@ -234,14 +234,12 @@ fn end_to_end_the_bios_segment_is_cleared_with_and_without_dma() {
         let mut fw_cfg = fw_cfg(Vm::Pc, &kernel, &initrd);
         fw_cfg.dma = dma;
         let id: u32 = if dma { 3 } else { 1 };
-        fw_cfg.items.insert(Item::Id as u16, id.to_le_bytes().to_vec());
+        fw_cfg
+            .items
+            .insert(Item::Id as u16, id.to_le_bytes().to_vec());
         let mut board = board(Vm::Pc, fw_cfg);
         let stale = F_SEGMENT.len() as usize;
-        board
-            .ram
-            .bytes(F_SEGMENT.start, stale)
-            .unwrap()
-            .fill(0xA5);
+        board.ram.bytes(F_SEGMENT.start, stale).unwrap().fill(0xA5);
         let mut storage = std::boxed::Box::new(Storage::new());
         boot(&mut board, &mut storage).expect("the boot succeeds");
         let fseg = board.ram.read(F_SEGMENT.start, stale);
