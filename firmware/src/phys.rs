@@ -41,8 +41,8 @@ fn check(at: u64, len: usize) -> Result<(), Error> {
     }
 }
 
-/// [`check`]'s test, with `top` as the limit above the firmware's RAM (the
-/// last byte of the range below it, or at it for `u64::MAX`).
+/// [`check`]'s test, a range above the firmware's RAM to end at `top` at
+/// the latest (at `u64::MAX`: only not to wrap).
 #[inline(always)]
 fn fits(at: u64, len: usize, top: u64) -> bool {
     let limit = if at >= FIRMWARE_RAM.end {
@@ -67,8 +67,8 @@ fn dma_address_high(at: u64, len: usize) -> Result<u64, Error> {
 // SAFETY: `check` keeps every range off ferrite's RAM image, where all of its
 // Rust objects live (.data, .bss, the stack, the heap, the page tables); the
 // low 4 GiB are identity-mapped from the start and `dma_address` maps the
-// rest before a transfer puts anything there; a slice of `[at, at + len)` is built from
-// that very address, so disjoint ranges give disjoint slices.
+// rest before a transfer puts anything there; a slice of `[at, at + len)` is
+// built from that very address, so disjoint ranges give disjoint slices.
 unsafe impl GuestMemory for PhysMemory {
     fn bytes(&mut self, at: u64, len: usize) -> Result<&mut [u8], Error> {
         check(at, len)?;
