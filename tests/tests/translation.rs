@@ -14,6 +14,7 @@ fn names_the_source_line_of_every_step_s_code() {
         top: 5,
         step: Some(timeline::ACPI.into()),
         json: None,
+        runs: true,
     })
     .unwrap();
 
@@ -93,6 +94,22 @@ fn names_the_source_line_of_every_step_s_code() {
         "{e:#?}"
     );
     assert!((2..=32).contains(&e.code_pages), "{e:#?}");
+
+    // the blocks' runs (of the release build, named by its symbols): more
+    // than the blocks (the loops run theirs again); the hottest is a loop
+    // of ferrite's; every return is looked up, so there are look-ups,
+    // fewer than the runs
+    let r = report.runs.as_ref().expect("--runs counts the runs");
+    assert!(r.runs > 2 * blocks, "{r:#?}");
+    assert!(r.hottest[0].runs > 100, "{r:#?}");
+    assert!(r.hottest[0].name.starts_with("symbol ferrite::"), "{r:#?}");
+    assert!(0 < r.lookups && r.lookups < r.runs, "{r:#?}");
+    assert!(
+        r.lookups_by_exit
+            .iter()
+            .any(|h| h.why == Some(xtask::block_runs::Unlinked::Return)),
+        "{r:#?}"
+    );
 
     // the code is the release build's: its translated instructions match
     // within 1 % on the same boot

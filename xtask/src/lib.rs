@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod block_ends;
+pub mod block_runs;
 pub mod bzimage;
 pub mod chart;
 pub mod fuzz;

@@ -22,8 +22,9 @@ use std::rc::Rc;
 use anyhow::{Context, Result, ensure};
 use serde::Serialize;
 
-use crate::bench::cost::{Translated, in_asm_log, step_counter, translated_by};
+use crate::bench::cost::{Translated, exec_log, in_asm_log, step_counter, translated_by};
 use crate::block_ends::{self, BlockEnds};
+use crate::block_runs;
 use crate::probe;
 use crate::qemu::Machine;
 use crate::symbols::Symbols;
@@ -116,6 +117,18 @@ impl CodeNames for DwarfNames {
     }
 }
 
+/// Names by symbol alone, for a build without line tables.
+pub struct SymbolNames(pub Symbols);
+
+impl CodeNames for SymbolNames {
+    fn name(&self, addr: u64) -> Option<String> {
+        self.0.lookup(addr).map(|s| format!("symbol {s}"))
+    }
+    fn function(&self, addr: u64) -> Option<String> {
+        self.0.lookup(addr).map(str::to_string)
+    }
+}
+
 /// Translated code under one name, in one step or in all.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Cost {
@@ -156,6 +169,9 @@ pub struct Report {
     pub second_copies_by_line: Vec<(String, u64)>,
     /// What ends the blocks ([`crate::block_ends`]); filled in by [`run`].
     pub block_ends: BlockEnds,
+    /// How often the blocks ran, and the look-ups between them
+    /// ([`crate::block_runs`]): with `--runs`.
+    pub runs: Option<crate::block_runs::Runs>,
 }
 
 /// Step `i` of a boot split at `segments` - 1 stamps: named as the bench
@@ -244,6 +260,7 @@ pub fn attribute(
         second_copies: second_copies_by_line.iter().map(|(_, n)| n).sum(),
         second_copies_by_line,
         block_ends: BlockEnds::default(),
+        runs: None,
     })
 }
 
@@ -254,6 +271,8 @@ pub struct Options {
     /// Also list the lines of this step.
     pub step: Option<String>,
     pub json: Option<PathBuf>,
+    /// Also count the blocks' runs (one more boot, `-d exec,nochain`).
+    pub runs: bool,
 }
 
 /// Builds ferrite with line tables, boots it once under TCG with a probe
@@ -269,7 +288,26 @@ pub fn run(opts: &Options) -> Result<Report> {
     let open = || -> Result<_> { Ok(BufReader::new(std::fs::File::open(&log)?)) };
     let mut report = attribute(open()?, &stamps, &names, opts.machine.name())?;
     report.block_ends = block_ends::analyse(&block_ends::blocks(open()?)?, &names);
+    if opts.runs {
+        // The release build itself: whether a loop straddles a page depends
+        // on where its code lands to the byte, and the line-table build's
+        // may land a few bytes away. Named by its symbols.
+        let release = crate::rom::build_firmware(true)?;
+        let elf = std::fs::read(&release.elf)
+            .with_context(|| format!("reading {}", release.elf.display()))?;
+        let work = work.join("runs");
+        let q = probe::stock_size_boot(&work, opts.machine, release.path)?;
+        let log = exec_log(&q, &work)?;
+        report.runs = Some(block_runs::analyse(
+            BufReader::new(std::fs::File::open(&log)?),
+            &SymbolNames(Symbols::from_elf(&elf)?),
+            opts.top,
+        )?);
+    }
     print!("{}", render(&report, opts.top, opts.step.as_deref()));
+    if let Some(runs) = &report.runs {
+        print!("{}", block_runs::render(runs));
+    }
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

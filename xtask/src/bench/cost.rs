@@ -390,6 +390,13 @@ pub fn in_asm_log(q: &Qemu, work: &Path) -> Result<std::path::PathBuf> {
     tcg_log(q, work, "in_asm")
 }
 
+/// Boots `q` under TCG with every block's translation and every run of a
+/// block logged (`-d exec,nochain,in_asm`: unchained, so that each run is
+/// logged) and returns the log.
+pub fn exec_log(q: &Qemu, work: &Path) -> Result<std::path::PathBuf> {
+    tcg_log(q, work, "exec,nochain,in_asm")
+}
+
 /// Boots `q` under TCG with `flags` logged to a file in `work` and returns the file.
 fn tcg_log(q: &Qemu, work: &Path, flags: &str) -> Result<std::path::PathBuf> {
     let log = work.join("tcg.log");

@@ -22,6 +22,12 @@ pub struct Args {
     /// Write every step's and line's counts here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also boot once with every block run logged (`-d exec,nochain`): the
+    /// blocks that ran most, and the steps from one block to the next that
+    /// TCG looks up (a return, an indirect jump, a jump to another page)
+    /// rather than follows a link.
+    #[arg(long)]
+    runs: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -30,6 +36,7 @@ pub fn run(args: Args) -> Result<()> {
         top: args.top,
         step: args.step,
         json: args.json,
+        runs: args.runs,
     })?;
     Ok(())
 }
