@@ -396,7 +396,7 @@ impl<IO: PortIo> FwCfg<IO> {
         len: u32,
     ) -> Result<(), Error> {
         if !self.dma {
-            memory.bytes(at, len as usize)?.fill(0);
+            crate::mem::zero(memory.bytes(at, len as usize)?);
             return Ok(());
         }
         let addr = memory.dma_address(at, len as usize)?;

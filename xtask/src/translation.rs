@@ -65,7 +65,7 @@ type Reader = gimli::EndianRcSlice<gimli::RunTimeEndian>;
 /// Names from an ELF's DWARF (addr2line) and its symbol table.
 pub struct DwarfNames {
     lines: addr2line::Context<Reader>,
-    symbols: Symbols,
+    symbols: SymbolNames,
 }
 
 impl DwarfNames {
@@ -90,7 +90,7 @@ impl DwarfNames {
         );
         Ok(DwarfNames {
             lines: addr2line::Context::from_dwarf(dwarf).context("reading the DWARF")?,
-            symbols: Symbols::from_elf(elf)?,
+            symbols: SymbolNames(Symbols::from_elf(elf)?),
         })
     }
 
@@ -109,11 +109,10 @@ impl DwarfNames {
 
 impl CodeNames for DwarfNames {
     fn name(&self, addr: u64) -> Option<String> {
-        firmware_frame(self.frames(addr))
-            .or_else(|| self.symbols.lookup(addr).map(|s| format!("symbol {s}")))
+        firmware_frame(self.frames(addr)).or_else(|| self.symbols.name(addr))
     }
     fn function(&self, addr: u64) -> Option<String> {
-        self.symbols.lookup(addr).map(str::to_string)
+        self.symbols.function(addr)
     }
 }
 
