@@ -35,7 +35,7 @@ const ICR_STARTUP_OTHERS: u32 = 0x000C_4600;
 
 /// About a second of TSC ticks at QEMU's usual rates: the longest ferrite waits
 /// for the other CPUs before booting without them having checked in.
-const WAIT_TICKS: u64 = 1 << 31;
+pub(super) const WAIT_TICKS: u64 = 1 << 31;
 
 /// CPUID leaf 1: (signature, EBX, EDX).
 pub fn cpuid1(cpu: &mut impl Cpu) -> (u32, u32, u32) {
@@ -146,11 +146,16 @@ fn write_trampoline(
 
 impl Cpus {
     /// Waits until every other CPU has checked in; false after the time-out.
+    /// The clock is first read once there is something to wait for: with
+    /// one CPU, or all checked in, the time-stamp counter is read only by
+    /// the timeline's stamps (`cargo xtask host-cost` splits QEMU's work at
+    /// those reads, step by step).
     pub fn wait(&self, cpu: &mut impl Cpu) -> bool {
         let expected = self.count.saturating_sub(1);
-        let start = cpu.ticks();
+        let mut start = None;
         while cpu.checked_in() < expected {
-            if cpu.ticks().wrapping_sub(start) > WAIT_TICKS {
+            let now = cpu.ticks();
+            if now.wrapping_sub(*start.get_or_insert(now)) > WAIT_TICKS {
                 return false;
             }
             core::hint::spin_loop();

@@ -422,3 +422,29 @@ fn end_to_end_multiboot_on_every_machine() {
         );
     }
 }
+
+/// The wait for the other CPUs: done at once with one CPU, without reading
+/// the clock (the timeline's stamps are then its only reads); done once they
+/// have checked in; given up after its time-out when they never do.
+#[test]
+fn the_wait_for_the_other_cpus_reads_the_clock_only_while_it_waits() {
+    let mut cpu = FakeCpu::default();
+    assert!(cpus::Cpus { count: 1 }.wait(&mut cpu));
+    assert_eq!(cpu.ticks, 0, "one CPU: the clock is not read");
+
+    let mut cpu = FakeCpu {
+        others: 3,
+        started: true,
+        ..FakeCpu::default()
+    };
+    assert!(cpus::Cpus { count: 4 }.wait(&mut cpu));
+    assert_eq!(cpu.ticks, 0, "all checked in: the clock is not read");
+
+    let mut cpu = FakeCpu {
+        others: 3,
+        ..FakeCpu::default()
+    };
+    assert!(!cpus::Cpus { count: 4 }.wait(&mut cpu), "never checked in");
+    assert!(cpu.ticks > cpus::WAIT_TICKS, "given up after the time-out");
+    assert!(cpu.ticks <= cpus::WAIT_TICKS + 2000, "and not much later");
+}
