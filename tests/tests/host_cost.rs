@@ -16,6 +16,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         top: 10,
         json: None,
         calibrate: Some(30),
+        steps: true,
     })
     .unwrap();
 
@@ -43,6 +44,34 @@ fn counts_the_vcpu_thread_of_each_firmware() {
                 .collect::<Vec<_>>()
         );
     }
+
+    // ferrite's boot cut at its timeline's stamps: every step of the
+    // contract's timeline after the reset vector, then the hand-off; the
+    // stretches add up to the thread (another boot of the same ROM, within
+    // what repeated runs differ by), each with its translation inside it.
+    // The kernel's step holds fw_cfg's copy of its 8 MB on top of the code
+    // it translates; microvm has no map rebuilds (no PCI, no PAM).
+    let [steps] = &report.steps[..] else {
+        panic!("one ferrite build: {:#?}", report.steps)
+    };
+    assert_eq!(steps.firmware, "ferrite");
+    let names: Vec<&str> = steps.steps.iter().map(|(n, _)| n.as_str()).collect();
+    let timeline = &ferrite_contract::timeline::STEPS;
+    assert_eq!(names[..names.len() - 1], timeline[1..], "{names:?}");
+    assert_eq!(names.last(), Some(&xtask::host_cost::HANDOFF));
+    let whole = report.costs[0].vcpu;
+    assert!(
+        steps.total().abs_diff(whole) < whole / 1000,
+        "{} {whole}",
+        steps.total()
+    );
+    for (name, c) in &steps.steps {
+        assert!(c.vcpu > 0 && c.translating <= c.vcpu, "{name}: {c:?}");
+        assert_eq!(c.map_rebuilds, 0, "{name}: {c:?}");
+    }
+    assert!(steps.before.vcpu > 0);
+    let kernel = steps.steps.iter().find(|(n, _)| n == "kernel").unwrap().1;
+    assert!(kernel.vcpu > kernel.translating + 300_000, "{kernel:?}");
 
     // The calibration's weights account for most of what callgrind
     // measured of each firmware's translation (a model of kinds of code:

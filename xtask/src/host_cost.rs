@@ -52,6 +52,10 @@ pub struct Options {
     /// ROMs of this many blocks ([`tcg_calibration`]), and weigh each
     /// firmware's translated code with it.
     pub calibrate: Option<usize>,
+    /// Also boot ferrite, and each of `roms` that has the timeline's
+    /// stamps, once more, the vCPU thread cut at the stamps ([`run_steps`]):
+    /// the host work step by step.
+    pub steps: bool,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -103,6 +107,8 @@ pub struct Report {
     /// code counted by kind (in the order of `costs`).
     pub calibration: Option<Calibration>,
     pub breakdowns: Vec<Breakdown>,
+    /// With `steps`: each ferrite build's vCPU thread step by step.
+    pub steps: Vec<Steps>,
 }
 
 /// One line of `callgrind_annotate`'s function list: its cost, and the name
@@ -190,33 +196,7 @@ pub fn total(data: &str) -> Option<u64> {
 /// thread's callgrind file and its total. The boot must end with one of the
 /// `expect`ed exit statuses.
 pub fn run_callgrind(q: &Qemu, expect: &[i32], dir: &Path) -> Result<(PathBuf, u64)> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
-    let out = dir.join("cg.out");
-    // A guest that never reaches its exit is stopped after ten minutes, and
-    // killed ten seconds later if QEMU (a vCPU in a tight translated loop
-    // can keep it from its signal handler) has not gone.
-    let status = Command::new("timeout")
-        .args([
-            "--kill-after=10",
-            "600",
-            "valgrind",
-            "--tool=callgrind",
-            "--separate-threads=yes",
-        ])
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg("qemu-system-x86_64")
-        .args(q.args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("running valgrind (apt-get install valgrind)")?;
-    let code = status.code().unwrap_or(-1);
-    ensure!(
-        expect.contains(&code),
-        "QEMU under callgrind exited with {code}, not at the kernel entry"
-    );
+    callgrind_boot(q, expect, dir, &[])?;
     let mut vcpu = None;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -231,6 +211,212 @@ pub fn run_callgrind(q: &Qemu, expect: &[i32], dir: &Path) -> Result<(PathBuf, u
         }
     }
     vcpu.context("no thread of QEMU ran cpu_exec under callgrind")
+}
+
+/// One boot under callgrind, its files in `dir` (emptied first), with
+/// `extra` options for valgrind; the boot must end with one of the
+/// `expect`ed exit statuses.
+fn callgrind_boot(q: &Qemu, expect: &[i32], dir: &Path, extra: &[&str]) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let out = dir.join("cg.out");
+    // A guest that never reaches its exit is stopped after ten minutes, and
+    // killed ten seconds later if QEMU (a vCPU in a tight translated loop
+    // can keep it from its signal handler) has not gone.
+    let status = Command::new("timeout")
+        .args([
+            "--kill-after=10",
+            "600",
+            "valgrind",
+            "--tool=callgrind",
+            "--separate-threads=yes",
+        ])
+        .args(extra)
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg("qemu-system-x86_64")
+        .args(q.args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running valgrind (apt-get install valgrind)")?;
+    let code = status.code().unwrap_or(-1);
+    ensure!(
+        expect.contains(&code),
+        "QEMU under callgrind exited with {code}, not at the kernel entry"
+    );
+    Ok(())
+}
+
+/// What QEMU's vCPU thread spent in one stretch of a boot, in host
+/// instructions: in all, and in the two kinds of work that vary most with
+/// what the firmware does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StepCost {
+    pub vcpu: u64,
+    /// Translating guest code (`tb_gen_code`).
+    pub translating: u64,
+    /// Rebuilding the memory map (`memory_region_transaction_commit`).
+    pub map_rebuilds: u64,
+}
+
+/// QEMU's vCPU thread split at ferrite's timeline stamps.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Steps {
+    pub firmware: String,
+    /// From QEMU's start to the reset vector's stamp: the vCPU thread's
+    /// start-up, the same for any firmware.
+    pub before: StepCost,
+    /// Each step of the contract's timeline after the reset vector, by name,
+    /// then the hand-off (the jump to the kernel and QEMU's exit).
+    pub steps: Vec<(String, StepCost)>,
+}
+
+impl Steps {
+    pub fn total(&self) -> u64 {
+        self.before.vcpu + self.steps.iter().map(|(_, c)| c.vcpu).sum::<u64>()
+    }
+}
+
+/// The name of the stretch after the last stamp.
+pub const HANDOFF: &str = "handoff";
+
+/// One boot of a ferrite ROM under callgrind, QEMU's vCPU thread cut where
+/// the firmware reads the time-stamp counter. Under TCG each `rdtsc` calls
+/// QEMU's `cpu_get_tsc`, where callgrind dumps its counts; with one CPU the
+/// timeline's stamps are ferrite's only reads (the wait for other CPUs reads
+/// the clock only while there are some to wait for), so the stretches are
+/// the steps. The boot must read it once per stamp.
+pub fn run_steps(q: &Qemu, expect: &[i32], dir: &Path, firmware: &str) -> Result<Steps> {
+    callgrind_boot(q, expect, dir, &["--dump-before=cpu_get_tsc"])?;
+    // cg.out.N-TT: the Nth dump, thread TT; cg.out-TT: what was left at the exit.
+    let mut threads: BTreeMap<String, Vec<(usize, PathBuf)>> = BTreeMap::new();
+    let mut vcpu_thread = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((file, thread)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let order = match file.strip_prefix("cg.out") {
+            Some("") => usize::MAX,
+            Some(n) => match n.strip_prefix('.').and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => continue,
+            },
+            None => continue,
+        };
+        if order == usize::MAX && std::fs::read_to_string(&path)?.contains(" cpu_exec\n") {
+            vcpu_thread = Some(thread.to_string());
+        }
+        threads
+            .entry(thread.to_string())
+            .or_default()
+            .push((order, path));
+    }
+    let thread = vcpu_thread.context("no thread of QEMU ran cpu_exec under callgrind")?;
+    let mut files = threads.remove(&thread).unwrap_or_default();
+    files.sort();
+    let names = &ferrite_contract::timeline::STEPS;
+    ensure!(
+        files.len() == names.len() + 1,
+        "the boot read the time-stamp counter {} times, not once per stamp ({}): \
+         more than one CPU, or a build without the timeline",
+        files.len() - 1,
+        names.len()
+    );
+    let mut costs = Vec::new();
+    for (_, path) in &files {
+        costs.push(stretch_cost(path)?);
+    }
+    let steps = names[1..]
+        .iter()
+        .map(|n| n.to_string())
+        .chain([HANDOFF.to_string()])
+        .zip(costs[1..].iter().copied())
+        .collect();
+    Ok(Steps {
+        firmware: firmware.into(),
+        before: costs[0],
+        steps,
+    })
+}
+
+/// One dump's counts: its total and two functions' inclusive costs.
+fn stretch_cost(path: &Path) -> Result<StepCost> {
+    let data = std::fs::read_to_string(path)?;
+    let vcpu = total(&data).with_context(|| format!("no totals in {}", path.display()))?;
+    let o = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(path)
+        .output()
+        .context("running callgrind_annotate")?;
+    ensure!(o.status.success(), "callgrind_annotate failed");
+    let listing = String::from_utf8_lossy(&o.stdout);
+    let of = |function: &str| {
+        listing
+            .lines()
+            .filter_map(parse_annotate_line)
+            .filter(|&(_, f, _)| f.split('\'').next() == Some(function))
+            .map(|(n, _, _)| n)
+            .max()
+            .unwrap_or(0)
+    };
+    Ok(StepCost {
+        vcpu,
+        translating: of("tb_gen_code"),
+        map_rebuilds: of("memory_region_transaction_commit"),
+    })
+}
+
+/// The steps of ferrite builds side by side, as markdown.
+pub fn render_steps(all: &[Steps], machine: &str) -> String {
+    let Some(first) = all.first() else {
+        return String::new();
+    };
+    let mut s = format!(
+        "\nQEMU's vCPU thread on {machine}, step by step (cut at ferrite's timeline stamps), \
+         millions of host instructions: all (translating / rebuilding the memory map)\n\n| step | {} |\n|---|{}\n",
+        all.iter()
+            .map(|x| x.firmware.as_str())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(all.len())
+    );
+    let cell = |c: &StepCost| {
+        format!(
+            "{} ({} / {})",
+            millions(c.vcpu),
+            millions(c.translating),
+            millions(c.map_rebuilds)
+        )
+    };
+    let mut row = |label: &str, f: &dyn Fn(&Steps) -> Option<String>| {
+        let cells: Vec<String> = all.iter().map(|x| f(x).unwrap_or("–".into())).collect();
+        s += &format!("| {label} | {} |\n", cells.join(" | "));
+    };
+    row("QEMU's start, to the reset vector", &|x| {
+        Some(cell(&x.before))
+    });
+    for (i, (name, _)) in first.steps.iter().enumerate() {
+        row(name, &|x| {
+            x.steps
+                .get(i)
+                .filter(|(n, _)| n == name)
+                .map(|(_, c)| cell(c))
+        });
+    }
+    row("total", &|x| {
+        let sum = |f: &dyn Fn(&StepCost) -> u64| {
+            f(&x.before) + x.steps.iter().map(|(_, c)| f(c)).sum::<u64>()
+        };
+        Some(cell(&StepCost {
+            vcpu: sum(&|c| c.vcpu),
+            translating: sum(&|c| c.translating),
+            map_rebuilds: sum(&|c| c.map_rebuilds),
+        }))
+    });
+    s
 }
 
 /// Whether valgrind is installed.
@@ -290,19 +476,25 @@ pub fn run(opts: &Options) -> Result<Report> {
     } else {
         crate::rom::build_firmware(true)?.path
     };
+    // Each boot, and whether it is ferrite's own build (with the timeline).
     let mut boots = Vec::new();
     for &fw in &opts.firmwares {
         let q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
-        boots.push((fw.name().to_string(), q, fw.entry_statuses()));
+        boots.push((
+            fw.name().to_string(),
+            q,
+            fw.entry_statuses(),
+            fw == Firmware::Ferrite,
+        ));
     }
     for (name, path) in &opts.roms {
         ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
         let q = probe::stock_size_boot(&work, opts.machine, path.clone())?;
-        boots.push((name.clone(), q, Firmware::Ferrite.entry_statuses()));
+        boots.push((name.clone(), q, Firmware::Ferrite.entry_statuses(), false));
     }
     let mut exports = ExportCache::default();
     let mut costs = Vec::new();
-    for (name, q, expect) in &boots {
+    for (name, q, expect, _) in &boots {
         costs.push(measure(q, expect, &work, name, &mut exports)?);
     }
     let mut report = Report {
@@ -310,8 +502,22 @@ pub fn run(opts: &Options) -> Result<Report> {
         costs,
         calibration: None,
         breakdowns: Vec::new(),
+        steps: Vec::new(),
     };
     print!("{}", render(&report, opts.top));
+    if opts.steps {
+        // ferrite's own build must have its stamps; another ROM (a build
+        // to compare, or another firmware given as one) is cut if it has.
+        for (name, q, expect, ferrite) in &boots {
+            let dir = work.join(format!("callgrind-steps-{name}"));
+            match run_steps(q, expect, &dir, name) {
+                Ok(steps) => report.steps.push(steps),
+                Err(e) if !ferrite => println!("\n{name}: not cut into steps: {e:#}"),
+                Err(e) => return Err(e.context(name.clone())),
+            }
+        }
+        print!("{}", render_steps(&report.steps, &report.machine));
+    }
     if let Some(blocks) = opts.calibrate {
         let c = tcg_calibration::calibrate(
             &work.join("calibration"),
@@ -319,7 +525,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             tcg_calibration::PER_BLOCK,
         )?;
         print!("\n{}", tcg_calibration::render_calibration(&c));
-        for (_, q, _) in &boots {
+        for (_, q, _, _) in &boots {
             let log = crate::bench::cost::in_asm_log(q, &work)?;
             report
                 .breakdowns
@@ -485,6 +691,50 @@ mod tests {
     }
 
     #[test]
+    fn the_steps_of_two_builds_side_by_side() {
+        let c = |vcpu, translating, map_rebuilds| StepCost {
+            vcpu,
+            translating,
+            map_rebuilds,
+        };
+        let build = |name: &str, pci| Steps {
+            firmware: name.into(),
+            before: c(3_000_000, 100_000, 0),
+            steps: vec![
+                ("pci_hardware".into(), c(pci, 1_000_000, 4_000_000)),
+                (HANDOFF.into(), c(500_000, 400_000, 0)),
+            ],
+        };
+        let (a, b) = (build("ferrite", 9_000_000), build("base", 10_000_000));
+        assert_eq!(a.total(), 12_500_000);
+        let s = render_steps(&[a, b], "q35");
+        assert!(s.contains("| step | ferrite | base |"), "{s}");
+        assert!(
+            s.contains(
+                "| QEMU's start, to the reset vector | 3.00 (0.10 / 0.00) | 3.00 (0.10 / 0.00) |"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("| pci_hardware | 9.00 (1.00 / 4.00) | 10.00 (1.00 / 4.00) |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| total | 12.50 (1.50 / 4.00) | 13.50 (1.50 / 4.00) |"),
+            "{s}"
+        );
+        // A build whose steps differ has no figure on a row not its own.
+        let mut other = build("other", 1);
+        other.steps[0].0 = "acpi_smbios".into();
+        let s = render_steps(&[build("ferrite", 1), other], "pc");
+        assert!(
+            s.contains("| pci_hardware | 0.00 (1.00 / 4.00) | – |"),
+            "{s}"
+        );
+        assert_eq!(render_steps(&[], "pc"), "");
+    }
+
+    #[test]
     fn the_report_puts_the_largest_difference_first() {
         let cost = |name: &str, vcpu, tb, commit| Cost {
             firmware: name.into(),
@@ -511,6 +761,7 @@ mod tests {
             ],
             calibration: None,
             breakdowns: Vec::new(),
+            steps: Vec::new(),
         };
         let s = render(&r, 5);
         assert!(s.contains("| the vCPU thread | 57.00 | 40.00 |"), "{s}");

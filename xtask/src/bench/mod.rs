@@ -173,11 +173,17 @@ pub struct TimelineStep {
     pub exits: Option<cost::Exits>,
     /// Code QEMU translated in the step under TCG.
     pub translated: Option<cost::Translated>,
+    /// QEMU's vCPU thread in the step under TCG, in host instructions
+    /// (callgrind, cut at the stamps: [`crate::host_cost::run_steps`]).
+    pub host: Option<crate::host_cost::StepCost>,
 }
 
 /// The row after the last stamp in an instruction trace: the jump to the
 /// kernel and the kernel's (probe's) first instructions up to its marker.
-const HANDOFF_STEP: &str = "handoff";
+const HANDOFF_STEP: &str = crate::host_cost::HANDOFF;
+/// The row before the reset vector's stamp: QEMU's vCPU thread starting,
+/// which only callgrind's cut sees (the same for any firmware).
+const QEMU_START_STEP: &str = "(QEMU's start, to the reset vector)";
 
 fn machine_name(m: Machine) -> &'static str {
     match m {

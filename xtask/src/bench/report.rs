@@ -13,6 +13,7 @@ use super::stats::{Derived, phases, summary_line};
 use super::{
     Cell, Firmware, Options, Phase, Summary, TimelineStep, command_output, machine_name, relative,
 };
+use crate::host_cost::StepCost;
 
 #[derive(Serialize)]
 pub(super) struct Report<'a> {
@@ -187,6 +188,7 @@ pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
         "guest insns (KVM)",
         "exits PIO / MMIO / to QEMU (KVM)",
         "translated blocks / insns / memory insns ≈ translation ms (TCG, model)",
+        "QEMU vCPU thread, M host insns: all (translating / map rebuilds) (TCG, callgrind)",
     ]);
     for s in steps {
         g.rows.push(vec![
@@ -197,6 +199,7 @@ pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
             fmt_opt(s.guest_instructions),
             fmt_exits(s.exits),
             fmt_translated(s.translated),
+            fmt_step_host(s.host),
         ]);
     }
     let sum = |f: &dyn Fn(&TimelineStep) -> Option<u64>| {
@@ -216,7 +219,12 @@ pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
             instructions: sum(&|s| s.translated.map(|t| t.instructions)).unwrap_or(0),
             memory: sum(&|s| s.translated.map(|t| t.memory)).unwrap_or(0),
         });
-    if exits.is_some() || translated.is_some() {
+    let host = steps.iter().any(|s| s.host.is_some()).then(|| StepCost {
+        vcpu: sum(&|s| s.host.map(|h| h.vcpu)).unwrap_or(0),
+        translating: sum(&|s| s.host.map(|h| h.translating)).unwrap_or(0),
+        map_rebuilds: sum(&|s| s.host.map(|h| h.map_rebuilds)).unwrap_or(0),
+    });
+    if exits.is_some() || translated.is_some() || host.is_some() {
         g.rows.push(vec![
             "total".into(),
             String::new(),
@@ -224,9 +232,22 @@ pub(super) fn timeline_grid(machine: &str, steps: &[TimelineStep]) -> Grid {
             fmt_opt(sum(&|s| s.guest_instructions)),
             fmt_exits(exits),
             fmt_translated(translated),
+            fmt_step_host(host),
         ]);
     }
     g
+}
+
+fn fmt_step_host(h: Option<StepCost>) -> String {
+    h.map_or("–".into(), |h| {
+        let m = |n: u64| n as f64 / 1e6;
+        format!(
+            "{:.2} ({:.2} / {:.2})",
+            m(h.vcpu),
+            m(h.translating),
+            m(h.map_rebuilds)
+        )
+    })
 }
 
 /// The cost model per firmware and machine, to the kernel entry.
@@ -729,5 +750,48 @@ mod tests {
             (g.rows[0][4].as_str(), g.rows[0][5].as_str()),
             ("–", "91.0 / 92.0")
         );
+    }
+
+    /// ferrite's steps with QEMU's host instructions: each step's cut, the
+    /// row before the reset vector with that alone, and the total over all.
+    #[test]
+    fn the_steps_show_the_vcpu_threads_host_instructions() {
+        let host = |vcpu, translating, map_rebuilds| {
+            Some(StepCost {
+                vcpu,
+                translating,
+                map_rebuilds,
+            })
+        };
+        let steps = [
+            TimelineStep {
+                step: super::super::QEMU_START_STEP.into(),
+                host: host(3_000_000, 200_000, 0),
+                ..TimelineStep::default()
+            },
+            TimelineStep {
+                step: "pci_hardware".into(),
+                share: Some(0.25),
+                ms: Some(1.0),
+                host: host(13_780_000, 9_180_000, 3_920_000),
+                ..TimelineStep::default()
+            },
+            TimelineStep {
+                step: "handoff".into(),
+                ..TimelineStep::default()
+            },
+        ];
+        let md = timeline_grid("q35", &steps).markdown();
+        assert!(md.contains("QEMU vCPU thread, M host insns"), "{md}");
+        assert!(
+            md.contains(
+                "| (QEMU's start, to the reset vector) | – | – | – | – | – | 3.00 (0.20 / 0.00) |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| pci_hardware | 25.0 % |"), "{md}");
+        assert!(md.contains("| 13.78 (9.18 / 3.92) |"), "{md}");
+        assert!(md.contains("| handoff | – | – | – | – | – | – |"), "{md}");
+        assert!(md.contains("| 16.78 (9.38 / 3.92) |"), "{md}");
     }
 }

@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::cost::{self, Counts};
 use super::stats::{ferrite_tfw, parse_timeline};
 use super::{
-    Cell, Firmware, HANDOFF_STEP, Options, Phase, Sample, Summary, TimelineStep, summarize,
+    Cell, Firmware, HANDOFF_STEP, Options, Phase, QEMU_START_STEP, Sample, Summary, TimelineStep,
+    summarize,
 };
 use crate::probe;
 use crate::qemu::{Outcome, Qemu};
@@ -132,6 +133,25 @@ pub(super) fn ferrite_timelines(
             Ok(t) => skipped.push(mismatch("translated code", t.len())),
             Err(e) => skipped.push(format!("{}: {e:#}", what("translated code"))),
         }
+        let mut qemu_start = None;
+        if crate::host_cost::available() {
+            let mut q = cell.qemu.clone();
+            q.accel = crate::qemu::Accel::Tcg;
+            let dir = work.join("callgrind-steps");
+            match crate::host_cost::run_steps(&q, &cell.firmware.entry_statuses(), &dir, "ferrite")
+            {
+                Ok(cut) if cut.steps.len() == n_steps => {
+                    for (step, (name, c)) in steps.iter_mut().zip(&cut.steps) {
+                        if step.step == *name {
+                            step.host = Some(*c);
+                        }
+                    }
+                    qemu_start = Some(cut.before);
+                }
+                Ok(cut) => skipped.push(mismatch("vCPU host instructions", cut.steps.len())),
+                Err(e) => skipped.push(format!("{}: {e:#}", what("vCPU host instructions"))),
+            }
+        }
         if perf {
             match crate::insn_steps::record(&cell.qemu, elf, work) {
                 Ok(seg) if seg.counts.len() == n_steps => {
@@ -143,6 +163,16 @@ pub(super) fn ferrite_timelines(
                 Ok(seg) => skipped.push(mismatch("instructions", seg.counts.len())),
                 Err(e) => skipped.push(format!("{}: {e:#}", what("instructions"))),
             }
+        }
+        if let Some(host) = qemu_start {
+            steps.insert(
+                0,
+                TimelineStep {
+                    step: QEMU_START_STEP.into(),
+                    host: Some(host),
+                    ..TimelineStep::default()
+                },
+            );
         }
         out.insert(cell.machine.clone(), steps);
     }

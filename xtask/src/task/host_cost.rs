@@ -33,6 +33,11 @@ pub struct Args {
     /// firmware's translated code, kind by kind, with it.
     #[arg(long)]
     calibrate: bool,
+    /// Also boot each ferrite build once more under callgrind, QEMU's vCPU
+    /// thread cut at the timeline's stamps: the host work step by step
+    /// (translating, rebuilding the memory map, the rest).
+    #[arg(long)]
+    steps: bool,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -46,6 +51,7 @@ pub fn run(args: Args) -> Result<()> {
         top: args.top,
         json: args.json,
         calibrate: args.calibrate.then_some(args.calibration_blocks),
+        steps: args.steps,
     })?;
     Ok(())
 }
