@@ -3,6 +3,11 @@
 //! the I/O APIC, PCI and ISA interrupt sources and the local interrupts. Linux
 //! prefers ACPI's MADT but reads this table with `acpi=off` (and old guests
 //! need it). Like SeaBIOS, no table is made when it would exceed 600 bytes.
+//!
+//! The runs of entries that depend only on whether there is PCI and an IRQ 0
+//! override (the buses and the I/O APIC; the ISA and local interrupts) and
+//! the headers are worked out at build time: under TCG, a loop that builds
+//! them at every boot is code to translate, a copy of a constant is not.
 
 use crate::acpi::{byte_sum, sum16};
 
@@ -78,6 +83,19 @@ impl Writer<'_> {
         self.entries = self.entries.wrapping_add(count);
     }
 
+    /// Writes `entries`, `count` table entries, the table's last: as
+    /// [`Writer::put`], of a length known at run time (one copy).
+    fn put_last(&mut self, entries: &[u8], count: u16) {
+        let room = self.out.len();
+        self.full |= self.at + entries.len() > room;
+        // Cut to the room: the table is then too large, and not made.
+        let entries = &entries[..usize::min(entries.len(), room)];
+        let at = usize::min(self.at, room - entries.len());
+        self.out[at..at + entries.len()].copy_from_slice(entries);
+        self.at += entries.len();
+        self.entries = self.entries.wrapping_add(count);
+    }
+
     /// As [`Writer::put`], without marking the table as too large: only for
     /// an entry written before one that reaches at least as far (the local
     /// interrupts', always last, and `put` there), which then marks it. Four
@@ -91,18 +109,8 @@ impl Writer<'_> {
     }
 }
 
-/// Entries one after the other.
-fn concat<const N: usize, const M: usize>(entries: [[u8; 8]; N]) -> [u8; M] {
-    const { assert!(M == 8 * N) };
-    let mut out = [0; M];
-    for (o, e) in out.chunks_exact_mut(8).zip(entries) {
-        o.copy_from_slice(&e);
-    }
-    out
-}
-
 /// An interrupt entry: type 3 (I/O) or 4 (local).
-fn interrupt(
+const fn interrupt(
     kind: u8,
     irq_type: u8,
     flags: u16,
@@ -114,6 +122,107 @@ fn interrupt(
     let f = flags.to_le_bytes();
     [kind, irq_type, f[0], f[1], bus, bus_irq, apic, pin]
 }
+
+/// Entries worked out at build time, to be copied whole: the first `count`
+/// are the table's, the rest zeros.
+struct Fixed<const N: usize> {
+    entries: [[u8; 8]; N],
+    count: u16,
+}
+
+impl<const N: usize> Fixed<N> {
+    const fn new() -> Self {
+        Fixed {
+            entries: [[0; 8]; N],
+            count: 0,
+        }
+    }
+
+    const fn push(mut self, entry: [u8; 8]) -> Self {
+        self.entries[self.count as usize] = entry;
+        self.count += 1;
+        self
+    }
+}
+
+/// The buses (PCI, if any, is bus 0, ISA the next) and the I/O APIC, which
+/// follow the processors: without PCI and with.
+const BUSES: [Fixed<3>; 2] = [buses(false), buses(true)];
+
+const fn buses(pci: bool) -> Fixed<3> {
+    let isa = pci as u8;
+    let [a0, a1, a2, a3] = IOAPIC_ADDRESS.to_le_bytes();
+    let t = Fixed::new();
+    let t = if pci { t.push(*b"\x01\x00PCI   ") } else { t };
+    t.push([1, isa, b'I', b'S', b'A', b' ', b' ', b' '])
+        .push([2, IOAPIC_ID, 0x11, 1, a0, a1, a2, a3])
+}
+
+/// The ISA interrupts and then the local interrupts, which end the table:
+/// for each of (PCI, IRQ 0 override), at index `2 * pci + override`.
+const LAST: [Fixed<18>; 4] = [
+    last(false, false),
+    last(false, true),
+    last(true, false),
+    last(true, true),
+];
+
+/// ISA interrupts identity-mapped, but IRQ 0 to pin 2 with the override
+/// (and no entry for IRQ 2 then); with PCI, none for the ISA IRQs that PCI
+/// interrupt lines use. LINT0: ExtINT to the BSP; LINT1: NMI to all local
+/// APICs.
+const fn last(pci: bool, irq0_override: bool) -> Fixed<18> {
+    let isa = pci as u8;
+    let skip = if pci { PCI_IRQ_MASK } else { 0 } | (irq0_override as u16) << 2;
+    let mut t = Fixed::new();
+    let mut irq = 0;
+    while irq < 16 {
+        if skip >> irq & 1 == 0 {
+            let pin = if irq == 0 && irq0_override { 2 } else { irq };
+            t = t.push(interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin));
+        }
+        irq += 1;
+    }
+    t.push(interrupt(4, 3, 0, isa, 0, 0, 0))
+        .push(interrupt(4, 1, 0, isa, 0, 0xFF, 1))
+}
+
+/// The configuration table's header; its length, entry count and checksum
+/// are filled in.
+const HEADER: [u8; CONFIG_HEADER_LEN] = {
+    let mut h = [0u8; CONFIG_HEADER_LEN];
+    let fields: [(usize, &[u8]); 5] = [
+        (0, b"PCMP"),
+        (6, &[4]), // spec 1.4
+        (8, b"FERRITE "),
+        (16, b"QEMU        "),
+        (36, &LAPIC_ADDRESS.to_le_bytes()),
+    ];
+    let mut f = 0;
+    while f < fields.len() {
+        let (at, bytes) = fields[f];
+        let mut i = 0;
+        while i < bytes.len() {
+            h[at + i] = bytes[i];
+            i += 1;
+        }
+        f += 1;
+    }
+    h
+};
+
+/// The floating pointer; the table's address and its checksum are filled
+/// in.
+const FLOATING: [u8; FLOATING_LEN] = {
+    let mut p = [0u8; FLOATING_LEN];
+    p[0] = b'_';
+    p[1] = b'M';
+    p[2] = b'P';
+    p[3] = b'_';
+    p[8] = 1; // length in 16-byte units
+    p[9] = 4;
+    p
+};
 
 /// Writes the floating pointer and, after it, the configuration table into
 /// `out`, which will live at `address`. Returns the length, or None if the
@@ -152,20 +261,10 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
         w.put(cpu, 20, 1);
         id += step;
     }
-    // The buses (PCI, if any, is bus 0) and the I/O APIC.
-    let isa = m.has_pci as u8;
-    let [a0, a1, a2, a3] = IOAPIC_ADDRESS.to_le_bytes();
-    let isa_bus = [1, isa, b'I', b'S', b'A', b' ', b' ', b' '];
-    let ioapic = [2, IOAPIC_ID, 0x11, 1, a0, a1, a2, a3];
-    // Selects of 8-byte entries, not branches.
-    let pick = |with_pci: [u8; 8], without: [u8; 8]| if m.has_pci { with_pci } else { without };
-    let fixed = concat([
-        pick(*b"\x01\x00PCI   ", isa_bus),
-        pick(isa_bus, ioapic),
-        pick(ioapic, [0; 8]),
-    ]);
-    let count = 2 + m.has_pci as u16;
-    w.put_before_last::<24>(fixed, 8 * count as usize, count);
+    // The buses and the I/O APIC, worked out at build time.
+    let buses = &BUSES[m.has_pci as usize];
+    let fixed: [u8; 24] = *buses.entries.as_flattened().as_array().unwrap();
+    w.put_before_last(fixed, 8 * buses.count as usize, buses.count);
 
     // PCI interrupts: one entry per (device, pin), active high, level. Pins
     // other than 1..=4 are left out.
@@ -187,24 +286,12 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
         let entry = interrupt(3, 0, 1, 0, bus_irq, IOAPIC_ID, irq);
         w.put_before_last(entry, 8 * keep as usize, keep as u16);
     }
-    // ISA interrupts, identity-mapped except IRQ 0 with the override; with PCI,
-    // not the ISA IRQs that PCI interrupt lines use.
-    let skip = if m.has_pci { PCI_IRQ_MASK } else { 0 } | (m.irq0_override as u16) << 2;
-    for irq in 0..16u8 {
-        crate::mem::block_boundary();
-        let pin = irq | (((irq == 0) & m.irq0_override) as u8) << 1;
-        let keep = skip >> irq & 1 == 0;
-        let entry = interrupt(3, 0, 0, isa, irq, IOAPIC_ID, pin);
-        w.put_before_last(entry, 8 * keep as usize, keep as u16);
-    }
-    // LINT0: ExtINT to the BSP; LINT1: NMI to all local APICs.
-    w.put::<16>(
-        concat([
-            interrupt(4, 3, 0, isa, 0, 0, 0),
-            interrupt(4, 1, 0, isa, 0, 0xFF, 1),
-        ]),
-        16,
-        2,
+    // The ISA and local interrupts, worked out at build time.
+    let last = &LAST[2 * m.has_pci as usize + m.irq0_override as usize];
+    let entries = last.entries.as_flattened();
+    w.put_last(
+        &entries[..usize::min(8 * last.count as usize, entries.len())],
+        last.count,
     );
     if w.full {
         return None;
@@ -212,30 +299,24 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     let (end, entries) = (w.at, w.entries);
 
     let config = FLOATING_LEN;
-    let length = (end - config) as u16;
-    let mut header = [0u8; CONFIG_HEADER_LEN];
-    header[0..4].copy_from_slice(b"PCMP");
-    header[4..6].copy_from_slice(&length.to_le_bytes());
-    header[6] = 4; // spec 1.4
-    header[8..16].copy_from_slice(b"FERRITE ");
-    header[16..28].copy_from_slice(b"QEMU        ");
+    let mut header = HEADER;
+    header[4..6].copy_from_slice(&((end - config) as u16).to_le_bytes());
     header[34..36].copy_from_slice(&entries.to_le_bytes());
-    header[36..40].copy_from_slice(&LAPIC_ADDRESS.to_le_bytes());
     out[config..config + CONFIG_HEADER_LEN].copy_from_slice(&header);
     let table = &mut out[config..];
     // Within `out` since nothing overflowed (the min makes that no check).
     let len = usize::min(end - config, table.len());
     table[7] = byte_sum(&table[..len]).wrapping_neg();
 
-    let mut floating = [0u8; FLOATING_LEN];
-    floating[0..4].copy_from_slice(b"_MP_");
+    let mut floating = FLOATING;
     floating[4..8].copy_from_slice(&(address + config as u32).to_le_bytes());
-    floating[8] = 1; // length in 16-byte units
-    floating[9] = 4;
     floating[10] = sum16(&floating).wrapping_neg();
     out[..FLOATING_LEN].copy_from_slice(&floating);
     Some(end)
 }
+
+#[cfg(test)]
+mod model;
 
 #[cfg(test)]
 mod tests {
