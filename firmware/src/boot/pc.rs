@@ -80,8 +80,7 @@ impl Pc {
             reserved.add(*range);
         }
 
-        chipset::init_pic(io);
-        chipset::init_rtc(io);
+        chipset::init_pic_and_rtc(io);
         if !chipset::init_i8042(io) {
             log::info!("no i8042 keyboard controller");
         }

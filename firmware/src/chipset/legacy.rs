@@ -24,14 +24,6 @@ pub const PIC_INIT: [(u16, u8); 10] = [
     (PIC2_DATA, 0xFF),
 ];
 
-pub fn init_pic(io: &mut impl PortIo) {
-    // By reference: iterating the array by value copies it first.
-    for write in &PIC_INIT {
-        let &(port, value) = crate::mem::block_boundary_ref(write);
-        io.outb(port, value);
-    }
-}
-
 /// Masks every line of both 8259s: the PVH entry expects no legacy interrupt
 /// (an unmasked timer can reach a kernel that has no IDT yet).
 pub fn mask_pics(io: &mut impl PortIo) {
@@ -48,19 +40,84 @@ const RTC_STATUS_D: u8 = 0x0D;
 const RTC_B_DSE: u8 = 0x01;
 const RTC_B_24HR: u8 = 0x02;
 
+/// One step of the legacy devices' set-up: a byte read from `port`, kept as
+/// the last value read, or a byte written to it: the last value read masked
+/// with `keep`, then `set` (with `keep` 0, the constant `set`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortStep {
+    port: u16,
+    read: bool,
+    keep: u8,
+    set: u8,
+}
+
+const fn write(port: u16, value: u8) -> PortStep {
+    modify(port, 0, value)
+}
+
+const fn modify(port: u16, keep: u8, set: u8) -> PortStep {
+    PortStep {
+        port,
+        read: false,
+        keep,
+        set,
+    }
+}
+
+const fn read(port: u16) -> PortStep {
+    PortStep {
+        port,
+        read: true,
+        keep: 0,
+        set: 0,
+    }
+}
+
 /// The RTC as SeaBIOS's rtc_setup leaves it: 32.768 kHz time base with 976 us
-/// periodic rate, 24-hour mode without daylight saving, pending flags cleared.
-pub fn init_rtc(io: &mut impl PortIo) {
-    io.outb(CMOS_INDEX, RTC_STATUS_A);
-    io.outb(CMOS_DATA, 0x26);
-    io.outb(CMOS_INDEX, RTC_STATUS_B);
-    let b = io.inb(CMOS_DATA);
-    io.outb(CMOS_INDEX, RTC_STATUS_B);
-    io.outb(CMOS_DATA, (b & !RTC_B_DSE) | RTC_B_24HR);
-    io.outb(CMOS_INDEX, RTC_STATUS_C);
-    io.inb(CMOS_DATA);
-    io.outb(CMOS_INDEX, RTC_STATUS_D);
-    io.inb(CMOS_DATA);
+/// periodic rate, 24-hour mode without daylight saving (register B read,
+/// changed, written back), pending flags cleared (C and D read).
+const RTC_INIT: [PortStep; 10] = [
+    write(CMOS_INDEX, RTC_STATUS_A),
+    write(CMOS_DATA, 0x26),
+    write(CMOS_INDEX, RTC_STATUS_B),
+    read(CMOS_DATA),
+    write(CMOS_INDEX, RTC_STATUS_B),
+    modify(CMOS_DATA, !RTC_B_DSE, RTC_B_24HR),
+    write(CMOS_INDEX, RTC_STATUS_C),
+    read(CMOS_DATA),
+    write(CMOS_INDEX, RTC_STATUS_D),
+    read(CMOS_DATA),
+];
+
+/// The 8259 pair ([`PIC_INIT`]), then the RTC: one list of port accesses,
+/// run by one loop (under TCG, the loop is translated once where each
+/// access written out was instructions of its own).
+const LEGACY_INIT: [PortStep; PIC_INIT.len() + RTC_INIT.len()] = {
+    let mut steps = [read(0); PIC_INIT.len() + RTC_INIT.len()];
+    let mut i = 0;
+    while i < PIC_INIT.len() {
+        steps[i] = write(PIC_INIT[i].0, PIC_INIT[i].1);
+        i += 1;
+    }
+    while i < steps.len() {
+        steps[i] = RTC_INIT[i - PIC_INIT.len()];
+        i += 1;
+    }
+    steps
+};
+
+/// The PICs and the RTC as SeaBIOS leaves them ([`LEGACY_INIT`], in order).
+pub fn init_pic_and_rtc(io: &mut impl PortIo) {
+    let mut last = 0u8;
+    // By reference: iterating the array by value copies it first.
+    for step in &LEGACY_INIT {
+        let step = *crate::mem::block_boundary_ref(step);
+        if step.read {
+            last = io.inb(step.port);
+        } else {
+            io.outb(step.port, last & step.keep | step.set);
+        }
+    }
 }
 
 pub(super) const I8042_DATA: u16 = 0x60;

@@ -103,8 +103,9 @@ fn pam_opens_the_bios_area_then_write_protects_the_f_segment() {
 #[test]
 fn pic_gets_bios_vectors_and_masks() {
     let mut io = Ports::new(0);
-    init_pic(&mut io);
-    assert_eq!(io.writes.len(), 10);
+    init_pic_and_rtc(&mut io);
+    let pic: Vec<(u16, u32)> = PIC_INIT.iter().map(|&(p, v)| (p, v as u32)).collect();
+    assert_eq!(io.writes[..10], pic[..]);
     assert_eq!(io.writes[2], (PIC1_DATA, 0x08));
     assert_eq!(io.writes[3], (PIC2_DATA, 0x70));
     assert_eq!(io.writes[8], (PIC1_DATA, 0xFB));
@@ -115,13 +116,64 @@ fn pic_gets_bios_vectors_and_masks() {
     assert_eq!(io.writes, [(PIC1_DATA, 0xFF), (PIC2_DATA, 0xFF)]);
 }
 
+/// The RTC after the PICs: register A's rate, register B read and written
+/// back in 24-hour mode without daylight saving (its other bits kept), C
+/// and D read to clear what is pending.
 #[test]
 fn rtc_is_24_hour_without_dst() {
-    let mut io = Ports::new(0);
-    init_rtc(&mut io);
-    assert_eq!(io.writes[1], (CMOS_DATA, 0x26));
-    // register B read as 0x02 (our fake), written back with 24HR and no DSE
-    assert_eq!(io.writes[4], (CMOS_DATA, 0x02));
+    /// Answers register B (and C, D) with `b`; records every access.
+    struct Cmos {
+        b: u8,
+        accesses: Vec<(bool, u16, u8)>,
+    }
+    impl PortIo for Cmos {
+        fn inb(&mut self, port: u16) -> u8 {
+            self.accesses.push((false, port, self.b));
+            self.b
+        }
+        fn inw(&mut self, _: u16) -> u16 {
+            unreachable!()
+        }
+        fn inl(&mut self, _: u16) -> u32 {
+            unreachable!()
+        }
+        fn outb(&mut self, port: u16, v: u8) {
+            self.accesses.push((true, port, v));
+        }
+        fn outw(&mut self, _: u16, _: u16) {
+            unreachable!()
+        }
+        fn outl(&mut self, _: u16, _: u32) {
+            unreachable!()
+        }
+        fn read_bytes(&mut self, _: u16, _: &mut [u8]) {
+            unreachable!()
+        }
+    }
+    for (b, written) in [(0x02, 0x02), (0x01, 0x02), (0xFF, 0xFE), (0x40, 0x42)] {
+        let mut io = Cmos {
+            b,
+            accesses: Vec::new(),
+        };
+        init_pic_and_rtc(&mut io);
+        let rtc = &io.accesses[PIC_INIT.len()..];
+        assert_eq!(
+            rtc,
+            [
+                (true, CMOS_INDEX, 0x0A),
+                (true, CMOS_DATA, 0x26),
+                (true, CMOS_INDEX, 0x0B),
+                (false, CMOS_DATA, b),
+                (true, CMOS_INDEX, 0x0B),
+                (true, CMOS_DATA, written),
+                (true, CMOS_INDEX, 0x0C),
+                (false, CMOS_DATA, b),
+                (true, CMOS_INDEX, 0x0D),
+                (false, CMOS_DATA, b),
+            ],
+            "register B read as {b:#x}"
+        );
+    }
 }
 
 #[test]
