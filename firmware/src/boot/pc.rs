@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::fwcfg::{FILE_NAME_LEN, FwCfg, file_key};
 use crate::io::PortIo;
 use crate::mem::{HighZone, Reservations};
-use crate::mptable::PciInterrupt;
 use crate::pci::{Pci, Platform};
 use crate::{mptable, smbios};
 
@@ -231,22 +230,7 @@ impl Pc {
         if !cpus.wait(board.cpu()) {
             log::warn!("not every CPU started: their MTRRs may differ from CPU 0's");
         }
-        // Uninitialised: cleared, it was a `memset` call (under TCG, a
-        // block per eight bytes) for the few entries a VM has.
-        let mut ints = [MaybeUninit::<PciInterrupt>::uninit(); 256];
-        let mut n = 0;
-        pci.bus0_interrupts(|function, pin, irq| {
-            if n < ints.len() {
-                ints[n].write(PciInterrupt {
-                    device: function.1,
-                    pin,
-                    irq,
-                });
-                n += 1;
-            }
-        });
-        // SAFETY: the first `n` entries were written just above.
-        let ints = unsafe { core::slice::from_raw_parts(ints.as_ptr().cast::<PciInterrupt>(), n) };
+        let ints = pci.bus0_interrupts();
         let (signature, ebx, features) = cpus::cpuid1(board.cpu());
         let package_cpus = if features & (1 << 28) != 0 {
             (((ebx >> 16) & 0xFF) as u16).max(1).next_power_of_two()

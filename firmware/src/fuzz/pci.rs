@@ -318,11 +318,9 @@ pub(super) fn check_pci(input: &[u8]) -> String {
         "{} port accesses",
         io.model.accesses
     );
-    let mut ints = 0;
-    pci.bus0_interrupts(|_, pin, _| {
-        assert!((1..=4).contains(&pin));
-        ints += 1;
-    });
+    for int in pci.bus0_interrupts() {
+        assert!((1..=4).contains(&int.pin) && int.device < 32, "{int:?}");
+    }
     match result {
         Ok(layout) => {
             assert!(layout.mem32_start >= low.min(1 << 32) && layout.mem32_start <= 1 << 32);

@@ -12,6 +12,7 @@ use super::config::{
 };
 use super::{Bdf, Device, NONE, Pci, PciError, Platform, heap};
 use crate::chipset::{self, Machine, q35};
+use crate::mptable::PciInterrupt;
 
 /// The ICH9 LPC bridge's vendor and device ID, as one dword.
 const ICH9_LPC: u32 = chipset::intel_id(q35::ICH9_LPC_ID);
@@ -200,6 +201,16 @@ impl Pci {
             }
             let quirk = chipset::quirks(io, d.bdf, d.vendor, d.device, d.class, p.pm_base);
             d.line = quirk.unwrap_or(d.line);
+            // Bus 0's interrupts for the MP table, noted here: written
+            // whether kept or not, the count says which are (a pin
+            // register outside INTA#-INTD#, hardware gone wrong, is no pin).
+            let n = self.bus0_count;
+            self.bus0_ints[usize::min(n, self.bus0_ints.len() - 1)] = PciInterrupt {
+                device: d.bdf.1,
+                pin: d.pin,
+                irq: d.line,
+            };
+            self.bus0_count = n + ((d.bdf.0 == 0) & (d.pin.wrapping_sub(1) < 4)) as usize;
             // A reset clears every writable command bit: nothing to keep.
             let master = select(drives_for_boot(d.class), COMMAND_MASTER, 0);
             let command = COMMAND_IO | COMMAND_MEMORY | COMMAND_SERR | master;

@@ -35,6 +35,7 @@ use crate::chipset::{Machine, q35};
 use crate::heap::{OutOfHeap, SpillVec};
 use crate::io::{Mmio, PortIo};
 use crate::mem::Range;
+use crate::mptable::PciInterrupt;
 use config::CLASS_BRIDGE_PCI;
 
 /// A PCI function: bus, device (0..32), function (0..8).
@@ -62,6 +63,8 @@ fn heap(e: OutOfHeap) -> PciError {
 pub const MAX_DEVICES: usize = 64;
 /// BARs kept inline; more move to the heap.
 const MAX_ENTRIES: usize = 4 * MAX_DEVICES;
+/// Bus 0's functions: 32 devices of 8.
+const MAX_BUS0_INTS: usize = 256;
 
 // Functions and BARs are linked by u16 indices (NONE = 0xFFFF): the heap
 // runs out long before a list reaches that many.
@@ -161,6 +164,9 @@ pub struct Pci {
     vga: u16,
     /// Whether an ICH9 LPC bridge is among the functions (its RCBA is reserved).
     has_ich9_lpc: bool,
+    /// [`Pci::bus0_interrupts`]: the first `bus0_count` entries.
+    bus0_ints: [PciInterrupt; MAX_BUS0_INTS],
+    bus0_count: usize,
     /// What [`Pci::setup`] hands back, kept here: moved by value, the
     /// layout's copies were `rep movs`, each a translation block of its own
     /// under TCG.
@@ -216,6 +222,12 @@ impl Pci {
             bridge_headers: false,
             vga: 0,
             has_ich9_lpc: false,
+            bus0_ints: [PciInterrupt {
+                device: 0,
+                pin: 0,
+                irq: 0,
+            }; MAX_BUS0_INTS],
+            bus0_count: 0,
             layout: Layout {
                 mem32_start: 0,
                 mem64: None,
@@ -261,18 +273,11 @@ impl Pci {
         Ok(&self.layout)
     }
 
-    /// Functions on bus 0 with an interrupt pin: (function, pin 1-4, IRQ) for
-    /// the MP table, as the set-up left them (no configuration access).
-    pub fn bus0_interrupts(&self, mut f: impl FnMut(Bdf, u8, u8)) {
-        for d in self.devices.as_slice() {
-            if d.bdf.0 != 0 {
-                break;
-            }
-            // A pin register outside INTA#-INTD# (hardware gone wrong) is no pin.
-            if (1..=4).contains(&d.pin) {
-                f(d.bdf, d.pin, d.line);
-            }
-        }
+    /// Functions on bus 0 with an interrupt pin (INTA#-INTD#), in bus order,
+    /// as the MP table lists them: noted by [`Pci::init_devices`] as it
+    /// wrote each line (no configuration access, no second walk).
+    pub fn bus0_interrupts(&self) -> &[PciInterrupt] {
+        &self.bus0_ints[..usize::min(self.bus0_count, MAX_BUS0_INTS)]
     }
 }
 

@@ -108,9 +108,8 @@ fn pc_setup_keeps_its_configuration_accesses_few() {
     // restoring each BAR it sized (a live pc went from 528 exits to 255); 188
     // on 2026-12-01, once the chipset's functions without BARs went unsized
     assert!(addresses <= 190, "{addresses} configuration port accesses");
-    let mut interrupts = Vec::new();
-    pci.bus0_interrupts(|bdf, pin, irq| interrupts.push((bdf, pin, irq)));
-    assert_eq!(interrupts, [(Bdf(0, 1, 3), 1, 9), (Bdf(0, 3, 0), 1, 11)]);
+    let int = |device, pin, irq| crate::mptable::PciInterrupt { device, pin, irq };
+    assert_eq!(pci.bus0_interrupts(), [int(1, 1, 9), int(3, 1, 11)]);
 }
 
 /// Whether the set-up wrote any of `bdf`'s BAR or option-ROM registers.
