@@ -5,6 +5,22 @@ use crate::bootparams::{BOOT_FLAG, HDRS_MAGIC, SetupHeader, loadflags, xloadflag
 use crate::e820::MemoryMap;
 use crate::mem::Range;
 
+/// A small deterministic generator (xorshift64*) for the tests that check
+/// code against a model on inputs drawn at random.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// A memory map of `n` entries that nothing merges: 1 MiB every 2 MiB, RAM
 /// and reserved in turn. 300 of them is more than QEMU ever lists but what
 /// the heap takes, and more than the 128 entries of a boot-information page

@@ -6,21 +6,17 @@
 use super::*;
 use crate::linux::{self, KernelInfo};
 use crate::mem::align_up;
+use crate::test_support::Rng;
 use std::vec::Vec;
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+/// The generator, with the draws of maps and ranges.
+trait Draws {
+    fn addr(&mut self) -> u64;
+    fn range(&mut self) -> Range;
+    fn typ(&mut self) -> u32;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
+impl Draws for Rng {
     /// An address on a coarse grid (so that ranges touch and overlap
     /// often), now and then one near the top of the address space.
     fn addr(&mut self) -> u64 {

@@ -3,6 +3,7 @@
 //! drawn at random.
 
 use super::*;
+use crate::test_support::Rng;
 
 /// Appends entries to the configuration table. Shaped for TCG, where each
 /// conditional branch ends a translation block: an entry is written whether
@@ -178,21 +179,6 @@ pub fn old_build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize)
     floating[10] = sum16(&floating).wrapping_neg();
     out[..FLOATING_LEN].copy_from_slice(&floating);
     Some(end)
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The builder makes the same table as the one it replaced, byte for byte,
