@@ -204,6 +204,8 @@ impl Pci {
             // Bus 0's interrupts for the MP table, noted here: written
             // whether kept or not, the count says which are (a pin
             // register outside INTA#-INTD#, hardware gone wrong, is no pin).
+            // (Bus 0 has at most 256 functions: `n` stays within the list
+            // and its spare entry.)
             let n = self.bus0_count;
             self.bus0_ints[usize::min(n, self.bus0_ints.len() - 1)] = PciInterrupt {
                 device: d.bdf.1,

@@ -164,8 +164,10 @@ pub struct Pci {
     vga: u16,
     /// Whether an ICH9 LPC bridge is among the functions (its RCBA is reserved).
     has_ich9_lpc: bool,
-    /// [`Pci::bus0_interrupts`]: the first `bus0_count` entries.
-    bus0_ints: [PciInterrupt; MAX_BUS0_INTS],
+    /// [`Pci::bus0_interrupts`]: the first `bus0_count` entries, then a
+    /// spare one, which the functions not kept are written to once every
+    /// other entry is kept.
+    bus0_ints: [PciInterrupt; MAX_BUS0_INTS + 1],
     bus0_count: usize,
     /// What [`Pci::setup`] hands back, kept here: moved by value, the
     /// layout's copies were `rep movs`, each a translation block of its own
@@ -226,7 +228,7 @@ impl Pci {
                 device: 0,
                 pin: 0,
                 irq: 0,
-            }; MAX_BUS0_INTS],
+            }; MAX_BUS0_INTS + 1],
             bus0_count: 0,
             layout: Layout {
                 mem32_start: 0,

@@ -162,3 +162,47 @@ fn a_function_the_chipset_list_does_not_name_is_sized_whatever_its_slot() {
     assert_eq!(m.r32(Bdf(0, 1, 0), 0x10) & 1, 1);
     assert_ne!(m.r32(Bdf(0, 2, 0), 0x10) & !0xF, 0);
 }
+
+/// Bus 0's interrupts for the MP table when bus 0 is full: 32 devices of 8
+/// functions, each with a pin, and a bridge among them with functions behind
+/// it, whose interrupts are not bus 0's and must not overwrite its last.
+#[test]
+fn a_full_bus_0_keeps_all_256_interrupts() {
+    let mut funcs = vec![
+        Func::new(0x8086, 0x1237, 0x0600, 0x80)
+            .at(None, 0, 0)
+            .pin(1),
+        Func::new(0x1B36, 0x0001, 0x0604, 0x81)
+            .at(None, 1, 0)
+            .pin(1),
+    ];
+    for (dev, f) in (0..32u8).flat_map(|d| (0..8u8).map(move |f| (d, f))) {
+        if (dev, f) != (0, 0) && (dev, f) != (1, 0) {
+            let header = if f == 0 { 0x80 } else { 0 };
+            funcs.push(
+                Func::new(0x1234, 0x3333, 0x0200, header)
+                    .at(None, dev, f)
+                    .pin(1 + f % 4),
+            );
+        }
+    }
+    for dev in 0..4u8 {
+        funcs.push(
+            Func::new(0x1234, 0x4444, 0x0200, 0)
+                .at(Some(1), dev, 0)
+                .pin(1),
+        );
+    }
+    let mut m = Model::new(funcs);
+    let mut pci = std::boxed::Box::new(Pci::new());
+    setup(&mut pci, &mut m, &pc(512 << 20)).unwrap();
+    let ints = pci.bus0_interrupts();
+    assert_eq!(ints.len(), 256);
+    assert!(ints.iter().all(|i| (1..=4).contains(&i.pin)));
+    assert_eq!(
+        (ints[255].device, ints[255].pin),
+        (31, 4),
+        "{:?}",
+        ints[255]
+    );
+}
