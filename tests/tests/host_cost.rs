@@ -17,6 +17,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         json: None,
         calibrate: Some(30),
         steps: true,
+        rebuilds: false,
     })
     .unwrap();
 
@@ -134,4 +135,34 @@ fn calibrates_translation_by_kind_of_code() {
     assert!(c.of(Unit::ReadModifyWrite) > c.of(Unit::Load), "{c:?}");
     assert!(c.of(Unit::Load) > c.of(Unit::Alu), "{c:?}");
     assert!(c.of(Unit::Alu) > c.of(Unit::Mov), "{c:?}");
+}
+
+/// `--rebuilds` on pc: the memory-map rebuilds of ferrite's boot, in order,
+/// come in the PCI step (the PAM unlock, the power-management I/O, the
+/// decodes) and the last in the CPU and MP table step (the PAM lock); they
+/// are most of what the plain count charges to rebuilding (the rest is
+/// rebuilds that changed nothing).
+#[test]
+fn lists_the_memory_map_rebuilds_of_a_boot() {
+    let report = run(&Options {
+        machine: Machine::Pc,
+        firmwares: vec![Firmware::Ferrite],
+        roms: Vec::new(),
+        top: 0,
+        json: None,
+        calibrate: None,
+        steps: false,
+        rebuilds: true,
+    })
+    .unwrap();
+    let [rebuilds] = &report.rebuilds[..] else {
+        panic!("{:#?}", report.rebuilds)
+    };
+    assert!(rebuilds.len() >= 3, "{rebuilds:#?}");
+    let (last, before) = rebuilds.split_last().unwrap();
+    assert_eq!(last.step, "cpus_mptable", "{rebuilds:#?}");
+    assert!(before.iter().all(|r| r.step == "pci_hardware"), "{rebuilds:#?}");
+    let sum: u64 = rebuilds.iter().map(|r| r.cost).sum();
+    let charged = report.costs[0].of("memory_region_transaction_commit");
+    assert!(sum <= charged && sum * 10 >= charged * 8, "{sum} of {charged}");
 }

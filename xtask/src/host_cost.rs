@@ -56,6 +56,9 @@ pub struct Options {
     /// stamps, once more, the vCPU thread cut at the stamps ([`run_steps`]):
     /// the host work step by step.
     pub steps: bool,
+    /// Also boot each firmware once more, counting only QEMU's memory-map
+    /// rebuilds ([`run_rebuilds`]): each, in order, with its cost.
+    pub rebuilds: bool,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -91,6 +94,8 @@ pub struct Cost {
     pub generated: u64,
     /// Inclusive host instructions by function.
     pub inclusive: BTreeMap<String, u64>,
+    /// The vCPU's thread number in callgrind's file names.
+    pub thread: String,
 }
 
 impl Cost {
@@ -109,6 +114,8 @@ pub struct Report {
     pub breakdowns: Vec<Breakdown>,
     /// With `steps`: each ferrite build's vCPU thread step by step.
     pub steps: Vec<Steps>,
+    /// With `rebuilds`: each firmware's map rebuilds (in the order of `costs`).
+    pub rebuilds: Vec<Vec<Rebuild>>,
 }
 
 /// One line of `callgrind_annotate`'s function list: its cost, and the name
@@ -289,34 +296,17 @@ pub const HANDOFF: &str = "handoff";
 /// the steps. The boot must read it once per stamp.
 pub fn run_steps(q: &Qemu, expect: &[i32], dir: &Path, firmware: &str) -> Result<Steps> {
     callgrind_boot(q, expect, dir, &["--dump-before=cpu_get_tsc"])?;
-    // cg.out.N-TT: the Nth dump, thread TT; cg.out-TT: what was left at the exit.
-    let mut threads: BTreeMap<String, Vec<(usize, PathBuf)>> = BTreeMap::new();
+    let mut threads = dumps(dir)?;
     let mut vcpu_thread = None;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let Some((file, thread)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let order = match file.strip_prefix("cg.out") {
-            Some("") => usize::MAX,
-            Some(n) => match n.strip_prefix('.').and_then(|n| n.parse().ok()) {
-                Some(n) => n,
-                None => continue,
-            },
-            None => continue,
-        };
-        if order == usize::MAX && std::fs::read_to_string(&path)?.contains(" cpu_exec\n") {
-            vcpu_thread = Some(thread.to_string());
+    for (thread, files) in &threads {
+        if let Some((_, last)) = files.last()
+            && std::fs::read_to_string(last)?.contains(" cpu_exec\n")
+        {
+            vcpu_thread = Some(thread.clone());
         }
-        threads
-            .entry(thread.to_string())
-            .or_default()
-            .push((order, path));
     }
     let thread = vcpu_thread.context("no thread of QEMU ran cpu_exec under callgrind")?;
-    let mut files = threads.remove(&thread).unwrap_or_default();
-    files.sort();
+    let files = threads.remove(&thread).unwrap_or_default();
     let names = &ferrite_contract::timeline::STEPS;
     ensure!(
         files.len() == names.len() + 1,
@@ -340,6 +330,130 @@ pub fn run_steps(q: &Qemu, expect: &[i32], dir: &Path, firmware: &str) -> Result
         before: costs[0],
         steps,
     })
+}
+
+/// The files of a callgrind run with dumps in `dir`, by thread, in the
+/// order written: cg.out.N-TT is the Nth dump of thread TT, cg.out-TT what
+/// was left at the exit (last).
+fn dumps(dir: &Path) -> Result<BTreeMap<String, Vec<(usize, PathBuf)>>> {
+    let mut threads: BTreeMap<String, Vec<(usize, PathBuf)>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((file, thread)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let order = match file.strip_prefix("cg.out") {
+            Some("") => usize::MAX,
+            Some(n) => match n.strip_prefix('.').and_then(|n| n.parse().ok()) {
+                Some(n) => n,
+                None => continue,
+            },
+            None => continue,
+        };
+        threads
+            .entry(thread.to_string())
+            .or_default()
+            .push((order, path));
+    }
+    for files in threads.values_mut() {
+        files.sort();
+    }
+    Ok(threads)
+}
+
+/// One rebuild of QEMU's memory map that changed it (a no-op one costs a
+/// few thousand host instructions and is left out): the step of ferrite's
+/// timeline it came in, and its host instructions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rebuild {
+    pub step: String,
+    pub cost: u64,
+}
+
+/// A rebuild below this many host instructions changed nothing.
+const REBUILD_MIN: u64 = 20_000;
+
+/// One boot of a ferrite ROM under callgrind, counting only inside
+/// `memory_region_transaction_commit` and dumping after each call, and at
+/// each of the timeline's stamps (as [`run_steps`]): every rebuild of the
+/// memory map the guest caused, in order, with its step and cost. A
+/// rebuild's cost grows with what the map holds, so the order of the
+/// writes that cause them matters (README, Performance, 2026-12-02).
+/// `vcpu_thread` is the vCPU's thread number in callgrind's file names (the
+/// same in every boot of one configuration: [`Cost::thread`]). A ROM without
+/// the timeline's stamps gets its rebuilds without steps.
+pub fn run_rebuilds(
+    q: &Qemu,
+    expect: &[i32],
+    dir: &Path,
+    vcpu_thread: &str,
+) -> Result<Vec<Rebuild>> {
+    callgrind_boot(
+        q,
+        expect,
+        dir,
+        &[
+            "--collect-atstart=no",
+            "--toggle-collect=memory_region_transaction_commit",
+            "--dump-after=memory_region_transaction_commit",
+            "--dump-before=cpu_get_tsc",
+        ],
+    )?;
+    // The vCPU's files, each a stamp's dump or a rebuild's (or the exit's).
+    let mut seq = Vec::new();
+    for (_, path) in dumps(dir)?.remove(vcpu_thread).unwrap_or_default() {
+        let data = std::fs::read_to_string(&path)?;
+        let stamp = data.contains("Trigger: --dump-before=cpu_get_tsc");
+        seq.push((stamp, total(&data).unwrap_or(0)));
+    }
+    ensure!(
+        !seq.is_empty(),
+        "no callgrind files of thread {vcpu_thread}"
+    );
+    Ok(rebuilds_of(&seq))
+}
+
+/// The rebuilds among the vCPU's dumps in order (whether each is a stamp's,
+/// and its cost), each named by the step it came in (none without stamps).
+fn rebuilds_of(seq: &[(bool, u64)]) -> Vec<Rebuild> {
+    let names = &ferrite_contract::timeline::STEPS;
+    let stamped = seq.iter().any(|&(stamp, _)| stamp);
+    let mut stamps = 0;
+    let mut out = Vec::new();
+    for &(stamp, cost) in seq {
+        if stamp {
+            stamps += 1;
+        } else if cost >= REBUILD_MIN {
+            // After k stamps the boot is in step k (the first, the reset
+            // vector's, starts `rust`); after the last, the hand-off.
+            let step = match stamps {
+                _ if !stamped => "–",
+                0 => "(QEMU's start)",
+                k if k < names.len() => names[k],
+                _ => HANDOFF,
+            };
+            out.push(Rebuild {
+                step: step.into(),
+                cost,
+            });
+        }
+    }
+    out
+}
+
+/// The rebuilds of ferrite's boot, as markdown.
+pub fn render_rebuilds(rebuilds: &[Rebuild], machine: &str) -> String {
+    let mut s = format!(
+        "\nRebuilds of QEMU's memory map on {machine} that changed it, in order, \
+         millions of host instructions\n\n| # | step | cost |\n|---|---|---|\n"
+    );
+    for (i, r) in rebuilds.iter().enumerate() {
+        s += &format!("| {} | {} | {} |\n", i + 1, r.step, millions(r.cost));
+    }
+    let total: u64 = rebuilds.iter().map(|r| r.cost).sum();
+    s += &format!("| | all | {} |\n", millions(total));
+    s
 }
 
 /// One dump's counts: its total and two functions' inclusive costs.
@@ -457,11 +571,17 @@ pub(crate) fn measure(
         .get(GENERATED)
         .copied()
         .unwrap_or(0);
+    let thread = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once('-'))
+        .map_or(String::new(), |(_, t)| t.to_string());
     Ok(Cost {
         firmware: name.into(),
         vcpu,
         generated,
         inclusive,
+        thread,
     })
 }
 
@@ -503,8 +623,18 @@ pub fn run(opts: &Options) -> Result<Report> {
         calibration: None,
         breakdowns: Vec::new(),
         steps: Vec::new(),
+        rebuilds: Vec::new(),
     };
     print!("{}", render(&report, opts.top));
+    if opts.rebuilds {
+        for ((name, q, expect, _), cost) in boots.iter().zip(&report.costs) {
+            let dir = work.join(format!("callgrind-rebuilds-{name}"));
+            let rebuilds =
+                run_rebuilds(q, expect, &dir, &cost.thread).with_context(|| name.clone())?;
+            print!("\n{name}:{}", render_rebuilds(&rebuilds, &report.machine));
+            report.rebuilds.push(rebuilds);
+        }
+    }
     if opts.steps {
         // ferrite's own build must have its stamps; another ROM (a build
         // to compare, or another firmware given as one) is cut if it has.
@@ -734,6 +864,51 @@ mod tests {
         assert_eq!(render_steps(&[], "pc"), "");
     }
 
+    /// The rebuilds among a vCPU's dumps: a stamp's dump moves to the next
+    /// step, a dump below the threshold (a rebuild that changed nothing) is
+    /// left out, and without stamps no step is named.
+    #[test]
+    fn rebuilds_are_named_by_the_step_they_come_in() {
+        let stamp = (true, 0);
+        let seq = [
+            (false, 400_000), // before the reset vector's stamp
+            stamp,            // the reset vector: `rust` starts
+            (false, 3_000),   // changed nothing
+            stamp,
+            stamp,
+            stamp,
+            stamp, // kernel_header done: pci_hardware starts
+            (false, 420_000),
+            (false, 530_000),
+            stamp,
+            stamp,
+            stamp,
+            stamp,
+            stamp, // cpus_mptable done: zero_page starts
+            stamp, // the last: the hand-off
+            (false, 25_000),
+        ];
+        let r = rebuilds_of(&seq);
+        let steps: Vec<&str> = r.iter().map(|r| r.step.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["(QEMU's start)", "pci_hardware", "pci_hardware", HANDOFF]
+        );
+        assert_eq!(r[2].cost, 530_000);
+        let md = render_rebuilds(&r, "q35");
+        assert!(md.contains("| 2 | pci_hardware | 0.42 |"), "{md}");
+        assert!(md.contains("| | all | 1.38 |"), "{md}");
+        // without stamps (another firmware): no step
+        let r = rebuilds_of(&[(false, 500_000), (false, 10)]);
+        assert_eq!(
+            r,
+            [Rebuild {
+                step: "–".into(),
+                cost: 500_000
+            }]
+        );
+    }
+
     #[test]
     fn the_report_puts_the_largest_difference_first() {
         let cost = |name: &str, vcpu, tb, commit| Cost {
@@ -752,6 +927,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            thread: "03".into(),
         };
         let r = Report {
             machine: "q35".into(),
@@ -762,6 +938,7 @@ mod tests {
             calibration: None,
             breakdowns: Vec::new(),
             steps: Vec::new(),
+            rebuilds: Vec::new(),
         };
         let s = render(&r, 5);
         assert!(s.contains("| the vCPU thread | 57.00 | 40.00 |"), "{s}");

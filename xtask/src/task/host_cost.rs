@@ -38,6 +38,11 @@ pub struct Args {
     /// (translating, rebuilding the memory map, the rest).
     #[arg(long)]
     steps: bool,
+    /// Also boot each firmware once more under callgrind counting only
+    /// QEMU's memory-map rebuilds: each one that changed the map, in order,
+    /// with its step (ferrite) and its host instructions.
+    #[arg(long)]
+    rebuilds: bool,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -52,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         json: args.json,
         calibrate: args.calibrate.then_some(args.calibration_blocks),
         steps: args.steps,
+        rebuilds: args.rebuilds,
     })?;
     Ok(())
 }
