@@ -161,8 +161,14 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
     assert!(rebuilds.len() >= 3, "{rebuilds:#?}");
     let (last, before) = rebuilds.split_last().unwrap();
     assert_eq!(last.step, "cpus_mptable", "{rebuilds:#?}");
-    assert!(before.iter().all(|r| r.step == "pci_hardware"), "{rebuilds:#?}");
+    assert!(
+        before.iter().all(|r| r.step == "pci_hardware"),
+        "{rebuilds:#?}"
+    );
     let sum: u64 = rebuilds.iter().map(|r| r.cost).sum();
     let charged = report.costs[0].of("memory_region_transaction_commit");
-    assert!(sum <= charged && sum * 10 >= charged * 8, "{sum} of {charged}");
+    assert!(
+        sum <= charged && sum * 10 >= charged * 8,
+        "{sum} of {charged}"
+    );
 }
