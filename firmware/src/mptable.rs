@@ -97,8 +97,9 @@ impl Writer<'_> {
     }
 
     /// As [`Writer::put`], without marking the table as too large: only for
-    /// an entry written before one that reaches at least as far (the local
-    /// interrupts', always last, and `put` there), which then marks it. Four
+    /// an entry written before one that reaches at least as far (the ISA
+    /// and local interrupts', always last, and [`Writer::put_last`] there),
+    /// which then marks it. Four
     /// instructions fewer per entry, which under TCG is what costs.
     #[inline(always)]
     fn put_before_last<const N: usize>(&mut self, entry: [u8; N], len: usize, count: u16) {
