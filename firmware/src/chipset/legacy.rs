@@ -106,7 +106,7 @@ const LEGACY_INIT: [PortStep; PIC_INIT.len() + RTC_INIT.len()] = {
     steps
 };
 
-/// The PICs and the RTC as SeaBIOS leaves them ([`LEGACY_INIT`], in order).
+/// The PICs and the RTC as SeaBIOS leaves them (`LEGACY_INIT`, in order).
 pub fn init_pic_and_rtc(io: &mut impl PortIo) {
     let mut last = 0u8;
     // By reference: iterating the array by value copies it first.
