@@ -32,7 +32,13 @@ fn boot(machine: Machine, memory_mib: u64, cpus: u32) -> Qemu {
     q
 }
 
-/// /init passed: it writes the userspace marker only after its checks.
+/// /init passed: it writes the userspace marker only after all its checks, so
+/// the marker is the proof. Its own console lines are not: the write to the
+/// marker port ends QEMU at once, and the last line can still sit in the
+/// guest's tty buffer, sent by the UART's interrupt later (CI once lost
+/// "ferrite-init: PASS" this way, after an S3 resume on q35, with the exit
+/// status right). Lines from the kernel's printk and from ferrite are written
+/// to the UART synchronously and can be checked.
 fn expect_init_passed(q: &mut Qemu) -> xtask::qemu::Outcome {
     q.exit_ports = vec![marker::USER_PORT];
     expect_exit(q, qemu_exit(marker::USER))
@@ -43,8 +49,7 @@ fn reaches_userspace(machine: Machine, memory_mib: u64, cpus: u32) {
 }
 
 fn passes(mut q: Qemu) {
-    let out = expect_init_passed(&mut q);
-    assert!(out.serial.contains("ferrite-init: PASS"), "{}", out.serial);
+    expect_init_passed(&mut q);
 }
 
 #[test]
@@ -69,6 +74,8 @@ fn linux_on_microvm() {
 
 /// A guest reboot resets the machine: the CPU restarts at ferrite's reset vector
 /// (QEMU leaves the PAM registers as ferrite set them) and boots the kernel again.
+/// /init writes its marker only on its second run (its CMOS flag), and the
+/// kernel's banner shows the two boots.
 #[test]
 fn reboot_comes_back_through_ferrite() {
     for machine in [Machine::Pc, Machine::Q35] {
@@ -76,16 +83,6 @@ fn reboot_comes_back_through_ferrite() {
         q.append = q.append.map(|a| a + " ferrite.reboot=1");
         q.allow_reboot = true;
         let out = expect_init_passed(&mut q);
-        assert!(
-            out.serial.contains("ferrite-init: rebooting"),
-            "{}",
-            out.serial
-        );
-        assert!(
-            out.serial.contains("ferrite-init: back after a reboot"),
-            "{}",
-            out.serial
-        );
         assert_eq!(
             out.serial.matches("Linux version").count(),
             2,
@@ -99,7 +96,9 @@ fn reboot_comes_back_through_ferrite() {
 /// /sys/power/state; QEMU's wake-up resets the machine, and ferrite must hand
 /// the CPU back to the sleeping kernel's waking vector instead of booting it
 /// afresh. The same /init carries on (its CMOS flag catches a second run), the
-/// kernel reports the S3 wake-up, and it and ferrite booted once.
+/// kernel reports the S3 wake-up, and it and ferrite booted once. /init's
+/// marker shows it resumed: it fails, without the marker, if it runs again
+/// (the CMOS flag) or if the kernel's log lacks the S3 wake-up.
 fn resumes_from_s3(machine: Machine) {
     // 384 MiB: an initramfs file of its own (tests run in parallel, and
     // linux_on_pc and the reboot test write initramfs-linux-pc-512-2.cpio).
@@ -114,10 +113,8 @@ fn resumes_from_s3(machine: Machine) {
     let s = &out.serial;
     assert_eq!(s.matches("ferrite: debug: machine:").count(), 1, "{s}");
     for line in [
-        "ferrite-init: suspending pid=1",
+        "ACPI: PM: Preparing to enter system sleep state S3",
         "ACPI: PM: Waking up from system sleep state S3",
-        "ferrite-init: resumed pid=1",
-        "ferrite-init: PASS",
     ] {
         assert!(s.contains(line), "no '{line}' on {}:\n{s}", machine.name());
     }
