@@ -148,7 +148,7 @@ pub fn is_string(mnemonic: &str) -> bool {
 }
 
 /// Work QEMU does on the host for the guest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HostCounts {
     /// Page faults of the QEMU process, from its start (`perf stat`).
     pub page_faults: u64,

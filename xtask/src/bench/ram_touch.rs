@@ -30,12 +30,32 @@ use crate::qemu::{Accel, Qemu};
 const REGION_SHIFT: u32 = 21;
 
 /// Guest RAM's first touches to the kernel entry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RamTouch {
     /// Distinct 2 MiB regions of guest RAM faulted in.
     pub regions: u64,
     /// Page faults inside guest RAM (= `regions` with huge pages).
     pub faults: u64,
+    /// Where: each region's first MiB of guest RAM, ascending.
+    pub at_mib: Vec<u64>,
+}
+
+impl RamTouch {
+    /// The regions as runs of guest RAM, in MiB: `0–2, 16–24, 508–512`.
+    pub fn spans(&self) -> String {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &mib in &self.at_mib {
+            let end = mib + (1 << (REGION_SHIFT - 20));
+            match runs.last_mut() {
+                Some(last) if last.1 == mib => last.1 = end,
+                _ => runs.push((mib, end)),
+            }
+        }
+        runs.iter()
+            .map(|(a, b)| format!("{a}–{b}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// One boot under TCG recorded with the page-fault tracepoint.
@@ -77,6 +97,7 @@ pub fn parse(script: &str, ram_bytes: u64) -> Result<RamTouch> {
     Ok(RamTouch {
         regions: regions.len() as u64,
         faults,
+        at_mib: regions.iter().map(|r| r << (REGION_SHIFT - 20)).collect(),
     })
 }
 
@@ -136,9 +157,11 @@ mod tests {
             parse(&s, 512 * MIB).unwrap(),
             RamTouch {
                 regions: 3,
-                faults: 4
+                faults: 4,
+                at_mib: vec![0, 32, 510],
             }
         );
+        assert_eq!(parse(&s, 512 * MIB).unwrap().spans(), "0–2, 32–34, 510–512");
     }
 
     #[test]
@@ -163,8 +186,24 @@ mod tests {
             parse(&s, 512 * MIB).unwrap(),
             RamTouch {
                 regions: 1,
-                faults: 1
+                faults: 1,
+                at_mib: vec![0],
             }
         );
+    }
+
+    #[test]
+    fn spans_join_touching_regions() {
+        let t = |at_mib: Vec<u64>| RamTouch {
+            regions: at_mib.len() as u64,
+            faults: 0,
+            at_mib,
+        };
+        assert_eq!(
+            t(vec![0, 16, 18, 20, 22, 508, 510]).spans(),
+            "0–2, 16–24, 508–512"
+        );
+        assert_eq!(t(vec![0, 2, 4]).spans(), "0–6");
+        assert_eq!(t(vec![]).spans(), "");
     }
 }

@@ -260,7 +260,7 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
         "exits PIO / MMIO / to QEMU (KVM)",
         "guest insns (KVM)",
         "host page faults",
-        "guest RAM 2 MiB regions faulted (faults)",
+        "guest RAM 2 MiB regions faulted (faults): where, MiB",
         "map commits / rebuilds (sections rendered)",
         "DMA KiB",
         "fw_cfg PIO reads",
@@ -280,17 +280,17 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
                     .map_or("–".into(), |n| format!("{:.2}", n as f64 / 1e6)),
                 fmt_exits(c.exits),
                 fmt_opt(kvm.then_some(c.guest_instructions)),
-                fmt_opt(c.host.map(|h| h.page_faults)),
-                c.host.map_or("–".into(), |h| {
-                    format!("{} ({})", h.ram.regions, h.ram.faults)
+                fmt_opt(c.host.as_ref().map(|h| h.page_faults)),
+                c.host.as_ref().map_or("–".into(), |h| {
+                    format!("{} ({}): {}", h.ram.regions, h.ram.faults, h.ram.spans())
                 }),
-                c.host.map_or("–".into(), |h| {
+                c.host.as_ref().map_or("–".into(), |h| {
                     format!(
                         "{} / {} ({})",
                         h.map_commits, h.map_rebuilds, h.sections_rendered
                     )
                 }),
-                fmt_opt(c.host.map(|h| h.dma_bytes / 1024)),
+                fmt_opt(c.host.as_ref().map(|h| h.dma_bytes / 1024)),
                 fmt_opt(kvm.then_some(c.fw_cfg_port_reads)),
             ]);
         }
