@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::cost::{Counts, Exits, Translated};
 use super::run::{DensityRow, Extras};
-use super::stats::{Derived, phases, summary_line};
+use super::stats::{Derived, Shift, phases, summary_line};
 use super::{
     Cell, Firmware, Options, Phase, Summary, TimelineStep, command_output, machine_name, relative,
 };
@@ -518,6 +518,7 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
         "spread to entry, sd / p75−p25 ms: whole process → in process",
         "above the floor ms",
         "above the floor / ferrite",
+        "in process vs ferrite: shift ms (Mann-Whitney p)",
     ]);
     for d in derived.iter().filter(|d| d.sweep.is_none()) {
         if d.tfw_in_process.is_none() {
@@ -542,9 +543,17 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
             },
             fmt_derived(d.above_floor_ms),
             fmt_ratio(d.above_floor_vs_ferrite),
+            fmt_shift(d.in_process_vs_ferrite),
         ]);
     }
     g
+}
+
+/// `+1.2 (p 0.003)`: behind (+) or ahead of (−) ferrite.
+fn fmt_shift(s: Option<Shift>) -> String {
+    s.map_or("–".into(), |s| {
+        format!("{:+.1} (p {:.3})", s.ms, s.test.p)
+    })
 }
 
 /// From QEMU's start to the kernel entry, to the small kernel's `kernel_init`

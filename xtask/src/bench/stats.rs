@@ -4,6 +4,7 @@ use serde::Serialize;
 use statrs::statistics::{Data, Distribution, Max, Min, OrderStatistics};
 
 use super::{Cell, Firmware, Phase};
+use crate::stats::{MannWhitney, mann_whitney};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
@@ -88,13 +89,22 @@ pub(super) struct Phases {
     pub kernel_init: Option<Summary>,
 }
 
+/// The samples (ms) of one cell; empty when it does not exist.
+fn samples(
+    cells: &[Cell],
+    fw: Firmware,
+    machine: &str,
+    sweep: Option<u64>,
+    phase: Phase,
+) -> Vec<f64> {
+    cells
+        .iter()
+        .find(|c| c.firmware == fw && c.machine == machine && c.phase == phase && c.sweep == sweep)
+        .map_or(Vec::new(), |c| c.samples.iter().map(|s| s.ms).collect())
+}
+
 pub(super) fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<u64>) -> Phases {
-    let get = |f: Firmware, p: Phase| {
-        cells
-            .iter()
-            .find(|c| c.firmware == f && c.machine == machine && c.phase == p && c.sweep == sweep)
-            .and_then(|c| summarize(&c.samples.iter().map(|s| s.ms).collect::<Vec<_>>()))
-    };
+    let get = |f: Firmware, p: Phase| summarize(&samples(cells, f, machine, sweep, p));
     Phases {
         start: get(Firmware::Ferrite, Phase::Start),
         entry: get(fw, Phase::Entry),
@@ -131,6 +141,38 @@ pub struct Derived {
     pub tfw_vs_ferrite: Option<f64>,
     /// `above_floor_ms` / ferrite's.
     pub above_floor_vs_ferrite: Option<f64>,
+    /// This firmware's in-process times against ferrite's: whether one
+    /// run's order of the two is more than the host's noise.
+    pub in_process_vs_ferrite: Option<Shift>,
+}
+
+/// How far one firmware's samples lie from ferrite's.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Shift {
+    /// The median of every difference of one of this firmware's samples and
+    /// one of ferrite's (the Hodges-Lehmann estimate): ms behind (+) or
+    /// ahead of (−) ferrite, less moved by one slow run than a difference
+    /// of two medians.
+    pub ms: f64,
+    /// The two-sided Mann-Whitney test of the two sets of samples.
+    pub test: MannWhitney,
+}
+
+/// The shift of `theirs` from `ours`, and its test; None when either is empty.
+pub fn shift(theirs: &[f64], ours: &[f64]) -> Option<Shift> {
+    let test = mann_whitney(theirs, ours)?;
+    let mut d: Vec<f64> = theirs
+        .iter()
+        .flat_map(|t| ours.iter().map(move |o| t - o))
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let n = d.len();
+    let ms = if n % 2 == 1 {
+        d[n / 2]
+    } else {
+        (d[n / 2 - 1] + d[n / 2]) / 2.0
+    };
+    Some(Shift { ms, test })
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -174,8 +216,11 @@ pub(super) fn derive(
                     tfw_in_process: p.cont,
                     tfw_vs_ferrite: None,
                     above_floor_vs_ferrite: None,
+                    in_process_vs_ferrite: None,
                 }
             };
+            let from_cont = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::FromCont);
+            let ferrite_from_cont = from_cont(Firmware::Ferrite);
             let ferrite = one(Firmware::Ferrite);
             for &fw in firmwares {
                 if !cells
@@ -187,6 +232,9 @@ pub(super) fn derive(
                 let mut d = one(fw);
                 d.tfw_vs_ferrite = ratio(d.tfw_ms, ferrite.tfw_ms);
                 d.above_floor_vs_ferrite = ratio(d.above_floor_ms, ferrite.above_floor_ms);
+                if fw != Firmware::Ferrite {
+                    d.in_process_vs_ferrite = shift(&from_cont(fw), &ferrite_from_cont);
+                }
                 out.push(d);
             }
         }
@@ -263,6 +311,12 @@ mod tests {
         assert_eq!(q.tfw_vs_ferrite, Some(2.0));
         assert_eq!(q.above_floor_ms, Some(6.0));
         assert_eq!(q.above_floor_vs_ferrite, Some(2.0));
+        // qboot's 11, 12, 13 against ferrite's 8, 9, 10: every one of the
+        // nine differences is 1 to 5 ms, their median 3
+        let s = q.in_process_vs_ferrite.unwrap();
+        assert_eq!(s.ms, 3.0);
+        assert!(s.test.exact && s.test.p < 0.2, "{s:?}");
+        assert!(f.in_process_vs_ferrite.is_none());
         assert_eq!(q.tkernel_ms, None);
         // the floor is 0 above itself: no ratio
         assert_eq!(floor.above_floor_ms, Some(0.0));
@@ -280,6 +334,26 @@ mod tests {
         );
         g.to_entry = None;
         assert!(summary_line(&g).is_none());
+    }
+
+    #[test]
+    fn the_shift_is_the_median_of_the_pairwise_differences() {
+        // one slow run moves a difference of medians, not the shift much
+        let ours = [10.0, 10.5, 11.0, 11.5, 12.0, 12.5];
+        let theirs = [11.0, 11.5, 12.0, 12.5, 13.0, 40.0];
+        let s = shift(&theirs, &ours).unwrap();
+        assert_eq!(s.ms, 1.0);
+        // samples that overlap this much are not told apart
+        assert!(s.test.p > 0.05, "{s:?}");
+        // far apart: told apart, the sign says who is behind
+        let far = [20.0, 20.5, 21.0, 21.5, 22.0, 22.5];
+        let s = shift(&ours, &far).unwrap();
+        assert_eq!(s.ms, -10.0);
+        assert!(s.test.p < 0.01, "{s:?}");
+        assert!(shift(&[], &ours).is_none());
+        assert!(shift(&ours, &[]).is_none());
+        // an even count of differences: the mean of the middle two
+        assert_eq!(shift(&[3.0], &[1.0, 2.0]).unwrap().ms, 1.5);
     }
 
     #[test]
