@@ -552,7 +552,12 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
 /// `+1.2 (p 0.003)`: behind (+) or ahead of (−) ferrite.
 fn fmt_shift(s: Option<Shift>) -> String {
     s.map_or("–".into(), |s| {
-        format!("{:+.1} (p {:.3})", s.ms, s.test.p)
+        let p = if s.test.p < 0.001 {
+            "< 0.001".to_string()
+        } else {
+            format!("{:.3}", s.test.p)
+        };
+        format!("{:+.1} (p {p})", s.ms)
     })
 }
 
@@ -656,6 +661,24 @@ mod tests {
         assert_eq!(fmt_derived(Some(-17.54)), "-17.5 (noise)");
         assert_eq!(fmt_derived(Some(3.0)), "3.0");
         assert_eq!(fmt_derived(None), "–");
+    }
+
+    #[test]
+    fn shifts_say_who_is_behind_and_how_sure() {
+        use crate::stats::MannWhitney;
+        let shift = |ms, p| {
+            Some(Shift {
+                ms,
+                test: MannWhitney {
+                    u: 0.0,
+                    p,
+                    exact: true,
+                },
+            })
+        };
+        assert_eq!(fmt_shift(shift(1.25, 0.0034)), "+1.2 (p 0.003)");
+        assert_eq!(fmt_shift(shift(-2.8, 0.0002)), "-2.8 (p < 0.001)");
+        assert_eq!(fmt_shift(None), "–");
     }
 
     #[test]
