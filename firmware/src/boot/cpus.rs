@@ -43,27 +43,25 @@ pub fn cpuid1(cpu: &mut impl Cpu) -> (u32, u32, u32) {
     (eax, ebx, edx)
 }
 
-/// What the MTRR set-up needs to know of this CPU, and CPUID.1:EBX (its APIC
-/// ID in bits 31:24).
-fn cpu_info(cpu: &mut impl Cpu) -> (CpuInfo, u32) {
+/// What the MTRR set-up needs to know of this CPU.
+fn cpu_info(cpu: &mut impl Cpu) -> CpuInfo {
     let max_ext = cpu.cpuid(0x8000_0000)[0];
     // Asked whether the leaf exists or not (a leaf beyond the maximum returns
     // another leaf's data, no fault), the answer then selected: no branch
     // (a translated block under TCG).
     let ext8 = cpu.cpuid(0x8000_0008)[0] as u8;
     let phys_bits = core::hint::select_unpredictable(max_ext >= 0x8000_0008, ext8, 36);
-    let (_, ebx, features_edx) = cpuid1(cpu);
+    let (_, _, features_edx) = cpuid1(cpu);
     let mtrr_cap = if features_edx & (1 << 12) != 0 {
         cpu.mtrr_cap()
     } else {
         0
     };
-    let info = CpuInfo {
+    CpuInfo {
         features_edx,
         mtrr_cap,
         phys_bits,
-    };
-    (info, ebx)
+    }
 }
 
 /// The other CPUs, once woken.
@@ -76,7 +74,7 @@ pub struct Cpus {
 /// puts its local APIC in virtual-wire mode and wakes the `count - 1` others to
 /// do the same. The trampoline page must be writable RAM, cleared
 /// (`BiosArea::open` clears the segment): only what the other CPUs read is
-/// written.
+/// written, and nothing when there are none.
 pub fn start(
     cpu: &mut impl Cpu,
     mem: &mut impl GuestMemory,
@@ -84,15 +82,19 @@ pub fn start(
     pci_start: u64,
     feature_control: u64,
 ) -> Result<Cpus, Error> {
-    let (info, ebx) = cpu_info(cpu);
-    let msrs = mtrr::seabios_mtrrs(&info, pci_start, feature_control);
-    let bsp = (ebx >> 24) as usize;
-    write_trampoline(cpu, mem, &msrs, bsp)?;
+    let msrs = mtrr::seabios_mtrrs(&cpu_info(cpu), pci_start, feature_control);
+    let len = msrs.len().min(MAX_MSRS);
+    for i in 0..len {
+        let (msr, value) = msrs.get(crate::mem::block_boundary_for(i));
+        cpu.write_msr(msr, value);
+    }
     let svr = cpu.lapic_read(LAPIC_SVR);
     cpu.lapic_write(LAPIC_SVR, svr | SVR_ENABLE);
     cpu.lapic_write(LAPIC_LINT0, LINT0_EXTINT);
     cpu.lapic_write(LAPIC_LINT1, LINT1_NMI);
+    // With one CPU no trampoline, and nothing of it for TCG to translate.
     if count > 1 {
+        write_trampoline(cpu, mem, &msrs, len)?;
         cpu.lapic_write(LAPIC_ICR_LOW, ICR_INIT_OTHERS);
         cpu.lapic_write(
             LAPIC_ICR_LOW,
@@ -102,15 +104,15 @@ pub fn start(
     Ok(Cpus { count })
 }
 
-/// Writes the MSRs on this CPU and, for the others, the trampoline page: the
-/// start-up code, the cleared check-in count, the APIC-ID bitmap with this
-/// CPU's bit, and the MSR list (ended by an empty entry). No other CPU runs
-/// yet.
+/// Writes the trampoline page for the other CPUs: the start-up code, the
+/// cleared check-in count and APIC-ID bitmap (which they fill in), and the
+/// first `len` entries of the MSR list (ended by an empty entry). No other
+/// CPU runs yet.
 fn write_trampoline(
     cpu: &mut impl Cpu,
     mem: &mut impl GuestMemory,
     msrs: &MsrList,
-    bsp: usize,
+    len: usize,
 ) -> Result<(), Error> {
     const _: () = assert!(
         AP_IDS_OFFSET.is_multiple_of(8)
@@ -131,12 +133,8 @@ fn write_trampoline(
         .expect("the trampoline's MSR area");
     let (head, slots) = area.split_at_mut(AP_MSRS_OFFSET - AP_COUNT_OFFSET);
     head.fill(0);
-    head[AP_IDS_OFFSET - AP_COUNT_OFFSET + bsp / 8] |= 1 << (bsp % 8);
-    // Each MSR written here and stored for the others in the same loop.
-    let len = msrs.len().min(MAX_MSRS);
     for (i, slot) in slots.chunks_exact_mut(MSR_ENTRY).take(len).enumerate() {
         let (msr, value) = msrs.get(crate::mem::block_boundary_for(i));
-        cpu.write_msr(msr, value);
         slot[..4].copy_from_slice(&msr.to_le_bytes());
         slot[4..].copy_from_slice(&value.to_le_bytes());
     }

@@ -237,7 +237,10 @@ impl Pc {
         } else {
             1
         };
-        let present = board.cpu().present();
+        // The CPUs that checked in, and this one, which ran no trampoline.
+        let mut present = board.cpu().present();
+        let bsp = (ebx >> 24) as usize;
+        present[bsp / 64] |= 1 << (bsp % 64);
         let machine = mptable::Machine {
             max_cpus: (fw_cfg.read_u32(FW_CFG_MAX_CPUS) as u16).max(cpus.count),
             present: &present,

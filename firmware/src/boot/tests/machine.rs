@@ -251,7 +251,14 @@ impl Cpu for FakeCpu {
         if self.started { self.others } else { 0 }
     }
     fn present(&mut self) -> [u64; 4] {
-        [(1 << (self.others + 1)) - 1, 0, 0, 0]
+        // The bitmap on the trampoline page: the other CPUs' bits (APIC IDs
+        // 1 to `others`) once woken; the bootstrap CPU sets none.
+        let others = if self.started {
+            ((1 << (self.others + 1)) - 1) & !1
+        } else {
+            0
+        };
+        [others, 0, 0, 0]
     }
 }
 

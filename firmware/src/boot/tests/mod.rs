@@ -162,7 +162,7 @@ fn boot_bzimage_on(kind: Vm) {
     );
     assert!(board.cpu.started, "the other CPU was woken");
     // the other CPUs' copy of the list: the same writes, then a zero index;
-    // nobody checked in yet on the page, CPU 0 in the bitmap
+    // nobody checked in yet on the page, the bitmap theirs to fill
     let ap = &fseg[super::AP_MSRS_OFFSET..];
     for (i, &(msr, value)) in board.cpu.msrs.iter().enumerate() {
         let slot = &ap[12 * i..12 * i + 12];
@@ -175,7 +175,9 @@ fn boot_bzimage_on(kind: Vm) {
         &fseg[super::AP_COUNT_OFFSET..super::AP_COUNT_OFFSET + 2],
         &[0; 2]
     );
-    assert_eq!(fseg[super::AP_IDS_OFFSET], 1);
+    assert_eq!(fseg[super::AP_IDS_OFFSET], 0);
+    // the MP table lists both CPUs enabled, CPU 0 as the bootstrap one
+    assert_eq!(mp_processors(&fseg), [(0, 0b11), (1, 0b01)]);
 
     // PCI: every BAR assigned, without overlaps; q35's MMCONFIG reserved
     crate::pci::tests::assert_no_overlap(&board.devices.borrow().pci);
@@ -203,6 +205,60 @@ fn end_to_end_bzimage_on_q35() {
 #[test]
 fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
+}
+
+/// The MP table's processor entries in `fseg` (the BIOS segment): each
+/// one's APIC ID and flags (bit 0 enabled, bit 1 the bootstrap CPU).
+fn mp_processors(fseg: &[u8]) -> Vec<(u8, u8)> {
+    let at = fseg
+        .windows(4)
+        .position(|w| w == b"PCMP")
+        .expect("an MP table in the BIOS segment");
+    let count = u16::from_le_bytes([fseg[at + 34], fseg[at + 35]]);
+    let mut entry = at + 44;
+    let mut cpus = Vec::new();
+    for _ in 0..count {
+        if fseg[entry] == 0 {
+            cpus.push((fseg[entry + 1], fseg[entry + 3]));
+            entry += 20;
+        } else {
+            entry += 8;
+        }
+    }
+    cpus
+}
+
+/// One CPU: its MSRs written, no other CPU woken, no trampoline written
+/// (its page stays as `BiosArea::open` cleared it), and the MP table lists
+/// this CPU, enabled, though nothing set its bit on the page.
+#[test]
+fn end_to_end_with_one_cpu() {
+    for kind in [Vm::Pc, Vm::Q35] {
+        let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+        let mut fw_cfg = fw_cfg(kind, &kernel, &initrd);
+        fw_cfg
+            .items
+            .insert(Item::NbCpus as u16, 1u16.to_le_bytes().to_vec());
+        fw_cfg.items.insert(0x0F, 1u16.to_le_bytes().to_vec()); // FW_CFG_MAX_CPUS
+        let mut board = board(kind, fw_cfg);
+        board.cpu.others = 0;
+        let mut storage = std::boxed::Box::new(Storage::new());
+        boot(&mut board, &mut storage).expect("the boot succeeds");
+        assert!(
+            board.cpu.msrs.iter().any(|&(msr, _)| msr == 0x2FF),
+            "MTRRdefType written: {:x?}",
+            board.cpu.msrs
+        );
+        assert!(!board.cpu.started, "no other CPU to wake");
+        assert!(
+            !board.cpu.lapic.iter().any(|&(reg, _)| reg == 0x300),
+            "no INIT or start-up IPI: {:x?}",
+            board.cpu.lapic
+        );
+        let fseg = board.ram.read(F_SEGMENT.start, F_SEGMENT.len() as usize);
+        assert!(fseg[..4096].iter().all(|&b| b == 0), "no trampoline");
+        assert_eq!(mp_processors(&fseg), [(0, 0b11)]);
+    }
 }
 
 /// More possible CPUs than SeaBIOS's 600 bytes describe: no MP table, and
