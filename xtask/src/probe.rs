@@ -157,11 +157,95 @@ pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
     Ok(build(pm, init_size))
 }
 
+/// A real bzImage with the probe's 64-bit marker written over the first
+/// bytes of its own 64-bit entry (load address + 0x200, the decompressor's
+/// `startup_64`): the first instruction that every firmware's path through
+/// the kernel runs, whichever entry the firmware used. A firmware that jumps
+/// there (ferrite) reaches it at once; one that starts the real-mode setup
+/// code (qboot, SeaBIOS) or the EFI stub (OVMF) reaches it after the kernel
+/// has done, in that code, the set-up ferrite does itself (the memory map
+/// from the BIOS, the mode switches). Timed to it, the firmwares are compared
+/// at one point of one boot, and nothing the kernel does after it (the
+/// decompression's hundreds of milliseconds under TCG) adds its noise.
+pub fn patch_entry64(kernel: &[u8]) -> Result<Vec<u8>> {
+    use ferrite_contract::setup_header as at;
+    let u32_at = |o: usize| u32::from_le_bytes(kernel[o..o + 4].try_into().unwrap());
+    if kernel.len() < at::END || u32_at(at::HEADER) != at::MAGIC {
+        bail!("not a bzImage (no setup header)");
+    }
+    let version = u16::from_le_bytes([kernel[at::VERSION], kernel[at::VERSION + 1]]);
+    let xloadflags = u16::from_le_bytes([kernel[at::XLOADFLAGS], kernel[at::XLOADFLAGS + 1]]);
+    // xloadflags exists from protocol 2.12 on.
+    if version < 0x020C || xloadflags & XLF_KERNEL_64 == 0 {
+        bail!("the kernel has no 64-bit entry (protocol {version:#x}, xloadflags {xloadflags:#x})");
+    }
+    let sects = match kernel[at::SETUP_SECTS] {
+        0 => 4,
+        n => n as usize,
+    };
+    let entry = (sects + 1) * crate::bzimage::SECTOR + LONG64;
+    let mut image = kernel.to_vec();
+    let code = marker_code(Entry::Long64.value());
+    image
+        .get_mut(entry..entry + code.len())
+        .with_context(|| format!("the kernel ends before its 64-bit entry at {entry:#x}"))?
+        .copy_from_slice(&code);
+    Ok(image)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SETUP_LEN: usize = 5 * 512;
+
+    #[test]
+    fn entry64_patch_marks_only_the_64_bit_entry() {
+        // A stand-in for a real kernel: the probe itself, its 64-bit marker
+        // cleared, so that only the patch can put one back.
+        let mut kernel = build(10_000, 0);
+        let entry = SETUP_LEN + LONG64;
+        kernel[entry..entry + 7].copy_from_slice(&[0xFC, 0xFA, 0x31, 0xC0, 0x8E, 0xD8, 0x8E]);
+        let patched = patch_entry64(&kernel).unwrap();
+        assert_eq!(patched.len(), kernel.len());
+        assert_eq!(
+            &patched[entry..entry + 7],
+            &marker_code(Entry::Long64.value())
+        );
+        let changed: Vec<usize> = (0..kernel.len())
+            .filter(|&i| kernel[i] != patched[i])
+            .collect();
+        assert_eq!(changed, (entry..entry + 7).collect::<Vec<_>>());
+        // setup_sects 0 means 4
+        let mut old = kernel.clone();
+        old[0x1F1] = 0;
+        assert_eq!(
+            patch_entry64(&old).unwrap()[entry + 1],
+            Entry::Long64.value()
+        );
+    }
+
+    #[test]
+    fn entry64_patch_refuses_what_has_no_64_bit_entry() {
+        let kernel = build(10_000, 0);
+        let mut no64 = kernel.clone();
+        no64[0x236] &= !(XLF_KERNEL_64 as u8);
+        let mut old_protocol = kernel.clone();
+        old_protocol[0x206..0x208].copy_from_slice(&0x020Bu16.to_le_bytes());
+        let mut not_bzimage = kernel.clone();
+        not_bzimage[0x202] = b'X';
+        let short = kernel[..SETUP_LEN + LONG64 + 3].to_vec();
+        for (bad, why) in [
+            (no64, "64-bit entry"),
+            (old_protocol, "64-bit entry"),
+            (not_bzimage, "not a bzImage"),
+            (short, "ends before"),
+            (kernel[..0x100].to_vec(), "not a bzImage"),
+        ] {
+            let err = patch_entry64(&bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
+    }
 
     #[test]
     fn header_and_entry_points() {

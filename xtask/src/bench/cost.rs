@@ -51,6 +51,10 @@ pub struct Counts {
     /// (callgrind, [`crate::host_cost`]): all the host work the firmware
     /// causes but the kernel's clearing of guest RAM, deterministic.
     pub vcpu_host_instructions: Option<u64>,
+    /// The same to the kernel's own 64-bit entry (the bench kernel, patched
+    /// there: [`crate::probe::patch_entry64`]), where every firmware's path
+    /// meets: with a 16-bit hand-off it holds the kernel's real-mode set-up.
+    pub vcpu_host_instructions_to_entry64: Option<u64>,
 }
 
 /// Exits to QEMU under KVM.
@@ -247,6 +251,22 @@ pub(super) fn measure(
             match crate::host_cost::run_callgrind(&q, &cell.firmware.entry_statuses(), &dir) {
                 Ok((_, n)) => counts.vcpu_host_instructions = Some(n),
                 Err(e) => skipped.push(format!("vCPU host instructions for {what}: {e:#}")),
+            }
+            let shared = cells.iter().find(|c| {
+                c.phase == Phase::SharedEntry
+                    && c.sweep.is_none()
+                    && c.firmware == cell.firmware
+                    && c.machine == cell.machine
+            });
+            if let Some(shared) = shared {
+                let mut q = shared.qemu.clone();
+                q.accel = Accel::Tcg;
+                match crate::host_cost::run_callgrind(&q, &shared.expect, &dir) {
+                    Ok((_, n)) => counts.vcpu_host_instructions_to_entry64 = Some(n),
+                    Err(e) => skipped.push(format!(
+                        "vCPU host instructions to the kernel's 64-bit entry for {what}: {e:#}"
+                    )),
+                }
             }
         }
         out.insert(format!("{}/{}", cell.firmware.name(), cell.machine), counts);

@@ -130,6 +130,17 @@ pub enum Phase {
     FromCont,
     /// To the small kernel's `kernel_init` marker (`--end-to-end`).
     KernelInit,
+    /// From QMP's `cont` to the bench kernel's own 64-bit entry, as
+    /// `FromCont` (one process): the first instruction every firmware's path
+    /// through the kernel shares ([`crate::probe::patch_entry64`]).
+    SharedEntry,
+}
+
+impl Phase {
+    /// Timed inside one process, from QMP's `cont`.
+    pub fn from_cont(self) -> bool {
+        matches!(self, Phase::FromCont | Phase::SharedEntry)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

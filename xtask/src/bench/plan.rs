@@ -123,14 +123,22 @@ impl Options {
 /// The markers a firmware's boots run to: ferrite's own start marker (tQEMU),
 /// the probe's entry (tFW) and userspace (tKernel). The kernel-size sweep varies
 /// the padded probe, which has no kernel behind it: tQEMU and tFW only; with
-/// `tkernel_ferrite_only`, the peers stop at the probe too.
+/// `tkernel_ferrite_only`, the peers stop at the probe too. With
+/// `shared_entry` (a bzImage kernel with a 64-bit entry), and no sweep, also
+/// the kernel's own 64-bit entry; not for OVMF, whose EFI stub path (Debian's
+/// 6.1 kernel) goes on into the kernel without running that entry's first
+/// bytes: its boots ran to /init's power-off.
 pub(super) fn phases_to_time(
     fw: Firmware,
     sweep: Option<SweepParam>,
     tkernel_ferrite_only: bool,
     small_kernel: bool,
+    shared_entry: bool,
 ) -> Vec<Phase> {
     let mut phases = vec![Phase::Entry, Phase::FromCont];
+    if shared_entry && sweep.is_none() && fw != Firmware::Ovmf {
+        phases.push(Phase::SharedEntry);
+    }
     if fw == Firmware::Ferrite {
         phases.insert(0, Phase::Start);
     }
@@ -162,6 +170,22 @@ pub(super) fn cells(
         kernel.file_name().unwrap_or_default().to_string_lossy()
     ));
     std::fs::write(&probe_path, crate::pvh_probe::build_like(kernel)?)?;
+    // The kernel itself, stopping at its own 64-bit entry; a kernel without
+    // one (an ELF vmlinux, an old bzImage) has no such point to time.
+    let entry64_path = work.join(format!(
+        "entry64-{}",
+        kernel.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let entry64 = match probe::patch_entry64(&std::fs::read(kernel)?) {
+        Ok(image) => {
+            std::fs::write(&entry64_path, image)?;
+            Some(entry64_path)
+        }
+        Err(why) => {
+            skipped.push(format!("the kernel's own 64-bit entry: {why}"));
+            None
+        }
+    };
     let token = "ferrite.bench=1";
     // /init checks that it sees the CPUs and memory it was booted with, so a
     // memory or CPU sweep needs one initramfs per value.
@@ -220,12 +244,14 @@ pub(super) fn cells(
                 sweep,
                 opts.tkernel_ferrite_only,
                 opts.small_kernel.is_some(),
+                entry64.is_some(),
             ) {
                 let (kernel, port) = match phase {
                     Phase::Start => (probe.clone(), START_PORT),
                     Phase::Entry | Phase::FromCont => (probe.clone(), PROBE_PORT),
                     Phase::User => (kernel.to_path_buf(), USER_PORT),
                     Phase::KernelInit => (opts.small_kernel.clone().unwrap_or_default(), USER_PORT),
+                    Phase::SharedEntry => (entry64.clone().unwrap_or_default(), PROBE_PORT),
                 };
                 let mut q = Qemu::new(machine, image.clone());
                 q.accel = Accel::Tcg;
@@ -240,6 +266,9 @@ pub(super) fn cells(
                     Phase::Start => vec![3],
                     Phase::Entry | Phase::FromCont => fw.entry_statuses(),
                     Phase::User | Phase::KernelInit => vec![qemu_exit(marker::USER)],
+                    // the floor writes its own status after loading
+                    Phase::SharedEntry if fw == Firmware::Floor => fw.entry_statuses(),
+                    Phase::SharedEntry => vec![qemu_exit(probe::Entry::Long64.value())],
                 };
                 cells.push(Cell {
                     firmware: fw,
@@ -286,43 +315,71 @@ mod tests {
         let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
         // --quick: tKernel after ferrite only
         assert_eq!(
-            phases_to_time(Firmware::Qboot, None, true, false),
+            phases_to_time(Firmware::Qboot, None, true, false, false),
             [Entry, FromCont]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, None, true, false),
+            phases_to_time(Firmware::Ferrite, None, true, false, false),
             [Start, Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Qboot, None, false, false),
+            phases_to_time(Firmware::Qboot, None, false, false, false),
             [Entry, FromCont, User]
         );
         // memory and CPU sweeps keep tKernel; the padded probe has no kernel
         assert_eq!(
-            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false, false),
+            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false, false, false),
             [Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false),
+            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false, false),
             [Start, Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("kernel-size=2"), false, false),
+            phases_to_time(
+                Firmware::Ferrite,
+                sweep("kernel-size=2"),
+                false,
+                false,
+                false
+            ),
             [Start, Entry, FromCont]
         );
         // --end-to-end adds the small kernel's marker, outside sweeps
         assert_eq!(
-            phases_to_time(Firmware::Seabios, None, false, true),
+            phases_to_time(Firmware::Seabios, None, false, true, false),
             [Entry, FromCont, User, KernelInit]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true),
+            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true, false),
             [Start, Entry, FromCont, User]
         );
         // the floor boots no kernel
         assert_eq!(
-            phases_to_time(Firmware::Floor, None, false, true),
+            phases_to_time(Firmware::Floor, None, false, true, false),
             [Entry, FromCont]
+        );
+        // the kernel's own 64-bit entry: every firmware, the floor as the
+        // least a firmware can do there too; not in sweeps
+        assert_eq!(
+            phases_to_time(Firmware::Qboot, None, true, false, true),
+            [Entry, FromCont, SharedEntry]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Floor, None, false, false, true),
+            [Entry, FromCont, SharedEntry]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, None, false, true, true),
+            [Start, Entry, FromCont, SharedEntry, User, KernelInit]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ovmf, None, false, false, true),
+            [Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false, true),
+            [Start, Entry, FromCont, User]
         );
     }
 }

@@ -68,6 +68,7 @@ impl<'a> Report<'a> {
             println!("{}", render(self.cells, &self.instructions, opts));
             for grid in [
                 in_process_grid(&self.derived),
+                shared_entry_grid(&self.derived),
                 end_to_end_grid(&self.derived, self.cells),
                 density_grid(&self.density),
                 cost_grid(&self.instructions, opts),
@@ -257,6 +258,7 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
         "firmware",
         "translated blocks / insns / memory insns ≈ translation ms (TCG, model)",
         "QEMU vCPU thread, M host insns (TCG, callgrind)",
+        "the same to the kernel's own 64-bit entry",
         "exits PIO / MMIO / to QEMU (KVM)",
         "guest insns (KVM)",
         "host page faults",
@@ -277,6 +279,8 @@ pub(super) fn cost_grid(costs: &BTreeMap<String, Counts>, opts: &Options) -> Gri
                 fw.name().into(),
                 fmt_translated(c.translated),
                 c.vcpu_host_instructions
+                    .map_or("–".into(), |n| format!("{:.2}", n as f64 / 1e6)),
+                c.vcpu_host_instructions_to_entry64
                     .map_or("–".into(), |n| format!("{:.2}", n as f64 / 1e6)),
                 fmt_exits(c.exits),
                 fmt_opt(kvm.then_some(c.guest_instructions)),
@@ -453,6 +457,11 @@ pub(super) fn markdown(
         s += "\nThe firmware timed inside one QEMU process (started paused, timed from QMP `cont` to its exit at the kernel entry, which includes QEMU's exit, the same for all), against the floor ROM that only loads the kernel and initrd:\n\n";
         s += &in_process.markdown();
     }
+    let shared = shared_entry_grid(&report.derived);
+    if !shared.rows.is_empty() {
+        s += "\nTo the kernel's own 64-bit entry (its decompressor's `startup_64`, load address + 0x200), the first instruction every firmware's path runs: the bench kernel itself, its first bytes there replaced by the probe's marker, timed in one process as above. A firmware that hands over at the 16-bit entry leaves the kernel's real-mode set-up (the memory map from BIOS calls, the mode switches) to run before this point; ferrite jumps to it:\n\n";
+        s += &shared.markdown();
+    }
     let e2e = end_to_end_grid(&report.derived, cells);
     if e2e.rows.iter().any(|r| r[4] != "–") {
         s += "\nEnd to end, from QEMU's start (whole processes; vs ferrite: difference of medians, + is behind ferrite):\n\n";
@@ -463,7 +472,7 @@ pub(super) fn markdown(
         s += &density_grid(&report.density).markdown();
     }
     if !instructions.is_empty() {
-        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`, with the instructions that touch memory and the translation time they predict (1.8 µs a block, 0.3 µs a register-only instruction, 0.7 µs one that touches memory, calibrated on this machine type); the host instructions of QEMU's vCPU thread under TCG, counted by callgrind from QEMU's start (all the host work the firmware causes but the host kernel's clearing of guest RAM; see `cargo xtask host-cost`); exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
+        s += "\nCost model to the kernel entry (deterministic counts: translated code from `-d in_asm`, with the instructions that touch memory and the translation time they predict (1.8 µs a block, 0.3 µs a register-only instruction, 0.7 µs one that touches memory, calibrated on this machine type); the host instructions of QEMU's vCPU thread under TCG, counted by callgrind from QEMU's start (all the host work the firmware causes but the host kernel's clearing of guest RAM; see `cargo xtask host-cost`), to the kernel entry and, with the bench kernel itself, to its own 64-bit entry, where every firmware's path meets; exits and instructions under KVM; page faults, memory-map commits and DMA bytes of the QEMU process under TCG):\n\n";
         s += &cost_grid(instructions, opts).markdown();
     }
     for (machine, steps) in &report.timelines {
@@ -544,6 +553,35 @@ pub(super) fn in_process_grid(derived: &[Derived]) -> Grid {
             fmt_derived(d.above_floor_ms),
             fmt_ratio(d.above_floor_vs_ferrite),
             fmt_shift(d.in_process_vs_ferrite),
+        ]);
+    }
+    g
+}
+
+/// From QMP `cont` to the kernel's own 64-bit entry, beside the time to each
+/// firmware's own hand-off: what the kernel still does between the two.
+pub(super) fn shared_entry_grid(derived: &[Derived]) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "QMP cont to the kernel's 64-bit entry ms (median ± sd [p25–p75])",
+        "QMP cont to the firmware's hand-off ms (median)",
+        "the kernel's own set-up in between ms",
+        "above the floor ms",
+        "vs ferrite: shift ms (Mann-Whitney p)",
+    ]);
+    for d in derived.iter().filter(|d| d.sweep.is_none()) {
+        if d.to_shared_entry.is_none() {
+            continue;
+        }
+        g.rows.push(vec![
+            d.machine.clone(),
+            d.firmware.name().into(),
+            fmt_summary(d.to_shared_entry.as_ref()),
+            fmt_ms(d.tfw_in_process.as_ref().map(|s| s.median)),
+            fmt_derived(d.kernel_setup_ms),
+            fmt_derived(d.shared_above_floor_ms),
+            fmt_shift(d.shared_vs_ferrite),
         ]);
     }
     g
@@ -720,6 +758,35 @@ mod tests {
             ("–", "+50.0")
         );
         assert!(e.markdown().lines().count() == 4);
+        // no cells to the kernel's own 64-bit entry: no table
+        assert!(shared_entry_grid(&d).rows.is_empty());
+    }
+
+    #[test]
+    fn the_shared_entry_table() {
+        use super::super::test_cell as cell;
+        let cells = [
+            cell(Firmware::Ferrite, Phase::FromCont, &[8.0, 10.0]),
+            cell(Firmware::Ferrite, Phase::SharedEntry, &[8.0, 10.0]),
+            cell(Firmware::Qboot, Phase::FromCont, &[7.0, 9.0]),
+            cell(Firmware::Qboot, Phase::SharedEntry, &[11.0, 13.0]),
+            cell(Firmware::Floor, Phase::FromCont, &[5.0, 7.0]),
+            cell(Firmware::Floor, Phase::SharedEntry, &[5.0, 7.0]),
+        ];
+        let fws = [Firmware::Ferrite, Firmware::Qboot, Firmware::Floor];
+        let d = super::super::stats::derive(&cells, &["q35".into()], &[None], &fws);
+        let g = shared_entry_grid(&d);
+        assert_eq!(g.rows.len(), 3);
+        // ferrite enters at the shared point: no set-up in between
+        assert_eq!(g.rows[0][1], "ferrite");
+        assert!(g.rows[0][2].starts_with("9.0 ± 1.4"), "{:?}", g.rows[0]);
+        assert_eq!(g.rows[0][3..6], ["9.0", "0.0", "3.0"]);
+        assert_eq!(g.rows[0][6], "–");
+        // qboot hands over sooner, but the kernel then spends 4 ms before
+        // the shared point: 3 ms behind ferrite there
+        assert_eq!(g.rows[1][3..6], ["8.0", "4.0", "6.0"]);
+        assert!(g.rows[1][6].starts_with("+3.0 (p "), "{:?}", g.rows[1]);
+        assert_eq!(g.markdown().lines().count(), 5);
     }
 
     #[test]
@@ -734,6 +801,7 @@ mod tests {
                 "ferrite/q35".to_string(),
                 Counts {
                     vcpu_host_instructions: Some(50_712_345),
+                    vcpu_host_instructions_to_entry64: Some(50_700_000),
                     ..Counts::default()
                 },
             ),
@@ -746,8 +814,10 @@ mod tests {
             .position(|h| h.contains("callgrind"))
             .unwrap();
         assert_eq!(g.rows[0][column], "50.71");
+        assert_eq!(g.rows[0][column + 1], "50.70");
         // not counted (no valgrind): a dash, as for every other column
         assert_eq!(g.rows[1][column], "–");
+        assert_eq!(g.rows[1][column + 1], "–");
     }
 
     #[test]

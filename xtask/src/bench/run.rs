@@ -208,14 +208,14 @@ pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
                 cell.machine,
                 cell.phase
             ));
-            let outcome = if cell.phase == Phase::FromCont {
+            let outcome = if cell.phase.from_cont() {
                 cell.qemu.run_from_cont()?
             } else {
                 cell.qemu.run()?
             };
             bar.inc(1);
             let code = outcome.exit_code.unwrap_or(-1);
-            let qmp_failed = cell.phase == Phase::FromCont && outcome.from_cont.is_none();
+            let qmp_failed = cell.phase.from_cont() && outcome.from_cont.is_none();
             if outcome.timed_out || qmp_failed || !cell.expect.contains(&code) {
                 cell.failures.push(format!(
                     "{}exit {:?}{}",

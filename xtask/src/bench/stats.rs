@@ -87,6 +87,8 @@ pub(super) struct Phases {
     pub cont: Option<Summary>,
     /// To the small kernel's `kernel_init` marker.
     pub kernel_init: Option<Summary>,
+    /// From QMP's `cont` to the kernel's own 64-bit entry, in one process.
+    pub shared: Option<Summary>,
 }
 
 /// The samples (ms) of one cell; empty when it does not exist.
@@ -111,6 +113,7 @@ pub(super) fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<
         user: get(fw, Phase::User),
         cont: get(fw, Phase::FromCont),
         kernel_init: get(fw, Phase::KernelInit),
+        shared: get(fw, Phase::SharedEntry),
     }
 }
 
@@ -144,6 +147,18 @@ pub struct Derived {
     /// This firmware's in-process times against ferrite's: whether one
     /// run's order of the two is more than the host's noise.
     pub in_process_vs_ferrite: Option<Shift>,
+    /// From QMP's `cont` to the kernel's own 64-bit entry (the first
+    /// instruction every firmware's path runs), in one process.
+    pub to_shared_entry: Option<Summary>,
+    /// `to_shared_entry` median − `tfw_in_process` median: what the kernel
+    /// spends before its 64-bit entry after this firmware's hand-off (its
+    /// real-mode set-up and 32-bit start after a 16-bit entry; nothing after
+    /// ferrite's, which enters there).
+    pub kernel_setup_ms: Option<f64>,
+    /// `to_shared_entry` median − the floor ROM's.
+    pub shared_above_floor_ms: Option<f64>,
+    /// This firmware's times to the shared entry against ferrite's.
+    pub shared_vs_ferrite: Option<Shift>,
 }
 
 /// How far one firmware's samples lie from ferrite's.
@@ -195,9 +210,9 @@ pub(super) fn derive(
             let one = |fw: Firmware| {
                 let p = phases(cells, fw, machine, sweep);
                 let tqemu = p.start.as_ref().map(|s| s.median);
-                let floor = phases(cells, Firmware::Floor, machine, sweep)
-                    .cont
-                    .map(|s| s.median);
+                let floor = phases(cells, Firmware::Floor, machine, sweep);
+                let (floor, floor_shared) =
+                    (floor.cont.map(|s| s.median), floor.shared.map(|s| s.median));
                 Derived {
                     firmware: fw,
                     machine: machine.clone(),
@@ -210,6 +225,18 @@ pub(super) fn derive(
                         .zip(p.entry.as_ref())
                         .map(|(u, e)| u.median - e.median),
                     above_floor_ms: p.cont.as_ref().zip(floor).map(|(c, f)| c.median - f),
+                    kernel_setup_ms: p
+                        .shared
+                        .as_ref()
+                        .zip(p.cont.as_ref())
+                        .map(|(s, c)| s.median - c.median),
+                    shared_above_floor_ms: p
+                        .shared
+                        .as_ref()
+                        .zip(floor_shared)
+                        .map(|(s, f)| s.median - f),
+                    to_shared_entry: p.shared,
+                    shared_vs_ferrite: None,
                     to_entry: p.entry,
                     to_user: p.user,
                     to_kernel_init: p.kernel_init,
@@ -221,6 +248,8 @@ pub(super) fn derive(
             };
             let from_cont = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::FromCont);
             let ferrite_from_cont = from_cont(Firmware::Ferrite);
+            let shared = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::SharedEntry);
+            let ferrite_shared = shared(Firmware::Ferrite);
             let ferrite = one(Firmware::Ferrite);
             for &fw in firmwares {
                 if !cells
@@ -234,6 +263,7 @@ pub(super) fn derive(
                 d.above_floor_vs_ferrite = ratio(d.above_floor_ms, ferrite.above_floor_ms);
                 if fw != Firmware::Ferrite {
                     d.in_process_vs_ferrite = shift(&from_cont(fw), &ferrite_from_cont);
+                    d.shared_vs_ferrite = shift(&shared(fw), &ferrite_shared);
                 }
                 out.push(d);
             }
@@ -292,6 +322,9 @@ mod tests {
             cell(Firmware::Qboot, Phase::Entry, &[70.0, 72.0, 74.0]),
             cell(Firmware::Qboot, Phase::FromCont, &[11.0, 12.0, 13.0]),
             cell(Firmware::Floor, Phase::FromCont, &[5.0, 6.0, 7.0]),
+            cell(Firmware::Ferrite, Phase::SharedEntry, &[8.5, 9.5, 10.5]),
+            cell(Firmware::Qboot, Phase::SharedEntry, &[14.0, 15.0, 16.0]),
+            cell(Firmware::Floor, Phase::SharedEntry, &[5.0, 6.0, 7.0]),
         ];
         let fws = [
             Firmware::Ferrite,
@@ -318,6 +351,14 @@ mod tests {
         assert!(s.test.exact && s.test.p < 0.2, "{s:?}");
         assert!(f.in_process_vs_ferrite.is_none());
         assert_eq!(q.tkernel_ms, None);
+        // to the kernel's own 64-bit entry: the kernel's set-up after each
+        // hand-off, above the floor, and qboot's shift from ferrite
+        assert_eq!(f.kernel_setup_ms, Some(0.5));
+        assert_eq!(q.kernel_setup_ms, Some(3.0));
+        assert_eq!(f.shared_above_floor_ms, Some(3.5));
+        assert_eq!(q.shared_above_floor_ms, Some(9.0));
+        assert_eq!(q.shared_vs_ferrite.unwrap().ms, 5.5);
+        assert!(f.shared_vs_ferrite.is_none());
         // the floor is 0 above itself: no ratio
         assert_eq!(floor.above_floor_ms, Some(0.0));
         assert_eq!(floor.above_floor_vs_ferrite, None);
