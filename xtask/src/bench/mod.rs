@@ -230,7 +230,7 @@ pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     // plan: every cell (firmware, machine, phase) and its QEMU command
     let mut cells = plan::cells(opts, &rom.path, &kernel, &work, &mut skipped)?;
     // execution: interleaved rounds, then the counts, timelines and density
-    run::rounds(&mut cells, opts.runs)?;
+    run::rounds(&mut cells, opts.runs, opts.in_process_runs)?;
     let extras = run::extras(&cells, opts, &work, &rom.elf, &mut skipped)?;
     // statistics
     let machines: Vec<String> = opts

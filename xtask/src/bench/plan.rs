@@ -17,6 +17,8 @@ use crate::qemu::{Accel, Machine, Qemu};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub runs: usize,
+    /// Runs of the cells timed inside one process ([`Phase::from_cont`]).
+    pub in_process_runs: usize,
     pub machines: Vec<Machine>,
     pub firmwares: Vec<Firmware>,
     pub memory_mib: u64,
@@ -45,6 +47,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             runs: 10,
+            in_process_runs: 50,
             machines: Machine::ALL.to_vec(),
             firmwares: vec![
                 Firmware::Ferrite,

@@ -432,7 +432,7 @@ pub(super) fn markdown(
     report: &Report,
 ) -> String {
     let mut s = format!(
-        "Measured {} on `{}` with {}, kernel `{}`, -m {} -smp {}, TCG, {} runs per cell after one warm-up, interleaved.\n\n",
+        "Measured {} on `{}` with {}, kernel `{}`, -m {} -smp {}, TCG, {} runs per cell ({} for the cells timed inside one process) after one warm-up, interleaved.\n\n",
         report.date,
         report.host,
         report.qemu,
@@ -442,7 +442,8 @@ pub(super) fn markdown(
             .to_string_lossy(),
         opts.memory_mib,
         opts.cpus,
-        opts.runs
+        opts.runs,
+        opts.in_process_runs
     );
     s += &format!(
         "| {} |\n|{}\n",

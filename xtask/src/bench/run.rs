@@ -179,18 +179,33 @@ pub(super) fn ferrite_timelines(
     out
 }
 
-/// Every cell `runs` times after a warm-up, in shuffled rounds.
-pub(super) fn rounds(cells: &mut [Cell], runs: usize) -> Result<()> {
-    let total = (cells.len() * (runs + 1)) as u64;
-    let bar = ProgressBar::new(total).with_style(
+/// How many measured runs a cell gets: `in_process` when it is timed inside
+/// one process, else `runs`.
+fn runs_of(cell: &Cell, runs: usize, in_process: usize) -> usize {
+    if cell.phase.from_cont() {
+        in_process
+    } else {
+        runs
+    }
+}
+
+/// Every cell its runs ([`runs_of`]) after a warm-up, in shuffled rounds: a
+/// cell with fewer runs than another sits out the last rounds.
+pub(super) fn rounds(cells: &mut [Cell], runs: usize, in_process: usize) -> Result<()> {
+    let total: usize = cells.iter().map(|c| runs_of(c, runs, in_process) + 1).sum();
+    let last = runs.max(in_process);
+    let bar = ProgressBar::new(total as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} runs, {elapsed} [{msg}]").unwrap(),
     );
     let mut order: Vec<usize> = (0..cells.len()).collect();
     let mut rng = rand::rng();
-    for round in 0..=runs {
+    for round in 0..=last {
         order.shuffle(&mut rng);
         for &i in &order {
             let cell = &mut cells[i];
+            if round > runs_of(cell, runs, in_process) {
+                continue;
+            }
             // A cell whose warm-up failed (e.g. a firmware that cannot boot the
             // probe) is reported, not retried for every round.
             if round > 0
@@ -375,4 +390,20 @@ pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
             failures: j.failures,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_timed_in_one_process_get_their_own_count_of_runs() {
+        use super::super::test_cell as cell;
+        let runs = |phase| runs_of(&cell(Firmware::Qboot, phase, &[]), 10, 50);
+        assert_eq!(runs(Phase::Entry), 10);
+        assert_eq!(runs(Phase::User), 10);
+        assert_eq!(runs(Phase::KernelInit), 10);
+        assert_eq!(runs(Phase::FromCont), 50);
+        assert_eq!(runs(Phase::SharedEntry), 50);
+    }
 }
