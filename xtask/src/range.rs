@@ -1,14 +1,16 @@
-//! `cargo xtask bench-range A..B`: ferrite's tFW at each commit of a range,
-//! after R. Jones's `boot-benchmark-range`. Each commit's firmware is built in
-//! its own git worktree under `target/bench-range/` (one shared cargo target
-//! directory) and turned into a ROM by this xtask's ELF-to-ROM converter. The
-//! ROMs boot the bench's probe kernel in shuffled, interleaved rounds after a
-//! warm-up, so the host's drift hits every commit alike: tQEMU to the 0xf5
-//! marker, the kernel entry at the probe's marker, tFW = entry − median tQEMU.
-//! A commit is flagged when its tFW samples differ from the previous commit's
-//! by the two-sided Mann-Whitney U test at p < [`ALPHA`]. Guest instructions
-//! and port exits come from one boot per commit under KVM (`perf stat`), as in
-//! the bench.
+//! `cargo xtask bench-range A..B`: ferrite at each commit of a range, and
+//! at any other builds given as ROMs, after R. Jones's `boot-benchmark-range`.
+//! Each commit's firmware is built in its own git worktree outside the
+//! checkout (one shared cargo target directory, `target/bench-range/target`)
+//! and turned into a ROM by this xtask's ELF-to-ROM converter. Every ROM boots the bench's
+//! probe kernel, timed inside one QEMU process from QMP `cont` to the probe's
+//! entry marker (QEMU's own start-up, and its noise, left out), in shuffled
+//! interleaved rounds after a warm-up, so the host's drift hits every build
+//! alike. A build is flagged when its times differ from the previous one's by
+//! the two-sided Mann-Whitney U test at p < [`ALPHA`]. Beside the times, the
+//! deterministic counts of the cost model ([`crate::bench::cost`]): code
+//! translated under TCG, QEMU's vCPU thread's host instructions (callgrind),
+//! exits to QEMU under KVM, each with its change from the previous build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,14 +21,12 @@ use ferrite_contract::qemu_exit;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use crate::bench::{Summary, summarize};
+use crate::bench::cost::{Exits, Translated};
+use crate::bench::{Shift, Summary, shift, summarize};
 use crate::linux_assets::{self, InitramfsSpec};
 use crate::probe::{self, PROBE_PORT};
 use crate::qemu::{Accel, Machine, Qemu};
-use crate::stats::{MannWhitney, mann_whitney};
 
-/// ferrite's first-instruction marker.
-const START_PORT: u16 = ferrite_contract::marker::START_PORT;
 /// A change is flagged below this p-value.
 pub const ALPHA: f64 = 0.05;
 
@@ -34,36 +34,55 @@ pub const ALPHA: f64 = 0.05;
 pub struct Options {
     /// `A..B`: A is the baseline, then every commit after it up to B.
     pub range: String,
+    /// Other builds measured after the range's commits: (name, ROM).
+    pub roms: Vec<(String, PathBuf)>,
     pub runs: usize,
     pub machine: Machine,
     pub memory_mib: u64,
-    pub count_instructions: bool,
+    /// The deterministic counts (translation, callgrind, KVM exits).
+    pub counts: bool,
     pub json: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Counts {
-    pub guest_instructions: u64,
-    pub port_exits: u64,
-    pub fw_cfg_port_reads: u64,
-    pub fw_cfg_dma_requests: u64,
+/// `NAME=PATH` → (NAME, PATH).
+pub fn parse_rom(spec: &str) -> Result<(String, PathBuf)> {
+    match spec.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(path)))
+        }
+        _ => bail!("expected NAME=PATH for a ROM to measure beside the commits, got {spec:?}"),
+    }
 }
 
+/// A build's deterministic counts to the kernel entry: the columns of the
+/// cost model that predict time (README, "The cost model"). A part that
+/// could not be counted is None.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Code translated under TCG (`-d in_asm`).
+    pub translated: Option<Translated>,
+    /// Host instructions of QEMU's vCPU thread under TCG (callgrind).
+    pub vcpu_host_instructions: Option<u64>,
+    /// Exits to QEMU under KVM (`perf stat`).
+    pub exits: Option<Exits>,
+}
+
+/// One build measured: a commit of the range, or a ROM given by name.
 #[derive(Clone, Debug, Serialize)]
 pub struct CommitResult {
+    /// The commit's hash, or the ROM's name.
     pub commit: String,
+    /// The commit's subject, or the ROM's path.
     pub subject: String,
     /// Why it was not measured (build failed).
     pub error: Option<String>,
-    pub start_ms: Vec<f64>,
-    pub entry_ms: Vec<f64>,
-    /// entry − median start, per run.
+    /// QMP `cont` to the probe's entry marker, per run (ms).
     pub tfw_ms: Vec<f64>,
     pub tfw: Option<Summary>,
     pub counts: Option<Counts>,
-    /// Against the previous measured commit.
-    pub test: Option<MannWhitney>,
-    pub change: Option<f64>,
+    /// Against the previous measured build: the Hodges-Lehmann shift of the
+    /// times and its test.
+    pub shift: Option<Shift>,
     pub failures: Vec<String>,
 }
 
@@ -75,38 +94,88 @@ pub fn parse_range(range: &str) -> Result<(&str, &str)> {
     }
 }
 
-/// Whether `cur`'s tFW moved from `prev`'s beyond the noise: the relative
-/// change of the medians and the test, or None when either has too few runs.
-pub fn compare(prev: &[f64], cur: &[f64]) -> Option<(f64, MannWhitney)> {
-    let (p, c) = (summarize(prev)?, summarize(cur)?);
-    let test = mann_whitney(cur, prev)?;
-    (p.median > 0.0).then(|| ((c.median - p.median) / p.median, test))
-}
-
-/// "improves performance by 12.3 %" / "regresses by 4.0 %", or nothing
-/// within the noise.
-pub fn verdict(change: f64, test: &MannWhitney) -> Option<String> {
-    if test.p >= ALPHA {
+/// "improves performance by 12.3 %" / "regresses by 4.0 %" (the shift
+/// against the previous median), or nothing within the noise.
+pub fn verdict(s: &Shift, prev_median: f64) -> Option<String> {
+    if s.test.p >= ALPHA || prev_median <= 0.0 {
         return None;
     }
+    let change = s.ms / prev_median * 100.0;
+    let p = if s.test.p < 0.001 {
+        "< 0.001".to_string()
+    } else {
+        format!("= {:.3}", s.test.p)
+    };
     Some(if change < 0.0 {
         format!(
-            "improves performance by {:.1} % (Mann-Whitney U p = {:.3})",
-            -change * 100.0,
-            test.p
+            "improves performance by {:.1} % ({:+.2} ms, Mann-Whitney U p {p})",
+            -change, s.ms
         )
     } else {
         format!(
-            "regresses by {:.1} % (Mann-Whitney U p = {:.3})",
-            change * 100.0,
-            test.p
+            "regresses by {:.1} % ({:+.2} ms, Mann-Whitney U p {p})",
+            change, s.ms
         )
     })
 }
 
-/// One line per commit, in `boot-benchmark-range`'s manner.
-pub fn line(r: &CommitResult, prev_counts: Option<&Counts>) -> String {
-    let short = &r.commit[..r.commit.len().min(10)];
+/// The counts, with their change from `prev`'s where both were counted.
+fn counts_text(c: &Counts, prev: Option<&Counts>) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = c.translated {
+        let mut s = format!(
+            "translated {} blocks / {} insns ≈ {:.2} ms",
+            t.blocks,
+            t.instructions,
+            t.model_us() / 1000.0
+        );
+        if let Some(p) = prev.and_then(|p| p.translated)
+            && p != t
+        {
+            s += &format!(
+                " ({:+} blocks, {:+} insns, {:+.2} ms)",
+                t.blocks as i64 - p.blocks as i64,
+                t.instructions as i64 - p.instructions as i64,
+                (t.model_us() - p.model_us()) / 1000.0
+            );
+        }
+        parts.push(s);
+    }
+    if let Some(n) = c.vcpu_host_instructions {
+        let mut s = format!("vCPU thread {:.2} M host insns", n as f64 / 1e6);
+        if let Some(p) = prev.and_then(|p| p.vcpu_host_instructions)
+            && p != n
+        {
+            s += &format!(" ({:+.2} M)", (n as f64 - p as f64) / 1e6);
+        }
+        parts.push(s);
+    }
+    if let Some(e) = c.exits {
+        let mut s = format!(
+            "{} exits to QEMU (PIO {}, MMIO {})",
+            e.userspace, e.pio, e.mmio
+        );
+        if let Some(p) = prev.and_then(|p| p.exits)
+            && p.userspace != e.userspace
+        {
+            s += &format!(" ({:+})", e.userspace as i64 - p.userspace as i64);
+        }
+        parts.push(s);
+    }
+    parts.join("; ")
+}
+
+/// One entry per build, in `boot-benchmark-range`'s manner: the time, the
+/// counts, and the verdict against the previous build (`prev`: its median
+/// and counts).
+pub fn line(r: &CommitResult, prev: Option<(f64, Option<&Counts>)>) -> String {
+    // A commit by its first ten hex digits, a ROM by its whole name.
+    let is_commit = r.commit.len() == 40 && r.commit.bytes().all(|b| b.is_ascii_hexdigit());
+    let short = if is_commit {
+        &r.commit[..10]
+    } else {
+        &r.commit
+    };
     let mut s = format!("{short} {}\n    ", r.subject);
     if let Some(e) = &r.error {
         s += &format!("not measured: {e}");
@@ -115,29 +184,27 @@ pub fn line(r: &CommitResult, prev_counts: Option<&Counts>) -> String {
     match &r.tfw {
         Some(t) => {
             s += &format!(
-                "Result: tFW {:.1}ms ± {:.1}ms (n={})",
-                t.median, t.sd, t.runs
+                "Result: tFW {:.2}ms [{:.2}–{:.2}] (n={})",
+                t.median, t.p25, t.p75, t.runs
             )
         }
         None => s += "Result: no successful runs",
     }
     if let Some(c) = &r.counts {
-        s += &format!(
-            ", {} guest insns, {} port exits",
-            c.guest_instructions, c.port_exits
-        );
-        if let Some(p) = prev_counts
-            && p.guest_instructions > 0
-            && p.guest_instructions != c.guest_instructions
-        {
-            let d = c.guest_instructions as f64 / p.guest_instructions as f64 - 1.0;
-            s += &format!(" ({:+.1} % insns)", d * 100.0);
+        let text = counts_text(c, prev.and_then(|(_, c)| c));
+        if !text.is_empty() {
+            s += &format!("\n    {text}");
         }
     }
-    if let (Some(change), Some(test)) = (r.change, &r.test) {
-        match verdict(change, test) {
+    if let (Some(sh), Some((median, _))) = (&r.shift, prev) {
+        match verdict(sh, median) {
             Some(v) => s += &format!("\n    ↳ {v}"),
-            None => s += &format!(" [{:+.1} % of tFW, within the noise]", change * 100.0),
+            None => {
+                s += &format!(
+                    "\n    [{:+.2} ms against the previous, within the noise: p = {:.2}]",
+                    sh.ms, sh.test.p
+                )
+            }
         }
     }
     s
@@ -168,7 +235,6 @@ fn commits(root: &Path, range: &str) -> Result<Vec<(String, String)>> {
         let subject = git(root, &["log", "-1", "--format=%s", sha])?;
         out.push((sha.to_string(), subject));
     }
-    ensure!(out.len() >= 2, "{range} holds no commits after its base");
     Ok(out)
 }
 
@@ -189,13 +255,18 @@ fn worktree(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
 }
 
 /// The ROM of `sha`: built once in a worktree (removed again, the ROM stays
-/// as `target/bench-range/<commit>.rom`).
+/// as `target/bench-range/<commit>.rom`). The worktree goes outside the
+/// checkout: cargo reads the `.cargo/config.toml` of every directory above
+/// the one it builds in and joins their `rustflags`, so a worktree inside
+/// it would build every commit with today's code-generation options too.
 fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
     let rom = work.join(format!("{}.rom", &sha[..12]));
     if rom.exists() {
         return Ok(rom);
     }
-    let dir = worktree(root, work, sha)?;
+    let trees = std::env::temp_dir().join("ferrite-bench-range");
+    std::fs::create_dir_all(&trees)?;
+    let dir = worktree(root, &trees, sha)?;
     let built = crate::rom::build_firmware_at(&dir, &work.join("target"), true, &rom);
     let _ = git(
         root,
@@ -204,31 +275,29 @@ fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
     Ok(built?.path)
 }
 
-fn count(q: &Qemu) -> Option<Counts> {
-    let mut q = q.clone();
-    q.accel = Accel::Kvm;
-    use crate::insn_steps::{
-        FW_CFG_DMA_REQUESTS, FW_CFG_PORT_READS, GUEST_INSTRUCTIONS, PORT_EXITS, perf_stat,
-    };
-    let values = perf_stat(
-        &q,
-        &[
-            GUEST_INSTRUCTIONS,
-            PORT_EXITS,
-            FW_CFG_PORT_READS,
-            FW_CFG_DMA_REQUESTS,
-        ],
-    )
-    .ok()?;
-    match values[..] {
-        [insns, pio, reads, dma] => Some(Counts {
-            guest_instructions: insns,
-            port_exits: pio,
-            fw_cfg_port_reads: reads,
-            fw_cfg_dma_requests: dma,
-        }),
-        _ => None,
+/// The cost model's counts for one build (`q`: its boot to the entry),
+/// each where its tool is there; what could not be counted goes to `skipped`.
+fn count(q: &Qemu, expect: &[i32], work: &Path, skipped: &mut Vec<String>) -> Counts {
+    let mut c = Counts::default();
+    match crate::bench::cost::translated_code(q, work) {
+        Ok(t) => c.translated = Some(t),
+        Err(e) => skipped.push(format!("translated code: {e:#}")),
     }
+    if crate::host_cost::available() {
+        let mut q = q.clone();
+        q.accel = Accel::Tcg;
+        match crate::host_cost::run_callgrind(&q, expect, &work.join("callgrind")) {
+            Ok((_, n)) => c.vcpu_host_instructions = Some(n),
+            Err(e) => skipped.push(format!("vCPU host instructions: {e:#}")),
+        }
+    }
+    if Path::new("/dev/kvm").exists() && Command::new("perf").arg("--version").output().is_ok() {
+        match crate::bench::cost::kvm_counts(q) {
+            Ok(k) => c.exits = k.exits,
+            Err(e) => skipped.push(format!("exits under KVM: {e:#}")),
+        }
+    }
+    c
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -236,6 +305,14 @@ pub fn run(opts: &Options) -> Result<()> {
     let work = root.join("target/bench-range");
     std::fs::create_dir_all(&work)?;
     let list = commits(&root, &opts.range)?;
+    ensure!(
+        list.len() >= 2 || !opts.roms.is_empty(),
+        "{} holds no commits after its base, and no --rom was given",
+        opts.range
+    );
+    for (name, path) in &opts.roms {
+        ensure!(path.is_file(), "--rom {name}: no file {}", path.display());
+    }
     let kernel = linux_assets::stock_kernel()?;
     let probe_path = work.join("probe.bzImage");
     std::fs::write(&probe_path, probe::build_like(&kernel)?)?;
@@ -251,50 +328,56 @@ pub fn run(opts: &Options) -> Result<()> {
         },
         &work.join("initramfs.cpio"),
     )?;
+    // As the bench's command line (bench/plan.rs says why).
     let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
-    if let (Machine::Microvm, Some(khz)) = (opts.machine, crate::bench::tsc_khz()) {
+    if let Some(khz) = crate::bench::tsc_khz() {
         append += &format!(" tsc_early_khz={khz}");
     }
     let mut results = Vec::new();
     let mut roms = Vec::new();
-    for (sha, subject) in &list {
-        eprintln!("building {} {subject}", &sha[..10]);
-        let rom = built_rom(&root, &work, sha);
+    let builds =
+        list.iter()
+            .map(|(sha, subject)| (sha.clone(), subject.clone(), None))
+            .chain(opts.roms.iter().map(|(name, path)| {
+                (name.clone(), path.display().to_string(), Some(path.clone()))
+            }));
+    for (id, subject, given) in builds {
+        let rom = match given {
+            Some(path) => Ok(path),
+            None => {
+                eprintln!("building {} {subject}", &id[..10]);
+                built_rom(&root, &work, &id)
+            }
+        };
         let (error, rom) = match rom {
             Ok(r) => (None, Some(r)),
             Err(e) => (Some(format!("{e:#}")), None),
         };
         results.push(CommitResult {
-            commit: sha.clone(),
-            subject: subject.clone(),
+            commit: id,
+            subject,
             error,
-            start_ms: Vec::new(),
-            entry_ms: Vec::new(),
             tfw_ms: Vec::new(),
             tfw: None,
             counts: None,
-            test: None,
-            change: None,
+            shift: None,
             failures: Vec::new(),
         });
         roms.push(rom);
     }
-    let qemu = |rom: &Path, port: u16| {
+    let qemu = |rom: &Path| {
         let mut q = Qemu::new(opts.machine, rom.to_path_buf());
+        q.accel = Accel::Tcg;
         q.memory_mib = opts.memory_mib;
         q.kernel = Some(probe_path.clone());
         q.initrd = Some(initrd.path.clone());
         q.append = Some(append.clone());
-        q.exit_ports = vec![port];
+        q.exit_ports = vec![PROBE_PORT];
         q.timeout = Duration::from_secs(60);
         q
     };
-    // (commit, is the entry cell)
-    let mut cells: Vec<(usize, bool)> = (0..roms.len())
-        .filter(|&i| roms[i].is_some())
-        .flat_map(|i| [(i, false), (i, true)])
-        .collect();
-    ensure!(!cells.is_empty(), "no commit of the range built");
+    let mut cells: Vec<usize> = (0..roms.len()).filter(|&i| roms[i].is_some()).collect();
+    ensure!(!cells.is_empty(), "no build of the range could be measured");
     let entry_codes: Vec<i32> = probe::Entry::ALL
         .iter()
         .map(|e| qemu_exit(e.value()))
@@ -304,50 +387,39 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut n = 0;
     for round in 0..=opts.runs {
         cells.shuffle(&mut rng);
-        for &(i, entry) in &cells {
+        for &i in &cells {
             n += 1;
             eprint!("\r{n}/{total} runs   ");
             let rom = roms[i].as_ref().context("unbuilt commit")?;
-            let q = qemu(rom, if entry { PROBE_PORT } else { START_PORT });
-            let outcome = q.run()?;
+            let outcome = qemu(rom).run_from_cont()?;
             let code = outcome.exit_code.unwrap_or(-1);
-            let ok = !outcome.timed_out
-                && if entry {
-                    entry_codes.contains(&code)
-                } else {
-                    code == 3
-                };
             let r = &mut results[i];
-            if !ok {
-                r.failures.push(format!(
-                    "round {round} {}: exit {:?}{}",
-                    if entry { "entry" } else { "start" },
+            match outcome.from_cont {
+                Some(t) if !outcome.timed_out && entry_codes.contains(&code) => {
+                    // Round 0 is the warm-up.
+                    if round > 0 {
+                        r.tfw_ms.push(t.as_secs_f64() * 1000.0);
+                    }
+                }
+                _ => r.failures.push(format!(
+                    "round {round}: exit {:?}{}",
                     outcome.exit_code,
                     if outcome.timed_out { " (timeout)" } else { "" }
-                ));
-                continue;
-            }
-            if round > 0 {
-                let ms = outcome.wall.as_secs_f64() * 1000.0;
-                if entry {
-                    r.entry_ms.push(ms);
-                } else {
-                    r.start_ms.push(ms);
-                }
+                )),
             }
         }
     }
     eprintln!();
-    let perf = opts.count_instructions
-        && Path::new("/dev/kvm").exists()
-        && Command::new("perf").arg("--version").output().is_ok();
+    let mut skipped = Vec::new();
     for (i, r) in results.iter_mut().enumerate() {
-        if let Some(start) = summarize(&r.start_ms) {
-            r.tfw_ms = r.entry_ms.iter().map(|e| e - start.median).collect();
-            r.tfw = summarize(&r.tfw_ms);
-        }
-        if perf && let Some(rom) = &roms[i] {
-            r.counts = count(&qemu(rom, PROBE_PORT));
+        r.tfw = summarize(&r.tfw_ms);
+        if opts.counts
+            && let Some(rom) = &roms[i]
+        {
+            eprintln!("counting {}", r.commit);
+            let mut why = Vec::new();
+            r.counts = Some(count(&qemu(rom), &entry_codes, &work, &mut why));
+            skipped.extend(why.into_iter().map(|w| format!("{}: {w}", r.commit)));
         }
     }
     let mut prev: Option<usize> = None;
@@ -355,32 +427,34 @@ pub fn run(opts: &Options) -> Result<()> {
         if results[i].tfw.is_none() {
             continue;
         }
-        if let Some(p) = prev
-            && let Some((change, test)) = compare(&results[p].tfw_ms, &results[i].tfw_ms)
-        {
-            results[i].change = Some(change);
-            results[i].test = Some(test);
+        if let Some(p) = prev {
+            results[i].shift = shift(&results[i].tfw_ms, &results[p].tfw_ms);
         }
         prev = Some(i);
     }
     println!(
-        "tFW per commit of {} on {} (TCG, {} interleaved rounds; change against the previous commit flagged at Mann-Whitney U p < {ALPHA}):",
+        "ferrite per build of {}{} on {} (TCG, QMP `cont` to the kernel entry, median [p25–p75] of {} interleaved rounds; a change from the previous build flagged at Mann-Whitney U p < {ALPHA}):",
         opts.range,
+        if opts.roms.is_empty() {
+            ""
+        } else {
+            " and the ROMs given"
+        },
         opts.machine.name(),
         opts.runs
     );
-    let mut prev_counts: Option<&Counts> = None;
+    let mut prev: Option<(f64, Option<&Counts>)> = None;
     for r in &results {
-        println!("{}", line(r, prev_counts));
+        println!("{}", line(r, prev));
         for f in &r.failures {
             println!("    failed run: {f}");
         }
-        if r.counts.is_some() {
-            prev_counts = r.counts.as_ref();
+        if let Some(t) = &r.tfw {
+            prev = Some((t.median, r.counts.as_ref()));
         }
     }
-    if !perf && opts.count_instructions {
-        println!("(no guest instruction counts: they need /dev/kvm and perf)");
+    for s in &skipped {
+        println!("not counted: {s}");
     }
     if let Some(path) = &opts.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
@@ -404,58 +478,106 @@ mod tests {
     }
 
     #[test]
-    fn flags_only_changes_beyond_the_noise() {
-        let base = [10.0, 10.4, 9.8, 10.1, 10.3, 9.9, 10.2, 10.0];
-        let faster: Vec<f64> = base.iter().map(|x| x * 0.8 + 0.01).collect();
-        let (change, test) = compare(&base, &faster).unwrap();
-        assert!((change + 0.2).abs() < 0.01, "{change}");
-        let v = verdict(change, &test).unwrap();
-        assert!(v.starts_with("improves performance by 19."), "{v}");
-        let slower: Vec<f64> = base.iter().map(|x| x * 1.1 + 0.01).collect();
-        let (change, test) = compare(&base, &slower).unwrap();
-        assert!(
-            verdict(change, &test)
-                .unwrap()
-                .starts_with("regresses by 10.")
+    fn roms() {
+        let (name, path) = parse_rom("ablated=target/x.rom").unwrap();
+        assert_eq!(
+            (name.as_str(), path),
+            ("ablated", PathBuf::from("target/x.rom"))
         );
-        // the same distribution, shuffled and nudged: not flagged
-        let same = [10.05, 9.85, 10.35, 10.15, 9.95, 10.25, 10.45, 9.75];
-        let (change, test) = compare(&base, &same).unwrap();
-        assert!(verdict(change, &test).is_none(), "{test:?}");
-        assert!(compare(&[], &base).is_none());
+        for bad in ["ablated", "=x.rom", "ablated=", ""] {
+            assert!(parse_rom(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
-    fn one_line_per_commit() {
-        let mut r = CommitResult {
-            commit: "0123456789abcdef".into(),
+    fn flags_only_changes_beyond_the_noise() {
+        let base = [10.0, 10.4, 9.8, 10.1, 10.3, 9.9, 10.2, 10.0];
+        let faster: Vec<f64> = base.iter().map(|x| x * 0.8 + 0.01).collect();
+        let s = shift(&faster, &base).unwrap();
+        assert!((s.ms + 2.0).abs() < 0.1, "{s:?}");
+        let v = verdict(&s, 10.05).unwrap();
+        assert!(v.starts_with("improves performance by 19."), "{v}");
+        let slower: Vec<f64> = base.iter().map(|x| x * 1.1 + 0.01).collect();
+        let s = shift(&slower, &base).unwrap();
+        assert!(verdict(&s, 10.05).unwrap().starts_with("regresses by 10."));
+        // the same distribution, shuffled and nudged: not flagged
+        let same = [10.05, 9.85, 10.35, 10.15, 9.95, 10.25, 10.45, 9.75];
+        let s = shift(&same, &base).unwrap();
+        assert!(verdict(&s, 10.05).is_none(), "{s:?}");
+        assert!(shift(&[], &base).is_none());
+    }
+
+    fn result(counts: Counts) -> CommitResult {
+        CommitResult {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
             subject: "pci: fewer exits".into(),
             error: None,
-            start_ms: vec![],
-            entry_ms: vec![],
             tfw_ms: vec![],
             tfw: summarize(&[4.0, 4.2, 4.4]),
-            counts: Some(Counts {
-                guest_instructions: 900,
-                port_exits: 10,
-                ..Counts::default()
-            }),
-            test: None,
-            change: None,
+            counts: Some(counts),
+            shift: None,
             failures: vec![],
+        }
+    }
+
+    #[test]
+    fn one_entry_per_build() {
+        let counts = |blocks, insns, memory, host, exits| Counts {
+            translated: Some(Translated {
+                blocks,
+                instructions: insns,
+                memory,
+            }),
+            vcpu_host_instructions: Some(host),
+            exits: Some(Exits {
+                userspace: exits,
+                pio: exits - 2,
+                mmio: 1,
+            }),
         };
-        let prev = Counts {
-            guest_instructions: 1000,
-            ..Counts::default()
-        };
-        let l = line(&r, Some(&prev));
+        let prev = counts(400, 3800, 1200, 45_160_000, 194);
+        let mut r = result(counts(390, 3700, 1150, 44_500_000, 190));
+        let l = line(&r, Some((4.5, Some(&prev))));
         assert!(l.starts_with("0123456789 pci: fewer exits\n"), "{l}");
-        assert!(l.contains("Result: tFW 4.2ms ± 0.2ms (n=3)"), "{l}");
+        assert!(l.contains("Result: tFW 4.20ms [4.03–4.37] (n=3)"), "{l}");
+        // 1.8 µs a block, 0.3 a register instruction, 0.7 a memory one
         assert!(
-            l.contains("900 guest insns, 10 port exits (-10.0 % insns)"),
+            l.contains(
+                "translated 390 blocks / 3700 insns ≈ 2.27 ms (-10 blocks, -100 insns, -0.07 ms)"
+            ),
+            "{l}"
+        );
+        assert!(
+            l.contains("vCPU thread 44.50 M host insns (-0.66 M)"),
+            "{l}"
+        );
+        assert!(
+            l.contains("190 exits to QEMU (PIO 188, MMIO 1) (-4)"),
+            "{l}"
+        );
+        // no previous build: the counts alone, no changes and no verdict
+        let alone = line(&r, None);
+        assert!(alone.contains("≈ 2.27 ms;"), "{alone}");
+        assert!(!alone.contains("(-"), "{alone}");
+        // a verdict only beside a previous build
+        r.shift = shift(&[4.0, 4.2, 4.4], &[5.0, 5.2, 5.4, 5.1, 5.3]);
+        let l = line(&r, Some((5.2, Some(&prev))));
+        assert!(
+            l.contains("↳ improves performance by 19.2 % (-1.00 ms"),
             "{l}"
         );
         r.error = Some("build failed".into());
         assert!(line(&r, None).ends_with("not measured: build failed"));
+    }
+
+    #[test]
+    fn counts_missing_are_left_out() {
+        let r = result(Counts::default());
+        let l = line(&r, None);
+        assert_eq!(l.lines().count(), 2, "{l}");
+        assert!(
+            !l.contains("translated") && !l.contains("exits to QEMU"),
+            "{l}"
+        );
     }
 }

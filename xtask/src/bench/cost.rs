@@ -275,7 +275,7 @@ pub(super) fn measure(
 }
 
 /// Guest instructions, fw_cfg traffic and exits: one boot under KVM with `perf stat`.
-fn kvm_counts(q: &Qemu) -> Result<Counts> {
+pub(crate) fn kvm_counts(q: &Qemu) -> Result<Counts> {
     let mut q = q.clone();
     q.accel = Accel::Kvm;
     let [insns, pio_reads, dma, userspace, pio, mmio] = perf_stat(

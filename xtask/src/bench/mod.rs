@@ -31,7 +31,7 @@ use crate::qemu::{Machine, Qemu};
 use report::Report;
 
 pub use plan::{Options, Sweep, SweepParam};
-pub use stats::{Summary, parse_timeline, summarize};
+pub use stats::{Shift, Summary, parse_timeline, shift, summarize};
 
 /// ferrite's start marker port.
 const START_PORT: u16 = ferrite_contract::marker::START_PORT;
