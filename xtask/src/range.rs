@@ -2,11 +2,11 @@
 //! at any other builds given as ROMs, after R. Jones's `boot-benchmark-range`.
 //! Each commit's firmware is built in its own git worktree outside the
 //! checkout (one shared cargo target directory, `target/bench-range/target`)
-//! and turned into a ROM by this xtask's ELF-to-ROM converter. Every ROM boots the bench's
-//! probe kernel, timed inside one QEMU process from QMP `cont` to the probe's
-//! entry marker (QEMU's own start-up, and its noise, left out), in shuffled
-//! interleaved rounds after a warm-up, so the host's drift hits every build
-//! alike. A build is flagged when its times differ from the previous one's by
+//! and turned into a ROM by this xtask's ELF-to-ROM converter. Every ROM
+//! boots the bench's probe kernel, timed inside one QEMU process from QMP
+//! `cont` to the probe's entry marker (QEMU's own start-up, and its noise,
+//! left out), in shuffled interleaved rounds after a warm-up, so the host's
+//! drift hits every build alike. A build is flagged when its times differ from the previous one's by
 //! the two-sided Mann-Whitney U test at p < [`ALPHA`]. Beside the times, the
 //! deterministic counts of the cost model ([`crate::bench::cost`]): code
 //! translated under TCG, QEMU's vCPU thread's host instructions (callgrind),
