@@ -143,8 +143,10 @@ fn counts_text(c: &Counts, prev: Option<&Counts>) -> String {
     }
     if let Some(n) = c.vcpu_host_instructions {
         let mut s = format!("vCPU thread {:.2} M host insns", n as f64 / 1e6);
+        // (Repeated boots differ by a few host instructions: a change is
+        // shown from 0.01 M.)
         if let Some(p) = prev.and_then(|p| p.vcpu_host_instructions)
-            && p != n
+            && n.abs_diff(p) >= 5_000
         {
             s += &format!(" ({:+.2} M)", (n as f64 - p as f64) / 1e6);
         }
@@ -275,15 +277,24 @@ fn built_rom(root: &Path, work: &Path, sha: &str) -> Result<PathBuf> {
     Ok(built?.path)
 }
 
+/// Which of the cost model's tools this host has (checked once).
+#[derive(Clone, Copy)]
+struct Tools {
+    /// valgrind, for QEMU's vCPU host instructions.
+    callgrind: bool,
+    /// /dev/kvm and perf, for the exits under KVM.
+    perf: bool,
+}
+
 /// The cost model's counts for one build (`q`: its boot to the entry),
 /// each where its tool is there; what could not be counted goes to `skipped`.
-fn count(q: &Qemu, expect: &[i32], work: &Path, skipped: &mut Vec<String>) -> Counts {
+fn count(q: &Qemu, expect: &[i32], work: &Path, tools: Tools, skipped: &mut Vec<String>) -> Counts {
     let mut c = Counts::default();
     match crate::bench::cost::translated_code(q, work) {
         Ok(t) => c.translated = Some(t),
         Err(e) => skipped.push(format!("translated code: {e:#}")),
     }
-    if crate::host_cost::available() {
+    if tools.callgrind {
         let mut q = q.clone();
         q.accel = Accel::Tcg;
         match crate::host_cost::run_callgrind(&q, expect, &work.join("callgrind")) {
@@ -291,7 +302,7 @@ fn count(q: &Qemu, expect: &[i32], work: &Path, skipped: &mut Vec<String>) -> Co
             Err(e) => skipped.push(format!("vCPU host instructions: {e:#}")),
         }
     }
-    if Path::new("/dev/kvm").exists() && Command::new("perf").arg("--version").output().is_ok() {
+    if tools.perf {
         match crate::bench::cost::kvm_counts(q) {
             Ok(k) => c.exits = k.exits,
             Err(e) => skipped.push(format!("exits under KVM: {e:#}")),
@@ -328,11 +339,7 @@ pub fn run(opts: &Options) -> Result<()> {
         },
         &work.join("initramfs.cpio"),
     )?;
-    // As the bench's command line (bench/plan.rs says why).
-    let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
-    if let Some(khz) = crate::bench::tsc_khz() {
-        append += &format!(" tsc_early_khz={khz}");
-    }
+    let append = crate::bench::kernel_command_line(token);
     let mut results = Vec::new();
     let mut roms = Vec::new();
     let builds =
@@ -411,6 +418,13 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     eprintln!();
     let mut skipped = Vec::new();
+    let tools = Tools {
+        callgrind: opts.counts && crate::host_cost::available(),
+        perf: opts.counts && crate::bench::cost::perf_available(&mut skipped),
+    };
+    if opts.counts && !tools.callgrind {
+        skipped.push("QEMU's vCPU host instructions: valgrind not installed".into());
+    }
     for (i, r) in results.iter_mut().enumerate() {
         r.tfw = summarize(&r.tfw_ms);
         if opts.counts
@@ -418,7 +432,7 @@ pub fn run(opts: &Options) -> Result<()> {
         {
             eprintln!("counting {}", r.commit);
             let mut why = Vec::new();
-            r.counts = Some(count(&qemu(rom), &entry_codes, &work, &mut why));
+            r.counts = Some(count(&qemu(rom), &entry_codes, &work, tools, &mut why));
             skipped.extend(why.into_iter().map(|w| format!("{}: {w}", r.commit)));
         }
     }
@@ -555,6 +569,10 @@ mod tests {
             l.contains("190 exits to QEMU (PIO 188, MMIO 1) (-4)"),
             "{l}"
         );
+        // a few host instructions more or less is no change
+        let again = counts(390, 3700, 1150, 44_501_000, 190);
+        let l = line(&r, Some((4.5, Some(&again))));
+        assert!(l.contains("44.50 M host insns;"), "{l}");
         // no previous build: the counts alone, no changes and no verdict
         let alone = line(&r, None);
         assert!(alone.contains("≈ 2.27 ms;"), "{alone}");

@@ -176,7 +176,7 @@ pub struct HostCounts {
 }
 
 /// Whether perf and /dev/kvm exist here; if not, says why in `skipped`.
-pub(super) fn perf_available(skipped: &mut Vec<String>) -> bool {
+pub(crate) fn perf_available(skipped: &mut Vec<String>) -> bool {
     let why = if !Path::new("/dev/kvm").exists() {
         "no /dev/kvm"
     } else if Command::new("perf").arg("--version").output().is_err() {

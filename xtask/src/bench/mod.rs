@@ -219,6 +219,20 @@ pub fn tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0) as u64)
 }
 
+/// The bench kernels' command line, `token` marking the bench's boots: the
+/// host's TSC rate given to every firmware's kernel alike, since microvm has
+/// no PIT to calibrate against by default, and on pc and q35 the kernel's
+/// quick PIT calibration fails now and then under TCG; the slow one that
+/// follows costs tens of milliseconds of noise that has nothing to do with
+/// the firmware (1, 2 and 6 boots in 12 under ferrite, qboot and SeaBIOS).
+pub fn kernel_command_line(token: &str) -> String {
+    let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
+    if let Some(khz) = tsc_khz() {
+        append += &format!(" tsc_early_khz={khz}");
+    }
+    append
+}
+
 pub fn run(opts: &Options, rom: &crate::rom::Rom) -> Result<()> {
     let kernel = match &opts.kernel {
         Some(k) => k.clone(),

@@ -1,7 +1,6 @@
 //! What the bench runs: its options, the firmware images, and the cells (one
 //! firmware, machine, phase and sweep value each) with their QEMU command lines.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use anyhow::{Result, bail};
 use ferrite_contract::{marker, qemu_exit};
 use serde::Serialize;
 
-use super::{Cell, Firmware, Phase, START_PORT, USER_PORT, machine_name, relative, tsc_khz};
+use super::{Cell, Firmware, Phase, START_PORT, USER_PORT, machine_name, relative};
 use crate::linux_assets::{self, InitramfsSpec};
 use crate::probe::{self, PROBE_PORT};
 use crate::qemu::{Accel, Machine, Qemu};
@@ -223,16 +222,7 @@ pub(super) fn cells(
             _ => {}
         }
         let initrd = initramfs(cpus, memory)?;
-        let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
-        // The host's TSC rate for every firmware's kernel alike: microvm has
-        // no PIT to calibrate against by default, and on pc and q35 the
-        // kernel's quick PIT calibration fails now and then under TCG; the
-        // slow one that follows costs tens of milliseconds of noise that has
-        // nothing to do with the firmware (1, 2 and 6 boots in 12 under
-        // ferrite, qboot and SeaBIOS).
-        if let Some(khz) = tsc_khz() {
-            write!(append, " tsc_early_khz={khz}").unwrap();
-        }
+        let append = super::kernel_command_line(token);
         for &fw in &opts.firmwares {
             let image = match fw.image(ferrite_rom, machine) {
                 Ok(p) => p,
