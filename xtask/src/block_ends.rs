@@ -3,16 +3,17 @@
 //!
 //! Under TCG a block costs QEMU a fixed amount besides its instructions, and
 //! one that ends in a conditional branch costs more than one that ends in a
-//! jump (two exits to generate and link: README, "The calibration, counted
-//! rather than timed"). A block ends at every conditional branch, jump, call,
-//! return and `rep` string instruction, and at mode and segment switches. So
-//! the blocks a boot translates are counted here by what ends them, and the
-//! conditional ends are split by whether this boot ran both sides: a
-//! conditional branch whose other side never runs (an error check, a bounds
-//! check, a rare case) costs a conditional block all the same. The calls are
-//! counted by callee (each call site ends a block, and so does the return to
-//! it), and the 4 KiB pages of code by how many the boot ran through (QEMU
-//! write-protects each page that holds translated code).
+//! jump (two exits to generate and link: docs/performance-history.md, "The
+//! calibration, counted rather than timed"). A block ends at every
+//! conditional branch, jump, call, return and `rep` string instruction, and
+//! at mode and segment switches. So the blocks a boot translates are counted
+//! here by what ends them, and the conditional ends are split by whether
+//! this boot ran both sides: a conditional branch whose other side never
+//! runs (an error check, a bounds check, a rare case) costs a conditional
+//! block all the same. The calls are counted by callee (each call site ends
+//! a block, and so does the return to it), and the 4 KiB pages of code by
+//! how many the boot ran through (QEMU write-protects each page that holds
+//! translated code).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;

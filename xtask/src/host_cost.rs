@@ -379,7 +379,7 @@ const REBUILD_MIN: u64 = 20_000;
 /// each of the timeline's stamps (as [`run_steps`]): every rebuild of the
 /// memory map the guest caused, in order, with its step and cost. A
 /// rebuild's cost grows with what the map holds, so the order of the
-/// writes that cause them matters (README, Performance, 2026-12-02).
+/// writes that cause them matters (docs/performance-history.md, 2026-12-02).
 /// `vcpu_thread` is the vCPU's thread number in callgrind's file names (the
 /// same in every boot of one configuration: [`Cost::thread`]). A ROM without
 /// the timeline's stamps gets its rebuilds without steps.
