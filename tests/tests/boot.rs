@@ -351,6 +351,16 @@ fn s3_wake_up_without_a_waking_vector_boots_afresh_and_says_so() {
     }
 }
 
+/// The bench's boot for its counts: the stock-size probe kernel, timed to
+/// its marker at the kernel's entry, where it halts. A QEMU whose
+/// isa-debug-exit lets the guest run on after the write (10.0 does; 7.2
+/// exits at once) then counts the same boot every time; stopping at
+/// ferrite's own last marker, the kernel after it ran on for as long as QEMU
+/// took to shut down.
+fn probe_boot(dir: &std::path::Path, machine: Machine) -> xtask::qemu::Qemu {
+    xtask::probe::stock_size_boot(dir, machine, ferrite_tests::rom()).expect("the probe's files")
+}
+
 /// The bench's per-step instruction and exit counts: under KVM (which
 /// emulates every guest instruction on this machine type) the trace splits at
 /// ferrite's inline stamps into the timeline's steps, and
@@ -362,14 +372,11 @@ fn instructions_per_step_under_kvm() {
         std::path::Path::new("/dev/kvm").exists(),
         "this test needs /dev/kvm"
     );
-    let k = kernel("default.bzImage", &BzImageSpec::default());
     let mut hardware = Vec::new();
     let mut exits = Vec::new();
     for machine in Machine::ALL {
-        let mut q = qemu(machine, &k);
-        q.exit_ports = vec![marker::KERNEL_PORT]; // ferrite's last marker, right before the jump
         let dir = scratch().join(format!("trace-{}", machine.name()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let q = probe_boot(&dir, machine);
         let seg = xtask::insn_steps::record(&q, &firmware().elf, &dir).expect("tracing a boot");
         // reset..rust, then one segment per step up to zero_page, then the hand-off
         assert_eq!(seg.counts.len(), 11, "{machine:?}: {:?}", seg.counts);
@@ -378,7 +385,8 @@ fn instructions_per_step_under_kvm() {
             "{machine:?}: {:?}",
             seg.counts
         );
-        // the hand-off is a few instructions up to the 0xf4 marker
+        // the hand-off is a few instructions: ferrite's jump and the probe's
+        // marker
         assert!(seg.counts[10] < 100, "{machine:?}: {:?}", seg.counts);
         hardware.push(seg.counts[HARDWARE_SEGMENT]);
         assert_eq!(seg.exits.len(), seg.counts.len());
@@ -518,17 +526,14 @@ fn multiboot_on_every_machine() {
 /// microvm translates almost nothing for the PC set-up.
 #[test]
 fn translated_code_per_step_under_tcg() {
-    let k = kernel("default.bzImage", &BzImageSpec::default());
     let image = std::fs::read(&firmware().elf).unwrap();
     let stamps = xtask::rom::stamp_addresses(&image).expect("the stamps' addresses");
     // one per step at least (the kinds of kernel each inline their own)
     assert!(stamps.len() >= 10, "{stamps:x?}");
     let mut pci = Vec::new();
     for machine in [Machine::Q35, Machine::Microvm] {
-        let mut q = qemu(machine, &k);
-        q.exit_ports = vec![marker::KERNEL_PORT];
         let dir = scratch().join(format!("tcg-{}", machine.name()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let q = probe_boot(&dir, machine);
         let steps = xtask::bench::cost::translated_steps(&q, &dir, &stamps).expect("in_asm log");
         assert_eq!(steps.len(), 11, "{machine:?}: {steps:?}");
         // A second boot, counted whole: TCG translates the same code each time.

@@ -12,7 +12,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
     let report = run(&Options {
         machine: Machine::Microvm,
         firmwares: vec![Firmware::Ferrite],
-        roms: vec![("qboot".into(), "/usr/share/qemu/qboot.rom".into())],
+        roms: vec![("qboot".into(), xtask::qemu::shipped_rom("qboot.rom"))],
         top: 10,
         json: None,
         calibrate: Some(30),

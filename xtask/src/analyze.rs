@@ -869,11 +869,12 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
     if opts.kernel.symbols.is_none() && opts.kernel.name != "stock" {
         println!("(no symbols for this kernel: initcalls are named as it prints them)");
     }
-    let qemu_version = crate::bench::command_output("qemu-system-x86_64", &["--version"])
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let qemu_version =
+        crate::bench::command_output(&crate::qemu::binary().to_string_lossy(), &["--version"])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
     let title = format!(
         "Boot timeline, mean ± sd of {} runs: {} kernel on {} ({qemu_version}, TCG)",
         opts.runs,

@@ -240,7 +240,7 @@ fn callgrind_boot(q: &Qemu, expect: &[i32], dir: &Path, extra: &[&str]) -> Resul
         ])
         .args(extra)
         .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg("qemu-system-x86_64")
+        .arg(crate::qemu::resolved_binary()?)
         .args(q.args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

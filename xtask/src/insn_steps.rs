@@ -213,7 +213,8 @@ pub fn perf_qemu(q: &Qemu, perf_args: &[&str]) -> Command {
     let mut cmd = Command::new("timeout");
     cmd.args(["120", "perf"])
         .args(perf_args)
-        .args(["--", "qemu-system-x86_64"])
+        .arg("--")
+        .arg(crate::qemu::binary())
         .args(q.args());
     cmd
 }

@@ -11,6 +11,7 @@ pub mod host_cost;
 pub mod host_profile;
 pub mod insn_steps;
 pub mod linux_assets;
+pub mod other_qemu;
 pub mod parity;
 pub mod probe;
 pub mod profile;

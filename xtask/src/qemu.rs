@@ -10,6 +10,56 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+/// The environment variable that names another QEMU to run instead of
+/// `qemu-system-x86_64` from `PATH`: the path of its `qemu-system-x86_64`
+/// (for instance one that `cargo xtask fetch-qemu` unpacked).
+pub const QEMU_ENV: &str = "FERRITE_QEMU";
+
+/// The QEMU every boot runs: `$FERRITE_QEMU` when set, else
+/// `qemu-system-x86_64` from `PATH`.
+pub fn binary() -> PathBuf {
+    match std::env::var_os(QEMU_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from("qemu-system-x86_64"),
+    }
+}
+
+/// [`binary`] as a file, with its links resolved: what `perf probe` and
+/// `valgrind` need, and where the ROMs that come with it are found.
+pub fn resolved_binary() -> Result<PathBuf> {
+    let bin = binary();
+    let found = if bin.components().count() > 1 {
+        Some(bin.clone())
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(&bin))
+            .find(|p| p.is_file())
+    };
+    let found = found.with_context(|| {
+        format!(
+            "{} not found (apt-get install qemu-system-x86, or set {QEMU_ENV})",
+            bin.display()
+        )
+    })?;
+    std::fs::canonicalize(&found).with_context(|| format!("resolving {}", found.display()))
+}
+
+/// A firmware image that comes with the QEMU in use (`name` in the data
+/// directory beside its binary, `../share/qemu`), else the system's
+/// (`/usr/share/qemu`): so that a QEMU of another version is compared with
+/// the qboot it ships.
+pub fn shipped_rom(name: &str) -> PathBuf {
+    shipped_rom_beside(resolved_binary().ok().as_deref(), name)
+}
+
+fn shipped_rom_beside(binary: Option<&std::path::Path>, name: &str) -> PathBuf {
+    binary
+        .and_then(|b| b.parent()?.parent())
+        .map(|prefix| prefix.join("share/qemu").join(name))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/share/qemu").join(name))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum Machine {
     Pc,
@@ -198,7 +248,7 @@ impl Qemu {
 
     /// The command line, shell-quoted enough to paste.
     pub fn command_line(&self) -> String {
-        std::iter::once("qemu-system-x86_64".to_string())
+        std::iter::once(binary().display().to_string())
             .chain(self.args().into_iter().map(|a| {
                 if a.contains(' ') || a.is_empty() {
                     format!("'{a}'")
@@ -238,13 +288,18 @@ impl Qemu {
             ]);
         }
         let start = Instant::now();
-        let child = Command::new("qemu-system-x86_64")
+        let child = Command::new(binary())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn()
-            .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+            .with_context(|| {
+                format!(
+                    "starting {} (apt-get install qemu-system-x86)",
+                    binary().display()
+                )
+            })?;
         let timeout = self.timeout;
         let waited = wait_timed_with(child, start, timeout, |pid| {
             if !paused {
@@ -321,14 +376,19 @@ impl Qemu {
             let done = done.clone();
             std::thread::spawn(move || read_arrivals(readers, start, &done))
         };
-        let child = Command::new("qemu-system-x86_64")
+        let child = Command::new(binary())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path)?)
             .spawn();
         let waited = child
-            .context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")
+            .with_context(|| {
+                format!(
+                    "starting {} (apt-get install qemu-system-x86)",
+                    binary().display()
+                )
+            })
             .and_then(|child| wait_timed(child, start, self.timeout));
         done.store(true, Ordering::Release);
         let arrivals = reader
@@ -579,6 +639,29 @@ mod tests {
             exit_code: code,
             ..Outcome::default()
         }
+    }
+
+    #[test]
+    fn a_qemu_is_compared_with_the_roms_it_ships() {
+        let dir = std::env::temp_dir().join(format!("ferrite-shipped-{}", std::process::id()));
+        let bin = dir.join("usr/bin/qemu-system-x86_64");
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.join("usr/share/qemu")).unwrap();
+        std::fs::write(dir.join("usr/share/qemu/qboot.rom"), b"x").unwrap();
+        assert_eq!(
+            shipped_rom_beside(Some(&bin), "qboot.rom"),
+            dir.join("usr/share/qemu/qboot.rom")
+        );
+        // Not shipped beside it, or no QEMU found: the system's.
+        assert_eq!(
+            shipped_rom_beside(Some(&bin), "bios-256k.bin"),
+            PathBuf::from("/usr/share/qemu/bios-256k.bin")
+        );
+        assert_eq!(
+            shipped_rom_beside(None, "qboot.rom"),
+            PathBuf::from("/usr/share/qemu/qboot.rom")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

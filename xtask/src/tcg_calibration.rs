@@ -245,9 +245,15 @@ pub fn rom(unit: Unit, blocks: usize, per_block: usize) -> Result<Vec<u8>> {
             code.extend([0xEB, 0x00]); // jmp to the next instruction
         }
     }
+    // Each exit halts after its write: a QEMU whose isa-debug-exit lets the
+    // guest run on (10.0 does; 7.2 exits at once) would otherwise go on from
+    // the success exit into the failure's and exit with its status.
+    const HALT: [u8; 3] = [0xF4, 0xEB, 0xFD]; // hlt; jmp to the hlt
     code.extend([0xB0, (EXIT_DONE - 1) as u8 / 2, 0xE6, EXIT_PORT as u8]); // mov $1,%al; out
+    code.extend(HALT);
     let fail = code.len();
-    code.extend([0xB0, EXIT_FAILED, 0xE6, EXIT_PORT as u8, 0xF4]); // mov $2,%al; out; hlt
+    code.extend([0xB0, EXIT_FAILED, 0xE6, EXIT_PORT as u8]); // mov $2,%al; out
+    code.extend(HALT);
     for at in to_fail {
         let rel = (fail - (at + 4)) as i32;
         code[at..at + 4].copy_from_slice(&rel.to_le_bytes());
@@ -491,8 +497,8 @@ mod tests {
             &[0x48, 0x8B, 0x53, 0x00, 0x48, 0x8B, 0x53, 0x08]
         );
         assert_eq!(&blocks[20..22], &[0xEB, 0x00]);
-        let exit = &blocks[3 * 22..3 * 22 + 4];
-        assert_eq!(exit, &[0xB0, 0x01, 0xE6, 0xF7]);
+        let exit = &blocks[3 * 22..3 * 22 + 7];
+        assert_eq!(exit, &[0xB0, 0x01, 0xE6, 0xF7, 0xF4, 0xEB, 0xFD]);
     }
 
     #[test]
@@ -506,8 +512,11 @@ mod tests {
         );
         let rel = i32::from_le_bytes(code[8..12].try_into().unwrap());
         let fail = 12 + rel as usize;
-        assert_eq!(fail, 2 * 12 + 4);
-        assert_eq!(&code[fail..fail + 5], &[0xB0, 0x02, 0xE6, 0xF7, 0xF4]);
+        assert_eq!(fail, 2 * 12 + 4 + 3);
+        assert_eq!(
+            &code[fail..fail + 7],
+            &[0xB0, 0x02, 0xE6, 0xF7, 0xF4, 0xEB, 0xFD]
+        );
     }
 
     #[test]

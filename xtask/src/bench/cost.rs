@@ -435,7 +435,47 @@ fn tcg_log(q: &Qemu, work: &Path, flags: &str) -> Result<std::path::PathBuf> {
         "the logged boot did not reach its marker (exit {:?})",
         out.exit_code
     );
+    let text = std::fs::read_to_string(&log).context("reading the TCG log")?;
+    let kept = cut_at_exit(&text, &q.exit_ports);
+    if kept.len() < text.len() {
+        std::fs::write(&log, kept)?;
+    }
     Ok(log)
+}
+
+/// The log up to the end of the block that wrote the marker QEMU exits on
+/// (an `out` to one of `ports` as an immediate operand, as the probe kernel
+/// and the calibration ROMs write it). QEMU 7.2's isa-debug-exit exits at
+/// once and logs nothing after it; 10.0's asks for a shutdown and lets the
+/// guest run on meanwhile (the probe into its `hlt`, woken or not as QEMU
+/// kicks it), which would count code after the marker, more or less of it
+/// from one boot to the next. A marker written through `%dx` (ferrite's own)
+/// is not recognised: the log is kept whole.
+pub fn cut_at_exit<'a>(log: &'a str, ports: &[u16]) -> &'a str {
+    let mut exited = false;
+    let mut at = 0;
+    for line in log.split_inclusive('\n') {
+        let next = at + line.len();
+        // (A run of the block itself, `Trace` in an exec log, follows its
+        // translation and stays.)
+        if exited && (line.starts_with("IN:") || line.starts_with("----")) {
+            return &log[..at];
+        }
+        exited |= is_instruction(line) && writes_port(line, ports);
+        at = next;
+    }
+    log
+}
+
+/// Whether an instruction line is an `out` to one of `ports` given as an
+/// immediate (`outb %al, $0xf7`).
+fn writes_port(line: &str, ports: &[u16]) -> bool {
+    mnemonic_and_operands(line).is_some_and(|(mnemonic, operands)| {
+        mnemonic.starts_with("out")
+            && ports
+                .iter()
+                .any(|p| operands.ends_with(&format!(",${p:#x}")))
+    })
 }
 
 /// Code translated to the kernel entry: one boot with `-d in_asm`.
@@ -466,12 +506,7 @@ fn ensure_probes() -> Result<()> {
         .output()
         .context("running perf probe -l")?;
     let listed = String::from_utf8_lossy(&listed.stdout);
-    let qemu = std::fs::canonicalize(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join("qemu-system-x86_64"))
-            .find(|p| p.exists())
-            .context("qemu-system-x86_64 not found")?,
-    )?;
+    let qemu = crate::qemu::resolved_binary()?;
     for (name, spec) in [
         (
             COMMIT_PROBE,
@@ -569,6 +604,45 @@ fn host_counts(q: &Qemu, work: &Path) -> Result<HostCounts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_ends_with_the_block_that_wrote_the_exit_marker() {
+        // QEMU 10.0: the `out` ends its block, and the guest ran on into the
+        // probe's hlt and the jump back to it before QEMU shut down.
+        let log10 = "----------------\nIN: \n\
+            0x01000200:  b0 13                    movb     $0x13, %al\n\
+            0x01000202:  e6 f7                    outb     %al, $0xf7\n\n\
+            ----------------\nIN: \n\
+            0x01000204:  f4                       hlt      \n\n\
+            ----------------\nIN: \n\
+            0x01000205:  eb fd                    jmp      0x1000204\n\n";
+        let cut = cut_at_exit(log10, &[0xf7]);
+        assert!(cut.ends_with("outb     %al, $0xf7\n\n"), "{cut:?}");
+        let t = translated(std::io::BufReader::new(cut.as_bytes())).unwrap();
+        assert_eq!((t.blocks, t.instructions), (1, 2));
+        // QEMU 7.2: the block goes on to the hlt and the log ends there.
+        let log7 = "----------------\nIN: \n\
+            0x01000200:  b0 13                    movb     $0x13, %al\n\
+            0x01000202:  e6 f7                    outb     %al, $0xf7\n\
+            0x01000204:  f4                       hlt      \n\n";
+        assert_eq!(cut_at_exit(log7, &[0xf7]), log7);
+        // Another port, or a write through %dx: kept whole.
+        assert_eq!(cut_at_exit(log10, &[0xf4]), log10);
+        let dx = log10.replace(
+            "e6 f7                    outb     %al, $0xf7",
+            "ee                       outb     %al, %dx",
+        );
+        assert_eq!(cut_at_exit(&dx, &[0xf7]), dx);
+        // In an exec log the marker block's own run, after its translation,
+        // stays; the runs after the marker go.
+        let run = |a: &str| format!("Trace 0: 0x7f [00000000/{a}/0x0/0x0] \n");
+        let exec = log10
+            .replacen("\n\n", &format!("\n\n{}", run("0000000001000200")), 1)
+            .to_string()
+            + &run("0000000001000204");
+        let kept = cut_at_exit(&exec, &[0xf7]);
+        assert!(kept.ends_with(&run("0000000001000200")), "{kept:?}");
+    }
 
     const IN_ASM: &str = "\
 ----------------

@@ -89,7 +89,7 @@ impl Firmware {
     pub fn image(self, ferrite: &Path, machine: Machine) -> Result<PathBuf, String> {
         let path = match (self, machine) {
             (Firmware::Ferrite, _) => ferrite.to_path_buf(),
-            (Firmware::Qboot, _) => "/usr/share/qemu/qboot.rom".into(),
+            (Firmware::Qboot, _) => crate::qemu::shipped_rom("qboot.rom"),
             (Firmware::Seabios, Machine::Microvm) => "/usr/share/seabios/bios-microvm.bin".into(),
             (Firmware::Seabios, _) => "/usr/share/seabios/bios-256k.bin".into(),
             (Firmware::Ovmf, Machine::Microvm) => {

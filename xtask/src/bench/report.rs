@@ -42,7 +42,7 @@ impl<'a> Report<'a> {
         Report {
             date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
             host: command_output("uname", &["-srm"]),
-            qemu: command_output("qemu-system-x86_64", &["--version"])
+            qemu: command_output(&crate::qemu::binary().to_string_lossy(), &["--version"])
                 .lines()
                 .next()
                 .unwrap_or("")

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_range;
 pub mod build;
 pub mod compare;
+pub mod fetch_qemu;
 pub mod fuzz;
 pub mod host_cost;
 pub mod host_profile;
@@ -77,6 +78,10 @@ pub enum Task {
     /// (translating, rebuilding the memory map, device accesses), firmware
     /// beside firmware.
     HostCost(host_cost::Args),
+    /// Fetch another QEMU (by default the release's backports) from the
+    /// system's archive and unpack it under target/qemu/, installing nothing;
+    /// FERRITE_QEMU=<its qemu-system-x86_64> runs the tests and the bench on it.
+    FetchQemu(fetch_qemu::Args),
 }
 
 impl Task {
@@ -96,6 +101,7 @@ impl Task {
             Task::Translation(a) => translation::run(a),
             Task::HostProfile(a) => host_profile::run(a),
             Task::HostCost(a) => host_cost::run(a),
+            Task::FetchQemu(a) => fetch_qemu::run(a),
         }
     }
 }
@@ -148,6 +154,7 @@ mod tests {
             "translation",
             "host-profile",
             "host-cost",
+            "fetch-qemu",
         ] {
             assert!(Cli::try_parse_from(["xtask", task]).is_ok(), "{task}");
         }

@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<()> {
     let q = qemu(args, rom.path)?;
     println!("{}", q.command_line());
     let started = Instant::now();
-    let status = std::process::Command::new("qemu-system-x86_64")
+    let status = std::process::Command::new(crate::qemu::binary())
         .args(q.args())
         .status()?;
     match (default_kernel, status.code()) {
