@@ -15,11 +15,12 @@ use anyhow::{Context, Result};
 /// (for instance one that `cargo xtask fetch-qemu` unpacked).
 pub const QEMU_ENV: &str = "FERRITE_QEMU";
 
-/// The QEMU every boot runs: `$FERRITE_QEMU` when set, else
-/// `qemu-system-x86_64` from `PATH`.
+/// The QEMU every boot runs: `$FERRITE_QEMU` when set (a relative path is
+/// taken from the workspace's root, as the tests run in their own
+/// directory), else `qemu-system-x86_64` from `PATH`.
 pub fn binary() -> PathBuf {
     match std::env::var_os(QEMU_ENV) {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
+        Some(path) if !path.is_empty() => crate::root().join(path),
         _ => PathBuf::from("qemu-system-x86_64"),
     }
 }
