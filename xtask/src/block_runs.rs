@@ -10,10 +10,10 @@
 //! iteration: one such loop, the ACPI checksum's, cost a build 0.1 M host
 //! instructions more than the one before it (docs/performance-history.md,
 //! 2026-12-02). So this boots once with `-d exec,nochain,in_asm`, where
-//! QEMU logs every run of a block (`Trace` lines), and replays the order of the runs: each step from
-//! one block to the next is a look-up when the first block ended in a
-//! return or an indirect jump or call, or when the second starts in another
-//! page than the first.
+//! QEMU logs every run of a block (`Trace` lines), and replays the order of
+//! the runs: each step from one block to the next is a look-up when the
+//! first block ended in a return or an indirect jump or call, or when the
+//! second starts in another page than the first.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
