@@ -16,7 +16,9 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| crate::root().join("target/ferrite-cache"))
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+/// Runs `cmd` and returns its standard output; an error with its standard
+/// error when it fails.
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     ensure!(
         out.status.success(),

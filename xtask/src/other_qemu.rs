@@ -17,6 +17,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::linux_assets::output;
+
 /// The packages that make a runnable `qemu-system-x86_64` with its ROMs.
 pub const PACKAGES: [&str; 3] = ["qemu-system-x86", "qemu-system-common", "qemu-system-data"];
 
@@ -140,10 +142,7 @@ pub fn fetch(suite: &str, dest: &Path) -> Result<PathBuf> {
     let mut update = Command::new("apt-get");
     update.arg("-qq");
     options(&mut update);
-    run(
-        update.arg("update"),
-        "apt-get update (of the private lists)",
-    )?;
+    output(update.arg("update")).context("apt-get update (of the private lists)")?;
 
     let debs = apt.join("debs");
     for old in std::fs::read_dir(&debs)? {
@@ -156,7 +155,7 @@ pub fn fetch(suite: &str, dest: &Path) -> Result<PathBuf> {
     for p in PACKAGES {
         download.arg(format!("{p}/{suite}"));
     }
-    run(&mut download, "apt-get download")?;
+    output(&mut download).context("apt-get download")?;
 
     let files: Vec<PathBuf> = std::fs::read_dir(&debs)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -173,25 +172,14 @@ pub fn fetch(suite: &str, dest: &Path) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&root)?;
     for deb in &files {
-        run(
-            Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root),
-            "dpkg-deb -x",
-        )?;
+        output(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))?;
     }
     let binary = root.join("usr/bin/qemu-system-x86_64");
     if !binary.is_file() {
         bail!("{} has no usr/bin/qemu-system-x86_64", root.display());
     }
-    let version = Command::new(&binary)
-        .arg("--version")
-        .output()
-        .context("running the unpacked QEMU")?;
-    if !version.status.success() {
-        bail!(
-            "the unpacked QEMU does not run with this system's libraries: {}",
-            String::from_utf8_lossy(&version.stderr).trim()
-        );
-    }
+    output(Command::new(&binary).arg("--version"))
+        .context("the unpacked QEMU does not run with this system's libraries")?;
     Ok(binary)
 }
 
@@ -211,18 +199,6 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned()
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
