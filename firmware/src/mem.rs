@@ -186,6 +186,11 @@ pub const LEGACY_HOLE: Range = Range::new(0xA_0000, 0x10_0000);
 pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
 /// The high zone never grows beyond this.
 pub const HIGH_ZONE_MAX: u64 = 16 << 20;
+/// Where microvm's tables go when they fit: RAM in the legacy hole (microvm
+/// has no VGA and maps only the ROM's last 128 KiB there, at 0xE0000), the
+/// range qboot uses. Linux reaches the first MiB through its direct mapping;
+/// tables at the top of RAM it maps and unmaps again at every access.
+pub const LOW_TABLES: Range = Range::new(0xC_0000, 0xE_0000);
 
 const _: () = {
     assert!(ZERO_PAGE + 4096 <= CMDLINE);
@@ -209,6 +214,15 @@ impl HighZone {
             top,
             next: top,
             limit: top.saturating_sub(HIGH_ZONE_MAX).max(0x10_0000),
+        }
+    }
+
+    /// The zone in `range` instead, from its top down.
+    pub const fn within(range: Range) -> HighZone {
+        HighZone {
+            top: range.end,
+            next: range.end,
+            limit: range.start,
         }
     }
 
@@ -360,6 +374,20 @@ mod tests {
         // a tiny machine: the zone never reaches below 1 MiB
         let mut z = HighZone::new(0x11_0000);
         assert!(z.alloc(0x1_0000, 16).is_some());
+        assert!(z.alloc(16, 16).is_none());
+    }
+
+    #[test]
+    fn a_zone_within_a_range_stays_in_it() {
+        let mut z = HighZone::within(LOW_TABLES);
+        assert_eq!(z.alloc(0x24, 16), Some(LOW_TABLES.end - 0x30));
+        assert_eq!(
+            z.used(),
+            Range::new(LOW_TABLES.end - 0x1000, LOW_TABLES.end)
+        );
+        assert!(z.alloc(LOW_TABLES.len(), 16).is_none());
+        let rest = z.next - LOW_TABLES.start;
+        assert_eq!(z.alloc(rest, 16), Some(LOW_TABLES.start));
         assert!(z.alloc(16, 16).is_none());
     }
 }

@@ -117,8 +117,8 @@ pub const HARMLESS: &[Harmless] = &[
     },
     Harmless {
         section: "messages",
-        pattern: r"^found SMP MP-table at \[mem 0x000f[0-9a-f]{4}-0x000f[0-9a-f]{4}\]$",
-        reason: "each firmware puts the MP table at its own place in the BIOS segment, where Linux looks for it",
+        pattern: r"^found SMP MP-table at \[mem (0x000f[0-9a-f]{4}-0x000f[0-9a-f]{4}|0x0009fc10-0x0009fc1f)\]$",
+        reason: "each firmware puts the MP table's floating pointer where Linux looks for it: SeaBIOS in the BIOS segment, ferrite in the EBDA's first KiB (the first place the MP specification names; Linux finds it there after 66 of its 16-byte steps, each a mapping made and unmade)",
     },
     Harmless {
         section: "messages",
@@ -799,6 +799,16 @@ mod tests {
         (
             "messages",
             "found SMP MP-table at [mem 0x7ffe0000-0x7ffe000f]",
+            false,
+        ),
+        (
+            "messages",
+            "found SMP MP-table at [mem 0x0009fc10-0x0009fc1f]",
+            true,
+        ),
+        (
+            "messages",
+            "found SMP MP-table at [mem 0x0009fc00-0x0009fc0f]",
             false,
         ),
         ("messages", "RAMDISK: [mem 0x7fe1b000-0x7fffffff]", true),

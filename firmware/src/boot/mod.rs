@@ -19,16 +19,18 @@ mod tests;
 
 use core::mem::size_of;
 
-pub use bios::{EBDA, F_SEGMENT};
+pub use bios::{EBDA, F_SEGMENT, MP_POINTER};
 pub use cpus::{AP_COUNT_OFFSET, AP_IDS_OFFSET, AP_MSRS_OFFSET, TRAMPOLINE};
 pub use resume::RESUME_BLOCK;
 
 use crate::acpi;
 use crate::board::{Board, Step};
 use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
+use crate::chipset::{self, Machine};
 use crate::e820::MemoryMap;
 use crate::error::Error;
 use crate::fwcfg::{File, FwCfg};
+use crate::io::PortIo;
 use crate::linux::{self, Entry};
 use crate::mem::Range;
 use crate::mem::{self, HighZone, Reservations};
@@ -101,10 +103,11 @@ fn boot_steps<B: Board>(
     let loader = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::LOADER_FILE) });
     board.mark(Step::FwCfg);
 
-    // 2. Memory: QEMU's map, and the zone below the top of low RAM where the
-    //    tables handed to the kernel go.
+    // 2. Memory: QEMU's map, and the zone where the tables handed to the
+    //    kernel go: below the top of low RAM, or on microvm below 1 MiB.
     memory.read_from(fw_cfg)?;
-    let zone = HighZone::new(memory.low_ram_top()?);
+    let machine = chipset::identify(&mut board.io());
+    let zone = table_zone(machine, fw_cfg, memory)?;
     board.mark(Step::MemoryMap);
 
     // 3. The kernel: which kind, validated, before any hardware is set up
@@ -117,7 +120,15 @@ fn boot_steps<B: Board>(
     //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
     //    from what the firmware programmed. What the chipset uses is reserved.
     let mut reserved = Reservations::new(B::ROM);
-    let pc = Pc::setup(board, fw_cfg, memory, pci, loader.is_some(), &mut reserved)?;
+    let pc = Pc::setup(
+        board,
+        fw_cfg,
+        memory,
+        pci,
+        machine,
+        loader.is_some(),
+        &mut reserved,
+    )?;
     log::debug!("machine: {:?}", pc.machine);
     board.mark(Step::Hardware);
 
@@ -139,6 +150,27 @@ fn boot_steps<B: Board>(
         Payload::Pvh(vmlinux) => boot_pvh(booting, vmlinux),
         Payload::Multiboot(kernel) => boot_multiboot(booting, kernel),
     }
+}
+
+/// Where the tables for the kernel go. On pc and q35 the top of low RAM, as
+/// SeaBIOS places them. On microvm, which has no SeaBIOS to match, below
+/// 1 MiB as qboot places them ([`mem::LOW_TABLES`]), when QEMU's ACPI tables
+/// take at most half of that (the rest of the zone's users are a few KiB:
+/// the MP table, memory-map room); bigger ones (`-acpitable` files) go high.
+/// Under TCG, Linux's ACPI set-up took 4.5 ms longer with microvm's tables
+/// at the top of RAM, each access a mapping made and unmade (the kernel's
+/// own timestamps, 2026-12-02).
+fn table_zone(
+    machine: Machine,
+    fw_cfg: &FwCfg<impl PortIo>,
+    memory: &MemoryMap,
+) -> Result<HighZone, Error> {
+    let acpi = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::TABLES_FILE) });
+    let size = acpi.map_or(0, |f| f.size as u64);
+    if (machine == Machine::NoPci) & (size <= mem::LOW_TABLES.len() / 2) {
+        return Ok(HighZone::within(mem::LOW_TABLES));
+    }
+    Ok(HighZone::new(memory.low_ram_top()?))
 }
 
 /// What every kind of kernel's steps work with.
@@ -164,7 +196,7 @@ struct Booting<'m, B: Board> {
 
 impl<'m, B: Board> Booting<'m, B> {
     /// ACPI tables, through QEMU's table-loader script, and SMBIOS; on
-    /// microvm without ACPI, an MP table. All before the kernel and the
+    /// microvm, an MP table. All before the kernel and the
     /// initrd are placed clear of the zone. Returns the RSDP's address.
     fn install_tables(&mut self) -> Result<Option<u64>, Error> {
         let memory = self.board.memory();
@@ -178,10 +210,9 @@ impl<'m, B: Board> Booting<'m, B> {
         )?;
         self.pc
             .install_smbios(self.fw_cfg, memory, &mut self.zone)?;
-        let rsdp = self.acpi.rsdp;
         self.pc
-            .microvm_mptable(self.board, self.fw_cfg, &mut self.zone, rsdp, self.reserved)?;
-        Ok(rsdp)
+            .microvm_mptable(self.board, self.fw_cfg, &mut self.zone, self.reserved)?;
+        Ok(self.acpi.rsdp)
     }
 
     /// Room in the high zone for a PVH or multiboot memory map of `E`s, when

@@ -38,9 +38,20 @@ fn covered_by(map: &[(Range, u32)], r: Range, typ: u32) -> bool {
 
 /// Boots a bzImage on `kind` and checks everything the kernel is handed.
 fn boot_bzimage_on(kind: Vm) {
+    boot_bzimage_with(kind, None)
+}
+
+/// [`boot_bzimage_on`], with ACPI tables on microvm too, `padding` bytes
+/// longer than the miniature ones, if `microvm_acpi` is `Some(padding)`.
+fn boot_bzimage_with(kind: Vm, microvm_acpi: Option<usize>) {
     let kernel = pattern(300 * 1024, 7);
     let initrd = pattern(200 * 1024, 99);
-    let mut board = board(kind, fw_cfg(kind, &kernel, &initrd));
+    let mut fw_cfg = fw_cfg(kind, &kernel, &initrd);
+    if let Some(padding) = microvm_acpi {
+        add_acpi_padded(&mut fw_cfg, padding);
+        fw_cfg.files.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    let mut board = board(kind, fw_cfg);
     let mut storage = std::boxed::Box::new(Storage::new());
     let handoff = boot(&mut board, &mut storage).expect("the boot succeeds");
 
@@ -98,23 +109,54 @@ fn boot_bzimage_on(kind: Vm) {
     assert!(!initrd_range.overlaps(&kernel_range));
 
     let rsdp = zp.acpi_rsdp_addr;
+    // The MP table's floating pointer in the EBDA's first KiB, reserved,
+    // on every machine
+    assert_eq!(board.ram.read(MP_POINTER, 4), b"_MP_");
+    assert_eq!(sum(&board.ram.read(MP_POINTER, 16)), 0);
+    assert!(covered_by(&map, EBDA, e820_type::RESERVED), "{map:x?}");
+    let mp_table = board.ram.u32_at(MP_POINTER + 4) as u64;
+    assert_eq!(board.ram.read(mp_table, 4), b"PCMP");
     if kind == Vm::Microvm {
-        // no ACPI: the MP table, its floating pointer in the last KiB of
-        // base memory, reserved
-        assert_eq!(rsdp, 0);
-        assert_eq!(board.ram.read(EBDA.start, 4), b"_MP_");
-        assert_eq!(sum(&board.ram.read(EBDA.start, 16)), 0);
-        let table = board.ram.u32_at(EBDA.start + 4) as u64;
-        assert_eq!(board.ram.read(table, 4), b"PCMP");
-        assert!(covered_by(&map, EBDA, e820_type::RESERVED), "{map:x?}");
+        // the MP table, with or without ACPI, and the ACPI tables below
+        // 1 MiB, reserved; RAM up to its end. ACPI tables too large for
+        // that go to the top of RAM, and everything else with them.
+        let high =
+            microvm_acpi.is_some_and(|p| (ACPI_TABLES_LEN + p) as u64 > mem::LOW_TABLES.len() / 2);
+        let zone = if high {
+            Range::new(RAM - mem::HIGH_ZONE_MAX, RAM)
+        } else {
+            mem::LOW_TABLES
+        };
+        assert!(
+            zone.contains(&Range::new(mp_table, mp_table + 16)),
+            "{mp_table:#x}"
+        );
         assert!(covered_by(
             &map,
-            Range::new(table, table + 16),
+            Range::new(mp_table, mp_table + 16),
             e820_type::RESERVED
         ));
+        if microvm_acpi.is_some() {
+            assert!(zone.contains(&Range::new(rsdp, rsdp + 20)), "{rsdp:#x}");
+            assert_eq!(&board.ram.read(rsdp, 8)[..], b"RSD PTR ");
+            assert!(covered_by(
+                &map,
+                Range::new(rsdp, rsdp + 20),
+                e820_type::RESERVED
+            ));
+        } else {
+            assert_eq!(rsdp, 0);
+        }
+        if !high {
+            assert!(
+                covered_by(&map, Range::new(MIB, RAM), e820_type::RAM),
+                "{map:x?}"
+            );
+        }
         assert!(board.cpu.msrs.is_empty(), "microvm has no MTRR set-up");
         return;
     }
+    assert!(F_SEGMENT.contains(&Range::new(mp_table, mp_table + 4)));
 
     // ACPI: the RSDP in the BIOS segment, checksummed, pointing at the RSDT
     // in reserved memory; the S3 resume block points at the FACS
@@ -149,11 +191,10 @@ fn boot_bzimage_on(kind: Vm) {
     );
     assert!(covered_by(&map, EBDA, e820_type::RESERVED));
     let fseg = board.ram.read(F_SEGMENT.start, F_SEGMENT.len() as usize);
-    let mp = fseg
-        .chunks(16)
-        .position(|c| c.starts_with(b"_MP_"))
-        .expect("an MP floating pointer in the BIOS segment");
-    assert_eq!(sum(&fseg[mp * 16..mp * 16 + 16]), 0);
+    assert!(
+        !fseg.chunks(16).any(|c| c.starts_with(b"_MP_")),
+        "one floating pointer, in the EBDA"
+    );
     assert_eq!(&fseg[..2], &[0xFA, 0xF4], "the start-up code on its page");
     assert!(
         board.cpu.msrs.iter().any(|&(msr, _)| msr == 0x2FF),
@@ -205,6 +246,17 @@ fn end_to_end_bzimage_on_q35() {
 #[test]
 fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
+}
+
+/// microvm with ACPI, as QEMU starts it by default: its tables below 1 MiB,
+/// and an MP table all the same (without one Linux scans for it).
+#[test]
+fn end_to_end_bzimage_on_microvm_with_acpi() {
+    boot_bzimage_with(Vm::Microvm, Some(0));
+    // as large as fits below 1 MiB, and larger (an `-acpitable` file)
+    let half = mem::LOW_TABLES.len() as usize / 2;
+    boot_bzimage_with(Vm::Microvm, Some(half - ACPI_TABLES_LEN));
+    boot_bzimage_with(Vm::Microvm, Some(half - ACPI_TABLES_LEN + 1));
 }
 
 /// The MP table's processor entries in `fseg` (the BIOS segment): each
@@ -275,6 +327,11 @@ fn end_to_end_with_too_many_cpus_for_an_mp_table() {
         .ram
         .read(F_SEGMENT.start + 4096, F_SEGMENT.len() as usize - 4096);
     assert!(!fseg.windows(4).any(|w| w == b"_MP_" || w == b"PCMP"));
+    assert_eq!(
+        board.ram.read(MP_POINTER, 16),
+        [0; 16],
+        "no floating pointer"
+    );
     // the processor entries' CPUID signature (family 6 model 6)
     assert!(!fseg.windows(4).any(|w| w == [0x63, 0x06, 0, 0]));
 }
@@ -303,7 +360,7 @@ fn end_to_end_the_bios_segment_is_cleared_with_and_without_dma() {
             !fseg.windows(8).any(|w| w == [0xA5; 8]),
             "stale bytes left in the BIOS segment (dma {dma})"
         );
-        assert!(fseg.chunks(16).any(|c| c.starts_with(b"_MP_")), "dma {dma}");
+        assert!(fseg.chunks(16).any(|c| c.starts_with(b"PCMP")), "dma {dma}");
     }
 }
 

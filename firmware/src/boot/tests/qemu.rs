@@ -70,11 +70,20 @@ pub(super) fn name(n: &[u8]) -> [u8; 56] {
 /// QEMU's ACPI files in miniature: the RSDP (in the BIOS segment when there
 /// is one), and `etc/acpi/tables` holding the FACS first, then an RSDT.
 pub(super) fn add_acpi(fw_cfg: &mut FakeDevice) {
+    add_acpi_padded(fw_cfg, 0)
+}
+
+/// The length of [`add_acpi`]'s `etc/acpi/tables`: the FACS and the RSDT.
+pub(super) const ACPI_TABLES_LEN: usize = 64 + 36;
+
+/// [`add_acpi`], with `padding` zero bytes after the tables (as an
+/// `-acpitable` file would make them longer).
+pub(super) fn add_acpi_padded(fw_cfg: &mut FakeDevice, padding: usize) {
     let mut rsdp = vec![0u8; 20];
     rsdp[..8].copy_from_slice(b"RSD PTR ");
     rsdp[9..15].copy_from_slice(b"BOCHS ");
     rsdp[16..20].copy_from_slice(&64u32.to_le_bytes());
-    let mut tables = vec![0u8; 64 + 36];
+    let mut tables = vec![0u8; ACPI_TABLES_LEN + padding];
     tables[..4].copy_from_slice(b"FACS");
     tables[4..8].copy_from_slice(&64u32.to_le_bytes());
     tables[64..68].copy_from_slice(b"RSDT");
