@@ -134,12 +134,19 @@ pub enum Phase {
     /// `FromCont` (one process): the first instruction every firmware's path
     /// through the kernel shares ([`crate::probe::patch_entry64`]).
     SharedEntry,
+    /// From QMP's `cont` to the small kernel's `kernel_init` marker, as
+    /// `FromCont` (one process): without QEMU's start-up, whose few
+    /// milliseconds of noise every whole-process time carries.
+    KernelInitFromCont,
 }
 
 impl Phase {
     /// Timed inside one process, from QMP's `cont`.
     pub fn from_cont(self) -> bool {
-        matches!(self, Phase::FromCont | Phase::SharedEntry)
+        matches!(
+            self,
+            Phase::FromCont | Phase::SharedEntry | Phase::KernelInitFromCont
+        )
     }
 }
 

@@ -152,7 +152,7 @@ pub(super) fn phases_to_time(
         phases.push(Phase::User);
     }
     if small_kernel && sweep.is_none() && fw != Firmware::Floor {
-        phases.push(Phase::KernelInit);
+        phases.extend([Phase::KernelInit, Phase::KernelInitFromCont]);
     }
     phases
 }
@@ -243,7 +243,9 @@ pub(super) fn cells(
                     Phase::Start => (probe.clone(), START_PORT),
                     Phase::Entry | Phase::FromCont => (probe.clone(), PROBE_PORT),
                     Phase::User => (kernel.to_path_buf(), USER_PORT),
-                    Phase::KernelInit => (opts.small_kernel.clone().unwrap_or_default(), USER_PORT),
+                    Phase::KernelInit | Phase::KernelInitFromCont => {
+                        (opts.small_kernel.clone().unwrap_or_default(), USER_PORT)
+                    }
                     Phase::SharedEntry => (entry64.clone().unwrap_or_default(), PROBE_PORT),
                 };
                 let mut q = Qemu::new(machine, image.clone());
@@ -258,7 +260,9 @@ pub(super) fn cells(
                 let expect = match phase {
                     Phase::Start => vec![3],
                     Phase::Entry | Phase::FromCont => fw.entry_statuses(),
-                    Phase::User | Phase::KernelInit => vec![qemu_exit(marker::USER)],
+                    Phase::User | Phase::KernelInit | Phase::KernelInitFromCont => {
+                        vec![qemu_exit(marker::USER)]
+                    }
                     // the floor writes its own status after loading
                     Phase::SharedEntry if fw == Firmware::Floor => fw.entry_statuses(),
                     Phase::SharedEntry => vec![qemu_exit(probe::Entry::Long64.value())],
@@ -341,7 +345,7 @@ mod tests {
         // --end-to-end adds the small kernel's marker, outside sweeps
         assert_eq!(
             phases_to_time(Firmware::Seabios, None, false, true, false),
-            [Entry, FromCont, User, KernelInit]
+            [Entry, FromCont, User, KernelInit, KernelInitFromCont]
         );
         assert_eq!(
             phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true, false),
@@ -364,7 +368,15 @@ mod tests {
         );
         assert_eq!(
             phases_to_time(Firmware::Ferrite, None, false, true, true),
-            [Start, Entry, FromCont, SharedEntry, User, KernelInit]
+            [
+                Start,
+                Entry,
+                FromCont,
+                SharedEntry,
+                User,
+                KernelInit,
+                KernelInitFromCont
+            ]
         );
         assert_eq!(
             phases_to_time(Firmware::Ovmf, None, false, false, true),

@@ -611,6 +611,8 @@ pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
         "to kernel entry ms",
         "to small kernel's kernel_init ms (median ± sd [p25–p75])",
         "vs ferrite",
+        "QMP cont to kernel_init, one process, ms (median ± sd [p25–p75])",
+        "vs ferrite, ms (Mann-Whitney p)",
         "to /init ms (median ± sd)",
         "vs ferrite",
     ]);
@@ -648,6 +650,8 @@ pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
                 d.to_kernel_init.as_ref(),
                 f.and_then(|f| f.to_kernel_init.as_ref()),
             ),
+            fmt_summary(d.kernel_init_in_process.as_ref()),
+            fmt_shift(d.kernel_init_vs_ferrite),
             d.to_user
                 .as_ref()
                 .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.median, s.sd)),
@@ -731,6 +735,16 @@ mod tests {
             cell(Firmware::Qboot, Phase::Entry, &[58.0]),
             cell(Firmware::Qboot, Phase::FromCont, &[7.0, 9.0]),
             cell(Firmware::Qboot, Phase::KernelInit, &[850.0]),
+            cell(
+                Firmware::Ferrite,
+                Phase::KernelInitFromCont,
+                &[600.0, 610.0, 620.0],
+            ),
+            cell(
+                Firmware::Qboot,
+                Phase::KernelInitFromCont,
+                &[640.0, 650.0, 660.0],
+            ),
             cell(Firmware::Floor, Phase::Entry, &[55.0]),
             cell(Firmware::Floor, Phase::FromCont, &[5.0, 7.0]),
         ];
@@ -758,6 +772,10 @@ mod tests {
             (e.rows[0][5].as_str(), e.rows[1][5].as_str()),
             ("–", "+50.0")
         );
+        // in one process: qboot 40 ms behind, by every pair of samples
+        assert!(e.rows[0][6].starts_with("610.0 ± "), "{:?}", e.rows[0]);
+        assert_eq!(e.rows[0][7], "–");
+        assert!(e.rows[1][7].starts_with("+40.0 (p "), "{:?}", e.rows[1]);
         assert!(e.markdown().lines().count() == 4);
         // no cells to the kernel's own 64-bit entry: no table
         assert!(shared_entry_grid(&d).rows.is_empty());

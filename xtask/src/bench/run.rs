@@ -405,5 +405,6 @@ mod tests {
         assert_eq!(runs(Phase::KernelInit), 10);
         assert_eq!(runs(Phase::FromCont), 50);
         assert_eq!(runs(Phase::SharedEntry), 50);
+        assert_eq!(runs(Phase::KernelInitFromCont), 50);
     }
 }

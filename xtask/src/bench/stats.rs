@@ -89,6 +89,8 @@ pub(super) struct Phases {
     pub kernel_init: Option<Summary>,
     /// From QMP's `cont` to the kernel's own 64-bit entry, in one process.
     pub shared: Option<Summary>,
+    /// From QMP's `cont` to the small kernel's `kernel_init`, in one process.
+    pub kernel_init_cont: Option<Summary>,
 }
 
 /// The samples (ms) of one cell; empty when it does not exist.
@@ -114,6 +116,7 @@ pub(super) fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<
         cont: get(fw, Phase::FromCont),
         kernel_init: get(fw, Phase::KernelInit),
         shared: get(fw, Phase::SharedEntry),
+        kernel_init_cont: get(fw, Phase::KernelInitFromCont),
     }
 }
 
@@ -159,6 +162,10 @@ pub struct Derived {
     pub shared_above_floor_ms: Option<f64>,
     /// This firmware's times to the shared entry against ferrite's.
     pub shared_vs_ferrite: Option<Shift>,
+    /// From QMP's `cont` to the small kernel's `kernel_init`, in one process.
+    pub kernel_init_in_process: Option<Summary>,
+    /// This firmware's times to `kernel_init` in one process against ferrite's.
+    pub kernel_init_vs_ferrite: Option<Shift>,
 }
 
 /// How far one firmware's samples lie from ferrite's.
@@ -237,6 +244,8 @@ pub(super) fn derive(
                         .map(|(s, f)| s.median - f),
                     to_shared_entry: p.shared,
                     shared_vs_ferrite: None,
+                    kernel_init_in_process: p.kernel_init_cont,
+                    kernel_init_vs_ferrite: None,
                     to_entry: p.entry,
                     to_user: p.user,
                     to_kernel_init: p.kernel_init,
@@ -250,6 +259,8 @@ pub(super) fn derive(
             let ferrite_from_cont = from_cont(Firmware::Ferrite);
             let shared = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::SharedEntry);
             let ferrite_shared = shared(Firmware::Ferrite);
+            let init = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::KernelInitFromCont);
+            let ferrite_init = init(Firmware::Ferrite);
             let ferrite = one(Firmware::Ferrite);
             for &fw in firmwares {
                 if !cells
@@ -264,6 +275,7 @@ pub(super) fn derive(
                 if fw != Firmware::Ferrite {
                     d.in_process_vs_ferrite = shift(&from_cont(fw), &ferrite_from_cont);
                     d.shared_vs_ferrite = shift(&shared(fw), &ferrite_shared);
+                    d.kernel_init_vs_ferrite = shift(&init(fw), &ferrite_init);
                 }
                 out.push(d);
             }
