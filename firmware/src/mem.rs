@@ -187,9 +187,10 @@ pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
 /// The high zone never grows beyond this.
 pub const HIGH_ZONE_MAX: u64 = 16 << 20;
 /// Where microvm's tables go when they fit: RAM in the legacy hole (microvm
-/// has no VGA and maps only the ROM's last 128 KiB there, at 0xE0000), the
-/// range qboot uses. Linux reaches the first MiB through its direct mapping;
-/// tables at the top of RAM it maps and unmaps again at every access.
+/// has no VGA and maps only the ROM's last 128 KiB there, at 0xE0000), below
+/// 1 MiB as qboot keeps its own (0xD0000-0xEFFFF, with its 64 KiB ROM).
+/// Linux reaches the first MiB through its direct mapping; tables at the top
+/// of RAM it maps and unmaps again at every access.
 pub const LOW_TABLES: Range = Range::new(0xC_0000, 0xE_0000);
 
 const _: () = {

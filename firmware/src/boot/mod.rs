@@ -29,7 +29,7 @@ use crate::bootparams::E820_MAX_ENTRIES_ZEROPAGE;
 use crate::chipset::{self, Machine};
 use crate::e820::MemoryMap;
 use crate::error::Error;
-use crate::fwcfg::{File, FwCfg};
+use crate::fwcfg::{FILE_NAME_LEN, File, FwCfg};
 use crate::io::PortIo;
 use crate::linux::{self, Entry};
 use crate::mem::Range;
@@ -152,25 +152,42 @@ fn boot_steps<B: Board>(
     }
 }
 
+/// The files QEMU's table-loader script allocates in the zone (QEMU 7.2 to
+/// 10.0): its ACPI tables, the TPM's event log, the VM generation ID, the
+/// NVDIMM methods' buffer. The RSDP is a few bytes.
+const LOADER_FILES: [[u8; FILE_NAME_LEN]; 4] = [
+    crate::fwcfg::file_key(acpi::TABLES_FILE),
+    crate::fwcfg::file_key(b"etc/tpm/log"),
+    crate::fwcfg::file_key(b"etc/vmgenid_guid"),
+    crate::fwcfg::file_key(b"etc/acpi/nvdimm-mem"),
+];
+
 /// Where the tables for the kernel go. On pc and q35 the top of low RAM, as
 /// SeaBIOS places them. On microvm, which has no SeaBIOS to match, below
-/// 1 MiB as qboot places them ([`mem::LOW_TABLES`]), when QEMU's ACPI tables
-/// take at most half of that (the rest of the zone's users are a few KiB:
-/// the MP table, memory-map room); bigger ones (`-acpitable` files) go high.
-/// Under TCG, Linux's ACPI set-up took 4.5 ms longer with microvm's tables
-/// at the top of RAM, each access a mapping made and unmade (the kernel's
-/// own timestamps, 2026-12-02).
+/// 1 MiB as qboot places them ([`mem::LOW_TABLES`]), when the files QEMU's
+/// table loader allocates take at most half of it; the zone's other users
+/// take a few KiB (the MP table, room for a memory map). Larger ones (an
+/// `-acpitable` file, a TPM) go to the top of RAM. Under TCG, Linux's ACPI
+/// set-up took 2 to 5 ms longer with microvm's tables at the top of RAM,
+/// each access a mapping made and unmade (the kernel's own timestamps,
+/// 2026-12-02).
 fn table_zone(
     machine: Machine,
     fw_cfg: &FwCfg<impl PortIo>,
     memory: &MemoryMap,
 ) -> Result<HighZone, Error> {
-    let acpi = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::TABLES_FILE) });
-    let size = acpi.map_or(0, |f| f.size as u64);
-    if (machine == Machine::NoPci) & (size <= mem::LOW_TABLES.len() / 2) {
-        return Ok(HighZone::within(mem::LOW_TABLES));
+    let high = || Ok(HighZone::new(memory.low_ram_top()?));
+    if machine != Machine::NoPci {
+        return high();
     }
-    Ok(HighZone::new(memory.low_ram_top()?))
+    let mut size = 0;
+    for name in &LOADER_FILES {
+        size += fw_cfg.find_padded(name).map_or(0, |f| f.size as u64);
+    }
+    if size > mem::LOW_TABLES.len() / 2 {
+        return high();
+    }
+    Ok(HighZone::within(mem::LOW_TABLES))
 }
 
 /// What every kind of kernel's steps work with.

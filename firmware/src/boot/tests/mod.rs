@@ -248,6 +248,28 @@ fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
 }
 
+/// microvm with ACPI and a TPM whose event log (which the table loader
+/// allocates too) leaves the tables no room below 1 MiB: they go high.
+#[test]
+fn microvm_tables_with_a_large_tpm_log_go_to_the_top_of_ram() {
+    let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+    let mut fw_cfg = fw_cfg(Vm::Microvm, &kernel, &initrd);
+    add_acpi(&mut fw_cfg);
+    let half = mem::LOW_TABLES.len() as usize / 2;
+    fw_cfg.add_file("etc/tpm/log", &vec![0; half - ACPI_TABLES_LEN + 1]);
+    fw_cfg.files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut board = board(Vm::Microvm, fw_cfg);
+    let mut storage = std::boxed::Box::new(Storage::new());
+    boot(&mut board, &mut storage).expect("the boot succeeds");
+    let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
+    // SAFETY: as in boot_bzimage_with.
+    let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
+    let rsdp = zp.acpi_rsdp_addr;
+    assert!((RAM - mem::HIGH_ZONE_MAX..RAM).contains(&rsdp), "{rsdp:#x}");
+    let mp_table = board.ram.u32_at(MP_POINTER + 4) as u64;
+    assert!(mp_table >= RAM - mem::HIGH_ZONE_MAX, "{mp_table:#x}");
+}
+
 /// microvm with ACPI, as QEMU starts it by default: its tables below 1 MiB,
 /// and an MP table all the same (without one Linux scans for it).
 #[test]
