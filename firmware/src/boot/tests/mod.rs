@@ -262,7 +262,8 @@ fn microvm_tables_with_a_large_tpm_log_go_to_the_top_of_ram() {
     let mut storage = std::boxed::Box::new(Storage::new());
     boot(&mut board, &mut storage).expect("the boot succeeds");
     let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
-    // SAFETY: as in boot_bzimage_with.
+    // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
+    // with alignment 1.
     let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
     let rsdp = zp.acpi_rsdp_addr;
     assert!((RAM - mem::HIGH_ZONE_MAX..RAM).contains(&rsdp), "{rsdp:#x}");
