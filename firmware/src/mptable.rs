@@ -11,15 +11,18 @@
 
 use crate::acpi::{byte_sum, sum16};
 
-/// SeaBIOS's BUILD_MAX_MPTABLE_FSEG.
+/// SeaBIOS's BUILD_MAX_MPTABLE_FSEG: the floating pointer and the
+/// configuration table together (`copy_mptable` in `src/fw/biostables.c`).
 pub const MAX_LEN: usize = 600;
+/// The most the configuration table alone may take.
+pub const MAX_TABLE_LEN: usize = MAX_LEN - FLOATING_LEN;
 pub const LAPIC_ADDRESS: u32 = 0xFEE0_0000;
 pub const IOAPIC_ADDRESS: u32 = 0xFEC0_0000;
 const IOAPIC_ID: u8 = 0;
 /// ISA IRQs that are PCI interrupt lines (5, 9, 10, 11): no ISA entry.
 const PCI_IRQ_MASK: u16 = 1 << 5 | 1 << 9 | 1 << 10 | 1 << 11;
 
-const FLOATING_LEN: usize = 16;
+pub const FLOATING_LEN: usize = 16;
 const CONFIG_HEADER_LEN: usize = 44;
 
 /// A bus-0 PCI function's interrupt, as the MP table lists it.
@@ -50,9 +53,9 @@ pub struct Machine<'a> {
     pub irq0_override: bool,
 }
 
-/// The smallest table: the header, the ISA bus, the I/O APIC and the two
-/// local interrupts.
-const MIN_LEN: usize = FLOATING_LEN + CONFIG_HEADER_LEN + 4 * 8;
+/// The smallest configuration table: the header, the ISA bus, the I/O APIC
+/// and the two local interrupts.
+const MIN_LEN: usize = CONFIG_HEADER_LEN + 4 * 8;
 
 /// Appends entries to the configuration table. Shaped for TCG, where each
 /// conditional branch ends a translation block: an entry is written whether
@@ -225,27 +228,38 @@ const FLOATING: [u8; FLOATING_LEN] = {
     p
 };
 
-/// Writes the floating pointer and, after it, the configuration table into
-/// `out`, which will live at `address`. Returns the length, or None if the
-/// table would exceed [`MAX_LEN`] (or `out`).
-pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<usize> {
-    build_within(m, address, out, MAX_LEN)
+/// A configuration table built into the start of `out`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Table {
+    /// The table's length in bytes.
+    pub len: usize,
+    /// The floating pointer that points at the table, for the caller to
+    /// place where guests look for it (the EBDA's first KiB, say).
+    pub pointer: [u8; FLOATING_LEN],
 }
 
-/// The bytes a table for `m` can take at most.
+/// Writes the configuration table into `out`, which will live at
+/// `address`, and makes its floating pointer. None if the two would exceed
+/// SeaBIOS's [`MAX_LEN`] (or the table `out`).
+pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<Table> {
+    build_within(m, address, out, MAX_TABLE_LEN)
+}
+
+/// The bytes a configuration table for `m` can take at most.
 pub const fn max_len(cpus: usize, pci_interrupts: usize) -> usize {
-    FLOATING_LEN + CONFIG_HEADER_LEN + 20 * cpus + 2 * 8 + 8 + 8 * pci_interrupts + 16 * 8 + 2 * 8
+    CONFIG_HEADER_LEN + 20 * cpus + 2 * 8 + 8 + 8 * pci_interrupts + 16 * 8 + 2 * 8
 }
 
-/// As [`build`], with a size limit of `limit` bytes instead of SeaBIOS's.
-pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> Option<usize> {
+/// As [`build`], with a limit of `limit` bytes on the configuration table
+/// instead of SeaBIOS's.
+pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> Option<Table> {
     let limit = out.len().min(limit);
     if limit < MIN_LEN {
         return None;
     }
     let mut w = Writer {
         out: &mut out[..limit],
-        at: FLOATING_LEN + CONFIG_HEADER_LEN,
+        at: CONFIG_HEADER_LEN,
         entries: 0,
         full: false,
     };
@@ -297,23 +311,20 @@ pub fn build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize) -> 
     if w.full {
         return None;
     }
-    let (end, entries) = (w.at, w.entries);
+    let (len, entries) = (w.at, w.entries);
 
-    let config = FLOATING_LEN;
     let mut header = HEADER;
-    header[4..6].copy_from_slice(&((end - config) as u16).to_le_bytes());
+    header[4..6].copy_from_slice(&(len as u16).to_le_bytes());
     header[34..36].copy_from_slice(&entries.to_le_bytes());
-    out[config..config + CONFIG_HEADER_LEN].copy_from_slice(&header);
-    let table = &mut out[config..];
+    out[..CONFIG_HEADER_LEN].copy_from_slice(&header);
     // Within `out` since nothing overflowed (the min makes that no check).
-    let len = usize::min(end - config, table.len());
-    table[7] = byte_sum(&table[..len]).wrapping_neg();
+    let len = usize::min(len, out.len());
+    out[7] = byte_sum(&out[..len]).wrapping_neg();
 
-    let mut floating = FLOATING;
-    floating[4..8].copy_from_slice(&(address + config as u32).to_le_bytes());
-    floating[10] = sum16(&floating).wrapping_neg();
-    out[..FLOATING_LEN].copy_from_slice(&floating);
-    Some(end)
+    let mut pointer = FLOATING;
+    pointer[4..8].copy_from_slice(&address.to_le_bytes());
+    pointer[10] = sum16(&pointer).wrapping_neg();
+    Some(Table { len, pointer })
 }
 
 #[cfg(test)]
@@ -334,13 +345,12 @@ mod tests {
             None,
             "over SeaBIOS's 600 bytes"
         );
-        let len = build_within(&m, 0x10_0000, &mut out, usize::MAX).unwrap();
-        assert!(len <= out.len());
-        let cfg = &out[16..len];
+        let table = build_within(&m, 0x10_0000, &mut out, usize::MAX).unwrap();
+        assert!(table.len <= out.len());
+        let cfg = &out[..table.len];
         assert_eq!(byte_sum(cfg), 0);
         assert_eq!(u16::from_le_bytes([cfg[34], cfg[35]]), 64 + 1 + 1 + 15 + 2);
-        // the floating pointer points at the table right after it
-        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 0x10_0010);
+        assert_pointer(&table.pointer, 0x10_0000);
         // ISA IRQ 10 has its entry (no PCI to take it), IRQ 0 goes to pin 2
         let ints: std::vec::Vec<&[u8]> = cfg[44 + 64 * 20 + 16..]
             .chunks(8)
@@ -349,6 +359,16 @@ mod tests {
         assert!(ints.iter().any(|e| e[5] == 10 && e[7] == 10));
         assert!(ints.iter().any(|e| e[5] == 0 && e[7] == 2));
         assert!(!ints.iter().any(|e| e[5] == 2));
+    }
+
+    /// A floating pointer: signature, checksum, one 16-byte unit, spec 1.4,
+    /// no default configuration, pointing at `table`.
+    fn assert_pointer(pointer: &[u8; 16], table: u32) {
+        assert_eq!(&pointer[..4], b"_MP_");
+        assert_eq!(u32::from_le_bytes(pointer[4..8].try_into().unwrap()), table);
+        assert_eq!(pointer[8..10], [1, 4]);
+        assert_eq!(pointer[11..], [0; 5]);
+        assert_eq!(byte_sum(pointer), 0);
     }
 
     fn int(device: u8, pin: u8, irq: u8) -> PciInterrupt {
@@ -375,11 +395,9 @@ mod tests {
         // device 1 pin 1 (PM), device 3 pins 1 and 1 again (two functions)
         let ints = [int(1, 1, 9), int(3, 1, 11), int(3, 1, 11), int(4, 2, 11)];
         let mut out = [0u8; 1024];
-        let len = build(&machine(&present, &ints, 4), 0xF5000, &mut out).unwrap();
-        assert_eq!(&out[..4], b"_MP_");
-        assert_eq!(byte_sum(&out[..16]), 0);
-        assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()), 0xF5010);
-        let cfg = &out[16..len];
+        let table = build(&machine(&present, &ints, 4), 0xF5000, &mut out).unwrap();
+        assert_pointer(&table.pointer, 0xF5000);
+        let cfg = &out[..table.len];
         assert_eq!(&cfg[..4], b"PCMP");
         assert_eq!(u16::from_le_bytes([cfg[4], cfg[5]]) as usize, cfg.len());
         assert_eq!(byte_sum(cfg), 0);
@@ -415,9 +433,10 @@ mod tests {
             let mut m = machine(&present, &ints, 4);
             (m.has_pci, m.irq0_override) = (pci, irq0);
             let mut out = [0xA5u8; 1024];
-            let len = build(&m, 0xF5000, &mut out).unwrap();
+            let table = build(&m, 0xF5000, &mut out).unwrap();
+            let len = table.len;
             assert!(out[len..].iter().all(|&b| b == 0xA5));
-            let cfg = &out[16..len];
+            let cfg = &out[..len];
             assert_eq!(byte_sum(cfg), 0);
             let entries = u16::from_le_bytes([cfg[34], cfg[35]]) as usize;
             // CPUs, buses, I/O APIC, PCI (device 1 pin 1, device 2 pin 4), ISA, local
@@ -425,7 +444,7 @@ mod tests {
             assert_eq!(entries, 4 + (1 + pci as usize) + 1 + 2 + isa + 2);
             assert_eq!(cfg.len(), 44 + 4 * 20 + (entries - 4) * 8);
             let mut exact = std::vec![0xA5u8; len + 8];
-            assert_eq!(build_within(&m, 0xF5000, &mut exact, len), Some(len));
+            assert_eq!(build_within(&m, 0xF5000, &mut exact, len), Some(table));
             assert_eq!(exact[..len], out[..len]);
             assert!(exact[len..].iter().all(|&b| b == 0xA5));
             assert_eq!(build_within(&m, 0xF5000, &mut exact, len - 1), None);
@@ -440,5 +459,19 @@ mod tests {
         assert!(build(&machine(&present, &[], 20), 0xF5000, &mut out).is_some());
         let mut small = [0u8; 100];
         assert_eq!(build(&machine(&present, &[], 1), 0xF5000, &mut small), None);
+    }
+
+    /// SeaBIOS's 600 bytes count the floating pointer too: without PCI or
+    /// the IRQ 0 override, 19 CPUs make a 584-byte table, which is made, and
+    /// 20 one that is not.
+    #[test]
+    fn the_600_bytes_include_the_pointer() {
+        let present = [u64::MAX; 4];
+        let mut out = [0u8; 4096];
+        for (cpus, made) in [(19, Some(584)), (20, None)] {
+            let mut m = machine(&present, &[], cpus);
+            (m.has_pci, m.irq0_override) = (false, false);
+            assert_eq!(build(&m, 0xF5000, &mut out).map(|t| t.len), made);
+        }
     }
 }

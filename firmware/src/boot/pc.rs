@@ -202,17 +202,15 @@ impl Pc {
             .ok_or(Error::OutOfFirmwareMemory("MP table"))?;
         // Fresh high-zone RAM of `len` bytes, ours alone.
         let table = board.memory().bytes(at, len)?;
-        let Some(_) = mptable::build_within(&machine, at as u32, table, len) else {
+        let Some(built) = mptable::build_within(&machine, at as u32, table, len) else {
             return Err(Error::OutOfFirmwareMemory("MP table"));
         };
-        let mut pointer = [0u8; 16];
-        pointer.copy_from_slice(&table[..16]);
         // The last KiB of base memory is below 640 KiB, above ferrite's RAM
         // image (linker.ld), and reserved in e820 for this.
         board
             .memory()
-            .bytes(MP_POINTER, 16)?
-            .copy_from_slice(&pointer);
+            .bytes(MP_POINTER, mptable::FLOATING_LEN)?
+            .copy_from_slice(&built.pointer);
         reserved.add(EBDA);
         log::debug!("mptable: {count} of {max_cpus} CPUs, table at {at:#x}");
         Ok(())
@@ -261,26 +259,23 @@ impl Pc {
         // no buffer to clear and copy (a call each under TCG). `alloc` keeps
         // `at` within the segment.
         let room = (F_SEGMENT.end - at) as usize;
-        let out = board.memory().bytes(at, room.min(mptable::MAX_LEN))?;
+        let out = board.memory().bytes(at, room.min(mptable::MAX_TABLE_LEN))?;
         match mptable::build(&machine, at as u32, out) {
-            Some(len) => {
+            Some(built) => {
                 // Within the room `out` had: cannot fail, no test.
-                let claimed = bios.alloc(len as u64, 16);
+                let claimed = bios.alloc(built.len as u64, 16);
                 debug_assert_eq!(claimed, Some(at));
-                // The floating pointer moves to the EBDA, where Linux finds
-                // it sooner; the table stays, the pointer points at it.
-                let mut pointer = [0u8; 16];
-                pointer.copy_from_slice(&out[..16]);
-                out[..16].fill(0);
+                // The floating pointer goes to the EBDA, where Linux finds
+                // it sooner than in this segment.
                 board
                     .memory()
-                    .bytes(MP_POINTER, 16)?
-                    .copy_from_slice(&pointer);
+                    .bytes(MP_POINTER, mptable::FLOATING_LEN)?
+                    .copy_from_slice(&built.pointer);
             }
             None => {
                 // Nothing of a table that is not made stays in the segment.
                 out.fill(0);
-                if room < mptable::MAX_LEN && table_fits(&machine, at) {
+                if room < mptable::MAX_TABLE_LEN && table_fits(&machine, at) {
                     return Err(Error::OutOfFirmwareMemory("the MP table"));
                 }
                 // More CPUs than 600 bytes describe: SeaBIOS leaves the table
@@ -297,7 +292,7 @@ impl Pc {
 /// full to hold it: then the segment, not the table, is too small.
 #[cold]
 fn table_fits(m: &mptable::Machine, at: u64) -> bool {
-    let mut table = [0u8; mptable::MAX_LEN];
+    let mut table = [0u8; mptable::MAX_TABLE_LEN];
     mptable::build(m, at as u32, &mut table).is_some()
 }
 

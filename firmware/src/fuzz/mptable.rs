@@ -63,12 +63,20 @@ pub(super) fn check_mptable(input: &[u8]) -> String {
     let out_len = (le64(head, 38) as u16 as usize) % 1024;
     let mut out = vec![0xA5u8; out_len + 64];
     match mptable::build(&machine, 0xF_5000, &mut out[..out_len]) {
-        Some(len) => {
-            assert!(len <= out_len.min(mptable::MAX_LEN));
+        Some(table) => {
+            let len = table.len;
+            assert!(len <= out_len.min(mptable::MAX_TABLE_LEN));
             assert!(out[out_len..].iter().all(|&b| b == 0xA5));
-            assert_eq!(acpi::byte_sum(&out[..16]), 0, "floating pointer checksum");
             assert_eq!(
-                acpi::byte_sum(&out[16..len]),
+                acpi::byte_sum(&table.pointer),
+                0,
+                "floating pointer checksum"
+            );
+            assert_eq!(&table.pointer[4..8], &0xF_5000u32.to_le_bytes());
+            assert_eq!(&out[..4], b"PCMP");
+            assert_eq!(u16::from_le_bytes([out[4], out[5]]) as usize, len);
+            assert_eq!(
+                acpi::byte_sum(&out[..len]),
                 0,
                 "configuration table checksum"
             );

@@ -181,9 +181,10 @@ pub fn old_build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize)
     Some(end)
 }
 
-/// The builder makes the same table as the one it replaced, byte for byte,
-/// on machines drawn at random (CPU counts and presence, packages, PCI or
-/// not, the IRQ 0 override, PCI interrupts with repeated and invalid pins),
+/// The builder makes the same table and pointer as the one it replaced, byte
+/// for byte, on machines drawn at random (CPU counts and presence, packages,
+/// PCI or not, the IRQ 0 override, PCI interrupts with repeated and invalid
+/// pins),
 /// in room that is ample, exact, a byte short or tiny; and where the old one
 /// made no table, neither does it.
 #[test]
@@ -220,12 +221,25 @@ fn builds_the_tables_the_old_builder_built() {
             rng.below(200) as usize,
         ];
         for limit in limits {
-            let (mut old, mut new) = ([0xA5u8; 2048], [0xA5u8; 2048]);
+            // The old builder wrote the pointer in front of the table, and
+            // counted it in the limit; the new one hands it back.
+            let (mut old, mut new) = ([0xA5u8; 2048], [0xA5u8; 2048 - FLOATING_LEN]);
             let want = old_build_within(&m, address, &mut old, limit);
-            let got = build_within(&m, address, &mut new, limit);
-            assert_eq!(got, want, "case {case}, limit {limit}");
-            if got.is_some() {
-                assert_eq!(new, old, "case {case}, limit {limit}");
+            let got = build_within(
+                &m,
+                address + FLOATING_LEN as u32,
+                &mut new,
+                limit.saturating_sub(FLOATING_LEN),
+            );
+            let got_len = got.as_ref().map(|t| t.len + FLOATING_LEN);
+            assert_eq!(got_len, want, "case {case}, limit {limit}");
+            if let Some(table) = got {
+                assert_eq!(
+                    table.pointer,
+                    old[..FLOATING_LEN],
+                    "case {case}, limit {limit}"
+                );
+                assert_eq!(new, old[FLOATING_LEN..], "case {case}, limit {limit}");
                 made += 1;
             }
         }
