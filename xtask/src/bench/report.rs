@@ -672,6 +672,7 @@ pub(super) fn density_grid(rows: &[DensityRow]) -> Grid {
         "firmware",
         "VMs together",
         "to kernel entry ms: median / p95",
+        "to the kernel's own 64-bit entry ms: median / p95",
         "to the kernel's marker ms: median / p95",
         "peak RSS per VM MiB: median / max",
         "failed boots",
@@ -687,6 +688,7 @@ pub(super) fn density_grid(rows: &[DensityRow]) -> Grid {
             r.firmware.name().into(),
             r.vms.to_string(),
             two(r.to_entry.as_ref(), |s| s.p95),
+            two(r.to_entry64.as_ref(), |s| s.p95),
             two(r.to_kernel.as_ref(), |s| s.p95),
             two(r.peak_rss_mib.as_ref(), |s| s.max),
             r.failures.to_string(),
@@ -847,6 +849,7 @@ mod tests {
             machine: "q35".into(),
             vms,
             to_entry: summarize(ms),
+            to_entry64: summarize(&ms.iter().map(|m| m + 10.0).collect::<Vec<_>>()),
             to_kernel: None,
             peak_rss_mib: summarize(&[90.0, 92.0]),
             failures: 0,
@@ -867,8 +870,9 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string()))
         );
         assert_eq!(g.rows[2][3], "2.5 / 4.0");
+        assert_eq!(g.rows[2][4], "12.5 / 14.0");
         assert_eq!(
-            (g.rows[0][4].as_str(), g.rows[0][5].as_str()),
+            (g.rows[0][5].as_str(), g.rows[0][6].as_str()),
             ("–", "91.0 / 92.0")
         );
     }

@@ -271,8 +271,12 @@ pub struct DensityRow {
     pub firmware: Firmware,
     pub machine: String,
     pub vms: usize,
-    /// Each VM's time (spawn to exit) to the kernel entry (the probe).
+    /// Each VM's time (spawn to exit) to the kernel entry (the probe): the
+    /// firmware's own hand-off.
     pub to_entry: Option<Summary>,
+    /// Each VM's time to the bench kernel's own 64-bit entry, where every
+    /// firmware's path meets (none for a kernel without one).
+    pub to_entry64: Option<Summary>,
     /// Each VM's time to the kernel's marker (the small kernel's
     /// `kernel_init` with `--end-to-end`, else the bench kernel's /init).
     pub to_kernel: Option<Summary>,
@@ -304,16 +308,26 @@ fn batch(q: &Qemu, n: usize) -> Vec<Result<Outcome>> {
 }
 
 /// `--density`: for each firmware, machine and N, `runs` rounds of N VMs
-/// started together to the kernel entry, then N to the kernel's marker;
-/// batches in shuffled order within a round.
+/// started together to the kernel entry, N to the kernel's own 64-bit entry
+/// (where there is one) and N to the kernel's marker; batches in shuffled
+/// order within a round.
 pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
+    /// Where a batch of VMs is timed to.
+    #[derive(Clone, Copy)]
+    enum Target {
+        Entry,
+        Entry64,
+        Kernel,
+    }
     struct Job<'a> {
         fw: Firmware,
         machine: &'a str,
         n: usize,
         entry: &'a Cell,
+        entry64: Option<&'a Cell>,
         kernel: Option<&'a Cell>,
         entry_ms: Vec<f64>,
+        entry64_ms: Vec<f64>,
         kernel_ms: Vec<f64>,
         rss: Vec<f64>,
         failures: usize,
@@ -330,21 +344,33 @@ pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
             .filter(same)
             .find(|c| find(c, Phase::KernelInit))
             .or_else(|| cells.iter().filter(same).find(|c| find(c, Phase::User)));
+        // The same boots as the in-process cell's, each in a process of its
+        // own here.
+        let entry64 = cells
+            .iter()
+            .filter(same)
+            .find(|c| find(c, Phase::SharedEntry));
         for &n in &opts.density {
             jobs.push(Job {
                 fw: entry.firmware,
                 machine: &entry.machine,
                 n,
                 entry,
+                entry64,
                 kernel,
                 entry_ms: Vec::new(),
+                entry64_ms: Vec::new(),
                 kernel_ms: Vec::new(),
                 rss: Vec::new(),
                 failures: 0,
             });
         }
     }
-    let boots: usize = jobs.iter().map(|j| j.n * 2).sum::<usize>() * opts.runs;
+    let boots: usize = jobs
+        .iter()
+        .map(|j| j.n * (2 + j.entry64.is_some() as usize))
+        .sum::<usize>()
+        * opts.runs;
     let bar = ProgressBar::new(boots as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} density boots, {elapsed} [{msg}]")
             .unwrap(),
@@ -356,7 +382,12 @@ pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
         for &i in &order {
             let job = &mut jobs[i];
             bar.set_message(format!("{} {} ×{}", job.fw.name(), job.machine, job.n));
-            for (cell, kernel) in [(Some(job.entry), false), (job.kernel, true)] {
+            let batches = [
+                (Some(job.entry), Target::Entry),
+                (job.entry64, Target::Entry64),
+                (job.kernel, Target::Kernel),
+            ];
+            for (cell, target) in batches {
                 let Some(cell) = cell else { continue };
                 for outcome in batch(&cell.qemu, job.n) {
                     bar.inc(1);
@@ -365,11 +396,13 @@ pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
                             if !o.timed_out && cell.expect.contains(&o.exit_code.unwrap_or(-1)) =>
                         {
                             let ms = o.wall.as_secs_f64() * 1000.0;
-                            if kernel {
-                                job.kernel_ms.push(ms);
-                                job.rss.push(o.max_rss_kib as f64 / 1024.0);
-                            } else {
-                                job.entry_ms.push(ms);
+                            match target {
+                                Target::Entry => job.entry_ms.push(ms),
+                                Target::Entry64 => job.entry64_ms.push(ms),
+                                Target::Kernel => {
+                                    job.kernel_ms.push(ms);
+                                    job.rss.push(o.max_rss_kib as f64 / 1024.0);
+                                }
                             }
                         }
                         _ => job.failures += 1,
@@ -385,6 +418,7 @@ pub(super) fn density(cells: &[Cell], opts: &Options) -> Vec<DensityRow> {
             machine: j.machine.to_string(),
             vms: j.n,
             to_entry: summarize(&j.entry_ms),
+            to_entry64: summarize(&j.entry64_ms),
             to_kernel: summarize(&j.kernel_ms),
             peak_rss_mib: summarize(&j.rss),
             failures: j.failures,
