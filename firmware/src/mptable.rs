@@ -240,7 +240,7 @@ pub struct Table {
 
 /// Writes the configuration table into `out`, which will live at
 /// `address`, and makes its floating pointer. None if the two would exceed
-/// SeaBIOS's [`MAX_LEN`] (or the table `out`).
+/// SeaBIOS's [`MAX_LEN`], or the table `out`.
 pub fn build(m: &Machine, address: u32, out: &mut [u8]) -> Option<Table> {
     build_within(m, address, out, MAX_TABLE_LEN)
 }

@@ -184,9 +184,8 @@ pub fn old_build_within(m: &Machine, address: u32, out: &mut [u8], limit: usize)
 /// The builder makes the same table and pointer as the one it replaced, byte
 /// for byte, on machines drawn at random (CPU counts and presence, packages,
 /// PCI or not, the IRQ 0 override, PCI interrupts with repeated and invalid
-/// pins),
-/// in room that is ample, exact, a byte short or tiny; and where the old one
-/// made no table, neither does it.
+/// pins), in room that is ample, exact, a byte short or tiny; and where the
+/// old one made no table, neither does it.
 #[test]
 fn builds_the_tables_the_old_builder_built() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
