@@ -15,6 +15,7 @@ fn names_the_source_line_of_every_step_s_code() {
         step: Some(timeline::ACPI.into()),
         json: None,
         runs: true,
+        kernel: None,
     })
     .unwrap();
 
@@ -126,5 +127,32 @@ fn names_the_source_line_of_every_step_s_code() {
         diff <= 0.01 * release.instructions as f64,
         "line-table build {lines_build}, release {}",
         release.instructions
+    );
+}
+
+/// `--kernel` with an ELF vmlinux: the probe is shaped like it, so the boot
+/// takes the PVH path, and the kernel step's code is the ELF note parser's
+/// (`pvh.rs`), which the bzImage boot above never runs.
+#[test]
+fn follows_the_pvh_path_with_a_vmlinux() {
+    xtask::small_kernel::build().expect("building the small kernel (cargo xtask kernel)");
+    let report = run(&Options {
+        machine: Machine::Microvm,
+        top: 5,
+        step: None,
+        json: None,
+        runs: false,
+        kernel: Some(xtask::small_kernel::vmlinux_path()),
+    })
+    .unwrap();
+    let pvh: u64 = report.lines_by_step[timeline::KERNEL_HEADER]
+        .iter()
+        .filter(|c| c.name.starts_with("firmware/src/pvh.rs"))
+        .map(|c| c.code.blocks)
+        .sum();
+    assert!(
+        pvh > 10,
+        "{:#?}",
+        report.lines_by_step[timeline::KERNEL_HEADER]
     );
 }

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use anyhow::{Context, Result, ensure};
@@ -272,17 +272,43 @@ pub struct Options {
     pub json: Option<PathBuf>,
     /// Also count the blocks' runs (one more boot, `-d exec,nochain`).
     pub runs: bool,
+    /// Boot a probe shaped like this kernel instead of the stock-size one:
+    /// a bzImage's size, or an ELF vmlinux's segments and PVH note (the PVH
+    /// path's code).
+    pub kernel: Option<PathBuf>,
+}
+
+/// The boot to log: the stock-size probe, or one shaped like `kernel`.
+fn boot(work: &Path, opts: &Options, rom: PathBuf) -> Result<crate::qemu::Qemu> {
+    let mut q = probe::stock_size_boot(work, opts.machine, rom)?;
+    if let Some(kernel) = &opts.kernel {
+        let like = work.join("probe-like-kernel");
+        std::fs::write(&like, crate::pvh_probe::build_like(kernel)?)
+            .with_context(|| format!("writing {}", like.display()))?;
+        q.kernel = Some(like);
+    }
+    Ok(q)
 }
 
 /// Builds ferrite with line tables, boots it once under TCG with a probe
-/// kernel of a stock kernel's size and a 2 MiB initrd, and prints the report.
+/// kernel of a stock kernel's size (or shaped like `opts.kernel`) and a
+/// 2 MiB initrd, and prints the report.
 pub fn run(opts: &Options) -> Result<Report> {
     let rom = crate::rom::build_firmware_with_lines()?;
     let elf = std::fs::read(&rom.elf).with_context(|| format!("reading {}", rom.elf.display()))?;
     let stamps = crate::rom::stamp_addresses(&elf)?;
     let names = DwarfNames::new(&elf)?;
-    let work = crate::root().join("target").join("translation");
-    let q = probe::stock_size_boot(&work, opts.machine, rom.path.clone())?;
+    // A directory of this run's own, removed when dropped: two runs at once
+    // (tests on parallel threads) would otherwise rewrite each other's probe
+    // and log.
+    let base = crate::root().join("target").join("translation");
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a directory in {}", base.display()))?;
+    let work = scratch.path().to_path_buf();
+    let q = boot(&work, opts, rom.path.clone())?;
     let log = in_asm_log(&q, &work)?;
     let open = || -> Result<_> { Ok(BufReader::new(std::fs::File::open(&log)?)) };
     let mut report = attribute(open()?, &stamps, &names, opts.machine.name())?;
@@ -295,7 +321,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         let elf = std::fs::read(&release.elf)
             .with_context(|| format!("reading {}", release.elf.display()))?;
         let work = work.join("runs");
-        let q = probe::stock_size_boot(&work, opts.machine, release.path)?;
+        let q = boot(&work, opts, release.path)?;
         let log = exec_log(&q, &work)?;
         report.runs = Some(block_runs::analyse(
             BufReader::new(std::fs::File::open(&log)?),

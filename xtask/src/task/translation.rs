@@ -28,6 +28,11 @@ pub struct Args {
     /// rather than follows a link.
     #[arg(long)]
     runs: bool,
+    /// Boot a probe shaped like this kernel instead of the stock-size one: a
+    /// bzImage, or an ELF vmlinux (its PVH path), e.g.
+    /// target/ferrite-cache/vmlinux-small.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -37,6 +42,7 @@ pub fn run(args: Args) -> Result<()> {
         step: args.step,
         json: args.json,
         runs: args.runs,
+        kernel: args.kernel,
     })?;
     Ok(())
 }
