@@ -590,15 +590,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         !opts.firmwares.is_empty() || !opts.roms.is_empty(),
         "no firmware to measure"
     );
-    // A directory of this run's own: two runs at once (a test's beside one
-    // by hand, or two tests on their threads) would otherwise rewrite each
-    // other's probe and callgrind files under them. Removed when dropped.
-    let base = crate::root().join("target").join("host-cost");
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&base)
-        .with_context(|| format!("creating a directory in {}", base.display()))?;
+    let scratch = crate::run_dir("host-cost")?;
     let work = scratch.path().to_path_buf();
     let ferrite = if opts.firmwares.is_empty() {
         PathBuf::new()

@@ -39,6 +39,19 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A directory of one run's own under `target/<tool>`, removed when dropped:
+/// two runs at once (tests on parallel threads, or a test beside a run by
+/// hand) would otherwise rewrite each other's probes and logs.
+pub fn run_dir(tool: &str) -> anyhow::Result<tempfile::TempDir> {
+    use anyhow::Context;
+    let base = root().join("target").join(tool);
+    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+    tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a directory in {}", base.display()))
+}
+
 /// The cargo that runs us (so nested builds use the same toolchain).
 pub fn cargo() -> std::process::Command {
     std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

@@ -298,15 +298,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let elf = std::fs::read(&rom.elf).with_context(|| format!("reading {}", rom.elf.display()))?;
     let stamps = crate::rom::stamp_addresses(&elf)?;
     let names = DwarfNames::new(&elf)?;
-    // A directory of this run's own, removed when dropped: two runs at once
-    // (tests on parallel threads) would otherwise rewrite each other's probe
-    // and log.
-    let base = crate::root().join("target").join("translation");
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&base)
-        .with_context(|| format!("creating a directory in {}", base.display()))?;
+    let scratch = crate::run_dir("translation")?;
     let work = scratch.path().to_path_buf();
     let q = boot(&work, opts, rom.path.clone())?;
     let log = in_asm_log(&q, &work)?;
