@@ -37,6 +37,14 @@ fn covered_by(map: &[(Range, u32)], r: Range, typ: u32) -> bool {
 }
 
 /// Boots a bzImage on `kind` and checks everything the kernel is handed.
+/// The zero page the boot left for the kernel.
+fn zero_page(board: &FakeBoard) -> BootParams {
+    let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
+    // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
+    // with alignment 1.
+    unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) }
+}
+
 fn boot_bzimage_on(kind: Vm) {
     boot_bzimage_with(kind, None)
 }
@@ -61,10 +69,7 @@ fn boot_bzimage_with(kind: Vm, microvm_acpi: Option<usize>) {
     // the zero page and what it points at
     assert_eq!(handoff.kind, Kind::Linux64);
     assert_eq!(handoff.boot_info, mem::ZERO_PAGE);
-    let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
-    // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
-    // with alignment 1.
-    let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
+    let zp = zero_page(&board);
     let hdr = zp.hdr;
     let (code32_start, cmd_line_ptr) = (hdr.code32_start, hdr.cmd_line_ptr);
     let (ramdisk_image, ramdisk_size) = (hdr.ramdisk_image, hdr.ramdisk_size);
@@ -261,10 +266,7 @@ fn microvm_tables_with_a_large_tpm_log_go_to_the_top_of_ram() {
     let mut board = board(Vm::Microvm, fw_cfg);
     let mut storage = std::boxed::Box::new(Storage::new());
     boot(&mut board, &mut storage).expect("the boot succeeds");
-    let page = board.ram.read(mem::ZERO_PAGE, size_of::<BootParams>());
-    // SAFETY: 4096 bytes read from the zero page; BootParams is plain data
-    // with alignment 1.
-    let zp: BootParams = unsafe { core::ptr::read_unaligned(page.as_ptr().cast()) };
+    let zp = zero_page(&board);
     let rsdp = zp.acpi_rsdp_addr;
     assert!((RAM - mem::HIGH_ZONE_MAX..RAM).contains(&rsdp), "{rsdp:#x}");
     let mp_table = board.ram.u32_at(MP_POINTER + 4) as u64;
