@@ -194,11 +194,11 @@ pub fn is_elf(head: &[u8]) -> bool {
     head.starts_with(b"\x7fELF")
 }
 
-/// Reads guest memory that QEMU loaded the kernel's segments into.
+/// Guest memory that QEMU loaded the kernel's segments into.
 pub trait Memory {
-    /// Fills `buf` from physical address `addr`; only called for ranges inside
-    /// the kernel's segments.
-    fn read(&mut self, addr: u64, buf: &mut [u8]);
+    /// The bytes of `range`, which lies inside the kernel's segments; `None`
+    /// when they cannot be read.
+    fn bytes(&mut self, range: Range) -> Option<&[u8]>;
 }
 
 const PT_LOAD: u32 = 1;
@@ -218,6 +218,13 @@ struct Segment {
     memsz: u64,
 }
 
+impl Segment {
+    /// A PT_LOAD that holds `addr` in memory.
+    fn loads(&self, addr: u64) -> bool {
+        self.typ == PT_LOAD && self.paddr <= addr && addr < self.paddr.saturating_add(self.memsz)
+    }
+}
+
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
@@ -232,71 +239,85 @@ fn bad(what: &'static str) -> Error {
     Error::NoPvhEntry(what)
 }
 
-/// The program headers of an ELF whose first bytes are `head`: every one of
-/// them must lie within `head`.
-fn segments(head: &[u8]) -> Result<impl Iterator<Item = Segment> + '_, Error> {
-    if !is_elf(head) || head.len() < 52 {
-        return Err(bad("not an ELF file"));
+/// An ELF class: where its header keeps the program header table, and how a
+/// program header reads. The walk is generic over the class, so each copy
+/// reads its fields at fixed offsets of fixed-size headers, with no class
+/// branch and no bounds check left in; only the kernel's class runs, and so
+/// only its copy is translated under TCG.
+trait Class: 'static {
+    /// `e_phoff`; `e_phentsize` (`e_phnum` follows it).
+    const PHOFF: usize;
+    const PHENTSIZE: usize;
+    /// The size of a program header.
+    const SIZE: usize;
+    fn phoff(head: &[u8]) -> Option<u64>;
+    /// `p` is one program header, `SIZE` bytes.
+    fn segment(p: &[u8]) -> Segment;
+}
+
+struct Elf32;
+struct Elf64;
+
+impl Class for Elf32 {
+    const PHOFF: usize = 0x1C;
+    const PHENTSIZE: usize = 0x2A;
+    const SIZE: usize = 32;
+    fn phoff(head: &[u8]) -> Option<u64> {
+        u32_at(head, Self::PHOFF).map(u64::from)
     }
-    if head[5] != ELFDATA2LSB {
-        return Err(bad("not a little-endian ELF"));
+    fn segment(p: &[u8]) -> Segment {
+        let n = |at| u32_at(p, at).unwrap_or(0);
+        Segment {
+            typ: n(0),
+            offset: n(0x04).into(),
+            paddr: n(0x0C).into(),
+            filesz: n(0x10).into(),
+            memsz: n(0x14).into(),
+        }
     }
-    let wide = match head[4] {
-        ELFCLASS32 => false,
-        ELFCLASS64 => true,
-        _ => return Err(bad("unknown ELF class")),
-    };
+}
+
+impl Class for Elf64 {
+    const PHOFF: usize = 0x20;
+    const PHENTSIZE: usize = 0x36;
+    const SIZE: usize = 56;
+    fn phoff(head: &[u8]) -> Option<u64> {
+        u64_at(head, Self::PHOFF)
+    }
+    fn segment(p: &[u8]) -> Segment {
+        let w = |at| u64_at(p, at).unwrap_or(0);
+        Segment {
+            typ: u32_at(p, 0).unwrap_or(0),
+            offset: w(0x08),
+            paddr: w(0x18),
+            filesz: w(0x20),
+            memsz: w(0x28),
+        }
+    }
+}
+
+/// The program header table of an ELF of class `C` whose first bytes are
+/// `head`: it must lie within `head`.
+fn program_headers<C: Class>(head: &[u8]) -> Result<&[u8], Error> {
     let short = || bad("ELF header cut short");
-    let (phoff, phentsize, phnum) = if wide {
-        (
-            u64_at(head, 0x20).ok_or_else(short)?,
-            u16_at(head, 0x36).ok_or_else(short)?,
-            u16_at(head, 0x38).ok_or_else(short)?,
-        )
-    } else {
-        (
-            u32_at(head, 0x1C).ok_or_else(short)? as u64,
-            u16_at(head, 0x2A).ok_or_else(short)?,
-            u16_at(head, 0x2C).ok_or_else(short)?,
-        )
-    };
-    let entry_size = if wide { 56 } else { 32 };
-    if phentsize as usize != entry_size {
+    let phoff = C::phoff(head).ok_or_else(short)?;
+    let phentsize = u16_at(head, C::PHENTSIZE).ok_or_else(short)?;
+    let phnum = u16_at(head, C::PHENTSIZE + 2).ok_or_else(short)?;
+    if phentsize as usize != C::SIZE {
         return Err(bad("unexpected program header size"));
     }
     if phnum == 0 {
         return Err(bad("no program headers"));
     }
-    let table_end = (phnum as u64)
-        .checked_mul(entry_size as u64)
-        .and_then(|n| n.checked_add(phoff));
-    if table_end.is_none_or(|end| end > head.len() as u64) {
-        return Err(bad("program headers beyond the first 8 KiB of the file"));
-    }
-    let phoff = phoff as usize;
-    Ok((0..phnum as usize).map(move |i| {
-        let p = &head[phoff + i * entry_size..][..entry_size];
-        // Both layouts are in bounds: the table was checked above.
-        let w = |at| u64_at(p, at).unwrap_or(0);
-        let n = |at| u32_at(p, at).unwrap_or(0) as u64;
-        if wide {
-            Segment {
-                typ: n(0) as u32,
-                offset: w(0x08),
-                paddr: w(0x18),
-                filesz: w(0x20),
-                memsz: w(0x28),
-            }
-        } else {
-            Segment {
-                typ: n(0) as u32,
-                offset: n(0x04),
-                paddr: n(0x0C),
-                filesz: n(0x10),
-                memsz: n(0x14),
-            }
-        }
-    }))
+    usize::try_from(phoff)
+        .ok()
+        .and_then(|at| head.get(at..)?.get(..phnum as usize * C::SIZE))
+        .ok_or(bad("program headers beyond the first 8 KiB of the file"))
+}
+
+/// The segments of a program header table of class `C`.
+fn segments<C: Class>(table: &[u8]) -> impl Iterator<Item = Segment> + '_ {
+    table.chunks_exact(C::SIZE).map(C::segment)
 }
 
 /// The PVH entry among the notes in `notes`: `Ok(None)` when there is none.
@@ -331,38 +352,80 @@ fn entry_note(mut notes: &[u8]) -> Result<Option<u64>, Error> {
     Ok(None)
 }
 
+/// The PVH entry in the notes of segment `seg`, read from `head` when they lie
+/// there, else from memory when they lie in `loaded`; `Ok(None)` when there is
+/// none or they lie in neither.
+fn notes_entry(
+    seg: &Segment,
+    head: &[u8],
+    loaded: Range,
+    memory: &mut impl Memory,
+) -> Result<Option<u64>, Error> {
+    let in_head = usize::try_from(seg.offset)
+        .ok()
+        .zip(usize::try_from(seg.filesz).ok())
+        .and_then(|(at, len)| head.get(at..)?.get(..len));
+    if let Some(notes) = in_head {
+        return entry_note(notes);
+    }
+    let range = seg
+        .paddr
+        .checked_add(seg.filesz)
+        .map(|e| Range::new(seg.paddr, e));
+    let Some(range) = range.filter(|r| loaded.contains(r)) else {
+        return Ok(None);
+    };
+    if range.len() > MAX_NOTES as u64 {
+        return Err(bad("the ELF note segment is larger than 4 KiB"));
+    }
+    match memory.bytes(range) {
+        Some(notes) => entry_note(notes),
+        None => Ok(None),
+    }
+}
+
 /// Finds the PVH entry of the ELF whose first bytes are `head` and whose
 /// segments QEMU loaded into `loaded` (KERNEL_ADDR, KERNEL_SIZE). A note
 /// segment is read from `head` when it lies there, else from memory when it
 /// lies in `loaded`. The entry must be below 4 GiB and inside a loaded segment.
-pub fn find_entry(head: &[u8], loaded: Range, memory: &mut impl Memory) -> Result<u32, Error> {
+///
+/// `expected`: the entry QEMU read from the same note (KERNEL_ENTRY, cut to 32
+/// bits). The one walk of the program headers checks it against the PT_LOADs
+/// as it looks for the note; the headers are walked again only when the note
+/// says otherwise. The result never depends on it.
+pub fn find_entry(
+    head: &[u8],
+    loaded: Range,
+    expected: u32,
+    memory: &mut impl Memory,
+) -> Result<u32, Error> {
+    if !is_elf(head) || head.len() < 52 {
+        return Err(bad("not an ELF file"));
+    }
+    if head[5] != ELFDATA2LSB {
+        return Err(bad("not a little-endian ELF"));
+    }
+    match head[4] {
+        ELFCLASS32 => entry_of::<Elf32>(head, loaded, expected, memory),
+        ELFCLASS64 => entry_of::<Elf64>(head, loaded, expected, memory),
+        _ => Err(bad("unknown ELF class")),
+    }
+}
+
+/// [`find_entry`] for an ELF of class `C`.
+fn entry_of<C: Class>(
+    head: &[u8],
+    loaded: Range,
+    expected: u32,
+    memory: &mut impl Memory,
+) -> Result<u32, Error> {
+    let table = program_headers::<C>(head)?;
     let mut found = None;
-    for seg in segments(head)?.filter(|s| s.typ == PT_NOTE) {
-        let in_head = seg
-            .offset
-            .checked_add(seg.filesz)
-            .is_some_and(|end| end <= head.len() as u64);
-        let note = if in_head {
-            entry_note(&head[seg.offset as usize..][..seg.filesz as usize])?
-        } else {
-            let range = seg
-                .paddr
-                .checked_add(seg.filesz)
-                .map(|e| Range::new(seg.paddr, e));
-            let Some(range) = range.filter(|r| loaded.contains(r)) else {
-                continue;
-            };
-            if range.len() > MAX_NOTES as u64 {
-                return Err(bad("the ELF note segment is larger than 4 KiB"));
-            }
-            let mut buf = [0u8; MAX_NOTES];
-            let buf = &mut buf[..range.len() as usize];
-            memory.read(range.start, buf);
-            entry_note(buf)?
-        };
-        if note.is_some() {
-            found = note;
-            break;
+    let mut expected_loaded = false;
+    for seg in segments::<C>(table) {
+        expected_loaded |= seg.loads(expected as u64);
+        if seg.typ == PT_NOTE && found.is_none() {
+            found = notes_entry(&seg, head, loaded, memory)?;
         }
     }
     let entry = found.ok_or(Error::NoPvhEntry(
@@ -371,13 +434,12 @@ pub fn find_entry(head: &[u8], loaded: Range, memory: &mut impl Memory) -> Resul
     if entry >= FOUR_GIB {
         return Err(Error::PvhEntryOutside { entry });
     }
-    let in_segment = segments(head)?.any(|s| {
-        s.typ == PT_LOAD
-            && s.paddr <= entry
-            && entry < s.paddr.saturating_add(s.memsz)
-            && loaded.contains(&Range::new(entry, entry + 1))
-    });
-    if !in_segment {
+    let in_segment = if entry == expected as u64 {
+        expected_loaded
+    } else {
+        segments::<C>(table).any(|s| s.loads(entry))
+    };
+    if !in_segment || !loaded.contains(&Range::new(entry, entry + 1)) {
         return Err(Error::PvhEntryOutside { entry });
     }
     Ok(entry as u32)

@@ -47,8 +47,8 @@ impl Vmlinux {
         let head_len = (fw_cfg.read_u32(Item::SetupSize as u16) as usize).min(pvh::HEAD_BYTES);
         let mut head = [0u8; pvh::HEAD_BYTES];
         fw_cfg.read_into(Item::SetupData as u16, &mut head[..head_len]);
-        let entry = pvh::find_entry(&head[..head_len], segments, &mut LoadedRam(mem))?;
         let qemu_entry = fw_cfg.read_u32(Item::KernelEntry as u16);
+        let entry = pvh::find_entry(&head[..head_len], segments, qemu_entry, &mut LoadedRam(mem))?;
         if entry != qemu_entry {
             log::warn!(
                 "pvh: the ELF note's entry {entry:#x} differs from QEMU's {qemu_entry:#x}; using the note's"
@@ -126,12 +126,10 @@ impl Vmlinux {
 struct LoadedRam<'a, M: GuestMemory>(&'a mut M);
 
 impl<M: GuestMemory> pvh::Memory for LoadedRam<'_, M> {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        // `find_entry` reads only inside the segments, which `check_segments`
-        // found to be RAM; a read it could not make reads as zeros.
-        match self.0.bytes(addr, buf.len()) {
-            Ok(src) => buf.copy_from_slice(src),
-            Err(_) => buf.fill(0),
-        }
+    fn bytes(&mut self, range: Range) -> Option<&[u8]> {
+        // `find_entry` asks only for ranges inside the segments, which
+        // `check_segments` found to be RAM.
+        let bytes = self.0.bytes(range.start, range.len() as usize).ok()?;
+        Some(bytes)
     }
 }

@@ -13,9 +13,9 @@ const ENTRY: u64 = 0x100_0400;
 /// RAM from LOAD on, as a byte vector (index = address - LOAD).
 struct Ram(Vec<u8>);
 impl Memory for Ram {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) {
-        let at = (addr - LOAD) as usize;
-        buf.copy_from_slice(&self.0[at..at + buf.len()]);
+    fn bytes(&mut self, range: Range) -> Option<&[u8]> {
+        let at = (range.start - LOAD) as usize;
+        self.0.get(at..at + range.len() as usize)
     }
 }
 
@@ -69,18 +69,30 @@ fn ram() -> Ram {
     Ram(std::vec![0; 0x10000])
 }
 
+/// `find_entry` given QEMU's entry: the right one, and wrong ones (none, a
+/// loaded address that is not the entry, an address outside); the answers
+/// must agree, as QEMU's only spares a walk of the program headers.
+fn entry_of(head: &[u8], mem: &mut Ram) -> Result<u32, Error> {
+    let r = find_entry(head, loaded(), ENTRY as u32, mem);
+    for qemu in [0, LOAD as u32, u32::MAX] {
+        let other = find_entry(head, loaded(), qemu, mem);
+        assert_eq!(other, r, "QEMU's entry {qemu:#x}");
+    }
+    r
+}
+
 #[test]
 fn entry_from_a_note_in_the_head_4_or_8_bytes() {
     let n = note(b"Xen\0", 18, &(ENTRY as u32).to_le_bytes());
     assert_eq!(
-        find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()),
+        entry_of(&elf64(&n, 0, 0x10000), &mut ram()),
         Ok(ENTRY as u32)
     );
     let mut notes = note(b"GNU\0", 3, &[1, 2, 3, 4, 5]);
     notes.extend(note(b"Xen\0", 1, b"xen-3.0\0"));
     notes.extend(note(b"Xen\0", 18, &ENTRY.to_le_bytes()));
     assert_eq!(
-        find_entry(&elf64(&notes, 0, 0x10000), loaded(), &mut ram()),
+        entry_of(&elf64(&notes, 0, 0x10000), &mut ram()),
         Ok(ENTRY as u32)
     );
 }
@@ -93,11 +105,11 @@ fn entry_from_a_note_in_loaded_memory() {
     head[120 + 8..120 + 16].copy_from_slice(&0x10_0000u64.to_le_bytes());
     let mut mem = ram();
     mem.0[0x800..0x800 + n.len()].copy_from_slice(&n);
-    assert_eq!(find_entry(&head, loaded(), &mut mem), Ok(ENTRY as u32));
+    assert_eq!(entry_of(&head, &mut mem), Ok(ENTRY as u32));
     // ... and outside the loaded segments, it is not looked for
     head[120 + 0x18..120 + 0x20].copy_from_slice(&(LOAD + 0x20000).to_le_bytes());
     assert!(matches!(
-        find_entry(&head, loaded(), &mut mem),
+        entry_of(&head, &mut mem),
         Err(Error::NoPvhEntry(_))
     ));
 }
@@ -110,7 +122,7 @@ fn no_note_or_wrong_name_or_type() {
         note(b"Xe\0", 18, &ENTRY.to_le_bytes()),
         note(b"GNU\0", 18, &ENTRY.to_le_bytes()),
     ] {
-        let r = find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram());
+        let r = entry_of(&elf64(&n, 0, 0x10000), &mut ram());
         assert!(
             matches!(r, Err(Error::NoPvhEntry(m)) if m.contains("CONFIG_PVH")),
             "{r:?}"
@@ -123,7 +135,7 @@ fn entry_above_4g_or_outside_the_segments() {
     for entry in [ENTRY | 1 << 32, u64::MAX, LOAD - 1, LOAD + 0x10000] {
         let n = note(b"Xen\0", 18, &entry.to_le_bytes());
         assert_eq!(
-            find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()),
+            entry_of(&elf64(&n, 0, 0x10000), &mut ram()),
             Err(Error::PvhEntryOutside { entry })
         );
     }
@@ -134,12 +146,12 @@ fn hostile_notes_and_headers_are_refused() {
     let good = note(b"Xen\0", 18, &ENTRY.to_le_bytes());
     // descriptor of an odd size
     let n = note(b"Xen\0", 18, &[0; 6]);
-    assert!(find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram()).is_err());
+    assert!(entry_of(&elf64(&n, 0, 0x10000), &mut ram()).is_err());
     // namesz / descsz running past the segment, or wrapping
     for (field, value) in [(0, 0xFFFF_FFFFu32), (4, 0xFFFF_FFFD), (0, 100), (4, 100)] {
         let mut n = good.clone();
         n[field..field + 4].copy_from_slice(&value.to_le_bytes());
-        let r = find_entry(&elf64(&n, 0, 0x10000), loaded(), &mut ram());
+        let r = entry_of(&elf64(&n, 0, 0x10000), &mut ram());
         assert!(matches!(r, Err(Error::NoPvhEntry(_))), "{r:?}");
     }
     let elf = elf64(&good, 0, 0x10000);
@@ -167,9 +179,37 @@ fn hostile_notes_and_headers_are_refused() {
     e[120 + 0x20..120 + 0x28].copy_from_slice(&u64::MAX.to_le_bytes()); // huge note
     cases.push(e);
     for (i, e) in cases.iter().enumerate() {
-        let r = find_entry(e, loaded(), &mut ram());
+        let r = entry_of(e, &mut ram());
         assert!(matches!(r, Err(Error::NoPvhEntry(_))), "case {i}: {r:?}");
     }
+}
+
+#[test]
+fn a_load_after_the_note_counts_and_a_second_note_is_not_read() {
+    let n = note(b"Xen\0", 18, &ENTRY.to_le_bytes());
+    let mut h = elf64(&n, 0, 0x10000);
+    // the two program headers swapped: the note first, then the PT_LOAD
+    let (load, notes) = (h[64..120].to_vec(), h[120..176].to_vec());
+    h[64..120].copy_from_slice(&notes);
+    h[120..176].copy_from_slice(&load);
+    assert_eq!(entry_of(&h, &mut ram()), Ok(ENTRY as u32));
+    // a third header, a note segment that runs past its end: once the entry
+    // is found, later notes are not parsed (as before, they only could fail)
+    h[0x38..0x3A].copy_from_slice(&3u16.to_le_bytes());
+    let mut broken = notes.clone();
+    broken[0x08..0x10].copy_from_slice(&0x138u64.to_le_bytes());
+    broken[0x20..0x28].copy_from_slice(&(n.len() as u64 - 1).to_le_bytes());
+    h.splice(176..176, broken.iter().copied());
+    // the notes moved by 56 bytes
+    h[64 + 8..64 + 16].copy_from_slice(&0x138u64.to_le_bytes());
+    assert_eq!(entry_of(&h, &mut ram()), Ok(ENTRY as u32));
+    // ... and when it comes first, it is parsed and refused
+    h[64..120].copy_from_slice(&broken);
+    h[176..232].copy_from_slice(&notes);
+    h[176 + 8..176 + 16].copy_from_slice(&0x138u64.to_le_bytes());
+    assert!(
+        matches!(entry_of(&h, &mut ram()), Err(Error::NoPvhEntry(m)) if m.contains("runs past"))
+    );
 }
 
 #[test]
@@ -196,7 +236,7 @@ fn a_32_bit_elf_works_too() {
         [PT_NOTE, 0x100, 0, 0, n.len() as u32, n.len() as u32],
     );
     h.extend_from_slice(&n);
-    assert_eq!(find_entry(&h, loaded(), &mut ram()), Ok(ENTRY as u32));
+    assert_eq!(entry_of(&h, &mut ram()), Ok(ENTRY as u32));
 }
 
 #[test]
