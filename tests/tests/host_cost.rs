@@ -18,6 +18,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         calibrate: Some(30),
         steps: true,
         rebuilds: false,
+        kernel: None,
     })
     .unwrap();
 
@@ -153,6 +154,7 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         calibrate: None,
         steps: false,
         rebuilds: true,
+        kernel: None,
     })
     .unwrap();
     let [rebuilds] = &report.rebuilds[..] else {
@@ -173,4 +175,29 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         sum * 100 <= charged * 102 && sum * 10 >= charged * 8,
         "{sum} of {charged}"
     );
+}
+
+/// `--kernel` with an ELF vmlinux: every firmware boots a probe shaped like
+/// it and must reach the probe's PVH entry (the run fails on any other
+/// entry); the floor ROM, which boots only bzImages, is left out.
+#[test]
+fn follows_each_firmwares_pvh_path_with_a_vmlinux() {
+    xtask::small_kernel::build().expect("building the small kernel (cargo xtask kernel)");
+    let report = run(&Options {
+        machine: Machine::Microvm,
+        firmwares: vec![Firmware::Ferrite, Firmware::Qboot, Firmware::Floor],
+        roms: vec![],
+        top: 5,
+        json: None,
+        calibrate: None,
+        steps: false,
+        rebuilds: false,
+        kernel: Some(xtask::small_kernel::vmlinux_path()),
+    })
+    .unwrap();
+    let names: Vec<&str> = report.costs.iter().map(|c| c.firmware.as_str()).collect();
+    assert_eq!(names, ["ferrite", "qboot"]);
+    for c in &report.costs {
+        assert!(2 * c.of("tb_gen_code") > c.vcpu, "{c:#?}");
+    }
 }

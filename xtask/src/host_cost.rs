@@ -59,6 +59,10 @@ pub struct Options {
     /// Also boot each firmware once more, counting only QEMU's memory-map
     /// rebuilds ([`run_rebuilds`]): each, in order, with its cost.
     pub rebuilds: bool,
+    /// Boot a probe shaped like this kernel instead of the stock-size one: a
+    /// bzImage's size, or an ELF vmlinux's segments and PVH note (each
+    /// firmware's PVH path; the floor ROM boots only bzImages and is left out).
+    pub kernel: Option<PathBuf>,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -598,20 +602,46 @@ pub fn run(opts: &Options) -> Result<Report> {
         crate::rom::build_firmware(true)?.path
     };
     // Each boot, and whether it is ferrite's own build (with the timeline).
+    let elf = match &opts.kernel {
+        Some(k) => crate::pvh_probe::is_elf(
+            &std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
+        ),
+        None => false,
+    };
+    // A PVH probe's boot must end at its PVH entry: another entry would mean
+    // the firmware took another path than the one asked for.
+    let pvh_entry = vec![ferrite_contract::qemu_exit(probe::Entry::Pvh.value())];
+    let expect = |fw: Firmware| {
+        if elf {
+            pvh_entry.clone()
+        } else {
+            fw.entry_statuses()
+        }
+    };
+    let like = |q: &mut Qemu| match &opts.kernel {
+        Some(k) => crate::pvh_probe::boot_like(q, &work, k),
+        None => Ok(()),
+    };
     let mut boots = Vec::new();
     for &fw in &opts.firmwares {
-        let q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
+        if elf && fw == Firmware::Floor {
+            println!("floor: left out; the floor ROM boots only bzImages");
+            continue;
+        }
+        let mut q = fw.stock_size_boot(&ferrite, opts.machine, &work)?;
+        like(&mut q)?;
         boots.push((
             fw.name().to_string(),
             q,
-            fw.entry_statuses(),
+            expect(fw),
             fw == Firmware::Ferrite,
         ));
     }
     for (name, path) in &opts.roms {
         ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
-        let q = probe::stock_size_boot(&work, opts.machine, path.clone())?;
-        boots.push((name.clone(), q, Firmware::Ferrite.entry_statuses(), false));
+        let mut q = probe::stock_size_boot(&work, opts.machine, path.clone())?;
+        like(&mut q)?;
+        boots.push((name.clone(), q, expect(Firmware::Ferrite), false));
     }
     let mut exports = ExportCache::default();
     let mut costs = Vec::new();

@@ -18,6 +18,18 @@ pub fn is_elf(kernel: &[u8]) -> bool {
     kernel.starts_with(b"\x7fELF")
 }
 
+/// Points the research tools' boot `q` at a probe shaped like `kernel`
+/// (written into `work`), instead of the stock-size one.
+pub fn boot_like(q: &mut crate::qemu::Qemu, work: &Path, kernel: &Path) -> Result<()> {
+    let like = work.join("probe-like-kernel");
+    if !like.exists() {
+        std::fs::write(&like, build_like(kernel)?)
+            .with_context(|| format!("writing {}", like.display()))?;
+    }
+    q.kernel = Some(like);
+    Ok(())
+}
+
 /// The probe for `kernel`: the PVH probe for an ELF, the bzImage probe otherwise.
 pub fn build_like(kernel: &Path) -> Result<Vec<u8>> {
     let k = std::fs::read(kernel).with_context(|| format!("reading {}", kernel.display()))?;

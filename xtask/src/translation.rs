@@ -282,10 +282,7 @@ pub struct Options {
 fn boot(work: &Path, opts: &Options, rom: PathBuf) -> Result<crate::qemu::Qemu> {
     let mut q = probe::stock_size_boot(work, opts.machine, rom)?;
     if let Some(kernel) = &opts.kernel {
-        let like = work.join("probe-like-kernel");
-        std::fs::write(&like, crate::pvh_probe::build_like(kernel)?)
-            .with_context(|| format!("writing {}", like.display()))?;
-        q.kernel = Some(like);
+        crate::pvh_probe::boot_like(&mut q, work, kernel)?;
     }
     Ok(q)
 }

@@ -43,6 +43,11 @@ pub struct Args {
     /// with its step (ferrite) and its host instructions.
     #[arg(long)]
     rebuilds: bool,
+    /// Boot a probe shaped like this kernel instead of the stock-size one: a
+    /// bzImage, or an ELF vmlinux (each firmware's PVH path; the floor ROM is
+    /// left out), e.g. target/ferrite-cache/vmlinux-small.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -58,6 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         calibrate: args.calibrate.then_some(args.calibration_blocks),
         steps: args.steps,
         rebuilds: args.rebuilds,
+        kernel: args.kernel,
     })?;
     Ok(())
 }
