@@ -18,6 +18,16 @@ pub fn is_elf(kernel: &[u8]) -> bool {
     kernel.starts_with(b"\x7fELF")
 }
 
+/// Does the file at `path` start as an ELF file does (a vmlinux)?
+pub fn is_elf_file(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut magic))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(is_elf(&magic[..n]))
+}
+
 /// Points the research tools' boot `q` at a probe shaped like `kernel`
 /// (written into `work`), instead of the stock-size one.
 pub fn boot_like(q: &mut crate::qemu::Qemu, work: &Path, kernel: &Path) -> Result<()> {

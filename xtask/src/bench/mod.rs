@@ -138,6 +138,10 @@ pub enum Phase {
     /// `FromCont` (one process): without QEMU's start-up, whose few
     /// milliseconds of noise every whole-process time carries.
     KernelInitFromCont,
+    /// As `KernelInitFromCont`, with the small kernel's other form (its
+    /// vmlinux, through PVH, when the bench boots its bzImage, and the other
+    /// way round; `--both-entries`): the two paths interleaved in one run.
+    KernelInitOtherFromCont,
 }
 
 impl Phase {
@@ -145,7 +149,10 @@ impl Phase {
     pub fn from_cont(self) -> bool {
         matches!(
             self,
-            Phase::FromCont | Phase::SharedEntry | Phase::KernelInitFromCont
+            Phase::FromCont
+                | Phase::SharedEntry
+                | Phase::KernelInitFromCont
+                | Phase::KernelInitOtherFromCont
         )
     }
 }

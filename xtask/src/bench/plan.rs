@@ -36,6 +36,9 @@ pub struct Options {
     /// The small instrumented kernel: each firmware is also timed to its
     /// `kernel_init` marker (`--end-to-end`).
     pub small_kernel: Option<PathBuf>,
+    /// The small kernel's other form (`--both-entries`): each firmware is
+    /// also timed to `kernel_init` with it, in one process, interleaved.
+    pub other_small_kernel: Option<PathBuf>,
     /// `--density N,...`: N VMs started together per firmware and machine.
     pub density: Vec<usize>,
     /// Print one `Result:` line per firmware and machine.
@@ -63,6 +66,7 @@ impl Default for Options {
             sweep: None,
             tkernel_ferrite_only: false,
             small_kernel: None,
+            other_small_kernel: None,
             density: Vec::new(),
             summary: false,
         }
@@ -129,13 +133,15 @@ impl Options {
 /// `shared_entry` (a bzImage kernel with a 64-bit entry), and no sweep, also
 /// the kernel's own 64-bit entry; not for OVMF, whose EFI stub path (Debian's
 /// 6.1 kernel) goes on into the kernel without running that entry's first
-/// bytes: its boots ran to /init's power-off.
+/// bytes: its boots ran to /init's power-off. With `other_entry` (and the
+/// small kernel), also `kernel_init` through the small kernel's other form.
 pub(super) fn phases_to_time(
     fw: Firmware,
     sweep: Option<SweepParam>,
     tkernel_ferrite_only: bool,
     small_kernel: bool,
     shared_entry: bool,
+    other_entry: bool,
 ) -> Vec<Phase> {
     let mut phases = vec![Phase::Entry, Phase::FromCont];
     if shared_entry && sweep.is_none() && fw != Firmware::Ovmf {
@@ -153,6 +159,9 @@ pub(super) fn phases_to_time(
     }
     if small_kernel && sweep.is_none() && fw != Firmware::Floor {
         phases.extend([Phase::KernelInit, Phase::KernelInitFromCont]);
+        if other_entry {
+            phases.push(Phase::KernelInitOtherFromCont);
+        }
     }
     phases
 }
@@ -238,6 +247,7 @@ pub(super) fn cells(
                 opts.tkernel_ferrite_only,
                 opts.small_kernel.is_some(),
                 entry64.is_some(),
+                opts.other_small_kernel.is_some(),
             ) {
                 let (kernel, port) = match phase {
                     Phase::Start => (probe.clone(), START_PORT),
@@ -246,6 +256,10 @@ pub(super) fn cells(
                     Phase::KernelInit | Phase::KernelInitFromCont => {
                         (opts.small_kernel.clone().unwrap_or_default(), USER_PORT)
                     }
+                    Phase::KernelInitOtherFromCont => (
+                        opts.other_small_kernel.clone().unwrap_or_default(),
+                        USER_PORT,
+                    ),
                     Phase::SharedEntry => (entry64.clone().unwrap_or_default(), PROBE_PORT),
                 };
                 let mut q = Qemu::new(machine, image.clone());
@@ -260,9 +274,10 @@ pub(super) fn cells(
                 let expect = match phase {
                     Phase::Start => vec![3],
                     Phase::Entry | Phase::FromCont => fw.entry_statuses(),
-                    Phase::User | Phase::KernelInit | Phase::KernelInitFromCont => {
-                        vec![qemu_exit(marker::USER)]
-                    }
+                    Phase::User
+                    | Phase::KernelInit
+                    | Phase::KernelInitFromCont
+                    | Phase::KernelInitOtherFromCont => vec![qemu_exit(marker::USER)],
                     // the floor writes its own status after loading
                     Phase::SharedEntry if fw == Firmware::Floor => fw.entry_statuses(),
                     Phase::SharedEntry => vec![qemu_exit(probe::Entry::Long64.value())],
@@ -309,31 +324,34 @@ mod tests {
     #[test]
     fn phases_each_firmware_is_timed_to() {
         use Phase::*;
+        let phases = |fw, sweep, quick, small, shared| {
+            phases_to_time(fw, sweep, quick, small, shared, false)
+        };
         let sweep = |p: &str| Some(p.parse::<Sweep>().unwrap().param);
         // --quick: tKernel after ferrite only
         assert_eq!(
-            phases_to_time(Firmware::Qboot, None, true, false, false),
+            phases(Firmware::Qboot, None, true, false, false),
             [Entry, FromCont]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, None, true, false, false),
+            phases(Firmware::Ferrite, None, true, false, false),
             [Start, Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Qboot, None, false, false, false),
+            phases(Firmware::Qboot, None, false, false, false),
             [Entry, FromCont, User]
         );
         // memory and CPU sweeps keep tKernel; the padded probe has no kernel
         assert_eq!(
-            phases_to_time(Firmware::Seabios, sweep("cpus=1,2"), false, false, false),
+            phases(Firmware::Seabios, sweep("cpus=1,2"), false, false, false),
             [Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false, false),
+            phases(Firmware::Ferrite, sweep("memory=128"), false, false, false),
             [Start, Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(
+            phases(
                 Firmware::Ferrite,
                 sweep("kernel-size=2"),
                 false,
@@ -344,30 +362,30 @@ mod tests {
         );
         // --end-to-end adds the small kernel's marker, outside sweeps
         assert_eq!(
-            phases_to_time(Firmware::Seabios, None, false, true, false),
+            phases(Firmware::Seabios, None, false, true, false),
             [Entry, FromCont, User, KernelInit, KernelInitFromCont]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true, false),
+            phases(Firmware::Ferrite, sweep("cpus=1"), false, true, false),
             [Start, Entry, FromCont, User]
         );
         // the floor boots no kernel
         assert_eq!(
-            phases_to_time(Firmware::Floor, None, false, true, false),
+            phases(Firmware::Floor, None, false, true, false),
             [Entry, FromCont]
         );
         // the kernel's own 64-bit entry: every firmware, the floor as the
         // least a firmware can do there too; not in sweeps
         assert_eq!(
-            phases_to_time(Firmware::Qboot, None, true, false, true),
+            phases(Firmware::Qboot, None, true, false, true),
             [Entry, FromCont, SharedEntry]
         );
         assert_eq!(
-            phases_to_time(Firmware::Floor, None, false, false, true),
+            phases(Firmware::Floor, None, false, false, true),
             [Entry, FromCont, SharedEntry]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, None, false, true, true),
+            phases(Firmware::Ferrite, None, false, true, true),
             [
                 Start,
                 Entry,
@@ -379,12 +397,38 @@ mod tests {
             ]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ovmf, None, false, false, true),
+            phases(Firmware::Ovmf, None, false, false, true),
             [Entry, FromCont, User]
         );
         assert_eq!(
-            phases_to_time(Firmware::Ferrite, sweep("memory=128"), false, false, true),
+            phases(Firmware::Ferrite, sweep("memory=128"), false, false, true),
             [Start, Entry, FromCont, User]
+        );
+        // --both-entries: kernel_init through the other form too, in one
+        // process; not for the floor, not in sweeps, not without the small
+        // kernel
+        assert_eq!(
+            phases_to_time(Firmware::Qboot, None, false, true, false, true),
+            [
+                Entry,
+                FromCont,
+                User,
+                KernelInit,
+                KernelInitFromCont,
+                KernelInitOtherFromCont
+            ]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Floor, None, false, true, false, true),
+            [Entry, FromCont]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Ferrite, sweep("cpus=1"), false, true, false, true),
+            [Start, Entry, FromCont, User]
+        );
+        assert_eq!(
+            phases_to_time(Firmware::Seabios, None, false, false, false, true),
+            [Entry, FromCont, User]
         );
     }
 }

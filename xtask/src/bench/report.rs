@@ -70,6 +70,7 @@ impl<'a> Report<'a> {
                 in_process_grid(&self.derived),
                 shared_entry_grid(&self.derived),
                 end_to_end_grid(&self.derived, self.cells),
+                both_entries_grid(&self.derived, self.cells, other_is_pvh(opts)),
                 density_grid(&self.density),
                 cost_grid(&self.instructions, opts),
             ] {
@@ -468,6 +469,11 @@ pub(super) fn markdown(
         s += "\nEnd to end, from QEMU's start (whole processes; vs ferrite: difference of medians, + is behind ferrite):\n\n";
         s += &e2e.markdown();
     }
+    let both = both_entries_grid(&report.derived, cells, other_is_pvh(opts));
+    if !both.rows.is_empty() {
+        s += "\nBoth entries, interleaved in this run (`--both-entries`): the small kernel's bzImage and its PVH vmlinux (the same build), each timed from QMP `cont` to `kernel_init` in one process; the PVH path's shift from the bzImage path, and each firmware's from ferrite on the same path (− ahead, + behind):\n\n";
+        s += &both.markdown();
+    }
     if !report.density.is_empty() {
         s += "\nBoot density: N VMs started together, each timed from its own start:\n\n";
         s += &density_grid(&report.density).markdown();
@@ -665,6 +671,76 @@ pub(super) fn end_to_end_grid(derived: &[Derived], cells: &[Cell]) -> Grid {
     g
 }
 
+/// Is the small kernel's other form (`--both-entries`) its vmlinux?
+fn other_is_pvh(opts: &Options) -> bool {
+    opts.other_small_kernel
+        .as_deref()
+        .is_some_and(|k| crate::pvh_probe::is_elf_file(k).unwrap_or(false))
+}
+
+/// `--both-entries`: each firmware to `kernel_init` in one process through
+/// the small kernel's bzImage and through its vmlinux, interleaved; the PVH
+/// path's shift from the bzImage path, and each path's shift from ferrite's.
+/// `other_is_pvh`: the other form is the vmlinux (the bench kernel is a
+/// bzImage).
+pub(super) fn both_entries_grid(derived: &[Derived], cells: &[Cell], other_is_pvh: bool) -> Grid {
+    let mut g = Grid::new(&[
+        "machine",
+        "firmware",
+        "bzImage: entry",
+        "bzImage: to kernel_init ms (median ± sd [p25–p75])",
+        "PVH vmlinux: to kernel_init ms (median ± sd [p25–p75])",
+        "PVH − bzImage, ms (Mann-Whitney p)",
+        "bzImage: vs ferrite (p)",
+        "PVH: vs ferrite (p)",
+    ]);
+    let flip = |s: Option<Shift>| s.map(|s| Shift { ms: -s.ms, ..s });
+    for d in derived
+        .iter()
+        .filter(|d| d.sweep.is_none() && d.kernel_init_other_in_process.is_some())
+    {
+        let probed = cells
+            .iter()
+            .find(|c| {
+                c.firmware == d.firmware
+                    && c.machine == d.machine
+                    && c.phase == Phase::Entry
+                    && c.sweep.is_none()
+            })
+            .and_then(|c| c.entry.clone())
+            .unwrap_or_else(|| "–".into());
+        let (this, other) = (
+            d.kernel_init_in_process.as_ref(),
+            d.kernel_init_other_in_process.as_ref(),
+        );
+        let row = if other_is_pvh {
+            [
+                probed,
+                fmt_summary(this),
+                fmt_summary(other),
+                fmt_shift(d.other_form_vs_this),
+                fmt_shift(d.kernel_init_vs_ferrite),
+                fmt_shift(d.kernel_init_other_vs_ferrite),
+            ]
+        } else {
+            // the bench boots the vmlinux: its probe saw the PVH entry, and
+            // the bzImage's entry was not probed in this run
+            [
+                "–".into(),
+                fmt_summary(other),
+                fmt_summary(this),
+                fmt_shift(flip(d.other_form_vs_this)),
+                fmt_shift(d.kernel_init_other_vs_ferrite),
+                fmt_shift(d.kernel_init_vs_ferrite),
+            ]
+        };
+        let mut r = vec![d.machine.clone(), d.firmware.name().into()];
+        r.extend(row);
+        g.rows.push(r);
+    }
+    g
+}
+
 /// `--density`: median and p95 per VM, and peak RSS per VM.
 pub(super) fn density_grid(rows: &[DensityRow]) -> Grid {
     let mut g = Grid::new(&[
@@ -781,6 +857,76 @@ mod tests {
         assert!(e.markdown().lines().count() == 4);
         // no cells to the kernel's own 64-bit entry: no table
         assert!(shared_entry_grid(&d).rows.is_empty());
+    }
+
+    #[test]
+    fn the_both_entries_table_either_way_round() {
+        use super::super::test_cell as cell;
+        let mut probe = cell(Firmware::Ferrite, Phase::Entry, &[60.0]);
+        probe.entry = Some("64-bit".into());
+        let cells = [
+            probe,
+            cell(
+                Firmware::Ferrite,
+                Phase::KernelInitFromCont,
+                &[700.0, 710.0, 720.0],
+            ),
+            cell(
+                Firmware::Ferrite,
+                Phase::KernelInitOtherFromCont,
+                &[600.0, 610.0, 620.0],
+            ),
+            cell(
+                Firmware::Qboot,
+                Phase::KernelInitFromCont,
+                &[690.0, 700.0, 710.0],
+            ),
+            cell(
+                Firmware::Qboot,
+                Phase::KernelInitOtherFromCont,
+                &[630.0, 640.0, 650.0],
+            ),
+            // no other-form cells: no row
+            cell(Firmware::Floor, Phase::FromCont, &[5.0]),
+        ];
+        let fws = [Firmware::Ferrite, Firmware::Qboot, Firmware::Floor];
+        let d = super::super::stats::derive(&cells, &["q35".into()], &[None], &fws);
+        // the bench boots the bzImage, the other form is the vmlinux
+        let g = both_entries_grid(&d, &cells, true);
+        assert_eq!(g.rows.len(), 2);
+        let f = &g.rows[0];
+        assert_eq!((f[1].as_str(), f[2].as_str()), ("ferrite", "64-bit"));
+        assert!(
+            f[3].starts_with("710.0 ± ") && f[4].starts_with("610.0 ± "),
+            "{f:?}"
+        );
+        assert!(f[5].starts_with("-100.0 (p "), "{f:?}");
+        assert_eq!((f[6].as_str(), f[7].as_str()), ("–", "–"));
+        let q = &g.rows[1];
+        assert!(q[5].starts_with("-60.0 (p "), "{q:?}");
+        assert!(
+            q[6].starts_with("-10.0 (p ") && q[7].starts_with("+30.0 (p "),
+            "{q:?}"
+        );
+        // the bench boots the vmlinux: the same figures, the columns swapped
+        // and the shift turned round; no bzImage entry was probed
+        let g = both_entries_grid(&d, &cells, false);
+        let f = &g.rows[0];
+        assert_eq!(f[2], "–");
+        assert!(
+            f[3].starts_with("610.0 ± ") && f[4].starts_with("710.0 ± "),
+            "{f:?}"
+        );
+        assert!(f[5].starts_with("+100.0 (p "), "{f:?}");
+        let q = &g.rows[1];
+        assert!(
+            q[6].starts_with("+30.0 (p ") && q[7].starts_with("-10.0 (p "),
+            "{q:?}"
+        );
+        // without --both-entries: no table
+        let plain = &cells[..2];
+        let d = super::super::stats::derive(plain, &["q35".into()], &[None], &fws);
+        assert!(both_entries_grid(&d, plain, true).rows.is_empty());
     }
 
     #[test]

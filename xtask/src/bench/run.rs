@@ -440,5 +440,6 @@ mod tests {
         assert_eq!(runs(Phase::FromCont), 50);
         assert_eq!(runs(Phase::SharedEntry), 50);
         assert_eq!(runs(Phase::KernelInitFromCont), 50);
+        assert_eq!(runs(Phase::KernelInitOtherFromCont), 50);
     }
 }

@@ -91,6 +91,8 @@ pub(super) struct Phases {
     pub shared: Option<Summary>,
     /// From QMP's `cont` to the small kernel's `kernel_init`, in one process.
     pub kernel_init_cont: Option<Summary>,
+    /// The same through the small kernel's other form (`--both-entries`).
+    pub kernel_init_other_cont: Option<Summary>,
 }
 
 /// The samples (ms) of one cell; empty when it does not exist.
@@ -117,6 +119,7 @@ pub(super) fn phases(cells: &[Cell], fw: Firmware, machine: &str, sweep: Option<
         kernel_init: get(fw, Phase::KernelInit),
         shared: get(fw, Phase::SharedEntry),
         kernel_init_cont: get(fw, Phase::KernelInitFromCont),
+        kernel_init_other_cont: get(fw, Phase::KernelInitOtherFromCont),
     }
 }
 
@@ -166,6 +169,14 @@ pub struct Derived {
     pub kernel_init_in_process: Option<Summary>,
     /// This firmware's times to `kernel_init` in one process against ferrite's.
     pub kernel_init_vs_ferrite: Option<Shift>,
+    /// From QMP's `cont` to `kernel_init` through the small kernel's other
+    /// form, in one process (`--both-entries`).
+    pub kernel_init_other_in_process: Option<Summary>,
+    /// This firmware's times through the other form against its own through
+    /// the bench's form: what the other entry gains (−) or loses (+).
+    pub other_form_vs_this: Option<Shift>,
+    /// This firmware's times through the other form against ferrite's.
+    pub kernel_init_other_vs_ferrite: Option<Shift>,
 }
 
 /// How far one firmware's samples lie from ferrite's.
@@ -246,6 +257,12 @@ pub(super) fn derive(
                     shared_vs_ferrite: None,
                     kernel_init_in_process: p.kernel_init_cont,
                     kernel_init_vs_ferrite: None,
+                    kernel_init_other_in_process: p.kernel_init_other_cont,
+                    other_form_vs_this: shift(
+                        &samples(cells, fw, machine, sweep, Phase::KernelInitOtherFromCont),
+                        &samples(cells, fw, machine, sweep, Phase::KernelInitFromCont),
+                    ),
+                    kernel_init_other_vs_ferrite: None,
                     to_entry: p.entry,
                     to_user: p.user,
                     to_kernel_init: p.kernel_init,
@@ -261,6 +278,9 @@ pub(super) fn derive(
             let ferrite_shared = shared(Firmware::Ferrite);
             let init = |fw: Firmware| samples(cells, fw, machine, sweep, Phase::KernelInitFromCont);
             let ferrite_init = init(Firmware::Ferrite);
+            let other =
+                |fw: Firmware| samples(cells, fw, machine, sweep, Phase::KernelInitOtherFromCont);
+            let ferrite_other = other(Firmware::Ferrite);
             let ferrite = one(Firmware::Ferrite);
             for &fw in firmwares {
                 if !cells
@@ -276,6 +296,7 @@ pub(super) fn derive(
                     d.in_process_vs_ferrite = shift(&from_cont(fw), &ferrite_from_cont);
                     d.shared_vs_ferrite = shift(&shared(fw), &ferrite_shared);
                     d.kernel_init_vs_ferrite = shift(&init(fw), &ferrite_init);
+                    d.kernel_init_other_vs_ferrite = shift(&other(fw), &ferrite_other);
                 }
                 out.push(d);
             }

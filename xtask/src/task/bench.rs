@@ -51,9 +51,16 @@ pub struct Args {
     #[arg(long)]
     sweep: Option<bench::Sweep>,
     /// Also time every firmware to the small kernel's kernel_init marker
-    /// (cargo xtask kernel), beside the bench kernel's /init.
+    /// (cargo xtask kernel), beside the bench kernel's /init: its vmlinux
+    /// when the bench kernel is an ELF (PVH), else its bzImage.
     #[arg(long)]
     end_to_end: bool,
+    /// With --end-to-end: also time every firmware to kernel_init through the
+    /// small kernel's other form (its vmlinux when the bench boots a bzImage,
+    /// and the other way round), in one process, interleaved with the rest:
+    /// the bzImage and PVH paths side by side in one run.
+    #[arg(long, requires = "end_to_end")]
+    both_entries: bool,
     /// Start N VMs together per firmware and machine (e.g. 1,4,16): median
     /// and p95 to the kernel entry and to the small kernel's marker, peak RSS.
     #[arg(long, value_delimiter = ',')]
@@ -78,6 +85,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.ovmf {
         firmwares.push(Firmware::Ovmf);
     }
+    // The small kernel in the bench kernel's form, and in the other.
+    let small = match args.end_to_end || !args.density.is_empty() {
+        true => Some(small_kernel_forms(
+            kernel.as_deref(),
+            small_kernel::build()?,
+            small_kernel::vmlinux_path(),
+        )?),
+        false => None,
+    };
     let quick = args.quick;
     let opts = bench::Options {
         runs: if quick { 3 } else { args.runs },
@@ -95,13 +111,30 @@ pub fn run(args: Args) -> Result<()> {
         count_instructions: !args.no_counts,
         sweep: args.sweep,
         tkernel_ferrite_only: quick,
-        small_kernel: (args.end_to_end || !args.density.is_empty())
-            .then(small_kernel::build)
-            .transpose()?,
+        small_kernel: small.as_ref().map(|(same, _)| same.clone()),
+        other_small_kernel: small.filter(|_| args.both_entries).map(|(_, other)| other),
         density: args.density,
         summary: args.summary,
     };
     bench::run(&opts, &rom)
+}
+
+/// The small kernel in the bench kernel's form (its vmlinux when the bench
+/// kernel is an ELF, booted through PVH; else its bzImage), then in the other.
+fn small_kernel_forms(
+    bench_kernel: Option<&std::path::Path>,
+    bzimage: PathBuf,
+    vmlinux: PathBuf,
+) -> Result<(PathBuf, PathBuf)> {
+    let elf = match bench_kernel {
+        Some(k) => crate::pvh_probe::is_elf_file(k)?,
+        None => false,
+    };
+    Ok(if elf {
+        (vmlinux, bzimage)
+    } else {
+        (bzimage, vmlinux)
+    })
 }
 
 /// The kernel `--kernel` names: None for Debian's stock kernel.
@@ -121,4 +154,28 @@ fn kernel(name: &str) -> Result<Option<PathBuf>> {
             Some(p)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--end-to-end` times the small kernel in the bench kernel's form:
+    /// with `--kernel small-vmlinux` (or any ELF) its vmlinux, else its
+    /// bzImage (the stock kernel too).
+    #[test]
+    fn the_small_kernel_follows_the_bench_kernels_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let (elf, bz) = (dir.path().join("vmlinux"), dir.path().join("bzImage"));
+        std::fs::write(&elf, b"\x7fELF\x02\x01").unwrap();
+        std::fs::write(&bz, b"MZ\0\0").unwrap();
+        let forms = |k: Option<&std::path::Path>| {
+            small_kernel_forms(k, "small-bz".into(), "small-vm".into()).unwrap()
+        };
+        assert_eq!(forms(Some(&elf)), ("small-vm".into(), "small-bz".into()));
+        assert_eq!(forms(Some(&bz)), ("small-bz".into(), "small-vm".into()));
+        assert_eq!(forms(None), ("small-bz".into(), "small-vm".into()));
+        let missing = dir.path().join("none");
+        assert!(small_kernel_forms(Some(&missing), "a".into(), "b".into()).is_err());
+    }
 }
