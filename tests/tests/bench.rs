@@ -13,7 +13,7 @@ fn end_to_end_times_both_forms_of_the_small_kernel() {
     let bzimage = small_kernel::build().expect("building the small kernel (cargo xtask kernel)");
     let vmlinux = small_kernel::vmlinux_path();
     let rom = xtask::rom::build_firmware(true).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = xtask::run_dir("bench-test").unwrap();
     let (json, markdown) = (dir.path().join("b.json"), dir.path().join("b.md"));
     let opts = Options {
         runs: 1,
