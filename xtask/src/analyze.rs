@@ -649,6 +649,18 @@ struct FirmwareReport {
     to_userspace_logging_ms: Vec<f64>,
     to_userspace_quiet_ms: Vec<f64>,
     logging_overhead: Option<Overhead>,
+    /// The kernel's messages under this firmware against under the first
+    /// one (`kernel_lines`); none for the first.
+    kernel_lines: Option<crate::kernel_lines::Comparison>,
+}
+
+/// A run's kernel messages (initcalls and `/init`'s start among them) with
+/// their printk times (s), in the order printed.
+fn kernel_messages(events: &[Event]) -> Vec<(String, f64)> {
+    events
+        .iter()
+        .filter_map(|e| Some((e.text.clone(), e.kernel_s?)))
+        .collect()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -764,6 +776,7 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             to_userspace_logging_ms: Vec::new(),
             to_userspace_quiet_ms: Vec::new(),
             logging_overhead: None,
+            kernel_lines: None,
         })
         .collect();
     let mut order: Vec<usize> = (0..cells.len()).collect();
@@ -866,6 +879,30 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
         }
         sections.push((r.firmware.clone(), r.activities.clone()));
     }
+    // Where the kernel itself runs longer after one firmware than after the
+    // first one named: what a firmware leaves costs it too.
+    let messages = |r: &FirmwareReport| -> Vec<Vec<(String, f64)>> {
+        r.runs.iter().map(|x| kernel_messages(&x.events)).collect()
+    };
+    if let Some((first, rest)) = reports.split_first_mut() {
+        let base = messages(first);
+        for r in rest {
+            let Some(c) = crate::kernel_lines::compare(&base, &messages(r)) else {
+                continue;
+            };
+            print!(
+                "{}",
+                crate::kernel_lines::render(
+                    &c,
+                    &first.firmware,
+                    &r.firmware,
+                    (first.runs.len(), r.runs.len()),
+                    opts.top
+                )
+            );
+            r.kernel_lines = Some(c);
+        }
+    }
     if opts.kernel.symbols.is_none() && opts.kernel.name != "stock" {
         println!("(no symbols for this kernel: initcalls are named as it prints them)");
     }
@@ -928,6 +965,35 @@ mod tests {
             channel: Channel::Debugcon(port),
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn the_kernels_messages_are_its_printk_lines_with_initcalls_and_init() {
+        let arrivals = [
+            debugcon(1.0, START_PORT, "1"),
+            serial(2.0, "ferrite: a line without a printk time"),
+            serial(3.0, "[    0.001000] Linux version 6.1"),
+            serial(4.0, "[    0.002000] calling  acpi_init+0x0/0x4d4 @ 1"),
+            serial(
+                5.0,
+                "[    0.003000] initcall acpi_init+0x0/0x4d4 returned 0 after 9 usecs",
+            ),
+            serial(6.0, "[    0.004000] Run /init as init process"),
+        ];
+        let ev = events(&arrivals, 10.0, None, None, &Symbols::default());
+        let m = kernel_messages(&ev);
+        let texts: Vec<&str> = m.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "Linux version 6.1",
+                "acpi_init",
+                "acpi_init",
+                "Run /init as init process"
+            ]
+        );
+        let times: Vec<f64> = m.iter().map(|m| m.1).collect();
+        assert_eq!(times, [0.001, 0.002, 0.003, 0.004]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fuzz;
 pub mod host_cost;
 pub mod host_profile;
 pub mod insn_steps;
+pub mod kernel_lines;
 pub mod linux_assets;
 pub mod other_qemu;
 pub mod parity;
