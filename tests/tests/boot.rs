@@ -35,12 +35,23 @@ fn boot_acpi(machine: Machine, acpi: bool, memory_mib: u64, cpus: u32, extra_cmd
     } else {
         String::new()
     };
+    let pit = pit_check(machine);
     q.append = Some(with_check(&format!(
-        "console=ttyS0{cpus_check} expect.mem_mib={memory_mib} expect.initrd_len={} expect.initrd_fnv={hash:016x}{extra_cmdline}",
+        "console=ttyS0{cpus_check}{pit} expect.mem_mib={memory_mib} expect.initrd_len={} expect.initrd_fnv={hash:016x}{extra_cmdline}",
         300_000 + cpus as usize * 4099
     )));
     let out = expect_exit(&q, PASS_64);
     assert!(out.serial.contains("testkernel: PASS"), "{}", out.serial);
+}
+
+/// On pc and q35, where ferrite sets up the legacy devices, the test kernel
+/// checks that the PIT's channel 0 was left idle (`chipset::legacy`).
+fn pit_check(machine: Machine) -> &'static str {
+    if machine == Machine::Microvm {
+        ""
+    } else {
+        " expect.pit_idle=1"
+    }
 }
 
 fn matrix(machine: Machine) {
@@ -454,8 +465,9 @@ fn pvh_entry_on_every_machine() {
         q.memory_mib = memory_mib;
         q.cpus = cpus;
         q.initrd = Some(initrd);
+        let pit = pit_check(machine);
         q.append = Some(with_check(&format!(
-            "console=ttyS0 expect.cpus={cpus} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+            "console=ttyS0 expect.cpus={cpus}{pit} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
         )));
         let out = expect_exit(&q, PASS_PVH);
         assert!(
@@ -500,8 +512,9 @@ fn multiboot_on_every_machine() {
         } else {
             format!(" expect.cpus={cpus}")
         };
+        let pit = pit_check(machine);
         q.append = Some(with_check(&format!(
-            "console=ttyS0{cpus_check} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
+            "console=ttyS0{cpus_check}{pit} expect.mem_mib={memory_mib} expect.initrd_len={len} expect.initrd_fnv={hash:016x}"
         )));
         let out = expect_exit(&q, PASS_MULTIBOOT);
         assert!(

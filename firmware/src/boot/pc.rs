@@ -79,7 +79,7 @@ impl Pc {
             reserved.add(*range);
         }
 
-        chipset::init_pic_and_rtc(io);
+        chipset::init_pic_rtc_and_pit(io);
         if !chipset::init_i8042(io) {
             log::info!("no i8042 keyboard controller");
         }

@@ -1,6 +1,7 @@
 //! The legacy devices a PC BIOS leaves initialised, the same on pc and q35:
 //! the interrupt controllers (8259 PIC pair), the RTC and the keyboard
-//! controller (i8042). Values follow SeaBIOS.
+//! controller (i8042), with SeaBIOS's values; and the 8254 timer's channel 0,
+//! which ferrite leaves idle (see [`PIT_IDLE`]).
 
 use crate::io::PortIo;
 
@@ -89,25 +90,64 @@ const RTC_INIT: [PortStep; 10] = [
     read(CMOS_DATA),
 ];
 
-/// The 8259 pair ([`PIC_INIT`]), then the RTC: one list of port accesses,
-/// run by one loop (under TCG, the loop is translated once where each
-/// access written out was instructions of its own).
-const LEGACY_INIT: [PortStep; PIC_INIT.len() + RTC_INIT.len()] = {
-    let mut steps = [read(0); PIC_INIT.len() + RTC_INIT.len()];
+pub(super) const PIT_CHANNEL0: u16 = 0x40;
+pub(super) const PIT_MODE: u16 = 0x43;
+/// Channel 0, low byte then high byte, mode 0 (interrupt on terminal count),
+/// binary.
+pub(super) const PIT_CH0_MODE0: u8 = 0x30;
+
+/// The 8254's channel 0 stopped: mode 0 with a count of 1, which runs out
+/// within a microsecond and then leaves the output high with no further
+/// edge. QEMU starts the channel as a BIOS would leave it, a square wave at
+/// 18.2 Hz on IRQ 0, and SeaBIOS keeps it for its clock; ferrite has no
+/// clock and Linux programs the channel before it uses it.
+///
+/// Why it matters, measured under TCG (QEMU 7.2): QEMU's 8259 model updates
+/// its output at every input edge, masked or not, and with the local APIC's
+/// LINT0 in ExtINT mode (virtual wire, SeaBIOS's set-up that ferrite keeps:
+/// `boot::cpus`) each such update, made by QEMU's main thread, kicks the
+/// vCPU out of its execution loop. The first kick after the firmware's
+/// memory-map rebuilds ends QEMU's RCU grace period, and its thread then
+/// frees the old maps holding the global lock, which stalls the vCPU's port
+/// accesses. A PVH kernel calibrates its TSC against the PIT within
+/// milliseconds of its entry, and a stall there fails the fast calibration:
+/// on q35 with the small kernel's vmlinux, half of ferrite's boots (60 of
+/// 120; qboot's 4 of 120) fell back to the slow one, about 100 ms longer.
+/// Idle, the channel kicks nobody, and the maps are freed at the kernel's
+/// first 8259 access, after its calibration, as under qboot (2 of 60; qboot
+/// 4 of 60).
+const PIT_IDLE: [PortStep; 3] = [
+    write(PIT_MODE, PIT_CH0_MODE0),
+    write(PIT_CHANNEL0, 1),
+    write(PIT_CHANNEL0, 0),
+];
+
+/// The 8259 pair ([`PIC_INIT`]), the RTC, then the PIT idle: one list of
+/// port accesses, run by one loop (under TCG, the loop is translated once
+/// where each access written out was instructions of its own).
+const LEGACY_INIT: [PortStep; PIC_INIT.len() + RTC_INIT.len() + PIT_IDLE.len()] = {
+    let mut steps = [read(0); PIC_INIT.len() + RTC_INIT.len() + PIT_IDLE.len()];
     let mut i = 0;
     while i < PIC_INIT.len() {
         steps[i] = write(PIC_INIT[i].0, PIC_INIT[i].1);
         i += 1;
     }
-    while i < steps.len() {
-        steps[i] = RTC_INIT[i - PIC_INIT.len()];
-        i += 1;
+    let mut j = 0;
+    while j < RTC_INIT.len() {
+        steps[i] = RTC_INIT[j];
+        (i, j) = (i + 1, j + 1);
+    }
+    j = 0;
+    while j < PIT_IDLE.len() {
+        steps[i] = PIT_IDLE[j];
+        (i, j) = (i + 1, j + 1);
     }
     steps
 };
 
-/// The PICs and the RTC as SeaBIOS leaves them (`LEGACY_INIT`, in order).
-pub fn init_pic_and_rtc(io: &mut impl PortIo) {
+/// The PICs and the RTC as SeaBIOS leaves them, and the PIT's channel 0
+/// idle (`LEGACY_INIT`, in order).
+pub fn init_pic_rtc_and_pit(io: &mut impl PortIo) {
     let mut last = 0u8;
     // By reference: iterating the array by value copies it first.
     for step in &LEGACY_INIT {

@@ -10,7 +10,7 @@ mod legacy;
 pub mod q35;
 
 pub use legacy::{
-    CMOS_DATA, CMOS_INDEX, I8042_CTR, PIC_INIT, init_i8042, init_pic_and_rtc, mask_pics,
+    CMOS_DATA, CMOS_INDEX, I8042_CTR, PIC_INIT, init_i8042, init_pic_rtc_and_pit, mask_pics,
 };
 
 use crate::io::PortIo;

@@ -1,7 +1,9 @@
 //! The chipset's set-up against recorded port writes.
 
 use super::i440fx::I440FX_ID;
-use super::legacy::{I8042_DATA, I8042_STATUS, PIC1_DATA, PIC2_DATA};
+use super::legacy::{
+    I8042_DATA, I8042_STATUS, PIC1_DATA, PIC2_DATA, PIT_CH0_MODE0, PIT_CHANNEL0, PIT_MODE,
+};
 use super::q35::Q35_MCH_ID;
 use super::*;
 use std::vec::Vec;
@@ -103,13 +105,22 @@ fn pam_opens_the_bios_area_then_write_protects_the_f_segment() {
 #[test]
 fn pic_gets_bios_vectors_and_masks() {
     let mut io = Ports::new(0);
-    init_pic_and_rtc(&mut io);
+    init_pic_rtc_and_pit(&mut io);
     let pic: Vec<(u16, u32)> = PIC_INIT.iter().map(|&(p, v)| (p, v as u32)).collect();
     assert_eq!(io.writes[..10], pic[..]);
     assert_eq!(io.writes[2], (PIC1_DATA, 0x08));
     assert_eq!(io.writes[3], (PIC2_DATA, 0x70));
     assert_eq!(io.writes[8], (PIC1_DATA, 0xFB));
     assert_eq!(io.writes[9], (PIC2_DATA, 0xFF));
+    // last, the PIT's channel 0 left idle: mode 0, a count of 1
+    assert_eq!(
+        io.writes[io.writes.len() - 3..],
+        [
+            (PIT_MODE, PIT_CH0_MODE0 as u32),
+            (PIT_CHANNEL0, 1),
+            (PIT_CHANNEL0, 0)
+        ]
+    );
     // before a PVH or multiboot jump: every line of both masked
     let mut io = Ports::new(0);
     mask_pics(&mut io);
@@ -155,8 +166,8 @@ fn rtc_is_24_hour_without_dst() {
             b,
             accesses: Vec::new(),
         };
-        init_pic_and_rtc(&mut io);
-        let rtc = &io.accesses[PIC_INIT.len()..];
+        init_pic_rtc_and_pit(&mut io);
+        let rtc = &io.accesses[PIC_INIT.len()..io.accesses.len() - 3];
         assert_eq!(
             rtc,
             [

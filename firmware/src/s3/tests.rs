@@ -126,13 +126,25 @@ fn q35_script_restores_mmconfig_lpc_smbus_pam_and_pic() {
 }
 
 /// The PICs' writes as the cold boot makes them: its legacy set-up's writes
-/// up to the RTC's, which come last (the RTC keeps its state across S3).
+/// up to the RTC's, which come next (the RTC keeps its state across S3), and
+/// then the PIT's (the resumed OS programs its own timer).
 fn cold_pic_writes() -> Vec<(u16, u32)> {
     let mut cold = Ports::default();
-    chipset::init_pic_and_rtc(&mut cold);
+    chipset::init_pic_rtc_and_pit(&mut cold);
     let rtc = [chipset::CMOS_INDEX, chipset::CMOS_DATA];
     let n = cold.writes.iter().position(|w| rtc.contains(&w.0)).unwrap();
-    assert!(cold.writes[n..].iter().all(|w| rtc.contains(&w.0)));
+    let pit = cold
+        .writes
+        .iter()
+        .rposition(|w| rtc.contains(&w.0))
+        .unwrap()
+        + 1;
+    assert!(cold.writes[n..pit].iter().all(|w| rtc.contains(&w.0)));
+    assert!(
+        cold.writes[pit..]
+            .iter()
+            .all(|w| (0x40..=0x43).contains(&w.0))
+    );
     cold.writes.truncate(n);
     cold.writes
 }

@@ -391,6 +391,17 @@ fn check_handed(h: &Handed) -> (&'static str, u64) {
         None if image != 0 || size != 0 => fail!("unexpected initrd {image:#x}+{size:#x}"),
         None => {}
     }
+    // The PIT's channel 0 left idle (pc and q35): read-back of its status,
+    // latched by itself (0xE2: status only, channel 0), must be mode 0, low
+    // and high byte, output high (its count ran out), not QEMU's 18.2 Hz
+    // square wave (mode 3).
+    if expect(cmdline, "expect.pit_idle") == Some("1") {
+        outb(0x43, 0xE2);
+        let status = inb(0x40);
+        if status & 0xBF != 0xB0 {
+            fail!("PIT channel 0 status {status:#x}, want 0xb0 (idle: mode 0, output high)");
+        }
+    }
     // ACPI.
     let rsdp = h.rsdp;
     if let Some(want) = expect(cmdline, "expect.cpus").and_then(parse_num) {
