@@ -237,8 +237,11 @@ pub fn tsc_khz() -> Option<u64> {
 /// host's TSC rate given to every firmware's kernel alike, since microvm has
 /// no PIT to calibrate against by default, and on pc and q35 the kernel's
 /// quick PIT calibration fails now and then under TCG; the slow one that
-/// follows costs tens of milliseconds of noise that has nothing to do with
-/// the firmware (1, 2 and 6 boots in 12 under ferrite, qboot and SeaBIOS).
+/// follows costs about 100 ms (1, 2 and 6 boots in 12 under ferrite, qboot
+/// and SeaBIOS, 2026-11-30). How often can depend on the firmware: until
+/// 2026-12-03 the PIT's tick that ferrite left running failed half of its
+/// PVH boots on q35 (`chipset/legacy.rs`), which `cargo xtask analyze`, not
+/// this, shows.
 pub fn kernel_command_line(token: &str) -> String {
     let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
     if let Some(khz) = tsc_khz() {
