@@ -114,8 +114,9 @@ pub(super) const PIT_CH0_MODE0: u8 = 0x30;
 /// on q35 with the small kernel's vmlinux, half of ferrite's boots (60 of
 /// 120; qboot's 4 of 120) fell back to the slow one, about 100 ms longer.
 /// Idle, the channel kicks nobody, and the maps are freed at the kernel's
-/// first 8259 access, after its calibration, as under qboot (2 of 60; qboot
-/// 4 of 60).
+/// first 8259 access, after its calibration, as under qboot: since, 2 of 60
+/// such boots failed the fast calibration (qboot's 4 of 60). Three port
+/// writes, in the loop that runs the rest of this list.
 const PIT_IDLE: [PortStep; 3] = [
     write(PIT_MODE, PIT_CH0_MODE0),
     write(PIT_CHANNEL0, 1),
