@@ -617,6 +617,9 @@ pub struct Kernel {
 pub struct Options {
     pub runs: usize,
     pub firmwares: Vec<Firmware>,
+    /// Other builds of ferrite beside them, by name: a change against its
+    /// base, booted in the same shuffled rounds.
+    pub roms: Vec<(String, PathBuf)>,
     pub machine: Machine,
     pub kernel: Kernel,
     pub memory_mib: u64,
@@ -683,8 +686,45 @@ struct Report {
     firmwares: Vec<FirmwareReport>,
 }
 
+/// One firmware image booted side by side with the others.
+struct Arm {
+    name: String,
+    image: PathBuf,
+    /// A build of ferrite: its timeline is turned on.
+    ferrite: bool,
+}
+
+/// The firmwares named, then the other ROMs, each an [`Arm`].
+fn arms(opts: &Options, ferrite_rom: &Path) -> Result<Vec<Arm>> {
+    let mut arms = Vec::new();
+    for &fw in &opts.firmwares {
+        arms.push(Arm {
+            name: fw.name().into(),
+            image: fw
+                .image(ferrite_rom, opts.machine)
+                .map_err(anyhow::Error::msg)?,
+            ferrite: fw == Firmware::Ferrite,
+        });
+    }
+    for (name, image) in &opts.roms {
+        if arms.iter().any(|a| a.name == *name) {
+            bail!("two firmwares named {name}");
+        }
+        if !image.exists() {
+            bail!("{name}: no ROM at {}", image.display());
+        }
+        arms.push(Arm {
+            name: name.clone(),
+            image: image.clone(),
+            ferrite: true,
+        });
+    }
+    Ok(arms)
+}
+
 struct Cell {
-    firmware: Firmware,
+    /// Index into the arms (and the reports).
+    arm: usize,
     quiet: bool,
     qemu: Qemu,
 }
@@ -726,16 +766,14 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
         let _ = write!(append, " tsc_early_khz={khz}");
     }
     let tsc_khz = crate::bench::tsc_khz().map(|k| k as f64);
+    let arms = arms(opts, ferrite_rom)?;
     let mut cells = Vec::new();
-    for &fw in &opts.firmwares {
-        let image = fw
-            .image(ferrite_rom, opts.machine)
-            .map_err(anyhow::Error::msg)?;
+    for (arm, a) in arms.iter().enumerate() {
         for quiet in [false, true] {
             if quiet && !opts.quiet_check {
                 continue;
             }
-            let mut q = Qemu::new(opts.machine, image.clone());
+            let mut q = Qemu::new(opts.machine, a.image.clone());
             q.memory_mib = opts.memory_mib;
             q.cpus = opts.cpus;
             q.kernel = Some(opts.kernel.path.clone());
@@ -749,25 +787,25 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             } else {
                 120
             });
-            if fw == Firmware::Ferrite {
+            if a.ferrite {
                 q.fw_cfg_string(fw_cfg::TIMELINE, "1");
             }
             cells.push(Cell {
-                firmware: fw,
+                arm,
                 quiet,
                 qemu: q,
             });
         }
     }
     let ports = [TIMELINE_PORT, ENTRY_PORT, START_PORT, USER_PORT];
-    let mut reports: Vec<FirmwareReport> = opts
-        .firmwares
+    let mut reports: Vec<FirmwareReport> = arms
         .iter()
-        .map(|fw| FirmwareReport {
-            firmware: fw.name().into(),
+        .enumerate()
+        .map(|(arm, a)| FirmwareReport {
+            firmware: a.name.clone(),
             command_line: cells
                 .iter()
-                .find(|c| c.firmware == *fw && !c.quiet)
+                .find(|c| c.arm == arm && !c.quiet)
                 .map(|c| c.qemu.command_line())
                 .unwrap_or_default(),
             runs: Vec::new(),
@@ -790,16 +828,13 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
             done += 1;
             eprint!(
                 "\r{done}/{total} runs ({} {})        ",
-                cell.firmware.name(),
+                arms[cell.arm].name,
                 if cell.quiet { "quiet" } else { "logging" }
             );
             let (outcome, arrivals) = cell.qemu.run_with_arrivals(&ports)?;
             let exit_ms = outcome.wall.as_secs_f64() * 1000.0;
             let ev = events(&arrivals, exit_ms, tsc_khz, opts.pattern.as_ref(), &symbols);
-            let report = reports
-                .iter_mut()
-                .find(|r| r.firmware == cell.firmware.name())
-                .context("firmware report")?;
+            let report = &mut reports[cell.arm];
             let reached = to_userspace(&ev);
             if outcome.timed_out || reached.is_none() {
                 report.failures.push(format!(
@@ -950,6 +985,54 @@ pub fn run(opts: &Options, ferrite_rom: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options(firmwares: Vec<Firmware>, roms: Vec<(String, PathBuf)>) -> Options {
+        Options {
+            runs: 1,
+            firmwares,
+            roms,
+            machine: Machine::Q35,
+            kernel: Kernel {
+                name: "small".into(),
+                path: PathBuf::new(),
+                symbols: None,
+            },
+            memory_mib: 512,
+            cpus: 1,
+            initcall_debug: false,
+            pattern: None,
+            quiet_check: false,
+            top: 1,
+            json: None,
+            svg: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn other_roms_boot_beside_the_firmwares_as_builds_of_ferrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ours, base) = (dir.path().join("ours.rom"), dir.path().join("base.rom"));
+        std::fs::write(&ours, b"rom").unwrap();
+        std::fs::write(&base, b"rom").unwrap();
+        let both = arms(
+            &options(vec![Firmware::Ferrite], vec![("base".into(), base.clone())]),
+            &ours,
+        )
+        .unwrap();
+        let seen: Vec<_> = both
+            .iter()
+            .map(|a| (a.name.as_str(), &a.image, a.ferrite))
+            .collect();
+        assert_eq!(seen, [("ferrite", &ours, true), ("base", &base, true)]);
+        // A name taken twice, or a ROM that is not there, is refused before any boot.
+        let twice = options(
+            vec![Firmware::Ferrite],
+            vec![("ferrite".into(), base.clone())],
+        );
+        assert!(arms(&twice, &ours).is_err());
+        let missing = options(vec![], vec![("gone".into(), dir.path().join("gone.rom"))]);
+        assert!(arms(&missing, &ours).is_err());
+    }
 
     fn serial(ms: f64, text: &str) -> Arrival {
         Arrival {

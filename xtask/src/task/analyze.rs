@@ -21,9 +21,14 @@ pub struct Args {
     /// the small kernel's vmlinux is found by itself.
     #[arg(long)]
     kernel_symbols: Option<PathBuf>,
-    /// Firmwares side by side: ferrite, qboot, seabios.
+    /// Firmwares side by side: ferrite, qboot, seabios. The first is the
+    /// one the kernel's messages under the others are compared with.
     #[arg(long, value_delimiter = ',', default_value = "ferrite")]
     firmware: Vec<String>,
+    /// Other ROM images booted beside them, NAME=PATH (comma-separated):
+    /// builds of ferrite, to see what a change does to the kernel's time.
+    #[arg(long, value_delimiter = ',', value_parser = super::host_cost::named_rom)]
+    rom: Vec<(String, PathBuf)>,
     #[arg(long, default_value = "q35")]
     machine: Machine,
     #[arg(long, default_value_t = 512)]
@@ -64,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|f| firmware_named(f))
             .collect::<Result<_>>()?,
+        roms: args.rom,
         machine: args.machine,
         kernel,
         memory_mib: args.memory,

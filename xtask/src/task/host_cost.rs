@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// `NAME=PATH`.
-fn named_rom(s: &str) -> Result<(String, PathBuf), String> {
+pub(super) fn named_rom(s: &str) -> Result<(String, PathBuf), String> {
     match s.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => {
             Ok((name.to_string(), PathBuf::from(path)))
