@@ -13,8 +13,9 @@
 //! Kernel warnings under TCG depend on host load (a timer interrupt that took
 //! 15 ms, RTC ticks lost); the known ones are accepted by pattern. So does
 //! Linux's check that the timer ticks through the I/O APIC, which now and then
-//! fails and reroutes the timer (`parity::load_dependent`). A comparison whose
-//! only unexplained lines are of these kinds is booted once more, and fails
+//! fails and reroutes the timer (`parity::load_dependent`), and so does its
+//! probe of the i8042's keyboard and mouse (`parity::i8042_lost`). A comparison
+//! whose only unexplained lines are of these kinds is booted once more, and fails
 //! only if the second has unexplained lines too: a difference the firmware
 //! causes comes back, one from a loaded host does not. Any other difference
 //! fails at once.
