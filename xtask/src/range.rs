@@ -339,7 +339,7 @@ pub fn run(opts: &Options) -> Result<()> {
         },
         &work.join("initramfs.cpio"),
     )?;
-    let append = crate::bench::kernel_command_line(token);
+    let append = crate::bench::kernel_command_line(token, opts.machine, false);
     let mut results = Vec::new();
     let mut roms = Vec::new();
     let builds =

@@ -233,17 +233,22 @@ pub fn tsc_khz() -> Option<u64> {
     Some((mhz * 1000.0) as u64)
 }
 
-/// The bench kernels' command line, `token` marking the bench's boots: the
-/// host's TSC rate given to every firmware's kernel alike, since microvm has
-/// no PIT to calibrate against by default, and on pc and q35 the kernel's
-/// quick PIT calibration fails now and then under TCG; the slow one that
-/// follows costs about 100 ms (1, 2 and 6 boots in 12 under ferrite, qboot
-/// and SeaBIOS, 2026-11-30). How often can depend on the firmware: until
-/// 2026-12-03 the PIT's tick that ferrite left running failed half of its
-/// PVH boots on q35 (`chipset/legacy.rs`), which `cargo xtask analyze`, not
-/// this, shows.
-pub fn kernel_command_line(token: &str) -> String {
+/// The bench kernels' command line on `machine`, `token` marking the bench's
+/// boots: the host's TSC rate given to every firmware's kernel alike, since
+/// microvm has no PIT to calibrate against by default, and on pc and q35 the
+/// kernel's quick PIT calibration fails now and then under TCG; the slow one
+/// that follows costs about 100 ms (1, 2 and 6 boots in 12 under ferrite,
+/// qboot and SeaBIOS, 2026-11-30). How often can depend on the firmware:
+/// until 2026-12-03 the PIT's tick that ferrite left running failed half of
+/// its PVH boots on q35 (`chipset/legacy.rs`), which the rate given hides.
+/// With `calibrate` (`--tsc-calibration`) the kernels on pc and q35
+/// calibrate their TSC themselves, as users' kernels do, and the times carry
+/// what each firmware leaves that calibration.
+pub fn kernel_command_line(token: &str, machine: Machine, calibrate: bool) -> String {
     let mut append = format!("console=ttyS0 quiet panic=-1 {token}");
+    if calibrate && machine != Machine::Microvm {
+        return append;
+    }
     if let Some(khz) = tsc_khz() {
         append += &format!(" tsc_early_khz={khz}");
     }

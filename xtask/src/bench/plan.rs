@@ -43,6 +43,9 @@ pub struct Options {
     pub density: Vec<usize>,
     /// Print one `Result:` line per firmware and machine.
     pub summary: bool,
+    /// Kernels on pc and q35 calibrate their TSC themselves
+    /// ([`super::kernel_command_line`]).
+    pub tsc_calibration: bool,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             other_small_kernel: None,
             density: Vec::new(),
             summary: false,
+            tsc_calibration: false,
         }
     }
 }
@@ -231,7 +235,7 @@ pub(super) fn cells(
             _ => {}
         }
         let initrd = initramfs(cpus, memory)?;
-        let append = super::kernel_command_line(token);
+        let append = super::kernel_command_line(token, machine, opts.tsc_calibration);
         for &fw in &opts.firmwares {
             let image = match fw.image(ferrite_rom, machine) {
                 Ok(p) => p,
@@ -306,6 +310,25 @@ pub(super) fn cells(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--tsc-calibration` leaves pc and q35's kernels to calibrate their
+    /// TSC; microvm's keep the rate, which nothing there could measure.
+    #[test]
+    fn kernels_calibrate_their_tsc_on_pc_and_q35_when_asked() {
+        use super::super::kernel_command_line;
+        let given =
+            |m, calibrate| kernel_command_line("t", m, calibrate).contains("tsc_early_khz=");
+        assert!(
+            super::super::tsc_khz().is_some(),
+            "no cpu MHz in /proc/cpuinfo"
+        );
+        for m in [Machine::Pc, Machine::Q35] {
+            assert!(given(m, false));
+            assert!(!given(m, true));
+        }
+        assert!(given(Machine::Microvm, false) && given(Machine::Microvm, true));
+        assert!(kernel_command_line("tok", Machine::Pc, true).contains(" tok"));
+    }
 
     #[test]
     fn sweep_arguments() {

@@ -446,6 +446,11 @@ pub(super) fn markdown(
         opts.runs,
         opts.in_process_runs
     );
+    s += if opts.tsc_calibration {
+        "The kernels on pc and q35 calibrated their TSC themselves (`--tsc-calibration`: no `tsc_early_khz`), as users' kernels do; on microvm they were given the host's rate.\n\n"
+    } else {
+        "Every kernel was given the host's TSC rate (`tsc_early_khz`): a failed calibration of the kernel's own costs nothing here (`--tsc-calibration` times it).\n\n"
+    };
     s += &format!(
         "| {} |\n|{}\n",
         HEADER.join(" | "),
