@@ -5,47 +5,8 @@
 use super::*;
 use crate::test_support::Rng;
 
-/// Appends entries to the configuration table. Shaped for TCG, where each
-/// conditional branch ends a translation block: an entry is written whether
-/// it is kept or not (one that is not, or the padding after a shorter one, is
-/// overwritten by the next write, which reaches at least as far: the local
-/// interrupts always come last), and one that does not fit goes to the end of
-/// `out` instead and marks the table as too large, tested once at the end
-/// (the table is then not made).
-struct Writer<'a> {
-    /// At least [`MIN_LEN`] bytes.
-    out: &'a mut [u8],
-    at: usize,
-    entries: u16,
-    full: bool,
-}
-
-impl Writer<'_> {
-    /// Writes `entry`, the first `len` bytes of which are `count` table
-    /// entries (none: not kept).
-    #[inline(always)]
-    fn put<const N: usize>(&mut self, entry: [u8; N], len: usize, count: u16) {
-        let room = self.out.len();
-        self.full |= self.at + N > room;
-        let at = usize::min(self.at, room.saturating_sub(N));
-        self.out[at..at + N].copy_from_slice(&entry);
-        self.at += len;
-        // Wraps only in a table that is too large anyway.
-        self.entries = self.entries.wrapping_add(count);
-    }
-
-    /// As [`Writer::put`], without marking the table as too large: only for
-    /// an entry written before one that reaches at least as far (the local
-    /// interrupts', always last, and `put` there), which then marks it. Four
-    /// instructions fewer per entry, which under TCG is what costs.
-    #[inline(always)]
-    fn put_before_last<const N: usize>(&mut self, entry: [u8; N], len: usize, count: u16) {
-        let at = usize::min(self.at, self.out.len().saturating_sub(N));
-        self.out[at..at + N].copy_from_slice(&entry);
-        self.at += len;
-        self.entries = self.entries.wrapping_add(count);
-    }
-}
+// The entries go through the builder's own `Writer`: it only appends
+// bytes, and the model is of what is appended.
 
 /// Entries one after the other.
 fn concat<const N: usize, const M: usize>(entries: [[u8; 8]; N]) -> [u8; M] {
