@@ -19,6 +19,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         steps: true,
         rebuilds: false,
         kernel: None,
+        kernel_init: None,
     })
     .unwrap();
 
@@ -155,6 +156,7 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         steps: false,
         rebuilds: true,
         kernel: None,
+        kernel_init: None,
     })
     .unwrap();
     let [rebuilds] = &report.rebuilds[..] else {
@@ -193,11 +195,49 @@ fn follows_each_firmwares_pvh_path_with_a_vmlinux() {
         steps: false,
         rebuilds: false,
         kernel: Some(xtask::small_kernel::vmlinux_path()),
+        kernel_init: None,
     })
     .unwrap();
     let names: Vec<&str> = report.costs.iter().map(|c| c.firmware.as_str()).collect();
     assert_eq!(names, ["ferrite", "qboot"]);
     for c in &report.costs {
         assert!(2 * c.of("tb_gen_code") > c.vcpu, "{c:#?}");
+    }
+}
+
+/// `--kernel-init`'s premise, without callgrind: under icount the small
+/// kernel, bzImage and vmlinux, reaches `kernel_init` under ferrite, and
+/// twice the same boot is the same boot to the nanosecond of the guest's
+/// clock (its last message's time stamp), its TSC calibrated by the kernel.
+#[test]
+fn kernel_init_boots_repeat_under_icount() {
+    let rom = xtask::rom::build_firmware(true)
+        .expect("building ferrite")
+        .path;
+    let work = xtask::run_dir("host-cost-test").unwrap();
+    let boots = xtask::host_cost::kernel_init::small_kernel_boots(
+        Machine::Microvm,
+        &[("ferrite".into(), rom)],
+        work.path(),
+    )
+    .unwrap();
+    assert_eq!(boots.len(), 2);
+    for b in boots {
+        let mut q = b.qemu.clone();
+        q.append = q.append.map(|a| a.replace("quiet", "printk.time=1"));
+        let runs: Vec<String> = (0..2)
+            .map(|_| {
+                let out = q.run().unwrap();
+                assert!(
+                    b.expect.contains(&out.exit_code.unwrap_or(-1)),
+                    "{:?}: {out:?}",
+                    b.kernel
+                );
+                assert!(out.serial.contains("tsc: Detected"), "{}", out.serial);
+                let last = out.serial.lines().rfind(|l| l.starts_with('['));
+                last.expect("time-stamped messages").to_string()
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1], "{:?}", b.kernel);
     }
 }

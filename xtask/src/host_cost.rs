@@ -37,6 +37,8 @@ use crate::probe;
 use crate::qemu::{Machine, Qemu};
 use crate::tcg_calibration::{self, Breakdown, Calibration};
 
+pub mod kernel_init;
+
 pub struct Options {
     pub machine: Machine,
     /// Side by side, in this order, then `roms`; the first two of all are
@@ -63,6 +65,9 @@ pub struct Options {
     /// bzImage's size, or an ELF vmlinux's segments and PVH note (each
     /// firmware's PVH path; the floor ROM boots only bzImages and is left out).
     pub kernel: Option<PathBuf>,
+    /// Instead of the probes, boot the small kernel's bzImage and vmlinux to
+    /// `kernel_init` under icount, each this many times ([`kernel_init`]).
+    pub kernel_init: Option<usize>,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -111,6 +116,8 @@ impl Cost {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub machine: String,
+    /// Where the counts end: the kernel entry, or `kernel_init`.
+    pub end: String,
     pub costs: Vec<Cost>,
     /// With `calibrate`: the calibration, and each firmware's translated
     /// code counted by kind (in the order of `costs`).
@@ -231,13 +238,15 @@ fn callgrind_boot(q: &Qemu, expect: &[i32], dir: &Path, extra: &[&str]) -> Resul
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let out = dir.join("cg.out");
-    // A guest that never reaches its exit is stopped after ten minutes, and
-    // killed ten seconds later if QEMU (a vCPU in a tight translated loop
-    // can keep it from its signal handler) has not gone.
+    // A guest that never reaches its exit is stopped after ten minutes (or
+    // the boot's own timeout, if longer), and killed ten seconds later if
+    // QEMU (a vCPU in a tight translated loop can keep it from its signal
+    // handler) has not gone.
+    let limit = q.timeout.as_secs().max(600).to_string();
     let status = Command::new("timeout")
         .args([
             "--kill-after=10",
-            "600",
+            &limit,
             "valgrind",
             "--tool=callgrind",
             "--separate-threads=yes",
@@ -601,6 +610,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     } else {
         crate::rom::build_firmware(true)?.path
     };
+    if let Some(repeat) = opts.kernel_init {
+        return run_to_kernel_init(opts, &ferrite, repeat, &work);
+    }
     // Each boot, and whether it is ferrite's own build (with the timeline).
     let elf = match &opts.kernel {
         Some(k) => crate::pvh_probe::is_elf(
@@ -650,6 +662,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
     let mut report = Report {
         machine: opts.machine.name().into(),
+        end: "the kernel entry".into(),
         costs,
         calibration: None,
         breakdowns: Vec::new(),
@@ -712,6 +725,47 @@ pub fn run(opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
+/// [`run`] with `kernel_init`: the firmwares (not the floor ROM) and `roms`
+/// booting the small kernel to `kernel_init`.
+fn run_to_kernel_init(
+    opts: &Options,
+    ferrite: &Path,
+    repeat: usize,
+    work: &Path,
+) -> Result<Report> {
+    let mut firmwares = Vec::new();
+    for &fw in &opts.firmwares {
+        if fw == Firmware::Floor {
+            println!("floor: left out; the floor ROM boots only probes");
+            continue;
+        }
+        let image = fw
+            .image(ferrite, opts.machine)
+            .map_err(|why| anyhow::anyhow!("{}: {why}", fw.name()))?;
+        firmwares.push((fw.name().to_string(), image));
+    }
+    for (name, path) in &opts.roms {
+        ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
+        firmwares.push((name.clone(), path.clone()));
+    }
+    let measured = kernel_init::run(opts.machine, &firmwares, repeat, work)?;
+    let report = Report {
+        machine: opts.machine.name().into(),
+        end: "the small kernel's `kernel_init`, under icount".into(),
+        costs: measured.iter().map(|m| m.cost.clone()).collect(),
+        calibration: None,
+        breakdowns: Vec::new(),
+        steps: Vec::new(),
+        rebuilds: Vec::new(),
+    };
+    print!("\n{}", kernel_init::render(&measured, &report.machine));
+    print!("\n{}", render(&report, opts.top));
+    if let Some(path) = &opts.json {
+        std::fs::write(path, serde_json::to_string_pretty(&measured)?)?;
+    }
+    Ok(report)
+}
+
 fn millions(n: u64) -> String {
     format!("{:.2}", n as f64 / 1e6)
 }
@@ -721,9 +775,10 @@ fn millions(n: u64) -> String {
 pub fn render(r: &Report, top: usize) -> String {
     let columns: Vec<&str> = r.costs.iter().map(|c| c.firmware.as_str()).collect();
     let mut s = format!(
-        "Host instructions of QEMU's vCPU thread on {}, from QEMU's start to the kernel entry \
+        "Host instructions of QEMU's vCPU thread on {}, from QEMU's start to {} \
          under TCG, millions (callgrind, deterministic)\n\n| | {} |\n|---|{}\n",
         r.machine,
+        r.end,
         columns.join(" | "),
         "---|".repeat(columns.len())
     );
@@ -961,6 +1016,7 @@ mod tests {
             thread: "03".into(),
         };
         let r = Report {
+            end: "the kernel entry".into(),
             machine: "q35".into(),
             costs: vec![
                 cost("ferrite", 57_000_000, 30_000_000, 10_000_000),

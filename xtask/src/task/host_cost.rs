@@ -48,6 +48,17 @@ pub struct Args {
     /// left out), e.g. target/ferrite-cache/vmlinux-small.
     #[arg(long)]
     kernel: Option<PathBuf>,
+    /// Instead of the probes, boot the small kernel (`cargo xtask kernel`),
+    /// bzImage and vmlinux, to its `kernel_init` marker, with QEMU's guest
+    /// time following the instruction count (`-icount`), so that the count
+    /// repeats: the firmware's cost and what it leaves the kernel, together
+    /// (minutes a boot under callgrind).
+    #[arg(long, conflicts_with_all = ["kernel", "steps", "rebuilds", "calibrate"])]
+    kernel_init: bool,
+    /// With --kernel-init: boot each firmware and kernel this many times,
+    /// to show the counts repeat.
+    #[arg(long, default_value_t = 1, requires = "kernel_init")]
+    repeat: usize,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -64,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
         steps: args.steps,
         rebuilds: args.rebuilds,
         kernel: args.kernel,
+        kernel_init: args.kernel_init.then_some(args.repeat),
     })?;
     Ok(())
 }

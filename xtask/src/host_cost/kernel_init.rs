@@ -1,0 +1,315 @@
+//! `cargo xtask host-cost --kernel-init`: the whole boot, firmware and kernel,
+//! to the small kernel's `kernel_init` marker, counted by callgrind.
+//!
+//! On the wall clock the kernel's own spread under TCG (a standard deviation
+//! of 70 to 110 ms in the bench's 50-run cells) hides any difference the
+//! firmware makes to it, a millisecond or two. Here QEMU runs with
+//! `-icount shift=3,sleep=off`: the guest's clocks follow its instruction
+//! count and its idle waits are skipped, so the kernel's boot no longer
+//! depends on how fast the host happens to run it (or on callgrind's
+//! slowing it down), and the count of host instructions repeats. The kernel
+//! calibrates its TSC against the PIT itself, as users' kernels do: in
+//! virtual time that calibration always succeeds, on microvm too.
+//!
+//! What icount changes: the translated code counts its instructions and QEMU
+//! stops it at every timer deadline, so running guest code costs the host
+//! about three times what it does without (1.65 against 0.53 s of CPU for
+//! the small kernel on microvm, 2026-12-03), while translating and the
+//! device work cost what they cost without. A firmware whose path leaves the
+//! kernel more guest instructions to run (a 16-bit entry's real-mode
+//! set-up) is charged more for them here than on the wall clock.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde::Serialize;
+
+use super::{Cost, KINDS, measure};
+use crate::host_profile::ExportCache;
+use crate::linux_assets::{self, InitramfsSpec};
+use crate::qemu::{Accel, Machine, Qemu};
+use ferrite_contract::{marker, qemu_exit};
+
+/// QEMU's options that make the guest's time follow its instructions:
+/// one instruction is 2^3 ns of virtual time, and an idle guest's wait is
+/// skipped rather than slept.
+pub const ICOUNT: [&str; 2] = ["-icount", "shift=3,sleep=off"];
+/// The token `/init` checks for on the command line (as in the bench).
+const TOKEN: &str = "ferrite.bench=1";
+/// callgrind runs QEMU about a hundred times slower: a boot that takes a
+/// second takes minutes.
+const TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The kernel a boot takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Kernel {
+    /// The bzImage, through each firmware's own entry.
+    BzImage,
+    /// The same kernel's vmlinux, through its PVH entry.
+    Vmlinux,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::BzImage => "bzImage",
+            Kernel::Vmlinux => "vmlinux (PVH)",
+        }
+    }
+}
+
+/// One boot to measure.
+#[derive(Clone, Debug)]
+pub struct Boot {
+    pub firmware: String,
+    pub kernel: Kernel,
+    pub qemu: Qemu,
+    pub expect: Vec<i32>,
+}
+
+/// The boots of `firmwares` (name, image), kernel by kernel and in their
+/// order within each (so the first two compared are the first two
+/// firmwares with the bzImage).
+pub fn boots(
+    machine: Machine,
+    firmwares: &[(String, PathBuf)],
+    bzimage: &Path,
+    vmlinux: &Path,
+    initrd: &Path,
+) -> Vec<Boot> {
+    let mut out = Vec::new();
+    for (kernel, path) in [(Kernel::BzImage, bzimage), (Kernel::Vmlinux, vmlinux)] {
+        for (fw, image) in firmwares {
+            let mut q = Qemu::new(machine, image.clone());
+            q.accel = Accel::Tcg;
+            q.memory_mib = 512;
+            q.kernel = Some(path.to_path_buf());
+            q.initrd = Some(initrd.to_path_buf());
+            // No tsc_early_khz: under icount the TSC runs at 1 GHz of
+            // virtual time, which the kernel's PIT calibration finds.
+            q.append = Some(format!("console=ttyS0 quiet panic=-1 {TOKEN}"));
+            q.exit_ports = vec![marker::USER_PORT];
+            q.extra.extend(ICOUNT.iter().map(|s| s.to_string()));
+            q.timeout = TIMEOUT;
+            out.push(Boot {
+                firmware: fw.clone(),
+                kernel,
+                qemu: q,
+                expect: vec![qemu_exit(marker::USER)],
+            });
+        }
+    }
+    out
+}
+
+/// [`boots`] of the small kernel (built if it is not), with the bench's
+/// initramfs for one CPU and 512 MiB written into `work`.
+pub fn small_kernel_boots(
+    machine: Machine,
+    firmwares: &[(String, PathBuf)],
+    work: &Path,
+) -> Result<Vec<Boot>> {
+    let bzimage = crate::small_kernel::build()?;
+    let vmlinux = crate::small_kernel::vmlinux_path();
+    std::fs::create_dir_all(work)?;
+    let initrd = linux_assets::build_initramfs(
+        &InitramfsSpec {
+            expect_cpus: 1,
+            expect_mem_mib: 512,
+            cmdline_token: TOKEN.into(),
+            payload_len: 4096,
+            poweroff: true,
+            kernel_reserves_mib: 0,
+        },
+        &work.join("initramfs.cpio"),
+    )?;
+    Ok(boots(machine, firmwares, &bzimage, &vmlinux, &initrd.path))
+}
+
+/// One boot's counts: each run's vCPU thread total, and the first run's
+/// breakdown.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measured {
+    pub firmware: String,
+    pub kernel: Kernel,
+    pub cost: Cost,
+    /// Every run's vCPU thread total (the first is `cost.vcpu`).
+    pub runs: Vec<u64>,
+}
+
+impl Measured {
+    /// Largest minus smallest of the runs.
+    pub fn spread(&self) -> u64 {
+        let max = self.runs.iter().max().copied().unwrap_or(0);
+        let min = self.runs.iter().min().copied().unwrap_or(0);
+        max - min
+    }
+}
+
+/// Boots each firmware with the small kernel's bzImage and vmlinux to
+/// `kernel_init`, `repeat` times each, under callgrind.
+pub fn run(
+    machine: Machine,
+    firmwares: &[(String, PathBuf)],
+    repeat: usize,
+    work: &Path,
+) -> Result<Vec<Measured>> {
+    ensure!(repeat >= 1, "--repeat must be at least 1");
+    let mut exports = ExportCache::default();
+    let mut out = Vec::new();
+    for b in small_kernel_boots(machine, firmwares, work)? {
+        let name = format!("{} {}", b.firmware, b.kernel.name());
+        println!("{name}: booting to kernel_init under callgrind ({repeat} run(s))");
+        let tag = name.replace([' ', '(', ')'], "");
+        let cost =
+            measure(&b.qemu, &b.expect, work, &tag, &mut exports).with_context(|| name.clone())?;
+        let mut runs = vec![cost.vcpu];
+        for i in 1..repeat {
+            let dir = work.join(format!("callgrind-{tag}-{i}"));
+            let (_, vcpu) =
+                super::run_callgrind(&b.qemu, &b.expect, &dir).with_context(|| name.clone())?;
+            runs.push(vcpu);
+        }
+        out.push(Measured {
+            firmware: b.firmware.clone(),
+            kernel: b.kernel,
+            cost,
+            runs,
+        });
+    }
+    Ok(out)
+}
+
+/// The table: each boot's vCPU thread, its difference from the first
+/// firmware's boot of the same kernel, and the kinds of work.
+pub fn render(all: &[Measured], machine: &str) -> String {
+    let mut s = format!(
+        "Host instructions of QEMU's vCPU thread on {machine}, from QEMU's start to the small \
+         kernel's `kernel_init`, under TCG with `{} {}` (callgrind; millions)\n\n\
+         | kernel | firmware | the vCPU thread | vs the first | runs: spread | translating | \
+         map rebuilds | port and MMIO |\n|---|---|---|---|---|---|---|---|\n",
+        ICOUNT[0], ICOUNT[1]
+    );
+    let of = |c: &Cost, kind: usize| c.of(KINDS[kind].1) as f64 / 1e6;
+    for m in all {
+        let first = all.iter().find(|o| o.kernel == m.kernel);
+        let versus = match first {
+            Some(f) if !std::ptr::eq(f, m) => {
+                let d = m.cost.vcpu as f64 - f.cost.vcpu as f64;
+                format!("{:+.1} ({:+.2} %)", d / 1e6, 100.0 * d / f.cost.vcpu as f64)
+            }
+            _ => "–".into(),
+        };
+        let spread = if m.runs.len() > 1 {
+            format!("{}: {:.3}", m.runs.len(), m.spread() as f64 / 1e6)
+        } else {
+            "1".into()
+        };
+        s += &format!(
+            "| {} | {} | {:.1} | {versus} | {spread} | {:.2} | {:.2} | {:.2} |\n",
+            m.kernel.name(),
+            m.firmware,
+            m.cost.vcpu as f64 / 1e6,
+            of(&m.cost, 0),
+            of(&m.cost, 1),
+            of(&m.cost, 3),
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fws() -> Vec<(String, PathBuf)> {
+        vec![
+            ("ferrite".into(), "f.rom".into()),
+            ("qboot".into(), "q.rom".into()),
+        ]
+    }
+
+    #[test]
+    fn boots_each_kernel_with_each_firmware_under_icount_to_kernel_init() {
+        let b = boots(
+            Machine::Q35,
+            &fws(),
+            Path::new("bz"),
+            Path::new("vm"),
+            Path::new("i"),
+        );
+        // kernel by kernel, the firmwares in order within each
+        let order: Vec<(&str, Kernel)> =
+            b.iter().map(|b| (b.firmware.as_str(), b.kernel)).collect();
+        assert_eq!(
+            order,
+            [
+                ("ferrite", Kernel::BzImage),
+                ("qboot", Kernel::BzImage),
+                ("ferrite", Kernel::Vmlinux),
+                ("qboot", Kernel::Vmlinux),
+            ]
+        );
+        let args = b[3].qemu.args().join(" ");
+        assert!(args.contains("-icount shift=3,sleep=off"), "{args}");
+        assert!(
+            args.contains("-kernel vm") && args.contains("-bios q.rom"),
+            "{args}"
+        );
+        assert!(
+            args.contains(&format!("iobase={:#x}", marker::USER_PORT)),
+            "{args}"
+        );
+        // the kernel calibrates its TSC itself
+        assert!(!args.contains("tsc_early_khz"), "{args}");
+        assert!(b.iter().all(|b| b.expect == [qemu_exit(marker::USER)]));
+    }
+
+    fn measured(fw: &str, kernel: Kernel, runs: &[u64], rebuilds: u64) -> Measured {
+        let mut cost = Cost {
+            firmware: fw.into(),
+            vcpu: runs[0],
+            ..Cost::default()
+        };
+        cost.inclusive
+            .insert("memory_region_transaction_commit".into(), rebuilds);
+        Measured {
+            firmware: fw.into(),
+            kernel,
+            cost,
+            runs: runs.to_vec(),
+        }
+    }
+
+    #[test]
+    fn each_kernel_is_compared_with_its_first_firmware() {
+        let all = [
+            measured("ferrite", Kernel::BzImage, &[15_000_000_000], 0),
+            measured("qboot", Kernel::BzImage, &[14_850_000_000], 0),
+            measured(
+                "ferrite",
+                Kernel::Vmlinux,
+                &[14_000_000_000, 14_000_030_000],
+                900_000_000,
+            ),
+            measured("qboot", Kernel::Vmlinux, &[14_140_000_000], 0),
+        ];
+        let t = render(&all, "pc");
+        let rows: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("| b") || l.starts_with("| v"))
+            .collect();
+        assert_eq!(rows.len(), 4, "{t}");
+        assert!(
+            rows[0].contains("| ferrite | 15000.0 | – | 1 |"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[1].contains("| -150.0 (-1.00 %) |"), "{}", rows[1]);
+        // the vmlinux's are against ferrite's vmlinux, not its bzImage
+        assert!(rows[2].contains("| – | 2: 0.030 |"), "{}", rows[2]);
+        assert!(rows[2].contains("| 900.00 |"), "{}", rows[2]);
+        assert!(rows[3].contains("| +140.0 (+1.00 %) |"), "{}", rows[3]);
+    }
+}
