@@ -50,13 +50,13 @@ pub struct Args {
     kernel: Option<PathBuf>,
     /// Instead of the probes, boot the small kernel (`cargo xtask kernel`),
     /// bzImage and vmlinux, to its `kernel_init` marker, with QEMU's guest
-    /// time following the instruction count (`-icount`), so that the count
-    /// repeats: the firmware's cost and what it leaves the kernel, together
-    /// (minutes a boot under callgrind).
+    /// time following the instruction count (`-icount`): the guest's clock
+    /// there (exact), and QEMU's vCPU thread under callgrind (minutes a boot).
     #[arg(long, conflicts_with_all = ["kernel", "steps", "rebuilds", "calibrate"])]
     kernel_init: bool,
-    /// With --kernel-init: boot each firmware and kernel this many times,
-    /// to show the counts repeat.
+    /// With --kernel-init: boot each firmware and kernel this many times
+    /// under callgrind, to show how the counts repeat; 0: the guest's clock
+    /// only (seconds a boot).
     #[arg(long, default_value_t = 1, requires = "kernel_init")]
     repeat: usize,
     /// Blocks in each calibration ROM.
