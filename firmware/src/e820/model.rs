@@ -364,11 +364,18 @@ fn placement_matches_what_it_replaced() {
         let ceiling = u64::from(info.initrd_addr_max)
             .saturating_add(1)
             .min(1 << 32);
-        let old = old_highest_fit(&map, initrd, 4096, 0x10_0000, ceiling, &busy).or_else(|| {
-            info.above_4g
-                .then(|| old_highest_fit(&map, initrd, 4096, 1 << 32, u64::MAX, &busy))
-                .flatten()
-        });
+        let old = old_highest_fit(&map, initrd, 4096, 0x10_0000, ceiling, &busy)
+            .map(|s| {
+                // ending at a 2 MiB boundary when it fits there
+                let below = (s + initrd) & !(linux::INITRD_END_ALIGN - 1);
+                old_highest_fit(&map, initrd, 4096, 0x10_0000, below.max(0x10_0000), &busy)
+                    .unwrap_or(s)
+            })
+            .or_else(|| {
+                info.above_4g
+                    .then(|| old_highest_fit(&map, initrd, 4096, 1 << 32, u64::MAX, &busy))
+                    .flatten()
+            });
         let old = match (initrd, old) {
             (0, _) => Ok(None),
             (_, Some(s)) => Ok(Some(Range::new(s, s + initrd))),
