@@ -184,6 +184,14 @@ pub fn guest_clock_us(b: &Boot) -> Result<u64> {
         b.kernel.name(),
         out.exit_code
     );
+    // The clock means instructions only if the kernel calibrated its TSC
+    // itself, against the PIT in virtual time.
+    ensure!(
+        out.serial.contains("tsc: Detected"),
+        "{} {}: the kernel did not calibrate its TSC",
+        b.firmware,
+        b.kernel.name()
+    );
     last_stamp_us(&out.serial).context("no time-stamped message")
 }
 
