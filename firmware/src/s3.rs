@@ -7,9 +7,10 @@
 //! CMOS shutdown status. RAM keeps the sleeping OS, including ferrite's own
 //! RAM image at 0x10000-0x9EFFF, which Linux used as its own. So the resume
 //! path runs from the ROM and the EBDA only: it reads the [`ResumeBlock`] a
-//! cold boot left in the EBDA, checks the FACS it names, replays the machine's
-//! script of port writes (a constant array in the ROM, built by [`script`]),
-//! and jumps in real mode to the FACS's firmware waking vector, as SeaBIOS
+//! cold boot left in the EBDA, replays the machine's script of port writes (a
+//! constant array in the ROM, built by [`script`]; it maps 0xC0000-0xEFFFF,
+//! where pc's and q35's FACS lies, back to RAM), checks the FACS the block
+//! names and jumps in real mode to its firmware waking vector, as SeaBIOS
 //! does. Anything missing or implausible there, and the boot goes on as a cold
 //! boot, saying why.
 

@@ -51,6 +51,10 @@ pub struct Harmless {
     /// Matched against a line that only one firmware's guest shows.
     pub pattern: &'static str,
     pub reason: &'static str,
+    /// Accepted only when a line of the other firmware's in the same section
+    /// ends at the same address (a range's last byte): for a range that
+    /// must end where the other firmware's does.
+    pub same_end: bool,
 }
 
 /// Every accepted difference; README.md lists the same, with these reasons.
@@ -59,118 +63,198 @@ pub const HARMLESS: &[Harmless] = &[
         section: "dmi",
         pattern: r"^(bios_(vendor|version)=|(uevent=MODALIAS=|modalias=)dmi:bvn[^:]*:bvr[^:]*:bd04/01/2014:)",
         reason: "the firmware's own name and version (SMBIOS type 0); the date is the same",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^DMI: .+, BIOS [^ ]+ 04/01/2014$",
         reason: "the kernel's DMI summary names the firmware's version (SMBIOS type 0)",
+        same_end: false,
     },
     Harmless {
         section: "e820",
         pattern: r"^BIOS-e820: \[mem 0x00000000fff[ce]0000-0x00000000ffffffff\] reserved$",
         reason: "each firmware reserves its own ROM image below 4 GiB: SeaBIOS 256 KiB, ferrite 128 KiB",
+        same_end: false,
     },
     Harmless {
         section: "e820",
         pattern: r"^BIOS-e820: \[mem 0x00000000(?:0[1-9a-f]|[1-9a-f][0-9a-f])[0-9a-f][c-f][0-9a-f]000-0x00000000[0-9a-f]{3}fffff\] reserved$",
         reason: "each firmware reserves its own table area (ACPI, SMBIOS) of its own size at the top of the RAM below 4 GiB",
+        same_end: false,
     },
     Harmless {
         section: "e820",
         pattern: r"^BIOS-e820: \[mem 0x0000000000100000-0x00000000(?:0[1-9a-f]|[1-9a-f][0-9a-f])[0-9a-f](?:[c-e][0-9a-f]|f[0-9a-e])fff\] usable$",
         reason: "the RAM from 1 MiB ends where that firmware's table area starts",
+        same_end: false,
+    },
+    Harmless {
+        section: "e820",
+        pattern: r"^BIOS-e820: \[mem 0x00000000000(?:f0|[c-e][0-9a-f])000-0x00000000000fffff\] reserved$",
+        reason: "the reservation that ends at 1 MiB: the BIOS segment alone under SeaBIOS, which keeps its tables at the top of the RAM below 4 GiB; from ferrite's tables up under ferrite, which keeps them below 1 MiB (in the shadow RAM from 0xC0000) when they fit there",
+        same_end: false,
+    },
+    Harmless {
+        section: "e820",
+        pattern: r"^BIOS-e820: \[mem 0x0000000000100000-0x00000000[0-9a-f]{3}fffff\] usable$",
+        reason: "the RAM from 1 MiB to the end of the RAM below 4 GiB, where the other firmware's table area ends: ferrite reserves no table area there when its tables are below 1 MiB",
+        same_end: true,
     },
     Harmless {
         section: "iomem",
         pattern: r"^fff[ce]0000-ffffffff : Reserved$",
         reason: "the ROM reservation of e820: SeaBIOS 256 KiB, ferrite 128 KiB",
+        same_end: false,
     },
     Harmless {
         section: "iomem",
         pattern: r"^(?:0[1-9a-f]|[1-9a-f][0-9a-f])[0-9a-f][c-f][0-9a-f]000-[0-9a-f]{3}fffff : Reserved$",
         reason: "the table area of e820, each firmware's own size",
+        same_end: false,
     },
     Harmless {
         section: "iomem",
         pattern: r"^00100000-(?:0[1-9a-f]|[1-9a-f][0-9a-f])[0-9a-f](?:[c-e][0-9a-f]|f[0-9a-e])fff : System RAM$",
         reason: "the RAM from 1 MiB of e820, which ends where that firmware's table area starts",
+        same_end: false,
+    },
+    Harmless {
+        section: "iomem",
+        pattern: r"^000(?:f0|[c-e][0-9a-f])000-000fffff : Reserved$",
+        reason: "the reservation of e820 that ends at 1 MiB: the BIOS segment alone under SeaBIOS, from ferrite's tables up under ferrite",
+        same_end: false,
+    },
+    Harmless {
+        section: "iomem",
+        pattern: r"^00100000-[0-9a-f]{3}fffff : System RAM$",
+        reason: "the RAM from 1 MiB of e820, to the end of the RAM below 4 GiB (where the other firmware's table area ends) when ferrite's tables are below 1 MiB",
+        same_end: true,
     },
     Harmless {
         section: "iomem",
         pattern: r"^000[c-e][0-9a-f]{4}-000[c-e][0-9a-f]{4} : (Video ROM|Adapter ROM)$",
         reason: "SeaBIOS runs QEMU's linuxboot_dma.bin option ROM (at 0xC0000) to boot -kernel, and keeps a 32 KiB block at 0xE8000 that starts with an option ROM signature (55 AA, 64 blocks), which Linux claims now and then: only when its changing contents happen to sum to zero; ferrite runs no option ROM and keeps nothing there",
+        same_end: false,
     },
     Harmless {
         section: "ioports",
         pattern: r"^ *03d4-03d5 : cga$",
         reason: "under SeaBIOS the kernel's 16-bit setup asks the BIOS (int 10h) for the video mode, and from its answer Linux assumes a CGA text display the machine does not have (-vga none) and claims its ports; ferrite enters at 64 bits and sets up no display",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^Console: colour (\*CGA|dummy device) 80x25$",
         reason: "as for the CGA ports: Linux's text console on that assumed CGA display under SeaBIOS, its dummy console under ferrite, which sets up no display; the serial console is the same",
+        same_end: false,
     },
     Harmless {
         section: "acpi-dmesg",
         pattern: r"^ACPI: RSDP 0x00000000000F[0-9A-F]{4} 000014 \(v00 BOCHS \)$",
         reason: "each firmware puts the RSDP (QEMU's, the same bytes) at its own place in the BIOS segment, where Linux looks for it",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^found SMP MP-table at \[mem (0x000f[0-9a-f]{4}-0x000f[0-9a-f]{4}|0x0009fc10-0x0009fc1f)\]$",
         reason: "each firmware puts the MP table's floating pointer where Linux looks for it: SeaBIOS in the BIOS segment, ferrite in the EBDA's first KiB (the first place the MP specification names; Linux finds it there after 66 of its 16-byte steps, each a mapping made and unmade)",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^RAMDISK: \[mem 0x[0-9a-f]{8}-0x[0-9a-f]{8}\]$",
         reason: "where the initrd lies until Linux unpacks and frees it: under SeaBIOS, QEMU's loader puts it below the room it keeps for the ACPI tables at the top of low RAM; ferrite puts it below its own table area and below the kernel's initrd_addr_max (2 GiB for Debian's kernel), which QEMU's loader does not apply to a kernel that can be loaded above 4 GiB",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^\[mem 0x[0-9a-f]{8}-0xfff[bd]ffff\] available for PCI devices$",
         reason: "the largest gap below 4 GiB in the e820 map, which Linux offers to PCI devices, ends where each firmware's ROM reservation starts",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^MPTABLE: (OEM ID: (BOCHSCPU|FERRITE )|Product ID: (0\.1 {9}|QEMU {8}))$",
         reason: "the MP table's OEM and product IDs name the firmware that built it (SeaBIOS: BOCHSCPU, 0.1; ferrite: FERRITE, QEMU); Linux only prints them",
+        same_end: false,
     },
     Harmless {
         section: "pci-dmesg",
         pattern: r"^pci 0000:00:[0-9a-f]{2}\.[0-7]: PIIX/ICH IRQ router \[[0-9a-f]{4}:[0-9a-f]{4}\]$",
         reason: "with ACPI off Linux reads the PCI interrupt routing table ($PIR) SeaBIOS leaves in the BIOS segment for its PCI BIOS services and names the router it lists (on q35, whatever device is at 00:01.0); ferrite offers no BIOS services and leaves no $PIR; under both Linux routes PCI interrupts through the I/O APIC from the MP table, and every function's irq is the same",
+        same_end: false,
     },
     Harmless {
         section: "input",
         pattern: r"^S: Sysfs=/devices/platform/i8042/serio0/input/input[01]$",
         reason: "the keyboard's number: Linux numbers input devices as drivers try ports, and now and then under TCG (so far 5 of 84 boots under SeaBIOS, none of 69 under ferrite) the keyboard driver tries the mouse port first, fails there and the keyboard becomes input1; what the firmware left in the i8042 is the same, byte for byte",
+        same_end: false,
     },
     Harmless {
         section: "pci-dmesg",
         pattern: r"^pci [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]: [A-Za-z0-9_.]+\+0x[0-9a-f]+/0x[0-9a-f]+ took [0-9]+ usecs$",
         reason: "Linux reports a PCI quirk that took more than 10 ms (drivers/pci/quirks.c); under TCG that depends on host load",
+        same_end: false,
     },
     Harmless {
         section: "warnings",
         pattern: r"(?i)^(tsc: |hrtimer: interrupt took [0-9]+ ns|hpet: Lost [0-9]+ RTC interrupts$|clocksource: |APIC calibration|.*calibrat)",
         reason: "timing warnings under TCG (TSC and APIC timer calibration, a slow timer interrupt, RTC ticks the HPET's RTC emulation missed, the clocksource watchdog) depend on host load, not on the firmware",
+        same_end: false,
     },
     Harmless {
         section: "warnings",
         pattern: r#"^(Unstable clock detected, switching default tracing clock to "global"|If you want to keep using the local clock, then add:| *"trace_clock=local"|on the kernel command line|TSC found unstable after boot, most likely due to broken BIOS\. Use 'tsc=unstable'\.)$"#,
         reason: "when host load makes the TSC look unstable, tracing switches to its global clock and says so in four lines, and the scheduler's clock leaves the TSC with a line that blames the BIOS: load, not the firmware (seen under full test runs on a loaded 2-core host; the TSC line under SeaBIOS, and either firmware can print it)",
+        same_end: false,
     },
     Harmless {
         section: "messages",
         pattern: r"^TSC found unstable after boot, most likely due to broken BIOS\. Use 'tsc=unstable'\.$",
         reason: "the same load-dependent line as in the warnings, also kept among the messages because it names the BIOS (seen with ACPI off on q35 under SeaBIOS in a full test run)",
+        same_end: false,
     },
     Harmless {
         section: "warnings",
         pattern: r"^ *(#[0-9]+ *)+$",
         reason: "pieces of the \"Booting SMP configuration\" line, which timing splits differently",
+        same_end: false,
     },
 ];
+
+/// The kernel's ACPI lines that give a table's address: `ACPI: DSDT
+/// 0x000000001FFE0040 0024F3 (v01 BOCHS ...)` and `ACPI: Reserving DSDT table
+/// memory at [mem 0x1ffe0040-0x1ffe2532]`. The RSDP's line is left alone
+/// ([`HARMLESS`] checks that it is in the BIOS segment).
+static TABLE_ADDRESS: std::sync::LazyLock<[Regex; 2]> = std::sync::LazyLock::new(|| {
+    [
+        Regex::new(r"^(ACPI: [A-Z0-9_$]{4} )0x[0-9A-F]{16}( .*)?$").unwrap(),
+        Regex::new(
+            r"^(ACPI: Reserving [A-Z0-9_$]{4} table memory at )\[mem 0x[0-9a-f]+-0x[0-9a-f]+\]$",
+        )
+        .unwrap(),
+    ]
+});
+
+/// `sections` with each ACPI table's address replaced by `<address>`, so that
+/// the rest of its lines (the table, its length, revision, OEM and creator)
+/// is compared: QEMU builds the tables, and each firmware puts them at its
+/// own place, SeaBIOS at the top of the RAM below 4 GiB, ferrite below 1 MiB
+/// when they fit there (the e820 map, compared too, reserves either).
+pub fn without_table_addresses(sections: &Sections) -> Sections {
+    let mut out = sections.clone();
+    if let Some(lines) = out.get_mut("acpi-dmesg") {
+        for line in lines.iter_mut().filter(|l| !l.starts_with("ACPI: RSDP ")) {
+            for re in TABLE_ADDRESS.iter() {
+                if let std::borrow::Cow::Owned(l) = re.replace(line, "${1}<address>${2}") {
+                    *line = l;
+                }
+            }
+        }
+    }
+    out
+}
 
 /// The kernel command line, the same under both firmwares. `nokaslr`: with
 /// KASLR the kernel lands at a random physical address on every boot, which
@@ -353,6 +437,30 @@ pub fn harmless(section: &str, line: &str) -> Option<&'static Harmless> {
         .map(|(h, _)| h)
 }
 
+/// The last address of the range a line of e820 or iomem gives
+/// (`[mem 0x...-0x000000001fffffff] usable`, `00100000-1fffffff : System RAM`).
+fn range_end(line: &str) -> Option<u64> {
+    static END: std::sync::LazyLock<Regex> =
+        std::sync::LazyLock::new(|| Regex::new(r"-(?:0x)?([0-9a-f]+)(?:\] | :)").unwrap());
+    u64::from_str_radix(END.captures(line)?.get(1)?.as_str(), 16).ok()
+}
+
+/// [`harmless`], for a line that `other`, the other firmware's lines of the
+/// same section, does not show: an entry with [`Harmless::same_end`] accepts
+/// it only when one of those ends where it does.
+pub fn harmless_against(section: &str, line: &str, other: &[String]) -> Option<&'static Harmless> {
+    HARMLESS
+        .iter()
+        .zip(HARMLESS_RE.iter())
+        .filter(|(h, re)| h.section == section && re.is_match(line))
+        .find(|(h, _)| {
+            !h.same_end
+                || range_end(line)
+                    .is_some_and(|end| other.iter().any(|o| range_end(o) == Some(end)))
+        })
+        .map(|(h, _)| h)
+}
+
 /// Lines that are not harmless but that host load alone can cause under
 /// TCG: every kernel warning, and the timer check. Linux checks that the
 /// timer ticks through the I/O APIC pin the MADT or the MP table names by
@@ -414,8 +522,13 @@ pub fn compare(seabios: &Sections, ferrite: &Sections) -> Vec<Difference> {
         if d.only_seabios.is_empty() && d.only_ferrite.is_empty() {
             continue;
         }
-        for line in d.only_seabios.iter().chain(&d.only_ferrite) {
-            if let Some(h) = harmless(name, line) {
+        for (line, other) in d
+            .only_seabios
+            .iter()
+            .map(|l| (l, b))
+            .chain(d.only_ferrite.iter().map(|l| (l, a)))
+        {
+            if let Some(h) = harmless_against(name, line, other) {
                 d.harmless.push((line.clone(), h.reason));
             }
         }
@@ -557,13 +670,17 @@ pub fn comparison(ferrite_rom: &Path, cfg: Config, work: &Path) -> Result<Compar
     };
     let seabios = boot(Path::new(SEABIOS), cfg, &kernel, &dir("seabios")?)?;
     let ferrite = boot(ferrite_rom, cfg, &kernel, &dir("ferrite")?)?;
-    let differences = compare(&seabios.sections, &ferrite.sections);
+    let (s, f) = (
+        without_table_addresses(&seabios.sections),
+        without_table_addresses(&ferrite.sections),
+    );
+    let differences = compare(&s, &f);
     let unexplained = differences.iter().map(|d| d.unexplained().count()).sum();
     Ok(Comparison {
         config: cfg,
         append: append(&cfg),
         unexplained,
-        report: report(cfg, &seabios.sections, &ferrite.sections, &differences),
+        report: report(cfg, &s, &f, &differences),
         differences,
         seabios,
         ferrite,
@@ -742,7 +859,27 @@ mod tests {
         (
             "e820",
             "BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
+            true,
+        ),
+        (
+            "e820",
+            "BIOS-e820: [mem 0x00000000000cf000-0x00000000000fffff] reserved",
+            true,
+        ),
+        (
+            "e820",
+            "BIOS-e820: [mem 0x000000000009f000-0x00000000000fffff] reserved",
             false,
+        ),
+        (
+            "e820",
+            "BIOS-e820: [mem 0x00000000000cf000-0x00000000000effff] reserved",
+            false,
+        ),
+        (
+            "e820",
+            "BIOS-e820: [mem 0x0000000000100000-0x000000001fffffff] usable",
+            true,
         ),
         (
             "e820",
@@ -762,16 +899,21 @@ mod tests {
         ("iomem", "  1c0000000-1ffffffff : 0000:00:04.0", false),
         ("iomem", "  b0000000-bfffffff : Reserved", false),
         ("iomem", "b0000000-bfffffff : Reserved", false),
-        ("iomem", "000f0000-000fffff : Reserved", false),
+        ("iomem", "000f0000-000fffff : Reserved", true),
+        ("iomem", "000cf000-000fffff : Reserved", true),
+        ("iomem", "0009f000-000fffff : Reserved", false),
+        ("iomem", "00100000-1fffffff : System RAM", true),
         (
             "e820",
             "BIOS-e820: [mem 0x00000000b0000000-0x00000000bfffffff] reserved",
             false,
         ),
+        // a range to the end of a MiB: accepted only beside the other
+        // firmware's range with the same end (below)
         (
             "e820",
             "BIOS-e820: [mem 0x0000000000100000-0x00000000afffffff] usable",
-            false,
+            true,
         ),
         ("ioports", "  03d4-03d5 : cga", true),
         ("ioports", "03d4-03d5 : cga", true),
@@ -983,6 +1125,79 @@ mod tests {
                 h.pattern
             );
         }
+    }
+
+    #[test]
+    fn ram_to_the_end_of_low_ram_is_harmless_only_where_the_other_table_area_ends() {
+        let seabios: Vec<String> = [
+            "BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
+            "BIOS-e820: [mem 0x0000000000100000-0x000000007ffdcfff] usable",
+            "BIOS-e820: [mem 0x000000007ffdd000-0x000000007fffffff] reserved",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ram =
+            |end: &str| std::format!("BIOS-e820: [mem 0x0000000000100000-0x00000000{end}] usable");
+        assert!(harmless_against("e820", &ram("7fffffff"), &seabios).is_some());
+        // RAM beyond the end of low RAM, into MMCONFIG
+        assert!(harmless_against("e820", &ram("afffffff"), &seabios).is_none());
+        let iomem: Vec<String> = ["7ffdd000-7fffffff : Reserved".to_string()].to_vec();
+        assert!(harmless_against("iomem", "00100000-7fffffff : System RAM", &iomem).is_some());
+        assert!(harmless_against("iomem", "00100000-bfffffff : System RAM", &iomem).is_none());
+        // entries without the condition do not look at the other side
+        assert!(harmless_against("dmi", "bios_vendor=ferrite", &[]).is_some());
+        // and compare() applies it
+        let sections = |lines: &[String]| Sections::from([("e820".to_string(), lines.to_vec())]);
+        let mut ferrite = seabios.clone();
+        ferrite[1] = ram("7fffffff");
+        ferrite.remove(2);
+        let d = compare(&sections(&seabios), &sections(&ferrite));
+        assert_eq!(d[0].unexplained().count(), 0, "{d:?}");
+        ferrite[1] = ram("afffffff");
+        let d = compare(&sections(&seabios), &sections(&ferrite));
+        assert_eq!(d[0].unexplained().collect::<Vec<_>>(), [&ram("afffffff")]);
+    }
+
+    #[test]
+    fn acpi_table_addresses_are_not_compared_but_the_rest_of_their_lines_is() {
+        let acpi = |lines: &[&str]| {
+            Sections::from([(
+                "acpi-dmesg".to_string(),
+                lines.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            )])
+        };
+        let seabios = acpi(&[
+            "ACPI: RSDP 0x00000000000F59C0 000014 (v00 BOCHS )",
+            "ACPI: DSDT 0x000000001FFE0040 0024F3 (v01 BOCHS  BXPC     00000001 BXPC 00000001)",
+            "ACPI: FACS 0x000000001FFE0000 000040",
+            "ACPI: Reserving DSDT table memory at [mem 0x1ffe0040-0x1ffe2532]",
+        ]);
+        let ferrite = acpi(&[
+            "ACPI: RSDP 0x00000000000F1000 000014 (v00 BOCHS )",
+            "ACPI: DSDT 0x00000000000D0040 0024F3 (v01 BOCHS  BXPC     00000001 BXPC 00000001)",
+            "ACPI: FACS 0x00000000000D0000 000040",
+            "ACPI: Reserving DSDT table memory at [mem 0xd0040-0xd2532]",
+        ]);
+        let (s, f) = (
+            without_table_addresses(&seabios),
+            without_table_addresses(&ferrite),
+        );
+        assert_eq!(
+            f["acpi-dmesg"][1],
+            "ACPI: DSDT <address> 0024F3 (v01 BOCHS  BXPC     00000001 BXPC 00000001)"
+        );
+        assert_eq!(f["acpi-dmesg"][2], "ACPI: FACS <address> 000040");
+        let d = compare(&s, &f);
+        // only the RSDP's lines differ, and they are harmless
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].only_seabios.len() + d[0].only_ferrite.len(), 2);
+        assert_eq!(d[0].unexplained().count(), 0);
+        // a table of another length, or another OEM, still differs
+        let longer = acpi(&[
+            "ACPI: DSDT 0x00000000000D0040 0024F4 (v01 BOCHS  BXPC     00000001 BXPC 00000001)",
+        ]);
+        let d = compare(&s, &without_table_addresses(&longer));
+        assert!(d[0].unexplained().any(|l| l.contains("0024F4")), "{d:?}");
     }
 
     #[test]

@@ -108,10 +108,13 @@ rom64_start:
     ud2
 
 # S3 resume, in 32-bit flat protected mode without paging or a stack. Reads
-# the resume block a cold boot left in the EBDA (resume.rs), the FACS's waking
-# vector, replays the machine's port-write script from the ROM (ferrite::s3),
-# and jumps to the vector in real mode. Whatever is missing, s3_fail boots
-# afresh with the reason in esi. ebp:ebx (the reset's TSC) stay untouched.
+# the resume block a cold boot left in the EBDA (resume.rs), replays the
+# machine's port-write script from the ROM (ferrite::s3), then reads the
+# FACS's waking vector and jumps to it in real mode. The script goes first:
+# it maps 0xC0000-0xEFFFF back to RAM, where pc's and q35's FACS lies (the
+# wake-up's reset left that range to the ROMs). Whatever is missing, s3_fail
+# boots afresh with the reason in esi. ebp:ebx (the reset's TSC) stay
+# untouched.
 .code32
 s3_resume:
     mov ${data}, %ax
@@ -125,11 +128,27 @@ s3_resume:
     mov {block_script}(%edx), %eax
     mov ${pc_script}, %edi
     cmp ${script_pc}, %eax
-    je 1f
+    je 2f
     mov ${q35_script}, %edi
     cmp ${script_q35}, %eax
     jne s3_fail
-1:  mov {block_facs}(%edx), %ecx
+2:  movzbl {pw_width}(%edi), %ecx
+    jecxz 5f
+    movzwl {pw_port}(%edi), %edx
+    mov {pw_value}(%edi), %eax
+    cmp $1, %ecx
+    jne 3f
+    out %al, %dx
+    jmp 4f
+3:  cmp $2, %ecx
+    jne 6f
+    out %ax, %dx
+    jmp 4f
+6:  out %eax, %dx
+4:  add ${pw_size}, %edi
+    jmp 2b
+5:  mov ${resume_block}, %edx
+    mov {block_facs}(%edx), %ecx
     mov ${wake_no_facs}, %esi
     cmpl ${facs_signature}, (%ecx)
     jne s3_fail
@@ -146,22 +165,7 @@ s3_resume:
     and $0xF, %eax
     or %ecx, %eax
     mov %eax, {block_jump}(%edx)
-2:  movzbl {pw_width}(%edi), %ecx
-    jecxz 5f
-    movzwl {pw_port}(%edi), %edx
-    mov {pw_value}(%edi), %eax
-    cmp $1, %ecx
-    jne 3f
-    out %al, %dx
-    jmp 4f
-3:  cmp $2, %ecx
-    jne 6f
-    out %ax, %dx
-    jmp 4f
-6:  out %eax, %dx
-4:  add ${pw_size}, %edi
-    jmp 2b
-5:  ljmpl ${code16}, $(s3_real_mode - 0xffff0000)
+    ljmpl ${code16}, $(s3_real_mode - 0xffff0000)
 
 .code16
 s3_real_mode:

@@ -104,7 +104,8 @@ fn boot_steps<B: Board>(
     board.mark(Step::FwCfg);
 
     // 2. Memory: QEMU's map, and the zone where the tables handed to the
-    //    kernel go: below the top of low RAM, or on microvm below 1 MiB.
+    //    kernel go: below 1 MiB, or below the top of low RAM when they are
+    //    too large for that.
     memory.read_from(fw_cfg)?;
     let machine = chipset::identify(&mut board.io());
     let zone = table_zone(machine, fw_cfg, memory)?;
@@ -152,42 +153,48 @@ fn boot_steps<B: Board>(
     }
 }
 
-/// The files QEMU's table-loader script allocates in the zone (QEMU 7.2 to
-/// 10.0): its ACPI tables, the TPM's event log, the VM generation ID, the
-/// NVDIMM methods' buffer. The RSDP is a few bytes.
-const LOADER_FILES: [[u8; FILE_NAME_LEN]; 4] = [
+/// QEMU's files that go to the zone (QEMU 7.2 to 10.0): those its
+/// table-loader script allocates there (its ACPI tables, the TPM's event
+/// log, the VM generation ID, the NVDIMM methods' buffer; the RSDP is a few
+/// bytes in the BIOS segment), and the SMBIOS tables.
+const ZONE_FILES: [[u8; FILE_NAME_LEN]; 5] = [
     crate::fwcfg::file_key(acpi::TABLES_FILE),
     crate::fwcfg::file_key(b"etc/tpm/log"),
     crate::fwcfg::file_key(b"etc/vmgenid_guid"),
     crate::fwcfg::file_key(b"etc/acpi/nvdimm-mem"),
+    crate::fwcfg::file_key(crate::smbios::TABLES_FILE),
 ];
 
-/// Where the tables for the kernel go. On pc and q35 the top of low RAM, as
-/// SeaBIOS places them. On microvm, which has no SeaBIOS to match, below
-/// 1 MiB as qboot places them ([`mem::LOW_TABLES`]), when the files QEMU's
-/// table loader allocates take at most half of it; the zone's other users
-/// take a few KiB (the MP table, room for a memory map). Larger ones (an
-/// `-acpitable` file, a TPM) go to the top of RAM. Under TCG, Linux's ACPI
-/// set-up took 2 to 5 ms longer with microvm's tables at the top of RAM,
-/// each access a mapping made and unmade (the kernel's own timestamps,
-/// 2026-12-02).
+/// Where the tables for the kernel go: below 1 MiB as qboot places them,
+/// when QEMU's files for them (those the table loader allocates, and
+/// SMBIOS's) leave [`mem::LOW_TABLES_SPARE`] of the zone free: on microvm
+/// in [`mem::LOW_TABLES`], on pc and q35 in the shadow RAM
+/// [`mem::LOW_TABLES_PC`]. Larger ones (an `-acpitable` file, a TPM, many
+/// CPUs) go to the top of low RAM, as SeaBIOS places them. Under TCG,
+/// Linux's ACPI set-up took 2 to 5 ms longer with microvm's tables at the
+/// top of RAM, each access a mapping made and unmade (the kernel's own
+/// timestamps, 2026-12-02); on pc and q35 the RAM below 4 GiB then ends off
+/// a 2 MiB boundary, which cost the small kernel 3.4 to 4.2 ms of its own
+/// clock to `kernel_init` (icount, 2026-12-03).
 fn table_zone(
     machine: Machine,
     fw_cfg: &FwCfg<impl PortIo>,
     memory: &MemoryMap,
 ) -> Result<HighZone, Error> {
-    let high = || Ok(HighZone::new(memory.low_ram_top()?));
-    if machine != Machine::NoPci {
-        return high();
-    }
+    // A select, not a branch: one block under TCG.
+    let low = if machine == Machine::NoPci {
+        mem::LOW_TABLES
+    } else {
+        mem::LOW_TABLES_PC
+    };
     let mut size = 0;
-    for name in &LOADER_FILES {
+    for name in &ZONE_FILES {
         size += fw_cfg.find_padded(name).map_or(0, |f| f.size as u64);
     }
-    if size > mem::LOW_TABLES.len() / 2 {
-        return high();
+    if size + crate::smbios::TYPE0_ROOM as u64 + mem::LOW_TABLES_SPARE > low.len() {
+        return Ok(HighZone::new(memory.low_ram_top()?));
     }
-    Ok(HighZone::within(mem::LOW_TABLES))
+    Ok(HighZone::within(low))
 }
 
 /// What every kind of kernel's steps work with.

@@ -125,8 +125,7 @@ fn boot_bzimage_with(kind: Vm, microvm_acpi: Option<usize>) {
         // the MP table, with or without ACPI, and the ACPI tables below
         // 1 MiB, reserved; RAM up to its end. ACPI tables too large for
         // that go to the top of RAM, and everything else with them.
-        let high =
-            microvm_acpi.is_some_and(|p| (ACPI_TABLES_LEN + p) as u64 > mem::LOW_TABLES.len() / 2);
+        let high = microvm_acpi.is_some_and(|p| ACPI_TABLES_LEN + p > low_room(mem::LOW_TABLES));
         let zone = if high {
             Range::new(RAM - mem::HIGH_ZONE_MAX, RAM)
         } else {
@@ -181,6 +180,16 @@ fn boot_bzimage_with(kind: Vm, microvm_acpi: Option<usize>) {
         Range::new(rsdt, rsdt + 36),
         e820_type::RESERVED
     ));
+    // the tables below 1 MiB, in the shadow RAM, and the RAM from 1 MiB to
+    // the end of low RAM in one entry
+    assert!(
+        mem::LOW_TABLES_PC.contains(&Range::new(rsdt, rsdt + 36)),
+        "{rsdt:#x}"
+    );
+    assert!(
+        covered_by(&map, Range::new(MIB, RAM), e820_type::RAM),
+        "{map:x?}"
+    );
     let block = board.ram.read(RESUME_BLOCK, size_of::<ResumeBlock>());
     let facs = u32::from_le_bytes(block[4..8].try_into().unwrap()) as u64;
     assert_eq!(
@@ -253,6 +262,12 @@ fn end_to_end_bzimage_on_microvm() {
     boot_bzimage_on(Vm::Microvm);
 }
 
+/// How many bytes of QEMU's files a low zone takes: what leaves it
+/// [`mem::LOW_TABLES_SPARE`] free beside SMBIOS's type 0 room.
+fn low_room(zone: Range) -> usize {
+    (zone.len() - mem::LOW_TABLES_SPARE) as usize - crate::smbios::TYPE0_ROOM
+}
+
 /// microvm with ACPI and a TPM whose event log (which the table loader
 /// allocates too) leaves the tables no room below 1 MiB: they go high.
 #[test]
@@ -260,8 +275,8 @@ fn microvm_tables_with_a_large_tpm_log_go_to_the_top_of_ram() {
     let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
     let mut fw_cfg = fw_cfg(Vm::Microvm, &kernel, &initrd);
     add_acpi(&mut fw_cfg);
-    let half = mem::LOW_TABLES.len() as usize / 2;
-    fw_cfg.add_file("etc/tpm/log", &vec![0; half - ACPI_TABLES_LEN + 1]);
+    let room = low_room(mem::LOW_TABLES);
+    fw_cfg.add_file("etc/tpm/log", &vec![0; room - ACPI_TABLES_LEN + 1]);
     fw_cfg.files.sort_by(|a, b| a.0.cmp(&b.0));
     let mut board = board(Vm::Microvm, fw_cfg);
     let mut storage = std::boxed::Box::new(Storage::new());
@@ -273,15 +288,60 @@ fn microvm_tables_with_a_large_tpm_log_go_to_the_top_of_ram() {
     assert!(mp_table >= RAM - mem::HIGH_ZONE_MAX, "{mp_table:#x}");
 }
 
+/// pc and q35 whose files for the zone leave too little of the shadow RAM
+/// free: the tables go to the top of low RAM, reserved there, as SeaBIOS
+/// places them; and up to that size they stay below 1 MiB. The S3 resume
+/// block names the FACS wherever it is.
+#[test]
+fn pc_tables_too_large_for_the_shadow_ram_go_to_the_top_of_ram() {
+    for kind in [Vm::Pc, Vm::Q35] {
+        for (extra, high) in [(0, false), (1, true)] {
+            let (kernel, initrd) = (pattern(64 * 1024, 7), pattern(1024, 99));
+            let mut fw_cfg = fw_cfg(kind, &kernel, &initrd);
+            let room = low_room(mem::LOW_TABLES_PC);
+            fw_cfg.add_file("etc/tpm/log", &vec![0; room - ACPI_TABLES_LEN + extra]);
+            fw_cfg.files.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut board = board(kind, fw_cfg);
+            let mut storage = std::boxed::Box::new(Storage::new());
+            boot(&mut board, &mut storage).expect("the boot succeeds");
+            let zp = zero_page(&board);
+            let rsdt = board.ram.u32_at(zp.acpi_rsdp_addr + 16) as u64;
+            assert_eq!(&board.ram.read(rsdt, 4)[..], b"RSDT");
+            let zone = if high {
+                Range::new(RAM - mem::HIGH_ZONE_MAX, RAM)
+            } else {
+                mem::LOW_TABLES_PC
+            };
+            assert!(
+                zone.contains(&Range::new(rsdt, rsdt + 36)),
+                "{kind:?} {rsdt:#x}"
+            );
+            let map = e820(&zp);
+            assert!(
+                covered_by(&map, Range::new(rsdt, rsdt + 36), e820_type::RESERVED),
+                "{map:x?}"
+            );
+            assert_eq!(
+                covered_by(&map, Range::new(MIB, RAM), e820_type::RAM),
+                !high,
+                "{map:x?}"
+            );
+            let block = board.ram.read(RESUME_BLOCK, size_of::<ResumeBlock>());
+            let facs = u32::from_le_bytes(block[4..8].try_into().unwrap()) as u64;
+            assert_eq!(facs, rsdt - 64, "the FACS, first in etc/acpi/tables");
+        }
+    }
+}
+
 /// microvm with ACPI, as QEMU starts it by default: its tables below 1 MiB,
 /// and an MP table all the same (without one Linux scans for it).
 #[test]
 fn end_to_end_bzimage_on_microvm_with_acpi() {
     boot_bzimage_with(Vm::Microvm, Some(0));
     // as large as fits below 1 MiB, and larger (an `-acpitable` file)
-    let half = mem::LOW_TABLES.len() as usize / 2;
-    boot_bzimage_with(Vm::Microvm, Some(half - ACPI_TABLES_LEN));
-    boot_bzimage_with(Vm::Microvm, Some(half - ACPI_TABLES_LEN + 1));
+    let room = low_room(mem::LOW_TABLES);
+    boot_bzimage_with(Vm::Microvm, Some(room - ACPI_TABLES_LEN));
+    boot_bzimage_with(Vm::Microvm, Some(room - ACPI_TABLES_LEN + 1));
 }
 
 /// The MP table's processor entries in `fseg` (the BIOS segment): each
