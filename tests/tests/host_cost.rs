@@ -21,6 +21,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         rebuilds: false,
         kernel: None,
         kernel_init: None,
+        lines: false,
     })
     .unwrap();
 
@@ -158,6 +159,7 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         rebuilds: true,
         kernel: None,
         kernel_init: None,
+        lines: false,
     })
     .unwrap();
     let [rebuilds] = &report.rebuilds[..] else {
@@ -197,6 +199,7 @@ fn follows_each_firmwares_pvh_path_with_a_vmlinux() {
         rebuilds: false,
         kernel: Some(xtask::small_kernel::vmlinux_path()),
         kernel_init: None,
+        lines: false,
     })
     .unwrap();
     let names: Vec<&str> = report.costs.iter().map(|c| c.firmware.as_str()).collect();

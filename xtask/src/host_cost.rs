@@ -69,6 +69,9 @@ pub struct Options {
     /// `kernel_init` under icount: the guest's clock, then this many boots
     /// each under callgrind (none: the clock only) ([`kernel_init`]).
     pub kernel_init: Option<usize>,
+    /// With `kernel_init`: the stretches between the kernel's messages that
+    /// moved most ([`kernel_init::render_lines`]).
+    pub lines: bool,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -751,6 +754,9 @@ fn run_to_kernel_init(
     }
     let measured = kernel_init::run(opts.machine, &firmwares, repeat, work)?;
     print!("\n{}", kernel_init::render(&measured, opts.machine.name()));
+    if opts.lines {
+        print!("{}", kernel_init::render_lines(&measured, opts.top));
+    }
     if repeat == 0 {
         if let Some(path) = &opts.json {
             std::fs::write(path, serde_json::to_string_pretty(&measured)?)?;

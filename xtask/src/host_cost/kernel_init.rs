@@ -148,6 +148,9 @@ pub struct Measured {
     /// The kernel's clock at its last message before `kernel_init`, in µs
     /// (from its TSC calibration).
     pub guest_us: u64,
+    /// The kernel's time-stamped messages (text, printk time in seconds).
+    #[serde(skip)]
+    pub messages: Vec<(String, f64)>,
     pub cost: Cost,
     /// Every run's vCPU thread total (the first is `cost.vcpu`).
     pub runs: Vec<u64>,
@@ -173,6 +176,12 @@ pub fn last_stamp_us(serial: &str) -> Option<u64> {
 /// The kernel's clock at its last message before `kernel_init` in boot `b`:
 /// the same boot, without callgrind, its messages printed with time stamps.
 pub fn guest_clock_us(b: &Boot) -> Result<u64> {
+    Ok(guest_clock(b)?.0)
+}
+
+/// [`guest_clock_us`], and every time-stamped message of the boot (text,
+/// printk time in seconds), in the order printed.
+pub fn guest_clock(b: &Boot) -> Result<(u64, Vec<(String, f64)>)> {
     let mut q = b.qemu.clone();
     q.append = q.append.map(|a| a.replace("quiet", "printk.time=1"));
     q.timeout = Duration::from_secs(120);
@@ -192,7 +201,14 @@ pub fn guest_clock_us(b: &Boot) -> Result<u64> {
         b.firmware,
         b.kernel.name()
     );
-    last_stamp_us(&out.serial).context("no time-stamped message")
+    let last = last_stamp_us(&out.serial).context("no time-stamped message")?;
+    let messages = out
+        .serial
+        .lines()
+        .filter_map(|l| crate::analyze::parse_printk(l.trim_end_matches('\r')))
+        .map(|(secs, text)| (text.to_string(), secs))
+        .collect();
+    Ok((last, messages))
 }
 
 /// Boots each firmware with the small kernel's bzImage and vmlinux to
@@ -208,12 +224,13 @@ pub fn run(
     let mut out = Vec::new();
     for b in small_kernel_boots(machine, firmwares, work)? {
         let name = format!("{} {}", b.firmware, b.kernel.name());
-        let guest_us = guest_clock_us(&b).with_context(|| name.clone())?;
+        let (guest_us, messages) = guest_clock(&b).with_context(|| name.clone())?;
         if repeat == 0 {
             out.push(Measured {
                 firmware: b.firmware.clone(),
                 kernel: b.kernel,
                 guest_us,
+                messages,
                 cost: Cost::default(),
                 runs: Vec::new(),
             });
@@ -234,6 +251,7 @@ pub fn run(
             firmware: b.firmware.clone(),
             kernel: b.kernel,
             guest_us,
+            messages,
             cost,
             runs,
         });
@@ -303,6 +321,66 @@ pub fn render(all: &[Measured], machine: &str) -> String {
     s
 }
 
+/// Where the kernel's own work differs after each firmware from after the
+/// first, message by message: [`crate::kernel_lines`] with one boot a side,
+/// which under icount is exact (every stretch's length repeats to the
+/// microsecond), the `top` stretches that moved most for each kernel and
+/// firmware. Work the kernel does asynchronously (the initramfs's unpacking,
+/// deferred work) moves from stretch to stretch with the timing before it:
+/// two stretches that move by the same amount in opposite directions are one
+/// piece of work that moved.
+pub fn render_lines(all: &[Measured], top: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for m in all {
+        let Some(first) = all
+            .iter()
+            .find(|o| o.kernel == m.kernel)
+            .filter(|f| !std::ptr::eq(*f, m))
+        else {
+            continue;
+        };
+        let Some(c) = crate::kernel_lines::compare(
+            std::slice::from_ref(&first.messages),
+            std::slice::from_ref(&m.messages),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "\nThe kernel's clock between its messages, {kernel}: {other} against {base} \
+             ({} messages both boots print; exact under icount): the {} stretches that moved \
+             most, + where the kernel runs longer after {other}\n\n\
+             | ms | after {base} | after {other} | from | to |\n|---|---|---|---|---|",
+            c.common,
+            top.min(c.gaps.len()),
+            kernel = m.kernel.name(),
+            other = m.firmware,
+            base = first.firmware,
+        );
+        for g in c.gaps.iter().take(top) {
+            let _ = writeln!(
+                s,
+                "| {:+.3} | {:.3} | {:.3} | `{}` | `{}` |",
+                g.shift.ms,
+                g.base_ms,
+                g.other_ms,
+                g.from.replace('`', "'"),
+                g.to.replace('`', "'")
+            );
+        }
+        for (who, list) in [
+            (&first.firmware, &c.only_base),
+            (&m.firmware, &c.only_other),
+        ] {
+            for text in list.iter().take(top) {
+                let _ = writeln!(s, "\nonly after {who}: `{}`", text.replace('`', "'"));
+            }
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,9 +441,90 @@ mod tests {
             firmware: fw.into(),
             kernel,
             guest_us,
+            messages: Vec::new(),
             cost,
             runs: runs.to_vec(),
         }
+    }
+
+    #[test]
+    fn stretches_that_moved_each_against_the_first_firmware_of_its_kernel() {
+        let boot = |fw: &str, kernel, lines: &[(&str, f64)]| {
+            let mut m = measured(fw, kernel, &[0], 0);
+            m.messages = lines
+                .iter()
+                .map(|&(t, ms)| (t.to_string(), ms / 1e3))
+                .collect();
+            m
+        };
+        let all = [
+            boot(
+                "ferrite",
+                Kernel::BzImage,
+                &[
+                    ("tsc: Detected 999.923 MHz", 0.0),
+                    ("RAMDISK: [mem 0x1fc19000-0x1fdfffff]", 7.601),
+                    (
+                        "ACPI: 1 ACPI AML tables successfully acquired and loaded",
+                        512.030,
+                    ),
+                    ("Console: colour dummy device 80x25", 513.0),
+                    ("Unpacking initramfs...", 691.952),
+                ],
+            ),
+            boot(
+                "qboot",
+                Kernel::BzImage,
+                &[
+                    ("tsc: Detected 999.923 MHz", 0.0),
+                    ("RAMDISK: [mem 0x1fc00000-0x1fdfffff]", 8.558),
+                    (
+                        "ACPI: 1 ACPI AML tables successfully acquired and loaded",
+                        510.246,
+                    ),
+                    ("Unpacking initramfs...", 687.225),
+                ],
+            ),
+            // another kernel: compared with its own first firmware only
+            boot("ferrite", Kernel::Vmlinux, &[("a", 0.0), ("b", 1.0)]),
+        ];
+        let t = render_lines(&all, 10);
+        assert_eq!(
+            t.matches("The kernel's clock between its messages").count(),
+            1,
+            "{t}"
+        );
+        assert!(
+            t.contains("bzImage: qboot against ferrite (4 messages both boots print"),
+            "{t}"
+        );
+        // largest move first, either way: after qboot the stretch from the
+        // AML tables is 2.943 ms shorter, the one to them 2.741, the first
+        // 0.957 ms longer
+        let rows: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("| -") || l.starts_with("| +"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{t}");
+        assert!(
+            rows[0].starts_with("| -2.943 | 179.922 | 176.979 | `ACPI: 1 ACPI AML"),
+            "{}",
+            rows[0]
+        );
+        assert!(
+            rows[1].starts_with("| -2.741 | 504.429 | 501.688 | `RAMDISK: [mem 0x1fc19000-0x1fdfffff]` | `ACPI: 1 ACPI AML"),
+            "{}",
+            rows[1]
+        );
+        assert!(
+            rows[2].starts_with("| +0.957 | 7.601 | 8.558 | `tsc: Detected"),
+            "{}",
+            rows[2]
+        );
+        assert!(
+            t.contains("only after ferrite: `Console: colour dummy device 80x25`"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct Args {
     /// only (seconds a boot).
     #[arg(long, default_value_t = 1, requires = "kernel_init")]
     repeat: usize,
+    /// With --kernel-init: also compare the kernel's messages, each
+    /// firmware's boot against the first's, and list the stretches of the
+    /// kernel's own work that moved most (exact under icount; --top of them).
+    #[arg(long, requires = "kernel_init")]
+    lines: bool,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -76,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         rebuilds: args.rebuilds,
         kernel: args.kernel,
         kernel_init: args.kernel_init.then_some(args.repeat),
+        lines: args.lines,
     })?;
     Ok(())
 }
