@@ -4,7 +4,7 @@
 //! translated code weighed with it.
 
 use xtask::bench::Firmware;
-use xtask::host_cost::kernel_init::guest_clock_us;
+use xtask::host_cost::kernel_init::{guest_clock, guest_clock_us};
 use xtask::host_cost::{KINDS, Options, run};
 use xtask::qemu::Machine;
 
@@ -231,6 +231,17 @@ fn kernel_init_boots_repeat_under_icount() {
         // calibration: twice the same stamp.
         let first = guest_clock_us(&b).unwrap();
         assert!(first > 0, "{:?}", b.kernel);
-        assert_eq!(guest_clock_us(&b).unwrap(), first, "{:?}", b.kernel);
+        // and every message with it, each at the same stamp (--lines)
+        let (again, messages) = guest_clock(&b).unwrap();
+        assert_eq!(again, first, "{:?}", b.kernel);
+        let (_, again_messages) = guest_clock(&b).unwrap();
+        assert!(messages.len() > 50, "{:?}: {messages:?}", b.kernel);
+        assert_eq!(messages, again_messages, "{:?}", b.kernel);
+        assert!(
+            messages
+                .iter()
+                .any(|(text, _)| text.starts_with("tsc: Detected")),
+            "{messages:?}"
+        );
     }
 }
