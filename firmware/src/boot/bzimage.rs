@@ -136,6 +136,30 @@ impl Kernel {
         SetupHeader::in_image(&self.header).map_or(0, |h| h.setup_data)
     }
 
+    /// At most how many bytes of `setup_data` nodes QEMU appended to the
+    /// kernel image ([`Kernel::move_setup_data`] copies them to the zone):
+    /// the image from the list's head on, read either way QEMU versions
+    /// count the head's offset (see `setup_data`). 0 without a list.
+    #[inline(always)]
+    pub fn setup_data_bound(&self, fw_cfg: &mut FwCfg<impl PortIo>) -> u64 {
+        let head = self.setup_data_head();
+        if one_test(head != 0) {
+            return self.setup_data_tail(fw_cfg, head);
+        }
+        0
+    }
+
+    /// [`Kernel::setup_data_bound`] for a list that starts at `head`.
+    #[cold]
+    #[inline(never)]
+    fn setup_data_tail(&self, fw_cfg: &mut FwCfg<impl PortIo>, head: u64) -> u64 {
+        let kernel_addr = fw_cfg.read_u32(Item::KernelAddr as u16) as u64;
+        let setup_size = fw_cfg.read_u32(Item::SetupSize as u16) as u64;
+        // The smaller of the two offsets leaves the longer tail.
+        let offset = head.saturating_sub(kernel_addr).saturating_sub(setup_size);
+        self.size.saturating_sub(offset)
+    }
+
     /// Loads the protected-mode kernel into `range` (from `linux::place_kernel`).
     pub fn load(
         &self,

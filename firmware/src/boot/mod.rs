@@ -103,17 +103,22 @@ fn boot_steps<B: Board>(
     let loader = fw_cfg.find_padded(&const { crate::fwcfg::file_key(acpi::LOADER_FILE) });
     board.mark(Step::FwCfg);
 
-    // 2. Memory: QEMU's map, and the zone where the tables handed to the
-    //    kernel go: below 1 MiB, or below the top of low RAM when they are
-    //    too large for that.
+    // 2. Memory: QEMU's map.
     memory.read_from(fw_cfg)?;
     let machine = chipset::identify(&mut board.io());
-    let zone = table_zone(machine, fw_cfg, memory)?;
     board.mark(Step::MemoryMap);
 
     // 3. The kernel: which kind, validated, before any hardware is set up
-    //    for it (a kernel that cannot boot costs no PCI set-up).
+    //    for it (a kernel that cannot boot costs no PCI set-up). Then the
+    //    zone where the tables handed to the kernel go: below 1 MiB, or
+    //    below the top of low RAM when what goes there (with the kernel's
+    //    `setup_data`) is too large for that.
     let payload = bzimage::identify(board, fw_cfg, memory, kernel)?;
+    let setup_data = match &payload {
+        Payload::BzImage(kernel) => kernel.setup_data_bound(fw_cfg),
+        _ => 0,
+    };
+    let zone = table_zone(machine, fw_cfg, memory, setup_data)?;
     board.mark(Step::KernelHeader);
 
     // 4. The PC around the CPU as SeaBIOS leaves it (pc and q35; nothing on
@@ -167,7 +172,8 @@ const ZONE_FILES: [[u8; FILE_NAME_LEN]; 5] = [
 
 /// Where the tables for the kernel go: below 1 MiB as qboot places them,
 /// when QEMU's files for them (those the table loader allocates, and
-/// SMBIOS's) leave [`mem::LOW_TABLES_SPARE`] of the zone free: on microvm
+/// SMBIOS's) and the kernel's `setup_data` (at most `setup_data` bytes,
+/// copied there) leave [`mem::LOW_TABLES_SPARE`] of the zone free: on microvm
 /// in [`mem::LOW_TABLES`], on pc and q35 in the shadow RAM
 /// [`mem::LOW_TABLES_PC`]. Larger ones (an `-acpitable` file, a TPM, many
 /// CPUs) go to the top of low RAM, as SeaBIOS places them. Under TCG,
@@ -180,6 +186,7 @@ fn table_zone(
     machine: Machine,
     fw_cfg: &FwCfg<impl PortIo>,
     memory: &MemoryMap,
+    setup_data: u64,
 ) -> Result<HighZone, Error> {
     // A select, not a branch: one block under TCG.
     let low = if machine == Machine::NoPci {
@@ -187,7 +194,7 @@ fn table_zone(
     } else {
         mem::LOW_TABLES_PC
     };
-    let mut size = 0;
+    let mut size = setup_data;
     for name in &ZONE_FILES {
         size += fw_cfg.find_padded(name).map_or(0, |f| f.size as u64);
     }
