@@ -164,7 +164,7 @@ pub const HARMLESS: &[Harmless] = &[
     Harmless {
         section: "messages",
         pattern: r"^RAMDISK: \[mem 0x[0-9a-f]{8}-0x[0-9a-f]{8}\]$",
-        reason: "where the initrd lies until Linux unpacks and frees it: under SeaBIOS, QEMU's loader puts it below the room it keeps for the ACPI tables at the top of low RAM; ferrite puts it below its own table area and below the kernel's initrd_addr_max (2 GiB for Debian's kernel), which QEMU's loader does not apply to a kernel that can be loaded above 4 GiB",
+        reason: "where the initrd lies until Linux unpacks and frees it: under SeaBIOS, QEMU's loader puts it below the room it keeps for the ACPI tables at the top of low RAM; ferrite ends it at the highest 2 MiB boundary below the top of low RAM (or its table area, when that is there) and below the kernel's initrd_addr_max (2 GiB for Debian's kernel), which QEMU's loader does not apply to a kernel that can be loaded above 4 GiB",
         same_end: false,
     },
     Harmless {
