@@ -21,12 +21,13 @@ pub const KERNEL_FLOOR: u64 = 0x10_0000;
 const FOUR_GIB: u64 = 1 << 32;
 const PAGE: u64 = 4096;
 /// Where the initrd ends when it can. Linux maps its RAM with 2 MiB pages,
-/// and with 4 KiB ones where the RAM below 4 GiB ends off a 2 MiB boundary,
-/// as it does under SeaBIOS's layout, which ferrite keeps on pc and q35 (the
-/// table area at the top). An initrd there cost the small kernel 2.8 to 3.1
-/// ms of its own clock to `kernel_init`, counted exactly under icount
-/// (`cargo xtask host-cost --kernel-init`; the performance history,
-/// 2026-12-03).
+/// and with 4 KiB ones where the RAM below 4 GiB ends off a 2 MiB boundary:
+/// with the table zone at the top of low RAM (tables too large for below
+/// 1 MiB, and before 2026-12-03 on pc and q35 always). An initrd there cost
+/// the small kernel 2.8 to 3.1 ms of its own clock to `kernel_init`,
+/// counted exactly under icount (`cargo xtask host-cost --kernel-init`; the
+/// performance history, 2026-12-03). Where the RAM ends on a boundary, the
+/// second search finds the first's place again.
 pub const INITRD_END_ALIGN: u64 = 2 << 20;
 
 /// Which entry point the kernel is entered through.

@@ -202,8 +202,9 @@ pub const LOW_TABLES: Range = Range::new(0xC_0000, 0xE_0000);
 /// against tables at the top of that RAM (2026-12-03).
 pub const LOW_TABLES_PC: Range = Range::new(0xC_0000, 0xF_0000);
 /// What a low zone keeps free beside QEMU's files (the table loader's and
-/// SMBIOS's): for the MP table on microvm, `setup_data` nodes and room for
-/// a long memory map. Files that leave less go to the top of RAM.
+/// SMBIOS's) and the kernel's `setup_data`, which are counted: for the MP
+/// table on microvm and room for a long memory map. When those leave less,
+/// the zone goes to the top of low RAM.
 pub const LOW_TABLES_SPARE: u64 = 48 << 10;
 
 const _: () = {

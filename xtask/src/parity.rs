@@ -428,13 +428,19 @@ static HARMLESS_RE: std::sync::LazyLock<Vec<Regex>> = std::sync::LazyLock::new(|
         .collect()
 });
 
-/// The [`HARMLESS`] entry that accepts `line` of `section`, if any.
-pub fn harmless(section: &str, line: &str) -> Option<&'static Harmless> {
+/// The [`HARMLESS`] entries whose pattern matches `line` of `section`.
+fn matching<'a>(section: &'a str, line: &'a str) -> impl Iterator<Item = &'static Harmless> + 'a {
     HARMLESS
         .iter()
         .zip(HARMLESS_RE.iter())
-        .find(|(h, re)| h.section == section && re.is_match(line))
+        .filter(move |(h, re)| h.section == section && re.is_match(line))
         .map(|(h, _)| h)
+}
+
+/// The [`HARMLESS`] entry whose pattern accepts `line` of `section`, if any,
+/// whatever the other firmware's lines ([`harmless_against`] checks those).
+pub fn harmless(section: &str, line: &str) -> Option<&'static Harmless> {
+    matching(section, line).next()
 }
 
 /// The last address of the range a line of e820 or iomem gives
@@ -449,16 +455,10 @@ fn range_end(line: &str) -> Option<u64> {
 /// same section, does not show: an entry with [`Harmless::same_end`] accepts
 /// it only when one of those ends where it does.
 pub fn harmless_against(section: &str, line: &str, other: &[String]) -> Option<&'static Harmless> {
-    HARMLESS
-        .iter()
-        .zip(HARMLESS_RE.iter())
-        .filter(|(h, re)| h.section == section && re.is_match(line))
-        .find(|(h, _)| {
-            !h.same_end
-                || range_end(line)
-                    .is_some_and(|end| other.iter().any(|o| range_end(o) == Some(end)))
-        })
-        .map(|(h, _)| h)
+    matching(section, line).find(|h| {
+        !h.same_end
+            || range_end(line).is_some_and(|end| other.iter().any(|o| range_end(o) == Some(end)))
+    })
 }
 
 /// Lines that are not harmless but that host load alone can cause under
