@@ -22,6 +22,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         kernel: None,
         kernel_init: None,
         lines: false,
+        phases: 1,
     })
     .unwrap();
 
@@ -160,6 +161,7 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         kernel: None,
         kernel_init: None,
         lines: false,
+        phases: 1,
     })
     .unwrap();
     let [rebuilds] = &report.rebuilds[..] else {
@@ -200,6 +202,7 @@ fn follows_each_firmwares_pvh_path_with_a_vmlinux() {
         kernel: Some(xtask::small_kernel::vmlinux_path()),
         kernel_init: None,
         lines: false,
+        phases: 1,
     })
     .unwrap();
     let names: Vec<&str> = report.costs.iter().map(|c| c.firmware.as_str()).collect();

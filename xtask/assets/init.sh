@@ -8,6 +8,15 @@ $bb mount -t sysfs sysfs /sys
 $bb mount -t devtmpfs devtmpfs /dev 2>/dev/null
 . /expect
 
+# With ferrite.dmesg=1 (`cargo xtask host-cost --kernel-init`): the kernel's
+# ring buffer, time-stamped, between two lines the tool looks for. The boot
+# itself ran with the console quiet, so printing its messages cost it nothing.
+if $bb grep -q ferrite.dmesg=1 /proc/cmdline; then
+    echo "ferrite-init: dmesg begin"
+    $bb dmesg
+    echo "ferrite-init: dmesg end"
+fi
+
 fail() {
     echo "ferrite-init: FAIL $*"
     $bb poweroff -f

@@ -72,6 +72,9 @@ pub struct Options {
     /// With `kernel_init`: the stretches between the kernel's messages that
     /// moved most ([`kernel_init::render_lines`]).
     pub lines: bool,
+    /// With `kernel_init`: the kernel's clock in this many phases
+    /// ([`kernel_init::guest_clock_phase`]; 1: the first only).
+    pub phases: usize,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -752,8 +755,9 @@ fn run_to_kernel_init(
         ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
         firmwares.push((name.clone(), path.clone()));
     }
-    let measured = kernel_init::run(opts.machine, &firmwares, repeat, work)?;
+    let measured = kernel_init::run(opts.machine, &firmwares, repeat, opts.phases.max(1), work)?;
     print!("\n{}", kernel_init::render(&measured, opts.machine.name()));
+    print!("{}", kernel_init::render_phases(&measured));
     if opts.lines {
         print!("{}", kernel_init::render_lines(&measured, opts.top));
     }

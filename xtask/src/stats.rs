@@ -1,8 +1,9 @@
-//! The significance test of the research tools: the two-sided Mann-Whitney U
-//! test (Wilcoxon rank-sum). Boot times on a shared machine are skewed and
-//! often bimodal, so a rank test suits them better than a t-test. Exact
-//! p-values for small samples without ties; otherwise the normal approximation
-//! with the tie correction and a continuity correction (statrs' normal CDF).
+//! The significance tests of the research tools: the two-sided Mann-Whitney U
+//! test (Wilcoxon rank-sum), and for paired samples the Wilcoxon signed-rank
+//! test. Boot times on a shared machine are skewed and often bimodal, so a
+//! rank test suits them better than a t-test. Exact p-values for small
+//! samples without ties; otherwise the normal approximation with the tie
+//! correction and a continuity correction (statrs' normal CDF).
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
@@ -114,6 +115,82 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<MannWhitney> {
     })
 }
 
+/// The Wilcoxon signed-rank test of paired differences.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct SignedRank {
+    /// W+: the sum of the ranks of the positive differences (of their
+    /// absolute values, zeros left out, ties sharing their mean rank).
+    pub w_plus: f64,
+    /// The differences that are not zero.
+    pub n: usize,
+    /// Two-sided p-value (1 when every difference is zero).
+    pub p: f64,
+    pub exact: bool,
+}
+
+/// Number of subsets of the ranks 1..=n with each sum, for sums 0..=n(n+1)/2:
+/// W+'s distribution under the null hypothesis, times 2^n.
+fn w_distribution(n: usize) -> Vec<f64> {
+    let max = n * (n + 1) / 2;
+    let mut ways = vec![0.0; max + 1];
+    ways[0] = 1.0;
+    for r in 1..=n {
+        for w in (r..=max).rev() {
+            ways[w] += ways[w - r];
+        }
+    }
+    ways
+}
+
+/// The two-sided Wilcoxon signed-rank test of `diffs` (each pair's
+/// difference) against a median of zero. None when `diffs` is empty.
+pub fn signed_rank(diffs: &[f64]) -> Option<SignedRank> {
+    if diffs.is_empty() {
+        return None;
+    }
+    let nonzero: Vec<f64> = diffs.iter().copied().filter(|&d| d != 0.0).collect();
+    let n = nonzero.len();
+    if n == 0 {
+        return Some(SignedRank {
+            w_plus: 0.0,
+            n,
+            p: 1.0,
+            exact: true,
+        });
+    }
+    let magnitudes: Vec<f64> = nonzero.iter().map(|d| d.abs()).collect();
+    let (rank, ties) = ranks(&magnitudes);
+    let w_plus: f64 = rank
+        .iter()
+        .zip(&nonzero)
+        .filter(|&(_, &d)| d > 0.0)
+        .map(|(r, _)| r)
+        .sum();
+    let nf = n as f64;
+    let max = nf * (nf + 1.0) / 2.0;
+    if ties == 0.0 && n <= EXACT_LIMIT {
+        let dist = w_distribution(n);
+        let total: f64 = dist.iter().sum();
+        // P(W+ ≤ min(w, max − w)), doubled (W+ is symmetric)
+        let small = w_plus.min(max - w_plus).round() as usize;
+        let tail: f64 = dist[..=small].iter().sum::<f64>() / total;
+        return Some(SignedRank {
+            w_plus,
+            n,
+            p: (2.0 * tail).min(1.0),
+            exact: true,
+        });
+    }
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - ties / 48.0;
+    let z = ((w_plus - max / 2.0).abs() - 0.5).max(0.0) / var.sqrt();
+    Some(SignedRank {
+        w_plus,
+        n,
+        p: (2.0 * (1.0 - Normal::standard().cdf(z))).min(1.0),
+        exact: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +241,62 @@ mod tests {
         assert_eq!(r.p, 1.0);
         assert!(mann_whitney(&[], &[1.0]).is_none());
         assert!(mann_whitney(&[1.0], &[]).is_none());
+    }
+
+    #[test]
+    fn signed_rank_p_values_match_the_tables() {
+        // Five differences all positive: W+ = 15, p = 2/32.
+        let r = signed_rank(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert!(r.exact);
+        assert_eq!((r.w_plus, r.n), (15.0, 5));
+        assert!((r.p - 2.0 / 32.0).abs() < 1e-12, "{}", r.p);
+        // the same, all negative
+        let r = signed_rank(&[-1.0, -2.0, -3.0, -4.0, -5.0]).unwrap();
+        assert_eq!(r.w_plus, 0.0);
+        assert!((r.p - 2.0 / 32.0).abs() < 1e-12);
+        // 1, -2, 3, -4: W+ = 4 of 10; of the 16 sign patterns 7 give
+        // W+ <= 4: p = 14/16
+        let r = signed_rank(&[1.0, -2.0, 3.0, -4.0]).unwrap();
+        assert_eq!(r.w_plus, 4.0);
+        assert!((r.p - 14.0 / 16.0).abs() < 1e-12, "{}", r.p);
+        // zeros are left out
+        let r = signed_rank(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!(r.n, 5);
+        assert!((r.p - 2.0 / 32.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn signed_rank_distribution_counts_every_subset() {
+        let d = w_distribution(6);
+        assert_eq!(d.iter().sum::<f64>(), 64.0);
+        assert_eq!(d.len(), 22);
+        for w in 0..=21 {
+            assert_eq!(d[w], d[21 - w]);
+        }
+    }
+
+    #[test]
+    fn signed_rank_with_ties_or_many_pairs_is_approximated() {
+        // ties among the magnitudes
+        let r = signed_rank(&[2.0, 2.0, 2.0, 3.0, 3.0, 4.0, -1.0]).unwrap();
+        assert!(!r.exact);
+        assert!(r.p > 0.0 && r.p < 0.2, "{}", r.p);
+        let shifted: Vec<f64> = (0..50)
+            .map(|i| 3.0 + (i % 9) as f64 - 4.0 + 0.01 * i as f64)
+            .collect();
+        let r = signed_rank(&shifted).unwrap();
+        assert!(!r.exact && r.p < 0.001, "{r:?}");
+        let centred: Vec<f64> = (0..50)
+            .map(|i| {
+                if i % 2 == 0 {
+                    i as f64 + 1.0
+                } else {
+                    -(i as f64)
+                }
+            })
+            .collect();
+        assert!(signed_rank(&centred).unwrap().p > 0.5);
+        assert_eq!(signed_rank(&[0.0, 0.0]).unwrap().p, 1.0);
+        assert!(signed_rank(&[]).is_none());
     }
 }

@@ -12,11 +12,20 @@
 //!
 //! Two measures come out:
 //! - **the kernel's clock** at its last message before `kernel_init`, from a
-//!   boot without callgrind that prints its messages with time stamps: 8 ns
-//!   a guest instruction, exact, the same at every boot. Linux starts that
-//!   clock at 0 when it calibrates its TSC, early in `setup_arch`: it counts
-//!   the kernel's own work from there, what the machine the firmware handed
-//!   over costs it, without the firmware or the decompressor;
+//!   boot without callgrind: 8 ns a guest instruction, exact, the same at
+//!   every boot. Linux starts that clock at 0 when it calibrates its TSC,
+//!   early in `setup_arch`: it counts the kernel's own work from there, what
+//!   the machine the firmware handed over costs it, without the firmware or
+//!   the decompressor. The boot keeps its console quiet, as users' boots and
+//!   the bench's do, and /init prints the kernel's ring buffer afterwards
+//!   ([`CLOCK_ARGS`]): printed on the serial console as they come, the
+//!   messages cost the clock 14 ms to `kernel_init` on q35, more after a
+//!   firmware that makes the kernel print more lines. The clock also moves
+//!   by milliseconds with where the kernel's waits, whole timer ticks, fall
+//!   against its work, which a few bytes more of command line or initramfs
+//!   shift: one boot a side is exact but not representative. `--phases N`
+//!   boots each N times, the initramfs a little longer each time, and pairs
+//!   the boots phase by phase ([`render_phases`]);
 //! - **QEMU's vCPU thread** under callgrind, in host instructions, with
 //!   what went to translating, memory-map rebuilds and device accesses.
 //!   Those three repeat to a few hundred thousand; the total does not
@@ -34,7 +43,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
 use super::{Cost, KINDS, measure};
@@ -125,18 +134,30 @@ pub fn small_kernel_boots(
     let bzimage = crate::small_kernel::build()?;
     let vmlinux = crate::small_kernel::vmlinux_path();
     std::fs::create_dir_all(work)?;
-    let initrd = linux_assets::build_initramfs(
+    let initrd = phase_initramfs(work, 0)?;
+    Ok(boots(machine, firmwares, &bzimage, &vmlinux, &initrd))
+}
+
+/// The initramfs of phase `phase` ([`guest_clock_with`]), written into
+/// `work`: the bench's, for one CPU and 512 MiB, its payload
+/// [`PHASE_STEP`] bytes longer a phase.
+pub fn phase_initramfs(work: &Path, phase: usize) -> Result<PathBuf> {
+    let name = match phase {
+        0 => "initramfs.cpio".to_string(),
+        n => format!("initramfs-phase{n}.cpio"),
+    };
+    Ok(linux_assets::build_initramfs(
         &InitramfsSpec {
             expect_cpus: 1,
             expect_mem_mib: 512,
             cmdline_token: TOKEN.into(),
-            payload_len: 4096,
+            payload_len: 4096 + phase * PHASE_STEP,
             poweroff: true,
             kernel_reserves_mib: 0,
         },
-        &work.join("initramfs.cpio"),
-    )?;
-    Ok(boots(machine, firmwares, &bzimage, &vmlinux, &initrd.path))
+        &work.join(name),
+    )?
+    .path)
 }
 
 /// One boot's measures: the kernel's clock, each run's vCPU thread total,
@@ -151,6 +172,9 @@ pub struct Measured {
     /// The kernel's time-stamped messages (text, printk time in seconds).
     #[serde(skip)]
     pub messages: Vec<(String, f64)>,
+    /// The kernel's clock in each phase ([`guest_clock_with`]), µs: the
+    /// first is `guest_us`.
+    pub clocks: Vec<u64>,
     pub cost: Cost,
     /// Every run's vCPU thread total (the first is `cost.vcpu`).
     pub runs: Vec<u64>,
@@ -165,49 +189,107 @@ impl Measured {
     }
 }
 
-/// The time stamp of the last time-stamped line of `serial`, in µs.
-pub fn last_stamp_us(serial: &str) -> Option<u64> {
-    let line = serial.lines().rfind(|l| l.starts_with('['))?;
-    let (secs, _) = line[1..].split_once(']')?;
+/// What a clock boot adds to the kernel's command line in place of `quiet`:
+/// the console stays quiet, as in users' boots and the bench's, the messages
+/// are time-stamped in the kernel's ring buffer, and /init prints that buffer
+/// when it starts (`ferrite.dmesg=1`, `xtask/assets/init.sh`). Under icount a
+/// message printed on the serial console costs the kernel's clock its
+/// printing, about 0.07 ms a line (on q35 on 2026-12-03, 14 ms to
+/// `kernel_init` in all): a firmware after which the kernel prints a line
+/// more would be charged for it.
+pub const CLOCK_ARGS: &str = "quiet printk.time=1 ferrite.dmesg=1";
+/// The kernel's message as it starts /init, right after the `kernel_init`
+/// marker: the clock is read at the message before it.
+pub const RUN_INIT: &str = "Run /init as init process";
+/// How much longer each phase's initramfs payload is than the one before
+/// ([`phase_initramfs`]): about 0.45 ms more of the kernel's unpacking, so
+/// that 20 phases take its waits through two timer ticks of 4 ms.
+pub const PHASE_STEP: usize = 20 << 10;
+/// The lines /init prints around the ring buffer.
+pub const DUMP_BEGIN: &str = "ferrite-init: dmesg begin";
+pub const DUMP_END: &str = "ferrite-init: dmesg end";
+
+/// A message's time stamp in µs, read exactly (`[    0.990039] ...`).
+fn stamp_us(line: &str) -> Option<u64> {
+    let (secs, _) = line.strip_prefix('[')?.split_once(']')?;
     let (s, us) = secs.trim().split_once('.')?;
     Some(s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?)
 }
 
+/// The kernel's messages before it started /init, from the ring buffer /init
+/// printed between [`DUMP_BEGIN`] and [`DUMP_END`] (text, printk time in
+/// seconds, in the order logged), and the time stamp of the last of them in
+/// µs: the kernel's clock at its last message before `kernel_init`.
+pub fn ring_buffer(serial: &str) -> Result<(u64, Vec<(String, f64)>)> {
+    let (_, rest) = serial
+        .split_once(DUMP_BEGIN)
+        .with_context(|| format!("/init printed no ring buffer (no `{DUMP_BEGIN}`)"))?;
+    let (dump, _) = rest
+        .split_once(DUMP_END)
+        .with_context(|| format!("the ring buffer's dump is cut short (no `{DUMP_END}`)"))?;
+    let mut messages = Vec::new();
+    let mut last = None;
+    for line in dump.lines().map(|l| l.trim_end_matches('\r')) {
+        let Some((secs, text)) = crate::analyze::parse_printk(line) else {
+            continue;
+        };
+        if text == RUN_INIT {
+            let last = last.context("no time-stamped message before /init")?;
+            return Ok((last, messages));
+        }
+        last = Some(stamp_us(line).with_context(|| format!("a malformed time stamp: {line}"))?);
+        messages.push((text.to_string(), secs));
+    }
+    bail!("no `{RUN_INIT}` in the ring buffer")
+}
+
 /// The kernel's clock at its last message before `kernel_init` in boot `b`:
-/// the same boot, without callgrind, its messages printed with time stamps.
+/// the same boot, without callgrind, its messages read from the ring buffer.
 pub fn guest_clock_us(b: &Boot) -> Result<u64> {
     Ok(guest_clock(b)?.0)
 }
 
+/// [`guest_clock`] of boot `b` with the initramfs `initrd` in its place
+/// (a phase's: [`phase_initramfs`]). The kernel's clock at `kernel_init`
+/// depends on where its waits, whole timer ticks, fall against its work: on
+/// q35 on 2026-12-03 a few bytes more of command line moved it by up to
+/// 18 ms, and the difference between two firmwares by as much, either way.
+/// Each boot is exact and repeats; what a firmware changes shows over
+/// phases whose work before the waits differs, here by the initramfs's
+/// unpacking (about 22 µs of the kernel's clock a KiB).
+pub fn guest_clock_with(b: &Boot, initrd: &Path) -> Result<(u64, Vec<(String, f64)>)> {
+    let mut b = b.clone();
+    b.qemu.initrd = Some(initrd.to_path_buf());
+    guest_clock(&b)
+}
+
 /// [`guest_clock_us`], and every time-stamped message of the boot (text,
-/// printk time in seconds), in the order printed.
+/// printk time in seconds), in the order logged. The boot goes on past the
+/// marker to /init, which prints the ring buffer ([`CLOCK_ARGS`]).
 pub fn guest_clock(b: &Boot) -> Result<(u64, Vec<(String, f64)>)> {
     let mut q = b.qemu.clone();
-    q.append = q.append.map(|a| a.replace("quiet", "printk.time=1"));
+    q.append = q.append.map(|a| a.replace("quiet", CLOCK_ARGS));
+    q.exit_ports.clear();
     q.timeout = Duration::from_secs(120);
     let out = q.run()?;
     ensure!(
-        b.expect.contains(&out.exit_code.unwrap_or(-1)),
-        "{} {}: did not reach kernel_init (exit {:?})",
+        out.serial.contains("ferrite-init: PASS"),
+        "{} {}: /init's checks did not pass (exit {:?}): {}",
         b.firmware,
         b.kernel.name(),
-        out.exit_code
+        out.exit_code,
+        out.serial
     );
+    let (last, messages) =
+        ring_buffer(&out.serial).with_context(|| format!("{} {}", b.firmware, b.kernel.name()))?;
     // The clock means instructions only if the kernel calibrated its TSC
     // itself, against the PIT in virtual time.
     ensure!(
-        out.serial.contains("tsc: Detected"),
+        messages.iter().any(|(t, _)| t.starts_with("tsc: Detected")),
         "{} {}: the kernel did not calibrate its TSC",
         b.firmware,
         b.kernel.name()
     );
-    let last = last_stamp_us(&out.serial).context("no time-stamped message")?;
-    let messages = out
-        .serial
-        .lines()
-        .filter_map(|l| crate::analyze::parse_printk(l.trim_end_matches('\r')))
-        .map(|(secs, text)| (text.to_string(), secs))
-        .collect();
     Ok((last, messages))
 }
 
@@ -218,6 +300,7 @@ pub fn run(
     machine: Machine,
     firmwares: &[(String, PathBuf)],
     repeat: usize,
+    phases: usize,
     work: &Path,
 ) -> Result<Vec<Measured>> {
     let mut exports = ExportCache::default();
@@ -225,12 +308,20 @@ pub fn run(
     for b in small_kernel_boots(machine, firmwares, work)? {
         let name = format!("{} {}", b.firmware, b.kernel.name());
         let (guest_us, messages) = guest_clock(&b).with_context(|| name.clone())?;
+        let mut clocks = vec![guest_us];
+        for phase in 1..phases {
+            let initrd = phase_initramfs(work, phase)?;
+            let (clock, _) =
+                guest_clock_with(&b, &initrd).with_context(|| format!("{name}, phase {phase}"))?;
+            clocks.push(clock);
+        }
         if repeat == 0 {
             out.push(Measured {
                 firmware: b.firmware.clone(),
                 kernel: b.kernel,
                 guest_us,
                 messages,
+                clocks,
                 cost: Cost::default(),
                 runs: Vec::new(),
             });
@@ -252,6 +343,7 @@ pub fn run(
             kernel: b.kernel,
             guest_us,
             messages,
+            clocks,
             cost,
             runs,
         });
@@ -265,7 +357,7 @@ pub fn render(all: &[Measured], machine: &str) -> String {
     let counted = all.iter().any(|m| !m.runs.is_empty());
     let mut s = format!(
         "The small kernel on {machine}, to `kernel_init`, under TCG with `{} {}`: \
-         the kernel's clock at its last message (from its TSC calibration; exact)",
+         the kernel's clock at its last message (from its TSC calibration; exact; phase 0)",
         ICOUNT[0], ICOUNT[1]
     );
     if counted {
@@ -321,6 +413,62 @@ pub fn render(all: &[Measured], machine: &str) -> String {
     s
 }
 
+/// With more than one phase ([`guest_clock_with`]): each boot's clock over
+/// the phases, and its difference from the first firmware's boot of the same
+/// kernel phase by phase (paired: the same initramfs), with the Wilcoxon
+/// signed-rank test of those differences. Empty with one phase.
+pub fn render_phases(all: &[Measured]) -> String {
+    let phases = all.iter().map(|m| m.clocks.len()).max().unwrap_or(0);
+    if phases < 2 {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nThe kernel's clock at its last message before `kernel_init` over {phases} phases \
+         (the initramfs's payload 0 to {} KiB longer, which moves where the kernel's \
+         timer-bound waits fall against its work), ms; against the first firmware phase by \
+         phase (+ where the kernel reaches `kernel_init` later than after it)\n\n\
+         | kernel | firmware | mean | sd | min – max | vs the first: mean difference | later in | signed-rank p |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        (phases - 1) * PHASE_STEP / 1024
+    );
+    let ms = |us: &u64| *us as f64 / 1e3;
+    for m in all {
+        let clocks: Vec<f64> = m.clocks.iter().map(ms).collect();
+        let n = clocks.len() as f64;
+        let mean = clocks.iter().sum::<f64>() / n;
+        let sd =
+            (clocks.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)).sqrt();
+        let min = clocks.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = clocks.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let first = all
+            .iter()
+            .find(|o| o.kernel == m.kernel)
+            .filter(|f| !std::ptr::eq(*f, m));
+        let versus = match first {
+            Some(f) => {
+                let diffs: Vec<f64> = m
+                    .clocks
+                    .iter()
+                    .zip(&f.clocks)
+                    .map(|(a, b)| (*a as f64 - *b as f64) / 1e3)
+                    .collect();
+                let later = diffs.iter().filter(|&&d| d > 0.0).count();
+                let mean = diffs.iter().sum::<f64>() / diffs.len().max(1) as f64;
+                let p = crate::stats::signed_rank(&diffs)
+                    .map_or("–".into(), |r| format!("{:.3}", r.p));
+                format!("{mean:+.2} | {later} of {} | {p}", diffs.len())
+            }
+            None => "– | – | –".into(),
+        };
+        s += &format!(
+            "| {} | {} | {mean:.2} | {sd:.2} | {min:.2} – {max:.2} | {versus} |\n",
+            m.kernel.name(),
+            m.firmware,
+        );
+    }
+    s
+}
+
 /// Where the kernel's own work differs after each firmware from after the
 /// first, message by message: [`crate::kernel_lines`] with one boot a side,
 /// which under icount is exact (every stretch's length repeats to the
@@ -328,7 +476,9 @@ pub fn render(all: &[Measured], machine: &str) -> String {
 /// firmware. Work the kernel does asynchronously (the initramfs's unpacking,
 /// deferred work) moves from stretch to stretch with the timing before it:
 /// two stretches that move by the same amount in opposite directions are one
-/// piece of work that moved.
+/// piece of work that moved. The comparison is of phase 0 only, and in
+/// another phase the timer-bound waits fall elsewhere: a stretch that moved
+/// is a place to look, not a measure.
 pub fn render_lines(all: &[Measured], top: usize) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -442,9 +592,68 @@ mod tests {
             kernel,
             guest_us,
             messages: Vec::new(),
+            clocks: vec![guest_us],
             cost,
             runs: runs.to_vec(),
         }
+    }
+
+    #[test]
+    fn phases_are_paired_against_the_first_firmware_of_each_kernel() {
+        let boot = |fw: &str, kernel, clocks: &[u64]| {
+            let mut m = measured(fw, kernel, &[0], 0);
+            m.guest_us = clocks[0];
+            m.clocks = clocks.to_vec();
+            m
+        };
+        // qboot later in every phase, by 1 to 6 ms; the vmlinux level
+        let all = [
+            boot(
+                "ferrite",
+                Kernel::BzImage,
+                &[
+                    1_000_000, 1_010_000, 1_004_000, 1_002_000, 1_001_000, 1_007_000,
+                ],
+            ),
+            boot(
+                "qboot",
+                Kernel::BzImage,
+                &[
+                    1_001_000, 1_016_000, 1_006_000, 1_005_000, 1_005_000, 1_012_000,
+                ],
+            ),
+            boot(
+                "ferrite",
+                Kernel::Vmlinux,
+                &[
+                    1_000_000, 1_003_000, 1_000_000, 1_003_000, 1_000_000, 1_003_000,
+                ],
+            ),
+            boot(
+                "qboot",
+                Kernel::Vmlinux,
+                &[
+                    1_003_000, 1_000_000, 1_003_000, 1_000_000, 1_003_000, 1_000_000,
+                ],
+            ),
+        ];
+        let t = render_phases(&all);
+        assert!(
+            t.contains("over 6 phases (the initramfs's payload 0 to 100 KiB longer"),
+            "{t}"
+        );
+        // the first of each kernel: its own figures, no comparison
+        assert!(
+            t.contains("| bzImage | ferrite | 1004.00 | 3.85 | 1000.00 – 1010.00 | – | – | – |\n"),
+            "{t}"
+        );
+        // 1, 6, 2, 3, 4, 5 ms later: all six, exact p 2/64
+        assert!(t.contains("| bzImage | qboot | 1007.50 | 5.47 | 1001.00 – 1016.00 | +3.50 | 6 of 6 | 0.031 |\n"), "{t}");
+        // +3, -3 by turns: no evidence (ties: the normal approximation)
+        assert!(t.contains("| vmlinux (PVH) | qboot | 1001.50 | 1.64 | 1000.00 – 1003.00 | +0.00 | 3 of 6 | 1.000 |\n"), "{t}");
+        // one phase: nothing to show
+        let single = [measured("ferrite", Kernel::BzImage, &[0], 0)];
+        assert_eq!(render_phases(&single), "");
     }
 
     #[test]
@@ -582,12 +791,40 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_last_time_stamp() {
-        let serial =
-            "[    0.000000] tsc: Detected\n[    0.990039] Freeing unused kernel image\nno stamp\n";
-        assert_eq!(last_stamp_us(serial), Some(990_039));
-        assert_eq!(last_stamp_us("[   12.000001] x"), Some(12_000_001));
-        assert_eq!(last_stamp_us("nothing"), None);
-        assert_eq!(last_stamp_us("[ bad] x"), None);
+    fn reads_the_ring_buffer_up_to_init() {
+        let serial = format!(
+            "[    0.100000] a warning on the quiet console\n{DUMP_BEGIN}\r\n\
+             [    0.000000] tsc: Detected 1000.000 MHz processor\r\n\
+             a continuation line\n\
+             [    0.990039] Freeing unused kernel image\n\
+             [    0.990100] {RUN_INIT}\n\
+             [    1.500000] input: a mouse, after the marker\n\
+             {DUMP_END}\nferrite-init: PASS\n"
+        );
+        let (last, messages) = ring_buffer(&serial).unwrap();
+        assert_eq!(last, 990_039);
+        assert_eq!(
+            messages,
+            [
+                ("tsc: Detected 1000.000 MHz processor".to_string(), 0.0),
+                ("Freeing unused kernel image".to_string(), 0.990039),
+            ]
+        );
+        assert_eq!(stamp_us("[   12.000001] x"), Some(12_000_001));
+        assert_eq!(stamp_us("[ bad] x"), None);
+    }
+
+    #[test]
+    fn a_ring_buffer_missing_or_cut_short_is_an_error() {
+        let no_dump = "[    0.990039] Freeing unused kernel image\n";
+        assert!(ring_buffer(no_dump).is_err());
+        let cut = format!("{DUMP_BEGIN}\n[    0.990039] Freeing unused kernel image\n[    0.99");
+        let e = ring_buffer(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut short"), "{e}");
+        let no_init = format!("{DUMP_BEGIN}\n[    0.990039] Freeing\n{DUMP_END}\n");
+        let e = ring_buffer(&no_init).unwrap_err().to_string();
+        assert!(e.contains(RUN_INIT), "{e}");
+        let nothing_before = format!("{DUMP_BEGIN}\n[    0.990039] {RUN_INIT}\n{DUMP_END}\n");
+        assert!(ring_buffer(&nothing_before).is_err());
     }
 }

@@ -64,6 +64,13 @@ pub struct Args {
     /// kernel's own work that moved most (exact under icount; --top of them).
     #[arg(long, requires = "kernel_init")]
     lines: bool,
+    /// With --kernel-init: read the kernel's clock in this many phases, the
+    /// initramfs 20 KiB longer each time: the clock at `kernel_init` moves by
+    /// milliseconds with where the kernel's timer-bound waits fall against
+    /// its work, and the phases, paired between firmwares, show what a
+    /// firmware changes (seconds a boot each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), requires = "kernel_init")]
+    phases: u16,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -82,6 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         kernel: args.kernel,
         kernel_init: args.kernel_init.then_some(args.repeat),
         lines: args.lines,
+        phases: args.phases as usize,
     })?;
     Ok(())
 }
