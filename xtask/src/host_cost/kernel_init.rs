@@ -22,10 +22,10 @@
 //!   messages cost the clock 14 ms to `kernel_init` on q35, more after a
 //!   firmware that makes the kernel print more lines. The clock also moves
 //!   by milliseconds with where the kernel's waits, whole timer ticks, fall
-//!   against its work, which a few bytes more of command line or initramfs
-//!   shift: one boot a side is exact but not representative. `--phases N`
-//!   boots each N times, the initramfs a little longer each time, and pairs
-//!   the boots phase by phase ([`render_phases`]);
+//!   against its work, which a word more of command line or a little more
+//!   initramfs shift: one boot a side is exact but not representative.
+//!   `--phases N` boots each N times, both varied, and pairs the boots
+//!   phase by phase ([`render_phases`]);
 //! - **QEMU's vCPU thread** under callgrind, in host instructions, with
 //!   what went to translating, memory-map rebuilds and device accesses.
 //!   Those three repeat to a few hundred thousand; the total does not
@@ -201,6 +201,9 @@ pub const CLOCK_ARGS: &str = "quiet printk.time=1 ferrite.dmesg=1";
 /// The kernel's message as it starts /init, right after the `kernel_init`
 /// marker: the clock is read at the message before it.
 pub const RUN_INIT: &str = "Run /init as init process";
+/// The command-line word of a phase after the first, with its number
+/// ([`guest_clock_with`]).
+pub const PHASE_WORD: &str = "ferrite.phase=";
 /// How much longer each phase's initramfs payload is than the one before
 /// ([`phase_initramfs`]): about 0.45 ms more of the kernel's unpacking, so
 /// that 20 phases take its waits through two timer ticks of 4 ms.
@@ -249,17 +252,27 @@ pub fn guest_clock_us(b: &Boot) -> Result<u64> {
     Ok(guest_clock(b)?.0)
 }
 
-/// [`guest_clock`] of boot `b` with the initramfs `initrd` in its place
-/// (a phase's: [`phase_initramfs`]). The kernel's clock at `kernel_init`
-/// depends on where its waits, whole timer ticks, fall against its work: on
-/// q35 on 2026-12-03 a few bytes more of command line moved it by up to
-/// 18 ms, and the difference between two firmwares by as much, either way.
-/// Each boot is exact and repeats; what a firmware changes shows over
-/// phases whose work before the waits differs, here by the initramfs's
-/// unpacking (about 22 µs of the kernel's clock a KiB).
-pub fn guest_clock_with(b: &Boot, initrd: &Path) -> Result<(u64, Vec<(String, f64)>)> {
+/// [`guest_clock`] of boot `b` in phase `phase` (0: the boot as it is):
+/// the initramfs `initrd` in its place ([`phase_initramfs`]) and, after
+/// phase 0, [`PHASE_WORD`] and the phase's number on the command line. The
+/// kernel's clock at `kernel_init` moves with both by milliseconds, either
+/// way, for every firmware: its waits are whole timer ticks, and where they
+/// fall against its work moves with the work before them (the initramfs's
+/// unpacking, about 22 µs of the clock a KiB), while a word more or less on
+/// the command line moved the clock on q35 by up to 5 ms with no order (on
+/// 2026-12-03: no word 1,019.9 ms, `foo=1` 1,018.7, `ferrite.x=1` 1,014.6,
+/// two such words 1,023.0). Each boot is exact and repeats; what a
+/// firmware changes shows over phases that vary both.
+pub fn guest_clock_with(
+    b: &Boot,
+    phase: usize,
+    initrd: &Path,
+) -> Result<(u64, Vec<(String, f64)>)> {
     let mut b = b.clone();
     b.qemu.initrd = Some(initrd.to_path_buf());
+    if phase > 0 {
+        b.qemu.append = b.qemu.append.map(|a| format!("{a} {PHASE_WORD}{phase}"));
+    }
     guest_clock(&b)
 }
 
@@ -311,8 +324,8 @@ pub fn run(
         let mut clocks = vec![guest_us];
         for phase in 1..phases {
             let initrd = phase_initramfs(work, phase)?;
-            let (clock, _) =
-                guest_clock_with(&b, &initrd).with_context(|| format!("{name}, phase {phase}"))?;
+            let (clock, _) = guest_clock_with(&b, phase, &initrd)
+                .with_context(|| format!("{name}, phase {phase}"))?;
             clocks.push(clock);
         }
         if repeat == 0 {
@@ -424,9 +437,10 @@ pub fn render_phases(all: &[Measured]) -> String {
     }
     let mut s = format!(
         "\nThe kernel's clock at its last message before `kernel_init` over {phases} phases \
-         (the initramfs's payload 0 to {} KiB longer, which moves where the kernel's \
-         timer-bound waits fall against its work), ms; against the first firmware phase by \
-         phase (+ where the kernel reaches `kernel_init` later than after it)\n\n\
+         (the initramfs's payload 0 to {} KiB longer and `{PHASE_WORD}N` on the command \
+         line, which move where the kernel's timer-bound waits fall against its work), ms; \
+         against the first firmware phase by phase (+ where the kernel reaches `kernel_init` \
+         later than after it)\n\n\
          | kernel | firmware | mean | sd | min – max | vs the first: mean difference | later in | signed-rank p |\n\
          |---|---|---|---|---|---|---|---|\n",
         (phases - 1) * PHASE_STEP / 1024
@@ -639,7 +653,9 @@ mod tests {
         ];
         let t = render_phases(&all);
         assert!(
-            t.contains("over 6 phases (the initramfs's payload 0 to 100 KiB longer"),
+            t.contains(
+                "over 6 phases (the initramfs's payload 0 to 100 KiB longer and `ferrite.phase=N`"
+            ),
             "{t}"
         );
         // the first of each kernel: its own figures, no comparison

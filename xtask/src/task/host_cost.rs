@@ -65,10 +65,10 @@ pub struct Args {
     #[arg(long, requires = "kernel_init")]
     lines: bool,
     /// With --kernel-init: read the kernel's clock in this many phases, the
-    /// initramfs 20 KiB longer each time: the clock at `kernel_init` moves by
-    /// milliseconds with where the kernel's timer-bound waits fall against
-    /// its work, and the phases, paired between firmwares, show what a
-    /// firmware changes (seconds a boot each).
+    /// initramfs 20 KiB longer each time and a numbered word on the command
+    /// line: the clock at `kernel_init` moves by milliseconds with both, and
+    /// the phases, paired between firmwares, show what a firmware changes
+    /// (seconds a boot each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), requires = "kernel_init")]
     phases: u16,
     /// Blocks in each calibration ROM.
