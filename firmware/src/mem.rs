@@ -184,6 +184,14 @@ pub const FIRMWARE_RAM: Range = Range::new(0x1_0000, 0x9_F000);
 pub const LEGACY_HOLE: Range = Range::new(0xA_0000, 0x10_0000);
 /// The BIOS segment: reserved like every PC BIOS does.
 pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
+/// What microvm reserves as the BIOS's below 1 MiB: the ROM's whole low
+/// alias, where QEMU maps its last 128 KiB, ROM there (no PAM makes any of
+/// it RAM). Reserved from 0xE0000 rather than the BIOS segment alone, it
+/// joins the reservation of the tables below it: an e820 entry fewer, and
+/// Linux's direct-map set-up walks the e820 table about 2,000 times
+/// (`e820__mapped_any`), so the small kernel reached `kernel_init` 0.57 ms
+/// of its clock sooner (icount, 2026-12-03).
+pub const MICROVM_ROM_ALIAS: Range = Range::new(0xE_0000, 0x10_0000);
 /// The high zone never grows beyond this.
 pub const HIGH_ZONE_MAX: u64 = 16 << 20;
 /// Where microvm's tables go when they fit: RAM in the legacy hole (microvm
@@ -298,9 +306,11 @@ impl Reservations {
     const ROM: usize = 2;
     const ALSO: usize = Reservations::SLOTS - 1;
 
-    pub fn new(rom: Range) -> Reservations {
+    /// `bios`: what below 1 MiB is the BIOS's, [`BIOS_AREA`] or on microvm
+    /// [`MICROVM_ROM_ALIAS`].
+    pub fn new(rom: Range, bios: Range) -> Reservations {
         let mut ranges = [Range::new(0, 0); Reservations::SLOTS];
-        ranges[Reservations::BIOS] = BIOS_AREA;
+        ranges[Reservations::BIOS] = bios;
         ranges[Reservations::ROM] = rom;
         Reservations { ranges, chipset: 0 }
     }

@@ -125,7 +125,13 @@ fn boot_steps<B: Board>(
     //    microvm): PCI, the BIOS segment, legacy devices, the MTRRs, and the
     //    other CPUs sent to copy them. Before ACPI: QEMU builds its tables
     //    from what the firmware programmed. What the chipset uses is reserved.
-    let mut reserved = Reservations::new(B::ROM);
+    // A select, not a branch: one block under TCG.
+    let bios = if machine == Machine::NoPci {
+        mem::MICROVM_ROM_ALIAS
+    } else {
+        mem::BIOS_AREA
+    };
+    let mut reserved = Reservations::new(B::ROM, bios);
     let pc = Pc::setup(
         board,
         fw_cfg,
