@@ -127,7 +127,7 @@ fn boot_steps<B: Board>(
     //    from what the firmware programmed. What the chipset uses is reserved.
     // A select, not a branch: one block under TCG.
     let bios = if machine == Machine::NoPci {
-        mem::MICROVM_ROM_ALIAS
+        mem::MICROVM_LEGACY
     } else {
         mem::BIOS_AREA
     };

@@ -156,16 +156,16 @@ fn boot_bzimage_with(kind: Vm, microvm_acpi: Option<usize>) {
                 covered_by(&map, Range::new(MIB, RAM), e820_type::RAM),
                 "{map:x?}"
             );
-            // The tables' reservation and the ROM's low alias above it are
-            // one entry: each e820 entry costs Linux's direct-map set-up.
-            let low: Vec<_> = map
-                .iter()
-                .filter(|&&(r, _)| r.start >= mem::LOW_TABLES.start && r.end <= MIB)
-                .collect();
-            assert_eq!(low.len(), 1, "{map:x?}");
         }
-        assert!(
-            covered_by(&map, mem::MICROVM_ROM_ALIAS, e820_type::RESERVED),
+        // The EBDA, the legacy hole and the tables' reservation in it are
+        // one entry: each e820 entry costs Linux's direct-map set-up.
+        let low: Vec<_> = map
+            .iter()
+            .filter(|&&(r, _)| r.end > EBDA.start && r.start < MIB)
+            .collect();
+        assert_eq!(
+            low,
+            [&(Range::new(EBDA.start, MIB), e820_type::RESERVED)],
             "{map:x?}"
         );
         assert!(board.cpu.msrs.is_empty(), "microvm has no MTRR set-up");
@@ -530,7 +530,7 @@ fn check_map(kind: Vm, map: &[(Range, u32)], kernel: Range) {
     assert!(covered_by(map, mem::BIOS_AREA, e820_type::RESERVED));
     if kind == Vm::Microvm {
         assert!(
-            covered_by(map, mem::MICROVM_ROM_ALIAS, e820_type::RESERVED),
+            covered_by(map, mem::MICROVM_LEGACY, e820_type::RESERVED),
             "{kind:?}: {map:x?}"
         );
     }
