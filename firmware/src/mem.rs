@@ -194,7 +194,7 @@ pub const BIOS_AREA: Range = Range::new(0xF_0000, 0x10_0000);
 /// (`e820__mapped_any`), some 2,000 times. The ROM's alias alone joined to
 /// the tables brought the small kernel's bzImage to `kernel_init` 0.59 ms
 /// of its clock sooner (icount, 2026-12-03).
-pub const MICROVM_LEGACY: Range = Range::new(0xA_0000, 0x10_0000);
+pub const MICROVM_LEGACY: Range = LEGACY_HOLE;
 /// The high zone never grows beyond this.
 pub const HIGH_ZONE_MAX: u64 = 16 << 20;
 /// Where microvm's tables go when they fit: RAM in the legacy hole (microvm
