@@ -23,6 +23,7 @@ fn counts_the_vcpu_thread_of_each_firmware() {
         kernel_init: None,
         lines: false,
         phases: 1,
+        append: String::new(),
     })
     .unwrap();
 
@@ -162,6 +163,7 @@ fn lists_the_memory_map_rebuilds_of_a_boot() {
         kernel_init: None,
         lines: false,
         phases: 1,
+        append: String::new(),
     })
     .unwrap();
     let [rebuilds] = &report.rebuilds[..] else {
@@ -203,6 +205,7 @@ fn follows_each_firmwares_pvh_path_with_a_vmlinux() {
         kernel_init: None,
         lines: false,
         phases: 1,
+        append: String::new(),
     })
     .unwrap();
     let names: Vec<&str> = report.costs.iter().map(|c| c.firmware.as_str()).collect();

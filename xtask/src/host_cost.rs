@@ -75,6 +75,9 @@ pub struct Options {
     /// With `kernel_init`: the kernel's clock in this many phases
     /// ([`kernel_init::guest_clock_phase`]; 1: the first only).
     pub phases: usize,
+    /// With `kernel_init`: words added to every boot's kernel command line
+    /// ([`kernel_init::add_words`]; empty: none).
+    pub append: String,
 }
 
 /// What QEMU did, by the functions that start each kind of work: the name,
@@ -755,7 +758,17 @@ fn run_to_kernel_init(
         ensure!(path.is_file(), "{name}: no ROM at {}", path.display());
         firmwares.push((name.clone(), path.clone()));
     }
-    let measured = kernel_init::run(opts.machine, &firmwares, repeat, opts.phases.max(1), work)?;
+    if !opts.append.trim().is_empty() {
+        println!("every boot's command line also has: {}", opts.append.trim());
+    }
+    let measured = kernel_init::run(
+        opts.machine,
+        &firmwares,
+        repeat,
+        opts.phases.max(1),
+        &opts.append,
+        work,
+    )?;
     print!("\n{}", kernel_init::render(&measured, opts.machine.name()));
     print!("{}", kernel_init::render_phases(&measured));
     if opts.lines {

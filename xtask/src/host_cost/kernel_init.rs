@@ -169,9 +169,10 @@ pub struct Measured {
     /// The kernel's clock at its last message before `kernel_init`, in µs
     /// (from its TSC calibration).
     pub guest_us: u64,
-    /// The kernel's time-stamped messages (text, printk time in seconds).
+    /// The kernel's time-stamped messages (text, printk time in seconds),
+    /// of each phase in turn (the first: the boot as it is).
     #[serde(skip)]
-    pub messages: Vec<(String, f64)>,
+    pub messages: Vec<Vec<(String, f64)>>,
     /// The kernel's clock in each phase ([`guest_clock_with`]), µs: the
     /// first is `guest_us`.
     pub clocks: Vec<u64>,
@@ -306,19 +307,40 @@ pub fn guest_clock(b: &Boot) -> Result<(u64, Vec<(String, f64)>)> {
     Ok((last, messages))
 }
 
+/// Adds `words` to the kernel's command line of each boot in `boots`, after
+/// what the boot already passes (so that [`guest_clock`] still finds its
+/// `quiet`): the same words for every firmware, to see how the clock and the
+/// order of the firmwares move with them (e.g. `i8042.nokbd i8042.noaux`,
+/// without Linux's keyboard probe).
+pub fn add_words(boots: &mut [Boot], words: &str) {
+    let words = words.trim();
+    if words.is_empty() {
+        return;
+    }
+    for b in boots {
+        b.qemu.append = Some(match b.qemu.append.take() {
+            Some(a) => format!("{a} {words}"),
+            None => words.to_string(),
+        });
+    }
+}
+
 /// Boots each firmware with the small kernel's bzImage and vmlinux to
 /// `kernel_init`: once for the kernel's clock, then `repeat` times under
-/// callgrind (none: the clock only, seconds a boot).
+/// callgrind (none: the clock only, seconds a boot). `words` go on every
+/// boot's command line ([`add_words`]).
 pub fn run(
     machine: Machine,
     firmwares: &[(String, PathBuf)],
     repeat: usize,
     phases: usize,
+    words: &str,
     work: &Path,
 ) -> Result<Vec<Measured>> {
     let mut exports = ExportCache::default();
     let mut out = Vec::new();
-    let boots = small_kernel_boots(machine, firmwares, work)?;
+    let mut boots = small_kernel_boots(machine, firmwares, work)?;
+    add_words(&mut boots, words);
     // Each phase's initramfs once, for every boot (phase 0's is the boots').
     let initrds = (1..phases)
         .map(|phase| phase_initramfs(work, phase))
@@ -326,11 +348,12 @@ pub fn run(
     for b in boots {
         let name = format!("{} {}", b.firmware, b.kernel.name());
         let (guest_us, messages) = guest_clock(&b).with_context(|| name.clone())?;
-        let mut clocks = vec![guest_us];
+        let (mut clocks, mut messages) = (vec![guest_us], vec![messages]);
         for (phase, initrd) in (1..phases).zip(&initrds) {
-            let (clock, _) = guest_clock_with(&b, phase, initrd)
+            let (clock, lines) = guest_clock_with(&b, phase, initrd)
                 .with_context(|| format!("{name}, phase {phase}"))?;
             clocks.push(clock);
+            messages.push(lines);
         }
         if repeat == 0 {
             out.push(Measured {
@@ -508,16 +531,20 @@ pub fn render_lines(all: &[Measured], top: usize) -> String {
         else {
             continue;
         };
-        let Some(c) = crate::kernel_lines::compare(
-            std::slice::from_ref(&first.messages),
-            std::slice::from_ref(&m.messages),
-        ) else {
+        let Some(c) = crate::kernel_lines::compare(&first.messages, &m.messages) else {
             continue;
+        };
+        // Over phases, each stretch is the median of its lengths, and how
+        // much it moved the Hodges-Lehmann shift: the stretches a firmware
+        // changes in every phase, not those where one phase's timer tick fell.
+        let how = match first.messages.len().min(m.messages.len()) {
+            1 => "exact under icount".to_string(),
+            n => format!("over {n} phases: each stretch's median length and its shift"),
         };
         let _ = writeln!(
             s,
             "\nThe kernel's clock between its messages, {kernel}: {other} against {base} \
-             ({} messages both boots print; exact under icount): the {} stretches that moved \
+             ({} messages both boots print; {how}): the {} stretches that moved \
              most, + where the kernel runs longer after {other}\n\n\
              | ms | after {base} | after {other} | from | to |\n|---|---|---|---|---|",
             c.common,
@@ -594,6 +621,32 @@ mod tests {
         // the kernel calibrates its TSC itself
         assert!(!args.contains("tsc_early_khz"), "{args}");
         assert!(b.iter().all(|b| b.expect == [qemu_exit(marker::USER)]));
+    }
+
+    #[test]
+    fn added_words_go_on_every_boots_command_line_after_quiet() {
+        let mut b = boots(
+            Machine::Pc,
+            &fws(),
+            Path::new("bz"),
+            Path::new("vm"),
+            Path::new("i"),
+        );
+        let before: Vec<_> = b.iter().map(|b| b.qemu.append.clone().unwrap()).collect();
+        add_words(&mut b, "   ");
+        let unchanged: Vec<_> = b.iter().map(|b| b.qemu.append.clone().unwrap()).collect();
+        assert_eq!(unchanged, before, "blank words change nothing");
+        add_words(&mut b, " i8042.nokbd i8042.noaux ");
+        for (b, was) in b.iter().zip(&before) {
+            let append = b.qemu.append.as_deref().unwrap();
+            assert_eq!(append, format!("{was} i8042.nokbd i8042.noaux"));
+            // guest_clock's replacement of `quiet` still finds it
+            assert!(append.contains("quiet"));
+        }
+        let mut none = b[..1].to_vec();
+        none[0].qemu.append = None;
+        add_words(&mut none, "x=1");
+        assert_eq!(none[0].qemu.append.as_deref(), Some("x=1"));
     }
 
     fn measured(fw: &str, kernel: Kernel, runs: &[u64], rebuilds: u64) -> Measured {
@@ -680,10 +733,12 @@ mod tests {
     fn stretches_that_moved_each_against_the_first_firmware_of_its_kernel() {
         let boot = |fw: &str, kernel, lines: &[(&str, f64)]| {
             let mut m = measured(fw, kernel, &[0], 0);
-            m.messages = lines
-                .iter()
-                .map(|&(t, ms)| (t.to_string(), ms / 1e3))
-                .collect();
+            m.messages = vec![
+                lines
+                    .iter()
+                    .map(|&(t, ms)| (t.to_string(), ms / 1e3))
+                    .collect(),
+            ];
             m
         };
         let all = [
@@ -752,6 +807,67 @@ mod tests {
         );
         assert!(
             t.contains("only after ferrite: `Console: colour dummy device 80x25`"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn over_phases_a_stretch_is_its_median_and_a_tick_in_one_phase_does_not_lead() {
+        // ms of the messages a, b, c in each phase
+        let boot = |fw: &str, phases: &[[f64; 3]]| {
+            let mut m = measured(fw, Kernel::BzImage, &[0], 0);
+            m.messages = phases
+                .iter()
+                .map(|p| {
+                    ["a", "b", "c"]
+                        .iter()
+                        .zip(p)
+                        .map(|(t, ms)| (t.to_string(), ms / 1e3))
+                        .collect()
+                })
+                .collect();
+            m
+        };
+        // a -> b: 1 ms longer after qboot in every phase; b -> c: a timer
+        // tick's 4 ms in the first phase only, none in the other four
+        let all = [
+            boot(
+                "ferrite",
+                &[
+                    [0.0, 10.0, 20.0],
+                    [0.0, 10.0, 20.0],
+                    [0.0, 10.0, 20.0],
+                    [0.0, 10.0, 20.0],
+                    [0.0, 10.0, 20.0],
+                ],
+            ),
+            boot(
+                "qboot",
+                &[
+                    [0.0, 11.0, 25.0],
+                    [0.0, 11.0, 21.0],
+                    [0.0, 11.0, 21.0],
+                    [0.0, 11.0, 21.0],
+                    [0.0, 11.0, 21.0],
+                ],
+            ),
+        ];
+        let t = render_lines(&all, 10);
+        assert!(
+            t.contains("(3 messages both boots print; over 5 phases: each stretch's median length and its shift)"),
+            "{t}"
+        );
+        let rows: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("| -") || l.starts_with("| +"))
+            .collect();
+        assert_eq!(rows.len(), 2, "{t}");
+        assert!(
+            rows[0].starts_with("| +1.000 | 10.000 | 11.000 | `a` | `b` |"),
+            "{t}"
+        );
+        assert!(
+            rows[1].starts_with("| +0.000 | 10.000 | 10.000 | `b` | `c` |"),
             "{t}"
         );
     }

@@ -71,6 +71,11 @@ pub struct Args {
     /// (seconds a boot each).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..), requires = "kernel_init")]
     phases: u16,
+    /// With --kernel-init: words added to the kernel's command line of every
+    /// boot, the same for each firmware, e.g. "i8042.nokbd i8042.noaux" to
+    /// see the order of the firmwares without Linux's keyboard probe.
+    #[arg(long, default_value = "", requires = "kernel_init")]
+    append: String,
     /// Blocks in each calibration ROM.
     #[arg(long, default_value_t = tcg_calibration::BLOCKS)]
     calibration_blocks: usize,
@@ -90,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         kernel_init: args.kernel_init.then_some(args.repeat),
         lines: args.lines,
         phases: args.phases as usize,
+        append: args.append,
     })?;
     Ok(())
 }
