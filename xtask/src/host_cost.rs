@@ -73,7 +73,7 @@ pub struct Options {
     /// moved most ([`kernel_init::render_lines`]).
     pub lines: bool,
     /// With `kernel_init`: the kernel's clock in this many phases
-    /// ([`kernel_init::guest_clock_phase`]; 1: the first only).
+    /// ([`kernel_init::guest_clock_with`]; 1: the first only).
     pub phases: usize,
     /// With `kernel_init`: words added to every boot's kernel command line
     /// ([`kernel_init::add_words`]; empty: none).
