@@ -80,7 +80,7 @@ pub enum Task {
     HostCost(host_cost::Args),
     /// Fetch another QEMU (by default the release's backports) from the
     /// system's archive and unpack it under target/qemu/, installing nothing;
-    /// FERRITE_QEMU=<its qemu-system-x86_64> runs the tests and the bench on it.
+    /// `FERRITE_QEMU=<its qemu-system-x86_64>` runs the tests and the bench on it.
     FetchQemu(fetch_qemu::Args),
 }
 
